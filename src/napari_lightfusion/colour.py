@@ -1,0 +1,61 @@
+"""Colour handling shared by the network, the baselines and the metrics.
+
+Functional images (PET, SPECT) arrive as RGB pseudo-colour. As in the paper,
+they are split into luminance and chrominance: the network fuses the
+luminance with the anatomical image, the chrominance of the functional image
+is kept, and the result goes back to RGB.
+
+The transform is the analogue YUV of ITU-R BT.601 (the "YUV" of the paper):
+
+    Y = 0.299 R + 0.587 G + 0.114 B
+    U = 0.492 (B - Y)
+    V = 0.877 (R - Y)
+
+with its exact inverse. All functions take and return float arrays in
+[0, 1] with the colour on the last axis.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: BT.601 luma weights for R, G, B.
+LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114])
+_U_SCALE = 0.492
+_V_SCALE = 0.877
+
+
+def luminance(rgb: np.ndarray) -> np.ndarray:
+    """BT.601 luma of an ``(..., 3)`` RGB array (the Y of :func:`rgb_to_yuv`)."""
+    return rgb[..., :3] @ LUMA_WEIGHTS
+
+
+def rgb_to_yuv(rgb: np.ndarray) -> np.ndarray:
+    """Split ``(..., 3)`` RGB into BT.601 Y, U, V on the last axis."""
+    rgb = np.asarray(rgb, dtype=np.float64)
+    y = luminance(rgb)
+    u = _U_SCALE * (rgb[..., 2] - y)
+    v = _V_SCALE * (rgb[..., 0] - y)
+    return np.stack([y, u, v], axis=-1)
+
+
+def yuv_to_rgb(yuv: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`rgb_to_yuv`; the result is not clipped."""
+    yuv = np.asarray(yuv, dtype=np.float64)
+    y, u, v = yuv[..., 0], yuv[..., 1], yuv[..., 2]
+    r = y + v / _V_SCALE
+    b = y + u / _U_SCALE
+    g = (y - LUMA_WEIGHTS[0] * r - LUMA_WEIGHTS[2] * b) / LUMA_WEIGHTS[1]
+    return np.stack([r, g, b], axis=-1)
+
+
+def recolour(fused_y: np.ndarray, functional_rgb: np.ndarray) -> np.ndarray:
+    """Put fused luminance under the chrominance of a functional RGB image.
+
+    This is the last step of colour fusion: ``fused_y`` replaces the Y of
+    ``functional_rgb`` and the result is converted back to RGB, clipped to
+    [0, 1] so that it can be displayed and saved.
+    """
+    yuv = rgb_to_yuv(functional_rgb)
+    yuv[..., 0] = fused_y
+    return np.clip(yuv_to_rgb(yuv), 0.0, 1.0)

@@ -1,0 +1,97 @@
+"""The training objective of the paper (Eqs. 1-5).
+
+All images are ``(N, 1, H, W)`` tensors in [0, 1].
+
+* intensity: ``mean |F - max(A, B)|`` (Eq. 1)
+* gradient:  ``mean | |grad F| - max(|grad A|, |grad B|) |`` with Sobel
+  gradients and the Euclidean magnitude (Eq. 2)
+* SSIM:      ``1 - (SSIM(F, A) + SSIM(F, B)) / 2`` (Eqs. 3-4), Gaussian
+  window 11 x 11, sigma 1.5, ``C1 = (0.01 L)^2``, ``C2 = (0.03 L)^2`` with
+  ``L = 1`` (the paper's "C1 = 0.01, C2 = 0.03" are these K1, K2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+
+_SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Weights of the three terms. The default is the paper's Eq. 5."""
+
+    intensity: float = 20.0
+    gradient: float = 100.0
+    ssim: float = 50.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+#: The two weightings the paper gives (intensity / gradient / SSIM).
+WEIGHTINGS = {
+    "eq5": LossWeights(20.0, 100.0, 50.0),
+    "table5": LossWeights(100.0, 50.0, 20.0),
+}
+
+
+def intensity_loss(fused, a, b):
+    """Eq. 1: L1 distance to the element-wise maximum of the sources."""
+    return (fused - torch.maximum(a, b)).abs().mean()
+
+
+def sobel_magnitude(image):
+    """Euclidean magnitude of the 3x3 Sobel gradient, replicate-padded borders."""
+    kx = _SOBEL_X.to(image)
+    kernels = torch.stack([kx, kx.T]).unsqueeze(1)
+    g = F.conv2d(F.pad(image, (1, 1, 1, 1), mode="replicate"), kernels)
+    return torch.sqrt(g.square().sum(dim=1, keepdim=True) + 1e-12)
+
+
+def gradient_loss(fused, a, b):
+    """Eq. 2: L1 distance of gradient magnitudes to the larger source gradient."""
+    target = torch.maximum(sobel_magnitude(a), sobel_magnitude(b))
+    return (sobel_magnitude(fused) - target).abs().mean()
+
+
+def _gaussian_window(size: int = 11, sigma: float = 1.5):
+    x = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
+    g = torch.exp(-(x**2) / (2 * sigma**2))
+    g = g / g.sum()
+    return (g[:, None] * g[None, :])[None, None]
+
+
+def ssim(x, y, data_range: float = 1.0):
+    """Mean SSIM (Wang et al. 2004, Eq. 3) over valid 11x11 Gaussian windows."""
+    window = _gaussian_window().to(x)
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+
+    def blur(t):
+        return F.conv2d(t, window)
+
+    mx, my = blur(x), blur(y)
+    vx = blur(x * x) - mx * mx
+    vy = blur(y * y) - my * my
+    cxy = blur(x * y) - mx * my
+    s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+    return s.mean()
+
+
+def ssim_loss(fused, a, b):
+    """Eq. 4: one minus the mean SSIM of the fused image to each source."""
+    return 1.0 - 0.5 * (ssim(fused, a) + ssim(fused, b))
+
+
+def fusion_loss(fused, a, b, weights: LossWeights = LossWeights()):
+    """Eq. 5: the weighted total, plus each term for logging."""
+    terms = {
+        "intensity": intensity_loss(fused, a, b),
+        "gradient": gradient_loss(fused, a, b),
+        "ssim": ssim_loss(fused, a, b),
+    }
+    total = sum(getattr(weights, k) * v for k, v in terms.items())
+    return total, terms

@@ -1,0 +1,446 @@
+"""Objective quality metrics for image fusion.
+
+Ten metrics that image-fusion papers report, written so that the numbers
+compare with published tables: the conventions are those of the Python
+evaluator that most recent fusion work uses (and of the MATLAB code it
+ports), which are spelled out in each docstring.
+
+Conventions shared by all functions
+-----------------------------------
+* ``f`` is the fused image, ``a`` and ``b`` are the two sources (here the
+  anatomical MRI and the functional PET/SPECT image). All three are grey
+  float images on a **0..255** scale with the same ``(H, W)`` shape.
+* An ``(H, W, 3)`` RGB array (or ``(H, W, 4)`` RGBA, alpha ignored) is
+  accepted wherever a grey image is and is reduced to its BT.601 luminance
+  ``0.299 R + 0.587 G + 0.114 B`` (:func:`napari_lightfusion.colour.luminance`).
+  So, for an RGB result, the metrics are those of the BT.601 luminance of
+  the fused image against the MRI and against the luminance of the
+  functional source.
+* Metrics that need integer grey levels (EN, MI) clip to 0..255 and round.
+* Degenerate inputs never raise and never emit numpy warnings. Each
+  function documents what it returns when its formula is undefined; in
+  short: a Pearson correlation involving a constant image counts as 0.0
+  (SCD, CC); Qabf is nan when neither source has any edge; VIF of a
+  constant source is 1.0 (the reference evaluator's rule) and nan when the
+  image is smaller than the first 17 x 17 window; SSIM is nan for images
+  smaller than its 7 x 7 window.
+
+A survey of these metrics is Ma, Ma & Li, "Infrared and visible image
+fusion methods and applications: A survey", Information Fusion 45 (2019)
+153-178.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import ndimage
+from skimage.metrics import structural_similarity
+
+from napari_lightfusion.colour import luminance
+
+__all__ = [
+    "METRICS",
+    "en",
+    "sd",
+    "sf",
+    "ag",
+    "mi",
+    "scd",
+    "cc",
+    "qabf",
+    "ssim",
+    "vif",
+    "evaluate",
+]
+
+#: Names of the metrics returned by :func:`evaluate`, in table order.
+METRICS: tuple[str, ...] = ("EN", "SD", "SF", "AG", "MI", "SCD", "CC", "Qabf", "SSIM", "VIF")
+
+
+# --------------------------------------------------------------------------
+# helpers
+
+
+def _grey(img) -> np.ndarray:
+    """Return ``img`` as a 2-D float64 array, RGB(A) reduced to BT.601 luma."""
+    arr = np.asarray(img, dtype=np.float64)
+    if arr.ndim == 3 and arr.shape[-1] in (3, 4):
+        arr = luminance(arr)
+    if arr.ndim != 2:
+        raise ValueError(
+            f"expected a grey (H, W) or RGB (H, W, 3) image, got shape {np.shape(img)}"
+        )
+    return arr
+
+
+def _triple(f, a, b) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    f, a, b = _grey(f), _grey(a), _grey(b)
+    if not (f.shape == a.shape == b.shape):
+        raise ValueError(
+            f"fused and source images must have the same shape, got {f.shape}, {a.shape}, {b.shape}"
+        )
+    return f, a, b
+
+
+def _levels(img: np.ndarray) -> np.ndarray:
+    """Integer grey levels 0..255: clip, then round half to even (``np.round``)."""
+    return np.round(np.clip(img, 0.0, 255.0)).astype(np.intp).ravel()
+
+
+def _entropy(counts: np.ndarray, log) -> float:
+    """Entropy of a histogram of counts, with ``0 log 0 = 0``."""
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * log(p)).sum())
+
+
+def _corr(x: np.ndarray, y: np.ndarray) -> float:
+    """Pearson correlation; 0.0 (by convention) if either input is constant."""
+    if x.size == 0 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return 0.0
+    xm = x - x.mean()
+    ym = y - y.mean()
+    den = math.sqrt(float((xm * xm).sum()) * float((ym * ym).sum()))
+    if not den > 0.0 or not math.isfinite(den):
+        return 0.0
+    return float((xm * ym).sum() / den)
+
+
+# --------------------------------------------------------------------------
+# single-image metrics
+
+
+def en(f) -> float:
+    """Entropy EN, in bits.
+
+    ``EN = -sum_l p_l log2 p_l`` over the 256-bin histogram ``p`` of the
+    image clipped to 0..255 and rounded to integer grey levels (``0 log 0``
+    counts as 0). Shannon (1948); as a fusion metric: Roberts, van Aardt &
+    Ahmed, "Assessment of image fusion procedures using entropy, image
+    quality, and multispectral classification", J. Appl. Remote Sens. 2
+    (2008) 023522.
+    """
+    f = _grey(f)
+    if f.size == 0:
+        return 0.0
+    return _entropy(np.bincount(_levels(f), minlength=256), np.log2)
+
+
+def sd(f) -> float:
+    """Standard deviation SD (population, ``ddof=0``).
+
+    ``SD = sqrt(mean((F - mean(F))^2))``; a contrast measure, see Ma, Ma &
+    Li, Information Fusion 45 (2019) 153-178.
+    """
+    return float(np.std(_grey(f)))
+
+
+def sf(f) -> float:
+    """Spatial frequency SF.
+
+    ``SF = sqrt(RF^2 + CF^2)`` with ``RF^2 = mean((F[i, j] - F[i, j-1])^2)``
+    (horizontal neighbours, mean over the ``H (W-1)`` differences) and
+    ``CF^2 = mean((F[i, j] - F[i-1, j])^2)`` (vertical neighbours, over
+    ``(H-1) W``). Eskicioglu & Fisher, "Image quality measures and their
+    performance", IEEE Trans. Commun. 43 (1995) 2959-2965. An image with a
+    single row or column contributes 0 for the missing direction.
+    """
+    f = _grey(f)
+    dx = np.diff(f, axis=1)
+    dy = np.diff(f, axis=0)
+    rf2 = float(np.mean(dx * dx)) if dx.size else 0.0
+    cf2 = float(np.mean(dy * dy)) if dy.size else 0.0
+    return math.sqrt(rf2 + cf2)
+
+
+def ag(f) -> float:
+    """Average gradient AG.
+
+    ``AG = mean(sqrt((Gx^2 + Gy^2) / 2))`` with ``Gx, Gy`` from
+    ``np.gradient``: central differences ``(F[j+1] - F[j-1]) / 2`` inside,
+    one-sided differences at the border. Cui et al., "Detail preserved
+    fusion of visible and infrared images using regional saliency
+    extraction and multi-scale image decomposition", Opt. Commun. 341
+    (2015) 199-209. Images with fewer than 2 rows or columns give 0.0.
+    """
+    f = _grey(f)
+    if min(f.shape) < 2:
+        return 0.0
+    gy, gx = np.gradient(f)
+    return float(np.mean(np.sqrt((gx * gx + gy * gy) / 2.0)))
+
+
+# --------------------------------------------------------------------------
+# metrics against the two sources
+
+
+def _mi_pair(x: np.ndarray, y: np.ndarray) -> float:
+    joint = np.bincount(_levels(x) * 256 + _levels(y), minlength=256 * 256).reshape(256, 256)
+    hx = _entropy(joint.sum(axis=1), np.log)
+    hy = _entropy(joint.sum(axis=0), np.log)
+    hxy = _entropy(joint.ravel(), np.log)
+    return max(hx + hy - hxy, 0.0)
+
+
+def mi(f, a, b) -> float:
+    """Mutual information MI, in nats.
+
+    ``MI = MI(F, A) + MI(F, B)`` with ``MI(X, Y) = H(X) + H(Y) - H(X, Y)``
+    (natural log) from the 256 x 256 joint histogram of the integer grey
+    levels (clipped to 0..255 and rounded). Qu, Zhang & Yan, "Information
+    measure for performance of image fusion", Electron. Lett. 38 (2002)
+    313-315. For integer-valued images this equals scikit-learn's
+    ``mutual_info_score`` used by the reference evaluator.
+    """
+    f, a, b = _triple(f, a, b)
+    if f.size == 0:
+        return 0.0
+    return _mi_pair(f, a) + _mi_pair(f, b)
+
+
+def scd(f, a, b) -> float:
+    """Sum of the correlations of differences SCD.
+
+    ``SCD = r(F - B, A) + r(F - A, B)`` with ``r`` the Pearson correlation:
+    what the fused image adds to one source should correlate with the
+    other. Aslantas & Bendes, "A new image quality metric for image fusion:
+    The sum of the correlations of differences", AEU Int. J. Electron.
+    Commun. 69 (2015) 1890-1896. A correlation involving a constant image
+    (for instance ``F - A`` when ``F == A``) counts as 0.0.
+    """
+    f, a, b = _triple(f, a, b)
+    return _corr(f - b, a) + _corr(f - a, b)
+
+
+def cc(f, a, b) -> float:
+    """Correlation coefficient CC.
+
+    ``CC = (r(F, A) + r(F, B)) / 2`` with ``r`` the Pearson correlation.
+    Deshmukh & Bhosale, "Image fusion and image quality assessment of fused
+    images", Int. J. Image Process. 4 (2010) 484-508. A correlation
+    involving a constant image counts as 0.0.
+    """
+    f, a, b = _triple(f, a, b)
+    return 0.5 * (_corr(f, a) + _corr(f, b))
+
+
+# Xydeas & Petrovic constants (L = 1: the weights are the edge strengths).
+_TG, _KG, _DG = 0.9994, -15.0, 0.5
+_TA, _KA, _DA = 0.9879, -22.0, 0.8
+_SOBEL_X = np.array([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
+_SOBEL_Y = np.array([[1.0, 2.0, 1.0], [0.0, 0.0, 0.0], [-1.0, -2.0, -1.0]])
+
+
+def _sobel(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Edge strength ``g`` and orientation ``alpha`` of the Qabf metric.
+
+    3 x 3 Sobel responses with zero padding outside the image (MATLAB
+    ``filter2`` / ``convolve2d(mode='same')``, as the reference code); the
+    orientation is ``arctan(sy / sx)`` in ``[-pi/2, pi/2]`` and ``pi/2``
+    where ``sx == 0``.
+    """
+    sx = ndimage.convolve(img, _SOBEL_X, mode="constant", cval=0.0)
+    sy = ndimage.convolve(img, _SOBEL_Y, mode="constant", cval=0.0)
+    g = np.hypot(sx, sy)
+    nz = sx != 0
+    alpha = np.full(img.shape, np.pi / 2)
+    alpha[nz] = np.arctan(sy[nz] / sx[nz])
+    return g, alpha
+
+
+def _edge_preservation(g_s, a_s, g_f, a_f) -> np.ndarray:
+    """Per-pixel ``Q^{SF} = Q_g Q_alpha`` of Xydeas & Petrovic."""
+    hi = np.maximum(g_s, g_f)
+    lo = np.minimum(g_s, g_f)
+    ratio = np.divide(lo, hi, out=np.ones_like(hi), where=hi > 0)
+    orient = 1.0 - np.abs(a_s - a_f) / (np.pi / 2)
+    q_g = _TG / (1.0 + np.exp(_KG * (ratio - _DG)))
+    q_a = _TA / (1.0 + np.exp(_KA * (orient - _DA)))
+    return q_g * q_a
+
+
+def qabf(f, a, b) -> float:
+    """Edge-preservation metric Q^{AB/F} (Qabf).
+
+    Xydeas & Petrovic, "Objective image fusion performance measure",
+    Electron. Lett. 36 (2000) 308-309. With 3 x 3 Sobel responses
+    ``sx, sy`` (zero padding), edge strength ``g = sqrt(sx^2 + sy^2)`` and
+    orientation ``alpha = arctan(sy / sx)`` (``pi/2`` where ``sx = 0``)::
+
+        G^{AF}     = min(g_A, g_F) / max(g_A, g_F)      (1 where both are 0)
+        A^{AF}     = 1 - |alpha_A - alpha_F| / (pi / 2)
+        Q^{AF}     = Tg / (1 + exp(kg (G^{AF} - Dg))) * Ta / (1 + exp(ka (A^{AF} - Da)))
+        Q^{AB/F}   = sum(Q^{AF} g_A + Q^{BF} g_B) / sum(g_A + g_B)
+
+    with ``Tg = 0.9994, kg = -15, Dg = 0.5, Ta = 0.9879, ka = -22,
+    Da = 0.8`` and weights ``g^L``, ``L = 1``. The maximum, for ``F`` with
+    the same edges as the sources, is therefore
+    ``Tg / (1 + e^{-7.5}) * Ta / (1 + e^{-4.4}) = 0.97478``, not 1.
+
+    Where ``g_A == g_F`` the ratio is 1, as in the paper; the common Python
+    and MATLAB ports write ``G = g_F`` there instead, which differs only at
+    pixels of exactly equal edge strength, by at most ``Tg - Q_g(1)`` =
+    5.5e-4 per pixel. Returns nan when neither source has any edge
+    (``sum(g_A + g_B) = 0``, i.e. both sources are entirely zero).
+    """
+    f, a, b = _triple(f, a, b)
+    g_f, a_f = _sobel(f)
+    g_a, a_a = _sobel(a)
+    g_b, a_b = _sobel(b)
+    den = float((g_a + g_b).sum())
+    if not den > 0.0:
+        return float("nan")
+    num = float((_edge_preservation(g_a, a_a, g_f, a_f) * g_a).sum()) + float(
+        (_edge_preservation(g_b, a_b, g_f, a_f) * g_b).sum()
+    )
+    return num / den
+
+
+def ssim(f, a, b) -> float:
+    """Structural similarity SSIM, summed over both sources.
+
+    ``SSIM = SSIM(F, A) + SSIM(F, B)``, each from
+    :func:`skimage.metrics.structural_similarity` with its defaults (7 x 7
+    uniform window, K1 = 0.01, K2 = 0.03, sample covariance) and
+    ``data_range=255``. Wang, Bovik, Sheikh & Simoncelli, "Image quality
+    assessment: from error visibility to structural similarity", IEEE
+    Trans. Image Process. 13 (2004) 600-612. Its maximum is 2. Returns nan
+    for images smaller than 7 x 7 (the window does not fit).
+    """
+    f, a, b = _triple(f, a, b)
+    if min(f.shape) < 7:
+        return float("nan")
+    return float(
+        structural_similarity(f, a, data_range=255.0)
+        + structural_similarity(f, b, data_range=255.0)
+    )
+
+
+def _gauss1d(n: int, sigma: float) -> np.ndarray:
+    """1-D factor of MATLAB ``fspecial('gaussian', [n n], sigma)``."""
+    x = np.arange(n, dtype=np.float64) - (n - 1) / 2.0
+    w = np.exp(-(x * x) / (2.0 * sigma * sigma))
+    return w / w.sum()
+
+
+def _filter_valid(img: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Separable correlation with ``outer(w, w)``, 'valid' part only."""
+    r = len(w) // 2
+    out = ndimage.correlate1d(img, w, axis=0, mode="constant")
+    out = ndimage.correlate1d(out, w, axis=1, mode="constant")
+    return out[r : img.shape[0] - r, r : img.shape[1] - r]
+
+
+def _vifp(ref: np.ndarray, dist: np.ndarray) -> float:
+    """Pixel-domain VIF of ``dist`` against ``ref`` (reference evaluator rules)."""
+    sigma_nsq = 2.0
+    eps = 1e-10
+    num = 0.0
+    den = 0.0
+    scales = 0
+    for scale in range(1, 5):
+        n = 2 ** (4 - scale + 1) + 1
+        w = _gauss1d(n, n / 5.0)
+        if scale > 1:
+            if min(ref.shape) < n:
+                break
+            ref = _filter_valid(ref, w)[::2, ::2]
+            dist = _filter_valid(dist, w)[::2, ::2]
+        if min(ref.shape) < n:
+            break
+        # Local moments are shift invariant: centre first for accuracy, so
+        # that flat regions give exact zeros.
+        r = ref - ref.mean()
+        d = dist - dist.mean()
+        mu1 = _filter_valid(r, w)
+        mu2 = _filter_valid(d, w)
+        sigma1_sq = _filter_valid(r * r, w) - mu1 * mu1
+        sigma2_sq = _filter_valid(d * d, w) - mu2 * mu2
+        sigma12 = _filter_valid(r * d, w) - mu1 * mu2
+        sigma1_sq = np.maximum(sigma1_sq, 0.0)
+        sigma2_sq = np.maximum(sigma2_sq, 0.0)
+
+        g = sigma12 / (sigma1_sq + eps)
+        sv_sq = sigma2_sq - g * sigma12
+        flat1 = sigma1_sq < eps
+        g[flat1] = 0.0
+        sv_sq[flat1] = sigma2_sq[flat1]
+        sigma1_sq[flat1] = 0.0
+        flat2 = sigma2_sq < eps
+        g[flat2] = 0.0
+        sv_sq[flat2] = 0.0
+        neg = g < 0
+        sv_sq[neg] = sigma2_sq[neg]
+        g[neg] = 0.0
+        sv_sq = np.maximum(sv_sq, eps)
+
+        num += float(np.log10(1.0 + g * g * sigma1_sq / (sv_sq + sigma_nsq)).sum())
+        den += float(np.log10(1.0 + sigma1_sq / sigma_nsq).sum())
+        scales += 1
+    if scales == 0:
+        return float("nan")
+    if not den > 0.0:
+        return 1.0
+    return num / den
+
+
+def vif(f, a, b) -> float:
+    """Visual information fidelity VIF, summed over both sources.
+
+    ``VIF = VIFP(A, F) + VIFP(B, F)``, the pixel-domain VIF of Sheikh &
+    Bovik, "Image information and visual quality", IEEE Trans. Image
+    Process. 15 (2006) 430-444, with each source as the reference and the
+    fused image as the distorted one; used for fusion after Han, Cai, Cao &
+    Xu, "A new image fusion performance metric based on visual information
+    fidelity", Information Fusion 14 (2013) 127-135. For scales
+    ``s = 1..4`` with Gaussian windows ``N = 2^(4-s+1) + 1`` (17, 9, 5, 3),
+    ``sigma = N / 5`` and 'valid' filtering (both images low-passed with the
+    scale's window and downsampled by 2 before scales 2-4)::
+
+        g      = sigma_RD / sigma_R^2,   sv^2 = sigma_D^2 - g sigma_RD
+        VIFP   = sum log10(1 + g^2 sigma_R^2 / (sv^2 + sigma_n^2))
+                 / sum log10(1 + sigma_R^2 / sigma_n^2),   sigma_n^2 = 2
+
+    with the reference implementation's guards (eps = 1e-10; g = 0 where
+    a local variance vanishes, g clipped at 0, sv^2 >= eps). VIFP(X, X) is
+    1 up to ~1e-9, so the maximum for ``F = A = B`` is about 2.
+
+    Degenerate cases: a constant source gives an empty denominator and
+    counts 1.0, as in the reference evaluator (which maps that nan to 1);
+    scales whose window no longer fits the image are skipped, and an image
+    smaller than 17 x 17 gives nan. All four scales need at least 41 x 41.
+    """
+    f, a, b = _triple(f, a, b)
+    return _vifp(a, f) + _vifp(b, f)
+
+
+# --------------------------------------------------------------------------
+
+
+def evaluate(fused, a, b) -> dict[str, float]:
+    """All ten metrics of one fusion result, keyed by :data:`METRICS`.
+
+    ``fused``, ``a`` and ``b`` are float arrays on a 0..255 scale, each
+    either grey ``(H, W)`` or RGB ``(H, W, 3)`` (RGBA: alpha ignored). RGB
+    arrays are reduced to BT.601 luminance with
+    :func:`napari_lightfusion.colour.luminance` before any metric is
+    computed: for an RGB result, the metrics are those of the BT.601
+    luminance of the fused image against the MRI and against the luminance
+    of the functional source. Arrays on a 0..1 scale must be multiplied by
+    255 first. Raises ``ValueError`` if the (reduced) shapes differ.
+    """
+    f, a, b = _triple(fused, a, b)
+    values = {
+        "EN": en(f),
+        "SD": sd(f),
+        "SF": sf(f),
+        "AG": ag(f),
+        "MI": mi(f, a, b),
+        "SCD": scd(f, a, b),
+        "CC": cc(f, a, b),
+        "Qabf": qabf(f, a, b),
+        "SSIM": ssim(f, a, b),
+        "VIF": vif(f, a, b),
+    }
+    return {name: float(values[name]) for name in METRICS}

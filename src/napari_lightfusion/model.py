@@ -1,0 +1,229 @@
+"""LightFusionNet: the dual-stream fusion network of the paper.
+
+    anatomical ──► encoder A ──► attention A ──┐
+                                               ├─ mean ──► decoder ──► 1x1 ──► sigmoid
+    functional ──► encoder B ──► attention B ──┘
+
+* Encoders: blocks of depthwise-separable convolution (depthwise 3x3 then
+  pointwise 1x1, Chollet 2017), base width ``C``; the depthwise dilation
+  grows 1, 2, 3 so the receptive field grows block by block (3, 7, 13 px).
+* Predictive Context Attention (PCA): a depthwise 3x3 convolution whose
+  centre tap is masked out predicts every feature from its eight
+  neighbours; the *surprise* is ``|predicted - actual|``; a 1x1 bottleneck
+  with reduction ratio ``R`` and a sigmoid turn the surprise into attention
+  ``a``; the output is ``x + x * a``. The paper does not say how the
+  context prediction is built; the masked depthwise convolution is the
+  cheapest predictor that cannot see the value it predicts (otherwise the
+  identity would be learnt and the surprise would vanish).
+* Fusion: element-wise mean of the two refined feature maps (no parameters).
+* Decoder: two depthwise-separable blocks, a 1x1 convolution, a sigmoid.
+
+Ablation options (Tables 3 and 4 of the paper) are constructor arguments:
+``width`` (C), ``reduction`` (R), ``attention`` ("pca", "conv", "channel",
+"spatial") and ``conv`` ("dsc" or "standard").
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ATTENTIONS = ("pca", "conv", "channel", "spatial")
+CONVS = ("dsc", "standard")
+ENCODER_DILATIONS = (1, 2, 3)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a network; stored beside its weights."""
+
+    width: int = 16
+    reduction: int = 4
+    attention: str = "pca"
+    conv: str = "dsc"
+
+    def __post_init__(self):
+        if self.attention not in ATTENTIONS:
+            raise ValueError(f"attention must be one of {ATTENTIONS}, not {self.attention!r}")
+        if self.conv not in CONVS:
+            raise ValueError(f"conv must be one of {CONVS}, not {self.conv!r}")
+        if self.width < 2 or self.reduction < 1 or self.width // self.reduction < 1:
+            raise ValueError(f"width {self.width} and reduction {self.reduction} do not fit")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def conv_block(cin: int, cout: int, kind: str, dilation: int = 1) -> nn.Sequential:
+    """One 3x3 feature block: depthwise-separable or standard, then LeakyReLU."""
+    if kind == "dsc":
+        layers = [
+            nn.Conv2d(cin, cin, 3, padding=dilation, dilation=dilation, groups=cin),
+            nn.Conv2d(cin, cout, 1),
+        ]
+    else:
+        layers = [nn.Conv2d(cin, cout, 3, padding=dilation, dilation=dilation)]
+    return nn.Sequential(*layers, nn.LeakyReLU(0.1, inplace=True))
+
+
+class Bottleneck(nn.Sequential):
+    """1x1 conv C -> C/R, ReLU, 1x1 conv C/R -> C: the attention head."""
+
+    def __init__(self, channels: int, reduction: int):
+        hidden = max(1, channels // reduction)
+        super().__init__(
+            nn.Conv2d(channels, hidden, 1), nn.ReLU(inplace=True), nn.Conv2d(hidden, channels, 1)
+        )
+
+
+class PredictiveContextAttention(nn.Module):
+    """Attention from the surprise of a feature given its 3x3 neighbourhood."""
+
+    def __init__(self, channels: int, reduction: int):
+        super().__init__()
+        self.context = nn.Conv2d(channels, channels, 3, padding=1, groups=channels)
+        mask = torch.ones(1, 1, 3, 3)
+        mask[..., 1, 1] = 0.0
+        self.register_buffer("centre_mask", mask, persistent=False)
+        self.head = Bottleneck(channels, reduction)
+
+    def forward(self, x):
+        weight = self.context.weight * self.centre_mask
+        predicted = F.conv2d(x, weight, self.context.bias, padding=1, groups=x.shape[1])
+        surprise = (predicted - x).abs()
+        attention = torch.sigmoid(self.head(surprise))
+        return x + x * attention, surprise, attention
+
+
+class ConvAttention(nn.Module):
+    """Ablation "PCA -> Conv": the same head on the features, no context prediction."""
+
+    def __init__(self, channels: int, reduction: int):
+        super().__init__()
+        self.head = Bottleneck(channels, reduction)
+
+    def forward(self, x):
+        attention = torch.sigmoid(self.head(x))
+        return x + x * attention, None, attention
+
+
+class ChannelAttention(nn.Module):
+    """Ablation "PCA -> CA": squeeze-and-excitation (Hu et al. 2018), one weight per channel."""
+
+    def __init__(self, channels: int, reduction: int):
+        super().__init__()
+        self.head = Bottleneck(channels, reduction)
+
+    def forward(self, x):
+        attention = torch.sigmoid(self.head(x.mean(dim=(2, 3), keepdim=True)))
+        return x + x * attention, None, attention.expand_as(x)
+
+
+class SpatialAttention(nn.Module):
+    """Ablation "PCA -> SA": CBAM spatial attention (Woo et al. 2018), one weight per pixel."""
+
+    def __init__(self, channels: int, reduction: int):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 1, 7, padding=3)
+
+    def forward(self, x):
+        pooled = torch.cat([x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)], dim=1)
+        attention = torch.sigmoid(self.conv(pooled))
+        return x + x * attention, None, attention.expand_as(x)
+
+
+_ATTENTION_MODULES = {
+    "pca": PredictiveContextAttention,
+    "conv": ConvAttention,
+    "channel": ChannelAttention,
+    "spatial": SpatialAttention,
+}
+
+
+class Encoder(nn.Sequential):
+    """One modality's feature extractor: 1 -> C channels, growing receptive field."""
+
+    def __init__(self, width: int, conv: str):
+        blocks = [conv_block(1, width, conv, ENCODER_DILATIONS[0])]
+        blocks += [conv_block(width, width, conv, d) for d in ENCODER_DILATIONS[1:]]
+        super().__init__(*blocks)
+
+
+class LightFusionNet(nn.Module):
+    """Fuse a one-channel anatomical and a one-channel functional image.
+
+    ``forward(a, b)`` takes two ``(N, 1, H, W)`` tensors in [0, 1] and
+    returns the fused ``(N, 1, H, W)`` image in [0, 1]. With
+    ``return_maps=True`` it also returns a dict with per-stream
+    ``"surprise"`` and ``"attention"`` tuples of ``(N, C, H, W)`` tensors
+    (the surprise entries are ``None`` for attention variants that do not
+    compute one). The maps are computed on every pass anyway, so asking for
+    them costs nothing.
+    """
+
+    def __init__(self, config: ModelConfig | None = None, **kwargs):
+        super().__init__()
+        self.config = config or ModelConfig(**kwargs)
+        c, r = self.config.width, self.config.reduction
+        attention = _ATTENTION_MODULES[self.config.attention]
+        self.encoder_a = Encoder(c, self.config.conv)
+        self.encoder_b = Encoder(c, self.config.conv)
+        self.attention_a = attention(c, r)
+        self.attention_b = attention(c, r)
+        self.decoder = nn.Sequential(
+            conv_block(c, c, self.config.conv),
+            conv_block(c, c // 2, self.config.conv),
+            nn.Conv2d(c // 2, 1, 1),
+        )
+
+    @property
+    def receptive_radius(self) -> int:
+        """Pixels on each side that influence one output pixel.
+
+        Tiled inference needs at least this much overlap to reproduce the
+        untiled result (see :attr:`is_local` for the one variant that has no
+        bounded neighbourhood).
+        """
+        encoder = sum(ENCODER_DILATIONS)
+        context = 1 if self.config.attention == "pca" else 0
+        context = 3 if self.config.attention == "spatial" else context
+        return encoder + context + 2
+
+    @property
+    def is_local(self) -> bool:
+        """True when every output pixel depends only on a bounded neighbourhood."""
+        return self.config.attention != "channel"
+
+    def forward(self, a, b, return_maps: bool = False):
+        fa, sa, aa = self.attention_a(self.encoder_a(a))
+        fb, sb, ab = self.attention_b(self.encoder_b(b))
+        fused = torch.sigmoid(self.decoder((fa + fb) * 0.5))
+        if not return_maps:
+            return fused
+        return fused, {"surprise": (sa, sb), "attention": (aa, ab)}
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def count_macs(model: LightFusionNet, height: int = 256, width: int = 256) -> int:
+    """Multiply-accumulates of one forward pass on one ``height x width`` pair.
+
+    Counted with ``torch.utils.flop_counter.FlopCounterMode``, which counts
+    convolutions as 2 FLOPs per multiply-accumulate; the figure returned is
+    MACs (= counted FLOPs / 2). Element-wise work (activations, the
+    attention product, the mean) is not counted, as in common counters, and
+    the paper's "0.29 G FLOPS" matches this MAC convention.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.zeros(1, 1, height, width)
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(x, x)
+    return counter.get_total_flops() // 2

@@ -1,0 +1,168 @@
+"""Training LightFusionNet on registered pairs (the recipe of the paper).
+
+Adam, learning rate halved every 50 epochs, batch 4, random 64 x 64 crops
+with flips, seeded. The validation split is carved out of ``train/`` by file
+name (:func:`napari_lightfusion.data.is_validation`); ``test/`` is never read.
+The result is a weight file plus a JSON sidecar that says how it was made
+and holds its sha256, which :mod:`napari_lightfusion.weights` checks on load.
+"""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .colour import luminance
+from .data import Pair, is_validation, load_pairs, pair_names
+from .losses import LossWeights, fusion_loss
+from .model import LightFusionNet, ModelConfig
+from .weights import save_weights
+
+
+@dataclass
+class TrainConfig:
+    """The recipe; defaults are the paper's except where a measurement said otherwise."""
+
+    epochs: int = 200
+    batch_size: int = 4
+    crop: int = 64
+    lr: float = 1e-4
+    lr_step: int = 50
+    lr_gamma: float = 0.5
+    seed: int = 0
+    val_every: int = 10
+    weights: LossWeights = field(default_factory=LossWeights)
+    model: ModelConfig = field(default_factory=ModelConfig)
+
+
+def pairs_to_tensor(pairs: list[Pair]) -> torch.Tensor:
+    """Stack pairs as ``(N, 2, H, W)``: anatomical, then luminance of the other."""
+    def grey(image):
+        return luminance(image) if image.ndim == 3 else image
+
+    stack = np.stack([np.stack([p.anatomical, grey(p.other)]) for p in pairs])
+    return torch.from_numpy(stack.astype(np.float32))
+
+
+def random_batch(images: torch.Tensor, size: int, crop: int, generator: torch.Generator):
+    """Draw ``size`` random crops with random horizontal and vertical flips."""
+    n, _, h, w = images.shape
+    idx = torch.randint(n, (size,), generator=generator)
+    ys = torch.randint(h - crop + 1, (size,), generator=generator)
+    xs = torch.randint(w - crop + 1, (size,), generator=generator)
+    flips = torch.rand(size, 2, generator=generator) < 0.5
+    crops = []
+    for i, y, x, (fh, fv) in zip(idx.tolist(), ys.tolist(), xs.tolist(), flips.tolist()):
+        c = images[i, :, y : y + crop, x : x + crop]
+        if fh:
+            c = c.flip(-1)
+        if fv:
+            c = c.flip(-2)
+        crops.append(c)
+    batch = torch.stack(crops)
+    return batch[:, :1], batch[:, 1:]
+
+
+def source_commit() -> str:
+    """The git commit of the code that trained, or "unknown" outside a checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+            cwd=Path(__file__).parent,
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def train(
+    data_root: Path,
+    dataset: str,
+    out: Path,
+    config: TrainConfig = TrainConfig(),
+    progress: bool = True,
+) -> dict:
+    """Train on ``data_root/train/<dataset>`` and write weights, sidecar and loss log to ``out``.
+
+    Returns the sidecar dictionary. Repeatable: the same seed and data give
+    the same weights on the same machine and thread count.
+    """
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    names = pair_names(data_root, "train", dataset)
+    train_names = [n for n in names if not is_validation(n)]
+    val_names = [n for n in names if is_validation(n)]
+    train_images = pairs_to_tensor(load_pairs(data_root, "train", dataset, train_names))
+    val_images = pairs_to_tensor(load_pairs(data_root, "train", dataset, val_names))
+
+    model = LightFusionNet(config.model)
+    optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimiser, config.lr_step, config.lr_gamma)
+    steps = max(1, len(train_names) // config.batch_size)
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    log_path = out / f"{dataset}.log.csv"
+    start = time.perf_counter()
+    epochs = range(config.epochs)
+    if progress:
+        from tqdm import tqdm
+
+        epochs = tqdm(epochs, desc=f"train {dataset}", unit="epoch")
+    with open(log_path, "w", newline="") as log_file:
+        log = csv.writer(log_file)
+        log.writerow(["epoch", "lr", "loss", "intensity", "gradient", "ssim", "val_loss"])
+        for epoch in epochs:
+            model.train()
+            sums = np.zeros(4)
+            for _ in range(steps):
+                a, b = random_batch(train_images, config.batch_size, config.crop, generator)
+                loss, terms = fusion_loss(model(a, b), a, b, config.weights)
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                optimiser.step()
+                sums += [loss.item(), *(t.item() for t in terms.values())]
+            lr = scheduler.get_last_lr()[0]
+            scheduler.step()
+            val = ""
+            last = epoch == config.epochs - 1
+            if len(val_images) and ((epoch + 1) % config.val_every == 0 or last):
+                val = validation_loss(model, val_images, config.weights)
+            log.writerow([epoch + 1, lr, *(sums / steps).round(6).tolist(), val])
+            log_file.flush()
+            if progress:
+                epochs.set_postfix(loss=f"{sums[0] / steps:.3f}")
+    wall = time.perf_counter() - start
+
+    weight_path = out / f"{dataset}.pt"
+    sidecar = {
+        "dataset": dataset,
+        "model": config.model.to_dict(),
+        "train": {k: v for k, v in asdict(config).items() if k not in ("weights", "model")},
+        "loss_weights": config.weights.to_dict(),
+        "train_pairs": len(train_names),
+        "validation_pairs": val_names,
+        "final_validation_loss": validation_loss(model, val_images, config.weights)
+        if len(val_images)
+        else None,
+        "source_commit": source_commit(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "train_seconds": round(wall, 1),
+    }
+    return save_weights(model, weight_path, sidecar)
+
+
+@torch.no_grad()
+def validation_loss(model: LightFusionNet, images: torch.Tensor, weights: LossWeights) -> float:
+    """Total loss on whole validation images, in evaluation mode."""
+    model.eval()
+    a, b = images[:, :1], images[:, 1:]
+    loss, _ = fusion_loss(model(a, b), a, b, weights)
+    return round(loss.item(), 6)
