@@ -36,7 +36,7 @@ class TrainConfig:
     lr_step: int = 50
     lr_gamma: float = 0.5
     seed: int = 0
-    val_every: int = 10
+    val_every: int = 25
     weights: LossWeights = field(default_factory=LossWeights)
     model: ModelConfig = field(default_factory=ModelConfig)
 
