@@ -19,8 +19,8 @@ Conventions shared by all functions
 * Metrics that need integer grey levels (EN, MI) clip to 0..255 and round.
 * Degenerate inputs never raise and never emit numpy warnings. Each
   function documents what it returns when its formula is undefined; in
-  short: a Pearson correlation involving a constant image counts as 0.0
-  (SCD, CC); Qabf is nan when neither source has any edge; VIF of a
+  short: a Pearson correlation involving a constant image (range below
+  1e-9 grey levels, i.e. constant up to rounding) counts as 0.0 (SCD, CC); Qabf is nan when neither source has any edge; VIF of a
   constant source is 1.0 (the reference evaluator's rule) and nan when the
   image is smaller than the first 17 x 17 window; SSIM is nan for images
   smaller than its 7 x 7 window.
@@ -92,12 +92,22 @@ def _levels(img: np.ndarray) -> np.ndarray:
 def _entropy(counts: np.ndarray, log) -> float:
     """Entropy of a histogram of counts, with ``0 log 0 = 0``."""
     p = counts[counts > 0] / counts.sum()
-    return float(-(p * log(p)).sum())
+    h = float(-(p * log(p)).sum())
+    return h if h > 0.0 else 0.0  # no -0.0 for a single level
+
+
+#: Grey-level range below which an image counts as constant in a correlation:
+#: differences such as ``(A + 0.1) - A`` are constant up to rounding noise
+#: (~1e-14 on a 0..255 scale), whose correlation would be meaningless.
+_FLAT = 1e-9
 
 
 def _corr(x: np.ndarray, y: np.ndarray) -> float:
-    """Pearson correlation; 0.0 (by convention) if either input is constant."""
-    if x.size == 0 or np.ptp(x) == 0 or np.ptp(y) == 0:
+    """Pearson correlation; 0.0 (by convention) if either input is constant.
+
+    "Constant" means a range (max - min) below ``_FLAT`` = 1e-9 grey levels.
+    """
+    if x.size == 0 or np.ptp(x) < _FLAT or np.ptp(y) < _FLAT:
         return 0.0
     xm = x - x.mean()
     ym = y - y.mean()

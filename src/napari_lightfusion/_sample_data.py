@@ -1,0 +1,101 @@
+"""Offline sample data: an MRI-like grey phantom and a PET-like colour image.
+
+Everything is synthesised here (no download, no patient data): the
+anatomical image is scikit-image's bundled Shepp-Logan phantom, the
+functional image a few smooth "hot spots" inside the head, coloured with a
+hot-metal colour map into RGB ``uint8`` the way PET is usually shown. The
+3D variant stacks ellipsoidal cross-sections so that Live mode can be tried
+by scrolling through slices.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from skimage.data import shepp_logan_phantom
+from skimage.transform import resize
+
+#: (y, x, z, sigma, strength) of the PET hot spots, in units of the image half-width.
+_HOT_SPOTS = (
+    (-0.30, -0.18, 0.10, 0.10, 1.00),
+    (0.05, 0.22, -0.20, 0.13, 0.75),
+    (0.35, -0.05, 0.30, 0.08, 0.90),
+    (-0.05, -0.35, -0.35, 0.16, 0.45),
+)
+
+#: Control points of a hot-metal colour map: value -> (R, G, B).
+_HOT = np.array(
+    [
+        (0.00, 0.0, 0.0, 0.0),
+        (0.35, 0.9, 0.0, 0.0),
+        (0.65, 1.0, 0.6, 0.0),
+        (0.85, 1.0, 1.0, 0.3),
+        (1.00, 1.0, 1.0, 1.0),
+    ]
+)
+
+
+def hot_colormap(values: np.ndarray) -> np.ndarray:
+    """Map values in [0, 1] to RGB ``uint8`` with a black-red-yellow-white ramp."""
+    v = np.clip(np.asarray(values, dtype=np.float64), 0.0, 1.0)
+    rgb = np.stack([np.interp(v, _HOT[:, 0], _HOT[:, c]) for c in (1, 2, 3)], axis=-1)
+    return np.round(rgb * 255).astype(np.uint8)
+
+
+def phantom_mri(size: int = 256) -> np.ndarray:
+    """Shepp-Logan phantom as an MRI-like ``uint8`` image ``(size, size)``."""
+    image = resize(shepp_logan_phantom(), (size, size), anti_aliasing=True, preserve_range=True)
+    return np.round(np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)
+
+
+def _activity(yy: np.ndarray, xx: np.ndarray, z: float) -> np.ndarray:
+    """Smooth tracer uptake at plane ``z`` (coordinates in [-1, 1]), in [0, 1]."""
+    act = np.zeros(np.broadcast(yy, xx).shape)
+    for y0, x0, z0, sigma, strength in _HOT_SPOTS:
+        r2 = (yy - y0) ** 2 + (xx - x0) ** 2 + (z - z0) ** 2
+        act += strength * np.exp(-r2 / (2 * sigma**2))
+    # faint background uptake inside the skull ellipse
+    head = ((xx / 0.69) ** 2 + (yy / 0.92) ** 2 + z**2) <= 1.0
+    act += 0.12 * head
+    return np.clip(act, 0.0, 1.0)
+
+
+def phantom_pet(size: int = 256, z: float = 0.0) -> np.ndarray:
+    """PET-like pseudo-colour image ``(size, size, 3)`` ``uint8`` at plane ``z``."""
+    yy, xx = np.mgrid[-1 : 1 : size * 1j, -1 : 1 : size * 1j]
+    return hot_colormap(_activity(yy, xx, z))
+
+
+def phantom_stack(slices: int = 16, size: int = 128) -> tuple[np.ndarray, np.ndarray]:
+    """MRI-like ``(Z, Y, X)`` and PET-like ``(Z, Y, X, 3)`` ``uint8`` stacks.
+
+    Each MRI slice is the phantom shrunk to the cross-section of an
+    ellipsoid at that height, so the head grows and shrinks through the stack.
+    """
+    base = phantom_mri(size).astype(np.float64) / 255.0
+    mri = np.zeros((slices, size, size), np.uint8)
+    pet = np.zeros((slices, size, size, 3), np.uint8)
+    for k, z in enumerate(np.linspace(-0.8, 0.8, slices)):
+        scale = np.sqrt(1.0 - z**2)
+        side = max(2, int(round(size * scale)))
+        small = resize(base, (side, side), anti_aliasing=True, preserve_range=True)
+        lo = (size - side) // 2
+        mri[k, lo : lo + side, lo : lo + side] = np.round(np.clip(small, 0, 1) * 255)
+        pet[k] = phantom_pet(size, z)
+    return mri, pet
+
+
+def make_sample_pair():
+    """napari sample: the 2D phantom MRI (grey) and PET (RGB) pair, 256 x 256."""
+    return [
+        (phantom_mri(), {"name": "phantom MRI", "colormap": "gray"}, "image"),
+        (phantom_pet(), {"name": "phantom PET", "rgb": True, "opacity": 1.0}, "image"),
+    ]
+
+
+def make_sample_stack():
+    """napari sample: 16-slice phantom MRI and PET stacks, 128 x 128 each."""
+    mri, pet = phantom_stack()
+    return [
+        (mri, {"name": "phantom MRI stack", "colormap": "gray"}, "image"),
+        (pet, {"name": "phantom PET stack", "rgb": True}, "image"),
+    ]

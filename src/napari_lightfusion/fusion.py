@@ -1,0 +1,143 @@
+"""``fuse``: the one entry point that turns two images into a fused image and its reasons.
+
+The widget, the command line, the evaluation and the benchmarks all call
+this. No Qt here: it runs (and is tested) without a display.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .engine import DEFAULT_TILE, resolve_device, run_slice
+from .inputs import PreparedPair, prepare_pair
+from .model import LightFusionNet
+from .weights import model_for
+
+
+@dataclass
+class FusionResult:
+    """What a fusion produced, in the caller's layout.
+
+    ``fused`` is float32 in [0, 1]: ``(..., H, W)`` for a grey pair,
+    ``(..., H, W, 3)`` when either input was colour. ``surprise`` and
+    ``attention`` are ``(2, ..., H, W)`` float32, one map per input *in the
+    order the inputs were given* (mean over the network's channels, or the
+    chosen channel); ``surprise`` is ``None`` for networks without
+    Predictive Context Attention. ``seconds`` is the wall time of the
+    network and the colour handling, ``device`` where it ran.
+    """
+
+    fused: np.ndarray
+    surprise: np.ndarray | None
+    attention: np.ndarray
+    seconds: float
+    device: str
+    preset: str | None
+
+
+@dataclass
+class FusionPlan:
+    """A checked, normalised pair with its network and device, ready to run.
+
+    Made by :func:`plan_fusion`; :meth:`run_slice` fuses one slice (the
+    widget calls it slice by slice from a worker thread so it can report
+    progress and stop between slices), :meth:`run` all of them.
+    """
+
+    pair: PreparedPair
+    model: LightFusionNet
+    device: torch.device
+    preset: str | None
+    channel: int | None = None
+    tile: int = DEFAULT_TILE
+
+    def __len__(self) -> int:
+        return self.pair.anatomical.shape[0]
+
+    def run_slice(self, index: int) -> FusionResult:
+        """Fuse slice ``index``; the result is 2D (``fused`` ``(H, W)`` or ``(H, W, 3)``)."""
+        start = time.perf_counter()
+        pair = self.pair
+        out = run_slice(
+            self.model, pair.anatomical[index], pair.functional[index],
+            self.device, self.channel, self.tile,
+        )
+        colour = None if pair.colour is None else pair.colour[index : index + 1]
+        fused = PreparedPair(None, None, colour, pair.swapped, stacked=False).finish(out.fused[None])
+        order = slice(None, None, -1) if pair.swapped else slice(None)
+        return FusionResult(
+            fused=fused,
+            surprise=None if out.surprise is None else out.surprise[order],
+            attention=out.attention[order],
+            seconds=time.perf_counter() - start,
+            device=str(self.device),
+            preset=self.preset,
+        )
+
+    def run(self) -> FusionResult:
+        """Fuse every slice; a stack comes back as a stack."""
+        results = [self.run_slice(i) for i in range(len(self))]
+        if not self.pair.stacked:
+            return results[0]
+        first = results[0]
+        return FusionResult(
+            fused=np.stack([r.fused for r in results]),
+            surprise=None if first.surprise is None else np.stack([r.surprise for r in results], axis=1),
+            attention=np.stack([r.attention for r in results], axis=1),
+            seconds=sum(r.seconds for r in results),
+            device=first.device,
+            preset=first.preset,
+        )
+
+
+def plan_fusion(
+    a: np.ndarray,
+    b: np.ndarray,
+    preset: str | None = "PET-MRI",
+    device: str = "auto",
+    *,
+    weights: Path | None = None,
+    channel: int | None = None,
+    a_limits: tuple[float, float] | None = None,
+    b_limits: tuple[float, float] | None = None,
+    a_rgb: bool | None = None,
+    b_rgb: bool | None = None,
+    tile: int = DEFAULT_TILE,
+) -> FusionPlan:
+    """Check everything a fusion needs and prepare it; arguments as for :func:`fuse`."""
+    pair = prepare_pair(a, b, a_limits, b_limits, a_rgb, b_rgb)
+    model = model_for(preset, weights)
+    if channel is not None and not 0 <= channel < model.config.width:
+        raise ValueError(f"channel {channel} does not exist; the network has {model.config.width}")
+    if tile < 16:
+        raise ValueError(f"tile must be at least 16 pixels, not {tile}")
+    return FusionPlan(
+        pair, model, resolve_device(device), None if weights is not None else preset, channel, tile
+    )
+
+
+def fuse(a: np.ndarray, b: np.ndarray, preset: str | None = "PET-MRI", device: str = "auto", **kwargs) -> FusionResult:
+    """Fuse two registered images (or stacks) with a LightFusionNet preset.
+
+    ``a`` and ``b``: numpy arrays of the same spatial shape, ``(Y, X)`` or a
+    stack ``(Z, Y, X)``, grey or with RGB(A) on the last axis, of any
+    integer, bool or float type (see :mod:`napari_lightfusion.inputs` for how
+    intensities are normalised; ``a_limits``/``b_limits`` override it,
+    ``a_rgb``/``b_rgb`` say whether the last axis is colour).
+    The colour image is the functional one: its luminance is fused with the
+    grey image and its colour kept. ``preset``: "CT-MRI", "PET-MRI" or
+    "SPECT-MRI" (or ``weights=`` a weight file). ``device``: "auto" (CUDA,
+    then MPS, then CPU), "cpu", "cuda" or "mps". ``channel``: show one
+    network channel in the maps instead of their mean. ``tile``: largest
+    tile edge before the image is fused in overlapping tiles.
+
+    Raises ``ValueError`` (one line, saying what is wrong) for inputs it
+    cannot take, unknown presets or devices, and unusable weight files.
+    Inputs are never modified.
+    """
+    return plan_fusion(a, b, preset, device, **kwargs).run()

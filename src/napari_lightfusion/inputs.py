@@ -1,0 +1,154 @@
+"""Turning two user images into the network's two grey streams (and back to colour).
+
+Shared by :func:`napari_lightfusion.fuse`, the baselines and the widget so
+that every method sees the same inputs.
+
+Intensities become floats in [0, 1]:
+
+* with ``limits=(low, high)`` (the widget passes a layer's contrast
+  limits): ``(x - low) / (high - low)``, clipped, so *what is fused is what
+  is seen*;
+* otherwise ``bool`` is 0/1, ``uint8`` is divided by 255, a float image
+  already inside [0, 1] is kept, and anything else (uint16 microscopy,
+  int16 CT in Hounsfield units, other floats) is stretched from its finite
+  minimum to its finite maximum.
+
+NaN and infinite pixels are treated as missing and become 0. Colour is the
+last axis when it has 3 (RGB) or 4 (RGBA, alpha dropped) entries, unless the
+caller says otherwise; a leading axis is a stack of slices.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .colour import luminance, recolour
+
+
+@dataclass(frozen=True)
+class PreparedPair:
+    """The two grey streams of a pair, plus what is needed to put colour back.
+
+    ``anatomical`` feeds the network's first stream and ``functional`` its
+    second, each ``(Z, H, W)`` float32 in [0, 1]. ``colour`` is the RGB
+    functional image ``(Z, H, W, 3)`` whose chrominance the result keeps, or
+    ``None`` for a grey pair. ``swapped`` is True when the caller's second
+    image went to the first stream (the caller gave the colour image first).
+    ``stacked`` says whether the caller gave stacks (a leading slice axis).
+    """
+
+    anatomical: np.ndarray
+    functional: np.ndarray
+    colour: np.ndarray | None
+    swapped: bool
+    stacked: bool
+
+    def finish(self, fused_y: np.ndarray) -> np.ndarray:
+        """Turn fused luminance ``(Z, H, W)`` into the caller's shape and colour."""
+        out = fused_y if self.colour is None else recolour(fused_y, self.colour)
+        out = out.astype(np.float32)
+        return out if self.stacked else out[0]
+
+
+def is_rgb(image: np.ndarray, rgb: bool | None = None) -> bool:
+    """Whether the last axis of ``image`` is colour (explicit, or 3/4 entries on 3D+)."""
+    if rgb is not None:
+        return bool(rgb)
+    return image.ndim >= 3 and image.shape[-1] in (3, 4)
+
+
+def _check_shape(image: np.ndarray, name: str, rgb: bool) -> None:
+    if image.ndim < 2:
+        raise ValueError(f"{name} must be an image with at least 2 dimensions, got shape {image.shape}")
+    if image.size == 0:
+        raise ValueError(f"{name} is empty (shape {image.shape})")
+    if rgb and image.shape[-1] not in (3, 4):
+        raise ValueError(f"{name} is marked colour but its last axis has {image.shape[-1]} entries")
+    spatial = image.ndim - (1 if rgb else 0)
+    if spatial not in (2, 3):
+        raise ValueError(
+            f"{name} has shape {image.shape}: give one image (Y, X) or one stack (Z, Y, X), "
+            "grey or with RGB(A) as the last axis"
+        )
+    if not rgb and image.ndim == 3 and image.shape[-1] == 2:
+        raise ValueError(f"{name} has 2 channels on the last axis; give grey or RGB(A)")
+    if image.dtype.kind not in "biuf":
+        raise ValueError(f"{name} has data type {image.dtype}, which is not an image type")
+
+
+def to_unit(image: np.ndarray, limits: tuple[float, float] | None = None) -> np.ndarray:
+    """Intensities as float32 in [0, 1] by the rules in the module docstring.
+
+    Never modifies ``image``. Raises ``ValueError`` if nothing in it is finite.
+    """
+    x = np.asarray(image)
+    if x.dtype == bool:
+        return x.astype(np.float32)
+    finite = np.isfinite(x) if x.dtype.kind == "f" else None
+    if finite is not None and not finite.any():
+        raise ValueError("image has no finite values (all NaN or infinite)")
+    if limits is not None:
+        low, high = float(limits[0]), float(limits[1])
+    elif x.dtype == np.uint8:
+        low, high = 0.0, 255.0
+    else:
+        values = x[finite] if finite is not None else x
+        low, high = float(values.min()), float(values.max())
+        if x.dtype.kind == "f" and low >= 0.0 and high <= 1.0:
+            low, high = 0.0, 1.0
+    span = high - low
+    out = x.astype(np.float64) - low
+    out = out / span if span > 0 else np.zeros_like(out)
+    out = np.clip(out, 0.0, 1.0)
+    if finite is not None:
+        out[~finite] = 0.0
+    return out.astype(np.float32)
+
+
+def prepare_pair(
+    a: np.ndarray,
+    b: np.ndarray,
+    a_limits: tuple[float, float] | None = None,
+    b_limits: tuple[float, float] | None = None,
+    a_rgb: bool | None = None,
+    b_rgb: bool | None = None,
+) -> PreparedPair:
+    """Check and normalise a pair; raise ``ValueError`` saying what is wrong.
+
+    The grey image goes to the anatomical stream; a colour image is the
+    functional one (its luminance is fused, its chrominance kept). If both
+    are colour, the second keeps its colour; if both are grey, the first is
+    anatomical.
+    """
+    a, b = np.asarray(a), np.asarray(b)
+    rgb = (is_rgb(a, a_rgb), is_rgb(b, b_rgb))
+    _check_shape(a, "first image", rgb[0])
+    _check_shape(b, "second image", rgb[1])
+    shape_a = a.shape[:-1] if rgb[0] else a.shape
+    shape_b = b.shape[:-1] if rgb[1] else b.shape
+    if len(shape_a) != len(shape_b):
+        raise ValueError(
+            f"the images differ in dimensionality: {shape_a} and {shape_b}; "
+            "fuse an image with an image or a stack with a stack"
+        )
+    if shape_a != shape_b:
+        raise ValueError(f"the images differ in shape: {shape_a} and {shape_b}; resample one onto the other")
+
+    units = []
+    for image, colour, limits in ((a, rgb[0], a_limits), (b, rgb[1], b_limits)):
+        unit = to_unit(image[..., :3] if colour else image, limits)
+        units.append(unit if len(shape_a) == 3 else unit[None])
+    swapped = rgb[0] and not rgb[1]
+    first, second = (1, 0) if swapped else (0, 1)
+    functional_rgb = rgb[second]
+    anatomical = units[first]
+    functional = units[second]
+    return PreparedPair(
+        anatomical=luminance(anatomical).astype(np.float32) if rgb[first] else anatomical,
+        functional=luminance(functional).astype(np.float32) if functional_rgb else functional,
+        colour=functional if functional_rgb else None,
+        swapped=swapped,
+        stacked=len(shape_a) == 3,
+    )

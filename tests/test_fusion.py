@@ -1,0 +1,114 @@
+"""The Qt-free inference API: inputs it takes, what it returns, what it refuses."""
+
+import numpy as np
+import pytest
+
+from napari_lightfusion import fuse
+from napari_lightfusion.colour import rgb_to_yuv
+from napari_lightfusion.inputs import prepare_pair, to_unit
+
+
+@pytest.fixture
+def grey():
+    return np.random.default_rng(0).random((40, 52)).astype(np.float32)
+
+
+@pytest.fixture
+def colour():
+    return (np.random.default_rng(1).random((40, 52, 3)) * 255).astype(np.uint8)
+
+
+def test_grey_pair_gives_grey_result_with_maps(grey):
+    result = fuse(grey, grey[::-1], preset="CT-MRI", device="cpu")
+    assert result.fused.shape == grey.shape and result.fused.dtype == np.float32
+    assert 0.0 <= result.fused.min() and result.fused.max() <= 1.0
+    assert result.surprise.shape == result.attention.shape == (2, *grey.shape)
+    assert result.seconds > 0 and result.device == "cpu" and result.preset == "CT-MRI"
+
+
+def test_colour_functional_keeps_its_chrominance(grey, colour):
+    result = fuse(grey, colour, preset="PET-MRI")
+    assert result.fused.shape == colour.shape
+    yuv_in = rgb_to_yuv(colour / 255.0)
+    yuv_out = rgb_to_yuv(result.fused.astype(np.float64))
+    unclipped = (result.fused > 0.001).all(-1) & (result.fused < 0.999).all(-1)
+    assert np.allclose(yuv_out[unclipped][:, 1:], yuv_in[unclipped][:, 1:], atol=1e-5)
+
+
+def test_argument_order_does_not_change_the_image_but_orders_the_maps(grey, colour):
+    ab = fuse(grey, colour)
+    ba = fuse(colour, grey)
+    assert np.array_equal(ab.fused, ba.fused)
+    assert np.array_equal(ab.attention[0], ba.attention[1])
+
+
+def test_stacks_fuse_slice_by_slice(grey):
+    stack = np.stack([grey, grey[::-1], grey.T[:40, :52] if False else grey * 0.5])
+    result = fuse(stack, stack[:, ::-1], preset="CT-MRI")
+    assert result.fused.shape == stack.shape
+    assert result.attention.shape == (2, *stack.shape)
+    single = fuse(stack[1], stack[1, ::-1], preset="CT-MRI")
+    assert np.allclose(result.fused[1], single.fused, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "dtype,scale", [(np.uint8, 255), (np.uint16, 4000), (np.int16, 1000), (np.float64, 7.5)]
+)
+def test_integer_and_float_types_are_accepted(grey, dtype, scale):
+    data = (grey * scale).astype(dtype)
+    result = fuse(data, data, preset="CT-MRI")
+    assert np.isfinite(result.fused).all()
+
+
+def test_rgba_alpha_is_dropped(grey, colour):
+    rgba = np.concatenate([colour, np.full((*colour.shape[:2], 1), 7, np.uint8)], axis=-1)
+    assert np.array_equal(fuse(grey, rgba).fused, fuse(grey, colour).fused)
+
+
+def test_normalisation_rules():
+    assert np.allclose(to_unit(np.array([[0, 255]], np.uint8)), [[0, 1]])
+    assert np.allclose(to_unit(np.array([[100, 300]], np.uint16)), [[0, 1]])
+    assert np.allclose(to_unit(np.array([[-1000, 1000]], np.int16)), [[0, 1]])
+    assert np.allclose(to_unit(np.array([[0.2, 0.4]])), [[0.2, 0.4]])  # already in [0, 1]
+    assert np.allclose(to_unit(np.array([[0.0, 50.0, 100.0]]), limits=(0, 50)), [[0, 1, 1]])
+    assert np.allclose(to_unit(np.array([[np.nan, 1.0, 3.0]])), [[0, 0, 1]])
+
+
+def test_inputs_are_not_modified(grey, colour):
+    a, b = grey.copy(), colour.copy()
+    fuse(a, b)
+    prepare_pair(a, b, a_limits=(0, 2))
+    assert np.array_equal(a, grey) and np.array_equal(b, colour)
+
+
+@pytest.mark.parametrize(
+    "a,b,message",
+    [
+        (np.zeros((4, 4)), np.zeros((4, 5)), "differ in shape"),
+        (np.zeros((5, 5)), np.zeros((2, 5, 5)), "dimensionality"),
+        (np.zeros(4), np.zeros(4), "at least 2 dimensions"),
+        (np.zeros((0, 4)), np.zeros((0, 4)), "empty"),
+        (np.full((4, 4), np.nan), np.zeros((4, 4)), "no finite values"),
+        (np.zeros((2, 2, 2, 2, 2)), np.zeros((2, 2, 2, 2, 2)), "shape"),
+        (np.array([["a", "b"], ["c", "d"]]), np.zeros((2, 2)), "data type"),
+    ],
+)
+def test_bad_input_gives_a_clear_value_error(a, b, message):
+    with pytest.raises(ValueError, match=message):
+        fuse(a, b)
+
+
+def test_unknown_preset_and_missing_device_are_refused(grey):
+    with pytest.raises(ValueError, match="unknown preset"):
+        fuse(grey, grey, preset="MRI-MRI")
+    with pytest.raises(ValueError, match="not available|unknown device"):
+        fuse(grey, grey, device="cuda:7")
+    with pytest.raises(ValueError, match="channel"):
+        fuse(grey, grey, channel=99)
+
+
+def test_single_channel_maps_differ_from_the_mean(grey):
+    mean = fuse(grey, grey[::-1], preset="CT-MRI")
+    one = fuse(grey, grey[::-1], preset="CT-MRI", channel=3)
+    assert np.array_equal(mean.fused, one.fused)
+    assert not np.allclose(mean.attention, one.attention)

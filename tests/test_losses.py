@@ -1,0 +1,67 @@
+"""Each loss term on inputs whose value is worked out by hand."""
+
+import pytest
+import torch
+
+from napari_lightfusion.losses import (
+    LossWeights,
+    fusion_loss,
+    gradient_loss,
+    intensity_loss,
+    sobel_magnitude,
+    ssim,
+    ssim_loss,
+)
+
+
+def const(value, size=16):
+    return torch.full((1, 1, size, size), float(value))
+
+
+def test_intensity_loss_is_l1_to_the_maximum():
+    a, b = const(0.2), const(0.6)
+    # |0.5 - max(0.2, 0.6)| = 0.1
+    assert intensity_loss(const(0.5), a, b).item() == pytest.approx(0.1)
+    assert intensity_loss(const(0.6), a, b).item() == pytest.approx(0.0)
+
+
+def test_sobel_magnitude_of_a_ramp():
+    # I(x) = 0.1 x: Sobel-x = (1 + 2 + 1) * (0.1 * 2) = 0.8 inside, Sobel-y = 0
+    ramp = (torch.arange(8.0) * 0.1).repeat(8, 1)[None, None]
+    mag = sobel_magnitude(ramp)
+    assert torch.allclose(mag[..., 1:-1, 1:-1], torch.full((6, 6), 0.8), atol=1e-5)
+    # replicate padding: at the left edge the difference is one step -> 0.4
+    assert torch.allclose(mag[..., 1:-1, 0], torch.full((6,), 0.4), atol=1e-5)
+
+
+def test_gradient_loss():
+    ramp = (torch.arange(8.0) * 0.1).repeat(8, 1)[None, None]
+    flat = const(0.3, 8)
+    # the fused image has no gradient, the target is the ramp's magnitude
+    expected = sobel_magnitude(ramp).mean().item()
+    assert gradient_loss(flat, ramp, flat).item() == pytest.approx(expected, abs=1e-5)
+    assert gradient_loss(ramp, ramp, flat).item() == pytest.approx(0.0, abs=1e-5)
+
+
+def test_ssim_of_identical_images_is_one_and_of_constants_by_formula():
+    x = torch.rand(1, 1, 32, 32)
+    assert ssim(x, x).item() == pytest.approx(1.0, abs=1e-5)
+    # constants m1, m2: variances are 0, SSIM = (2 m1 m2 + C1) / (m1^2 + m2^2 + C1)
+    c1 = 0.01**2
+    expected = (2 * 0.2 * 0.6 + c1) / (0.2**2 + 0.6**2 + c1)
+    assert ssim(const(0.2, 32), const(0.6, 32)).item() == pytest.approx(expected, rel=1e-4)
+
+
+def test_ssim_loss_is_one_minus_the_mean_of_both():
+    x = torch.rand(1, 1, 32, 32)
+    y = const(0.5, 32)
+    expected = 1 - 0.5 * (1.0 + ssim(x, y).item())
+    assert ssim_loss(x, x, y).item() == pytest.approx(expected, abs=1e-5)
+
+
+def test_total_is_the_weighted_sum():
+    f, a, b = torch.rand(3, 1, 1, 24, 24)
+    w = LossWeights(intensity=2.0, gradient=3.0, ssim=5.0)
+    total, terms = fusion_loss(f, a, b, w)
+    expected = 2 * terms["intensity"] + 3 * terms["gradient"] + 5 * terms["ssim"]
+    assert total.item() == pytest.approx(expected.item(), rel=1e-6)

@@ -1,0 +1,92 @@
+"""The network's size, shapes, ranges and ablation variants."""
+
+import pytest
+import torch
+
+from napari_lightfusion.model import (
+    ATTENTIONS,
+    LightFusionNet,
+    ModelConfig,
+    count_macs,
+    count_parameters,
+)
+
+
+def test_default_size_is_within_the_paper_budget():
+    model = LightFusionNet()
+    assert 2_000 <= count_parameters(model) <= 5_000
+    macs = count_macs(model, 256, 256)
+    # the paper's 0.29 G "FLOPS" is a MAC count; ours must not exceed it
+    assert 0.1e9 <= macs <= 0.30e9
+
+
+def test_macs_scale_with_pixels():
+    model = LightFusionNet()
+    assert count_macs(model, 512, 512) == 4 * count_macs(model, 256, 256)
+
+
+@pytest.mark.parametrize("attention", ATTENTIONS)
+@pytest.mark.parametrize("conv", ["dsc", "standard"])
+def test_every_variant_fuses_to_unit_range(attention, conv):
+    model = LightFusionNet(attention=attention, conv=conv).eval()
+    a, b = torch.rand(2, 1, 37, 45), torch.rand(2, 1, 37, 45)
+    fused, maps = model(a, b, return_maps=True)
+    assert fused.shape == (2, 1, 37, 45)
+    assert 0.0 <= fused.min() and fused.max() <= 1.0
+    for att in maps["attention"]:
+        assert att.shape == (2, 16, 37, 45)
+        assert 0.0 <= att.min() and att.max() <= 1.0
+    has_surprise = maps["surprise"][0] is not None
+    assert has_surprise == (attention == "pca")
+
+
+def test_width_and_reduction_change_the_size():
+    base = count_parameters(LightFusionNet())
+    assert count_parameters(LightFusionNet(width=8)) < base < count_parameters(LightFusionNet(width=32))
+    assert count_parameters(LightFusionNet(reduction=8)) < base < count_parameters(LightFusionNet(reduction=2))
+    assert count_parameters(LightFusionNet(conv="standard")) > 3 * base
+
+
+def test_maps_do_not_change_the_fused_image():
+    model = LightFusionNet().eval()
+    a, b = torch.rand(1, 1, 32, 32), torch.rand(1, 1, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(model(a, b), model(a, b, return_maps=True)[0])
+
+
+def test_context_prediction_cannot_see_the_centre():
+    """The surprise must come from the neighbours: the centre tap is masked."""
+    model = LightFusionNet().eval()
+    pca = model.attention_a
+    x = torch.zeros(1, 16, 9, 9)
+    x[..., 4, 4] = 1.0
+    with torch.no_grad():
+        pca.context.weight.fill_(1.0)
+        pca.context.bias.zero_()
+        _, surprise, _ = pca(x)
+    # predicted at the centre is the sum of 8 zero neighbours -> surprise = |0 - 1|
+    assert torch.allclose(surprise[..., 4, 4], torch.ones(1, 16))
+
+
+def test_receptive_radius_bounds_the_influence_of_a_pixel():
+    torch.manual_seed(0)
+    model = LightFusionNet().eval()
+    r = model.receptive_radius
+    a = torch.rand(1, 1, 64, 64)
+    b = torch.rand(1, 1, 64, 64)
+    changed = a.clone()
+    changed[..., 32, 32] += 0.5
+    with torch.no_grad():
+        diff = (model(changed, b) - model(a, b)).abs()[0, 0]
+    ys, xs = torch.nonzero(diff > 0, as_tuple=True)
+    assert len(ys) > 0
+    assert (ys - 32).abs().max() <= r and (xs - 32).abs().max() <= r
+    # and the radius is not loose by much: something changes near its edge
+    assert (ys - 32).abs().max() >= r - 2
+
+
+def test_bad_config_is_refused():
+    with pytest.raises(ValueError, match="attention"):
+        ModelConfig(attention="transformer")
+    with pytest.raises(ValueError, match="conv"):
+        ModelConfig(conv="fft")
