@@ -53,9 +53,9 @@ def _activity(yy: np.ndarray, xx: np.ndarray, z: float) -> np.ndarray:
     for y0, x0, z0, sigma, strength in _HOT_SPOTS:
         r2 = (yy - y0) ** 2 + (xx - x0) ** 2 + (z - z0) ** 2
         act += strength * np.exp(-r2 / (2 * sigma**2))
-    # faint background uptake inside the skull ellipse
-    head = ((xx / 0.69) ** 2 + (yy / 0.92) ** 2 + z**2) <= 1.0
-    act += 0.12 * head
+    # faint background uptake inside the skull ellipse, with a blurred edge as PET has
+    radius = np.sqrt((xx / 0.69) ** 2 + (yy / 0.92) ** 2 + z**2)
+    act += 0.12 / (1.0 + np.exp((radius - 1.0) / 0.03))
     return np.clip(act, 0.0, 1.0)
 
 

@@ -24,6 +24,7 @@ def _add_train(sub):
     p.add_argument("--reduction", type=int, default=4)
     p.add_argument("--attention", default="pca")
     p.add_argument("--conv", default="dsc")
+    p.add_argument("--output", default="blend", help="decoder output: blend or intensity")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.set_defaults(run=_run_train)
@@ -44,7 +45,7 @@ def _run_train(args):
         epochs=args.epochs,
         seed=args.seed,
         weights=WEIGHTINGS[args.weighting],
-        model=ModelConfig(args.width, args.reduction, args.attention, args.conv),
+        model=ModelConfig(args.width, args.reduction, args.attention, args.conv, args.output),
     )
     if args.lr is not None:
         config.lr = args.lr
@@ -55,11 +56,69 @@ def _run_train(args):
     )
 
 
+def _add_fuse(sub):
+    p = sub.add_parser("fuse", help="fuse two registered image files into one")
+    p.add_argument("anatomical", type=Path, help="grey image (MRI, or the first channel)")
+    p.add_argument("functional", type=Path, help="PET/SPECT (colour) or CT image")
+    p.add_argument("--out", type=Path, required=True, help="fused image to write (.png, .tif)")
+    p.add_argument("--preset", default="PET-MRI", help="CT-MRI, PET-MRI or SPECT-MRI")
+    p.add_argument("--weights", type=Path, default=None, help="a weight file instead of a preset")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    p.add_argument("--maps", type=Path, default=None, help="folder for surprise/attention TIFFs")
+    p.set_defaults(run=_run_fuse)
+
+
+def _run_fuse(args):
+    import numpy as np
+    from skimage.io import imread, imsave
+
+    from .fusion import fuse
+
+    inputs = {args.anatomical.resolve(), args.functional.resolve()}
+    if args.out.resolve() in inputs:
+        raise ValueError(f"--out {args.out} would overwrite an input image")
+    images = []
+    for path in (args.anatomical, args.functional):
+        if not path.is_file():
+            raise FileNotFoundError(f"no image file {path}")
+        try:
+            images.append(imread(path))
+        except Exception as exc:  # any reader failure is the file's fault: say so in one line
+            raise ValueError(f"cannot read {path} as an image: {exc}") from None
+    result = fuse(*images, preset=args.preset, device=args.device, weights=args.weights)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    imsave(args.out, (np.clip(result.fused, 0, 1) * 255).round().astype(np.uint8), check_contrast=False)
+    if args.maps is not None:
+        args.maps.mkdir(parents=True, exist_ok=True)
+        maps = {"attention": result.attention, "surprise": result.surprise}
+        for kind, pair in maps.items():
+            for stream, image in zip(("anatomical", "functional"), pair if pair is not None else ()):
+                imsave(args.maps / f"{kind}_{stream}.tif", image.astype(np.float32), check_contrast=False)
+    print(f"wrote {args.out} ({result.seconds * 1000:.0f} ms on {result.device})")
+
+
+def _add_view(sub):
+    p = sub.add_parser("view", help="open napari with the LightFusion widget and the sample pair")
+    p.add_argument("--sample", default="phantom_pair", help="sample: phantom_pair or phantom_stack")
+    p.set_defaults(run=_run_view)
+
+
+def _run_view(args):
+    import napari
+
+    viewer = napari.Viewer(title="napari-lightfusion")
+    viewer.open_sample("napari-lightfusion", args.sample)
+    viewer.window.add_plugin_dock_widget("napari-lightfusion", "LightFusion")
+    napari.run()
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand registered."""
     parser = argparse.ArgumentParser(prog="lightfusion", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)
+    _add_fuse(sub)
+    _add_view(sub)
     return parser
 
 

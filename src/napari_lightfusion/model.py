@@ -17,10 +17,18 @@
   identity would be learnt and the surprise would vanish).
 * Fusion: element-wise mean of the two refined feature maps (no parameters).
 * Decoder: two depthwise-separable blocks, a 1x1 convolution, a sigmoid.
+  With ``output="intensity"`` (the paper's reading) the sigmoid *is* the
+  fused image. With ``output="blend"`` (our default) it is a per-pixel
+  weight ``w`` and the fused image is ``w * a + (1 - w) * b``: every fused
+  value is then a mixture of the two source values at that pixel, which
+  keeps their grey levels (the mutual-information metric rewards that) and
+  tells the user which input won where. The parameter count is the same;
+  ``docs/ablations.md`` compares the two.
 
 Ablation options (Tables 3 and 4 of the paper) are constructor arguments:
 ``width`` (C), ``reduction`` (R), ``attention`` ("pca", "conv", "channel",
-"spatial") and ``conv`` ("dsc" or "standard").
+"spatial"), ``conv`` ("dsc" or "standard") and ``output`` ("blend" or
+"intensity").
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ from torch import nn
 
 ATTENTIONS = ("pca", "conv", "channel", "spatial")
 CONVS = ("dsc", "standard")
+OUTPUTS = ("blend", "intensity")
 ENCODER_DILATIONS = (1, 2, 3)
 
 
@@ -44,12 +53,15 @@ class ModelConfig:
     reduction: int = 4
     attention: str = "pca"
     conv: str = "dsc"
+    output: str = "blend"
 
     def __post_init__(self):
         if self.attention not in ATTENTIONS:
             raise ValueError(f"attention must be one of {ATTENTIONS}, not {self.attention!r}")
         if self.conv not in CONVS:
             raise ValueError(f"conv must be one of {CONVS}, not {self.conv!r}")
+        if self.output not in OUTPUTS:
+            raise ValueError(f"output must be one of {OUTPUTS}, not {self.output!r}")
         if self.width < 2 or self.reduction < 1 or self.width // self.reduction < 1:
             raise ValueError(f"width {self.width} and reduction {self.reduction} do not fit")
 
@@ -200,7 +212,8 @@ class LightFusionNet(nn.Module):
     def forward(self, a, b, return_maps: bool = False):
         fa, sa, aa = self.attention_a(self.encoder_a(a))
         fb, sb, ab = self.attention_b(self.encoder_b(b))
-        fused = torch.sigmoid(self.decoder((fa + fb) * 0.5))
+        out = torch.sigmoid(self.decoder((fa + fb) * 0.5))
+        fused = out if self.config.output == "intensity" else out * a + (1 - out) * b
         if not return_maps:
             return fused
         return fused, {"surprise": (sa, sb), "attention": (aa, ab)}

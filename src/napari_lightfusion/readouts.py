@@ -1,0 +1,208 @@
+"""What the widget computes off the GUI thread: fusion jobs, metric tables, baselines.
+
+No Qt here. The widget captures a :class:`Request` on the GUI thread and
+runs :func:`run_request` in a napari ``thread_worker``; the generator yields
+once per fused slice (progress, and the points where Cancel can stop it)
+and returns an :class:`Outcome` that the widget turns into layers and a
+table. Errors a user can fix come back as ``Outcome.error`` (one line), not
+as exceptions.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import threading
+import time
+from collections.abc import Generator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .baselines import fuse_baseline
+from .fusion import FusionPlan, FusionResult, plan_fusion
+from .metrics import METRICS, evaluate
+
+#: Column of the network in the metric table.
+NETWORK = "LightFusionNet"
+#: Row with the time each method took for the slice.
+TIME = "time (s)"
+#: Row names of the metric table, in order.
+ROWS = (*METRICS, TIME)
+
+
+# --------------------------------------------------------------------------
+# metric tables
+
+
+def _sources(plan: FusionPlan, index: int) -> tuple[np.ndarray, np.ndarray]:
+    """The normalised grey streams of slice ``index`` on a 0..255 scale."""
+    return plan.pair.anatomical[index] * 255.0, plan.pair.functional[index] * 255.0
+
+
+def baseline_fused(plan: FusionPlan, name: str, index: int | None = None) -> np.ndarray:
+    """A baseline's fusion of exactly what the network saw, in the layout of ``fused``.
+
+    ``index`` picks one slice (2D result); ``None`` fuses the whole pair
+    (a stack for a stack). The baseline gets the plan's normalised streams
+    (already in [0, 1], so ``fuse_baseline`` keeps them as they are).
+    """
+    pair = plan.pair
+    second = pair.colour if pair.colour is not None else pair.functional
+    pick = slice(None) if index is None else index
+    out = fuse_baseline(name, pair.anatomical[pick], second[pick], a_rgb=False, b_rgb=pair.colour is not None)
+    return out if index is not None or pair.stacked else out[0]
+
+
+def metric_rows(
+    result: FusionResult, plan: FusionPlan, index: int, baselines: tuple[str, ...] = ("average",)
+) -> dict[str, dict[str, float]]:
+    """Metrics of one fused slice and of the baselines on the same slice.
+
+    ``result`` is the 2D result of ``plan.run_slice(index)``. Returns
+    ``{column: {row: value}}`` with columns :data:`NETWORK` then the
+    baselines, rows :data:`ROWS`: ``metrics.evaluate(fused * 255,
+    anatomical * 255, functional * 255)`` on the plan's normalised grey
+    streams (colour reduced to luminance), plus the time the method took.
+    """
+    a, b = _sources(plan, index)
+    table = {NETWORK: {**evaluate(result.fused * 255.0, a, b), TIME: result.seconds}}
+    for name in baselines:
+        start = time.perf_counter()
+        fused = baseline_fused(plan, name, index)
+        seconds = time.perf_counter() - start
+        table[name] = {**evaluate(fused * 255.0, a, b), TIME: seconds}
+    return table
+
+
+def format_value(value: float) -> str:
+    """A table cell: four significant digits, "nan" for undefined."""
+    return "nan" if value is None or not np.isfinite(value) else f"{value:.4g}"
+
+
+def to_rows(table: dict[str, dict[str, float]], fmt=format_value) -> list[list[str]]:
+    """Header ``["metric", column...]`` then one row per metric, cells as text."""
+    columns = list(table)
+    return [["metric", *columns]] + [[row] + [fmt(table[c].get(row, float("nan"))) for c in columns] for row in ROWS]
+
+
+def to_tsv(table: dict[str, dict[str, float]]) -> str:
+    """The table as tab-separated text, as pasted into a spreadsheet."""
+    return "\n".join("\t".join(row) for row in to_rows(table)) + "\n" if table else ""
+
+
+def to_csv(table: dict[str, dict[str, float]]) -> str:
+    """The table as CSV text with full precision (``repr`` of each float)."""
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(to_rows(table, fmt=repr) if table else [])
+    return buffer.getvalue()
+
+
+# --------------------------------------------------------------------------
+# fusion jobs
+
+
+@dataclass
+class Request:
+    """One fusion job, captured on the GUI thread.
+
+    ``inputs``: ``a``, ``b``, ``a_limits``, ``b_limits``, ``a_rgb``, ``b_rgb``
+    for :func:`plan_fusion`. ``index``: fuse only this slice of a stack
+    (Live), or ``None`` for everything. ``metric_index``: the slice the
+    metric table describes. ``compare``: also fuse the baselines whole.
+    ``key`` identifies the inputs' state for the plan cache.
+    """
+
+    inputs: dict
+    preset: str
+    device: str
+    channel: int | None
+    key: tuple
+    index: int | None = None
+    metric_index: int = 0
+    baselines: tuple[str, ...] = ("average",)
+    compare: bool = False
+    context: dict = field(default_factory=dict)  # GUI-side bookkeeping, unused here
+
+
+@dataclass
+class Outcome:
+    """What a job produced: the result (whole or one slice) and its readouts."""
+
+    request: Request
+    result: FusionResult | None = None
+    index: int | None = None  # the slice ``result`` holds, or None for the whole pair
+    slices: int = 1
+    stacked: bool = False
+    rgb: bool = False
+    table: dict = field(default_factory=dict)
+    compare: dict = field(default_factory=dict)
+    error: str | None = None
+
+
+class PlanCache:
+    """Keeps the last plan so that Live scrolling does not re-normalise the stack."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._key = None
+        self._plan = None
+
+    def get(self, request: Request) -> FusionPlan:
+        """The plan for ``request``, made (and kept) when its key changed."""
+        key = (*request.key, request.preset, request.device, request.channel)
+        with self._lock:
+            if self._key != key:
+                self._plan, self._key = None, None
+                self._plan = plan_fusion(
+                    preset=request.preset, device=request.device, channel=request.channel, **request.inputs
+                )
+                self._key = key
+            return self._plan
+
+
+def stack_results(results: list[FusionResult]) -> FusionResult:
+    """Slice results joined into one stack result (as ``FusionPlan.run`` does)."""
+    first = results[0]
+    surprise = None if first.surprise is None else np.stack([r.surprise for r in results], axis=1)
+    return FusionResult(
+        fused=np.stack([r.fused for r in results]),
+        surprise=surprise,
+        attention=np.stack([r.attention for r in results], axis=1),
+        seconds=sum(r.seconds for r in results),
+        device=first.device,
+        preset=first.preset,
+    )
+
+
+def run_request(request: Request, cache: PlanCache) -> Generator[int, None, Outcome]:
+    """Run a job; yields the slice number after each slice, returns an :class:`Outcome`.
+
+    Cancelling between yields (``worker.quit()``) drops everything: the
+    caller writes layers only from the returned outcome.
+    """
+    out = Outcome(request)
+    try:
+        plan = cache.get(request)
+        out.slices, out.stacked, out.rgb = len(plan), plan.pair.stacked, plan.pair.colour is not None
+        if request.index is not None and plan.pair.stacked:
+            out.index = min(max(request.index, 0), len(plan) - 1)
+            out.result = plan.run_slice(out.index)
+            yield out.index
+            current = out.result
+        else:
+            results = []
+            for i in range(len(plan)):
+                results.append(plan.run_slice(i))
+                yield i
+            out.result = stack_results(results) if plan.pair.stacked else results[0]
+            current = results[min(max(request.metric_index, 0), len(plan) - 1)]
+        metric_index = out.index if out.index is not None else min(max(request.metric_index, 0), len(plan) - 1)
+        out.table = metric_rows(current, plan, metric_index, request.baselines)
+        if request.compare:
+            out.compare = {name: baseline_fused(plan, name) for name in request.baselines}
+    except ValueError as exc:  # includes WeightError: bad inputs, presets, weights
+        out.error = str(exc)
+    except Exception as exc:  # noqa: BLE001 - e.g. out of memory on the device: report, stay usable
+        out.error = f"fusion failed: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+    return out

@@ -1,0 +1,70 @@
+"""The bundled weights fuse sensibly: on a phantom, and on real test pairs when present."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_lightfusion import fuse
+from napari_lightfusion.colour import luminance, rgb_to_yuv
+from napari_lightfusion.weights import PRESETS
+
+HARVARD = Path(__file__).resolve().parents[2] / "shared" / "data" / "harvard"
+needs_data = pytest.mark.skipif(
+    not HARVARD.is_dir(), reason=f"Harvard data not found at {HARVARD} (../shared/data/harvard)"
+)
+
+
+def phantom():
+    """A grey ring (anatomy) and a separate colour hot spot (function)."""
+    yy, xx = np.mgrid[:128, :128]
+    r = np.hypot(yy - 64, xx - 64)
+    mri = np.where((r > 40) & (r < 48), 0.8, 0.15) * (r < 56)
+    spot = np.exp(-((yy - 64) ** 2 + (xx - 64) ** 2) / 60.0)
+    pet = np.stack([spot, 0.6 * spot, 0.1 * spot], axis=-1)
+    return mri.astype(np.float32), pet.astype(np.float32)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_fused_phantom_keeps_the_bright_structures_of_both(preset):
+    mri, pet = phantom()
+    fused = fuse(mri, pet if preset != "CT-MRI" else luminance(pet), preset=preset).fused
+    y = luminance(fused) if fused.ndim == 3 else fused
+    ring = (mri > 0.7)
+    hot = np.zeros_like(mri, bool)
+    hot[60:69, 60:69] = True
+    background = mri < 0.01
+    assert y[ring].mean() > 0.6 * mri[ring].mean()
+    assert y[hot].mean() > 0.6 * luminance(pet)[hot].mean()
+    assert y[ring].mean() > y[background].mean() + 0.3
+    assert y[hot].mean() > y[background].mean() + 0.2
+
+
+@needs_data
+def test_real_pet_mri_pair_shows_mri_anatomy_with_pet_colour():
+    from napari_lightfusion.data import load_pairs
+
+    pair = load_pairs(HARVARD, "test", "PET-MRI")[5]
+    fused = fuse(pair.anatomical, pair.other, preset="PET-MRI").fused
+    assert fused.shape == pair.other.shape
+    y = luminance(fused)
+    # anatomy: the fused luminance follows the MRI where the MRI is bright
+    bright = pair.anatomical > 0.4
+    assert np.corrcoef(y[bright], pair.anatomical[bright])[0, 1] > 0.5
+    # colour: the fused chrominance is the PET's wherever nothing was clipped
+    ok = (fused > 0.01).all(-1) & (fused < 0.99).all(-1)
+    diff = np.abs(rgb_to_yuv(fused)[ok][:, 1:] - rgb_to_yuv(pair.other)[ok][:, 1:])
+    assert ok.mean() > 0.2 and diff.max() < 1e-4
+
+
+@needs_data
+@pytest.mark.parametrize("dataset", PRESETS)
+def test_real_pairs_fuse_to_finite_images_in_range(dataset):
+    from napari_lightfusion.data import load_pairs, pair_names
+
+    names = pair_names(HARVARD, "test", dataset)[:2]
+    for pair in load_pairs(HARVARD, "test", dataset, names):
+        result = fuse(pair.anatomical, pair.other, preset=dataset)
+        assert np.isfinite(result.fused).all()
+        assert 0 <= result.fused.min() and result.fused.max() <= 1
+        assert result.fused.std() > 0.05

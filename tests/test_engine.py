@@ -1,0 +1,256 @@
+"""The engine: device resolution, backend choice, tiling exactness, map channel choice."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+import torch
+
+from napari_lightfusion import engine
+from napari_lightfusion.engine import resolve_device, run_slice, select_backend, tile_spans
+from napari_lightfusion.model import LightFusionNet
+from napari_lightfusion.weights import model_for
+
+HAVE_ORT = importlib.util.find_spec("onnxruntime") is not None
+BACKENDS = ["torch", pytest.param("onnx", marks=pytest.mark.skipif(not HAVE_ORT, reason="no onnxruntime"))]
+CPU = torch.device("cpu")
+
+
+@pytest.fixture
+def no_accelerator(monkeypatch):
+    """Pretend this machine has neither CUDA nor MPS, whatever it has."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None:
+        monkeypatch.setattr(mps, "is_available", lambda: False)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return model_for("PET-MRI")
+
+
+@pytest.fixture(scope="module")
+def image_pair():
+    rng = np.random.default_rng(11)
+    shape = (150, 203)  # not a multiple of the tile in either direction
+    a = rng.random(shape, dtype=np.float32)
+    b = np.clip(a[::-1] * 0.7 + 0.3 * rng.random(shape, dtype=np.float32), 0, 1).astype(np.float32)
+    return a, b
+
+
+# --- device resolution -------------------------------------------------------------------
+
+
+def test_auto_is_cpu_without_accelerators(no_accelerator):
+    assert resolve_device("auto") == CPU
+    assert engine.available_devices() == ["cpu"]
+
+
+def test_auto_prefers_what_is_available():
+    assert resolve_device("auto").type == engine.available_devices()[0]
+
+
+@pytest.mark.parametrize("name", ["cpu", "CPU", " cpu ", "cpu:0"])
+def test_cpu_spellings(name):
+    assert resolve_device(name).type == "cpu"
+
+
+def test_torch_device_objects_pass_through():
+    assert resolve_device(CPU) == CPU
+
+
+@pytest.mark.parametrize("name", ["cuda", "cuda:0", "mps"])
+def test_absent_accelerator_is_a_clear_error(no_accelerator, name):
+    with pytest.raises(ValueError, match=r"not available here; available: cpu"):
+        resolve_device(name)
+
+
+def test_cuda_index_beyond_the_devices_is_refused():
+    with pytest.raises(ValueError, match="not available"):
+        resolve_device(f"cuda:{torch.cuda.device_count() + 3}")
+
+
+@pytest.mark.parametrize("name", ["gpu", "", "cpu:x", "banana", None, 3, 1.5])
+def test_nonsense_device_is_a_clear_error(name):
+    with pytest.raises(ValueError, match=r"unknown device .*use auto, cpu, cuda or mps"):
+        resolve_device(name)
+
+
+# --- backend choice ----------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not HAVE_ORT, reason="no onnxruntime")
+def test_cpu_uses_onnx_runtime_when_installed(monkeypatch):
+    monkeypatch.delenv("LIGHTFUSION_BACKEND", raising=False)
+    assert select_backend(CPU) == "onnx"
+    assert select_backend(CPU, "torch") == "torch"
+    monkeypatch.setenv("LIGHTFUSION_BACKEND", "torch")
+    assert select_backend(CPU) == "torch"
+
+
+def test_cpu_falls_back_to_torch_without_onnx_runtime(monkeypatch):
+    from napari_lightfusion import fastpath
+
+    monkeypatch.setattr(fastpath, "available", lambda: False)
+    assert select_backend(CPU) == "torch"
+    with pytest.raises(ValueError, match="needs onnxruntime"):
+        select_backend(CPU, "onnx")
+
+
+def test_accelerators_always_use_torch():
+    assert select_backend(torch.device("cuda")) == "torch"
+    assert select_backend(torch.device("mps")) == "torch"
+    with pytest.raises(ValueError, match="CPU only"):
+        select_backend(torch.device("cuda"), "onnx")
+
+
+def test_unknown_backend_is_refused():
+    with pytest.raises(ValueError, match="unknown backend"):
+        select_backend(CPU, "tensorrt")
+
+
+@pytest.mark.skipif(not HAVE_ORT, reason="no onnxruntime")
+def test_a_failing_export_falls_back_to_torch_with_a_warning(monkeypatch, model, image_pair):
+    from napari_lightfusion import fastpath
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("exporter exploded")
+
+    monkeypatch.setattr(fastpath, "session_for", broken)
+    monkeypatch.setattr(engine, "_fast_failed", set())
+    a, b = (x[:40, :50] for x in image_pair)
+    with pytest.warns(RuntimeWarning, match="exporter exploded"):
+        out = run_slice(model, a, b, CPU)
+    ref = run_slice(model, a, b, CPU, backend="torch")
+    assert np.array_equal(out.fused, ref.fused)
+    with pytest.raises(ValueError, match="onnx backend failed"):
+        run_slice(model, a, b, CPU, backend="onnx")
+
+
+# --- outputs, backends agree ---------------------------------------------------------------
+
+
+@pytest.mark.skipif(not HAVE_ORT, reason="no onnxruntime")
+@pytest.mark.parametrize("channel", [None, 4])
+def test_backends_agree(model, image_pair, channel):
+    a, b = image_pair
+    fast = run_slice(model, a, b, CPU, channel=channel, backend="onnx")
+    slow = run_slice(model, a, b, CPU, channel=channel, backend="torch")
+    for name in ("fused", "surprise", "attention"):
+        got, want = getattr(fast, name), getattr(slow, name)
+        assert got.shape == want.shape and got.dtype == np.float32
+        assert np.abs(got - want).max() <= 1e-4, name
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_slice_output_shapes_and_ranges(model, image_pair, backend):
+    a, b = image_pair
+    out = run_slice(model, a, b, CPU, backend=backend)
+    assert out.fused.shape == a.shape and out.fused.dtype == np.float32
+    assert out.surprise.shape == out.attention.shape == (2, *a.shape)
+    assert 0.0 <= out.fused.min() and out.fused.max() <= 1.0
+    assert 0.0 <= out.attention.min() and out.attention.max() <= 1.0
+    assert out.surprise.min() >= 0.0 and np.isfinite(out.surprise).all()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_inputs_are_not_modified(model, image_pair, backend):
+    a, b = (x.copy() for x in image_pair)
+    run_slice(model, a, b, CPU, tile=64, backend=backend)
+    assert np.array_equal(a, image_pair[0]) and np.array_equal(b, image_pair[1])
+
+
+# --- tiling ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("length, tile, halo", [(1, 64, 9), (64, 64, 9), (65, 64, 9), (203, 64, 9), (10, 3, 4)])
+def test_tile_spans_cover_every_pixel_once_with_halo(length, tile, halo):
+    spans = tile_spans(length, tile, halo)
+    cores = np.zeros(length, int)
+    for read0, read1, core0, core1 in spans:
+        cores[core0:core1] += 1
+        assert 0 <= read0 <= core0 < core1 <= read1 <= length
+        assert core0 - read0 == min(halo, core0) and read1 - core1 == min(halo, length - core1)
+        assert core1 - core0 <= tile
+    assert (cores == 1).all()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("tile", [64, 50])
+def test_tiled_equals_untiled(model, image_pair, backend, tile):
+    a, b = image_pair
+    whole = run_slice(model, a, b, CPU, tile=4096, backend=backend)
+    tiled = run_slice(model, a, b, CPU, tile=tile, backend=backend)
+    for name in ("fused", "surprise", "attention"):
+        assert np.abs(getattr(tiled, name) - getattr(whole, name)).max() <= 1e-4, name
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_tiny_tiles_are_still_exact(model, image_pair, backend):
+    a, b = (x[:37, :45] for x in image_pair)
+    whole = run_slice(model, a, b, CPU, tile=4096, backend=backend)
+    tiled = run_slice(model, a, b, CPU, tile=7, backend=backend)  # tile smaller than the halo
+    assert np.abs(tiled.fused - whole.fused).max() <= 1e-4
+
+
+def test_receptive_radius_is_tight_enough_for_exact_tiles(model):
+    """A halo one pixel short of the receptive radius must change the result."""
+    rng = np.random.default_rng(3)
+    a, b = rng.random((2, 60, 60), dtype=np.float32)
+    whole = run_slice(model, a, b, CPU, tile=4096, backend="torch").fused
+    short = model.receptive_radius - 1
+    fused = np.empty_like(whole)
+    for y0, y1, cy0, cy1 in tile_spans(60, 20, short):
+        for x0, x1, cx0, cx1 in tile_spans(60, 20, short):
+            f = run_slice(model, a[y0:y1, x0:x1], b[y0:y1, x0:x1], CPU, tile=4096, backend="torch").fused
+            fused[cy0:cy1, cx0:cx1] = f[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0]
+    assert np.abs(fused - whole).max() > 1e-6
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_non_local_attention_is_never_tiled(backend):
+    torch.manual_seed(0)
+    channel_attention = LightFusionNet(attention="channel").eval()
+    assert not channel_attention.is_local
+    rng = np.random.default_rng(5)
+    a, b = rng.random((2, 40, 70), dtype=np.float32)
+    whole = run_slice(channel_attention, a, b, CPU, tile=4096, backend=backend)
+    small = run_slice(channel_attention, a, b, CPU, tile=16, backend=backend)
+    assert small.surprise is None
+    assert np.abs(small.fused - whole.fused).max() <= 1e-4
+
+
+def test_tile_must_be_positive(model, image_pair):
+    with pytest.raises(ValueError, match="tile"):
+        run_slice(model, *image_pair, CPU, tile=0)
+
+
+def test_default_tile_bounds_memory():
+    assert 256 <= engine.DEFAULT_TILE <= 1024
+
+
+# --- channel selection ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("channel", [None, 0, 7, 15])
+def test_maps_are_the_mean_or_the_chosen_channel(model, image_pair, backend, channel):
+    a, b = (x[:48, :56] for x in image_pair)
+    out = run_slice(model, a, b, CPU, channel=channel, backend=backend)
+    with torch.inference_mode():
+        _, maps = model(torch.from_numpy(a)[None, None], torch.from_numpy(b)[None, None], return_maps=True)
+    pick = (lambda t: t[0].mean(0)) if channel is None else (lambda t: t[0, channel])
+    for name, got in (("surprise", out.surprise), ("attention", out.attention)):
+        want = np.stack([pick(t).numpy() for t in maps[name]])
+        assert np.abs(got - want).max() <= 1e-4, name
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_different_channels_give_different_maps(model, image_pair, backend):
+    a, b = (x[:48, :56] for x in image_pair)
+    one = run_slice(model, a, b, CPU, channel=1, backend=backend).attention
+    two = run_slice(model, a, b, CPU, channel=2, backend=backend).attention
+    assert not np.allclose(one, two)

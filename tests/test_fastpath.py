@@ -1,0 +1,121 @@
+"""The ONNX Runtime fast path gives the PyTorch model's answer, maps included."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("onnxruntime")
+
+from napari_lightfusion import fastpath  # noqa: E402
+from napari_lightfusion.model import LightFusionNet  # noqa: E402
+from napari_lightfusion.weights import model_for  # noqa: E402
+
+TOL = 1e-4
+
+
+def reference(model, a, b, channel=None):
+    """The PyTorch model's fused image and channel-reduced maps for (N, H, W) pairs."""
+    reduce = (lambda t: t.mean(1)) if channel is None else (lambda t: t[:, channel])
+    with torch.inference_mode():
+        fused, maps = model(torch.from_numpy(a)[:, None], torch.from_numpy(b)[:, None], return_maps=True)
+    sa, sb = maps["surprise"]
+    surprise = None if sa is None else torch.stack([reduce(sa), reduce(sb)], 1).numpy()
+    attention = torch.stack([reduce(m) for m in maps["attention"]], 1).numpy()
+    return fused[:, 0].numpy(), surprise, attention
+
+
+def pair(shape, seed=0, n=1):
+    rng = np.random.default_rng(seed)
+    return rng.random((n, *shape), dtype=np.float32), rng.random((n, *shape), dtype=np.float32)
+
+
+def assert_matches(model, a, b, channel=None):
+    fast = fastpath.session_for(model, channel).run(a, b)
+    ref = reference(model, a, b, channel)
+    for name, got, want in zip(("fused", "surprise", "attention"), fast, ref):
+        if want is None:
+            assert got is None, name
+            continue
+        assert got.shape == want.shape and got.dtype == np.float32, name
+        assert np.abs(got - want).max() <= TOL, (name, float(np.abs(got - want).max()))
+
+
+@pytest.fixture(scope="module")
+def preset():
+    return model_for("PET-MRI")
+
+
+def stressed(seed, **config):
+    """A network with random, larger-than-initial weights (saturating sigmoids, big surprises)."""
+    torch.manual_seed(seed)
+    model = LightFusionNet(**config).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(3.0).add_(0.1 * torch.randn_like(p))
+    return model
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 9), (7, 3), (64, 64), (37, 129)])
+@pytest.mark.parametrize("channel", [None, 0, 5, 15])
+def test_preset_matches_pytorch(preset, shape, channel):
+    assert_matches(preset, *pair(shape, seed=shape[0] * 7 + shape[1]), channel=channel)
+
+
+def test_batch_of_slices_matches_pytorch(preset):
+    assert_matches(preset, *pair((33, 40), seed=3, n=3))
+
+
+@pytest.mark.parametrize("config, channel", [
+    ({}, 1), ({"conv": "standard"}, None), ({"width": 24, "reduction": 3}, None),
+    ({"width": 8, "reduction": 1}, 7),
+])
+def test_rewritten_network_matches_for_other_shapes(config, channel):
+    model = stressed(1, **config)
+    assert isinstance(fastpath.export_net(model), fastpath.ExportNet)
+    assert_matches(model, *pair((45, 38), seed=4), channel=channel)
+
+
+@pytest.mark.parametrize("attention", ["conv", "channel", "spatial"])
+def test_other_attentions_use_the_generic_export(attention):
+    model = stressed(2, attention=attention)
+    assert isinstance(fastpath.export_net(model), fastpath.GenericNet)
+    assert_matches(model, *pair((30, 41), seed=5), channel=2 if attention == "spatial" else None)
+
+
+def test_extreme_but_valid_inputs_match(preset):
+    a = np.zeros((1, 50, 50), np.float32)
+    b = np.ones((1, 50, 50), np.float32)
+    a[0, ::7] = 1.0
+    assert_matches(preset, a, b)
+
+
+def test_session_is_exported_once_per_weights_and_channel(monkeypatch):
+    model = stressed(7)
+    made = []
+    real = fastpath.make_session
+    monkeypatch.setattr(fastpath, "make_session", lambda *a, **k: made.append(a) or real(*a, **k))
+    first = fastpath.session_for(model)
+    assert fastpath.session_for(model) is first
+    assert fastpath.session_for(model, 3) is not first
+    assert len(made) == 2
+    with torch.no_grad():
+        model.decoder[-1].bias.add_(1.0)  # changed weights: a new export, the new answer
+    changed = fastpath.session_for(model)
+    assert changed is not first and len(made) == 3
+    assert_matches(model, *pair((20, 20), seed=8))
+
+
+def test_session_uses_the_requested_threads(preset):
+    fast = fastpath.session_for(preset, threads=1)
+    assert fast.session.get_session_options().intra_op_num_threads == 1
+
+
+def test_export_does_not_touch_the_model(preset):
+    before = {k: v.clone() for k, v in preset.state_dict().items()}
+    training = preset.training
+    fastpath.export_onnx(preset, channel=2)
+    assert preset.training == training
+    for k, v in preset.state_dict().items():
+        assert torch.equal(v, before[k]), k

@@ -1,0 +1,168 @@
+"""The widget's Qt-free parts: fusion jobs, metric tables (readouts) and layer helpers (layers)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+
+import numpy as np
+import pytest
+from napari.components import ViewerModel
+from napari.layers import Image
+
+from napari_lightfusion import fuse, plan_fusion
+from napari_lightfusion import layers as L
+from napari_lightfusion import readouts as R
+from napari_lightfusion.baselines import fuse_baseline
+from napari_lightfusion.metrics import METRICS, evaluate
+
+
+def request(a, b, index=None, preset="PET-MRI", **kwargs):
+    inputs = dict(a=a, b=b, a_limits=(0.0, 255.0), b_limits=None, a_rgb=False, b_rgb=True)
+    return R.Request(inputs, preset, "cpu", None, ("test",), index=index, **kwargs)
+
+
+def drain(gen):
+    """Run a job generator to the end: (yielded values, returned outcome)."""
+    seen = []
+    try:
+        while True:
+            seen.append(next(gen))
+    except StopIteration as stop:
+        return seen, stop.value
+
+
+# ---------------------------------------------------------------- metrics
+
+
+def test_metric_rows_are_evaluate_on_the_normalised_streams(colour_pair):
+    plan = plan_fusion(*colour_pair, "PET-MRI", a_limits=(10.0, 200.0))
+    result = plan.run_slice(0)
+    table = R.metric_rows(result, plan, 0, ("average", "max"))
+    assert list(table) == [R.NETWORK, "average", "max"]
+    anat, func = plan.pair.anatomical[0] * 255, plan.pair.functional[0] * 255
+    assert table[R.NETWORK] == {**evaluate(result.fused * 255, anat, func), R.TIME: result.seconds}
+    for name in ("average", "max"):
+        fused = fuse_baseline(name, *colour_pair, a_limits=(10.0, 200.0))
+        want = evaluate(fused * 255, anat, func)
+        assert {k: table[name][k] for k in METRICS} == pytest.approx(want, rel=1e-6, nan_ok=True)
+        assert table[name][R.TIME] >= 0
+
+
+def test_baseline_fused_matches_fuse_baseline_for_stacks(stack_pair):
+    plan = plan_fusion(*stack_pair, "PET-MRI", b_rgb=True)
+    whole = R.baseline_fused(plan, "laplacian")
+    np.testing.assert_allclose(whole, fuse_baseline("laplacian", *stack_pair, b_rgb=True), atol=1e-6)
+    np.testing.assert_allclose(R.baseline_fused(plan, "alpha", 2), fuse_baseline("alpha", *stack_pair)[2], atol=1e-6)
+
+
+def test_tsv_and_csv_round_trip():
+    table = {R.NETWORK: {m: i + 0.123456789 for i, m in enumerate(METRICS)} | {R.TIME: 0.5},
+             "average": {m: float("nan") for m in R.ROWS}}
+    tsv = R.to_tsv(table).splitlines()
+    assert tsv[0] == f"metric\t{R.NETWORK}\taverage"
+    assert tsv[1] == "EN\t0.1235\tnan" and len(tsv) == len(R.ROWS) + 1
+    rows = list(csv.reader(io.StringIO(R.to_csv(table))))
+    assert rows[0] == ["metric", R.NETWORK, "average"] and [r[0] for r in rows[1:]] == list(R.ROWS)
+    assert float(rows[2][1]) == table[R.NETWORK]["SD"] and math.isnan(float(rows[2][2]))
+    assert R.to_tsv({}) == "" and R.to_csv({}) == ""
+
+
+# ------------------------------------------------------------------- jobs
+
+
+def test_whole_job_yields_per_slice_and_equals_fuse(stack_pair):
+    seen, out = drain(R.run_request(request(*stack_pair, metric_index=3, baselines=("max",)), R.PlanCache()))
+    assert seen == [0, 1, 2, 3, 4] and out.error is None and out.index is None
+    assert out.stacked and out.rgb and out.slices == 5
+    want = fuse(*stack_pair, "PET-MRI", "cpu", a_limits=(0.0, 255.0), b_rgb=True)
+    np.testing.assert_allclose(out.result.fused, want.fused, atol=1e-6)
+    np.testing.assert_allclose(out.result.attention, want.attention, atol=1e-6)
+    assert list(out.table) == [R.NETWORK, "max"] and out.compare == {}
+
+
+def test_live_job_fuses_one_slice_and_compare_adds_baselines(stack_pair):
+    cache = R.PlanCache()
+    seen, out = drain(R.run_request(request(*stack_pair, index=2, compare=True), cache))
+    assert seen == [2] and out.index == 2 and out.result.fused.shape == (48, 48, 3)
+    plan = cache.get(request(*stack_pair))
+    np.testing.assert_allclose(out.result.fused, plan.run_slice(2).fused, atol=1e-6)
+    assert out.compare["average"].shape == (5, 48, 48, 3)
+
+
+def test_plan_cache_reuses_until_the_key_changes(colour_pair):
+    cache = R.PlanCache()
+    first = cache.get(request(*colour_pair))
+    assert cache.get(request(*colour_pair)) is first
+    changed = request(*colour_pair)
+    changed.key = ("test", 2)
+    assert cache.get(changed) is not first
+
+
+@pytest.mark.parametrize(
+    ("a_shape", "preset", "message"),
+    [((32, 32), "PET-MRI", "differ in shape"), ((64, 64), "MRI-XYZ", "unknown preset")],
+)
+def test_job_errors_come_back_as_one_line(colour_pair, a_shape, preset, message):
+    a = np.zeros(a_shape, np.uint8)
+    seen, out = drain(R.run_request(request(a, colour_pair[1], preset=preset), R.PlanCache()))
+    assert seen == [] and out.result is None
+    assert message in out.error and "\n" not in out.error
+
+
+# ----------------------------------------------------------------- layers
+
+
+def test_resample_keeps_dtype_colour_and_the_original():
+    rgb = (np.arange(20 * 30 * 3) % 256).astype(np.uint8).reshape(20, 30, 3)
+    copy = rgb.copy()
+    out = L.resample(rgb, (40, 60), rgb=True)
+    assert out.shape == (40, 60, 3) and out.dtype == np.uint8
+    np.testing.assert_array_equal(rgb, copy)
+    grey = np.linspace(0, 1, 64 * 64, dtype=np.float32).reshape(64, 64)
+    small = L.resample(grey, (16, 16))
+    assert small.shape == (16, 16) and small.dtype == np.float32 and 0 <= small.min() < small.max() <= 1
+    assert L.resample(np.ones((4, 8, 8), bool), (4, 16, 16)).all()
+    with pytest.raises(ValueError):
+        L.resample(grey, (4, 16, 16))
+
+
+def test_defaults_preset_and_pair_checks(colour_pair):
+    mri = Image(colour_pair[0], name="mri")
+    pet = Image(colour_pair[1], name="pet", rgb=True)
+    spect = Image(colour_pair[1], name="SPECT scan", rgb=True)
+    out = Image(colour_pair[0], name="x", metadata={L.MARK: "fused"})
+    assert L.image_layers([out, pet, mri]) == [pet, mri]
+    assert L.default_pair([out, pet, mri]) == (mri, pet)
+    assert L.guess_preset(mri, pet) == "PET-MRI" and L.guess_preset(mri, mri) == "CT-MRI"
+    assert L.guess_preset(mri, spect) == "SPECT-MRI"
+    assert L.check_pair(mri, pet) is None
+    kind, message = L.check_pair(mri, Image(colour_pair[1][:32], rgb=True, name="half"))
+    assert kind == "shape" and "Resample" in message
+    assert L.check_pair(mri, Image(np.zeros((3, 64, 64)), name="stack"))[0] == "dims"
+    inputs = L.fusion_inputs(Image(colour_pair[0], contrast_limits=(5, 50)), pet)
+    assert inputs["a_limits"] == (5.0, 50.0) and inputs["b_limits"] is None and inputs["b_rgb"]
+
+
+def test_data_index_follows_scale_and_translate():
+    layer = Image(np.zeros((10, 8, 8)), scale=(2.0, 1.0, 1.0), translate=(4.0, 0, 0))
+    assert L.data_index(layer, (8.0, 0.0, 0.0)) == 2
+    assert L.data_index(layer, (1000.0, 0, 0)) == 9 and L.data_index(layer, (-50.0, 0, 0)) == 0
+
+
+def test_upsert_updates_in_place_and_copies_spatial_metadata():
+    viewer = ViewerModel()
+    like = viewer.add_image(np.zeros((8, 8)), scale=(2, 3), translate=(1, -1), name="mri")
+    first = L.upsert_image(viewer, "fused", L.FUSED, np.ones((8, 8), np.float32), like, contrast_limits=(0, 1))
+    np.testing.assert_allclose(first.scale, (2, 3))
+    np.testing.assert_allclose(first.translate, (1, -1))
+    again = L.upsert_image(viewer, "fused", L.FUSED, np.zeros((8, 8), np.float32), like)
+    assert again is first and len(viewer.layers) == 2 and not again.data.any()
+    colour = L.upsert_image(viewer, "fused", L.FUSED, np.zeros((8, 8, 3), np.float32), like, rgb=True)
+    assert colour is not first and colour.rgb and len(viewer.layers) == 2
+    assert L.find_output(viewer, "fused") is colour and L.find_output(viewer, "attention:0") is None
+    L.write_slice(colour, 2, np.ones((8, 3), np.float32))
+    assert colour.data[2].all() and not colour.data[3].any()
+    names = [name for _, name, _, _ in L.map_outputs("a", "b")]
+    assert names == ["a surprise", "b surprise", "a attention", "b attention"]
