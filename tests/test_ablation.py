@@ -44,13 +44,18 @@ def fake_root(tmp_path_factory) -> Path:
 
 
 def test_the_variants_are_the_papers_with_one_shared_reference():
-    names = [v.name for v in ablation.variants()]
-    assert names[0] == "pca/dsc/16/4/eq5" and len(names) == len(set(names)) == 10
+    names = [v.name for v in ablation.variants(lr=1e-3)]
+    assert names[0] == "pca/dsc/16/4/eq5" and len(names) == len(set(names)) == 13
     for expected in (
         "conv/dsc/16/4/eq5", "channel/dsc/16/4/eq5", "spatial/dsc/16/4/eq5", "pca/standard/16/4/eq5",
         "pca/dsc/8/4/eq5", "pca/dsc/32/4/eq5", "pca/dsc/16/2/eq5", "pca/dsc/16/8/eq5", "pca/dsc/16/4/table5",
+        "pca/dsc/16/4/eq5/intensity", "pca/dsc/16/4/eq5/lr0.0001", "pca/dsc/16/4/eq5/intensity/lr0.0001",
     ):
         assert expected in names
+    # a run at the paper's learning rate needs no separate lr rows
+    assert len(ablation.variants(lr=1e-4)) == 11
+    assert ablation.train_config(ablation.Variant(lr=1e-4), 3, lr=0.5).lr == 1e-4
+    assert ablation.train_config(ablation.REFERENCE, 3, lr=0.5).lr == 0.5
     for _, rows in ablation.TABLES.values():
         assert ablation.REFERENCE in [v for _, v in rows]
     assert ablation.REFERENCE.slug == "pca-dsc-16-4-eq5"
@@ -88,7 +93,8 @@ def first_run(fake_root, tmp_path_factory):
 
 def test_every_variant_is_trained_once_and_scored(first_run):
     summary, out_dir = first_run["summary"], first_run["out_dir"]
-    assert len(first_run["calls"]) == 10  # all in the first call, none in the second
+    assert len(first_run["calls"]) == len(ablation.variants())  # all in the first call, none in the second
+    assert list(summary["results"]) == [v.name for v in ablation.variants()]
     for variant in ablation.variants():
         res = summary["results"][variant.name]
         assert res["trained"] and res["evaluated"] and res["pairs"] == 2
@@ -130,10 +136,11 @@ def test_ablations_md_has_every_table_schedule_cost_and_metrics(first_run):
     text = first_run["doc"].read_text()
     assert text.startswith("# ")
     assert "`lightfusion ablate --data " in text and "--epochs 1 --workers 1 --doc " in text
-    for key in ("## Table 3", "## Table 4A", "## Table 4B", "## Table 5", "## Cost"):
+    for key in ("## Table 3", "## Table 4A", "## Table 4B", "## Table 5", "## Table D", "## Cost"):
         assert key in text, key
-    assert text.count("Schedule: 1 epoch, Adam lr ") == 4
-    assert "Total CPU time" in text and "reused 10" in text
+    assert text.count("Schedule: 1 epoch, Adam lr ") == 5
+    assert "Total CPU time" in text and f"reused {len(ablation.variants())}" in text
+    assert "`pca/dsc/16/4/eq5/intensity/lr0.0001`" in text
     assert "| Method | variant | Params | MACs (G) | FLOPs (G) | CPU ms | EN ↑" in text
     assert "`pca/standard/16/4/eq5`" in text and "Qabf ↑" in text and "VIF ↑" in text
 

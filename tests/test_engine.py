@@ -35,7 +35,7 @@ def model():
 @pytest.fixture(scope="module")
 def image_pair():
     rng = np.random.default_rng(11)
-    shape = (150, 203)  # not a multiple of the tile in either direction
+    shape = (130, 171)  # not a multiple of the tile in either direction
     a = rng.random(shape, dtype=np.float32)
     b = np.clip(a[::-1] * 0.7 + 0.3 * rng.random(shape, dtype=np.float32), 0, 1).astype(np.float32)
     return a, b

@@ -90,3 +90,23 @@ def test_bad_config_is_refused():
         ModelConfig(attention="transformer")
     with pytest.raises(ValueError, match="conv"):
         ModelConfig(conv="fft")
+
+
+def test_blend_output_mixes_the_two_sources_pixel_by_pixel():
+    model = LightFusionNet(output="blend").eval()
+    a, b = torch.rand(1, 1, 24, 24), torch.rand(1, 1, 24, 24)
+    with torch.no_grad():
+        fused = model(a, b)
+    low, high = torch.minimum(a, b), torch.maximum(a, b)
+    assert (fused >= low - 1e-6).all() and (fused <= high + 1e-6).all()
+    same = model(a, a)
+    assert torch.allclose(same, a, atol=1e-6)  # nothing to mix: the source comes back
+
+
+def test_intensity_output_is_the_papers_head():
+    model = LightFusionNet(output="intensity").eval()
+    a = torch.zeros(1, 1, 16, 16)
+    with torch.no_grad():
+        fused = model(a, a)
+    # a sigmoid cannot reach 0, so a black pair does not come back black
+    assert (fused > 0).all()

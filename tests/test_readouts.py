@@ -135,6 +135,8 @@ def test_defaults_preset_and_pair_checks(colour_pair):
     out = Image(colour_pair[0], name="x", metadata={L.MARK: "fused"})
     assert L.image_layers([out, pet, mri]) == [pet, mri]
     assert L.default_pair([out, pet, mri]) == (mri, pet)
+    pet_stack = Image(np.zeros((4, 64, 64, 3), np.uint8), rgb=True, name="pet stack")
+    assert L.default_pair([pet_stack, mri, Image(colour_pair[0], name="ct"), pet]) == (mri, pet)
     assert L.guess_preset(mri, pet) == "PET-MRI" and L.guess_preset(mri, mri) == "CT-MRI"
     assert L.guess_preset(mri, spect) == "SPECT-MRI"
     assert L.check_pair(mri, pet) is None

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import Qt, QTimer
@@ -124,6 +123,18 @@ class LightFusionWidget(QWidget):
         layout.addWidget(metrics)
         layout.addStretch(1)
 
+        tips = {
+            self.anatomical: "Grey structural image (MRI, CT); fused as its contrast limits show it",
+            self.functional: "Functional image (PET/SPECT, usually colour); its colour is kept",
+            self.preset: "Network weights; guessed from the inputs, choose to override",
+            self.view: "Attention/surprise maps: mean over the network's channels, or one channel",
+            self.baseline: "Classical method(s) in the metric table and in Compare",
+            self.live: "Re-fuse the current slice when the slider, an input's data or contrast changes",
+            self.compare_btn: "Fuse, add the baseline result(s) and show everything side by side",
+            self.cancel_btn: "Stop a running stack between slices; no layer is half-written",
+        }
+        for widget, tip in tips.items():
+            widget.setToolTip(tip)
         self.anatomical.activated.connect(self._on_user_pick)
         self.functional.activated.connect(self._on_user_pick)
         self.preset.activated.connect(self._on_user_preset)
@@ -159,7 +170,7 @@ class LightFusionWidget(QWidget):
 
     def _refresh_choices(self, event=None):
         """Follow layers being added, renamed and removed; keep or default the picks."""
-        picked = [ly for ly in self.pair()] if hasattr(self, "_choices") else [None, None]
+        picked = list(self.pair()) if hasattr(self, "_choices") else [None, None]
         self._choices = L.image_layers(self.viewer.layers)
         if self._auto_pick or any(p not in self._choices for p in picked):
             picked = list(L.default_pair(self.viewer.layers))
@@ -258,7 +269,9 @@ class LightFusionWidget(QWidget):
         problem = L.check_pair(a, b)
         if problem:
             self.resample_btn.setVisible(problem[0] == "shape")
-            (show_error if problem[0] == "dims" else show_warning)(f"LightFusion: {problem[1]}")
+            self.status.setText(problem[1])
+            if kind != "live":  # Live shows it in the status line, without a pile of toasts
+                (show_error if problem[0] == "dims" else show_warning)(f"LightFusion: {problem[1]}")
             return None
         inputs = L.fusion_inputs(a, b)
         stacked = len(L.spatial_shape(a)) == 3
@@ -305,6 +318,7 @@ class LightFusionWidget(QWidget):
 
     def _on_outcome(self, outcome):
         if self._worker is not None and self._worker.abort_requested:
+            self.status.setText("Cancelled; no layer was changed.")
             return  # cancelled after the last slice: keep the layers as they were
         if outcome.error:
             show_error(f"LightFusion: {outcome.error}")
@@ -323,29 +337,10 @@ class LightFusionWidget(QWidget):
 
     def _write_layers(self, outcome):
         """Outputs: whole results replace layer data; a Live slice goes into full-size layers."""
-        res, like, names = outcome.result, outcome.request.context["like"], outcome.request.context["names"]
-        maps = [(role, name, kind, getattr(res, kind)[i])
-                for role, name, kind, i in L.map_outputs(*names, res.surprise is not None)]
-        styles = {"fused": dict(colormap="gray", contrast_limits=(0.0, 1.0))}
-        outputs = [("fused", L.FUSED, res.fused, styles["fused"])]
-        for role, name, kind, data in maps:
-            outputs.append((role, name, data, dict(
-                colormap=L.MAP_COLORMAPS[kind], opacity=0.5, blending="additive",
-                visible=self.overlays.isChecked(), contrast_limits=L.map_limits(data))))
-        for name, data in outcome.compare.items():
-            outputs.append((f"baseline:{name}", f"{name} baseline", data, styles["fused"]))
+        like, names = outcome.request.context["like"], outcome.request.context["names"]
+        specs = L.output_specs(outcome.result, names, outcome.compare, self.overlays.isChecked())
         grey_ndim = 2 if outcome.index is not None else len(L.spatial_shape(like))
-        for role, name, data, style in outputs:
-            rgb = data.ndim > grey_ndim
-            if outcome.index is None:
-                L.upsert_image(self.viewer, role, name, data, like, rgb=rgb, **style)
-                continue
-            full = (outcome.slices, *data.shape)
-            layer = L.find_output(self.viewer, role)
-            if layer is None or layer.data.shape != full:
-                layer = L.upsert_image(self.viewer, role, name, np.zeros(full, np.float32), like,
-                                       rgb=rgb, **style)
-            L.write_slice(layer, outcome.index, data, None if rgb else style["contrast_limits"])
+        L.show_outputs(self.viewer, specs, like, grey_ndim, outcome.index, outcome.slices)
         self._live_index = outcome.index
 
     def _show_overlays(self, visible: bool):

@@ -391,7 +391,16 @@ def efficiency(
             "flops": None,
             "ms": timed(lambda name=name: fuse_baseline(name, mri, other)),
         }
+    try:
+        import torch
+
+        from .engine import select_backend
+
+        backend = select_backend(torch.device("cpu"))
+    except (ImportError, ValueError):  # an engine without backends: plain PyTorch
+        backend = "torch"
     out["_meta"] = {
+        "backend": backend,
         "threads": threads,
         "repeats": repeats,
         "warmup": warmup,

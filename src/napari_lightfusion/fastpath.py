@@ -29,7 +29,8 @@ to 1e-4 against the PyTorch model, maps included):
 * the channel-reduced attention map is a 1x1 convolution C -> 1 (mean or
   one-hot weights) instead of a ``ReduceMean``, which has no blocked kernel;
 * the fusion ``0.5 (fa + fb)`` has its 0.5 folded into the decoder's first
-  convolution.
+  convolution;
+* the blend head's ``w a + (1 - w) b`` is written ``b + w (a - b)``.
 
 Networks of other shapes (ablation variants with another attention) are
 exported through :class:`GenericNet`, which calls the model's own forward
@@ -210,6 +211,7 @@ class ExportNet(nn.Module):
         w, b, d, g = decoder[0][0]
         decoder[0][0] = (w * 0.5, b, d, g)  # the mean of the two streams
         self.decoder = decoder
+        self.blend = model.config.output == "blend"
 
     def forward(self, a, b):
         fa, sa, aa = self.stream_a(a)
@@ -220,6 +222,8 @@ class ExportNet(nn.Module):
                 y = _same_conv(y, spec)
             y = _leaky(y)
         fused = torch.sigmoid(_same_conv(y, self.decoder[-1][0]))
+        if self.blend:  # fused = w a + (1 - w) b = b + w (a - b)
+            fused = b + fused * (a - b)
         return fused, sa, sb, aa, ab
 
 

@@ -91,6 +91,8 @@ def to_unit(image: np.ndarray, limits: tuple[float, float] | None = None) -> np.
         raise ValueError("image has no finite values (all NaN or infinite)")
     if limits is not None:
         low, high = float(limits[0]), float(limits[1])
+        if not (np.isfinite(low) and np.isfinite(high)):
+            raise ValueError(f"contrast limits must be finite, got ({low}, {high})")
     elif x.dtype == np.uint8:
         low, high = 0.0, 255.0
     else:

@@ -40,16 +40,21 @@ def image_layers(layers) -> list:
 def default_pair(layers) -> tuple:
     """Sensible (anatomical, functional) defaults among ``layers``.
 
-    Anatomical: the first grey layer (else the first layer). Functional: the
-    first colour layer when there is one, else another grey layer.
+    Anatomical: the first grey layer (else the first layer). Functional: a
+    colour layer when there is one, else another grey layer; layers of the
+    anatomical layer's shape first, then of its dimensionality.
     """
     cands = image_layers(layers)
     if not cands:
         return None, None
-    grey = [ly for ly in cands if not is_colour(ly)]
-    colour = [ly for ly in cands if is_colour(ly)]
-    first = grey[0] if grey else cands[0]
-    others = [ly for ly in colour + grey if ly is not first]
+    first = next((ly for ly in cands if not is_colour(ly)), cands[0])
+    shape = spatial_shape(first)
+
+    def rank(ly):
+        other = spatial_shape(ly)
+        return (other != shape, len(other) != len(shape), not is_colour(ly))
+
+    others = sorted((ly for ly in cands if ly is not first), key=rank)
     return first, (others[0] if others else None)
 
 
@@ -94,7 +99,8 @@ def fusion_inputs(a, b) -> dict:
     out = {}
     for key, layer in (("a", a), ("b", b)):
         colour = is_colour(layer)
-        out[key] = np.asarray(layer.data)
+        # the worker thread turns lazy (dask, zarr) data into numpy, not the GUI thread
+        out[key] = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
         out[f"{key}_limits"] = None if colour else tuple(float(v) for v in layer.contrast_limits)
         out[f"{key}_rgb"] = colour
     return out
@@ -108,9 +114,10 @@ def data_index(layer, point) -> int:
 
 def spatial_kwargs(layer) -> dict:
     """The spatial metadata of ``layer`` as keyword arguments for a new layer."""
-    kwargs = {name: getattr(layer, name) for name in SPATIAL}
+    kwargs = {name: getattr(layer, name) for name in SPATIAL if hasattr(layer, name)}
     kwargs["affine"] = layer.affine.affine_matrix
-    kwargs["units"] = tuple(str(u) for u in layer.units)
+    if "units" in kwargs:
+        kwargs["units"] = tuple(str(u) for u in layer.units)
     return kwargs
 
 
@@ -208,6 +215,46 @@ def map_outputs(a_name: str, b_name: str, with_surprise: bool = True) -> list[tu
     """``(role, layer name, kind, stream)`` of the overlay layers of an input pair."""
     kinds = ("surprise", "attention") if with_surprise else ("attention",)
     return [(f"{k}:{i}", f"{n} {k}", k, i) for k in kinds for i, n in enumerate((a_name, b_name))]
+
+
+def output_specs(result, names: tuple[str, str], compare: dict, overlays_visible: bool) -> list:
+    """``(role, layer name, data, style)`` of every output layer of a fusion result.
+
+    The fused image (grey colour map, limits 0..1), the surprise and
+    attention map of each input (``"<input name> surprise"``, magma /
+    viridis, half opacity, additive over the fused image) and the
+    baselines' results of a comparison (``"<method> baseline"``).
+    """
+    fused_style = dict(colormap="gray", contrast_limits=(0.0, 1.0))
+    specs = [("fused", FUSED, result.fused, fused_style)]
+    for role, name, kind, stream in map_outputs(*names, result.surprise is not None):
+        data = getattr(result, kind)[stream]
+        style = dict(colormap=MAP_COLORMAPS[kind], opacity=0.5, blending="additive",
+                     visible=overlays_visible, contrast_limits=map_limits(data))
+        specs.append((role, name, data, style))
+    for method, data in compare.items():
+        specs.append((f"baseline:{method}", f"{method} baseline", data, fused_style))
+    return specs
+
+
+def show_outputs(viewer, specs: list, like, grey_ndim: int, index: int | None = None, slices: int = 1) -> None:
+    """Write output ``specs`` to the viewer; data with more than ``grey_ndim`` axes is RGB.
+
+    ``index=None``: each spec is the whole result and replaces its layer's
+    data (or adds the layer). Otherwise each spec is slice ``index`` of a
+    stack of ``slices``: it is written into a full-size layer, allocated
+    (zeros) once, so the user can scroll through what Live has fused.
+    """
+    for role, name, data, style in specs:
+        rgb = data.ndim > grey_ndim
+        if index is None:
+            upsert_image(viewer, role, name, data, like, rgb=rgb, **style)
+            continue
+        full = (slices, *data.shape)
+        layer = find_output(viewer, role)
+        if layer is None or layer.data.shape != full:
+            layer = upsert_image(viewer, role, name, np.zeros(full, np.float32), like, rgb=rgb, **style)
+        write_slice(layer, index, data, None if rgb else style["contrast_limits"])
 
 
 def map_limits(maps: np.ndarray) -> tuple[float, float]:

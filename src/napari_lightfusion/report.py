@@ -323,7 +323,9 @@ def efficiency_markdown(eff: Mapping[str, dict], pair_text: str) -> str:
         "`torch.utils.flop_counter` (convolutions only); FLOPs = 2 × MACs. The paper's \"0.29 G FLOPS\" matches the "
         f"MAC count. CPU ms: median of {meta.get('repeats')} calls of `fuse(..., device=\"cpu\")` (or `fuse_baseline`) "
         f"on the in-memory {pair_text} ({meta.get('shape')}) after {meta.get('warmup')} warm-up calls, "
-        f"`torch.set_num_threads({meta.get('threads')})`, colour handling included, no file I/O.{load_text}",
+        f"`torch.set_num_threads({meta.get('threads')})`, colour handling included, no file I/O; the network ran "
+        f"on the engine's `{meta.get('backend', 'torch')}` backend (`onnx` is ONNX Runtime, `torch` eager PyTorch)."
+        f"{load_text}",
     ]
     return "\n".join(lines)
 
