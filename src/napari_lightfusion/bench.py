@@ -247,9 +247,8 @@ def _machine() -> str:
     return "machine: " + ", ".join(parts)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m napari_lightfusion.bench``: run the benchmark and print the table."""
-    parser = argparse.ArgumentParser(prog="lightfusion bench", description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The benchmark's options, for ``lightfusion bench`` and ``python -m napari_lightfusion.bench``."""
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--sizes", default="256,512,1024", help="comma-separated pair edges")
@@ -258,10 +257,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tile", type=int, default=None)
     parser.add_argument("--json", action="store_true", help="print the rows as JSON too")
     parser.add_argument("--case", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+
+
+def run_from_args(args: argparse.Namespace) -> None:
+    """Run the benchmark (or, with ``--case``, one case in this process) and print it."""
     if args.case:
         print(_MARK + json.dumps(run_case(json.loads(args.case))), flush=True)
-        return 0
+        return
     sizes = tuple(int(s) for s in args.sizes.split(",") if s.strip())
     stack = None if args.stack.lower() == "none" else tuple(int(x) for x in args.stack.lower().split("x"))
     big = None if args.big.lower() in ("none", "0") else int(args.big)
@@ -272,6 +274,13 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(rows))
     if args.json:
         print(json.dumps(rows, indent=2))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m napari_lightfusion.bench``: run the benchmark and print the table."""
+    parser = argparse.ArgumentParser(prog="lightfusion bench", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    run_from_args(parser.parse_args(argv))
     return 0
 
 

@@ -1,4 +1,4 @@
-"""The ``lightfusion`` command: train, fuse, evaluate, ablate, bench.
+"""The ``lightfusion`` command: train, fuse, evaluate, ablate, bench, view, screenshot.
 
 Each subcommand parses its arguments and calls the Qt-free function that
 does the work; user errors (missing files, bad shapes, unknown presets)
@@ -112,13 +112,91 @@ def _run_view(args):
     napari.run()
 
 
+def _add_evaluate(sub):
+    p = sub.add_parser("evaluate", help="score the bundled networks and the baselines on the test pairs")
+    p.add_argument("--data", type=Path, required=True, help="harvard data root (holds test/)")
+    p.add_argument("--out", type=Path, default=Path("docs/results.md"), help="markdown file to write")
+    p.add_argument("--limit", type=int, default=None, help="only the first N pairs per dataset (a trial)")
+    p.add_argument("--datasets", default="CT-MRI,PET-MRI,SPECT-MRI", help="comma-separated datasets")
+    p.set_defaults(run=_run_evaluate)
+
+
+def _run_evaluate(args):
+    from .data import DATASETS
+    from .evaluation import write_results
+
+    datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
+    unknown = [d for d in datasets if d not in DATASETS]
+    if unknown or not datasets:
+        raise ValueError(f"unknown dataset {', '.join(unknown) or '(none)'}; choose from {', '.join(DATASETS)}")
+    command = "lightfusion " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["evaluate"] else None
+    computed = write_results(args.data, args.out, datasets=datasets, limit=args.limit, command=command)
+    print(f"wrote {args.out} in {computed['seconds']:.0f} s")
+
+
+def _add_ablate(sub):
+    p = sub.add_parser("ablate", help="train and score the paper's ablations on PET-MRI")
+    p.add_argument("--data", type=Path, required=True, help="harvard data root")
+    p.add_argument("--out-dir", type=Path, required=True, help="folder for the variants' weights")
+    p.add_argument("--epochs", type=int, default=200, help="epochs per variant (one schedule for all)")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: the recipe's)")
+    p.add_argument("--workers", type=int, default=1, help="variants trained in parallel processes")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per worker")
+    p.add_argument("--doc", type=Path, default=None, help="markdown file to write (docs/ablations.md)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N test pairs (a trial)")
+    p.set_defaults(run=_run_ablate)
+
+
+def _run_ablate(args):
+    from .ablation import run_ablations
+
+    summary = run_ablations(
+        args.data, args.out_dir, args.epochs, args.threads,
+        workers=args.workers, doc=args.doc, lr=args.lr, limit=args.limit,
+    )
+    where = f"; wrote {args.doc}" if args.doc else ""
+    print(f"{len(summary['results'])} variants, {summary['train_seconds'] / 60:.1f} CPU-min of training{where}")
+
+
+def _add_bench(sub):
+    from .bench import add_arguments
+
+    p = sub.add_parser("bench", help="time the fusion on this machine against eager PyTorch")
+    add_arguments(p)
+    p.set_defaults(run=_run_bench)
+
+
+def _run_bench(args):
+    from .bench import run_from_args
+
+    run_from_args(args)
+
+
+def _add_screenshot(sub):
+    p = sub.add_parser("screenshot", help="save a PNG of napari with the widget after one fusion")
+    p.add_argument("--out", type=Path, default=Path("resources/screenshot.png"))
+    p.set_defaults(run=_run_screenshot)
+
+
+def _run_screenshot(args):
+    from .screenshot import make_screenshot
+
+    print(f"wrote {make_screenshot(args.out)}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand registered."""
-    parser = argparse.ArgumentParser(prog="lightfusion", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="lightfusion", description="LightFusionNet image fusion: train, fuse, evaluate, ablate, bench, view."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)
     _add_fuse(sub)
+    _add_evaluate(sub)
+    _add_ablate(sub)
+    _add_bench(sub)
     _add_view(sub)
+    _add_screenshot(sub)
     return parser
 
 

@@ -1,0 +1,103 @@
+"""Tests of the ``lightfusion`` command line: each subcommand runs, and user errors are one line."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+from skimage.io import imread, imsave
+
+from napari_lightfusion._sample_data import phantom_mri, phantom_pet
+from napari_lightfusion.cli import main
+
+
+@pytest.fixture
+def pair_files(tmp_path):
+    """The sample MRI-like and PET-like images written as PNG files."""
+    mri, pet = tmp_path / "mri.png", tmp_path / "pet.png"
+    imsave(mri, np.round(phantom_mri(64) * 255).astype(np.uint8), check_contrast=False)
+    imsave(pet, phantom_pet(64), check_contrast=False)
+    return mri, pet
+
+
+def _digest(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_fuse_writes_a_colour_image_and_the_maps_and_leaves_inputs_alone(pair_files, tmp_path, capsys):
+    before = [_digest(p) for p in pair_files]
+    out, maps = tmp_path / "fused.png", tmp_path / "maps"
+    assert main(["fuse", *map(str, pair_files), "--out", str(out), "--maps", str(maps), "--device", "cpu"]) == 0
+    fused = imread(out)
+    assert fused.shape == (64, 64, 3) and fused.dtype == np.uint8 and fused.max() > 0
+    assert sorted(p.name for p in maps.iterdir()) == [
+        "attention_anatomical.tif", "attention_functional.tif", "surprise_anatomical.tif", "surprise_functional.tif",
+    ]
+    assert [_digest(p) for p in pair_files] == before
+    assert "wrote" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda a, b, tmp: [str(a), str(tmp / "missing.png")], "missing.png"),
+        (lambda a, b, tmp: [str(a), str(b), "--preset", "XRAY"], "XRAY"),
+        (lambda a, b, tmp: [str(a), str(b), "--device", "tpu"], "tpu"),
+    ],
+    ids=["missing file", "unknown preset", "unknown device"],
+)
+def test_fuse_errors_are_one_line(pair_files, tmp_path, capsys, change, message):
+    args = change(*pair_files, tmp_path)
+    if "--out" not in args:
+        args = ["fuse", *args[:2], "--out", str(tmp_path / "f.png"), *args[2:]]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("lightfusion fuse: error:") and message in err and "\n" not in err
+    assert not (tmp_path / "f.png").exists()
+
+
+def test_mismatched_shapes_are_refused(pair_files, tmp_path, capsys):
+    small = tmp_path / "small.png"
+    imsave(small, np.zeros((32, 48), np.uint8), check_contrast=False)
+    assert main(["fuse", str(pair_files[0]), str(small), "--out", str(tmp_path / "f.png")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "shape" in err and "\n" not in err
+
+
+def test_train_refuses_an_unknown_weighting(tmp_path, capsys):
+    assert main(["train", "--data", str(tmp_path), "--dataset", "PET-MRI", "--out", str(tmp_path / "o"),
+                 "--weighting", "paper"]) == 2
+    assert "unknown weighting" in capsys.readouterr().err
+
+
+def test_evaluate_on_a_wrong_root_is_one_line(tmp_path, capsys):
+    assert main(["evaluate", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "r.md")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("lightfusion evaluate: error:") and "\n" not in err
+    assert not (tmp_path / "r.md").exists()
+
+
+def test_evaluate_writes_results_for_a_small_test_set(tmp_path, capsys):
+    root = tmp_path / "harvard"
+    rng = np.random.default_rng(0)
+    for name in ("1.png", "2.png"):
+        for modality in ("MRI", "PET"):
+            folder = root / "test" / "PET-MRI" / modality
+            folder.mkdir(parents=True, exist_ok=True)
+            image = phantom_pet(48) if modality == "PET" else np.round(255 * phantom_mri(48)).astype(np.uint8)
+            image = np.clip(image.astype(int) + rng.integers(0, 8, image.shape), 0, 255).astype(np.uint8)
+            imsave(folder / name, image, check_contrast=False)
+    out = tmp_path / "docs" / "results.md"
+    assert main(["evaluate", "--data", str(root), "--out", str(out), "--datasets", "PET-MRI", "--limit", "2"]) == 0
+    text = out.read_text()
+    assert "LightFusionNet" in text and "Qabf" in text and "laplacian" in text.lower()
+    assert (out.parent / "contact_PET-MRI.png").is_file()
+
+
+def test_bench_prints_a_table_with_a_speedup(capsys):
+    assert main(["bench", "--sizes", "64", "--stack", "none", "--big", "none", "--repeats", "3"]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("| 64x64 pair"))
+    speedup = float(row.split("|")[6].strip().rstrip("x"))
+    assert speedup > 0
