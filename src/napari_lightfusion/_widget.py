@@ -11,6 +11,7 @@ timer, and layers are written only from a finished job's outcome.
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info, show_warning
@@ -46,6 +47,13 @@ def _row(*widgets) -> QHBoxLayout:
     return row
 
 
+def _abandon(life: SimpleNamespace) -> None:
+    """The widget is being destroyed: silence its slots and stop its running job."""
+    life.closed = True
+    if life.worker is not None:
+        life.worker.quit()
+
+
 class LightFusionWidget(QWidget):
     """Fuse two image layers with LightFusionNet and show why (maps, metrics)."""
 
@@ -54,6 +62,11 @@ class LightFusionWidget(QWidget):
         self.setMinimumWidth(360)
         self.viewer = napari_viewer
         self._worker = None
+        self._job_layers = ()  # the input layers of the running job
+        # Plain-Python state the worker's signals and the destroyed signal share: once
+        # the widget is gone (its dock or the viewer closed) no slot of it may run.
+        self._life = SimpleNamespace(closed=False, worker=None)
+        self.destroyed.connect(lambda *_, life=self._life: _abandon(life))
         self._pending = None  # kind of the newest waiting request: "full", "live" or "compare"
         self._cache = PlanCache()
         self._version = 0  # bumped whenever an input's data or contrast changes
@@ -166,6 +179,9 @@ class LightFusionWidget(QWidget):
         if event is not None and event.type in ("inserted", "removed"):
             method = "connect" if event.type == "inserted" else "disconnect"
             getattr(event.value.events.name, method)(self._refresh_choices)
+            if event.type == "removed" and any(event.value is ly for ly in self._job_layers):
+                self.cancel()
+                self.status.setText(f"'{event.value.name}' was removed; the fusion was cancelled.")
         self._refresh_choices()
 
     def _refresh_choices(self, event=None):
@@ -293,10 +309,12 @@ class LightFusionWidget(QWidget):
             else request.context["like"].data.shape[0]
         progress = {"total": slices, "desc": "LightFusion"} if slices > 1 else None
         worker = create_worker(run_request, request, self._cache, _progress=progress)
-        worker.returned.connect(self._on_outcome)
-        worker.aborted.connect(lambda: self.status.setText("Cancelled; no layer was changed."))
-        worker.finished.connect(self._on_finished)
-        self._worker = worker
+        life = self._life
+        worker.returned.connect(lambda outcome: None if life.closed else self._on_outcome(outcome))
+        worker.aborted.connect(lambda: None if life.closed else self.status.setText("Cancelled; no layer was changed."))
+        worker.finished.connect(lambda: None if life.closed else self._on_finished())
+        self._worker = life.worker = worker
+        self._job_layers = self.pair()
         self.cancel_btn.setEnabled(True)
         what = f"slice {request.index}" if request.index is not None else f"{slices} slice(s)"
         self.status.setText(f"Fusing {what} ...")
@@ -310,7 +328,8 @@ class LightFusionWidget(QWidget):
             self._worker.quit()
 
     def _on_finished(self):
-        self._worker = None
+        self._worker = self._life.worker = None
+        self._job_layers = ()
         self.cancel_btn.setEnabled(False)
         if self._pending is not None:
             kind, self._pending = self._pending, None
