@@ -49,7 +49,7 @@ def _peak_rss_mib() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB elsewhere
 
 
-def _median_ms(fn, repeats: int, warmup: int) -> float:
+def median_ms(fn, repeats: int, warmup: int) -> float:
     """Median wall time of ``fn()`` in milliseconds after ``warmup`` untimed calls."""
     for _ in range(warmup):
         fn()
@@ -103,19 +103,19 @@ def run_case(case: dict) -> dict:
         a = rng.random((size, size), dtype=np.float32)
         b = rng.random((size, size), dtype=np.float32)
         row["case"] = f"{size}x{size} pair"
-        row["fast_ms"] = _median_ms(lambda: run_slice(model, a, b, cpu, tile=tile), repeats, 3)
-        row["fuse_ms"] = _median_ms(lambda: fuse(a, b, preset, "cpu", tile=tile), repeats, 1)
+        row["fast_ms"] = median_ms(lambda: run_slice(model, a, b, cpu, tile=tile), repeats, 3)
+        row["fuse_ms"] = median_ms(lambda: fuse(a, b, preset, "cpu", tile=tile), repeats, 1)
         row["peak_rss_mib"] = round(_peak_rss_mib(), 1)
-        row["eager_ms"] = _median_ms(lambda: eager(a, b), repeats, 2)
+        row["eager_ms"] = median_ms(lambda: eager(a, b), repeats, 2)
     elif kind == "stack":
         a = rng.random((slices, size, size), dtype=np.float32)
         b = rng.random((slices, size, size), dtype=np.float32)
         row["case"] = f"{slices}x{size}x{size} stack"
         fuse(a[:2], b[:2], preset, "cpu", tile=tile)  # warm-up: export, arena
-        row["fuse_ms"] = _median_ms(lambda: fuse(a, b, preset, "cpu", tile=tile), repeats, 0)
+        row["fuse_ms"] = median_ms(lambda: fuse(a, b, preset, "cpu", tile=tile), repeats, 0)
         row["peak_rss_mib"] = round(_peak_rss_mib(), 1)
         eager(a[0], b[0])
-        row["eager_ms"] = _median_ms(lambda: [eager(x, y) for x, y in zip(a, b)], 1, 0)
+        row["eager_ms"] = median_ms(lambda: [eager(x, y) for x, y in zip(a, b)], 1, 0)
         row["fast_ms"] = row["fuse_ms"]
     elif kind == "big":
         a = rng.integers(0, 4096, (size, size), dtype=np.uint16)
@@ -123,12 +123,12 @@ def run_case(case: dict) -> dict:
         row["case"] = f"{size}x{size} pair (uint16, tiled)"
         small = rng.random((64, 64), dtype=np.float32)
         fuse(small, small, preset, "cpu", tile=tile)  # warm-up: export
-        row["fuse_ms"] = _median_ms(lambda: fuse(a, b, preset, "cpu", tile=tile), repeats, 0)
+        row["fuse_ms"] = median_ms(lambda: fuse(a, b, preset, "cpu", tile=tile), repeats, 0)
         row["peak_rss_mib"] = round(_peak_rss_mib(), 1)
         row["fast_ms"] = row["fuse_ms"]
         unit_a = (a / a.max()).astype(np.float32)
         unit_b = (b / b.max()).astype(np.float32)
-        row["eager_ms"] = _median_ms(
+        row["eager_ms"] = median_ms(
             lambda: run_slice(model, unit_a, unit_b, cpu, tile=tile, backend="torch"), 1, 0
         )
     else:

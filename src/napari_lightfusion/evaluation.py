@@ -24,7 +24,6 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import shlex
-import statistics
 import sys
 import time
 import warnings
@@ -313,20 +312,15 @@ def time_method(
     """
     import torch
 
+    from .bench import median_ms
+
     old = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
     try:
-        for _ in range(warmup):
-            method()
-        times = []
-        for _ in range(max(1, repeats)):
-            start = time.perf_counter()
-            method()
-            times.append(time.perf_counter() - start)
+        return median_ms(method, repeats, warmup)
     finally:
         torch.set_num_threads(old)
-    return 1000.0 * statistics.median(times)
 
 
 def network_size(preset: str | None = None, weights: Path | None = None, config=None, size: int = SIZE) -> dict:
