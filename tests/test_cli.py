@@ -78,7 +78,9 @@ def test_evaluate_on_a_wrong_root_is_one_line(tmp_path, capsys):
     assert not (tmp_path / "r.md").exists()
 
 
-def test_evaluate_writes_results_for_a_small_test_set(tmp_path, capsys):
+@pytest.fixture
+def small_root(tmp_path):
+    """A data root with two noisy phantom PET-MRI test pairs, 48 x 48."""
     root = tmp_path / "harvard"
     rng = np.random.default_rng(0)
     for name in ("1.png", "2.png"):
@@ -88,6 +90,11 @@ def test_evaluate_writes_results_for_a_small_test_set(tmp_path, capsys):
             image = phantom_pet(48) if modality == "PET" else np.round(255 * phantom_mri(48)).astype(np.uint8)
             image = np.clip(image.astype(int) + rng.integers(0, 8, image.shape), 0, 255).astype(np.uint8)
             imsave(folder / name, image, check_contrast=False)
+    return root
+
+
+def test_evaluate_writes_results_for_a_small_test_set(small_root, tmp_path):
+    root = small_root
     out = tmp_path / "docs" / "results.md"
     assert main(["evaluate", "--data", str(root), "--out", str(out), "--datasets", "PET-MRI", "--limit", "2"]) == 0
     text = out.read_text()
@@ -101,3 +108,17 @@ def test_bench_prints_a_table_with_a_speedup(capsys):
     row = next(line for line in out.splitlines() if line.startswith("| 64x64 pair"))
     speedup = float(row.split("|")[6].strip().rstrip("x"))
     assert speedup > 0
+
+
+def test_score_refuses_a_missing_weight_file(tmp_path, capsys):
+    assert main(["score", str(tmp_path / "none.pt"), "--data", str(tmp_path), "--dataset", "PET-MRI"]) == 2
+    assert "none.pt" in capsys.readouterr().err
+
+
+def test_score_prints_one_row_per_weight_file_and_baseline(small_root, capsys):
+    from napari_lightfusion.weights import preset_path
+
+    assert main(["score", str(preset_path("PET-MRI")), "--data", str(small_root), "--dataset", "PET-MRI",
+                 "--baselines"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")][1:]
+    assert [r.split("|")[1].strip() for r in rows] == ["average", "max", "laplacian", "alpha", "weights/PET-MRI"]

@@ -134,6 +134,21 @@ def _run_evaluate(args):
     print(f"wrote {args.out} in {computed['seconds']:.0f} s")
 
 
+def _add_score(sub):
+    p = sub.add_parser("score", help="compare weight files (and the baselines) on one test set")
+    p.add_argument("weights", type=Path, nargs="+", help="weight files (.pt with their .json sidecars)")
+    p.add_argument("--data", type=Path, required=True, help="harvard data root (holds test/)")
+    p.add_argument("--dataset", required=True, help="CT-MRI, PET-MRI or SPECT-MRI")
+    p.add_argument("--baselines", action="store_true", help="add the four baselines as rows")
+    p.set_defaults(run=_run_score)
+
+
+def _run_score(args):
+    from .evaluation import score_weights
+
+    print(score_weights(args.data, args.dataset, args.weights, baselines=args.baselines))
+
+
 def _add_ablate(sub):
     p = sub.add_parser("ablate", help="train and score the paper's ablations on PET-MRI")
     p.add_argument("--data", type=Path, required=True, help="harvard data root")
@@ -193,6 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_fuse(sub)
     _add_evaluate(sub)
+    _add_score(sub)
     _add_ablate(sub)
     _add_bench(sub)
     _add_view(sub)

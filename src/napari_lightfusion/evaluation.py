@@ -213,6 +213,30 @@ def evaluate_dataset(
     return table
 
 
+def score_weights(
+    data_root: Path, dataset: str, weights: Iterable[Path], *, baselines: bool = False, progress: bool = True
+) -> str:
+    """A markdown table of the mean metrics of weight files (and the baselines) on one test set.
+
+    For ``lightfusion score``: comparing training runs (two loss weightings,
+    two learning rates) on the same pairs with the same code as Table 1.
+    Rows are named by the weight files' parent folder and stem.
+    """
+    from . import report
+
+    methods = {name: baseline_method(name) for name in BASELINES} if baselines else {}
+    for path in map(Path, weights):
+        if not path.is_file():
+            raise FileNotFoundError(f"no weight file {path}")
+        methods[f"{path.parent.name}/{path.stem}"] = network_method(weights=path)
+    if not methods:
+        raise ValueError("give at least one weight file")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=UserWarning)
+        table = evaluate_dataset(data_root, dataset, methods, progress=progress)
+    return report.metric_table(table.means, list(methods)) + f"\n\n{len(table.pairs)} {dataset} test pairs."
+
+
 # --------------------------------------------------------------------------
 # ranking and the quality bar
 
