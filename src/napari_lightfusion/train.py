@@ -70,13 +70,14 @@ def random_batch(images: torch.Tensor, size: int, crop: int, generator: torch.Ge
 
 
 def source_commit() -> str:
-    """The git commit of the code that trained, or "unknown" outside a checkout."""
+    """The git commit of the package's code, "+dirty" if it has uncommitted changes; "unknown" outside a checkout."""
+    here = Path(__file__).parent
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-            cwd=Path(__file__).parent,
-        )
-        return out.stdout.strip() or "unknown"
+        def git(*args):
+            return subprocess.run(["git", *args], capture_output=True, text=True, timeout=5, cwd=here).stdout.strip()
+
+        commit = git("rev-parse", "HEAD")
+        return (commit + ("+dirty" if git("status", "--porcelain", "--", ".") else "")) if commit else "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
@@ -109,6 +110,7 @@ def train(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     log_path = out / f"{dataset}.log.csv"
+    commit = source_commit()  # of the code that starts training, not of what is checked out when it ends
     start = time.perf_counter()
     epochs = range(config.epochs)
     if progress:
@@ -151,7 +153,7 @@ def train(
         "final_validation_loss": validation_loss(model, val_images, config.weights)
         if len(val_images)
         else None,
-        "source_commit": source_commit(),
+        "source_commit": commit,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "train_seconds": round(wall, 1),
