@@ -85,7 +85,7 @@ def test_whole_job_yields_per_slice_and_equals_fuse(stack_pair):
 def test_live_job_fuses_one_slice_and_compare_adds_baselines(stack_pair):
     cache = R.PlanCache()
     seen, out = drain(R.run_request(request(*stack_pair, index=2, compare=True), cache))
-    assert seen == [2] and out.index == 2 and out.result.fused.shape == (48, 48, 3)
+    assert seen == [out] and out.index == 2 and out.result.fused.shape == (48, 48, 3)
     plan = cache.get(request(*stack_pair))
     np.testing.assert_allclose(out.result.fused, plan.run_slice(2).fused, atol=1e-6)
     assert out.compare["average"].shape == (5, 48, 48, 3)

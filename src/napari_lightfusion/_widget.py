@@ -25,7 +25,7 @@ from . import layers as L
 from .baselines import BASELINES
 from .engine import available_devices
 from .model import ModelConfig
-from .readouts import ROWS, PlanCache, Request, format_value, run_request, to_csv, to_tsv
+from .readouts import ROWS, Outcome, PlanCache, Request, format_value, run_request, to_csv, to_tsv
 from .weights import PRESETS
 
 #: Debounce of Live requests (slider moves, contrast drags), milliseconds.
@@ -310,6 +310,7 @@ class LightFusionWidget(QWidget):
         progress = {"total": slices, "desc": "LightFusion"} if slices > 1 else None
         worker = create_worker(run_request, request, self._cache, _progress=progress)
         life = self._life
+        worker.yielded.connect(lambda value: None if life.closed else self._on_partial(value))
         worker.returned.connect(lambda outcome: None if life.closed else self._on_outcome(outcome))
         worker.aborted.connect(lambda: None if life.closed else self.status.setText("Cancelled; no layer was changed."))
         worker.finished.connect(lambda: None if life.closed else self._on_finished())
@@ -335,6 +336,12 @@ class LightFusionWidget(QWidget):
             kind, self._pending = self._pending, None
             self._start(kind)
 
+    def _on_partial(self, value):
+        """A Live slice is fused: show it now; its metrics arrive with the outcome."""
+        if isinstance(value, Outcome) and value.error is None and not self._worker.abort_requested:
+            self._write_layers(value)
+            value.shown = True
+
     def _on_outcome(self, outcome):
         if self._worker is not None and self._worker.abort_requested:
             self.status.setText("Cancelled; no layer was changed.")
@@ -343,7 +350,8 @@ class LightFusionWidget(QWidget):
             show_error(f"LightFusion: {outcome.error}")
             self.status.setText(outcome.error)
             return
-        self._write_layers(outcome)
+        if not outcome.shown:
+            self._write_layers(outcome)
         self._show_table(outcome.table)
         res = outcome.result
         where = (f"slice {outcome.index}" if outcome.index is not None

@@ -187,6 +187,20 @@ def _run_bench(args):
     run_from_args(args)
 
 
+def _add_bench_live(sub):
+    p = sub.add_parser("bench-live", help="latency from a slider move to updated layers (needs a display)")
+    p.add_argument("--sizes", default="256,512", help="comma-separated slice edges")
+    p.add_argument("--slices", type=int, default=8)
+    p.set_defaults(run=_run_bench_live)
+
+
+def _run_bench_live(args):
+    from .bench_live import format_rows, measure
+
+    sizes = tuple(int(s) for s in args.sizes.split(",") if s.strip())
+    print(format_rows(measure(sizes, args.slices)))
+
+
 def _add_screenshot(sub):
     p = sub.add_parser("screenshot", help="save a PNG of napari with the widget after one fusion")
     p.add_argument("--out", type=Path, default=Path("resources/screenshot.png"))
@@ -211,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_score(sub)
     _add_ablate(sub)
     _add_bench(sub)
+    _add_bench_live(sub)
     _add_view(sub)
     _add_screenshot(sub)
     return parser

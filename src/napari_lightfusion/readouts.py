@@ -4,7 +4,8 @@ No Qt here. The widget captures a :class:`Request` on the GUI thread and
 runs :func:`run_request` in a napari ``thread_worker``; the generator yields
 once per fused slice (progress, and the points where Cancel can stop it)
 and returns an :class:`Outcome` that the widget turns into layers and a
-table. Errors a user can fix come back as ``Outcome.error`` (one line), not
+table. A Live job yields its :class:`Outcome` as soon as the slice is fused,
+so that the layers follow the slider before the metrics are computed. Errors a user can fix come back as ``Outcome.error`` (one line), not
 as exceptions.
 """
 
@@ -138,6 +139,7 @@ class Outcome:
     table: dict = field(default_factory=dict)
     compare: dict = field(default_factory=dict)
     error: str | None = None
+    shown: bool = False  # the widget has already written the layers (Live, before the metrics)
 
 
 class PlanCache:
@@ -178,6 +180,9 @@ def stack_results(results: list[FusionResult]) -> FusionResult:
 def run_request(request: Request, cache: PlanCache) -> Generator[int, None, Outcome]:
     """Run a job; yields the slice number after each slice, returns an :class:`Outcome`.
 
+    A Live job (``request.index`` on a stack) yields the :class:`Outcome`
+    itself, without its metric table, once the slice is fused.
+
     Cancelling between yields (``worker.quit()``) drops everything: the
     caller writes layers only from the returned outcome.
     """
@@ -188,7 +193,7 @@ def run_request(request: Request, cache: PlanCache) -> Generator[int, None, Outc
         if request.index is not None and plan.pair.stacked:
             out.index = min(max(request.index, 0), len(plan) - 1)
             out.result = plan.run_slice(out.index)
-            yield out.index
+            yield out  # the layers can be updated now; the metrics follow
             current = out.result
         else:
             results = []

@@ -1,0 +1,70 @@
+"""``lightfusion bench-live``: latency from a slider move to updated layers, with Live on.
+
+Opens a napari viewer (needs a display; run under ``xvfb-run`` on a headless
+machine) with a synthetic grey + RGB stack of each size, docks the
+LightFusion widget, turns Live on, and for each slice moves the dims slider
+and waits, processing Qt events, until the widget has written that slice's
+fused layer and maps (and then until the metric table is filled). The latency is what a user sees: the debounce
+(:data:`napari_lightfusion._widget.DEBOUNCE_MS`), the fusion in the worker
+thread, the metric table, and the layer updates on the GUI thread.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+
+def _wait(until, timeout: float) -> float:
+    """Process Qt events until ``until()`` is true; the time it took, in ms."""
+    from qtpy.QtWidgets import QApplication
+
+    start = time.perf_counter()
+    while not until():
+        if time.perf_counter() - start > timeout:
+            raise TimeoutError(f"nothing happened within {timeout} s")
+        QApplication.processEvents()
+        time.sleep(0.001)
+    return 1e3 * (time.perf_counter() - start)
+
+
+def measure(sizes=(256, 512), slices: int = 8, timeout: float = 60.0) -> list[dict]:
+    """Slider-to-layers latency per image size (median and max ms), and to the metric table (median)."""
+    import napari
+    import numpy as np
+
+    from ._widget import DEBOUNCE_MS, LightFusionWidget
+
+    rows = []
+    for size in sizes:
+        rng = np.random.default_rng(size)
+        mri = rng.random((slices, size, size), dtype=np.float32)
+        pet = (rng.random((slices, size, size, 3)) * 255).astype(np.uint8)
+        viewer = napari.Viewer(show=True)
+        try:
+            viewer.add_image(mri, name="mri")
+            viewer.add_image(pet, name="pet", rgb=True)
+            widget = LightFusionWidget(viewer)
+            viewer.window.add_dock_widget(widget, name="LightFusion")
+            widget.live.setChecked(True)
+            _wait(lambda: not widget.busy(), timeout)  # first result: the layers are created
+            layers, table = [], []
+            for z in [*range(1, slices), 0]:
+                viewer.dims.set_current_step(0, z)
+                layers.append(_wait(lambda z=z: widget._live_index == z, timeout))
+                table.append(layers[-1] + _wait(lambda: not widget.busy(), timeout))
+        finally:
+            viewer.close()
+        rows.append({"size": size, "moves": len(layers), "median_ms": statistics.median(layers),
+                     "max_ms": max(layers), "table_ms": statistics.median(table), "debounce_ms": DEBOUNCE_MS})
+    return rows
+
+
+def format_rows(rows: list[dict]) -> str:
+    """The rows of :func:`measure` as a markdown table."""
+    lines = ["| slice size | slider moves | layers updated, median ms | max ms | metric table, median ms "
+             "| of which debounce ms |", "|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['size']}x{r['size']} | {r['moves']} | {r['median_ms']:.0f} | {r['max_ms']:.0f} | "
+                     f"{r['table_ms']:.0f} | {r['debounce_ms']} |")
+    return "\n".join(lines)
