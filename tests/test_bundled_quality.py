@@ -68,3 +68,17 @@ def test_real_pairs_fuse_to_finite_images_in_range(dataset):
         assert np.isfinite(result.fused).all()
         assert 0 <= result.fused.min() and result.fused.max() <= 1
         assert result.fused.std() > 0.05
+
+
+@needs_data
+@pytest.mark.parametrize("dataset", PRESETS)
+def test_bundled_network_beats_pixel_average_on_mi_qabf_and_vif(dataset):
+    """The core of the quality bar, on every third test pair (docs/results.md has all pairs)."""
+    from napari_lightfusion.data import pair_names
+    from napari_lightfusion.evaluation import baseline_method, evaluate_dataset, network_method
+
+    names = pair_names(HARVARD, "test", dataset)[::3]
+    methods = {"net": network_method(preset=dataset), "average": baseline_method("average")}
+    means = evaluate_dataset(HARVARD, dataset, methods, names=names).means
+    for metric in ("MI", "Qabf", "VIF"):
+        assert means["net"][metric] > means["average"][metric], (metric, means["net"][metric], means["average"][metric])

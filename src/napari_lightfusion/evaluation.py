@@ -51,9 +51,9 @@ TABLE1_METHODS: tuple[str, ...] = (*BASELINES, LIGHTFUSIONNET)
 #: Metrics on which the network must beat pixel averaging to pass the quality bar.
 QUALITY_METRICS: tuple[str, ...] = ("MI", "Qabf", "SSIM", "VIF")
 
-#: Default least number of the ten metrics on which the network must be best
-#: or second-best among :data:`TABLE1_METHODS` (at least half of them).
-MIN_TOP2 = 5
+#: Least number of the ten metrics on which the network must be best or
+#: second-best among :data:`TABLE1_METHODS` (the evaluation issue's bar).
+MIN_TOP2 = 6
 
 #: Cross-dataset evaluation (the paper's Table 2): test set -> preset trained on the other set.
 CROSS = {"PET-MRI": "SPECT-MRI", "SPECT-MRI": "PET-MRI"}
