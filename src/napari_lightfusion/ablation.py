@@ -435,7 +435,7 @@ def ablations_markdown(s: dict) -> str:
             "",
         ]
     out += [
-        "Each row is LightFusionNet with one change from the reference `pca/dsc/16/4/eq5` "
+        f"Each row is LightFusionNet with one change from the reference `{REFERENCE.name}` "
         "(attention / convolution / width C / reduction R / loss weighting), which is trained once and "
         "appears in every table. All networks are trained on `train/PET-MRI` (validation carved out by "
         "file name) and scored on the PET-MRI test pairs with the conventions of `docs/results.md` "
@@ -451,7 +451,7 @@ def ablations_markdown(s: dict) -> str:
         f"Total CPU time: **{total / 60:.1f} min** = {s['train_seconds'] / 60:.1f} min of training (the sum of "
         f"the `train_seconds` in the sidecars) + {s['eval_seconds'] / 60:.1f} min of scoring on the test set; "
         "both are the wall-clock seconds of single-thread jobs (one torch thread each), so other work on the "
-        "machine inflates them. This invocation took {s['wall_seconds'] / 60:.1f} min of wall time with "
+        f"machine inflates them. This invocation took {s['wall_seconds'] / 60:.1f} min of wall time with "
         f"{s['workers']} worker process(es); "
         + (
             f"it trained {len(trained_now)} network(s) and reused {len(reused)} already in `{s['out_dir']}` "
