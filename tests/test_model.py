@@ -110,3 +110,19 @@ def test_intensity_output_is_the_papers_head():
         fused = model(a, a)
     # a sigmoid cannot reach 0, so a black pair does not come back black
     assert (fused > 0).all()
+
+
+def test_blend_weight_is_a_hard_sigmoid_whose_gradient_only_leads_back_inside():
+    from napari_lightfusion.model import blend_weight
+
+    z = torch.tensor([-2.0, -0.5, 0.0, 0.5, 2.0, -2.0, 2.0], requires_grad=True)
+    w = blend_weight(z)
+    assert torch.equal(w.detach(), torch.tensor([0.0, 0.0, 0.5, 1.0, 1.0, 0.0, 1.0]))
+    # loss gradients: +1 on every element except the last two, which ask to move back inside
+    upstream = torch.tensor([1.0, 1.0, 1.0, 1.0, 1.0, -1.0, 1.0])
+    (w * upstream).sum().backward()
+    # z=-2 with grad +1 would step further below 0: dropped; z=2 with grad +1 steps down, inside: kept;
+    # z=-2 with grad -1 steps up, inside: kept; the unsaturated ones pass as is.
+    assert torch.equal(z.grad, torch.tensor([0.0, 1.0, 1.0, 1.0, 1.0, -1.0, 1.0]))
+    with torch.no_grad():
+        assert torch.equal(blend_weight(z), w.detach())  # the same forward without autograd

@@ -221,9 +221,11 @@ class ExportNet(nn.Module):
             for spec in block:
                 y = _same_conv(y, spec)
             y = _leaky(y)
-        fused = torch.sigmoid(_same_conv(y, self.decoder[-1][0]))
+        out = _same_conv(y, self.decoder[-1][0])
         if self.blend:  # fused = w a + (1 - w) b = b + w (a - b)
-            fused = b + fused * (a - b)
+            fused = b + (out + 0.5).clamp(0.0, 1.0) * (a - b)
+        else:
+            fused = torch.sigmoid(out)
         return fused, sa, sb, aa, ab
 
 

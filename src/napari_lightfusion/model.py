@@ -1,7 +1,7 @@
 """LightFusionNet: the dual-stream fusion network of the paper.
 
     anatomical ──► encoder A ──► attention A ──┐
-                                               ├─ mean ──► decoder ──► 1x1 ──► sigmoid
+                                               ├─ mean ──► decoder ──► 1x1 ──► sigmoid / blend weight
     functional ──► encoder B ──► attention B ──┘
 
 * Encoders: blocks of depthwise-separable convolution (depthwise 3x3 then
@@ -17,13 +17,17 @@
   identity would be learnt and the surprise would vanish).
 * Fusion: element-wise mean of the two refined feature maps (no parameters).
 * Decoder: two depthwise-separable blocks, a 1x1 convolution, a sigmoid.
-  With ``output="intensity"`` (the paper's reading) the sigmoid *is* the
-  fused image. With ``output="blend"`` (our default) it is a per-pixel
-  weight ``w`` and the fused image is ``w * a + (1 - w) * b``: every fused
+  With ``output="intensity"`` (the paper's reading, the default) the
+  sigmoid *is* the fused image. With ``output="blend"`` the last layer gives a
+  per-pixel weight ``w = clamp(z + 1/2, 0, 1)`` (a hard sigmoid whose
+  gradient cannot die at saturation, :func:`blend_weight`) and the fused
+  image is ``w * a + (1 - w) * b``: every fused
   value is then a mixture of the two source values at that pixel, which
   keeps their grey levels (the mutual-information metric rewards that) and
-  tells the user which input won where. The parameter count is the same;
-  ``docs/ablations.md`` compares the two.
+  would tell the user which input won where. Measured, though, the
+  losses drive the blend weight to 1 (the MRI) or 0 (the CT) almost
+  everywhere: the "fused" image becomes one of the inputs. So the default
+  stays the paper's; ``docs/ablations.md`` (Table D) compares the two.
 
 Ablation options (Tables 3 and 4 of the paper) are constructor arguments:
 ``width`` (C), ``reduction`` (R), ``attention`` ("pca", "conv", "channel",
@@ -53,7 +57,7 @@ class ModelConfig:
     reduction: int = 4
     attention: str = "pca"
     conv: str = "dsc"
-    output: str = "blend"
+    output: str = "intensity"
 
     def __post_init__(self):
         if self.attention not in ATTENTIONS:
@@ -155,6 +159,35 @@ _ATTENTION_MODULES = {
 }
 
 
+class _InwardClamp(torch.autograd.Function):
+    """``clamp(x, 0, 1)`` whose gradient still flows at a bound when descent moves ``x`` back inside.
+
+    A sigmoid (or a plain clamp) stops the gradient once it saturates: the
+    blend weight then freezes at 0 or 1 everywhere and the "fused" image is
+    one of the inputs (measured: both loss weightings did that on CT-MRI and
+    PET-MRI within the first epochs). Here a saturated weight can still leave
+    the bound, while the gradients that would push it further out are
+    dropped so that the pre-activation does not drift away.
+    """
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x.clamp(0.0, 1.0)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        outward = ((x > 1) & (grad < 0)) | ((x < 0) & (grad > 0))  # descent steps by -grad
+        return grad.masked_fill(outward, 0.0)
+
+
+def blend_weight(logit: torch.Tensor) -> torch.Tensor:
+    """The blend head's per-pixel weight ``clamp(logit + 1/2, 0, 1)`` (a hard sigmoid) in [0, 1]."""
+    x = logit + 0.5
+    return _InwardClamp.apply(x) if x.requires_grad else x.clamp(0.0, 1.0)
+
+
 class Encoder(nn.Sequential):
     """One modality's feature extractor: 1 -> C channels, growing receptive field."""
 
@@ -212,8 +245,12 @@ class LightFusionNet(nn.Module):
     def forward(self, a, b, return_maps: bool = False):
         fa, sa, aa = self.attention_a(self.encoder_a(a))
         fb, sb, ab = self.attention_b(self.encoder_b(b))
-        out = torch.sigmoid(self.decoder((fa + fb) * 0.5))
-        fused = out if self.config.output == "intensity" else out * a + (1 - out) * b
+        out = self.decoder((fa + fb) * 0.5)
+        if self.config.output == "intensity":
+            fused = torch.sigmoid(out)
+        else:
+            w = blend_weight(out)
+            fused = b + w * (a - b)  # = w a + (1 - w) b
         if not return_maps:
             return fused
         return fused, {"surprise": (sa, sb), "attention": (aa, ab)}
