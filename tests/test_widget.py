@@ -322,3 +322,18 @@ def test_make_screenshot_for_the_readme(tmp_path):
     out = make_screenshot(tmp_path / "readme.png")
     image = imread(out)
     assert image.shape[0] > 600 and image.shape[1] > 1000 and image[..., :3].std() > 10
+
+
+def test_view_command_opens_the_sample_with_the_widget_docked(monkeypatch, qtbot):
+    import napari
+
+    from napari_lightfusion.cli import main
+
+    monkeypatch.setattr(napari, "run", lambda *a, **k: None)
+    assert main(["view"]) == 0
+    viewer = napari.current_viewer()
+    try:
+        assert {"phantom MRI", "phantom PET"} <= {ly.name for ly in viewer.layers}
+        assert any(isinstance(w, _widget.LightFusionWidget) for w in viewer.window.dock_widgets.values())
+    finally:
+        viewer.close()
