@@ -40,6 +40,13 @@ def fingerprint(layer) -> tuple:
             layer.visible, layer.opacity)
 
 
+def outputs(viewer) -> list:
+    """The layers the plugin wrote."""
+    from napari_lightfusion.layers import MARK
+
+    return [ly for ly in viewer.layers if MARK in ly.metadata]
+
+
 def wait_idle(qtbot, widget, timeout: int = WAIT_MS) -> None:
     """Wait (processing Qt events) until the widget runs, awaits and schedules nothing."""
     qtbot.waitUntil(lambda: not widget.busy(), timeout=timeout)

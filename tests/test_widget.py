@@ -11,20 +11,16 @@ import time
 
 import numpy as np
 import pytest
-from conftest import fingerprint, wait_idle
+from conftest import fingerprint, outputs, wait_idle
 
 from napari_lightfusion import _widget, fuse, plan_fusion
 from napari_lightfusion.baselines import fuse_baseline
 from napari_lightfusion.fusion import FusionPlan
-from napari_lightfusion.layers import FUSED, MARK, grid_of
+from napari_lightfusion.layers import FUSED, grid_of
 from napari_lightfusion.metrics import METRICS, evaluate
 from napari_lightfusion.readouts import NETWORK, ROWS, to_tsv
 from napari_lightfusion.weights import WeightError
 
-
-def outputs(viewer) -> list:
-    """The layers the plugin wrote."""
-    return [ly for ly in viewer.layers if MARK in ly.metadata]
 
 
 def fuse_now(qtbot, widget) -> None:
@@ -324,16 +320,14 @@ def test_make_screenshot_for_the_readme(tmp_path):
     assert image.shape[0] > 600 and image.shape[1] > 1000 and image[..., :3].std() > 10
 
 
-def test_view_command_opens_the_sample_with_the_widget_docked(monkeypatch, qtbot):
+def test_view_command_opens_the_sample_with_the_widget_docked(make_napari_viewer, monkeypatch):
     import napari
 
     from napari_lightfusion.cli import main
 
+    viewer = make_napari_viewer()  # the fixture's viewer, so that the fixture cleans it up
+    monkeypatch.setattr(napari, "Viewer", lambda *a, **k: viewer)
     monkeypatch.setattr(napari, "run", lambda *a, **k: None)
     assert main(["view"]) == 0
-    viewer = napari.current_viewer()
-    try:
-        assert {"phantom MRI", "phantom PET"} <= {ly.name for ly in viewer.layers}
-        assert any(isinstance(w, _widget.LightFusionWidget) for w in viewer.window.dock_widgets.values())
-    finally:
-        viewer.close()
+    assert {"phantom MRI", "phantom PET"} <= {ly.name for ly in viewer.layers}
+    assert any(isinstance(w, _widget.LightFusionWidget) for w in viewer.window.dock_widgets.values())

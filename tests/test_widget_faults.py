@@ -6,16 +6,13 @@ import threading
 import time
 
 import pytest
-from conftest import wait_idle
+from conftest import outputs, wait_idle
 from qtpy.QtCore import QThreadPool
 
 from napari_lightfusion import _widget
 from napari_lightfusion.fusion import FusionPlan
-from napari_lightfusion.layers import FUSED, MARK
+from napari_lightfusion.layers import FUSED
 
-
-def outputs(viewer) -> list:
-    return [ly for ly in viewer.layers if MARK in ly.metadata]
 
 
 @pytest.fixture
@@ -95,7 +92,7 @@ def test_closing_mid_run_stops_the_worker(make_napari_viewer, stack_pair, qtbot,
     qtbot.wait(300)  # any late signal of the finished worker arrives now
     assert not errors
     if close == "dock":
-        assert [ly for ly in viewer.layers if MARK in ly.metadata] == []
+        assert outputs(viewer) == []
 
 
 def test_our_gui_thread_slots_never_block_for_100_ms(lightfusion, stack_pair, qtbot, monkeypatch):
