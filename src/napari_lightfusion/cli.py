@@ -203,7 +203,7 @@ def _run_bench_live(args):
 
 def _add_screenshot(sub):
     p = sub.add_parser("screenshot", help="save a PNG of napari with the widget after one fusion")
-    p.add_argument("--out", type=Path, default=Path("resources/screenshot.png"))
+    p.add_argument("--out", type=Path, default=Path("docs/screenshot.png"))
     p.set_defaults(run=_run_screenshot)
 
 
