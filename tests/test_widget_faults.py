@@ -135,9 +135,9 @@ def test_our_gui_thread_slots_never_block_for_100_ms(lightfusion, stack_pair, qt
     assert worst_wall[2] < 0.5, f"{worst_wall[0]} blocked the GUI thread for {worst_wall[2] * 1000:.0f} ms"
 
 
-def test_live_latency_benchmark_measures_every_slider_move(qapp):
+def test_live_latency_benchmark_measures_every_slider_move(make_napari_viewer):
     from napari_lightfusion.bench_live import format_rows, measure
 
-    rows = measure(sizes=(32,), slices=3)
+    rows = measure(sizes=(32,), slices=3, make_viewer=lambda: make_napari_viewer(show=True))
     assert rows[0]["moves"] == 3 and rows[0]["median_ms"] >= rows[0]["debounce_ms"]
     assert "| 32x32 | 3 |" in format_rows(rows)

@@ -28,8 +28,13 @@ def _wait(until, timeout: float) -> float:
     return 1e3 * (time.perf_counter() - start)
 
 
-def measure(sizes=(256, 512), slices: int = 8, timeout: float = 60.0) -> list[dict]:
-    """Slider-to-layers latency per image size (median and max ms), and to the metric table (median)."""
+def measure(sizes=(256, 512), slices: int = 8, timeout: float = 60.0, make_viewer=None) -> list[dict]:
+    """Slider-to-layers latency per image size (median and max ms), and to the metric table (median).
+
+    ``make_viewer``: a callable returning a shown viewer (a test's
+    ``make_napari_viewer``, which then also closes it); default: a new
+    ``napari.Viewer``, closed here.
+    """
     import napari
     import numpy as np
 
@@ -40,7 +45,7 @@ def measure(sizes=(256, 512), slices: int = 8, timeout: float = 60.0) -> list[di
         rng = np.random.default_rng(size)
         mri = rng.random((slices, size, size), dtype=np.float32)
         pet = (rng.random((slices, size, size, 3)) * 255).astype(np.uint8)
-        viewer = napari.Viewer(show=True)
+        viewer = napari.Viewer(show=True) if make_viewer is None else make_viewer()
         try:
             viewer.add_image(mri, name="mri")
             viewer.add_image(pet, name="pet", rgb=True)
@@ -54,7 +59,8 @@ def measure(sizes=(256, 512), slices: int = 8, timeout: float = 60.0) -> list[di
                 layers.append(_wait(lambda z=z: widget._live_index == z, timeout))
                 table.append(layers[-1] + _wait(lambda: not widget.busy(), timeout))
         finally:
-            viewer.close()
+            if make_viewer is None:
+                viewer.close()
         rows.append({"size": size, "moves": len(layers), "median_ms": statistics.median(layers),
                      "max_ms": max(layers), "table_ms": statistics.median(table), "debounce_ms": DEBOUNCE_MS})
     return rows
