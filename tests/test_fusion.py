@@ -112,3 +112,10 @@ def test_single_channel_maps_differ_from_the_mean(grey):
     one = fuse(grey, grey[::-1], preset="CT-MRI", channel=3)
     assert np.array_equal(mean.fused, one.fused)
     assert not np.allclose(mean.attention, one.attention)
+
+
+def test_values_near_the_float64_limit_normalise_without_overflow():
+    from napari_lightfusion.inputs import to_unit
+
+    unit = to_unit(np.array([[1.2e307, -1.3e307, 6.4e307]]))
+    assert np.isfinite(unit).all() and unit.min() == 0.0 and unit.max() == 1.0

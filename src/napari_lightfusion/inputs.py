@@ -100,8 +100,9 @@ def to_unit(image: np.ndarray, limits: tuple[float, float] | None = None) -> np.
         low, high = float(values.min()), float(values.max())
         if x.dtype.kind == "f" and low >= 0.0 and high <= 1.0:
             low, high = 0.0, 1.0
-    span = high - low
-    out = x.astype(np.float64) - low
+    # halves throughout, so that a range near the float64 limit cannot overflow to inf
+    span = 0.5 * high - 0.5 * low
+    out = 0.5 * x.astype(np.float64) - 0.5 * low
     out = out / span if span > 0 else np.zeros_like(out)
     out = np.clip(out, 0.0, 1.0)
     if finite is not None:
