@@ -102,9 +102,10 @@ def to_unit(image: np.ndarray, limits: tuple[float, float] | None = None) -> np.
             low, high = 0.0, 1.0
     # halves throughout, so that a range near the float64 limit cannot overflow to inf
     span = 0.5 * high - 0.5 * low
-    out = 0.5 * x.astype(np.float64) - 0.5 * low
-    out = out / span if span > 0 else np.zeros_like(out)
-    out = np.clip(out, 0.0, 1.0)
+    with np.errstate(invalid="ignore", over="ignore"):  # non-finite inputs are zeroed below
+        out = 0.5 * x.astype(np.float64) - 0.5 * low
+        out = out / span if span > 0 else np.zeros_like(out)
+        out = np.clip(out, 0.0, 1.0)
     if finite is not None:
         out[~finite] = 0.0
     return out.astype(np.float32)
