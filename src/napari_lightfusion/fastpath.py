@@ -133,9 +133,8 @@ def _reducer(width: int, channel: int | None) -> torch.Tensor:
 class _Stream(nn.Module):
     """One stream of :class:`ExportNet`: encoder, surprise, attention, refined features."""
 
-    def __init__(self, encoder: nn.Module, attention: nn.Module, channel: int | None, abs_mode: str = "pm"):
+    def __init__(self, encoder: nn.Module, attention: nn.Module, channel: int | None):
         super().__init__()
-        self.abs_mode = abs_mode
         blocks = [[_spec(c) for c in _convs(block)] for block in encoder]
         blocks[0] = _compose_first(blocks[0])
         self.blocks = blocks
@@ -164,9 +163,6 @@ class _Stream(nn.Module):
         w2 = torch.zeros(h2.weight.shape[0], padded, 1, 1)
         w2[:, :hidden] = h2.weight.detach()
         self.head1 = (w1, b1, 1, 1)
-        # |z| = 2 relu(z) - z: the same bottleneck from relu(z) and z, no [I; -I] pass.
-        self.head1_relu = (2.0 * w1[:, :width], b1, 1, 1)
-        self.head1_lin = (-w1[:, width:], None, 1, 1)
         self.head2 = (w2, h2.bias.detach().to("cpu", torch.float32).clone(), 1, 1)
         self.surprise_slot = hidden
         self.register_buffer("attention_reducer", _reducer(width, channel)[:, :, None, None])
@@ -177,12 +173,8 @@ class _Stream(nn.Module):
                 x = _same_conv(x, spec)
             x = _leaky(x)
         z = _same_conv(x, self.context)  # predicted - x
-        if self.abs_mode == "pm":
-            pm = F.relu(F.conv2d(z, self.plus_minus))  # [relu(z); relu(-z)]
-            hidden = F.relu(_same_conv(pm, self.head1))  # bottleneck + surprise slot
-        else:
-            r = F.relu(_same_conv(x, self.context))
-            hidden = F.relu(_same_conv(r, self.head1_relu) + _same_conv(z, self.head1_lin))
+        pm = F.relu(F.conv2d(z, self.plus_minus))  # [relu(z); relu(-z)]
+        hidden = F.relu(_same_conv(pm, self.head1))  # bottleneck + surprise slot
         attention = torch.sigmoid(_same_conv(hidden, self.head2))
         refined = x + x * attention
         return refined, hidden, F.conv2d(attention, self.attention_reducer)
@@ -198,12 +190,12 @@ class ExportNet(nn.Module):
     Raises ``ValueError`` for a network it does not know how to rewrite.
     """
 
-    def __init__(self, model: LightFusionNet, channel: int | None = None, abs_mode: str = "pm"):
+    def __init__(self, model: LightFusionNet, channel: int | None = None):
         super().__init__()
         if model.config.attention != "pca":
             raise ValueError("ExportNet rewrites Predictive Context Attention networks only")
-        self.stream_a = _Stream(model.encoder_a, model.attention_a, channel, abs_mode)
-        self.stream_b = _Stream(model.encoder_b, model.attention_b, channel, abs_mode)
+        self.stream_a = _Stream(model.encoder_a, model.attention_a, channel)
+        self.stream_b = _Stream(model.encoder_b, model.attention_b, channel)
         self.surprise_index = self.stream_a.surprise_slot
         decoder = [[_spec(c) for c in _convs(block)] for block in model.decoder]
         if len(decoder[-1]) != 1 or any(len(b) == 0 for b in decoder):
