@@ -98,6 +98,7 @@ def test_evaluate_writes_results_for_a_small_test_set(small_root, tmp_path):
     out = tmp_path / "docs" / "results.md"
     assert main(["evaluate", "--data", str(root), "--out", str(out), "--datasets", "PET-MRI", "--limit", "2"]) == 0
     text = out.read_text()
+    assert f"--out {out} --datasets PET-MRI --limit 2`" in text  # the command that made it, as run
     assert "LightFusionNet" in text and "Qabf" in text and "laplacian" in text.lower()
     assert (out.parent / "contact_PET-MRI.png").is_file()
 

@@ -244,7 +244,7 @@ def test_live_follows_the_slider_and_contrast(lightfusion, stack_pair, qtbot):
     viewer.add_image(stack_pair[1], name="pet stack", rgb=True)
     viewer.dims.set_current_step(0, 1)
     widget.live.setChecked(True)
-    qtbot.waitUntil(lambda: FUSED in viewer.layers and widget._live_index == 1, timeout=30_000)
+    qtbot.waitUntil(lambda: FUSED in viewer.layers and widget.live_slice == 1, timeout=30_000)
     wait_idle(qtbot, widget)
     fused = viewer.layers[FUSED]
     assert fused.data.shape == (5, 48, 48, 3)
@@ -252,7 +252,7 @@ def test_live_follows_the_slider_and_contrast(lightfusion, stack_pair, qtbot):
     np.testing.assert_allclose(fused.data[1], plan.run_slice(1).fused, atol=1e-6)
     assert not fused.data[3].any()
     viewer.dims.set_current_step(0, 3)
-    qtbot.waitUntil(lambda: widget._live_index == 3, timeout=30_000)
+    qtbot.waitUntil(lambda: widget.live_slice == 3, timeout=30_000)
     wait_idle(qtbot, widget)
     assert viewer.layers[FUSED] is fused and len(outputs(viewer)) == 5
     np.testing.assert_allclose(fused.data[3], plan.run_slice(3).fused, atol=1e-6)

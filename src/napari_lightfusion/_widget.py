@@ -254,6 +254,11 @@ class LightFusionWidget(QWidget):
         if self.live.isChecked():
             self._timer.start()
 
+    @property
+    def live_slice(self) -> int | None:
+        """The stack slice the output layers last received in Live mode (None after a whole fusion)."""
+        return self._live_index
+
     def busy(self) -> bool:
         """Whether a job is running, waiting, or about to be requested (debounce)."""
         return self._worker is not None or self._pending is not None or self._timer.isActive()

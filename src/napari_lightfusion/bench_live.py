@@ -56,7 +56,7 @@ def measure(sizes=(256, 512), slices: int = 8, timeout: float = 60.0, make_viewe
             layers, table = [], []
             for z in [*range(1, slices), 0]:
                 viewer.dims.set_current_step(0, z)
-                layers.append(_wait(lambda z=z: widget._live_index == z, timeout))
+                layers.append(_wait(lambda z=z: widget.live_slice == z, timeout))
                 table.append(layers[-1] + _wait(lambda: not widget.busy(), timeout))
         finally:
             if make_viewer is None:

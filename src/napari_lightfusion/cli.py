@@ -123,13 +123,17 @@ def _add_evaluate(sub):
 
 def _run_evaluate(args):
     from .data import DATASETS
-    from .evaluation import write_results
+    from .evaluation import default_command, write_results
 
     datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
     unknown = [d for d in datasets if d not in DATASETS]
     if unknown or not datasets:
         raise ValueError(f"unknown dataset {', '.join(unknown) or '(none)'}; choose from {', '.join(DATASETS)}")
-    command = "lightfusion " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["evaluate"] else None
+    command = default_command(args.data, args.out)
+    if datasets != list(DATASETS):
+        command += f" --datasets {','.join(datasets)}"
+    if args.limit is not None:
+        command += f" --limit {args.limit}"
     computed = write_results(args.data, args.out, datasets=datasets, limit=args.limit, command=command)
     print(f"wrote {args.out} in {computed['seconds']:.0f} s")
 
