@@ -42,7 +42,7 @@ def fingerprint(layer) -> tuple:
 
 def outputs(viewer) -> list:
     """The layers the plugin wrote."""
-    from napari_lightfusion.layers import MARK
+    from napari_lightfusion._qt.layer_io import MARK
 
     return [ly for ly in viewer.layers if MARK in ly.metadata]
 
@@ -55,7 +55,7 @@ def wait_idle(qtbot, widget, timeout: int = WAIT_MS) -> None:
 @pytest.fixture
 def lightfusion(make_napari_viewer, qtbot):
     """A viewer with the LightFusion widget docked; waits for its jobs at the end."""
-    from napari_lightfusion._widget import LightFusionWidget
+    from napari_lightfusion._qt.widget import LightFusionWidget
 
     viewer = make_napari_viewer()
     widget = LightFusionWidget(viewer)

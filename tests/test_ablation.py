@@ -1,4 +1,4 @@
-"""Tests of napari_lightfusion.ablation on a tiny synthetic PET-MRI train/test root."""
+"""Tests of napari_lightfusion.research.ablation on a tiny synthetic PET-MRI train/test root."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from skimage.io import imsave
 
-from napari_lightfusion import ablation
-from napari_lightfusion.data import is_validation
+from napari_lightfusion.research import ablation
+from napari_lightfusion.research.data import is_validation
 from napari_lightfusion.metrics import METRICS
 
 TRAIN_NAMES = ["1.png", "2.png", "3.png", "4.png", "8.png"]  # 8.png falls in the validation split

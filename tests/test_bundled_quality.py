@@ -46,7 +46,7 @@ def test_fused_phantom_keeps_the_bright_structures_of_both(preset):
 
 @needs_data
 def test_real_pet_mri_pair_shows_mri_anatomy_with_pet_colour():
-    from napari_lightfusion.data import load_pairs
+    from napari_lightfusion.research.data import load_pairs
 
     pair = load_pairs(HARVARD, "test", "PET-MRI")[5]
     fused = fuse(pair.anatomical, pair.other, preset="PET-MRI").fused
@@ -64,7 +64,7 @@ def test_real_pet_mri_pair_shows_mri_anatomy_with_pet_colour():
 @needs_data
 @pytest.mark.parametrize("dataset", PRESETS)
 def test_real_pairs_fuse_to_finite_images_in_range(dataset):
-    from napari_lightfusion.data import load_pairs, pair_names
+    from napari_lightfusion.research.data import load_pairs, pair_names
 
     names = pair_names(HARVARD, "test", dataset)[:2]
     for pair in load_pairs(HARVARD, "test", dataset, names):
@@ -82,8 +82,8 @@ def test_bundled_network_beats_pixel_average_where_docs_say_it_does(dataset):
     On every third test pair; docs/results.md has all pairs, and says that
     CT-MRI and PET-MRI are behind the average on MI.
     """
-    from napari_lightfusion.data import pair_names
-    from napari_lightfusion.evaluation import baseline_method, evaluate_dataset, network_method
+    from napari_lightfusion.research.data import pair_names
+    from napari_lightfusion.research.evaluation import baseline_method, evaluate_dataset, network_method
 
     names = pair_names(HARVARD, "test", dataset)[::3]
     methods = {"net": network_method(preset=dataset), "average": baseline_method("average")}

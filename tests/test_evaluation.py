@@ -1,4 +1,4 @@
-"""Tests of napari_lightfusion.evaluation and report: scoring, quality bar, results.md.
+"""Tests of napari_lightfusion.research.evaluation and report: scoring, quality bar, results.md.
 
 Fast: tiny synthetic test sets written into ``tmp_path`` with the Harvard
 folder layout. The one test on the real atlas skips when it is absent.
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from skimage.io import imread, imsave
 
-from napari_lightfusion import evaluation as ev
-from napari_lightfusion import report
+from napari_lightfusion.research import evaluation as ev
+from napari_lightfusion.research import report
 from napari_lightfusion.baselines import BASELINES
 from napari_lightfusion.metrics import METRICS
 

@@ -11,9 +11,11 @@ import pytest
 from napari.components import ViewerModel
 from napari.layers import Image
 
-from napari_lightfusion import fuse, plan_fusion
-from napari_lightfusion import layers as L
-from napari_lightfusion import readouts as R
+from napari_lightfusion import fuse
+
+from napari_lightfusion import plan_fusion
+from napari_lightfusion._qt import layer_io as L
+from napari_lightfusion._qt import jobs as R
 from napari_lightfusion.baselines import fuse_baseline
 from napari_lightfusion.metrics import METRICS, evaluate
 

@@ -8,10 +8,10 @@ import pytest
 import torch
 from skimage.io import imsave
 
-from napari_lightfusion.data import is_validation, load_pairs, pair_names, read_image
+from napari_lightfusion.research.data import is_validation, load_pairs, pair_names, read_image
 from napari_lightfusion.losses import fusion_loss
 from napari_lightfusion.model import LightFusionNet
-from napari_lightfusion.train import TrainConfig, random_batch, train
+from napari_lightfusion.research.train import TrainConfig, random_batch, train
 from napari_lightfusion.weights import load_model, sha256
 
 
@@ -40,7 +40,7 @@ def data_root(tmp_path):
 
 def test_a_few_steps_lower_the_loss(data_root):
     torch.manual_seed(0)
-    from napari_lightfusion.train import pairs_to_tensor
+    from napari_lightfusion.research.train import pairs_to_tensor
 
     images = pairs_to_tensor(load_pairs(data_root, "train", "PET-MRI"))
     model = LightFusionNet()

@@ -13,12 +13,13 @@ import numpy as np
 import pytest
 from conftest import fingerprint, outputs, wait_idle
 
-from napari_lightfusion import _widget, fuse, plan_fusion
+from napari_lightfusion import fuse, plan_fusion
+from napari_lightfusion._qt import widget as widget_module
 from napari_lightfusion.baselines import fuse_baseline
 from napari_lightfusion.fusion import FusionPlan
-from napari_lightfusion.layers import FUSED, grid_of
+from napari_lightfusion._qt.layer_io import FUSED, grid_of
 from napari_lightfusion.metrics import METRICS, evaluate
-from napari_lightfusion.readouts import NETWORK, ROWS, to_tsv
+from napari_lightfusion._qt.jobs import NETWORK, ROWS, to_tsv
 from napari_lightfusion.weights import WeightError
 
 
@@ -33,14 +34,14 @@ def notes(monkeypatch):
     """Collect the widget's error and warning notifications instead of showing them."""
     seen = {"error": [], "warning": [], "info": []}
     for kind in seen:
-        monkeypatch.setattr(_widget, f"show_{kind}", seen[kind].append)
+        monkeypatch.setattr(widget_module, f"show_{kind}", seen[kind].append)
     return seen
 
 
 def test_manifest_docks_the_widget(make_napari_viewer):
     viewer = make_napari_viewer()
     _, widget = viewer.window.add_plugin_dock_widget("napari-lightfusion", "LightFusion")
-    assert isinstance(widget, _widget.LightFusionWidget)
+    assert isinstance(widget, widget_module.LightFusionWidget)
     assert widget.device.itemText(0) == "auto"
     assert widget.view.count() == 17  # mean + 16 channels
 
@@ -128,13 +129,13 @@ def test_metric_table_shows_evaluate(lightfusion, colour_pair, qtbot, tmp_path, 
     assert headers == [NETWORK, "max"]
     for c, column in enumerate(headers):
         for r, metric in enumerate(METRICS):
-            shown = widget.table.item(r, c).data(_widget.Qt.UserRole)
+            shown = widget.table.item(r, c).data(widget_module.Qt.UserRole)
             np.testing.assert_allclose(shown, want[column][metric], rtol=1e-5, atol=1e-6, err_msg=metric)
-    assert widget.table.rowCount() == len(ROWS) and widget.table.item(len(METRICS), 0).data(_widget.Qt.UserRole) > 0
+    assert widget.table.rowCount() == len(ROWS) and widget.table.item(len(METRICS), 0).data(widget_module.Qt.UserRole) > 0
     widget.copy_btn.click()
-    assert _widget.QApplication.clipboard().text() == to_tsv(widget.table_data)
+    assert widget_module.QApplication.clipboard().text() == to_tsv(widget.table_data)
     target = tmp_path / "metrics.csv"
-    monkeypatch.setattr(_widget.QFileDialog, "getSaveFileName", lambda *a, **k: (str(target), ""))
+    monkeypatch.setattr(widget_module.QFileDialog, "getSaveFileName", lambda *a, **k: (str(target), ""))
     widget.csv_btn.click()
     lines = target.read_text().splitlines()
     assert lines[0] == f"metric,{NETWORK},max" and len(lines) == len(ROWS) + 1
@@ -299,13 +300,13 @@ def test_save_screenshot_writes_a_picture(make_napari_viewer, colour_pair, qtbot
     from skimage.io import imread
 
     viewer = make_napari_viewer(show=True)  # a hidden canvas is never drawn
-    widget = _widget.LightFusionWidget(viewer)
+    widget = widget_module.LightFusionWidget(viewer)
     viewer.window.add_dock_widget(widget)
     viewer.add_image(colour_pair[0], name="mri")
     viewer.add_image(colour_pair[1], name="pet")
     fuse_now(qtbot, widget)
     target = tmp_path / "shot.png"
-    monkeypatch.setattr(_widget.QFileDialog, "getSaveFileName", lambda *a, **k: (str(target), ""))
+    monkeypatch.setattr(widget_module.QFileDialog, "getSaveFileName", lambda *a, **k: (str(target), ""))
     widget.shot_btn.click()
     assert imread(target)[..., :3].std() > 0
 
@@ -313,7 +314,7 @@ def test_save_screenshot_writes_a_picture(make_napari_viewer, colour_pair, qtbot
 def test_make_screenshot_for_the_readme(tmp_path):
     from skimage.io import imread
 
-    from napari_lightfusion.screenshot import make_screenshot
+    from napari_lightfusion.research.screenshot import make_screenshot
 
     out = make_screenshot(tmp_path / "readme.png")
     image = imread(out)
@@ -330,4 +331,4 @@ def test_view_command_opens_the_sample_with_the_widget_docked(make_napari_viewer
     monkeypatch.setattr(napari, "run", lambda *a, **k: None)
     assert main(["view"]) == 0
     assert {"phantom MRI", "phantom PET"} <= {ly.name for ly in viewer.layers}
-    assert any(isinstance(w, _widget.LightFusionWidget) for w in viewer.window.dock_widgets.values())
+    assert any(isinstance(w, widget_module.LightFusionWidget) for w in viewer.window.dock_widgets.values())

@@ -9,9 +9,9 @@ import pytest
 from conftest import outputs, wait_idle
 from qtpy.QtCore import QThreadPool
 
-from napari_lightfusion import _widget
+from napari_lightfusion._qt import widget as widget_module
 from napari_lightfusion.fusion import FusionPlan
-from napari_lightfusion.layers import FUSED
+from napari_lightfusion._qt.layer_io import FUSED
 
 
 
@@ -29,7 +29,7 @@ def errors(monkeypatch):
     """Exceptions that reach the thread hook or napari's error notification during the test."""
     seen = []
     monkeypatch.setattr(threading, "excepthook", lambda args: seen.append(args.exc_value))
-    monkeypatch.setattr(_widget, "show_error", seen.append)
+    monkeypatch.setattr(widget_module, "show_error", seen.append)
     return seen
 
 
@@ -74,7 +74,7 @@ def test_hammering_fuse_runs_at_most_one_job_and_one_waiting(lightfusion, colour
 @pytest.mark.parametrize("close", ["viewer", "dock"])
 def test_closing_mid_run_stops_the_worker(make_napari_viewer, stack_pair, qtbot, slow_slices, errors, close):
     viewer = make_napari_viewer()
-    widget = _widget.LightFusionWidget(viewer)
+    widget = widget_module.LightFusionWidget(viewer)
     viewer.window.add_dock_widget(widget, name="LightFusion")
     viewer.add_image(stack_pair[0], name="mri stack")
     viewer.add_image(stack_pair[1], name="pet stack", rgb=True)
@@ -136,7 +136,7 @@ def test_our_gui_thread_slots_never_block_for_100_ms(lightfusion, stack_pair, qt
 
 
 def test_live_latency_benchmark_measures_every_slider_move(make_napari_viewer):
-    from napari_lightfusion.bench_live import format_rows, measure
+    from napari_lightfusion.research.bench_live import format_rows, measure
 
     rows = measure(sizes=(32,), slices=3, make_viewer=lambda: make_napari_viewer(show=True))
     assert rows[0]["moves"] == 3 and rows[0]["median_ms"] >= rows[0]["debounce_ms"]

@@ -35,7 +35,7 @@ def _run_train(args):
 
     from .losses import WEIGHTINGS
     from .model import ModelConfig
-    from .train import TrainConfig, train
+    from .research.train import TrainConfig, train
 
     if args.weighting not in WEIGHTINGS:
         raise ValueError(f"unknown weighting {args.weighting!r}; choose {', '.join(WEIGHTINGS)}")
@@ -122,8 +122,8 @@ def _add_evaluate(sub):
 
 
 def _run_evaluate(args):
-    from .data import DATASETS
-    from .evaluation import default_command, write_results
+    from .research.data import DATASETS
+    from .research.evaluation import default_command, write_results
 
     datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
     unknown = [d for d in datasets if d not in DATASETS]
@@ -148,7 +148,7 @@ def _add_score(sub):
 
 
 def _run_score(args):
-    from .evaluation import score_weights
+    from .research.evaluation import score_weights
 
     print(score_weights(args.data, args.dataset, args.weights, baselines=args.baselines))
 
@@ -167,7 +167,7 @@ def _add_ablate(sub):
 
 
 def _run_ablate(args):
-    from .ablation import run_ablations
+    from .research.ablation import run_ablations
 
     summary = run_ablations(
         args.data, args.out_dir, args.epochs, args.threads,
@@ -178,7 +178,7 @@ def _run_ablate(args):
 
 
 def _add_bench(sub):
-    from .bench import add_arguments
+    from .research.bench import add_arguments
 
     p = sub.add_parser("bench", help="time the fusion on this machine against eager PyTorch")
     add_arguments(p)
@@ -186,7 +186,7 @@ def _add_bench(sub):
 
 
 def _run_bench(args):
-    from .bench import run_from_args
+    from .research.bench import run_from_args
 
     run_from_args(args)
 
@@ -199,7 +199,7 @@ def _add_bench_live(sub):
 
 
 def _run_bench_live(args):
-    from .bench_live import format_rows, measure
+    from .research.bench_live import format_rows, measure
 
     sizes = tuple(int(s) for s in args.sizes.split(",") if s.strip())
     print(format_rows(measure(sizes, args.slices)))
@@ -212,7 +212,7 @@ def _add_screenshot(sub):
 
 
 def _run_screenshot(args):
-    from .screenshot import make_screenshot
+    from .research.screenshot import make_screenshot
 
     print(f"wrote {make_screenshot(args.out)}")
 

@@ -38,7 +38,7 @@ import numpy as np
 from scipy import ndimage
 from skimage.metrics import structural_similarity
 
-from napari_lightfusion.colour import luminance
+from .colour import luminance
 
 __all__ = [
     "METRICS",

@@ -28,11 +28,7 @@ class WeightError(ValueError):
 
 
 def resources_dir() -> Path:
-    """The ``resources/`` folder, inside the installed package or at the repo top.
-
-    A wheel carries it as ``napari_lightfusion/resources``; an editable
-    install links it there from the top-level ``resources/``.
-    """
+    """The ``resources/`` folder inside the package (the top-level ``resources`` links here)."""
     return Path(str(files("napari_lightfusion") / "resources"))
 
 

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .baselines import fuse_baseline
-from .fusion import FusionPlan, FusionResult, plan_fusion
-from .metrics import METRICS, evaluate
+from ..baselines import fuse_baseline
+from ..fusion import FusionPlan, FusionResult, plan_fusion
+from ..metrics import METRICS, evaluate
 
 #: Column of the network in the metric table.
 NETWORK = "LightFusionNet"

@@ -2,7 +2,7 @@
 
 Adam, learning rate halved every 50 epochs, batch 4, random 64 x 64 crops
 with flips, seeded. The validation split is carved out of ``train/`` by file
-name (:func:`napari_lightfusion.data.is_validation`); ``test/`` is never read.
+name (:func:`napari_lightfusion.research.data.is_validation`); ``test/`` is never read.
 The result is a weight file plus a JSON sidecar that says how it was made
 and holds its sha256, which :mod:`napari_lightfusion.weights` checks on load.
 """
@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .colour import luminance
+from ..colour import luminance
 from .data import Pair, is_validation, load_pairs, pair_names
-from .losses import LossWeights, fusion_loss
-from .model import LightFusionNet, ModelConfig
-from .weights import save_weights
+from ..losses import LossWeights, fusion_loss
+from ..model import LightFusionNet, ModelConfig
+from ..weights import save_weights
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 One input convention for every method
 -------------------------------------
-Each test pair is read with :func:`napari_lightfusion.data.load_pairs`: the
+Each test pair is read with :func:`napari_lightfusion.research.data.load_pairs`: the
 anatomical MRI as a grey ``(H, W)`` float image in [0, 1] and the other
 image (CT grey, PET/SPECT RGB) as given. A *method* is any callable
 ``method(mri, other) -> fused`` returning a float image in [0, 1], grey or
@@ -34,10 +34,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .baselines import BASELINES, fuse_baseline
-from .colour import luminance
+from ..baselines import BASELINES, fuse_baseline
+from ..colour import luminance
 from .data import DATASETS, Pair, load_pairs, pair_names
-from .metrics import METRICS, evaluate
+from ..metrics import METRICS, evaluate
 
 #: A fusion method: ``method(mri, other) -> fused`` float image in [0, 1].
 Method = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -75,7 +75,7 @@ def network_method(
     preset: str | None = None, weights: Path | None = None, device: str = "cpu"
 ) -> Method:
     """The network as a method: ``fuse(mri, other, preset=..., weights=...).fused``."""
-    from .fusion import fuse
+    from ..fusion import fuse
 
     def method(mri: np.ndarray, other: np.ndarray) -> np.ndarray:
         return fuse(mri, other, preset=preset, device=device, weights=weights).fused
@@ -354,7 +354,7 @@ def network_size(preset: str | None = None, weights: Path | None = None, config=
     Both depend only on the architecture, so they are computed once per
     configuration and size.
     """
-    from .weights import model_for
+    from ..weights import model_for
 
     if config is None:
         config = model_for(preset, weights).config
@@ -363,7 +363,7 @@ def network_size(preset: str | None = None, weights: Path | None = None, config=
 
 @lru_cache(maxsize=32)
 def _size_of(config, size: int) -> dict:
-    from .model import LightFusionNet, count_macs, count_parameters
+    from ..model import LightFusionNet, count_macs, count_parameters
 
     model = LightFusionNet(config)
     macs = int(count_macs(model, size, size))
@@ -387,7 +387,7 @@ def efficiency(
     after ``warmup``, with ``threads`` torch threads. ``repeats=0`` skips
     the timings (``ms`` is then None).
     """
-    from .fusion import fuse
+    from ..fusion import fuse
 
     mri, other = pair if pair is not None else synthetic_pair()
     out: dict[str, dict] = {}
@@ -412,7 +412,7 @@ def efficiency(
     try:
         import torch
 
-        from .engine import select_backend
+        from ..engine import select_backend
 
         backend = select_backend(torch.device("cpu"))
     except (ImportError, ValueError):  # an engine without backends: plain PyTorch
@@ -458,7 +458,7 @@ def contact_sheet(pairs: list[Pair], dataset: str, preset: str | None = None) ->
     its 1st and 99th percentile and coloured with :func:`report.colormap`.
     """
     from . import report
-    from .fusion import fuse
+    from ..fusion import fuse
 
     rows = []
     for pair in pairs:
@@ -481,7 +481,7 @@ def contact_sheet(pairs: list[Pair], dataset: str, preset: str | None = None) ->
 
 
 def _weights_info(preset: str) -> dict:
-    from .weights import preset_path, read_sidecar
+    from ..weights import preset_path, read_sidecar
 
     path = preset_path(preset)
     try:

@@ -2,9 +2,9 @@
 
 Every variant is LightFusionNet with one thing changed from the reference
 ``pca/dsc/16/4/eq5`` (attention / convolution / width C / reduction R /
-loss weighting), trained with :func:`napari_lightfusion.train.train` on
+loss weighting), trained with :func:`napari_lightfusion.research.train.train` on
 ``train/PET-MRI`` with one schedule, and scored with
-:func:`napari_lightfusion.evaluation.evaluate_dataset` on ``test/PET-MRI``.
+:func:`napari_lightfusion.research.evaluation.evaluate_dataset` on ``test/PET-MRI``.
 
 * Table 3: attention PCA -> conv / channel / spatial, and depthwise-separable
   (dsc) -> standard convolutions.
@@ -37,10 +37,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .evaluation import LIGHTFUSIONNET, SIZE, evaluate_dataset, network_method, network_size, time_method
-from .losses import WEIGHTINGS, LossWeights
-from .model import OUTPUTS, ModelConfig
+from ..losses import WEIGHTINGS, LossWeights
+from ..model import OUTPUTS, ModelConfig
 from .train import TrainConfig, train
-from .weights import sha256
+from ..weights import sha256
 
 #: The dataset the paper's ablations use.
 DATASET = "PET-MRI"
@@ -370,7 +370,7 @@ def run_ablations(
         bar.close()
 
     from .evaluation import synthetic_pair
-    from .fusion import fuse
+    from ..fusion import fuse
 
     mri, other = synthetic_pair(size)
     for variant in todo:

@@ -5,7 +5,7 @@ machine) with a synthetic grey + RGB stack of each size, docks the
 LightFusion widget, turns Live on, and for each slice moves the dims slider
 and waits, processing Qt events, until the widget has written that slice's
 fused layer and maps (and then until the metric table is filled). The latency is what a user sees: the debounce
-(:data:`napari_lightfusion._widget.DEBOUNCE_MS`), the fusion in the worker
+(:data:`napari_lightfusion._qt.widget.DEBOUNCE_MS`), the fusion in the worker
 thread, the metric table, and the layer updates on the GUI thread.
 """
 
@@ -38,7 +38,7 @@ def measure(sizes=(256, 512), slices: int = 8, timeout: float = 60.0, make_viewe
     import napari
     import numpy as np
 
-    from ._widget import DEBOUNCE_MS, LightFusionWidget
+    from .._qt.widget import DEBOUNCE_MS, LightFusionWidget
 
     rows = []
     for size in sizes:

@@ -1,7 +1,7 @@
 """The LightFusion dock widget: Qt adaptation only.
 
-Layer handling lives in :mod:`napari_lightfusion.layers`, the computation
-(fusion jobs, metrics, baselines) in :mod:`napari_lightfusion.readouts`.
+Layer handling lives in :mod:`napari_lightfusion._qt.layer_io`, the computation
+(fusion jobs, metrics, baselines) in :mod:`napari_lightfusion._qt.jobs`.
 The network never runs on the GUI thread: every job runs in a napari
 ``thread_worker``; at most one job runs and one waits (the newest request
 replaces the waiting one), Live requests are debounced by a single-shot
@@ -21,12 +21,12 @@ from qtpy.QtWidgets import (
     QHeaderView, QLabel, QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
 )
 
-from . import layers as L
-from .baselines import BASELINES
-from .engine import available_devices
-from .model import ModelConfig
-from .readouts import ROWS, Outcome, PlanCache, Request, format_value, run_request, to_csv, to_tsv
-from .weights import PRESETS
+from . import layer_io as L
+from ..baselines import BASELINES
+from ..engine import available_devices
+from ..model import ModelConfig
+from .jobs import ROWS, Outcome, PlanCache, Request, format_value, run_request, to_csv, to_tsv
+from ..weights import PRESETS
 
 #: Debounce of Live requests (slider moves, contrast drags), milliseconds.
 DEBOUNCE_MS = 100

@@ -1,7 +1,7 @@
 """Writing the evaluation's documents: markdown tables and contact-sheet PNGs.
 
-Nothing here computes a metric; :mod:`napari_lightfusion.evaluation` and
-:mod:`napari_lightfusion.ablation` hand their numbers over.
+Nothing here computes a metric; :mod:`napari_lightfusion.research.evaluation` and
+:mod:`napari_lightfusion.research.ablation` hand their numbers over.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .metrics import METRICS
+from ..metrics import METRICS
 
 #: Decimals per metric in the tables.
 DECIMALS = {"EN": 3, "SD": 2, "SF": 2, "AG": 3, "MI": 3, "SCD": 3, "CC": 3, "Qabf": 3, "SSIM": 3, "VIF": 3}

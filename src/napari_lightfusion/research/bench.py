@@ -71,10 +71,10 @@ def run_case(case: dict) -> dict:
     import numpy as np
     import torch
 
-    from . import __version__
-    from .engine import DEFAULT_TILE, resolve_device, run_slice, select_backend
-    from .fusion import fuse
-    from .weights import model_for
+    from .. import __version__
+    from ..engine import DEFAULT_TILE, resolve_device, run_slice, select_backend
+    from ..fusion import fuse
+    from ..weights import model_for
 
     threads = int(case["threads"])
     torch.set_num_threads(threads)
@@ -150,7 +150,7 @@ def _child_env(threads: int) -> dict:
 def run_in_subprocess(case: dict, timeout: float = 900) -> dict:
     """Run :func:`run_case` in a fresh interpreter and return its row."""
     proc = subprocess.run(
-        [sys.executable, "-m", "napari_lightfusion.bench", "--case", json.dumps(case)],
+        [sys.executable, "-m", "napari_lightfusion.research.bench", "--case", json.dumps(case)],
         capture_output=True, text=True, env=_child_env(int(case["threads"])), timeout=timeout,
     )
     for line in proc.stdout.splitlines():
@@ -248,7 +248,7 @@ def _machine() -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The benchmark's options, for ``lightfusion bench`` and ``python -m napari_lightfusion.bench``."""
+    """The benchmark's options, for ``lightfusion bench`` and ``python -m napari_lightfusion.research.bench``."""
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--sizes", default="256,512,1024", help="comma-separated pair edges")
@@ -277,7 +277,7 @@ def run_from_args(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m napari_lightfusion.bench``: run the benchmark and print the table."""
+    """``python -m napari_lightfusion.research.bench``: run the benchmark and print the table."""
     parser = argparse.ArgumentParser(prog="lightfusion bench", description=__doc__.splitlines()[0])
     add_arguments(parser)
     run_from_args(parser.parse_args(argv))

@@ -32,7 +32,7 @@ def make_screenshot(out_png: str | Path, show: bool = False) -> Path:
     """Fuse the sample pair in napari and save a PNG of the whole window at ``out_png``."""
     import napari
 
-    from ._sample_data import make_sample_pair
+    from .._sample_data import make_sample_pair
 
     out_png = Path(out_png)
     viewer = napari.Viewer(show=show, title="napari-lightfusion")
