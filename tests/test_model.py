@@ -126,3 +126,81 @@ def test_blend_weight_is_a_hard_sigmoid_whose_gradient_only_leads_back_inside():
     assert torch.equal(z.grad, torch.tensor([0.0, 1.0, 1.0, 1.0, 1.0, -1.0, 1.0]))
     with torch.no_grad():
         assert torch.equal(blend_weight(z), w.detach())  # the same forward without autograd
+
+
+def test_balance_conditioning_stays_within_the_paper_budget():
+    model = LightFusionNet(balance=0.0)
+    extra = count_parameters(model) - count_parameters(LightFusionNet())
+    assert 0 < extra <= 400  # a few hundred parameters: 1 -> 8 -> 2C
+    assert count_parameters(model) <= 5_000
+    assert count_macs(model, 256, 256) <= 0.30e9
+
+
+def test_unconditioned_network_is_unchanged_by_balance():
+    """The paper's network: no extra parameters, identity conditioning, same output for any b."""
+    torch.manual_seed(0)
+    model = LightFusionNet().eval()
+    assert not model.conditioned
+    assert not any("film" in k for k in model.state_dict())
+    scale, shift = model.condition(0.7)
+    assert torch.equal(scale, torch.ones(16)) and torch.equal(shift, torch.zeros(16))
+    a, b = torch.rand(1, 1, 24, 24), torch.rand(1, 1, 24, 24)
+    with torch.no_grad():
+        fa = model.attention_a(model.encoder_a(a))[0]
+        fb = model.attention_b(model.encoder_b(b))[0]
+        by_hand = torch.sigmoid(model.decoder((fa + fb) * 0.5))
+        assert torch.equal(model(a, b), by_hand)
+        assert torch.equal(model(a, b, balance=1.0), by_hand)
+
+
+def test_condition_shapes_default_and_effect():
+    torch.manual_seed(0)
+    model = LightFusionNet(balance=0.25).eval()
+    scale, shift = model.condition(None)
+    assert scale.shape == shift.shape == (16,)
+    # an untrained conditioning is the identity for every b
+    assert torch.equal(scale, torch.ones(16)) and torch.equal(shift, torch.zeros(16))
+    with torch.no_grad():
+        torch.nn.init.normal_(model.film.out.weight)
+        a, b = torch.rand(1, 1, 24, 24), torch.rand(1, 1, 24, 24)
+        default = model(a, b)
+        assert torch.equal(default, model(a, b, balance=0.25))  # None = the config's b
+        assert not torch.allclose(model(a, b, balance=0.0), model(a, b, balance=1.0))
+        s, t = model.condition(0.9)
+        fa = model.attention_a(model.encoder_a(a))[0]
+        fb = model.attention_b(model.encoder_b(b))[0]
+        f = (fa + fb) * 0.5 * s[None, :, None, None] + t[None, :, None, None]
+        assert torch.allclose(model(a, b, balance=0.9), torch.sigmoid(model.decoder(f)))
+
+
+@pytest.mark.parametrize("bad", [-0.01, 1.01, float("nan"), "high"])
+def test_balance_out_of_range_is_refused(bad):
+    with pytest.raises(ValueError, match="balance"):
+        ModelConfig(balance=bad)
+    for model in (LightFusionNet(), LightFusionNet(balance=0.0)):
+        with pytest.raises(ValueError, match="balance"):
+            model.condition(bad)
+        with pytest.raises(ValueError, match="balance"):
+            model(torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8), balance=bad)
+
+
+def test_balance_travels_in_the_config_and_old_configs_load():
+    assert ModelConfig().balance is None
+    old = {"width": 16, "reduction": 4, "attention": "pca", "conv": "dsc", "output": "intensity"}
+    assert ModelConfig(**old).balance is None
+    assert ModelConfig(**{**old, "balance": 0.5}).to_dict()["balance"] == 0.5
+
+
+def test_conditioned_network_round_trips_through_its_sidecar(tmp_path):
+    from napari_lightfusion.weights import load_model, save_weights
+
+    torch.manual_seed(0)
+    model = LightFusionNet(balance=0.3)
+    with torch.no_grad():
+        torch.nn.init.normal_(model.film.out.weight)
+    save_weights(model, tmp_path / "w.pt", {"dataset": "test"})
+    loaded = load_model(tmp_path / "w.pt")
+    assert loaded.config.balance == 0.3
+    a, b = torch.rand(1, 1, 16, 16), torch.rand(1, 1, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(loaded(a, b, balance=0.8), model.eval()(a, b, balance=0.8))

@@ -29,6 +29,15 @@
   everywhere: the "fused" image becomes one of the inputs. So the default
   stays the paper's; ``docs/ablations.md`` (Table D) compares the two.
 
+Balance (not in the paper): with ``ModelConfig.balance`` set, the network
+is conditioned on a scalar ``b`` in [0, 1], from "anatomy first" (0) to
+"function first" (1). A tiny MLP (1 -> 8 -> 2C, :class:`BalanceFiLM`) turns
+``b`` into a per-channel scale and shift of the fused features before the
+decoder (feature-wise linear modulation, Perez et al. 2018); training
+samples ``b`` per batch and moves the loss's targets with it
+(:mod:`napari_lightfusion.losses`). ``balance=None`` (the default) is the
+paper's unconditioned network, with exactly its parameters and outputs.
+
 Ablation options (Tables 3 and 4 of the paper) are constructor arguments:
 ``width`` (C), ``reduction`` (R), ``attention`` ("pca", "conv", "channel",
 "spatial"), ``conv`` ("dsc" or "standard") and ``output`` ("blend" or
@@ -58,6 +67,9 @@ class ModelConfig:
     attention: str = "pca"
     conv: str = "dsc"
     output: str = "intensity"
+    #: None: the paper's unconditioned network. A float: conditioned on the
+    #: balance b in [0, 1], and this is its default b.
+    balance: float | None = None
 
     def __post_init__(self):
         if self.attention not in ATTENTIONS:
@@ -68,9 +80,22 @@ class ModelConfig:
             raise ValueError(f"output must be one of {OUTPUTS}, not {self.output!r}")
         if self.width < 2 or self.reduction < 1 or self.width // self.reduction < 1:
             raise ValueError(f"width {self.width} and reduction {self.reduction} do not fit")
+        if self.balance is not None:
+            check_balance(self.balance)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def check_balance(balance) -> float:
+    """``balance`` as a float, or a one-line ValueError unless it is a number in [0, 1]."""
+    try:
+        value = float(balance)
+    except (TypeError, ValueError):
+        raise ValueError(f"balance must be a number in [0, 1], not {balance!r}") from None
+    if not 0.0 <= value <= 1.0:  # also refuses NaN
+        raise ValueError(f"balance must be in [0, 1], not {balance!r}")
+    return value
 
 
 def conv_block(cin: int, cout: int, kind: str, dilation: int = 1) -> nn.Sequential:
@@ -188,6 +213,28 @@ def blend_weight(logit: torch.Tensor) -> torch.Tensor:
     return _InwardClamp.apply(x) if x.requires_grad else x.clamp(0.0, 1.0)
 
 
+class BalanceFiLM(nn.Module):
+    """b -> per-channel (scale, shift) of the fused features: Linear(1, 8), tanh, Linear(8, 2C).
+
+    The last layer starts at zero, so an untrained conditioning is the
+    identity (scale 1, shift 0) for every b; 18C + 16 parameters (304 at
+    C = 16).
+    """
+
+    HIDDEN = 8
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.hidden = nn.Linear(1, self.HIDDEN)
+        self.out = nn.Linear(self.HIDDEN, 2 * channels)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, balance: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        scale, shift = self.out(torch.tanh(self.hidden(balance.reshape(1, 1)))).reshape(2, -1)
+        return 1.0 + scale, shift
+
+
 class Encoder(nn.Sequential):
     """One modality's feature extractor: 1 -> C channels, growing receptive field."""
 
@@ -206,7 +253,9 @@ class LightFusionNet(nn.Module):
     ``"surprise"`` and ``"attention"`` tuples of ``(N, C, H, W)`` tensors
     (the surprise entries are ``None`` for attention variants that do not
     compute one). The maps are computed on every pass anyway, so asking for
-    them costs nothing.
+    them costs nothing. ``balance`` (b in [0, 1], None = the configuration's
+    default) conditions a network built with ``ModelConfig.balance``; the
+    unconditioned network ignores it.
     """
 
     def __init__(self, config: ModelConfig | None = None, **kwargs):
@@ -223,6 +272,31 @@ class LightFusionNet(nn.Module):
             conv_block(c, c // 2, self.config.conv),
             nn.Conv2d(c // 2, 1, 1),
         )
+        self.film = BalanceFiLM(c) if self.config.balance is not None else None
+
+    @property
+    def conditioned(self) -> bool:
+        """True when the network takes a balance (``ModelConfig.balance`` is set)."""
+        return self.film is not None
+
+    def condition(self, balance: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-channel ``(scale, shift)``, each ``(C,)``, for balance ``b`` in [0, 1].
+
+        The fused features become ``f * scale + shift`` (per channel) before
+        the decoder. ``None`` means the configuration's default b. An
+        unconditioned network returns ones and zeros (the identity) for any
+        valid b. Out of [0, 1]: ValueError.
+        """
+        c = self.config.width
+        ref = self.decoder[-1].weight
+        if balance is None:
+            balance = self.config.balance if self.conditioned else 0.0
+        value = check_balance(balance)
+        if not self.conditioned:
+            return torch.ones(c, dtype=ref.dtype, device=ref.device), torch.zeros(
+                c, dtype=ref.dtype, device=ref.device
+            )
+        return self.film(torch.tensor(value, dtype=ref.dtype, device=ref.device))
 
     @property
     def receptive_radius(self) -> int:
@@ -242,10 +316,16 @@ class LightFusionNet(nn.Module):
         """True when every output pixel depends only on a bounded neighbourhood."""
         return self.config.attention != "channel"
 
-    def forward(self, a, b, return_maps: bool = False):
+    def forward(self, a, b, return_maps: bool = False, balance: float | None = None):
         fa, sa, aa = self.attention_a(self.encoder_a(a))
         fb, sb, ab = self.attention_b(self.encoder_b(b))
-        out = self.decoder((fa + fb) * 0.5)
+        fused_features = (fa + fb) * 0.5
+        if self.conditioned:
+            scale, shift = self.condition(balance)
+            fused_features = fused_features * scale[None, :, None, None] + shift[None, :, None, None]
+        elif balance is not None:
+            check_balance(balance)  # the paper's network ignores b, but a bad one is still an error
+        out = self.decoder(fused_features)
         if self.config.output == "intensity":
             fused = torch.sigmoid(out)
         else:
