@@ -467,3 +467,65 @@ def test_evaluate_256_is_fast():
         best = min(best, time.perf_counter() - t0)
     # ~0.09 s measured; generous bound on a shared 2-core machine.
     assert best < 0.5
+
+
+# --------------------------------------------------------------------------
+# hot-spot measures (issue 13)
+
+
+def test_hot_spot_mask_worked_by_hand():
+    from napari_lightfusion.metrics import hot_spot
+
+    y = np.array([[0.0, 3.0, 10.0, 20.0], [30.0, 40.0, 50.0, 60.0]])
+    mri = np.array([[50.0, 50.0, 50.0, 50.0], [50.0, 5.0, 50.0, 50.0]])
+    # lit (> 5): 10..60, median 35 -> above it: 40, 50, 60; the MRI is 5 (outside) under 40
+    expected = np.array([[False, False, False, False], [False, False, True, True]])
+    np.testing.assert_array_equal(hot_spot(y, mri), expected)
+    assert not hot_spot(np.full((4, 4), 3.0), np.full((4, 4), 50.0)).any()  # nothing lit
+
+
+def _hot_spot_pair(size=32):
+    """MRI with texture; functional image dark, lit 100 on the right, hot 200 in a square."""
+    rng = np.random.default_rng(0)
+    mri = 60.0 + 40.0 * rng.random((size, size))
+    fun = np.zeros((size, size))
+    fun[:, size // 2 :] = 100.0
+    fun[8:24, 20:30] = 200.0
+    return mri, fun
+
+
+def test_anatomy_kept_of_constant_images_is_the_luminance_term():
+    from napari_lightfusion.metrics import anatomy_kept
+
+    _, fun = _hot_spot_pair()
+    f, mri = np.full(fun.shape, 100.0), np.full(fun.shape, 50.0)
+    # no variance anywhere: SSIM = (2 mu_f mu_a + C1) / (mu_f^2 + mu_a^2 + C1), C1 = (0.01 * 255)^2
+    c1 = (0.01 * 255) ** 2
+    assert anatomy_kept(f, mri, fun) == pytest.approx((2 * 100 * 50 + c1) / (100**2 + 50**2 + c1))
+
+
+def test_each_measure_is_one_for_its_own_source_and_max_erases_the_anatomy():
+    from napari_lightfusion.metrics import anatomy_kept, function_kept, hot_spot_scores
+
+    mri, fun = _hot_spot_pair()
+    assert anatomy_kept(mri, mri, fun) == pytest.approx(1.0)
+    assert function_kept(fun, mri, fun) == pytest.approx(1.0)
+    copied = np.maximum(mri, fun)  # pixel max: the hot square is flat 200 over the MRI
+    scores = hot_spot_scores(copied, mri, fun)
+    assert scores == {"anatomy kept": anatomy_kept(copied, mri, fun), "function kept": function_kept(copied, mri, fun)}
+    assert scores["anatomy kept"] < 0.1 < 0.9 < scores["function kept"]
+
+
+def test_hot_spot_measures_take_rgb_as_luma_and_say_nan_when_empty():
+    from napari_lightfusion.colour import luminance
+    from napari_lightfusion.metrics import HOT_SPOT_MEASURES, hot_spot_scores
+
+    mri, fun = _hot_spot_pair()
+    rgb = np.stack([fun, fun * 0.5, fun * 0.2], axis=-1)
+    avg = (mri + luminance(rgb)) / 2
+    assert hot_spot_scores(avg, mri, rgb) == hot_spot_scores(avg, mri, luminance(rgb))
+    flat = np.full(mri.shape, 120.0)  # everything lit equally: nothing above the median
+    assert all(np.isnan(v) for v in hot_spot_scores(mri, mri, flat).values())
+    assert tuple(hot_spot_scores(avg, mri, fun)) == HOT_SPOT_MEASURES
+    with pytest.raises(ValueError):
+        hot_spot_scores(mri, mri, fun[:-1])

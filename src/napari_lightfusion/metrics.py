@@ -53,6 +53,11 @@ __all__ = [
     "ssim",
     "vif",
     "evaluate",
+    "HOT_SPOT_MEASURES",
+    "hot_spot",
+    "anatomy_kept",
+    "function_kept",
+    "hot_spot_scores",
 ]
 
 #: Names of the metrics returned by :func:`evaluate`, in table order.
@@ -454,3 +459,86 @@ def evaluate(fused, a, b) -> dict[str, float]:
         "VIF": vif(f, a, b),
     }
     return {name: float(values[name]) for name in METRICS}
+
+
+# --------------------------------------------------------------------------
+# clinical measures inside the hot spots (not among the ten metrics)
+
+#: Names of the two measures of :func:`hot_spot_scores`, in table order.
+HOT_SPOT_MEASURES: tuple[str, ...] = ("anatomy kept", "function kept")
+
+#: Functional luma above which a pixel counts as lit (0..255), for the median.
+HOT_SPOT_LIT = 5.0
+#: MRI value above which a pixel is inside the head (0..255).
+HOT_SPOT_MRI = 10.0
+
+
+def hot_spot(b, a) -> np.ndarray:
+    """Boolean mask of the functional hot spot: where clinicians look.
+
+    ``b`` is the functional source (its luma ``Y_f``), ``a`` the MRI, both on
+    0..255. A pixel is in the hot spot when ``Y_f`` is above its median over
+    the pixels with ``Y_f > 5`` and the MRI is above 10 (inside the head, so
+    that uptake over background does not count). Empty when nothing is lit.
+    """
+    y, m = _grey(b), _grey(a)
+    if y.shape != m.shape:
+        raise ValueError(f"functional and MRI images must have the same shape, got {y.shape}, {m.shape}")
+    lit = y > HOT_SPOT_LIT
+    if not lit.any():
+        return np.zeros(y.shape, dtype=bool)
+    return (y > np.median(y[lit])) & (m > HOT_SPOT_MRI)
+
+
+def _ssim_map(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """scikit-image's full SSIM map (7 x 7 uniform window, data_range 255)."""
+    return structural_similarity(x, y, win_size=7, data_range=255.0, full=True)[1]
+
+
+def _mean_in_hot_spot(f, a, b, reference: str) -> float:
+    f, a, b = _triple(f, a, b)
+    mask = hot_spot(b, a)
+    if min(f.shape) < 7 or not mask.any():
+        return float("nan")
+    return float(_ssim_map(f, a if reference == "anatomy" else b)[mask].mean())
+
+
+def anatomy_kept(f, a, b) -> float:
+    """Mean SSIM of the fused image to the MRI inside the hot spot ("anatomy kept").
+
+    ``mean over hot_spot(b, a) of SSIM_map(F, A)``, the map from
+    :func:`skimage.metrics.structural_similarity` with a 7 x 7 uniform window
+    and ``data_range=255`` (``full=True``; the map covers the whole image).
+    1 when the MRI's structure survives under the uptake unchanged; pixel
+    max, which copies the bright functional image over it, scores low.
+    nan when the hot spot is empty or the image is smaller than 7 x 7.
+    """
+    return _mean_in_hot_spot(f, a, b, "anatomy")
+
+
+def function_kept(f, a, b) -> float:
+    """Mean SSIM of the fused image to the functional luma inside the hot spot ("function kept").
+
+    ``mean over hot_spot(b, a) of SSIM_map(F, Y_f)``, the same map as
+    :func:`anatomy_kept` against the functional source: 1 when the uptake's
+    brightness and gradations survive in the fused luma (not only in its
+    colour). nan when the hot spot is empty or the image is smaller than 7 x 7.
+    """
+    return _mean_in_hot_spot(f, a, b, "function")
+
+
+def hot_spot_scores(fused, a, b) -> dict[str, float]:
+    """Both hot-spot measures, keyed by :data:`HOT_SPOT_MEASURES`.
+
+    Same conventions as :func:`evaluate` (0..255, RGB reduced to BT.601
+    luma); ``a`` is the MRI and ``b`` the functional source. The SSIM map is
+    computed once per reference.
+    """
+    f, a, b = _triple(fused, a, b)
+    mask = hot_spot(b, a)
+    if min(f.shape) < 7 or not mask.any():
+        return {name: float("nan") for name in HOT_SPOT_MEASURES}
+    return {
+        "anatomy kept": float(_ssim_map(f, a)[mask].mean()),
+        "function kept": float(_ssim_map(f, b)[mask].mean()),
+    }
