@@ -1,0 +1,343 @@
+"""Which image is anatomical, which is functional, and which preset fits them.
+
+The widget guesses its two pickers and its preset from the images a user
+opened; this module makes those guesses from plain descriptions
+(:class:`LayerInfo`), with no Qt and no napari import, so they are tested on
+their own.
+
+Evidence, strongest first:
+
+1. **Names.** The layer name, then the file name, then the names of the
+   file's folder and the folder above it (the Harvard test set is laid out
+   as ``test/CT-MRI/CT/23.png``, and napari names that layer just "23").
+   Case-insensitive words: MRI, MR, T1, T2, FLAIR, DWI (MRI); phase,
+   brightfield, DIC (microscopy anatomy); CT; PET, SPECT; GFP, RFP,
+   mCherry, DAPI, fluorescence (microscopy channels). A name that holds two
+   different modalities ("CT-MRI") says nothing about one image.
+2. **Data.** A colour image is functional (PET and SPECT are pseudo-colour);
+   an RGB(A) image whose colour channels are equal is grey (Harvard MRI and
+   CT test PNGs load as such RGB images), see :func:`is_grey_rgb`.
+
+Ranking: every image gets an *anatomy score*: MRI and transmitted-light
+microscopy 3, CT 2 (the anatomy beside PET, the functional side beside MRI,
+as in the CT-MRI preset), PET, SPECT and fluorescence 1; an unnamed grey
+image 2.5 and an unnamed colour image 0.5. The highest score is anatomical.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import PurePath
+from typing import Any
+
+import numpy as np
+
+#: Presets this module can propose (the bundled ones, see weights.PRESETS).
+CLINICAL_PRESETS = ("CT-MRI", "PET-MRI", "SPECT-MRI")
+
+#: Most pixels per slice that :func:`is_grey_rgb` looks at.
+SAMPLE_PIXELS = 256 * 256
+
+# word -> (modality label, anatomy score, domain)
+_MRI = ("MRI", 3.0, "clinical")
+_CT = ("CT", 2.0, "clinical")
+_PET = ("PET", 1.0, "clinical")
+_SPECT = ("SPECT", 1.0, "clinical")
+_LIGHT = ("transmitted light", 3.0, "microscopy")
+_FLUO = ("fluorescence", 1.0, "microscopy")
+_WORDS: dict[str, tuple[str, float, str]] = {
+    **dict.fromkeys(
+        ("mri", "mr", "t1", "t2", "t1w", "t2w", "t1ce", "t1gd", "flair", "dwi", "adc", "swi"), _MRI
+    ),
+    **dict.fromkeys(("ct", "cect"), _CT),
+    **dict.fromkeys(("pet", "fdg"), _PET),
+    "spect": _SPECT,
+    **dict.fromkeys(("phase", "brightfield", "dic", "transmitted"), _LIGHT),
+    **dict.fromkeys(
+        ("gfp", "egfp", "yfp", "cfp", "rfp", "mcherry", "tdtomato", "dapi", "hoechst", "fitc",
+         "tritc", "cy3", "cy5", "fluorescence", "fluorescent", "fluo"),
+        _FLUO,
+    ),
+}
+
+#: Score of an image whose names say nothing: grey leans anatomical, colour functional.
+_UNNAMED_GREY, _UNNAMED_COLOUR = 2.5, 0.5
+
+
+@dataclass(frozen=True)
+class Modality:
+    """What the names say an image is: ``label`` ("MRI", "CT", "PET", "SPECT",
+    "transmitted light", "fluorescence"), the word that said it, its anatomy
+    score, its domain ("clinical" or "microscopy") and where it was read."""
+
+    label: str
+    word: str
+    score: float
+    domain: str
+    source: str
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """A plain description of one candidate image, enough to guess roles and presets.
+
+    ``shape`` and ``dtype`` describe the data (colour axis included),
+    ``rgb`` says whether the last axis is colour, ``grey_rgb`` whether that
+    colour is grey (equal channels). ``path`` is the file it came from, or
+    None. ``layer`` carries the original object (e.g. a napari layer) so a
+    caller can map a guess back; it takes no part in comparisons.
+    """
+
+    name: str
+    path: str | None = None
+    shape: tuple[int, ...] = ()
+    dtype: str = ""
+    rgb: bool = False
+    grey_rgb: bool = False
+    layer: Any = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def from_array(cls, name: str, data, path: str | None = None, rgb: bool | None = None,
+                   layer: Any = None) -> LayerInfo:
+        """Describe ``data`` (numpy, dask or zarr; never materialised) named ``name``."""
+        if rgb is None:
+            rgb = len(data.shape) >= 3 and data.shape[-1] in (3, 4)
+        return cls(
+            name=str(name), path=None if path is None else str(path), shape=tuple(data.shape),
+            dtype=str(data.dtype), rgb=bool(rgb), grey_rgb=bool(rgb) and is_grey_rgb(data), layer=layer,
+        )
+
+    @classmethod
+    def from_layer(cls, layer) -> LayerInfo:
+        """Describe a napari image layer (read duck-typed: name, data, rgb, source.path, multiscale)."""
+        data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+        path = getattr(getattr(layer, "source", None), "path", None)
+        return cls.from_array(layer.name, data, path, bool(getattr(layer, "rgb", False)), layer)
+
+    @property
+    def colour(self) -> bool:
+        """Whether the image shows colour (RGB with unequal channels)."""
+        return self.rgb and not self.grey_rgb
+
+    @property
+    def spatial_shape(self) -> tuple[int, ...]:
+        """The shape without the colour axis."""
+        return self.shape[:-1] if self.rgb else self.shape
+
+
+def _info(item) -> LayerInfo:
+    return item if isinstance(item, LayerInfo) else LayerInfo.from_layer(item)
+
+
+# --------------------------------------------------------------------------
+# data
+
+
+def _sample(data) -> np.ndarray:
+    """A few strided slices of ``data`` (last axis colour) as numpy; lazy arrays read only those."""
+    lead = data.shape[:-3]
+    h, w = data.shape[-3], data.shape[-2]
+    step = max(1, int(np.ceil(np.sqrt(h * w / SAMPLE_PIXELS))))
+    spatial = (slice(None, None, step), slice(None, None, step), slice(0, 3))
+    if not lead:
+        return np.asarray(data[spatial])
+    picks = {tuple(int(round(f * (n - 1))) for n in lead) for f in (0.0, 0.5, 1.0)}
+    return np.stack([np.asarray(data[idx + spatial]) for idx in sorted(picks)])
+
+
+def is_grey_rgb(data) -> bool:
+    """Whether an RGB(A) image (colour on the last axis) has equal colour channels, i.e. is grey.
+
+    Harvard MRI and CT test PNGs load as RGB images with three equal
+    channels; treating them as colour made the widget guess the PET-MRI
+    preset for CT-MRI pairs. The check reads a strided sample of at most
+    :data:`SAMPLE_PIXELS` pixels per slice from at most three slices (first,
+    middle, last), so a dask or zarr volume is not loaded. Channels count as
+    equal when they differ by at most 1 % of the dtype's range (integers)
+    or of the sample's range (floats), which tolerates lossy compression.
+    Alpha is ignored. Returns False for data without a colour axis.
+    """
+    shape = tuple(data.shape)
+    if len(shape) < 3 or shape[-1] not in (3, 4) or 0 in shape:
+        return False
+    sample = _sample(data)
+    if sample.dtype == bool:
+        sample = sample.astype(np.uint8)
+    if sample.dtype.kind in "iu":
+        info = np.iinfo(sample.dtype)
+        tol = 0.01 * (float(info.max) - float(info.min))
+    else:
+        finite = sample[np.isfinite(sample)]
+        tol = 0.01 * float(np.ptp(finite)) if finite.size else 0.0
+    s = sample.astype(np.float64)
+    diff = np.maximum(np.abs(s[..., 0] - s[..., 1]), np.abs(s[..., 0] - s[..., 2]))
+    diff = diff[np.isfinite(diff)]
+    return bool(diff.size == 0 or diff.max() <= tol)
+
+
+# --------------------------------------------------------------------------
+# names
+
+
+def _words(text: str) -> list[str]:
+    """The words of ``text`` as written, plus adjacent pairs joined ("bright field")."""
+    raw = [t for t in re.split(r"[^A-Za-z0-9]+", text) if t]
+    return raw + [a + b for a, b in zip(raw, raw[1:])]
+
+
+def _modality_in(text: str, source: str) -> Modality | None:
+    found: dict[str, Modality] = {}
+    for word in _words(text):
+        key = word.lower()
+        key = key if key in _WORDS else key.rstrip("0123456789")  # "MRI23" -> "mri"
+        if key in _WORDS:
+            label, score, domain = _WORDS[key]
+            found.setdefault(label, Modality(label, word, score, domain, source))
+    return next(iter(found.values())) if len(found) == 1 else None
+
+
+def _sources(info: LayerInfo) -> list[tuple[str, str]]:
+    out = [(info.name, "layer name")]
+    if info.path:
+        p = PurePath(info.path)
+        out.append((p.stem, "file name"))
+        out += [(parent.name, "folder name") for parent in list(p.parents)[:2] if parent.name]
+    return out
+
+
+def modality(item) -> Modality | None:
+    """What the names of ``item`` (a :class:`LayerInfo` or a napari layer) say it is, or None.
+
+    Reads the layer name, the file name, the file's folder and the folder
+    above it, in that order, and stops at the first that names exactly one
+    modality (so "CT-MRI", naming two, is skipped).
+    """
+    info = _info(item)
+    for text, source in _sources(info):
+        found = _modality_in(text, source)
+        if found is not None:
+            return found
+    return None
+
+
+def _score(info: LayerInfo) -> float:
+    mod = modality(info)
+    if mod is not None:
+        return mod.score
+    return _UNNAMED_COLOUR if info.colour else _UNNAMED_GREY
+
+
+def _ids(info: LayerInfo) -> set[str]:
+    """Words of the names that are not modalities ("MRI 23" -> {"23"}), to match pairs."""
+    texts = [info.name] + ([PurePath(info.path).stem] if info.path else [])
+    return {w for t in texts for w in re.split(r"[^a-z0-9]+", t.lower()) if w and w not in _WORDS}
+
+
+# --------------------------------------------------------------------------
+# guesses
+
+
+def guess_roles(candidates) -> tuple[Any, Any]:
+    """``(anatomical, functional)`` among ``candidates`` (LayerInfo objects or napari layers).
+
+    Anatomical: the highest anatomy score (see the module docstring; names
+    first, then grey before colour), earliest on ties. Functional, among the
+    others: the same number of spatial dimensions first, then the lowest
+    anatomy score, then the same shape, then a shared name word ("MRI 23"
+    with "PET 23"), then the earliest. Returns the candidates as given
+    (``None`` where there are too few).
+    """
+    items = list(candidates)
+    infos = [_info(c) for c in items]
+    if not infos:
+        return None, None
+    scores = [_score(i) for i in infos]
+    a = max(range(len(infos)), key=lambda k: (scores[k], not infos[k].colour, -k))
+    anat = infos[a]
+
+    def rank(k):
+        other = infos[k]
+        return (
+            len(other.spatial_shape) != len(anat.spatial_shape),
+            scores[k],
+            other.spatial_shape != anat.spatial_shape,
+            not (_ids(other) & _ids(anat)),
+            k,
+        )
+
+    others = sorted((k for k in range(len(infos)) if k != a), key=rank)
+    return items[a], (items[others[0]] if others else None)
+
+
+@dataclass(frozen=True)
+class PresetGuess:
+    """A preset guess: ``preset`` (None when no bundled preset fits), one line of
+    ``reason`` for the status line, and a one-line ``warning`` or None."""
+
+    preset: str | None
+    reason: str
+    warning: str | None
+
+
+def _microscopy_message(mods) -> str:
+    words = " + ".join(repr(m.word) for m in mods if m is not None)
+    return (f"{words}: a microscopy pair, and no preset was trained for microscopy pairs; "
+            "fine-tune one on your own pairs")
+
+
+def guess_preset(anatomical, functional) -> PresetGuess:
+    """The preset that fits a pair (LayerInfo objects or napari layers; either may be None).
+
+    By names: SPECT -> "SPECT-MRI", PET -> "PET-MRI", CT -> "CT-MRI"; a
+    microscopy name (GFP, phase, ...) -> no preset, with a warning that no
+    preset was trained for microscopy and fine-tuning is available. Else by
+    data: a colour image in the pair (``fuse`` takes it as the functional
+    one) -> "PET-MRI", a grey pair (equal-channel RGB included) -> "CT-MRI". The warning of :func:`preset_warning` is
+    added when the names contradict the data.
+    """
+    a = None if anatomical is None else _info(anatomical)
+    f = None if functional is None else _info(functional)
+    mods = [None if i is None else modality(i) for i in (a, f)]
+    named = [m for m in mods if m is not None]
+    if any(m.domain == "microscopy" for m in named):
+        return PresetGuess(None, "microscopy pair", _microscopy_message(mods))
+    labels = {m.label: m for m in named}
+    for label, preset in (("SPECT", "SPECT-MRI"), ("PET", "PET-MRI")):
+        if label in labels:
+            m = labels[label]
+            return PresetGuess(preset, f"{m.source} says {m.word}", preset_warning(preset, a, f))
+    if mods[1] is not None and mods[1].label == "CT":
+        m = mods[1]
+        return PresetGuess("CT-MRI", f"{m.source} says {m.word}", preset_warning("CT-MRI", a, f))
+    if f is None:
+        return PresetGuess(None, "no functional image", None)
+    colour = next((i for i in (f, a) if i is not None and i.colour), None)
+    if colour is not None:
+        return PresetGuess("PET-MRI", f"'{colour.name}' is a colour image", None)
+    why = "its colour channels are equal" if f.rgb else "it is grey"
+    return PresetGuess("CT-MRI", f"'{f.name}' is grey ({why})", None)
+
+
+def preset_warning(preset: str | None, anatomical, functional) -> str | None:
+    """One line when ``preset`` looks wrong for the pair, else None.
+
+    A grey pair (equal-channel RGB counts as grey) with the PET-MRI or
+    SPECT-MRI preset, a pair with a colour image (the functional one, as
+    ``fuse`` treats it) with CT-MRI, or a clinical preset on a
+    pair whose names say microscopy. Custom presets are never questioned.
+    """
+    if preset not in CLINICAL_PRESETS or functional is None:
+        return None
+    a = None if anatomical is None else _info(anatomical)
+    f = _info(functional)
+    mods = [modality(i) for i in (a, f) if i is not None]
+    if any(m is not None and m.domain == "microscopy" for m in mods):
+        return _microscopy_message(mods)
+    colour = next((i for i in (f, a) if i is not None and i.colour), None)
+    if preset in ("PET-MRI", "SPECT-MRI") and colour is None:
+        return f"'{f.name}' is grey but {preset} expects a colour {preset[:-4]} image: CT-MRI fits grey pairs"
+    if preset == "CT-MRI" and colour is not None:
+        return (f"'{colour.name}' is in colour but CT-MRI expects a grey CT image: "
+                "PET-MRI or SPECT-MRI fits colour images")
+    return None
