@@ -189,10 +189,10 @@ def test_tiled_equals_untiled(model, image_pair, backend, tile):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_tiny_tiles_are_still_exact(model, image_pair, backend):
+def test_smallest_tiles_are_still_exact(model, image_pair, backend):
     a, b = (x[:37, :45] for x in image_pair)
     whole = run_slice(model, a, b, CPU, tile=4096, backend=backend)
-    tiled = run_slice(model, a, b, CPU, tile=7, backend=backend)  # tile smaller than the halo
+    tiled = run_slice(model, a, b, CPU, tile=engine.MIN_TILE, backend=backend)  # 3 x 3 tiles, halo 9
     assert np.abs(tiled.fused - whole.fused).max() <= 1e-4
 
 
@@ -223,9 +223,22 @@ def test_non_local_attention_is_never_tiled(backend):
     assert np.abs(small.fused - whole.fused).max() <= 1e-4
 
 
-def test_tile_must_be_positive(model, image_pair):
-    with pytest.raises(ValueError, match="tile"):
-        run_slice(model, *image_pair, CPU, tile=0)
+@pytest.mark.parametrize("tile", [0, -5, 15, 3.5, "512", True, None])
+def test_one_tile_rule_for_engine_and_fuse(model, image_pair, tile):
+    from napari_lightfusion import fuse
+
+    with pytest.raises(ValueError, match=r"^tile must be a whole number of at least 16 pixels"):
+        run_slice(model, *image_pair, CPU, tile=tile)
+    with pytest.raises(ValueError, match=r"^tile must be a whole number of at least 16 pixels"):
+        fuse(*image_pair, device="cpu", tile=tile)
+
+
+def test_smallest_tile_is_accepted_everywhere(model, image_pair):
+    from napari_lightfusion import fuse
+
+    assert engine.check_tile(np.int64(engine.MIN_TILE)) == engine.MIN_TILE == 16
+    a, b = (x[:20, :20] for x in image_pair)
+    assert fuse(a, b, device="cpu", tile=engine.MIN_TILE).fused.shape == (20, 20)
 
 
 def test_default_tile_bounds_memory():
@@ -254,3 +267,167 @@ def test_different_channels_give_different_maps(model, image_pair, backend):
     one = run_slice(model, a, b, CPU, channel=1, backend=backend).attention
     two = run_slice(model, a, b, CPU, channel=2, backend=backend).attention
     assert not np.allclose(one, two)
+
+
+# --- maps on request, balance -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("tile", [4096, 64])
+def test_without_maps_the_fused_image_is_the_same(model, image_pair, backend, tile):
+    a, b = image_pair
+    with_maps = run_slice(model, a, b, CPU, tile=tile, backend=backend)
+    without = run_slice(model, a, b, CPU, tile=tile, backend=backend, maps=False)
+    assert without.surprise is None and without.attention is None
+    assert np.abs(without.fused - with_maps.fused).max() <= 1e-5
+
+
+@pytest.mark.skipif(not HAVE_ORT, reason="no onnxruntime")
+def test_without_maps_the_session_has_no_map_outputs(model):
+    from napari_lightfusion import fastpath
+
+    fast = fastpath.session_for(model, maps=False)
+    assert [o.name for o in fast.session.get_outputs()] == ["fused"]
+
+
+def conditioned_net(seed=0):
+    """A balance-conditioned network whose conditioning is far from the identity."""
+    torch.manual_seed(seed)
+    net = LightFusionNet(balance=0.25).eval()
+    with torch.no_grad():
+        for p in net.film.parameters():
+            p.add_(torch.randn_like(p))
+    return net
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_balance_reaches_the_network(image_pair, backend):
+    net = conditioned_net()
+    a, b = (x[:40, :50] for x in image_pair)
+    low = run_slice(net, a, b, CPU, backend=backend, balance=0.0)
+    high = run_slice(net, a, b, CPU, backend=backend, balance=1.0)
+    default = run_slice(net, a, b, CPU, backend=backend)
+    assert np.abs(low.fused - high.fused).max() > 1e-3
+    with torch.inference_mode():
+        want = net(torch.from_numpy(a)[None, None], torch.from_numpy(b)[None, None], balance=0.25)
+    assert np.abs(default.fused - want[0, 0].numpy()).max() <= 1e-4
+
+
+@pytest.mark.skipif(not HAVE_ORT, reason="no onnxruntime")
+@pytest.mark.parametrize("maps", [True, False])
+def test_balance_backends_agree_without_a_new_export(image_pair, maps, monkeypatch):
+    from napari_lightfusion import fastpath
+
+    net = conditioned_net(1)
+    a, b = (x[:40, :50] for x in image_pair)
+    run_slice(net, a, b, CPU, backend="onnx", maps=maps)
+    made = []
+    real = fastpath.make_session
+    monkeypatch.setattr(fastpath, "make_session", lambda *x, **k: made.append(x) or real(*x, **k))
+    for balance in (0.0, 0.6, 1.0):
+        fast = run_slice(net, a, b, CPU, backend="onnx", balance=balance, maps=maps)
+        slow = run_slice(net, a, b, CPU, backend="torch", balance=balance, maps=maps)
+        for name in ("fused", "surprise", "attention"):
+            got, want = getattr(fast, name), getattr(slow, name)
+            assert (got is None) == (want is None) == (name != "fused" and not maps)
+            if got is not None:
+                assert np.abs(got - want).max() <= 1e-4, (balance, name)
+    assert made == []  # one session for every b
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("balance", [-0.1, 1.5, float("nan"), "half"])
+def test_balance_out_of_range_is_refused(model, image_pair, backend, balance):
+    with pytest.raises(ValueError, match="^balance must be"):
+        run_slice(model, *image_pair, CPU, backend=backend, balance=balance)
+
+
+# --- one model copy per device ------------------------------------------------------------------
+
+
+def test_other_devices_get_a_cached_copy_and_the_shared_model_stays(model):
+    assert engine.model_on(model, CPU) is model
+    meta = engine.model_on(model, torch.device("meta"))
+    assert meta is not model and next(meta.parameters()).device.type == "meta"
+    assert engine.model_on(model, torch.device("meta")) is meta
+    assert next(model.parameters()).device == CPU
+
+
+def test_changed_weights_get_a_new_copy():
+    net = conditioned_net(2)
+    first = engine.model_on(net, torch.device("meta"))
+    with torch.no_grad():
+        net.decoder[-1].bias.add_(1.0)
+    assert engine.model_on(net, torch.device("meta")) is not first
+
+
+def test_fusing_on_one_device_while_another_thread_uses_a_second_device(model, image_pair):
+    """The old engine moved the shared model (``model.to(device)``): the CPU thread then broke."""
+    import threading
+
+    a, b = (x[:32, :32] for x in image_pair)
+    want = run_slice(model, a, b, CPU, backend="torch").fused
+    stop, errors, results = threading.Event(), [], []
+
+    def other_device():
+        while not stop.is_set():
+            try:
+                engine.model_on(model, torch.device("meta"))
+                engine.model_on(model, CPU)
+            except Exception as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+    thread = threading.Thread(target=other_device)
+    thread.start()
+    try:
+        for _ in range(20):
+            results.append(run_slice(model, a, b, CPU, backend="torch").fused)
+    finally:
+        stop.set()
+        thread.join()
+    assert not errors
+    assert all(np.array_equal(r, want) for r in results)
+    assert next(model.parameters()).device == CPU
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cpu_and_cuda_from_two_threads(model, image_pair):
+    import threading
+
+    a, b = image_pair
+    cuda = torch.device("cuda")
+    want_cpu = run_slice(model, a, b, CPU, backend="torch")
+    want_cuda = run_slice(model, a, b, cuda)
+    assert np.abs(want_cpu.fused - want_cuda.fused).max() <= 1e-3
+    errors = []
+
+    def loop(device, want):
+        try:
+            for _ in range(10):
+                got = run_slice(model, a, b, device, backend="torch")
+                assert np.abs(got.fused - want.fused).max() <= 1e-5
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=loop, args=(d, w)) for d, w in ((CPU, want_cpu), (cuda, want_cuda))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert next(model.parameters()).device == CPU
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("maps", [True, False])
+def test_cuda_matches_the_cpu(model, image_pair, maps):
+    a, b = image_pair
+    gpu = run_slice(model, a, b, torch.device("cuda"), tile=64, maps=maps)
+    cpu = run_slice(model, a, b, CPU, backend="torch", maps=maps)
+    for name in ("fused", "surprise", "attention"):
+        got, want = getattr(gpu, name), getattr(cpu, name)
+        assert (got is None) == (want is None)
+        if got is not None:
+            assert np.abs(got - want).max() <= 1e-3, name

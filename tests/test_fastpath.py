@@ -15,11 +15,13 @@ from napari_lightfusion.weights import model_for  # noqa: E402
 TOL = 1e-4
 
 
-def reference(model, a, b, channel=None):
+def reference(model, a, b, channel=None, balance=None):
     """The PyTorch model's fused image and channel-reduced maps for (N, H, W) pairs."""
     reduce = (lambda t: t.mean(1)) if channel is None else (lambda t: t[:, channel])
     with torch.inference_mode():
-        fused, maps = model(torch.from_numpy(a)[:, None], torch.from_numpy(b)[:, None], return_maps=True)
+        fused, maps = model(
+            torch.from_numpy(a)[:, None], torch.from_numpy(b)[:, None], return_maps=True, balance=balance
+        )
     sa, sb = maps["surprise"]
     surprise = None if sa is None else torch.stack([reduce(sa), reduce(sb)], 1).numpy()
     attention = torch.stack([reduce(m) for m in maps["attention"]], 1).numpy()
@@ -31,9 +33,14 @@ def pair(shape, seed=0, n=1):
     return rng.random((n, *shape), dtype=np.float32), rng.random((n, *shape), dtype=np.float32)
 
 
-def assert_matches(model, a, b, channel=None):
-    fast = fastpath.session_for(model, channel).run(a, b)
-    ref = reference(model, a, b, channel)
+def assert_matches(model, a, b, channel=None, maps=True, balance=None):
+    with torch.no_grad():
+        scale, shift = (t.numpy() for t in model.condition(balance))
+    fast = fastpath.session_for(model, channel, maps=maps).run(a, b, scale, shift)
+    ref = reference(model, a, b, channel, balance)
+    if not maps:
+        assert fast[1] is None and fast[2] is None
+        fast, ref = fast[:1], ref[:1]
     for name, got, want in zip(("fused", "surprise", "attention"), fast, ref):
         if want is None:
             assert got is None, name
@@ -63,8 +70,39 @@ def test_preset_matches_pytorch(preset, shape, channel):
     assert_matches(preset, *pair(shape, seed=shape[0] * 7 + shape[1]), channel=channel)
 
 
-def test_batch_of_slices_matches_pytorch(preset):
-    assert_matches(preset, *pair((33, 40), seed=3, n=3))
+@pytest.mark.parametrize("maps", [True, False])
+def test_batch_of_slices_matches_pytorch(preset, maps):
+    assert_matches(preset, *pair((33, 40), seed=3, n=3), maps=maps)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (7, 3), (64, 64), (37, 129)])
+def test_without_maps_matches_pytorch(preset, shape):
+    assert_matches(preset, *pair(shape, seed=shape[0] + shape[1]), maps=False)
+
+
+def conditioned(seed, **config):
+    """A stressed network conditioned on a balance, its conditioning far from the identity."""
+    model = stressed(seed, balance=0.3, **config)
+    with torch.no_grad():
+        for p in model.film.parameters():
+            p.add_(torch.randn_like(p))
+    return model
+
+
+@pytest.mark.parametrize("config", [{}, {"output": "blend"}, {"attention": "spatial"}, {"attention": "channel"}])
+@pytest.mark.parametrize("maps", [True, False])
+def test_conditioned_networks_match_for_every_balance(config, maps):
+    model = conditioned(9, **config)
+    a, b = pair((29, 35), seed=6, n=2)
+    for balance in (0.0, 0.45, 1.0, None):
+        assert_matches(model, a, b, maps=maps, balance=balance)
+
+
+def test_conditioned_session_needs_scale_and_shift():
+    fast = fastpath.session_for(conditioned(3))
+    assert fast.inputs == ("a", "b", "scale", "shift")
+    with pytest.raises(ValueError, match="scale and shift"):
+        fast.run(*pair((8, 8)))
 
 
 @pytest.mark.parametrize("config, channel", [

@@ -119,3 +119,27 @@ def test_values_near_the_float64_limit_normalise_without_overflow():
 
     unit = to_unit(np.array([[1.2e307, -1.3e307, 6.4e307]]))
     assert np.isfinite(unit).all() and unit.min() == 0.0 and unit.max() == 1.0
+
+
+def test_without_maps_only_the_image_comes_back(grey, colour):
+    stack = np.stack([grey, grey[::-1]])
+    for a, b in ((grey, colour), (stack, stack[:, ::-1])):
+        with_maps = fuse(a, b, preset="CT-MRI")
+        without = fuse(a, b, preset="CT-MRI", maps=False)
+        assert without.surprise is None and without.attention is None
+        assert without.fused.shape == with_maps.fused.shape
+        assert np.abs(without.fused - with_maps.fused).max() <= 1e-5
+
+
+def test_balance_is_checked_and_kept_by_the_plan(grey):
+    from napari_lightfusion import plan_fusion
+
+    assert plan_fusion(grey, grey, "CT-MRI", balance=0.25).balance == 0.25
+    assert plan_fusion(grey, grey, "CT-MRI").balance is None
+    for bad in (-0.5, 2, float("nan"), "x"):
+        with pytest.raises(ValueError, match="^balance must be"):
+            fuse(grey, grey, balance=bad)
+
+
+def test_the_paper_networks_ignore_a_valid_balance(grey):
+    assert np.array_equal(fuse(grey, grey[::-1], balance=0.0).fused, fuse(grey, grey[::-1], balance=1.0).fused)

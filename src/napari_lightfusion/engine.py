@@ -19,7 +19,10 @@ result equals the untiled one and peak memory stays bounded by the tile.
 from __future__ import annotations
 
 import os
+import threading
 import warnings
+from collections import OrderedDict
+from copy import deepcopy
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,10 +35,19 @@ from .model import LightFusionNet
 #: the halo costs about 7 % extra work on large images.
 DEFAULT_TILE = 512
 
+#: Smallest tile edge :func:`run_slice` (and so ``fuse``) accepts: smaller
+#: tiles would be mostly halo and run the network thousands of times.
+MIN_TILE = 16
+
 #: Backends :func:`run_slice` accepts.
 BACKENDS = ("auto", "onnx", "torch")
 
 _fast_failed: set = set()
+
+#: Per-device copies of models (:func:`model_on`), at most ``_COPIES``.
+_COPIES = 4
+_copies: OrderedDict = OrderedDict()
+_copies_lock = threading.Lock()
 
 
 def available_devices() -> list[str]:
@@ -92,7 +104,7 @@ def select_backend(device: torch.device, backend: str = "auto") -> str:
         if device.type != "cpu":
             raise ValueError(f"the onnx backend runs on the CPU only, not {device}")
         if not fastpath.available():
-            raise ValueError("the onnx backend needs onnxruntime (pip install 'napari-lightfusion[fast]')")
+            raise ValueError("the onnx backend needs onnxruntime (pip install onnxruntime)")
         return "onnx"
     if backend == "torch" or device.type != "cpu":
         return "torch"
@@ -103,11 +115,45 @@ def select_backend(device: torch.device, backend: str = "auto") -> str:
 
 @dataclass
 class SliceOutput:
-    """The network's answer for one slice, as float32 numpy arrays."""
+    """The network's answer for one slice, as float32 numpy arrays (maps None when not asked for)."""
 
     fused: np.ndarray  # (H, W) in [0, 1]
     surprise: np.ndarray | None  # (2, H, W): stream 1, stream 2
-    attention: np.ndarray  # (2, H, W)
+    attention: np.ndarray | None  # (2, H, W)
+
+
+def check_tile(tile) -> int:
+    """``tile`` as an int, or a one-line ValueError unless it is a whole number >= :data:`MIN_TILE`."""
+    if isinstance(tile, bool) or not isinstance(tile, (int, np.integer)) or tile < MIN_TILE:
+        raise ValueError(f"tile must be a whole number of at least {MIN_TILE} pixels, not {tile!r}")
+    return int(tile)
+
+
+def model_on(model: LightFusionNet, device: torch.device) -> LightFusionNet:
+    """``model`` itself when it already lives on ``device``, else a cached copy there.
+
+    The shared instance :func:`napari_lightfusion.weights.model_for` hands
+    out is never moved, so threads fusing on different devices cannot race.
+    Copies are keyed by the weights' fingerprint and the device (changed
+    weights get a new copy); a few are kept. Thread-safe.
+    """
+    from .fastpath import fingerprint
+
+    device = torch.device(device)
+    here = next(model.parameters()).device
+    if here.type == device.type and (device.index is None or here.index == device.index):
+        return model
+    key = (fingerprint(model), str(device))
+    with _copies_lock:
+        if key in _copies:
+            _copies.move_to_end(key)
+            return _copies[key]
+    copy = deepcopy(model).to(device).eval()
+    with _copies_lock:
+        _copies[key] = copy
+        while len(_copies) > _COPIES:
+            _copies.popitem(last=False)
+    return copy
 
 
 def _reduce(maps, channel: int | None) -> torch.Tensor:
@@ -115,30 +161,40 @@ def _reduce(maps, channel: int | None) -> torch.Tensor:
     return maps.mean(dim=1) if channel is None else maps[:, channel]
 
 
-def torch_forward(model, anatomical, functional, device, channel):
-    """PyTorch backend on ``(N, H, W)`` float32 pairs -> ``(fused, surprise|None, attention)``.
+def torch_forward(model, anatomical, functional, device, channel, maps: bool = True, balance=None):
+    """PyTorch backend on ``(N, H, W)`` float32 pairs -> ``(fused, surprise|None, attention|None)``.
 
-    Shapes as :meth:`napari_lightfusion.fastpath.FastSession.run`:
-    ``(N, H, W)``, ``(N, 2, H, W)``, ``(N, 2, H, W)``.
+    ``model`` must already live on ``device`` (:func:`model_on`). Shapes as
+    :meth:`napari_lightfusion.fastpath.FastSession.run`: ``(N, H, W)``,
+    ``(N, 2, H, W)``, ``(N, 2, H, W)``; without ``maps`` both maps are None.
     """
+    as_np = lambda t: None if t is None else t.float().cpu().numpy()  # noqa: E731
     with torch.inference_mode():
         a = torch.from_numpy(np.ascontiguousarray(anatomical, np.float32))[:, None].to(device)
         b = torch.from_numpy(np.ascontiguousarray(functional, np.float32))[:, None].to(device)
-        fused, maps = model(a, b, return_maps=True)
-        surprise = maps["surprise"]
+        if not maps:
+            return as_np(model(a, b, balance=balance)[:, 0]), None, None
+        fused, out = model(a, b, return_maps=True, balance=balance)
+        surprise = out["surprise"]
         out_s = None if surprise[0] is None else torch.stack([_reduce(s, channel) for s in surprise], 1)
-        out_a = torch.stack([_reduce(m, channel) for m in maps["attention"]], 1)
-        as_np = lambda t: None if t is None else t.float().cpu().numpy()  # noqa: E731
+        out_a = torch.stack([_reduce(m, channel) for m in out["attention"]], 1)
         return as_np(fused[:, 0]), as_np(out_s), as_np(out_a)
 
 
-def _runner(model, device, channel, backend):
-    """A function ``(a (N,H,W), b (N,H,W)) -> (fused, surprise|None, attention)`` for one run."""
+def runner(model, device, channel=None, backend="auto", maps: bool = True, balance=None):
+    """A function ``(a (N,H,W), b (N,H,W)) -> (fused, surprise|None, attention|None)`` for one run.
+
+    Checks ``balance`` (ValueError out of [0, 1]); the fast path gets the
+    network's ``(scale, shift)`` for it, computed once here.
+    """
+    with torch.no_grad():
+        scale, shift = (t.detach().float().cpu().numpy() for t in model.condition(balance))
     if select_backend(device, backend) == "onnx":
         from . import fastpath
 
         try:
-            return fastpath.session_for(model, channel).run
+            fast = fastpath.session_for(model, channel, maps=maps)
+            return lambda a, b: fast.run(a, b, scale, shift)
         except Exception as exc:  # an export or runtime that fails here must not stop a fusion
             if backend == "onnx":
                 raise ValueError(f"the onnx backend failed: {exc}") from exc
@@ -146,8 +202,8 @@ def _runner(model, device, channel, backend):
             if key not in _fast_failed:
                 _fast_failed.add(key)
                 warnings.warn(f"ONNX fast path unavailable ({exc}); using PyTorch", RuntimeWarning, 2)
-    model = model.to(device)
-    return lambda a, b: torch_forward(model, a, b, device, channel)
+    placed = model_on(model, device)
+    return lambda a, b: torch_forward(placed, a, b, device, channel, maps, balance)
 
 
 def tile_spans(length: int, tile: int, halo: int) -> list[tuple[int, int, int, int]]:
@@ -170,32 +226,37 @@ def run_slice(
     channel: int | None = None,
     tile: int = DEFAULT_TILE,
     backend: str = "auto",
+    *,
+    maps: bool = True,
+    balance: float | None = None,
 ) -> SliceOutput:
     """Fuse one grey pair ``(H, W)`` on ``device``, tiled when larger than ``tile``.
 
     ``backend``: "auto" (ONNX Runtime on the CPU when installed, else
     PyTorch), "onnx" or "torch" (see :func:`select_backend`). The inputs
     are float arrays in [0, 1] (as :func:`napari_lightfusion.inputs.prepare_pair`
-    makes them); they are not modified.
+    makes them); they are not modified. ``maps=False`` computes neither map
+    (both None). ``balance``: b in [0, 1] for a conditioned network (None:
+    its default).
     """
-    if tile < 1:
-        raise ValueError(f"tile must be a positive number of pixels, not {tile}")
+    tile = check_tile(tile)
     device = torch.device(device)
-    run = _runner(model, device, channel, backend)
+    run = runner(model, device, channel, backend, maps, balance)
     h, w = anatomical.shape
     if (h <= tile and w <= tile) or not model.is_local:
         f, s, a = run(anatomical[None], functional[None])
-        return SliceOutput(f[0], None if s is None else s[0], a[0])
+        return SliceOutput(f[0], None if s is None else s[0], None if a is None else a[0])
     halo = model.receptive_radius
     fused = np.empty((h, w), np.float32)
-    attention = np.empty((2, h, w), np.float32)
+    attention = np.empty((2, h, w), np.float32) if maps else None
     surprise = None
     for y0, y1, cy0, cy1 in tile_spans(h, tile, halo):
         for x0, x1, cx0, cx1 in tile_spans(w, tile, halo):
             f, s, a = run(anatomical[None, y0:y1, x0:x1], functional[None, y0:y1, x0:x1])
             inner = (slice(cy0 - y0, cy1 - y0), slice(cx0 - x0, cx1 - x0))
             fused[cy0:cy1, cx0:cx1] = f[(0, *inner)]
-            attention[:, cy0:cy1, cx0:cx1] = a[(0, slice(None), *inner)]
+            if a is not None:
+                attention[:, cy0:cy1, cx0:cx1] = a[(0, slice(None), *inner)]
             if s is not None:
                 if surprise is None:
                     surprise = np.empty((2, h, w), np.float32)

@@ -44,8 +44,8 @@ takes about a second.
 from __future__ import annotations
 
 import hashlib
-import io
 import importlib.util
+import io
 import threading
 import warnings
 from collections import OrderedDict
@@ -56,7 +56,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .model import LightFusionNet
+from .model import LightFusionNet, blend_weight
 
 #: ONNX opset of the exported graph (ONNX Runtime >= 1.17 runs it).
 OPSET = 17
@@ -133,8 +133,9 @@ def _reducer(width: int, channel: int | None) -> torch.Tensor:
 class _Stream(nn.Module):
     """One stream of :class:`ExportNet`: encoder, surprise, attention, refined features."""
 
-    def __init__(self, encoder: nn.Module, attention: nn.Module, channel: int | None):
+    def __init__(self, encoder: nn.Module, attention: nn.Module, channel: int | None, maps: bool = True):
         super().__init__()
+        self.maps = maps
         blocks = [[_spec(c) for c in _convs(block)] for block in encoder]
         blocks[0] = _compose_first(blocks[0])
         self.blocks = blocks
@@ -152,14 +153,14 @@ class _Stream(nn.Module):
 
         h1, h2 = _convs(attention.head[0])[0], _convs(attention.head[2])[0]
         hidden = h1.weight.shape[0]
-        padded = -(-(hidden + 1) // _BLOCK) * _BLOCK  # room for the surprise slot
+        padded = -(-(hidden + int(maps)) // _BLOCK) * _BLOCK  # room for the surprise slot
         w1 = torch.zeros(padded, 2 * width, 1, 1)
         b1 = torch.zeros(padded)
         w1[:hidden] = torch.cat([h1.weight, h1.weight], dim=1).detach()
         b1[:hidden] = h1.bias.detach()
-        # slot `hidden`: |z| reduced over channels, >= 0, so the ReLU keeps it as is.
-        reduce = _reducer(width, channel)[0]
-        w1[hidden, :, 0, 0] = torch.cat([reduce, reduce])
+        if maps:  # slot `hidden`: |z| reduced over channels, >= 0, so the ReLU keeps it as is.
+            reduce = _reducer(width, channel)[0]
+            w1[hidden, :, 0, 0] = torch.cat([reduce, reduce])
         w2 = torch.zeros(h2.weight.shape[0], padded, 1, 1)
         w2[:, :hidden] = h2.weight.detach()
         self.head1 = (w1, b1, 1, 1)
@@ -177,38 +178,56 @@ class _Stream(nn.Module):
         hidden = F.relu(_same_conv(pm, self.head1))  # bottleneck + surprise slot
         attention = torch.sigmoid(_same_conv(hidden, self.head2))
         refined = x + x * attention
+        if not self.maps:
+            return refined, None, None
         return refined, hidden, F.conv2d(attention, self.attention_reducer)
+
+
+def _conditioned(model: LightFusionNet) -> bool:
+    """Whether ``model`` takes a balance (its graph then has ``scale`` and ``shift`` inputs)."""
+    return bool(getattr(model, "conditioned", False))
+
+
+def _condition_features(f, scale, shift):
+    """The balance conditioning of the fused features: ``f * scale + shift`` per channel."""
+    return f * scale.reshape(1, -1, 1, 1) + shift.reshape(1, -1, 1, 1)
 
 
 class ExportNet(nn.Module):
     """Export-friendly equivalent of a PCA :class:`LightFusionNet` (see module doc).
 
-    ``forward(a, b)`` with ``(N, 1, H, W)`` inputs returns ``fused (N,1,H,W)``,
-    ``surprise_a``/``surprise_b`` ``(N, P, H, W)`` whose channel
+    ``forward(a, b)`` with ``(N, 1, H, W)`` inputs (and ``scale``, ``shift``
+    ``(C,)`` for a conditioned network) returns ``fused (N,1,H,W)``, then with
+    ``maps``: ``surprise_a``/``surprise_b`` ``(N, P, H, W)`` whose channel
     :attr:`surprise_index` is the reduced surprise map, and
     ``attention_a``/``attention_b`` ``(N, 1, H, W)`` reduced attention maps.
     Raises ``ValueError`` for a network it does not know how to rewrite.
     """
 
-    def __init__(self, model: LightFusionNet, channel: int | None = None):
+    def __init__(self, model: LightFusionNet, channel: int | None = None, maps: bool = True):
         super().__init__()
         if model.config.attention != "pca":
             raise ValueError("ExportNet rewrites Predictive Context Attention networks only")
-        self.stream_a = _Stream(model.encoder_a, model.attention_a, channel)
-        self.stream_b = _Stream(model.encoder_b, model.attention_b, channel)
+        self.maps = maps
+        self.conditioned = _conditioned(model)
+        self.stream_a = _Stream(model.encoder_a, model.attention_a, channel, maps)
+        self.stream_b = _Stream(model.encoder_b, model.attention_b, channel, maps)
         self.surprise_index = self.stream_a.surprise_slot
         decoder = [[_spec(c) for c in _convs(block)] for block in model.decoder]
         if len(decoder[-1]) != 1 or any(len(b) == 0 for b in decoder):
             raise ValueError("unexpected decoder")
-        w, b, d, g = decoder[0][0]
-        decoder[0][0] = (w * 0.5, b, d, g)  # the mean of the two streams
+        if not self.conditioned:
+            w, b, d, g = decoder[0][0]
+            decoder[0][0] = (w * 0.5, b, d, g)  # the mean of the two streams
         self.decoder = decoder
         self.blend = model.config.output == "blend"
 
-    def forward(self, a, b):
+    def forward(self, a, b, scale=None, shift=None):
         fa, sa, aa = self.stream_a(a)
         fb, sb, ab = self.stream_b(b)
         y = fa + fb
+        if self.conditioned:
+            y = _condition_features(y * 0.5, scale, shift)
         for block in self.decoder[:-1]:
             for spec in block:
                 y = _same_conv(y, spec)
@@ -218,88 +237,124 @@ class ExportNet(nn.Module):
             fused = b + (out + 0.5).clamp(0.0, 1.0) * (a - b)
         else:
             fused = torch.sigmoid(out)
+        if not self.maps:
+            return fused
         return fused, sa, sb, aa, ab
 
 
 class GenericNet(nn.Module):
     """Any :class:`LightFusionNet` with its maps reduced over channels, for export.
 
-    Outputs as :class:`ExportNet` (``surprise_index`` 0; no surprise outputs
-    when the attention variant computes none).
+    Inputs and outputs as :class:`ExportNet` (``surprise_index`` 0; no
+    surprise outputs when the attention variant computes none). It runs the
+    model's own modules in the order of ``LightFusionNet.forward``.
     """
 
     surprise_index = 0
 
-    def __init__(self, model: LightFusionNet, channel: int | None = None):
+    def __init__(self, model: LightFusionNet, channel: int | None = None, maps: bool = True):
         super().__init__()
         self.model = model
+        self.maps = maps
+        self.conditioned = _conditioned(model)
         self.register_buffer("reducer", _reducer(model.config.width, channel)[:, :, None, None])
 
-    def forward(self, a, b):
-        fused, maps = self.model(a, b, return_maps=True)
+    def forward(self, a, b, scale=None, shift=None):
+        m = self.model
+        fa, sa, aa = m.attention_a(m.encoder_a(a))
+        fb, sb, ab = m.attention_b(m.encoder_b(b))
+        f = (fa + fb) * 0.5
+        if self.conditioned:
+            f = _condition_features(f, scale, shift)
+        out = m.decoder(f)
+        if m.config.output == "intensity":
+            fused = torch.sigmoid(out)
+        else:
+            fused = b + blend_weight(out) * (a - b)
+        if not self.maps:
+            return fused
         reduce = lambda t: F.conv2d(t, self.reducer)  # noqa: E731
-        (sa, sb), (aa, ab) = maps["surprise"], maps["attention"]
         if sa is None:
             return fused, reduce(aa), reduce(ab)
         return fused, reduce(sa), reduce(sb), reduce(aa), reduce(ab)
 
 
-def export_net(model: LightFusionNet, channel: int | None = None) -> nn.Module:
+def export_net(model: LightFusionNet, channel: int | None = None, maps: bool = True) -> nn.Module:
     """The module to export: :class:`ExportNet` when it applies, else :class:`GenericNet`."""
     import copy
 
     try:
-        return ExportNet(model, channel).eval()
+        return ExportNet(model, channel, maps).eval()
     except (ValueError, AttributeError, IndexError, TypeError, RuntimeError):
-        return GenericNet(copy.deepcopy(model).float().cpu(), channel).eval()
+        return GenericNet(copy.deepcopy(model).float().cpu(), channel, maps).eval()
 
 
-def export_onnx(model: LightFusionNet, channel: int | None = None) -> tuple[bytes, list[str], int]:
-    """Export the network with channel-reduced maps to an in-memory ONNX model.
+def export_onnx(
+    model: LightFusionNet, channel: int | None = None, maps: bool = True
+) -> tuple[bytes, list[str], list[str], int]:
+    """Export the network (with channel-reduced maps, or without maps) to an in-memory ONNX model.
 
     Uses the TorchScript-based exporter (``dynamo=False``), which needs no
     extra package; batch, height and width are dynamic. Returns the
-    serialised model, its output names and the surprise channel index.
+    serialised model, its input names (``a``, ``b``, and ``scale``,
+    ``shift`` for a conditioned network), its output names and the surprise
+    channel index.
     """
-    net = export_net(model, channel)
+    net = export_net(model, channel, maps)
     sample = torch.rand(1, 1, 32, 32)
+    inputs = ["a", "b"]
+    args = (sample, sample)
+    if net.conditioned:
+        width = model.config.width
+        inputs += ["scale", "shift"]
+        args += (torch.ones(width), torch.zeros(width))
     with torch.no_grad():
-        n_out = len(net(sample, sample))
-    names = list(OUTPUT_NAMES) if n_out == 5 else ["fused", "attention_a", "attention_b"]
+        result = net(*args)
+    n_out = len(result) if isinstance(result, tuple) else 1
+    names = {1: ["fused"], 3: ["fused", "attention_a", "attention_b"], 5: list(OUTPUT_NAMES)}[n_out]
     axes = {name: {0: "batch", 2: "height", 3: "width"} for name in ["a", "b", *names]}
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the legacy exporter announces its deprecation
         torch.onnx.export(
-            net, (sample, sample), buffer,
-            input_names=["a", "b"], output_names=names, dynamic_axes=axes,
+            net, args, buffer,
+            input_names=inputs, output_names=names, dynamic_axes=axes,
             opset_version=OPSET, do_constant_folding=True, dynamo=False,
         )
-    return buffer.getvalue(), names, net.surprise_index
+    return buffer.getvalue(), inputs, names, net.surprise_index
 
 
 @dataclass
 class FastSession:
-    """An ONNX Runtime session for one network and one map channel choice."""
+    """An ONNX Runtime session for one network, one map channel choice, maps or not."""
 
     session: object
     names: list[str]
     surprise_index: int
+    inputs: tuple[str, ...] = ("a", "b")
 
-    def run(self, anatomical: np.ndarray, functional: np.ndarray):
+    def run(self, anatomical: np.ndarray, functional: np.ndarray, scale=None, shift=None):
         """Fuse ``(N, H, W)`` (or ``(H, W)``) float32 pairs.
 
+        ``scale`` and ``shift`` (``(C,)``, from ``model.condition``) are
+        needed by a conditioned network's session and ignored otherwise.
         Returns ``fused (N, H, W)``, ``surprise (N, 2, H, W)`` or ``None``,
-        ``attention (N, 2, H, W)``, as float32 numpy arrays.
+        ``attention (N, 2, H, W)`` or ``None`` (a session without maps), as
+        float32 numpy arrays.
         """
         a = np.ascontiguousarray(anatomical, dtype=np.float32)
         b = np.ascontiguousarray(functional, dtype=np.float32)
-        a = a.reshape(-1, 1, *a.shape[-2:])
-        b = b.reshape(-1, 1, *b.shape[-2:])
-        out = dict(zip(self.names, self.session.run(self.names, {"a": a, "b": b})))
+        feed = {"a": a.reshape(-1, 1, *a.shape[-2:]), "b": b.reshape(-1, 1, *b.shape[-2:])}
+        if "scale" in self.inputs:
+            if scale is None or shift is None:
+                raise ValueError("this network is conditioned on a balance: give scale and shift")
+            feed["scale"] = np.asarray(scale, np.float32).reshape(-1)
+            feed["shift"] = np.asarray(shift, np.float32).reshape(-1)
+        out = dict(zip(self.names, self.session.run(self.names, feed)))
         fused = out["fused"][:, 0]
-        attention = np.stack([out["attention_a"][:, 0], out["attention_b"][:, 0]], axis=1)
-        surprise = None
+        attention = surprise = None
+        if "attention_a" in out:
+            attention = np.stack([out["attention_a"][:, 0], out["attention_b"][:, 0]], axis=1)
         if "surprise_a" in out:
             k = self.surprise_index
             surprise = np.stack([out["surprise_a"][:, k], out["surprise_b"][:, k]], axis=1)
@@ -315,7 +370,9 @@ def fingerprint(model: LightFusionNet) -> str:
     return h.hexdigest()
 
 
-def make_session(model: LightFusionNet, channel: int | None = None, threads: int | None = None) -> FastSession:
+def make_session(
+    model: LightFusionNet, channel: int | None = None, threads: int | None = None, maps: bool = True
+) -> FastSession:
     """Export ``model`` and open an ONNX Runtime session on it (not cached).
 
     Graph optimisation at the highest level, ``threads`` intra-op threads
@@ -323,7 +380,7 @@ def make_session(model: LightFusionNet, channel: int | None = None, threads: int
     """
     import onnxruntime as ort
 
-    data, names, index = export_onnx(model, channel)
+    data, inputs, names, index = export_onnx(model, channel, maps)
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -331,27 +388,29 @@ def make_session(model: LightFusionNet, channel: int | None = None, threads: int
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
     session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
-    return FastSession(session, names, index)
+    return FastSession(session, names, index, tuple(inputs))
 
 
 _cache: OrderedDict = OrderedDict()
 _lock = threading.Lock()
 
 
-def session_for(model: LightFusionNet, channel: int | None = None, threads: int | None = None) -> FastSession:
+def session_for(
+    model: LightFusionNet, channel: int | None = None, threads: int | None = None, maps: bool = True
+) -> FastSession:
     """The cached :class:`FastSession` of ``model`` (exported on first use).
 
     Keyed by the model's configuration and weights (:func:`fingerprint`), the
-    channel and the thread count, so changed weights give a new export and
-    identical weights share one. Thread-safe.
+    channel, the thread count and whether the maps are computed, so changed
+    weights give a new export and identical weights share one. Thread-safe.
     """
     threads = max(1, int(threads or torch.get_num_threads() or 2))
-    key = (fingerprint(model), channel, threads)
+    key = (fingerprint(model), channel if maps else None, threads, maps)
     with _lock:
         if key in _cache:
             _cache.move_to_end(key)
             return _cache[key]
-        fast = make_session(model, channel, threads)
+        fast = make_session(model, channel, threads, maps)
         _cache[key] = fast
         while len(_cache) > _CACHE_SIZE:
             _cache.popitem(last=False)

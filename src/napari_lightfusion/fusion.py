@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .engine import DEFAULT_TILE, resolve_device, run_slice
+from .engine import DEFAULT_TILE, check_tile, resolve_device, run_slice
 from .inputs import PreparedPair, prepare_pair
-from .model import LightFusionNet
+from .model import LightFusionNet, check_balance
 from .weights import model_for
 
 
@@ -28,13 +28,14 @@ class FusionResult:
     ``attention`` are ``(2, ..., H, W)`` float32, one map per input *in the
     order the inputs were given* (mean over the network's channels, or the
     chosen channel); ``surprise`` is ``None`` for networks without
-    Predictive Context Attention. ``seconds`` is the wall time of the
+    Predictive Context Attention, and both are ``None`` when the fusion was
+    asked for no maps (``maps=False``). ``seconds`` is the wall time of the
     network and the colour handling, ``device`` where it ran.
     """
 
     fused: np.ndarray
     surprise: np.ndarray | None
-    attention: np.ndarray
+    attention: np.ndarray | None
     seconds: float
     device: str
     preset: str | None
@@ -55,6 +56,8 @@ class FusionPlan:
     preset: str | None
     channel: int | None = None
     tile: int = DEFAULT_TILE
+    maps: bool = True
+    balance: float | None = None
 
     def __len__(self) -> int:
         return self.pair.anatomical.shape[0]
@@ -65,7 +68,7 @@ class FusionPlan:
         pair = self.pair
         out = run_slice(
             self.model, pair.anatomical[index], pair.functional[index],
-            self.device, self.channel, self.tile,
+            self.device, self.channel, self.tile, maps=self.maps, balance=self.balance,
         )
         colour = None if pair.colour is None else pair.colour[index : index + 1]
         fused = PreparedPair(None, None, colour, pair.swapped, stacked=False).finish(out.fused[None])
@@ -73,7 +76,7 @@ class FusionPlan:
         return FusionResult(
             fused=fused,
             surprise=None if out.surprise is None else out.surprise[order],
-            attention=out.attention[order],
+            attention=None if out.attention is None else out.attention[order],
             seconds=time.perf_counter() - start,
             device=str(self.device),
             preset=self.preset,
@@ -88,7 +91,7 @@ class FusionPlan:
         return FusionResult(
             fused=np.stack([r.fused for r in results]),
             surprise=None if first.surprise is None else np.stack([r.surprise for r in results], axis=1),
-            attention=np.stack([r.attention for r in results], axis=1),
+            attention=None if first.attention is None else np.stack([r.attention for r in results], axis=1),
             seconds=sum(r.seconds for r in results),
             device=first.device,
             preset=first.preset,
@@ -108,16 +111,20 @@ def plan_fusion(
     a_rgb: bool | None = None,
     b_rgb: bool | None = None,
     tile: int = DEFAULT_TILE,
+    maps: bool = True,
+    balance: float | None = None,
 ) -> FusionPlan:
     """Check everything a fusion needs and prepare it; arguments as for :func:`fuse`."""
     pair = prepare_pair(a, b, a_limits, b_limits, a_rgb, b_rgb)
     model = model_for(preset, weights)
     if channel is not None and not 0 <= channel < model.config.width:
         raise ValueError(f"channel {channel} does not exist; the network has {model.config.width}")
-    if tile < 16:
-        raise ValueError(f"tile must be at least 16 pixels, not {tile}")
+    tile = check_tile(tile)
+    if balance is not None:
+        balance = check_balance(balance)
     return FusionPlan(
-        pair, model, resolve_device(device), None if weights is not None else preset, channel, tile
+        pair, model, resolve_device(device), None if weights is not None else preset, channel, tile,
+        bool(maps), balance,
     )
 
 
@@ -134,7 +141,11 @@ def fuse(a: np.ndarray, b: np.ndarray, preset: str | None = "PET-MRI", device: s
     "SPECT-MRI" (or ``weights=`` a weight file). ``device``: "auto" (CUDA,
     then MPS, then CPU), "cpu", "cuda" or "mps". ``channel``: show one
     network channel in the maps instead of their mean. ``tile``: largest
-    tile edge before the image is fused in overlapping tiles.
+    tile edge before the image is fused in overlapping tiles (at least 16).
+    ``maps=False``: compute no surprise or attention maps (faster; both are
+    ``None`` in the result). ``balance``: b in [0, 1], from anatomy first
+    (0) to function first (1), for a network trained with a balance (None:
+    its default; the paper's networks ignore it).
 
     Raises ``ValueError`` (one line, saying what is wrong) for inputs it
     cannot take, unknown presets or devices, and unusable weight files.
