@@ -1,0 +1,226 @@
+"""Resampling the functional image onto the anatomical image's grid, in world coordinates.
+
+Two images are registered when their *world* coordinates agree, not their
+array indices: a PET volume with 4 mm voxels and an MRI with 1 mm voxels
+line up through each layer's scale, translate, rotate, shear and affine.
+Fusion needs both on one pixel grid, so the functional image is resampled
+onto the anatomical grid: for every anatomical pixel, its world position is
+looked up in the functional image (linear interpolation, zero outside).
+
+Transforms are homogeneous ``(N + 1, N + 1)`` data-to-world matrices over
+the N spatial axes (napari's order: ``affine @ (rotate @ shear @ scale +
+translate)``, see :func:`data_to_world`). The work is cut into chunks along
+the first axis (one slice, or a block of rows) so that a worker can report
+progress and stop between chunks (:func:`iter_resample`); each chunk reads
+only the part of the functional image it needs, so a lazy (dask, zarr)
+functional volume is never loaded whole. No Qt and no napari import here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Generator
+
+import numpy as np
+from scipy.ndimage import affine_transform
+
+#: Most output pixels (per channel) computed in one chunk of :func:`iter_resample`.
+CHUNK_PIXELS = 1 << 20
+
+#: Layer properties that place an image in the world, copied to the resampled layer.
+SPATIAL = ("scale", "translate", "rotate", "shear", "units", "axis_labels")
+
+
+def _shear_matrix(shear, ndim: int) -> np.ndarray:
+    """napari's shear (upper-triangular values, or a triangular matrix) as an (ndim, ndim) matrix."""
+    shear = np.asarray(shear, dtype=float)
+    if shear.ndim == 2:
+        mat = shear
+    else:
+        n = int(round((1 + math.sqrt(1 + 8 * shear.size)) / 2))
+        mat = np.eye(n)
+        mat[np.triu_indices(n, 1)] = shear
+    out = np.eye(ndim)
+    out[ndim - len(mat):, ndim - len(mat):] = mat
+    return out
+
+
+def data_to_world(layer) -> np.ndarray:
+    """The ``(N + 1, N + 1)`` data-to-world matrix of a napari layer, from its public properties.
+
+    ``layer.affine.affine_matrix @ [rotate @ shear @ diag(scale) | translate]``,
+    the composition napari documents for its layers. Read duck-typed:
+    ``scale``, ``translate``, ``rotate`` (a matrix), ``shear`` (upper-triangular
+    values or a matrix) and ``affine.affine_matrix``.
+    """
+    scale = np.asarray(layer.scale, dtype=float)
+    n = scale.size
+    linear = np.asarray(layer.rotate, dtype=float) @ _shear_matrix(layer.shear, n) @ np.diag(scale)
+    physical = np.eye(n + 1)
+    physical[:n, :n] = linear
+    physical[:n, n] = np.asarray(layer.translate, dtype=float)
+    return np.asarray(layer.affine.affine_matrix, dtype=float) @ physical
+
+
+def _check_affine(matrix, ndim: int, name: str) -> np.ndarray:
+    m = np.asarray(matrix, dtype=float)
+    if m.shape != (ndim + 1, ndim + 1):
+        raise ValueError(f"the {name} transform must be a {ndim + 1}x{ndim + 1} matrix, not shape {m.shape}")
+    if not np.all(np.isfinite(m)) or abs(np.linalg.det(m[:ndim, :ndim])) < 1e-12:
+        raise ValueError(f"the {name} transform is not invertible")
+    return m
+
+
+def _chunk_rows(shape: tuple[int, ...], chunk_pixels: int) -> int:
+    per_row = math.prod(shape[1:])
+    return 1 if len(shape) == 3 else max(1, min(shape[0], chunk_pixels // max(per_row, 1)))
+
+
+def _cast(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    if dtype.kind == "b":
+        return values > 0.5
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        return np.clip(np.round(values), info.min, info.max).astype(dtype)
+    return values.astype(dtype)
+
+
+def iter_resample(
+    moving,
+    moving_affine,
+    fixed_shape,
+    fixed_affine,
+    *,
+    rgb: bool = False,
+    chunk_pixels: int = CHUNK_PIXELS,
+) -> Generator[tuple[int, int], None, np.ndarray]:
+    """Resample ``moving`` onto the grid of a fixed image, chunk by chunk.
+
+    ``moving``: the functional image, ``(Y, X)`` or ``(Z, Y, X)`` with a
+    colour axis last when ``rgb`` (numpy, or a lazy dask/zarr array of which
+    only the needed region is read per chunk). ``moving_affine`` and
+    ``fixed_affine``: homogeneous data-to-world matrices of the two images.
+    ``fixed_shape``: the spatial shape of the fixed (anatomical) image.
+
+    A generator: yields ``(done, total)`` counted along the first output
+    axis after each chunk (a slice of a stack, a block of rows of an image),
+    and returns the resampled array: spatial shape ``fixed_shape`` (plus the
+    colour axis), ``moving``'s dtype (integers rounded and clipped, bool by
+    nearest neighbour), linear interpolation, 0 outside the moving image.
+    Stop iterating to cancel. Raises ``ValueError`` for shapes or matrices
+    that do not fit. Inputs are never modified.
+    """
+    shape = tuple(int(s) for s in fixed_shape)
+    ndim = len(shape)
+    mshape = tuple(moving.shape)
+    spatial = mshape[:-1] if rgb else mshape
+    if len(spatial) != ndim or ndim not in (2, 3):
+        raise ValueError(
+            f"cannot resample a {len(spatial)}D image {spatial} onto a {ndim}D grid {shape}: "
+            "give two images or two stacks"
+        )
+    if 0 in spatial or 0 in shape:
+        raise ValueError(f"cannot resample empty shapes {spatial} -> {shape}")
+    dtype = np.dtype(moving.dtype)
+    if dtype.kind not in "biuf":
+        raise ValueError(f"cannot resample data of type {dtype}")
+    to_moving = np.linalg.inv(_check_affine(moving_affine, ndim, "functional")) @ _check_affine(
+        fixed_affine, ndim, "anatomical"
+    )
+    channels = mshape[-1] if rgb else None
+    out = np.zeros(shape + ((channels,) if rgb else ()), dtype=dtype)
+    order = 0 if dtype.kind == "b" else 1
+    rows = _chunk_rows(shape, chunk_pixels)
+    total = shape[0]
+    for start in range(0, total, rows):
+        stop = min(total, start + rows)
+        _resample_chunk(moving, to_moving, spatial, shape, start, stop, out, order, channels)
+        yield stop, total
+    return out
+
+
+def _resample_chunk(moving, to_moving, spatial, shape, start, stop, out, order, channels) -> None:
+    """Fill ``out[start:stop]``, reading only the part of ``moving`` that those rows see."""
+    ndim = len(shape)
+    chunk_shape = (stop - start,) + shape[1:]
+    # output chunk index -> moving index, as a homogeneous matrix
+    offset = np.eye(ndim + 1)
+    offset[0, ndim] = start
+    matrix = to_moving @ offset
+    corners = np.array(np.meshgrid(*[(0, s - 1) for s in chunk_shape], indexing="ij")).reshape(ndim, -1)
+    seen = matrix[:ndim, :ndim] @ corners + matrix[:ndim, ndim:]
+    low = np.maximum(np.floor(seen.min(axis=1)).astype(int) - 1, 0)
+    high = np.minimum(np.ceil(seen.max(axis=1)).astype(int) + 2, spatial)
+    if np.any(high <= low):
+        return  # the chunk sees nothing of the moving image: it stays 0
+    region = tuple(slice(int(a), int(b)) for a, b in zip(low, high))
+    shift = np.eye(ndim + 1)
+    shift[:ndim, ndim] = -low
+    local = shift @ matrix
+    part = np.asarray(moving[region]).astype(np.float64)
+    planes = [part] if channels is None else [part[..., c] for c in range(channels)]
+    for c, plane in enumerate(planes):
+        values = affine_transform(plane, local, output_shape=chunk_shape, order=order, mode="constant", cval=0.0)
+        target = out[start:stop] if channels is None else out[start:stop, ..., c]
+        target[...] = _cast(values, out.dtype)
+
+
+def resample(moving, moving_affine, fixed_shape, fixed_affine, *, rgb: bool = False) -> np.ndarray:
+    """:func:`iter_resample` run to the end: the resampled array, without progress."""
+    steps = iter_resample(moving, moving_affine, fixed_shape, fixed_affine, rgb=rgb)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+def spatial_kwargs(layer) -> dict:
+    """A layer's placement in the world as keyword arguments for ``viewer.add_image``.
+
+    ``scale``, ``translate``, ``rotate``, ``shear``, ``affine`` (as a
+    matrix), and ``units`` / ``axis_labels`` when the layer has them (units
+    as strings). Read duck-typed from a napari layer.
+    """
+    kwargs = {name: getattr(layer, name) for name in SPATIAL if hasattr(layer, name)}
+    kwargs["affine"] = np.asarray(layer.affine.affine_matrix)
+    if "units" in kwargs:
+        kwargs["units"] = tuple(str(u) for u in kwargs["units"])
+    if "axis_labels" in kwargs:
+        kwargs["axis_labels"] = tuple(kwargs["axis_labels"])
+    return kwargs
+
+
+def _layer_data(layer):
+    return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+
+
+def _spatial_shape(layer) -> tuple[int, ...]:
+    shape = tuple(_layer_data(layer).shape)
+    return shape[:-1] if getattr(layer, "rgb", False) else shape
+
+
+def iter_resample_layer(functional, anatomical, *, chunk_pixels: int = CHUNK_PIXELS):
+    """:func:`iter_resample` for two napari image layers (read duck-typed), for a worker.
+
+    Yields ``(done, total)``; returns ``(data, kwargs)``: the functional
+    layer's data on the anatomical grid (full resolution of a multiscale
+    layer), and the anatomical layer's :func:`spatial_kwargs` plus ``rgb``
+    for the new layer. Neither layer is modified.
+    """
+    rgb = bool(getattr(functional, "rgb", False))
+    data = yield from iter_resample(
+        _layer_data(functional), data_to_world(functional), _spatial_shape(anatomical),
+        data_to_world(anatomical), rgb=rgb, chunk_pixels=chunk_pixels,
+    )
+    return data, {**spatial_kwargs(anatomical), "rgb": rgb}
+
+
+def resample_layer(functional, anatomical) -> tuple[np.ndarray, dict]:
+    """:func:`iter_resample_layer` run to the end: ``(data, kwargs)`` for a new layer."""
+    steps = iter_resample_layer(functional, anatomical)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
