@@ -78,6 +78,25 @@ def _check_shape(image: np.ndarray, name: str, rgb: bool) -> None:
         raise ValueError(f"{name} has data type {image.dtype}, which is not an image type")
 
 
+def default_limits(dtype, low: float, high: float) -> tuple[float, float]:
+    """The limits :func:`to_unit` uses, without given limits, for an image of ``dtype``
+    whose finite values span ``[low, high]``.
+
+    Lazy fusion (:mod:`napari_lightfusion.lazy`) scans a volume slice by slice
+    for ``low`` and ``high`` and normalises every slice with the result, so a
+    slice fused on its own is normalised as it would be in the whole stack.
+    """
+    dtype = np.dtype(dtype)
+    if dtype.kind == "b":
+        return 0.0, 1.0
+    if dtype == np.uint8:
+        return 0.0, 255.0
+    low, high = float(low), float(high)
+    if dtype.kind == "f" and low >= 0.0 and high <= 1.0:
+        return 0.0, 1.0
+    return low, high
+
+
 def to_unit(image: np.ndarray, limits: tuple[float, float] | None = None) -> np.ndarray:
     """Intensities as float32 in [0, 1] by the rules in the module docstring.
 
@@ -97,9 +116,7 @@ def to_unit(image: np.ndarray, limits: tuple[float, float] | None = None) -> np.
         low, high = 0.0, 255.0
     else:
         values = x[finite] if finite is not None else x
-        low, high = float(values.min()), float(values.max())
-        if x.dtype.kind == "f" and low >= 0.0 and high <= 1.0:
-            low, high = 0.0, 1.0
+        low, high = default_limits(x.dtype, values.min(), values.max())
     # halves throughout, so that a range near the float64 limit cannot overflow to inf
     span = 0.5 * high - 0.5 * low
     with np.errstate(invalid="ignore", over="ignore"):  # non-finite inputs are zeroed below

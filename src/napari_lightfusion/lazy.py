@@ -1,0 +1,297 @@
+"""Lazy fusion of volumes that do not fit (or need not be) in memory.
+
+:func:`fuse_lazy` turns two stacks backed by dask, zarr or memory-mapped
+arrays into a :class:`~napari_lightfusion.fusion.FusionResult` whose
+``fused``, ``surprise`` and ``attention`` are dask arrays with one chunk per
+slice. Nothing is fused until a slice is asked for (napari asks for the
+slice it shows; :mod:`napari_lightfusion.volumes` writes every slice to
+disk); each block reads one slice of each input, normalises it with limits
+that hold for the whole volume and runs the network on it through
+:func:`napari_lightfusion.fusion.plan_fusion`, so a lazily fused slice equals
+the same slice of :func:`napari_lightfusion.fuse` on the whole stack (given the
+same limits).
+
+The graph holds only plain, picklable values (the preset name or weight
+path, the limits, the input arrays), so it runs unchanged on dask's
+threaded, process or distributed schedulers.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .fusion import FusionResult, plan_fusion
+from .inputs import default_limits, is_rgb
+
+#: Slices looked at to estimate contrast limits when none are given.
+LIMIT_SAMPLES = 8
+
+#: Fused slices kept so that the fused image and its two maps of one slice
+#: cost one network run (napari asks for each layer separately).
+CACHED_SLICES = 4
+
+
+def is_lazy(array) -> bool:
+    """Whether ``array`` is a dask array, a zarr array or a memory-mapped numpy array."""
+    if isinstance(array, np.memmap):
+        return True
+    module = type(array).__module__ or ""
+    return module.split(".")[0] in ("dask", "zarr")
+
+
+@dataclass(frozen=True)
+class SliceSpec:
+    """Everything a block needs to fuse one slice: plain values only (it travels to workers)."""
+
+    a_name: str
+    b_name: str
+    preset: str | None
+    weights: str | None
+    device: str
+    channel: int | None
+    a_limits: tuple[float, float]
+    b_limits: tuple[float, float]
+    a_rgb: bool
+    b_rgb: bool
+    balance: float | None
+    maps: bool
+    threads: int | None
+
+
+def _as_dask(array, name: str):
+    """``array`` as a dask array; a non-array is a ``ValueError`` naming it."""
+    import dask.array as da
+
+    if isinstance(array, da.Array):
+        return array
+    if not hasattr(array, "shape") or not hasattr(array, "dtype"):
+        raise ValueError(f"{name} is not an array (got {type(array).__name__})")
+    return da.from_array(array, chunks=(1,) + tuple(array.shape[1:]) if array.ndim >= 3 else array.shape)
+
+
+def _as_slices(x, rgb: bool, name: str):
+    """``(Z, Y, X, C)`` chunked one slice per block: C is 1 for grey, 3 for colour (alpha dropped)."""
+    if x.dtype.kind not in "biuf":
+        raise ValueError(f"{name} has data type {x.dtype}, which is not an image type")
+    if rgb and x.shape[-1] not in (3, 4):
+        raise ValueError(f"{name} is marked colour but its last axis has {x.shape[-1]} entries")
+    spatial = x.ndim - (1 if rgb else 0)
+    if spatial not in (2, 3):
+        raise ValueError(
+            f"{name} has shape {x.shape}: give one image (Y, X) or one stack (Z, Y, X), "
+            "grey or with RGB(A) as the last axis"
+        )
+    if 0 in x.shape:
+        raise ValueError(f"{name} is empty (shape {x.shape})")
+    x = x[..., :3] if rgb else x[..., None]
+    if spatial == 2:
+        x = x[None]
+    return x.rechunk((1, -1, -1, -1))
+
+
+def _finite_range(block: np.ndarray) -> np.ndarray:
+    """``(1, 2)``: the finite minimum and maximum of one slice (``inf, -inf`` if none)."""
+    values = block[np.isfinite(block)] if block.dtype.kind == "f" else block
+    if values.size == 0:
+        return np.array([[np.inf, -np.inf]])
+    return np.array([[values.min(), values.max()]], dtype=np.float64)
+
+
+def volume_limits(x, sample: int | None = LIMIT_SAMPLES, name: str = "image") -> tuple[float, float]:
+    """The limits :func:`napari_lightfusion.inputs.to_unit` would use for the whole of ``x``.
+
+    ``x`` is a ``(Z, Y, X, C)`` dask array one slice per chunk (as
+    :func:`fuse_lazy` makes it). ``sample=None`` scans every slice (exact,
+    one slice in memory per dask worker); an integer looks at that many
+    evenly spaced slices only (an estimate: a slice outside it that is
+    brighter or darker is clipped). bool and uint8 need no scan.
+    """
+    import dask.array as da
+
+    if x.dtype == bool or x.dtype == np.uint8:
+        return default_limits(x.dtype, 0, 0)
+    z = x.shape[0]
+    if sample is not None and sample < z:
+        x = x[np.unique(np.linspace(0, z - 1, max(1, sample)).round().astype(int))]
+    ranges = da.map_blocks(
+        _finite_range, x, chunks=(1, 2), drop_axis=[2, 3], dtype=np.float64, meta=np.empty((0, 0))
+    ).compute()
+    low, high = float(ranges[:, 0].min()), float(ranges[:, 1].max())
+    if not (np.isfinite(low) and np.isfinite(high)):
+        raise ValueError(f"{name} has no finite values (all NaN or infinite)")
+    return default_limits(x.dtype, low, high)
+
+
+def _slice_image(block: np.ndarray, rgb: bool, limits: tuple[float, float]) -> np.ndarray:
+    """One input slice from its ``(1, Y, X, C)`` block; a slice with nothing finite becomes the low limit."""
+    image = block[0] if rgb else block[0, ..., 0]
+    if image.dtype.kind == "f" and not np.isfinite(image).any():
+        image = np.full(image.shape, limits[0], np.float64)
+    return image
+
+
+_cache: OrderedDict = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def fuse_slice(spec: SliceSpec, z: int, a_block: np.ndarray, b_block: np.ndarray) -> FusionResult:
+    """Fuse slice ``z`` (its two ``(1, Y, X, C)`` blocks) as ``spec`` says; the result is 2D.
+
+    When the maps are wanted the last few results are kept, so the fused
+    slice and its maps cost one run of the network.
+    """
+    key = (spec, int(z))
+    if spec.maps:
+        with _cache_lock:
+            if key in _cache:
+                _cache.move_to_end(key)
+                return _cache[key]
+    if spec.threads:
+        import torch
+
+        if torch.get_num_threads() != spec.threads:
+            torch.set_num_threads(spec.threads)
+    extra = {}
+    if spec.balance is not None:
+        extra["balance"] = spec.balance
+    if not spec.maps:
+        extra["maps"] = False
+    plan = plan_fusion(
+        _slice_image(a_block, spec.a_rgb, spec.a_limits),
+        _slice_image(b_block, spec.b_rgb, spec.b_limits),
+        spec.preset,
+        spec.device,
+        weights=None if spec.weights is None else Path(spec.weights),
+        channel=spec.channel,
+        a_limits=spec.a_limits,
+        b_limits=spec.b_limits,
+        a_rgb=spec.a_rgb,
+        b_rgb=spec.b_rgb,
+        **extra,
+    )
+    result = plan.run_slice(0)
+    if spec.maps:
+        with _cache_lock:
+            _cache[key] = result
+            while len(_cache) > CACHED_SLICES:
+                _cache.popitem(last=False)
+    return result
+
+
+def _fused_block(z, a_block, b_block, spec: SliceSpec) -> np.ndarray:
+    return fuse_slice(spec, z[0], a_block, b_block).fused[None]
+
+
+def _map_block(z, a_block, b_block, spec: SliceSpec, which: str) -> np.ndarray:
+    return getattr(fuse_slice(spec, z[0], a_block, b_block), which)[:, None]
+
+
+def fuse_lazy(
+    a,
+    b,
+    preset: str | None = "PET-MRI",
+    device: str = "auto",
+    *,
+    a_limits: tuple[float, float] | None = None,
+    b_limits: tuple[float, float] | None = None,
+    a_rgb: bool | None = None,
+    b_rgb: bool | None = None,
+    balance: float | None = None,
+    maps: bool = True,
+    weights: Path | None = None,
+    channel: int | None = None,
+    sample: int | None = LIMIT_SAMPLES,
+    threads: int | None = None,
+) -> FusionResult:
+    """Fuse two stacks lazily: the result's arrays are dask arrays, one chunk per slice.
+
+    ``a`` and ``b``: dask, zarr or memory-mapped arrays (numpy works too) of
+    the same spatial shape ``(Z, Y, X)`` (or ``(Y, X)``), grey or RGB(A) on
+    the last axis, as :func:`napari_lightfusion.fuse` takes them.
+    ``fused`` is ``(Z, Y, X)`` float32, or ``(Z, Y, X, 3)`` when either
+    input is colour; ``surprise`` and ``attention`` are ``(2, Z, Y, X)`` in
+    the order the inputs were given (``None`` with ``maps=False``;
+    ``surprise`` is ``None`` too for networks without it).
+
+    Contrast limits: ``a_limits``/``b_limits`` when given (the widget passes
+    each layer's contrast limits); otherwise each input's range as
+    :func:`napari_lightfusion.inputs.to_unit` defines it, *estimated* from
+    ``sample`` evenly spaced slices (``sample=None``: every slice, exact,
+    read one slice at a time). ``threads``: torch / ONNX Runtime threads per
+    slice (1 when dask runs several slices at once). Only slice 0 is read
+    here, to check the pair, preset, device and channel (``ValueError``,
+    one line, as :func:`napari_lightfusion.fuse` raises them).
+    """
+    import dask.array as da
+    from dask.base import tokenize
+
+    start = time.perf_counter()
+    a, b = _as_dask(a, "first image"), _as_dask(b, "second image")
+    rgb = (is_rgb(a, a_rgb), is_rgb(b, b_rgb))
+    xa, xb = _as_slices(a, rgb[0], "first image"), _as_slices(b, rgb[1], "second image")
+    stacked = a.ndim - rgb[0] == 3
+    if (b.ndim - rgb[1] == 3) != stacked:
+        raise ValueError(
+            f"the images differ in dimensionality: {a.shape} and {b.shape}; "
+            "fuse an image with an image or a stack with a stack"
+        )
+    if xa.shape[:3] != xb.shape[:3]:
+        shape_a, shape_b = xa.shape[1 - stacked : 3], xb.shape[1 - stacked : 3]
+        raise ValueError(f"the images differ in shape: {shape_a} and {shape_b}; resample one onto the other")
+    if a_limits is None:
+        a_limits = volume_limits(xa, sample, "first image")
+    if b_limits is None:
+        b_limits = volume_limits(xb, sample, "second image")
+    check = plan_fusion(
+        _slice_image(np.asarray(xa[:1]), rgb[0], a_limits),
+        _slice_image(np.asarray(xb[:1]), rgb[1], b_limits),
+        preset, device, weights=weights, channel=channel,
+        a_limits=a_limits, b_limits=b_limits, a_rgb=rgb[0], b_rgb=rgb[1],
+        **({} if balance is None else {"balance": balance}),
+    )
+    spec = SliceSpec(
+        xa.name, xb.name, None if weights is not None else preset,
+        None if weights is None else str(Path(weights).resolve()),
+        str(device), channel,
+        tuple(float(v) for v in a_limits), tuple(float(v) for v in b_limits),
+        rgb[0], rgb[1], balance, bool(maps), threads,
+    )
+    token = tokenize(spec)
+    zs = da.arange(xa.shape[0], chunks=1)
+    colour = rgb[0] or rgb[1]
+    fused = da.blockwise(
+        _fused_block, "zyxc" if colour else "zyx",
+        zs, "z", xa, "zyxa", xb, "zyxb",
+        new_axes={"c": 3} if colour else None,
+        name=f"lightfusion-fused-{token}", dtype=np.float32,
+        meta=np.empty((0,) * (4 if colour else 3), np.float32),
+        concatenate=True, spec=spec,
+    )
+
+    def a_map(which: str):
+        return da.blockwise(
+            _map_block, "mzyx", zs, "z", xa, "zyxa", xb, "zyxb",
+            new_axes={"m": 2}, name=f"lightfusion-{which}-{token}", dtype=np.float32,
+            meta=np.empty((0, 0, 0, 0), np.float32), concatenate=True, spec=spec, which=which,
+        )
+
+    surprise = a_map("surprise") if maps and check.model.config.attention == "pca" else None
+    attention = a_map("attention") if maps else None
+    if not stacked:
+        fused = fused[0]
+        surprise = None if surprise is None else surprise[:, 0]
+        attention = None if attention is None else attention[:, 0]
+    return FusionResult(
+        fused=fused,
+        surprise=surprise,
+        attention=attention,
+        seconds=time.perf_counter() - start,
+        device=str(check.device),
+        preset=check.preset,
+    )
