@@ -97,6 +97,95 @@ def _run_fuse(args):
     print(f"wrote {args.out} ({result.seconds * 1000:.0f} ms on {result.device})")
 
 
+def _add_finetune(sub):
+    p = sub.add_parser("finetune", help="fine-tune a preset on your own registered pairs (minutes on a CPU)")
+    p.add_argument("pairs", nargs="*", help="ANATOMICAL:FUNCTIONAL image files (PNG, TIFF stacks)")
+    p.add_argument("--pairs", dest="folders", type=Path, action="append", default=[],
+                   help="a folder DIR/MRI/* with DIR/CT|PET|SPECT/* of the same names (repeatable)")
+    p.add_argument("--from", dest="base", required=True, help="preset to start from (bundled, custom or a .pt file)")
+    p.add_argument("--out", type=Path, required=True, help="weight file to write (.pt, with its .json sidecar)")
+    p.add_argument("--minutes", type=float, default=None, help="time budget (default 2, or none with --steps)")
+    p.add_argument("--steps", type=int, default=None, help="stop after this many steps")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--save-as", default=None, help="also save the result as a custom preset of this name")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.set_defaults(run=_run_finetune)
+
+
+def _run_finetune(args):
+    import torch
+    from tqdm import tqdm
+
+    from .finetune import FinetuneConfig, finetune, folder_pairs, parse_pair, read_pairs
+    from .weights import check_preset_name, custom_presets, preset_path, save_custom_preset, save_weights_atomic, sha256
+
+    if args.out.suffix != ".pt":
+        raise ValueError(f"--out {args.out} must be a .pt file (its sidecar goes beside it as .json)")
+    base = preset_path(args.base)
+    if args.out.resolve() == base.resolve():
+        raise ValueError(f"--out {args.out} would overwrite the weights it starts from")
+    if args.save_as is not None:
+        name = check_preset_name(args.save_as)
+        if name in custom_presets():
+            raise ValueError(f"a custom preset named {name!r} exists already; remove it or choose another name")
+    paths = [parse_pair(text) for text in args.pairs]
+    for folder in args.folders:
+        paths += folder_pairs(folder)
+    if not paths:
+        raise ValueError("give pairs as ANATOMICAL:FUNCTIONAL files or --pairs DIR")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    minutes = args.minutes if args.minutes is not None else (None if args.steps else 2.0)
+    config = FinetuneConfig(steps=args.steps, minutes=minutes, seed=args.seed)
+    pairs = read_pairs(paths)
+
+    bar = tqdm(total=args.steps or round(60 * minutes), unit="step" if args.steps else "s", desc="finetune")
+
+    def report(update):
+        bar.update((update.step if args.steps else int(update.seconds)) - bar.n)
+        if update.validation is not None:
+            bar.set_postfix(loss=f"{update.loss:.2f}", val=f"{update.validation['loss']:.2f}",
+                            Qabf=f"{update.validation['Qabf']:.3f}")
+
+    try:
+        result = finetune(pairs, str(base), config=config, device=args.device, progress=report)
+    finally:
+        bar.close()
+    hashes = {path: sha256(path) for pair in paths for path in pair}
+    sidecar = result.sidecar(
+        base_preset=args.base,
+        pairs=[{"anatomical": a, "functional": f, "sha256": [hashes[a], hashes[f]]} for a, f in paths],
+    )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    save_weights_atomic(result.model, args.out, sidecar)
+    before, after = result.before, result.after
+    print(
+        f"wrote {args.out}: {result.steps} steps in {result.seconds:.0f} s on {result.device} "
+        f"(best at step {result.best_step}); validation Qabf {before['Qabf']:.3f} -> {after['Qabf']:.3f}, "
+        f"SSIM {before['SSIM']:.3f} -> {after['SSIM']:.3f}, VIF {before['VIF']:.3f} -> {after['VIF']:.3f}"
+    )
+    if args.save_as is not None:
+        print(f"saved as custom preset {args.save_as!r}: {save_custom_preset(args.save_as, args.out)}")
+
+
+def _add_presets(sub):
+    p = sub.add_parser("presets", help="list the bundled and custom presets (or remove a custom one)")
+    p.add_argument("--remove", default=None, metavar="NAME", help="delete the custom preset NAME")
+    p.set_defaults(run=_run_presets)
+
+
+def _run_presets(args):
+    from .weights import describe_presets, presets_dir, remove_custom_preset
+
+    if args.remove is not None:
+        remove_custom_preset(args.remove)
+        print(f"removed custom preset {args.remove!r}")
+        return
+    print(describe_presets())
+    print(f"custom presets folder: {presets_dir()}")
+
+
 def _add_view(sub):
     p = sub.add_parser("view", help="open napari with the LightFusion widget and the sample pair")
     p.add_argument("--sample", default="phantom_pair", help="sample: phantom_pair or phantom_stack")
@@ -123,18 +212,13 @@ def _add_evaluate(sub):
 
 def _run_evaluate(args):
     from .research.data import DATASETS
-    from .research.evaluation import default_command, write_results
+    from .research.evaluation import write_results
 
     datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
     unknown = [d for d in datasets if d not in DATASETS]
     if unknown or not datasets:
         raise ValueError(f"unknown dataset {', '.join(unknown) or '(none)'}; choose from {', '.join(DATASETS)}")
-    command = default_command(args.data, args.out)
-    if datasets != list(DATASETS):
-        command += f" --datasets {','.join(datasets)}"
-    if args.limit is not None:
-        command += f" --limit {args.limit}"
-    computed = write_results(args.data, args.out, datasets=datasets, limit=args.limit, command=command)
+    computed = write_results(args.data, args.out, datasets=datasets, limit=args.limit)
     print(f"wrote {args.out} in {computed['seconds']:.0f} s")
 
 
@@ -178,10 +262,15 @@ def _run_ablate(args):
 
 
 def _add_bench(sub):
-    from .research.bench import add_arguments
-
     p = sub.add_parser("bench", help="time the fusion on this machine against eager PyTorch")
-    add_arguments(p)
+    p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--sizes", default="256,512,1024", help="comma-separated pair edges")
+    p.add_argument("--stack", default="100x512", help="SLICESxEDGE, or none")
+    p.add_argument("--big", default="4096", help="edge of the big pair, or none")
+    p.add_argument("--tile", type=int, default=None)
+    p.add_argument("--json", action="store_true", help="print the rows as JSON too")
+    p.add_argument("--case", help=argparse.SUPPRESS)  # one case, in the subprocess the benchmark starts
     p.set_defaults(run=_run_bench)
 
 
@@ -225,6 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)
     _add_fuse(sub)
+    _add_finetune(sub)
+    _add_presets(sub)
     _add_evaluate(sub)
     _add_score(sub)
     _add_ablate(sub)
