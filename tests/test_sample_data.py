@@ -63,7 +63,30 @@ def test_manifest_names_the_widget_samples_and_icon():
     manifest = PluginManifest.from_distribution("napari-lightfusion")
     assert manifest.name == "napari-lightfusion" and manifest.display_name == "LightFusion"
     assert [w.display_name for w in manifest.contributions.widgets] == ["LightFusion"]
-    assert {s.key for s in manifest.contributions.sample_data} == {"phantom_pair", "phantom_stack"}
+    assert {s.key for s in manifest.contributions.sample_data} == {"phantom_pair", "phantom_stack", "microscopy_pair"}
     package, resource = manifest.icon.split(":")
     icon = imread(str(files(package) / resource))
     assert icon.shape[:2] == (256, 256) and icon[..., :3].std() > 20
+
+
+def test_microscopy_sample_is_phase_contrast_and_gfp_of_the_same_cells():
+    (phase, phase_kw, _), (gfp, gfp_kw, _) = sd.make_sample_microscopy()
+    assert "phase" in phase_kw["name"].lower() and "GFP" in gfp_kw["name"]
+    assert phase.shape == gfp.shape == (384, 384) and phase.dtype == gfp.dtype == np.uint16
+    cells, _ = sd._cells(64, np.random.default_rng(0), 3)
+    assert cells.max() == 3  # three separate cells were drawn
+    # GFP is bright where the cells are; in phase contrast they are darker than the background,
+    # with a bright halo just outside them
+    bright = gfp > np.percentile(gfp, 90)
+    dark = gfp < np.percentile(gfp, 30)
+    assert phase[bright].mean() < 0.8 * phase[dark].mean()
+    assert np.percentile(phase, 99.5) > 1.2 * np.median(phase)
+    # camera-like: shot noise in the GFP background, no saturated or empty frame
+    assert gfp[dark].std() > 3 and phase.max() < 4095 and gfp.min() > 0
+    assert np.array_equal(sd.microscopy_pair(64)[1], sd.microscopy_pair(64)[1])  # seeded
+
+
+def test_microscopy_sample_fuses():
+    phase, gfp = sd.microscopy_pair(96)
+    plan = plan_fusion(phase, gfp, "PET-MRI")
+    assert plan.pair.colour is None and plan.pair.anatomical.max() == 1.0
