@@ -1,4 +1,4 @@
-"""Tests of napari_lightfusion.research.ablation on a tiny synthetic PET-MRI train/test root."""
+"""Tests of the ablations (research.ablation_variants, ablation, report_ablations) on a tiny synthetic PET-MRI root."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from skimage.io import imsave
 
-from napari_lightfusion.research import ablation
-from napari_lightfusion.research.data import is_validation
 from napari_lightfusion.metrics import METRICS
+from napari_lightfusion.research import ablation
+from napari_lightfusion.research import ablation_variants as av
+from napari_lightfusion.research.data import is_validation
 
 TRAIN_NAMES = ["1.png", "2.png", "3.png", "4.png", "8.png"]  # 8.png falls in the validation split
 
@@ -44,7 +45,7 @@ def fake_root(tmp_path_factory) -> Path:
 
 
 def test_the_variants_are_the_papers_with_one_shared_reference():
-    names = [v.name for v in ablation.variants(lr=1e-3)]
+    names = [v.name for v in av.variants(lr=1e-3)]
     assert names[0] == "pca/dsc/16/4/eq5" and len(names) == len(set(names)) == 12
     for expected in (
         "conv/dsc/16/4/eq5", "channel/dsc/16/4/eq5", "spatial/dsc/16/4/eq5", "pca/standard/16/4/eq5",
@@ -53,14 +54,14 @@ def test_the_variants_are_the_papers_with_one_shared_reference():
     ):
         assert expected in names
     # a run at the paper's learning rate needs no separate lr rows
-    assert len(ablation.variants(lr=1e-4)) == 11
-    assert ablation.train_config(ablation.Variant(lr=1e-4), 3, lr=0.5).lr == 1e-4
-    assert ablation.train_config(ablation.REFERENCE, 3, lr=0.5).lr == 0.5
-    for _, rows in ablation.TABLES.values():
-        assert ablation.REFERENCE in [v for _, v in rows]
-    assert ablation.REFERENCE.slug == "pca-dsc-16-4-eq5"
+    assert len(av.variants(lr=1e-4)) == 11
+    assert av.train_config(av.Variant(lr=1e-4), 3, lr=0.5).lr == 1e-4
+    assert av.train_config(av.REFERENCE, 3, lr=0.5).lr == 0.5
+    for _, rows in av.TABLES.values():
+        assert av.REFERENCE in [v for _, v in rows]
+    assert av.REFERENCE.slug == "pca-dsc-16-4-eq5"
     with pytest.raises(ValueError):
-        ablation.Variant(weighting="eq6")
+        av.Variant(weighting="eq6")
 
 
 @pytest.fixture(scope="module")
@@ -93,9 +94,9 @@ def first_run(fake_root, tmp_path_factory):
 
 def test_every_variant_is_trained_once_and_scored(first_run):
     summary, out_dir = first_run["summary"], first_run["out_dir"]
-    assert len(first_run["calls"]) == len(ablation.variants())  # all in the first call, none in the second
-    assert list(summary["results"]) == [v.name for v in ablation.variants()]
-    for variant in ablation.variants():
+    assert len(first_run["calls"]) == len(av.variants())  # all in the first call, none in the second
+    assert list(summary["results"]) == [v.name for v in av.variants()]
+    for variant in av.variants():
         res = summary["results"][variant.name]
         assert res["trained"] and res["evaluated"] and res["pairs"] == 2
         assert (out_dir / variant.slug / "PET-MRI.pt").is_file()
@@ -105,7 +106,8 @@ def test_every_variant_is_trained_once_and_scored(first_run):
         assert set(res["means"]) == set(METRICS)
         assert all(np.isfinite(v) for v in res["means"].values())
         assert res["parameters"] > 0 and res["flops"] == 2 * res["macs"] and res["ms"] > 0
-    params = {v: summary["results"][v]["parameters"] for v in ("pca/dsc/8/4/eq5", "pca/dsc/16/4/eq5", "pca/dsc/32/4/eq5")}
+    widths = ("pca/dsc/8/4/eq5", "pca/dsc/16/4/eq5", "pca/dsc/32/4/eq5")
+    params = {v: summary["results"][v]["parameters"] for v in widths}
     assert params["pca/dsc/8/4/eq5"] < params["pca/dsc/16/4/eq5"] < params["pca/dsc/32/4/eq5"]
     assert summary["results"]["pca/standard/16/4/eq5"]["macs"] > summary["results"]["pca/dsc/16/4/eq5"]["macs"]
 
@@ -120,13 +122,13 @@ def test_a_second_call_reuses_weights_and_scores(first_run):
 
 
 def test_other_schedules_or_altered_weights_are_not_reused(first_run):
-    path = ablation.weight_path(first_run["out_dir"], ablation.REFERENCE)
-    config = ablation.train_config(ablation.REFERENCE, 1)
+    path = ablation.weight_path(first_run["out_dir"], av.REFERENCE)
+    config = av.train_config(av.REFERENCE, 1)
     assert ablation.reusable(path, config) is not None
-    assert ablation.reusable(path, ablation.train_config(ablation.REFERENCE, 2)) is None
-    assert ablation.reusable(path, ablation.train_config(ablation.REFERENCE, 1, lr=0.123)) is None
-    other = ablation.Variant(weighting="table5")
-    assert ablation.reusable(path, ablation.train_config(other, 1)) is None
+    assert ablation.reusable(path, av.train_config(av.REFERENCE, 2)) is None
+    assert ablation.reusable(path, av.train_config(av.REFERENCE, 1, lr=0.123)) is None
+    other = av.Variant(weighting="table5")
+    assert ablation.reusable(path, av.train_config(other, 1)) is None
     config.val_every = 7  # does not change the weights
     assert ablation.reusable(path, config) is not None
     assert ablation.reusable(path.with_name("missing.pt"), config) is None
@@ -135,11 +137,12 @@ def test_other_schedules_or_altered_weights_are_not_reused(first_run):
 def test_ablations_md_has_every_table_schedule_cost_and_metrics(first_run):
     text = first_run["doc"].read_text()
     assert text.startswith("# ") and "{" not in text  # every placeholder filled in
-    assert "`lightfusion ablate --data " in text and "--epochs 1 --workers 1 --doc " in text
+    assert "`lightfusion ablate --data " in text and "--epochs 1 --workers 1 --threads 1 --doc " in text
+    assert "--lr" not in text.splitlines()[2] and "--limit" not in text.splitlines()[2]
     for key in ("## Table 3", "## Table 4A", "## Table 4B", "## Table 5", "## Table D", "## Cost"):
         assert key in text, key
     assert text.count("Schedule: 1 epoch, Adam lr ") == 5
-    assert "Total CPU time" in text and f"reused {len(ablation.variants())}" in text
+    assert "Total CPU time" in text and f"reused {len(av.variants())}" in text
     assert "`pca/dsc/16/4/eq5/blend`" in text and "the paper as written" in text
     assert "| Method | variant | Params | MACs (G) | FLOPs (G) | CPU ms | EN ↑" in text
     assert "`pca/standard/16/4/eq5`" in text and "Qabf ↑" in text and "VIF ↑" in text
@@ -158,3 +161,19 @@ def test_parallel_workers_train_what_is_missing_and_reuse_the_rest(first_run, fa
     assert (out_dir / "pca-dsc-8-4-eq5" / "PET-MRI.pt").is_file()
     for name, res in summary["results"].items():
         assert res["means"] == pytest.approx(first_run["summary"]["results"][name]["means"])
+
+
+def test_made_by_line_has_lr_threads_and_limit_when_given(first_run, fake_root, tmp_path):
+    """The command in the document reproduces the run: --lr, --threads and --limit included."""
+    from napari_lightfusion.cli import main
+    from napari_lightfusion.research.train import TrainConfig
+
+    out_dir, doc = tmp_path / "ablations", tmp_path / "ablations.md"
+    shutil.copytree(first_run["out_dir"], out_dir)
+    lr = TrainConfig().lr  # the recipe's: the weights are reused, only the scores are redone
+    argv = ["ablate", "--data", str(fake_root), "--out-dir", str(out_dir), "--epochs", "1", "--lr", str(lr),
+            "--threads", "2", "--limit", "1", "--doc", str(doc)]
+    assert main(argv) == 0
+    made_by = doc.read_text().splitlines()[2]
+    assert f"`lightfusion {' '.join(argv)}`" in made_by.replace(" --workers 1", "")
+    assert "Trial run" in doc.read_text()

@@ -83,7 +83,8 @@ def test_bundled_network_beats_pixel_average_where_docs_say_it_does(dataset):
     CT-MRI and PET-MRI are behind the average on MI.
     """
     from napari_lightfusion.research.data import pair_names
-    from napari_lightfusion.research.evaluation import baseline_method, evaluate_dataset, network_method
+    from napari_lightfusion.research.methods import baseline_method, network_method
+    from napari_lightfusion.research.scoring import evaluate_dataset
 
     names = pair_names(HARVARD, "test", dataset)[::3]
     methods = {"net": network_method(preset=dataset), "average": baseline_method("average")}

@@ -1,4 +1,4 @@
-"""Tests of napari_lightfusion.research.evaluation and report: scoring, quality bar, results.md.
+"""Tests of the evaluation (research.evaluation and its parts) and its documents: scoring, quality bar, results.md.
 
 Fast: tiny synthetic test sets written into ``tmp_path`` with the Harvard
 folder layout. The one test on the real atlas skips when it is absent.
@@ -12,10 +12,15 @@ import numpy as np
 import pytest
 from skimage.io import imread, imsave
 
-from napari_lightfusion.research import evaluation as ev
-from napari_lightfusion.research import report
 from napari_lightfusion.baselines import BASELINES
 from napari_lightfusion.metrics import METRICS
+from napari_lightfusion.research import contact_sheets, report, report_results, tables
+from napari_lightfusion.research import evaluation as ev
+from napari_lightfusion.research.methods import baseline_method, network_method
+from napari_lightfusion.research.quality_bar import quality_bar
+from napari_lightfusion.research.scoring import evaluate_dataset, score
+from napari_lightfusion.research.tables import LIGHTFUSIONNET, ranks
+from napari_lightfusion.research.timing import efficiency, synthetic_pair, time_method
 
 HARVARD = Path(__file__).resolve().parents[2] / "shared" / "data" / "harvard"
 
@@ -52,8 +57,8 @@ def fake_root(tmp_path) -> Path:
 
 
 def test_evaluate_dataset_gives_finite_metrics_for_every_method(fake_root):
-    table = ev.evaluate_dataset(fake_root, "PET-MRI")
-    assert table.methods == [*BASELINES, ev.LIGHTFUSIONNET]
+    table = evaluate_dataset(fake_root, "PET-MRI")
+    assert table.methods == [*BASELINES, LIGHTFUSIONNET]
     assert table.pairs == ["1.png", "2.png", "3.png"]
     for method in table.methods:
         assert len(table.scores[method]) == 3
@@ -70,7 +75,7 @@ def test_methods_are_callables_and_see_mri_and_other_as_given(fake_root):
         seen.append((mri.shape, other.shape))
         return mri
 
-    table = ev.evaluate_dataset(fake_root, "PET-MRI", {"spy": spy}, limit=2)
+    table = evaluate_dataset(fake_root, "PET-MRI", {"spy": spy}, limit=2)
     assert seen == [((32, 32), (32, 32, 3))] * 2
     # fused == MRI: its MI with the MRI is the MRI's entropy (in nats), SSIM to the MRI is 1
     assert table.means["spy"]["SSIM"] > 1.0
@@ -81,26 +86,47 @@ def test_score_uses_luminance_of_colour_images():
     mri = rng.random((24, 24))
     other = rng.random((24, 24, 3))
     y = other @ np.array([0.299, 0.587, 0.114])
-    assert ev.score(other, mri, other) == pytest.approx(ev.score(y, mri, y))
+    assert score(other, mri, other) == pytest.approx(score(y, mri, y))
+
+
+def test_every_column_is_scored_printed_and_explained():
+    assert tuple(m.name for m in tables.METRIC_MEASURES) == METRICS
+    assert tables.COLUMNS[: len(METRICS)] == METRICS
+    assert all(m.compute is not None for m in tables.EXTRA_MEASURES)
+    rng = np.random.default_rng(1)
+    assert list(score(rng.random((24, 24)), rng.random((24, 24)), rng.random((24, 24, 3)))) == list(tables.COLUMNS)
+    help_text = report_results.how_to_read(6)
+    for measure in tables.MEASURES:
+        assert measure.name in tables.DECIMALS and f"**{measure.name}**: {measure.help}" in help_text
+
+
+def test_ranks_follow_the_direction_of_a_column(monkeypatch):
+    means = {"a": {"X": 1.0}, "b": {"X": 2.0}}
+    assert ranks(means, "X", "ab") == {"a": 2, "b": 1}
+    monkeypatch.setitem(tables._HIGHER_IS_BETTER, "X", False)
+    assert ranks(means, "X", "ab") == {"a": 1, "b": 2}
+    text = report.metric_table(means, ["a", "b"], metrics=["X"])
+    assert text.startswith("| Method | X ↓ |")
+    assert text.splitlines()[2:] == ["| a | **1.000** |", "| b | *2.000* |"]
 
 
 def test_methods_by_name_and_unknown_names(fake_root):
-    table = ev.evaluate_dataset(fake_root, "PET-MRI", ["max"], limit=1)
+    table = evaluate_dataset(fake_root, "PET-MRI", ["max"], limit=1)
     assert table.methods == ["max"]
     with pytest.raises(ValueError, match="unknown method"):
-        ev.evaluate_dataset(fake_root, "PET-MRI", ["median"])
+        evaluate_dataset(fake_root, "PET-MRI", ["median"])
     with pytest.raises(ValueError, match="unknown baseline"):
-        ev.baseline_method("median")
+        baseline_method("median")
 
 
 def test_weights_method_equals_preset_method(fake_root):
     from napari_lightfusion.weights import preset_path
 
     methods = {
-        "preset": ev.network_method(preset="PET-MRI"),
-        "file": ev.network_method(weights=preset_path("PET-MRI")),
+        "preset": network_method(preset="PET-MRI"),
+        "file": network_method(weights=preset_path("PET-MRI")),
     }
-    table = ev.evaluate_dataset(fake_root, "PET-MRI", methods, limit=1)
+    table = evaluate_dataset(fake_root, "PET-MRI", methods, limit=1)
     assert table.means["preset"] == table.means["file"]
 
 
@@ -118,13 +144,13 @@ def _table(values: dict[str, float], **overrides: dict[str, float]) -> dict[str,
 
 def test_ranks_share_ties_and_skip_nan():
     means = {"a": {"MI": 2.0}, "b": {"MI": 2.0}, "c": {"MI": 1.0}, "d": {"MI": float("nan")}}
-    assert ev.ranks(means, "MI", "abcd") == {"a": 1, "b": 1, "c": 3, "d": None}
+    assert ranks(means, "MI", "abcd") == {"a": 1, "b": 1, "c": 3, "d": None}
 
 
 def test_quality_bar_passes_when_ahead_and_often_in_the_top_two():
     # network second everywhere (max first), ahead of average everywhere
     means = _table({"average": 1.0, "max": 3.0, "laplacian": 1.5, "alpha": 0.5, "LightFusionNet": 2.0})
-    bar = ev.quality_bar(means, "PET-MRI")
+    bar = quality_bar(means, "PET-MRI")
     assert bar.ahead == {"MI": True, "Qabf": True, "SSIM": True, "VIF": True}
     assert bar.top2 == list(METRICS) and bar.best == []
     assert bar.passed
@@ -135,7 +161,7 @@ def test_quality_bar_fails_when_behind_average_on_one_metric():
         {"average": 1.0, "max": 3.0, "laplacian": 1.5, "alpha": 0.5, "LightFusionNet": 2.0},
         VIF={"LightFusionNet": 0.9},
     )
-    bar = ev.quality_bar(means)
+    bar = quality_bar(means)
     assert bar.ahead["VIF"] is False and not bar.ahead_of_average
     assert len(bar.top2) == 9 and bar.enough_top2
     assert not bar.passed
@@ -144,11 +170,11 @@ def test_quality_bar_fails_when_behind_average_on_one_metric():
 def test_quality_bar_fails_when_rarely_in_the_top_two():
     # ahead of average on the four, but third (behind max and laplacian) on all ten
     means = _table({"average": 1.0, "max": 3.0, "laplacian": 2.5, "alpha": 0.5, "LightFusionNet": 2.0})
-    bar = ev.quality_bar(means)
+    bar = quality_bar(means)
     assert bar.ahead_of_average and bar.top2 == [] and not bar.passed
     # a tie with the average is not "ahead"
     means["LightFusionNet"]["MI"] = means["average"]["MI"]
-    assert ev.quality_bar(means).ahead["MI"] is False
+    assert quality_bar(means).ahead["MI"] is False
 
 
 def test_quality_bar_counts_best_and_threshold():
@@ -156,11 +182,11 @@ def test_quality_bar_counts_best_and_threshold():
         {"average": 1.0, "max": 3.0, "laplacian": 2.5, "alpha": 0.5, "LightFusionNet": 2.0},
         EN={"LightFusionNet": 4.0}, SD={"LightFusionNet": 2.7}, MI={"LightFusionNet": float("nan")},
     )
-    bar = ev.quality_bar(means, min_top2=2)
+    bar = quality_bar(means, min_top2=2)
     assert bar.best == ["EN"] and bar.top2 == ["EN", "SD"] and bar.enough_top2
     assert bar.ahead["MI"] is False  # NaN never counts
     with pytest.raises(ValueError, match="no row for"):
-        ev.quality_bar({"average": means["average"]})
+        quality_bar({"average": means["average"]})
 
 
 def test_markdown_marks_best_bold_and_second_italic():
@@ -180,9 +206,9 @@ def test_markdown_marks_best_bold_and_second_italic():
 
 
 def test_efficiency_reports_parameters_macs_and_ms():
-    pair = ev.synthetic_pair(32)
-    eff = ev.efficiency("PET-MRI", pair, repeats=1, warmup=0, threads=1)
-    row = eff[ev.LIGHTFUSIONNET]
+    pair = synthetic_pair(32)
+    eff = efficiency("PET-MRI", pair, repeats=1, warmup=0, threads=1)
+    row = eff[LIGHTFUSIONNET]
     assert row["parameters"] > 1000 and row["flops"] == 2 * row["macs"] and row["macs"] > 1e8
     assert row["ms"] > 0 and eff["average"]["ms"] > 0 and eff["average"]["macs"] is None
     assert eff["_meta"]["threads"] == 1 and eff["_meta"]["backend"] in ("onnx", "torch")
@@ -193,17 +219,17 @@ def test_time_method_restores_thread_count():
 
     before = torch.get_num_threads()
     calls = []
-    ms = ev.time_method(lambda: calls.append(torch.get_num_threads()), repeats=3, warmup=1, threads=1)
+    ms = time_method(lambda: calls.append(torch.get_num_threads()), repeats=3, warmup=1, threads=1)
     assert ms >= 0 and calls == [1, 1, 1, 1] and torch.get_num_threads() == before
 
 
 def test_colormap_and_stretch():
     values = np.array([[0.0, 0.5, 1.0, np.nan]])
-    rgb = report.colormap(values)
+    rgb = contact_sheets.colormap(values)
     assert rgb.shape == (1, 4, 3) and rgb.min() >= 0 and rgb.max() <= 1
     assert rgb[0, 2, 0] > rgb[0, 0, 0] and rgb[0, 2, 1] > 0.8  # yellow at the top
-    assert report.stretch(np.full((3, 3), 7.0)).max() == 0.0
-    s = report.stretch(np.arange(100.0))
+    assert contact_sheets.stretch(np.full((3, 3), 7.0)).max() == 0.0
+    s = contact_sheets.stretch(np.arange(100.0))
     assert s.min() == 0.0 and s.max() == 1.0
 
 
@@ -227,7 +253,7 @@ def test_write_results_writes_tables_quality_bar_and_contact_sheet(fake_root, tm
     verdict = "PASS" if computed["bars"]["PET-MRI"].passed else "FAIL"
     assert f"### PET-MRI: {verdict}" in text
     sheet = imread(out.parent / "contact_PET-MRI.png")
-    columns = len(ev.contact_columns("PET-MRI"))
+    columns = len(contact_sheets.contact_columns("PET-MRI"))
     assert sheet.shape == (24 + 3 * (32 + 4), columns * 32 + (columns - 1) * 4, 3)
     assert "contact_PET-MRI.png" in text
 
@@ -237,7 +263,7 @@ def test_write_results_with_limit_says_it_is_a_trial(fake_root, tmp_path):
     ev.write_results(fake_root, out, datasets=["PET-MRI"], limit=1, progress=False, timing_repeats=0, contact=False)
     text = out.read_text()
     assert "Trial run" in text and "PET-MRI 1" in text
-    assert ev.default_command(fake_root, out) in text
+    assert f"Made by `lightfusion evaluate --data {fake_root} --out {out} --datasets PET-MRI --limit 1`" in text
 
 
 def test_write_results_rejects_a_wrong_root(tmp_path):
@@ -250,7 +276,7 @@ def test_write_results_rejects_a_wrong_root(tmp_path):
 
 @pytest.mark.skipif(not HARVARD.is_dir(), reason=f"Harvard atlas data not found at {HARVARD}")
 def test_two_real_pet_mri_pairs_score_finite_and_max_beats_average_on_qabf():
-    table = ev.evaluate_dataset(HARVARD, "PET-MRI", ["average", "max", "LightFusionNet"], limit=2)
+    table = evaluate_dataset(HARVARD, "PET-MRI", ["average", "max", "LightFusionNet"], limit=2)
     for method, means in table.means.items():
         assert all(np.isfinite(v) for v in means.values()), method
     assert table.means["max"]["Qabf"] > table.means["average"]["Qabf"]

@@ -30,6 +30,19 @@ def luminance(rgb: np.ndarray) -> np.ndarray:
     return rgb[..., :3] @ LUMA_WEIGHTS
 
 
+def grey(image: np.ndarray) -> np.ndarray:
+    """One grey plane of an image, as float64: the BT.601 luma of RGB(A), a grey image as it is.
+
+    An ``(H, W, 3)`` or ``(H, W, 4)`` array (alpha ignored) is reduced with
+    :func:`luminance`; anything else (a grey ``(H, W)`` image) comes back
+    unchanged but for the dtype.
+    """
+    image = np.asarray(image, dtype=np.float64)
+    if image.ndim == 3 and image.shape[-1] in (3, 4):
+        return luminance(image)
+    return image
+
+
 def rgb_to_yuv(rgb: np.ndarray) -> np.ndarray:
     """Split ``(..., 3)`` RGB into BT.601 Y, U, V on the last axis."""
     rgb = np.asarray(rgb, dtype=np.float64)

@@ -5,11 +5,12 @@ Each case runs in a fresh Python subprocess, so that one case's memory
 with ``threads`` CPU threads for both backends. Timings are medians over
 repeated runs after a warm-up; nothing in a timed section reads or writes
 files (inputs are random arrays made beforehand). Peak memory is the
-subprocess's peak resident set size (``ru_maxrss``), which sees PyTorch's
-and ONNX Runtime's native allocations (``tracemalloc`` would not); it is
-read after the fast path's runs and before the eager ones, and includes the
-interpreter and the imported libraries (``base_rss_mib``, read before the
-first fusion, says how much).
+subprocess's peak resident set size (``ru_maxrss`` on Unix; on Windows the
+peak working set from psutil when it is installed, else not reported),
+which sees PyTorch's and ONNX Runtime's native allocations (``tracemalloc``
+would not); it is read after the fast path's runs and before the eager
+ones, and includes the interpreter and the imported libraries
+(``base_rss_mib``, read before the first fusion, says how much).
 
 Cases:
 
@@ -33,32 +34,32 @@ import argparse
 import json
 import os
 import platform
-import resource
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from .timing import median_ms
 
 _MARK = "LIGHTFUSION-BENCH-ROW "
 
 
-def _peak_rss_mib() -> float:
-    """Peak resident set size of this process so far, in MiB."""
+def peak_rss_mib() -> float | None:
+    """Peak resident set size of this process so far, in MiB; None where it cannot be read.
+
+    Unix: ``resource.getrusage``. Windows (no ``resource`` module): the peak
+    working set from psutil if it is installed, else None.
+    """
+    try:
+        import resource
+    except ImportError:
+        try:
+            import psutil
+        except ImportError:
+            return None
+        peak = getattr(psutil.Process().memory_info(), "peak_wset", None)
+        return None if peak is None else round(peak / 2**20, 1)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB elsewhere
-
-
-def median_ms(fn, repeats: int, warmup: int) -> float:
-    """Median wall time of ``fn()`` in milliseconds after ``warmup`` untimed calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(max(1, repeats)):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
+    return round(peak / 2**20 if sys.platform == "darwin" else peak / 2**10, 1)  # bytes on macOS, KiB elsewhere
 
 
 def run_case(case: dict) -> dict:
@@ -96,7 +97,7 @@ def run_case(case: dict) -> dict:
         "case": "", "kind": kind, "size": size, "slices": slices, "backend": backend,
         "threads": threads, "tile": tile, "repeats": repeats,
         "fast_ms": None, "fuse_ms": None, "eager_ms": None, "speedup": None,
-        "peak_rss_mib": None, "base_rss_mib": round(_peak_rss_mib(), 1), "load": round(load, 2),
+        "peak_rss_mib": None, "base_rss_mib": peak_rss_mib(), "load": round(load, 2),
         "version": __version__,
     }
     if kind == "pair":
@@ -105,7 +106,7 @@ def run_case(case: dict) -> dict:
         row["case"] = f"{size}x{size} pair"
         row["fast_ms"] = median_ms(lambda: run_slice(model, a, b, cpu, tile=tile), repeats, 3)
         row["fuse_ms"] = median_ms(lambda: fuse(a, b, preset, "cpu", tile=tile), repeats, 1)
-        row["peak_rss_mib"] = round(_peak_rss_mib(), 1)
+        row["peak_rss_mib"] = peak_rss_mib()
         row["eager_ms"] = median_ms(lambda: eager(a, b), repeats, 2)
     elif kind == "stack":
         a = rng.random((slices, size, size), dtype=np.float32)
@@ -113,7 +114,7 @@ def run_case(case: dict) -> dict:
         row["case"] = f"{slices}x{size}x{size} stack"
         fuse(a[:2], b[:2], preset, "cpu", tile=tile)  # warm-up: export, arena
         row["fuse_ms"] = median_ms(lambda: fuse(a, b, preset, "cpu", tile=tile), repeats, 0)
-        row["peak_rss_mib"] = round(_peak_rss_mib(), 1)
+        row["peak_rss_mib"] = peak_rss_mib()
         eager(a[0], b[0])
         row["eager_ms"] = median_ms(lambda: [eager(x, y) for x, y in zip(a, b)], 1, 0)
         row["fast_ms"] = row["fuse_ms"]
@@ -124,7 +125,7 @@ def run_case(case: dict) -> dict:
         small = rng.random((64, 64), dtype=np.float32)
         fuse(small, small, preset, "cpu", tile=tile)  # warm-up: export
         row["fuse_ms"] = median_ms(lambda: fuse(a, b, preset, "cpu", tile=tile), repeats, 0)
-        row["peak_rss_mib"] = round(_peak_rss_mib(), 1)
+        row["peak_rss_mib"] = peak_rss_mib()
         row["fast_ms"] = row["fuse_ms"]
         unit_a = (a / a.max()).astype(np.float32)
         unit_b = (b / b.max()).astype(np.float32)
@@ -150,7 +151,7 @@ def _child_env(threads: int) -> dict:
 def run_in_subprocess(case: dict, timeout: float = 900) -> dict:
     """Run :func:`run_case` in a fresh interpreter and return its row."""
     proc = subprocess.run(
-        [sys.executable, "-m", "napari_lightfusion.research.bench", "--case", json.dumps(case)],
+        [sys.executable, "-m", "napari_lightfusion.cli", "bench", "--case", json.dumps(case)],
         capture_output=True, text=True, env=_child_env(int(case["threads"])), timeout=timeout,
     )
     for line in proc.stdout.splitlines():
@@ -200,6 +201,7 @@ def run_benchmark(
 
 
 def _fmt(value, digits=1) -> str:
+    """A number for the table; ``-`` for None."""
     return "-" if value is None else f"{value:.{digits}f}"
 
 
@@ -221,17 +223,28 @@ def format_table(rows: list[dict]) -> str:
         lines.append(
             f"{first['threads']} threads, tile {first['tile']}, medians of up to "
             f"{max(r['repeats'] for r in rows)} runs after warm-up; "
-            f"peak RSS includes the interpreter and libraries "
-            f"(~{min(r['base_rss_mib'] for r in rows):.0f} MiB before any fusion); "
-            f"load = 1-minute load average at the start of each case."
+            + _base_rss_text(rows)
+            + "load = 1-minute load average at the start of each case."
         )
         lines.append(_machine())
     return "\n".join(lines)
 
 
+def _base_rss_text(rows: list[dict]) -> str:
+    """What the peak RSS column includes, or that this platform does not report it."""
+    base = [r["base_rss_mib"] for r in rows if r.get("base_rss_mib") is not None]
+    if not base:
+        return "peak RSS not available on this platform (install psutil on Windows); "
+    return f"peak RSS includes the interpreter and libraries (~{min(base):.0f} MiB before any fusion); "
+
+
 def _machine() -> str:
     """One line naming the CPU and library versions."""
-    parts = [platform.processor() or platform.machine(), f"{os.cpu_count()} CPUs", f"Python {platform.python_version()}"]
+    parts = [
+        platform.processor() or platform.machine(),
+        f"{os.cpu_count()} CPUs",
+        f"Python {platform.python_version()}",
+    ]
     try:
         import torch
 
@@ -245,18 +258,6 @@ def _machine() -> str:
     except ImportError:
         parts.append("no onnxruntime")
     return "machine: " + ", ".join(parts)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The benchmark's options, for ``lightfusion bench`` and ``python -m napari_lightfusion.research.bench``."""
-    parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--sizes", default="256,512,1024", help="comma-separated pair edges")
-    parser.add_argument("--stack", default="100x512", help="SLICESxEDGE, or none")
-    parser.add_argument("--big", default="4096", help="edge of the big pair, or none")
-    parser.add_argument("--tile", type=int, default=None)
-    parser.add_argument("--json", action="store_true", help="print the rows as JSON too")
-    parser.add_argument("--case", help=argparse.SUPPRESS)
 
 
 def run_from_args(args: argparse.Namespace) -> None:
@@ -274,15 +275,3 @@ def run_from_args(args: argparse.Namespace) -> None:
     print(format_table(rows))
     if args.json:
         print(json.dumps(rows, indent=2))
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m napari_lightfusion.research.bench``: run the benchmark and print the table."""
-    parser = argparse.ArgumentParser(prog="lightfusion bench", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    run_from_args(parser.parse_args(argv))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
