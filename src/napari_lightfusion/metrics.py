@@ -38,7 +38,7 @@ import numpy as np
 from scipy import ndimage
 from skimage.metrics import structural_similarity
 
-from .colour import luminance
+from .colour import grey
 
 __all__ = [
     "METRICS",
@@ -69,10 +69,8 @@ METRICS: tuple[str, ...] = ("EN", "SD", "SF", "AG", "MI", "SCD", "CC", "Qabf", "
 
 
 def _grey(img) -> np.ndarray:
-    """Return ``img`` as a 2-D float64 array, RGB(A) reduced to BT.601 luma."""
-    arr = np.asarray(img, dtype=np.float64)
-    if arr.ndim == 3 and arr.shape[-1] in (3, 4):
-        arr = luminance(arr)
+    """``img`` as a 2-D float64 array (:func:`napari_lightfusion.colour.grey`: RGB(A) reduced to BT.601 luma)."""
+    arr = grey(img)
     if arr.ndim != 2:
         raise ValueError(
             f"expected a grey (H, W) or RGB (H, W, 3) image, got shape {np.shape(img)}"
