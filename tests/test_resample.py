@@ -186,3 +186,12 @@ def test_masks_stay_masks():
     out = resample(mask, affine((2, 2)), (16, 16), np.eye(3))
     assert out.dtype == bool
     np.testing.assert_array_equal(out[::2, ::2], mask)
+
+
+def test_runtime_module_needs_neither_napari_nor_qt():
+    import subprocess
+    import sys
+
+    code = ("import sys, napari_lightfusion.resample; "
+            "assert not {m.split('.')[0] for m in sys.modules} & {'napari', 'qtpy', 'PyQt6', 'PyQt5', 'PySide6'}")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

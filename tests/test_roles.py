@@ -268,3 +268,12 @@ def test_harvard_colour_pairs_guess_their_preset(dataset, preset):
         assert guess_roles([func, mri]) == (mri, func)
         g = guess_preset(mri, func)
         assert (g.preset, g.warning) == (preset, None)
+
+
+def test_runtime_module_needs_neither_napari_nor_qt():
+    import subprocess
+    import sys
+
+    code = ("import sys, napari_lightfusion.roles; "
+            "assert not {m.split('.')[0] for m in sys.modules} & {'napari', 'qtpy', 'PyQt6', 'PyQt5', 'PySide6'}")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -13,7 +13,10 @@ translate)``, see :func:`data_to_world`). The work is cut into chunks along
 the first axis (one slice, or a block of rows) so that a worker can report
 progress and stop between chunks (:func:`iter_resample`); each chunk reads
 only the part of the functional image it needs, so a lazy (dask, zarr)
-functional volume is never loaded whole. No Qt and no napari import here.
+functional volume is never loaded whole. There is no anti-aliasing: a
+functional image finer than the anatomical grid is sampled, not averaged
+(PET and SPECT are coarser than MRI, the usual case). No Qt and no napari
+import here.
 """
 
 from __future__ import annotations
