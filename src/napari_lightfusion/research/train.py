@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..colour import luminance
+from ..colour import grey
 from .data import Pair, is_validation, load_pairs, pair_names
 from ..losses import LossWeights, fusion_loss
 from ..model import LightFusionNet, ModelConfig
@@ -43,9 +43,6 @@ class TrainConfig:
 
 def pairs_to_tensor(pairs: list[Pair]) -> torch.Tensor:
     """Stack pairs as ``(N, 2, H, W)``: anatomical, then luminance of the other."""
-    def grey(image):
-        return luminance(image) if image.ndim == 3 else image
-
     stack = np.stack([np.stack([p.anatomical, grey(p.other)]) for p in pairs])
     return torch.from_numpy(stack.astype(np.float32))
 
