@@ -277,3 +277,19 @@ def test_runtime_module_needs_neither_napari_nor_qt():
     code = ("import sys, napari_lightfusion.roles; "
             "assert not {m.split('.')[0] for m in sys.modules} & {'napari', 'qtpy', 'PyQt6', 'PyQt5', 'PySide6'}")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+@pytest.mark.parametrize(
+    ("sample", "preset"),
+    [("make_sample_pair", "PET-MRI"), ("make_sample_stack", "PET-MRI"), ("make_sample_microscopy", None)],
+)
+def test_the_plugin_samples_get_their_roles_and_preset(sample, preset):
+    from napari_lightfusion import _sample_data
+
+    layers = [LayerInfo.from_array(kw["name"], data, rgb=kw.get("rgb", False))
+              for data, kw, _ in getattr(_sample_data, sample)()]
+    a, f = guess_roles(reversed(layers))  # whatever order they were added in
+    assert (a, f) == (layers[0], layers[1])
+    g = guess_preset(a, f)
+    assert g.preset == preset
+    assert (g.warning is None) == (preset is not None)
