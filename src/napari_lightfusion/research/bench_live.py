@@ -12,20 +12,8 @@ thread, the metric table, and the layer updates on the GUI thread.
 from __future__ import annotations
 
 import statistics
-import time
 
-
-def _wait(until, timeout: float) -> float:
-    """Process Qt events until ``until()`` is true; the time it took, in ms."""
-    from qtpy.QtWidgets import QApplication
-
-    start = time.perf_counter()
-    while not until():
-        if time.perf_counter() - start > timeout:
-            raise TimeoutError(f"nothing happened within {timeout} s")
-        QApplication.processEvents()
-        time.sleep(0.001)
-    return 1e3 * (time.perf_counter() - start)
+from .qt_wait import wait_until
 
 
 def measure(sizes=(256, 512), slices: int = 8, timeout: float = 60.0, make_viewer=None) -> list[dict]:
@@ -51,19 +39,25 @@ def measure(sizes=(256, 512), slices: int = 8, timeout: float = 60.0, make_viewe
             viewer.add_image(pet, name="pet", rgb=True)
             widget = LightFusionWidget(viewer)
             viewer.window.add_dock_widget(widget, name="LightFusion")
-            widget.live.setChecked(True)
-            _wait(lambda: not widget.busy(), timeout)  # first result: the layers are created
-            layers, table = [], []
-            for z in [*range(1, slices), 0]:
-                viewer.dims.set_current_step(0, z)
-                layers.append(_wait(lambda z=z: widget.live_slice == z, timeout))
-                table.append(layers[-1] + _wait(lambda: not widget.busy(), timeout))
+            layers, table = _slider_latencies(viewer, widget, slices, timeout)
         finally:
             if make_viewer is None:
                 viewer.close()
         rows.append({"size": size, "moves": len(layers), "median_ms": statistics.median(layers),
                      "max_ms": max(layers), "table_ms": statistics.median(table), "debounce_ms": DEBOUNCE_MS})
     return rows
+
+
+def _slider_latencies(viewer, widget, slices: int, timeout: float) -> tuple[list[float], list[float]]:
+    """Turn Live on, move the slider over every slice; ms until the layers, and until the metric table, updated."""
+    widget.live.setChecked(True)
+    wait_until(lambda: not widget.busy(), timeout, "the first result")  # the layers are created
+    layers, table = [], []
+    for z in [*range(1, slices), 0]:
+        viewer.dims.set_current_step(0, z)
+        layers.append(wait_until(lambda z=z: widget.live_slice == z, timeout, f"slice {z}"))
+        table.append(layers[-1] + wait_until(lambda: not widget.busy(), timeout, "the metric table"))
+    return layers, table
 
 
 def format_rows(rows: list[dict]) -> str:

@@ -8,24 +8,12 @@ headless machine run it under ``xvfb-run``.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
+
+from .qt_wait import wait_until
 
 #: Size of the window in the screenshot, pixels.
 WINDOW = (1500, 950)
-
-
-def wait_for(widget, timeout: float = 120.0) -> None:
-    """Process Qt events until ``widget`` has no running or waiting job."""
-    from qtpy.QtWidgets import QApplication
-
-    end = time.monotonic() + timeout
-    while widget.busy() and time.monotonic() < end:
-        QApplication.processEvents()
-        time.sleep(0.02)
-    QApplication.processEvents()
-    if widget.busy():
-        raise TimeoutError("the fusion did not finish in time")
 
 
 def make_screenshot(out_png: str | Path, show: bool = False) -> Path:
@@ -43,7 +31,7 @@ def make_screenshot(out_png: str | Path, show: bool = False) -> Path:
         _, widget = viewer.window.add_plugin_dock_widget("napari-lightfusion", "LightFusion")
         widget.baseline.setCurrentText("laplacian")
         widget.compare()  # fuses, adds the baseline and shows everything side by side
-        wait_for(widget)
+        wait_until(lambda: not widget.busy(), 120.0, "the fusion")
         viewer.layers.selection.active = viewer.layers["LightFusion fused"]
         viewer.reset_view()
         out_png.parent.mkdir(parents=True, exist_ok=True)
