@@ -16,6 +16,7 @@ from napari_lightfusion import fuse
 from napari_lightfusion import plan_fusion
 from napari_lightfusion._qt import layer_io as L
 from napari_lightfusion._qt import jobs as R
+from napari_lightfusion._qt import table_text
 from napari_lightfusion.baselines import fuse_baseline
 from napari_lightfusion.metrics import METRICS, evaluate
 
@@ -62,13 +63,13 @@ def test_baseline_fused_matches_fuse_baseline_for_stacks(stack_pair):
 def test_tsv_and_csv_round_trip():
     table = {R.NETWORK: {m: i + 0.123456789 for i, m in enumerate(METRICS)} | {R.TIME: 0.5},
              "average": {m: float("nan") for m in R.ROWS}}
-    tsv = R.to_tsv(table).splitlines()
+    tsv = table_text.to_tsv(table).splitlines()
     assert tsv[0] == f"metric\t{R.NETWORK}\taverage"
     assert tsv[1] == "EN\t0.1235\tnan" and len(tsv) == len(R.ROWS) + 1
-    rows = list(csv.reader(io.StringIO(R.to_csv(table))))
+    rows = list(csv.reader(io.StringIO(table_text.to_csv(table))))
     assert rows[0] == ["metric", R.NETWORK, "average"] and [r[0] for r in rows[1:]] == list(R.ROWS)
     assert float(rows[2][1]) == table[R.NETWORK]["SD"] and math.isnan(float(rows[2][2]))
-    assert R.to_tsv({}) == "" and R.to_csv({}) == ""
+    assert table_text.to_tsv({}) == "" and table_text.to_csv({}) == ""
 
 
 # ------------------------------------------------------------------- jobs

@@ -19,7 +19,8 @@ from napari_lightfusion.baselines import fuse_baseline
 from napari_lightfusion.fusion import FusionPlan
 from napari_lightfusion._qt.layer_io import FUSED, grid_of
 from napari_lightfusion.metrics import METRICS, evaluate
-from napari_lightfusion._qt.jobs import NETWORK, ROWS, to_tsv
+from napari_lightfusion._qt.jobs import NETWORK, ROWS
+from napari_lightfusion._qt.table_text import to_tsv
 from napari_lightfusion.weights import WeightError
 
 

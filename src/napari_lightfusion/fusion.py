@@ -84,7 +84,10 @@ class FusionPlan:
 
     def run(self) -> FusionResult:
         """Fuse every slice; a stack comes back as a stack."""
-        results = [self.run_slice(i) for i in range(len(self))]
+        return self.join([self.run_slice(i) for i in range(len(self))])
+
+    def join(self, results: list[FusionResult]) -> FusionResult:
+        """The :meth:`run_slice` results of every slice, in order, as one result (a stack for a stack)."""
         if not self.pair.stacked:
             return results[0]
         first = results[0]

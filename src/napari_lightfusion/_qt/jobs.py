@@ -1,5 +1,7 @@
 """What the widget computes off the GUI thread: fusion jobs, metric tables, baselines.
 
+The tables as text (TSV, CSV) are in :mod:`.table_text`.
+
 No Qt here. The widget captures a :class:`Request` on the GUI thread and
 runs :func:`run_request` in a napari ``thread_worker``; the generator yields
 once per fused slice (progress, and the points where Cancel can stop it)
@@ -11,8 +13,6 @@ as exceptions.
 
 from __future__ import annotations
 
-import csv
-import io
 import threading
 import time
 from collections.abc import Generator
@@ -74,29 +74,6 @@ def metric_rows(
         seconds = time.perf_counter() - start
         table[name] = {**evaluate(fused * 255.0, a, b), TIME: seconds}
     return table
-
-
-def format_value(value: float) -> str:
-    """A table cell: four significant digits, "nan" for undefined."""
-    return "nan" if value is None or not np.isfinite(value) else f"{value:.4g}"
-
-
-def to_rows(table: dict[str, dict[str, float]], fmt=format_value) -> list[list[str]]:
-    """Header ``["metric", column...]`` then one row per metric, cells as text."""
-    columns = list(table)
-    return [["metric", *columns]] + [[row] + [fmt(table[c].get(row, float("nan"))) for c in columns] for row in ROWS]
-
-
-def to_tsv(table: dict[str, dict[str, float]]) -> str:
-    """The table as tab-separated text, as pasted into a spreadsheet."""
-    return "\n".join("\t".join(row) for row in to_rows(table)) + "\n" if table else ""
-
-
-def to_csv(table: dict[str, dict[str, float]]) -> str:
-    """The table as CSV text with full precision (``repr`` of each float)."""
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerows(to_rows(table, fmt=repr) if table else [])
-    return buffer.getvalue()
 
 
 # --------------------------------------------------------------------------
@@ -163,20 +140,6 @@ class PlanCache:
             return self._plan
 
 
-def stack_results(results: list[FusionResult]) -> FusionResult:
-    """Slice results joined into one stack result (as ``FusionPlan.run`` does)."""
-    first = results[0]
-    surprise = None if first.surprise is None else np.stack([r.surprise for r in results], axis=1)
-    return FusionResult(
-        fused=np.stack([r.fused for r in results]),
-        surprise=surprise,
-        attention=np.stack([r.attention for r in results], axis=1),
-        seconds=sum(r.seconds for r in results),
-        device=first.device,
-        preset=first.preset,
-    )
-
-
 def run_request(request: Request, cache: PlanCache) -> Generator[int, None, Outcome]:
     """Run a job; yields the slice number after each slice, returns an :class:`Outcome`.
 
@@ -200,7 +163,7 @@ def run_request(request: Request, cache: PlanCache) -> Generator[int, None, Outc
             for i in range(len(plan)):
                 results.append(plan.run_slice(i))
                 yield i
-            out.result = stack_results(results) if plan.pair.stacked else results[0]
+            out.result = plan.join(results)
             current = results[min(max(request.metric_index, 0), len(plan) - 1)]
         metric_index = out.index if out.index is not None else min(max(request.metric_index, 0), len(plan) - 1)
         out.table = metric_rows(current, plan, metric_index, request.baselines)

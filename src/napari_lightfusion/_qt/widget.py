@@ -25,7 +25,8 @@ from . import layer_io as L
 from ..baselines import BASELINES
 from ..engine import available_devices
 from ..model import ModelConfig
-from .jobs import ROWS, Outcome, PlanCache, Request, format_value, run_request, to_csv, to_tsv
+from .jobs import ROWS, Outcome, PlanCache, Request, run_request
+from .table_text import format_value, to_csv, to_tsv
 from ..weights import PRESETS
 
 #: Debounce of Live requests (slider moves, contrast drags), milliseconds.
