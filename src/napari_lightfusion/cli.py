@@ -306,6 +306,91 @@ def _run_screenshot(args):
     print(f"wrote {make_screenshot(args.out)}")
 
 
+def _add_fuse_volume(sub):
+    p = sub.add_parser(
+        "fuse-volume", help="fuse two registered volumes (TIFF, zarr/OME-Zarr, NIfTI, PNG folder) into OME-Zarr"
+    )
+    p.add_argument("anatomical", type=Path, help="grey volume (MRI); its voxel size goes to the output")
+    p.add_argument("functional", type=Path, help="PET/SPECT/CT volume, grey or colour")
+    p.add_argument("--out", type=Path, required=True, help="OME-Zarr folder to write; an interrupted one is resumed")
+    p.add_argument("--preset", default="PET-MRI", help="CT-MRI, PET-MRI or SPECT-MRI")
+    p.add_argument("--weights", type=Path, default=None, help="a weight file instead of a preset")
+    p.add_argument("--a-window", default=None, metavar="LO,HI",
+                   help="contrast window of the anatomical volume (default: its full range); --a-window=-100,400")
+    p.add_argument("--b-window", default=None, metavar="LO,HI", help="contrast window of the functional volume")
+    p.add_argument("--scheduler", default=None,
+                   help="threads (default), processes, synchronous or tcp://HOST:PORT of a dask.distributed "
+                        "scheduler (default: $DASK_SCHEDULER_ADDRESS when set)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    p.set_defaults(run=_run_fuse_volume)
+
+
+def _parse_window(text: str | None, option: str):
+    if text is None:
+        return None
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError(f"{option} must be LO,HI (two numbers), not {text!r}") from None
+    return low, high
+
+
+def _command(args) -> str:
+    import shlex
+
+    return shlex.join(["lightfusion", *args.argv])
+
+
+def _run_fuse_volume(args):
+    from tqdm import tqdm
+
+    from .volumes import fuse_volume
+
+    windows = _parse_window(args.a_window, "--a-window"), _parse_window(args.b_window, "--b-window")
+    bars = []  # made when the first slice is due, so that an error is one line
+
+    def progress(done, total):
+        if not bars:
+            bars.append(tqdm(total=total, unit="slice", desc="fusing", file=sys.stderr))
+        bars[0].update(done - bars[0].n)
+
+    try:
+        report = fuse_volume(
+            args.anatomical, args.functional, args.out, preset=args.preset, weights=args.weights,
+            a_window=windows[0], b_window=windows[1], device=args.device, scheduler_name=args.scheduler,
+            progress=progress, command=_command(args),
+        )
+    finally:
+        for bar in bars:
+            bar.close()
+    print(f"wrote {report.out}: {report.fused} slices fused, {report.skipped} already there, "
+          f"{report.seconds:.1f} s")
+
+
+def _add_batch(sub):
+    p = sub.add_parser("batch", help="fuse a cohort: one pair of volumes per row of a CSV manifest")
+    p.add_argument("manifest", type=Path, help="CSV with the columns anatomical,functional,preset,output")
+    p.add_argument("--out", type=Path, required=True, help="folder for the outputs and summary.csv")
+    p.add_argument("--scheduler", default=None, help="as for fuse-volume")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    p.set_defaults(run=_run_batch)
+
+
+def _run_batch(args):
+    from .volumes import fuse_batch
+
+    def report(row):
+        detail = f"{row['slices_fused']} slices" if row["status"] == "done" else row["error"]
+        print(f"{row['status']:6} {row['output']}  {row['seconds']:.1f} s  {detail}", flush=True)
+
+    rows = fuse_batch(args.manifest, args.out, scheduler_name=args.scheduler, device=args.device,
+                      command=_command(args), on_pair=report)
+    failed = sum(row["status"] != "done" for row in rows)
+    if failed:
+        raise ValueError(f"{failed} of {len(rows)} pairs failed; see {args.out / 'summary.csv'}")
+    print(f"fused {len(rows)} pairs; summary in {args.out / 'summary.csv'}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand registered."""
     parser = argparse.ArgumentParser(
@@ -314,6 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)
     _add_fuse(sub)
+    _add_fuse_volume(sub)
+    _add_batch(sub)
     _add_finetune(sub)
     _add_presets(sub)
     _add_evaluate(sub)
@@ -330,6 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``lightfusion`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args.run(args)
     except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as exc:

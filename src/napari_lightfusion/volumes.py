@@ -1,0 +1,375 @@
+"""Fusing whole volumes to OME-Zarr, and cohorts of them, on any dask scheduler.
+
+:func:`fuse_volume` is ``lightfusion fuse-volume``: it opens both inputs
+lazily (:func:`napari_lightfusion.volume_io.open_volume`), builds the lazy
+fusion (:func:`napari_lightfusion.lazy.fuse_lazy`, without maps) and writes
+each slice that is not on disk yet as one chunk, one dask task per slice.
+Memory therefore stays at a few slices per worker whatever the volume's
+depth, and a rerun after an interruption fuses only the missing slices (the
+sidecar keeps the contrast limits, so the rerun does not rescan).
+
+:func:`fuse_batch` is ``lightfusion batch``: one row of a CSV manifest per
+pair, a summary CSV, and a failing pair does not stop the others.
+
+Schedulers (:func:`scheduler`): ``threads`` (default), ``processes``,
+``synchronous`` or the address of a dask.distributed scheduler
+(``tcp://HOST:PORT``; the ``DASK_SCHEDULER_ADDRESS`` environment variable or
+the dask config ``scheduler-address`` give the default). Every task runs the
+network on one thread, so the output does not depend on the scheduler.
+"""
+
+from __future__ import annotations
+
+import csv
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .lazy import fuse_lazy, volume_limits
+from .volume_io import OmeZarrOutput, Volume, open_volume
+
+#: Schedulers of dask itself; anything with "://" is a dask.distributed address.
+LOCAL_SCHEDULERS = ("threads", "processes", "synchronous")
+
+#: How often the progress of a volume is looked up on disk, seconds.
+PROGRESS_SECONDS = 0.5
+
+#: Columns of a batch manifest (``preset`` may be left out or empty: PET-MRI).
+MANIFEST_COLUMNS = ("anatomical", "functional", "preset", "output")
+
+#: Columns of the summary a batch writes.
+SUMMARY_COLUMNS = ("output", "anatomical", "functional", "preset", "status", "seconds", "slices_fused", "error")
+
+
+@dataclass
+class Runner:
+    """Computes dask collections on one scheduler: a local one by name, or a distributed client."""
+
+    name: str
+    client: object = None
+
+    def compute(self, parts: list) -> list:
+        """Compute ``parts`` and return their values; an interruption cancels what is left."""
+        import dask
+
+        if self.client is None:
+            return list(dask.compute(*parts, scheduler=self.name))
+        futures = self.client.compute(parts)
+        try:
+            return self.client.gather(futures)
+        finally:
+            self.client.cancel(futures)
+
+
+@contextmanager
+def scheduler(name: str | None = None) -> Iterator[Runner]:
+    """A :class:`Runner` for ``name`` (see the module docstring), connected while in use."""
+    import dask
+
+    if name is None:
+        name = dask.config.get("scheduler-address", None) or "threads"
+    name = str(name).strip()
+    if name == "sync":
+        name = "synchronous"
+    if "://" not in name:
+        if name not in LOCAL_SCHEDULERS:
+            raise ValueError(f"unknown scheduler {name!r}; use threads, processes, synchronous or tcp://HOST:PORT")
+        yield Runner(name)
+        return
+    try:
+        from distributed import Client
+    except ImportError:
+        raise ValueError(
+            f"--scheduler {name} needs dask.distributed: pip install 'napari-lightfusion[cluster]'"
+        ) from None
+    try:
+        client = Client(name, timeout="10s", set_as_default=False)
+    except (OSError, TimeoutError) as exc:
+        raise ValueError(f"cannot reach the dask scheduler at {name}: {exc}") from None
+    with client:
+        yield Runner(name, client)
+
+
+@dataclass
+class VolumeReport:
+    """What :func:`fuse_volume` did: slices in the output, fused by this run, already there."""
+
+    out: Path
+    slices: int
+    fused: int
+    skipped: int
+    seconds: float
+    limits: tuple[tuple[float, float], tuple[float, float]]
+
+
+def _write_slice(z, block, path: str) -> np.ndarray:
+    """Dask task: write fused slice ``z`` (its ``(1, Y, X[, 3])`` block) to the output; returns ``z``."""
+    OmeZarrOutput(path).write(int(z[0]), block[0])
+    return z
+
+
+def _window(window, name: str) -> tuple[float, float] | None:
+    if window is None:
+        return None
+    low, high = (float(v) for v in window)
+    if not (np.isfinite(low) and np.isfinite(high) and high > low):
+        raise ValueError(f"{name} must be two finite numbers LO,HI with LO < HI, got {window}")
+    return low, high
+
+
+def _check_paths(a: Path, b: Path, out: Path) -> None:
+    out = out.resolve()
+    for given in (a, b):
+        path = given.resolve()
+        if out == path or path in out.parents or out in path.parents:
+            raise ValueError(f"the output {out} is (or holds, or is inside) the input {given}; choose another --out")
+
+
+def _weights_of(preset: str | None, weights) -> tuple[str, str]:
+    """(a name, the sha256) of the network used: the preset or the weight file."""
+    from .weights import preset_path, sha256
+
+    path = Path(weights) if weights is not None else preset_path(preset)
+    if not path.is_file():
+        raise ValueError(f"weight file {path} is missing")
+    return (str(path) if weights is not None else preset), sha256(path)
+
+
+def _settings(a: Volume, b: Volume, network: str, digest: str, windows, balance) -> dict:
+    """What makes two runs write the same output: a rerun with other settings must not resume."""
+    return {
+        "anatomical": {"path": str(Path(a.path).resolve()), "shape": list(a.data.shape), "dtype": str(a.data.dtype)},
+        "functional": {"path": str(Path(b.path).resolve()), "shape": list(b.data.shape), "dtype": str(b.data.dtype)},
+        "preset": network,
+        "sha256": digest,
+        "windows": [None if w is None else list(w) for w in windows],
+        "balance": balance,
+    }
+
+
+def fuse_volume(
+    a,
+    b,
+    out,
+    *,
+    preset: str | None = "PET-MRI",
+    weights=None,
+    a_window: tuple[float, float] | None = None,
+    b_window: tuple[float, float] | None = None,
+    balance: float | None = None,
+    device: str = "auto",
+    scheduler_name: str | None = None,
+    runner: Runner | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    command: str | None = None,
+) -> VolumeReport:
+    """Fuse volume files ``a`` (anatomical) and ``b`` (functional) into the OME-Zarr ``out``.
+
+    Normalisation as :func:`napari_lightfusion.fuse` does it on the whole
+    volume (each input's range over all its slices), or the contrast window
+    ``a_window`` / ``b_window`` ``(LO, HI)``. The output carries the voxel
+    size of ``a`` (else ``b``). An existing ``out`` written with the same
+    settings is resumed (only missing slices are fused); one with other
+    settings, or a folder that is not a fusion output, is refused.
+    ``progress(done, total)`` is called as slices are written. ``runner``
+    (from :func:`scheduler`) or ``scheduler_name`` chooses where it runs.
+    Raises ``ValueError`` with one line for bad inputs.
+    """
+    start = time.perf_counter()
+    a_path, b_path, out = Path(a), Path(b), Path(out)
+    _check_paths(a_path, b_path, out)
+    windows = (_window(a_window, "the anatomical window"), _window(b_window, "the functional window"))
+    va, vb = open_volume(a_path), open_volume(b_path)
+    shape_a, shape_b = va.data.shape[:3], vb.data.shape[:3]
+    if shape_a != shape_b:
+        raise ValueError(f"the volumes differ in shape: {shape_a} and {shape_b}; resample one onto the other")
+    network, digest = _weights_of(preset, weights)
+    settings = _settings(va, vb, network, digest, windows, balance)
+
+    output = OmeZarrOutput(out)
+    previous = output.read_sidecar() if out.exists() else None
+    if out.exists() and previous is None:
+        raise ValueError(f"{out} exists and is not a lightfusion output; remove it or choose another --out")
+    if previous is not None and previous.get("settings") != settings:
+        raise ValueError(f"{out} holds a fusion with other inputs or settings; remove it or choose another --out")
+
+    if runner is None:
+        with scheduler(scheduler_name) as fresh:
+            return _fuse_opened(va, vb, output, settings, previous, preset, weights, balance, device,
+                                fresh, progress, command, start)
+    return _fuse_opened(va, vb, output, settings, previous, preset, weights, balance, device,
+                        runner, progress, command, start)
+
+
+def _fuse_opened(va, vb, output, settings, previous, preset, weights, balance, device, runner, progress,
+                 command, start) -> VolumeReport:
+    """The part of :func:`fuse_volume` that runs on the scheduler, once everything is checked."""
+    out, shape_a = output.path, va.data.shape[:3]
+    windows = [None if w is None else tuple(w) for w in settings["windows"]]
+    if previous is not None:
+        limits = tuple(tuple(v) for v in previous["limits"])
+    else:
+        limits = tuple(
+            window if window is not None else _scan(runner, volume, name)
+            for window, volume, name in ((windows[0], va, "the anatomical volume"),
+                                         (windows[1], vb, "the functional volume"))
+        )
+    fused = fuse_lazy(
+        va.data, vb.data, preset, device, a_limits=limits[0], b_limits=limits[1],
+        a_rgb=va.rgb, b_rgb=vb.rgb, balance=balance, maps=False, weights=weights,
+        threads=None if runner.name == "synchronous" else 1,
+    ).fused
+    if previous is None:
+        voxel = va.voxel_size or vb.voxel_size
+        unit = va.unit if va.voxel_size else vb.unit
+        OmeZarrOutput.create(out, shape_a, fused.ndim == 4, voxel, unit, name=out.stem)
+    output.write_sidecar({
+        "settings": settings, "limits": [list(v) for v in limits], "command": command,
+        "status": "running", "voxel_size": list(va.voxel_size or vb.voxel_size or (1.0, 1.0, 1.0)),
+    })
+    missing = output.missing()
+    slices = shape_a[0]
+    written = _write_graph(fused, out)
+    with _watch(output, slices, progress):
+        if missing:
+            runner.compute([written.blocks[z] for z in missing])
+    report = VolumeReport(out, slices, len(missing), slices - len(missing), time.perf_counter() - start, limits)
+    side = output.read_sidecar()
+    output.write_sidecar({**side, "status": "complete", "seconds_last_run": round(report.seconds, 3)})
+    return report
+
+
+@contextmanager
+def _watch(output: OmeZarrOutput, slices: int, progress: Callable[[int, int], None] | None):
+    """Call ``progress(done, total)`` as slices reach the disk (polled), whatever runs the tasks."""
+    if progress is None:
+        yield
+        return
+    stop = threading.Event()
+
+    last = [-1]
+
+    def report():
+        done = slices - len(output.missing(clean=False))
+        if done != last[0]:
+            progress(done, slices)
+            last[0] = done
+
+    def poll():
+        report()
+        while not stop.wait(PROGRESS_SECONDS):
+            report()
+
+    thread = threading.Thread(target=poll, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        report()
+
+
+def _scan(runner: Runner, volume: Volume, name: str) -> tuple[float, float]:
+    """A volume's exact range as ``fuse`` would take it, one slice at a time on ``runner``."""
+    import dask
+
+    x = volume.data[..., :3] if volume.rgb else volume.data[..., None]
+    if runner.client is not None:
+        with dask.config.set(scheduler=runner.client.get):
+            return volume_limits(x, None, name)
+    with dask.config.set(scheduler=runner.name):
+        return volume_limits(x, None, name)
+
+
+def _write_graph(fused, out: Path):
+    """One task per slice that writes it: ``(Z,)`` int64 dask array of the slice numbers."""
+    import dask.array as da
+    from dask.base import tokenize
+
+    zs = da.arange(fused.shape[0], chunks=1)
+    index = "zyxc" if fused.ndim == 4 else "zyx"
+    return da.blockwise(
+        _write_slice, "z", zs, "z", fused, index, path=str(out), dtype=np.int64,
+        meta=np.empty((0,), np.int64), concatenate=True,
+        name=f"lightfusion-write-{tokenize(fused.name, str(out.resolve()))}",
+    )
+
+
+def read_manifest(path) -> list[dict]:
+    """The rows of a batch manifest; ``ValueError`` for a missing file or column, or repeated outputs."""
+    path = Path(path)
+    try:
+        with path.open(newline="") as f:
+            reader = csv.DictReader(f)
+            columns = [c.strip() for c in (reader.fieldnames or [])]
+            rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k} for row in reader]
+    except OSError as exc:
+        raise ValueError(f"cannot read the manifest {path}: {exc.strerror or exc}") from None
+    lacking = [c for c in ("anatomical", "functional", "output") if c not in columns]
+    if lacking:
+        raise ValueError(f"the manifest {path} lacks the column(s) {', '.join(lacking)}; "
+                         f"its columns must be {','.join(MANIFEST_COLUMNS)}")
+    outputs = [row["output"] for row in rows]
+    repeated = sorted({o for o in outputs if outputs.count(o) > 1})
+    if repeated:
+        raise ValueError(f"the manifest {path} names the output {repeated[0]} more than once")
+    base = path.parent
+    for row in rows:
+        for key in ("anatomical", "functional"):
+            if row[key] and not Path(row[key]).is_absolute():
+                row[key] = str(base / row[key])
+        row["preset"] = row.get("preset") or "PET-MRI"
+    return rows
+
+
+def fuse_batch(
+    manifest,
+    out_dir,
+    *,
+    scheduler_name: str | None = None,
+    device: str = "auto",
+    command: str | None = None,
+    on_pair: Callable[[dict], None] | None = None,
+) -> list[dict]:
+    """Fuse every pair of ``manifest`` into ``out_dir``; write ``out_dir/summary.csv``.
+
+    Each pair's row in the summary has its status (``done`` or ``failed``),
+    seconds, the slices fused by this run and the error (one line). A
+    failing pair is reported and the batch goes on; rerunning resumes the
+    pairs that were interrupted. ``on_pair(row)`` is called after each pair.
+    """
+    rows = read_manifest(manifest)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = []
+    with scheduler(scheduler_name) as runner:
+        for row in rows:
+            name = row["output"] if row["output"].endswith(".zarr") else row["output"] + ".zarr"
+            start = time.perf_counter()
+            entry = {"output": name, "anatomical": row["anatomical"], "functional": row["functional"],
+                     "preset": row["preset"], "status": "done", "slices_fused": 0, "error": ""}
+            try:
+                if not row["anatomical"] or not row["functional"] or not row["output"]:
+                    raise ValueError("the row lacks an anatomical, functional or output entry")
+                report = fuse_volume(row["anatomical"], row["functional"], out_dir / name, preset=row["preset"],
+                                     device=device, runner=runner, command=command)
+                entry["slices_fused"] = report.fused
+            except Exception as exc:  # one pair's failure is recorded, the batch goes on
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                entry.update(status="failed", error=first if isinstance(exc, ValueError)
+                             else f"{type(exc).__name__}: {first}")
+            entry["seconds"] = round(time.perf_counter() - start, 3)
+            summary.append(entry)
+            if on_pair is not None:
+                on_pair(entry)
+    with (out_dir / "summary.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=SUMMARY_COLUMNS)
+        writer.writeheader()
+        writer.writerows(summary)
+    return summary
