@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from napari_lightfusion.colour import luminance, recolour, rgb_to_yuv, yuv_to_rgb
+from napari_lightfusion.colour import grey, luminance, recolour, rgb_to_yuv, yuv_to_rgb
 
 
 def test_round_trip_is_exact():
@@ -32,3 +32,14 @@ def test_recolour_clips_to_range():
     rgb[..., 0] = 1.0  # saturated red; a luminance of 1 cannot keep its chrominance
     out = recolour(np.ones((1, 1)), rgb)
     assert out.min() >= 0.0 and out.max() <= 1.0
+
+
+def test_grey_is_luminance_of_colour_and_the_image_itself_otherwise():
+    rng = np.random.default_rng(2)
+    rgb = rng.random((5, 6, 3))
+    np.testing.assert_array_equal(grey(rgb), luminance(rgb))
+    np.testing.assert_array_equal(grey(np.concatenate([rgb, rng.random((5, 6, 1))], axis=-1)), luminance(rgb))
+    plane = rng.random((5, 6)).astype(np.float32)
+    assert grey(plane).dtype == np.float64 and np.array_equal(grey(plane), plane)
+    stack = rng.random((3, 5, 6))  # a grey stack is not reduced
+    assert grey(stack).shape == (3, 5, 6)
