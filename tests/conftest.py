@@ -1,8 +1,20 @@
-"""Shared fixtures of the widget tests: small synthetic images and a docked widget."""
+"""Shared fixtures: small synthetic images, the Harvard data root, a docked widget, blocked imports.
+
+Tests take what they need as fixtures (``harvard_root``, ``outputs``,
+``wait_idle``, ``fingerprint``, ``run_blocked``...). ``fingerprint``,
+``outputs`` and ``wait_idle`` are also plain functions here, for tests that
+still import them from this file.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +23,26 @@ from napari_lightfusion._sample_data import phantom_mri, phantom_pet, phantom_st
 
 #: Longest a test waits for the widget to go idle, milliseconds.
 WAIT_MS = 60_000
+
+#: The repository's root (the folder that holds ``src/`` and ``tests/``).
+REPO = Path(__file__).resolve().parents[1]
+
+#: Where the Harvard atlas data is unless ``LIGHTFUSION_DATA`` says otherwise.
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "harvard"
+
+
+def data_root() -> Path:
+    """The Harvard data root: ``$LIGHTFUSION_DATA``, else ``../shared/data/harvard`` beside the repository."""
+    return Path(os.environ.get("LIGHTFUSION_DATA") or DEFAULT_DATA)
+
+
+@pytest.fixture(scope="session")
+def harvard_root() -> Path:
+    """The Harvard atlas data root (holds ``train/`` and ``test/``); skips the test when it is absent."""
+    root = data_root()
+    if not (root / "test").is_dir():
+        pytest.skip(f"Harvard atlas data not found at {root} (set LIGHTFUSION_DATA to its folder)")
+    return root
 
 
 @pytest.fixture
@@ -33,6 +65,24 @@ def stack_pair():
     return phantom_stack(slices=5, size=48)
 
 
+@pytest.fixture(name="fingerprint")
+def fingerprint_fixture():
+    """:func:`fingerprint` as a fixture."""
+    return fingerprint
+
+
+@pytest.fixture(name="outputs")
+def outputs_fixture():
+    """:func:`outputs` as a fixture."""
+    return outputs
+
+
+@pytest.fixture(name="wait_idle")
+def wait_idle_fixture(qtbot):
+    """:func:`wait_idle` as a fixture, bound to the test's ``qtbot``: ``wait_idle(widget)``."""
+    return lambda widget, timeout=WAIT_MS: wait_idle(qtbot, widget, timeout)
+
+
 def fingerprint(layer) -> tuple:
     """What must never change on an input layer: data hash, contrast limits, visibility."""
     data = np.ascontiguousarray(layer.data)
@@ -49,7 +99,7 @@ def outputs(viewer) -> list:
 
 def wait_idle(qtbot, widget, timeout: int = WAIT_MS) -> None:
     """Wait (processing Qt events) until the widget runs, awaits and schedules nothing."""
-    qtbot.waitUntil(lambda: not widget.busy(), timeout=timeout)
+    qtbot.waitUntil(lambda: not widget.busy, timeout=timeout)
 
 
 @pytest.fixture
@@ -63,3 +113,63 @@ def lightfusion(make_napari_viewer, qtbot):
     yield viewer, widget
     widget.cancel()
     wait_idle(qtbot, widget)
+
+
+# --------------------------------------------------------------------------
+# running Python with some imports blocked
+
+_BLOCKER = textwrap.dedent(
+    """
+    # Written by tests/conftest.py: make the modules named in $LIGHTFUSION_BLOCK unimportable.
+    import os
+    import sys
+
+
+    class _Blocked:
+        def __init__(self, names):
+            self.names = names
+
+        def find_spec(self, name, path=None, target=None):
+            if any(name == n or name.startswith(n + ".") for n in self.names):
+                raise ModuleNotFoundError(f"No module named {name!r} (blocked by the test)", name=name)
+            return None
+
+
+    _names = [n for n in os.environ.get("LIGHTFUSION_BLOCK", "").split(",") if n]
+    for _name in list(sys.modules):
+        if any(_name == n or _name.startswith(n + ".") for n in _names):
+            del sys.modules[_name]
+    sys.meta_path.insert(0, _Blocked(_names))
+    """
+)
+
+
+@pytest.fixture
+def run_blocked(tmp_path_factory):
+    """Run a command in a Python process where some modules cannot be imported.
+
+    ``run_blocked(argv, blocked, timeout=300)``: ``argv`` is a list whose
+    first item is a program of this environment (``python`` means this
+    interpreter; ``lightfusion`` the console script beside it), ``blocked``
+    the module names (``resource``, ``napari``...) that raise
+    ``ModuleNotFoundError`` on import, also for the program's own start-up:
+    a ``sitecustomize`` module on ``PYTHONPATH`` installs the block. Returns
+    the ``subprocess.CompletedProcess`` (text output captured).
+    """
+    folder = tmp_path_factory.mktemp("blocker")
+    (folder / "sitecustomize.py").write_text(_BLOCKER)
+    bin_dir = Path(sys.executable).parent
+
+    def run(argv: list[str], blocked: Iterable[str], timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
+        argv = list(argv)
+        if argv[0] == "python":
+            argv[0] = sys.executable
+        elif not Path(argv[0]).is_absolute():
+            found = [p for p in (bin_dir / argv[0], bin_dir / f"{argv[0]}.exe") if p.exists()]
+            argv[0] = str(found[0]) if found else argv[0]
+        env = dict(os.environ, **kwargs.pop("env", {}))
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(folder), env.get("PYTHONPATH")) if p)
+        env["LIGHTFUSION_BLOCK"] = ",".join(blocked)
+        return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=timeout, **kwargs)
+
+    return run

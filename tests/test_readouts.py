@@ -77,7 +77,7 @@ def test_tsv_and_csv_round_trip():
 
 def test_whole_job_yields_per_slice_and_equals_fuse(stack_pair):
     seen, out = drain(R.run_request(request(*stack_pair, metric_index=3, baselines=("max",)), R.PlanCache()))
-    assert seen == [0, 1, 2, 3, 4] and out.error is None and out.index is None
+    assert seen == [0, 1, 2, 3, 4, out] and out.error is None and out.index is None
     assert out.stacked and out.rgb and out.slices == 5
     want = fuse(*stack_pair, "PET-MRI", "cpu", a_limits=(0.0, 255.0), b_rgb=True)
     np.testing.assert_allclose(out.result.fused, want.fused, atol=1e-6)
@@ -156,18 +156,27 @@ def test_data_index_follows_scale_and_translate():
     assert L.data_index(layer, (1000.0, 0, 0)) == 9 and L.data_index(layer, (-50.0, 0, 0)) == 0
 
 
-def test_upsert_updates_in_place_and_copies_spatial_metadata():
+def test_output_sets_update_in_place_and_never_overwrite_a_renamed_layer():
+    from napari_lightfusion._qt import outputs as O
+
     viewer = ViewerModel()
     like = viewer.add_image(np.zeros((8, 8)), scale=(2, 3), translate=(1, -1), name="mri")
-    first = L.upsert_image(viewer, "fused", L.FUSED, np.ones((8, 8), np.float32), like, contrast_limits=(0, 1))
+    spec = lambda value: [("fused", np.full((8, 8), value, np.float32), dict(contrast_limits=(0, 1)))]  # noqa: E731
+    first = O.write_set(viewer, "k", "a + b · PET-MRI", ("a", "b"), spec(1), like, 2)["fused"]
     np.testing.assert_allclose(first.scale, (2, 3))
     np.testing.assert_allclose(first.translate, (1, -1))
-    again = L.upsert_image(viewer, "fused", L.FUSED, np.zeros((8, 8), np.float32), like)
+    like.scale, like.translate = (4, 4), (0, 0)
+    again = O.write_set(viewer, "k", "a + b · PET-MRI", ("a", "b"), spec(0), like, 2)["fused"]
     assert again is first and len(viewer.layers) == 2 and not again.data.any()
-    colour = L.upsert_image(viewer, "fused", L.FUSED, np.zeros((8, 8, 3), np.float32), like, rgb=True)
-    assert colour is not first and colour.rgb and len(viewer.layers) == 2
-    assert L.find_output(viewer, "fused") is colour and L.find_output(viewer, "attention:0") is None
-    L.write_slice(colour, 2, np.ones((8, 3), np.float32))
-    assert colour.data[2].all() and not colour.data[3].any()
-    names = [name for _, name, _, _ in L.map_outputs("a", "b")]
-    assert names == ["a surprise", "b surprise", "a attention", "b attention"]
+    np.testing.assert_allclose(again.scale, (4, 4))
+    other = O.write_set(viewer, "other", "a + b · CT-MRI", ("a", "b"), spec(1), like, 2)["fused"]
+    assert other is not first and len(viewer.layers) == 3
+    first.name = "mine"
+    third = O.write_set(viewer, "k", "a + b · PET-MRI", ("a", "b"), spec(1), like, 2)["fused"]
+    assert third is not first and not first.data.any() and third.data.all()
+    third.data = np.zeros((8, 8), np.float32)  # someone else's edit
+    assert O.find_role(viewer, "k", "fused") is None
+    stack = viewer.add_image(np.zeros((5, 8, 8)), name="stack")
+    live = O.write_set(viewer, "live", "x", ("a", "b"), [("fused", np.ones((8, 8), np.float32), {})], stack, 2,
+                       index=2, slices=5)["fused"]
+    assert live.data.shape == (5, 8, 8) and not live.rgb and live.data[2].all() and not live.data[3].any()

@@ -1,8 +1,11 @@
-"""The LightFusion dock widget in a real napari viewer (run under Xvfb).
+"""The LightFusion dock widget in a real napari viewer (run under Xvfb): what it computes and writes.
 
-Every fusion runs in a worker thread; tests wait for it with qtbot.waitUntil.
-The bundled weights may be placeholders: nothing here judges fusion quality,
-only that the widget shows exactly what the Qt-free functions compute.
+Every fusion runs in a worker thread; tests wait for it with qtbot.waitUntil
+and drive the widget through its scripting surface (``set_pair``, ``fuse``,
+``compare``, ``busy``, ``results_written``). The bundled weights may be
+placeholders: nothing here judges fusion quality, only that the widget
+shows exactly what the Qt-free functions compute. What a user sees (default
+view, names, labels, progress, stale state) is in test_widget_view.py.
 """
 
 from __future__ import annotations
@@ -12,22 +15,28 @@ import time
 import numpy as np
 import pytest
 from conftest import fingerprint, outputs, wait_idle
+from qtpy.QtCore import Qt
 
 from napari_lightfusion import fuse, plan_fusion
 from napari_lightfusion._qt import widget as widget_module
-from napari_lightfusion.baselines import fuse_baseline
-from napari_lightfusion.fusion import FusionPlan
-from napari_lightfusion._qt.layer_io import FUSED, grid_of
-from napari_lightfusion.metrics import METRICS, evaluate
 from napari_lightfusion._qt.jobs import NETWORK, ROWS
 from napari_lightfusion._qt.table_text import to_tsv
+from napari_lightfusion._qt.layer_io import grid_of
+from napari_lightfusion.baselines import fuse_baseline
+from napari_lightfusion.fusion import FusionPlan
+from napari_lightfusion.metrics import METRICS, evaluate
 from napari_lightfusion.weights import WeightError
 
 
-
 def fuse_now(qtbot, widget) -> None:
-    widget.fuse_btn.click()
+    widget.fuse()
     wait_idle(qtbot, widget)
+
+
+def role(viewer, name: str, which: int = -1):
+    """The output layer of ``name`` ("fused", "attention:1", ...) of the newest set (or ``which``)."""
+    found = [ly for ly in outputs(viewer) if ly.metadata["lightfusion"]["role"] == name]
+    return found[which] if found else None
 
 
 @pytest.fixture
@@ -44,25 +53,7 @@ def test_manifest_docks_the_widget(make_napari_viewer):
     _, widget = viewer.window.add_plugin_dock_widget("napari-lightfusion", "LightFusion")
     assert isinstance(widget, widget_module.LightFusionWidget)
     assert widget.device.itemText(0) == "auto"
-    assert widget.view.count() == 17  # mean + 16 channels
-
-
-def test_pickers_follow_layers_and_guess_the_preset(lightfusion, colour_pair):
-    viewer, widget = lightfusion
-    mri, pet = colour_pair
-    grey = viewer.add_image(mri, name="mri")
-    viewer.add_image(mri.astype(np.float32), name="ct")
-    assert widget.pair() == (grey, viewer.layers["ct"])
-    assert widget.preset.currentText() == "CT-MRI"
-    rgb = viewer.add_image(pet, name="pet")
-    assert widget.pair() == (grey, rgb)  # colour layer preferred as functional
-    assert widget.preset.currentText() == "PET-MRI"
-    rgb.name = "tracer"
-    assert [widget.functional.itemText(i) for i in range(widget.functional.count())] == ["mri", "ct", "tracer"]
-    widget.preset.setCurrentText("SPECT-MRI")
-    widget._on_user_preset()  # the user overrides the guess
-    viewer.layers.remove("ct")
-    assert widget.anatomical.count() == 2 and widget.preset.currentText() == "SPECT-MRI"
+    assert widget.channel.count() == 17  # mean + 16 channels
 
 
 def test_grey_pair_fuses_what_is_seen(lightfusion, grey_pair, qtbot):
@@ -70,20 +61,22 @@ def test_grey_pair_fuses_what_is_seen(lightfusion, grey_pair, qtbot):
     a = viewer.add_image(grey_pair[0], name="mri", contrast_limits=(20, 200), scale=(0.5, 0.7),
                          translate=(3, -2))
     b = viewer.add_image(grey_pair[1], name="ct", contrast_limits=(0, 500), visible=False)
+    widget.set_pair(a, b)
     before = [fingerprint(a), fingerprint(b)]
     fuse_now(qtbot, widget)
     expected = fuse(grey_pair[0], grey_pair[1], "CT-MRI", "auto", a_limits=(20, 200), b_limits=(0, 500))
-    fused = viewer.layers[FUSED]
-    assert not fused.rgb
+    fused = role(viewer, "fused")
+    assert not fused.rgb and fused.name == "mri + ct · CT-MRI"
     np.testing.assert_allclose(fused.data, expected.fused, atol=1e-6)
     np.testing.assert_allclose(fused.scale, a.scale)
     np.testing.assert_allclose(fused.translate, a.translate)
     names = {ly.name for ly in outputs(viewer)}
-    assert names == {FUSED, "mri surprise", "ct surprise", "mri attention", "ct attention"}
-    att = viewer.layers["ct attention"]
+    assert names == {"mri + ct · CT-MRI", "mri + ct · CT-MRI · mri (grey)"} | {
+        f"mri + ct · CT-MRI · {k} of {n}" for k in ("surprise", "attention") for n in ("mri", "ct")}
+    att = role(viewer, "attention:1")
     np.testing.assert_allclose(att.data, expected.attention[1], atol=1e-6)
-    assert att.blending == "additive" and att.opacity == pytest.approx(0.5)
-    assert att.colormap.name == "viridis" and viewer.layers["ct surprise"].colormap.name == "magma"
+    assert att.colormap.name == "viridis" and role(viewer, "surprise:1").colormap.name == "magma"
+    assert role(viewer, "backdrop").data is a.data  # the maps' backdrop is the input's own data, no copy
     assert [fingerprint(a), fingerprint(b)] == before
 
 
@@ -93,14 +86,13 @@ def test_colour_pair_twice_updates_layers_in_place(lightfusion, colour_pair, qtb
     b = viewer.add_image(colour_pair[1], name="pet")
     before = [fingerprint(a), (b.data.tobytes(), b.visible)]
     fuse_now(qtbot, widget)
-    first = {ly.name: ly for ly in viewer.layers}
-    fused = viewer.layers[FUSED]
+    first = list(viewer.layers)
+    fused = role(viewer, "fused")
     assert fused.rgb and fused.data.shape == (64, 64, 3)
     expected = fuse(*colour_pair, "PET-MRI", "auto", a_limits=tuple(a.contrast_limits), b_rgb=True)
     np.testing.assert_allclose(fused.data, expected.fused, atol=1e-6)
     fuse_now(qtbot, widget)
-    assert {ly.name: ly for ly in viewer.layers} == first  # same objects, no "fused [1]"
-    assert len(viewer.layers) == 7
+    assert list(viewer.layers) == first and len(first) == 8  # same objects, no "[1]"
     assert [fingerprint(a), (b.data.tobytes(), b.visible)] == before
 
 
@@ -110,10 +102,10 @@ def test_stack_is_fused_whole(lightfusion, stack_pair, qtbot):
     viewer.add_image(stack_pair[1], name="pet stack", rgb=True)
     fuse_now(qtbot, widget)
     expected = fuse(*stack_pair, "PET-MRI", "auto", a_limits=(0.0, 255.0), b_rgb=True)
-    fused = viewer.layers[FUSED]
+    fused = role(viewer, "fused")
     assert fused.data.shape == (5, 48, 48, 3)
     np.testing.assert_allclose(fused.data, expected.fused, atol=1e-6)
-    assert viewer.layers["pet stack attention"].data.shape == (5, 48, 48)
+    assert role(viewer, "attention:1").data.shape == (5, 48, 48)
 
 
 def test_metric_table_shows_evaluate(lightfusion, colour_pair, qtbot, tmp_path, monkeypatch):
@@ -126,13 +118,14 @@ def test_metric_table_shows_evaluate(lightfusion, colour_pair, qtbot, tmp_path, 
     anat, func = plan.pair.anatomical[0] * 255, plan.pair.functional[0] * 255
     want = {NETWORK: evaluate(plan.run_slice(0).fused * 255, anat, func),
             "max": evaluate(fuse_baseline("max", *colour_pair) * 255, anat, func)}
-    headers = [widget.table.horizontalHeaderItem(c).text() for c in range(widget.table.columnCount())]
+    headers = [widget.table.horizontalHeaderItem(c).toolTip() for c in range(widget.table.columnCount())]
     assert headers == [NETWORK, "max"]
     for c, column in enumerate(headers):
         for r, metric in enumerate(METRICS):
-            shown = widget.table.item(r, c).data(widget_module.Qt.UserRole)
+            shown = widget.table.item(r, c).data(Qt.ItemDataRole.UserRole)
             np.testing.assert_allclose(shown, want[column][metric], rtol=1e-5, atol=1e-6, err_msg=metric)
-    assert widget.table.rowCount() == len(ROWS) and widget.table.item(len(METRICS), 0).data(widget_module.Qt.UserRole) > 0
+    time_cell = widget.table.item(len(METRICS), 0).data(Qt.ItemDataRole.UserRole)
+    assert widget.table.rowCount() == len(ROWS) and time_cell > 0
     widget.copy_btn.click()
     assert widget_module.QApplication.clipboard().text() == to_tsv(widget.table_data)
     target = tmp_path / "metrics.csv"
@@ -142,27 +135,25 @@ def test_metric_table_shows_evaluate(lightfusion, colour_pair, qtbot, tmp_path, 
     assert lines[0] == f"metric,{NETWORK},max" and len(lines) == len(ROWS) + 1
 
 
+def _slow(monkeypatch, seconds=0.3):
+    slow = FusionPlan.run_slice
+    monkeypatch.setattr(FusionPlan, "run_slice", lambda self, i: (time.sleep(seconds), slow(self, i))[1])
+
+
 def test_cancel_mid_stack_leaves_layers_as_they_were(lightfusion, stack_pair, qtbot, monkeypatch):
     viewer, widget = lightfusion
     viewer.add_image(stack_pair[0], name="mri stack")
     viewer.add_image(stack_pair[1], name="pet stack", rgb=True)
     fuse_now(qtbot, widget)
-    fused = viewer.layers[FUSED]
+    fused = role(viewer, "fused")
     kept = fused.data.copy()
-    slow = FusionPlan.run_slice
-
-    def slow_slice(self, index):
-        time.sleep(0.3)
-        return slow(self, index)
-
-    monkeypatch.setattr(FusionPlan, "run_slice", slow_slice)
-    widget.view.setCurrentIndex(4)  # another channel: a different result if it got through
-    widget.fuse_btn.click()
-    with qtbot.waitSignal(widget._worker.yielded, timeout=10_000):
-        pass
+    _slow(monkeypatch)
+    widget.channel.setCurrentIndex(4)  # another channel: a different result if it got through
+    widget.fuse()
+    qtbot.waitUntil(lambda: widget.progress.bar.value() >= 1, timeout=10_000)
     widget.cancel_btn.click()
     wait_idle(qtbot, widget)
-    assert viewer.layers[FUSED] is fused
+    assert role(viewer, "fused") is fused and len(outputs(viewer)) == 6
     np.testing.assert_array_equal(fused.data, kept)
     assert "Cancelled" in widget.status.text()
 
@@ -171,11 +162,9 @@ def test_cancel_before_first_result_adds_no_layer(lightfusion, stack_pair, qtbot
     viewer, widget = lightfusion
     viewer.add_image(stack_pair[0], name="mri stack")
     viewer.add_image(stack_pair[1], name="pet stack", rgb=True)
-    slow = FusionPlan.run_slice
-    monkeypatch.setattr(FusionPlan, "run_slice", lambda self, i: (time.sleep(0.3), slow(self, i))[1])
-    widget.fuse_btn.click()
-    with qtbot.waitSignal(widget._worker.yielded, timeout=10_000):
-        pass
+    _slow(monkeypatch)
+    widget.fuse()
+    qtbot.waitUntil(lambda: widget.progress.bar.value() >= 1, timeout=10_000)
     widget.cancel()
     wait_idle(qtbot, widget)
     assert outputs(viewer) == []
@@ -190,12 +179,13 @@ def test_mismatched_shapes_offer_a_resample(lightfusion, colour_pair, qtbot, not
     assert notes["warning"] and "differ in shape" in notes["warning"][0]
     assert outputs(viewer) == [] and widget.resample_btn.isVisibleTo(widget)
     widget.resample_btn.click()
+    wait_idle(qtbot, widget)
     new = viewer.layers["pet resampled"]
     assert new.rgb and new.data.shape == (64, 64, 3) and new.data.dtype == np.uint8
     assert widget.pair() == (a, new) and fingerprint(b) == before
     assert not widget.resample_btn.isVisibleTo(widget)
     fuse_now(qtbot, widget)
-    assert viewer.layers[FUSED].data.shape == (64, 64, 3)
+    assert role(viewer, "fused").data.shape == (64, 64, 3)
 
 
 def test_different_dimensionality_is_a_clear_error(lightfusion, colour_pair, stack_pair, qtbot, notes):
@@ -208,13 +198,14 @@ def test_different_dimensionality_is_a_clear_error(lightfusion, colour_pair, sta
     assert outputs(viewer) == []
     widget.set_pair(viewer.add_image(colour_pair[1], name="pet"), a)  # still usable
     fuse_now(qtbot, widget)
-    assert FUSED in viewer.layers
+    assert role(viewer, "fused") is not None
 
 
 def test_weight_errors_are_notified_not_raised(lightfusion, colour_pair, qtbot, notes, monkeypatch):
     viewer, widget = lightfusion
     viewer.add_image(colour_pair[0], name="mri")
     viewer.add_image(colour_pair[1], name="pet")
+    wait_idle(qtbot, widget)
 
     def broken(*args, **kwargs):
         raise WeightError("weight file PET-MRI.pt does not match the sha256 in its sidecar")
@@ -225,19 +216,21 @@ def test_weight_errors_are_notified_not_raised(lightfusion, colour_pair, qtbot, 
     assert outputs(viewer) == [] and widget.fuse_btn.isEnabled()
     monkeypatch.undo()
     fuse_now(qtbot, widget)
-    assert FUSED in viewer.layers
+    assert role(viewer, "fused") is not None
 
 
-def test_channel_choice_reaches_the_maps(lightfusion, colour_pair, qtbot):
+def test_channel_choice_reaches_the_maps_without_pressing_fuse(lightfusion, colour_pair, qtbot):
     viewer, widget = lightfusion
     a = viewer.add_image(colour_pair[0], name="mri")
     viewer.add_image(colour_pair[1], name="pet")
-    widget.view.setCurrentText("channel 3")
     fuse_now(qtbot, widget)
+    att = role(viewer, "attention:0")
+    widget.channel.setCurrentText("channel 3")
+    widget.channel.activated.emit(4)  # as a user's pick does
+    wait_idle(qtbot, widget)
     expected = fuse(*colour_pair, "PET-MRI", "auto", channel=3, a_limits=tuple(a.contrast_limits))
-    np.testing.assert_allclose(viewer.layers["mri attention"].data, expected.attention[0], atol=1e-6)
-    widget.overlays.setChecked(False)
-    assert [ly.visible for ly in outputs(viewer)] == [True, False, False, False, False]
+    assert role(viewer, "attention:0") is att  # the same set, updated in place
+    np.testing.assert_allclose(att.data, expected.attention[0], atol=1e-6)
 
 
 def test_live_follows_the_slider_and_contrast(lightfusion, stack_pair, qtbot):
@@ -246,9 +239,9 @@ def test_live_follows_the_slider_and_contrast(lightfusion, stack_pair, qtbot):
     viewer.add_image(stack_pair[1], name="pet stack", rgb=True)
     viewer.dims.set_current_step(0, 1)
     widget.live.setChecked(True)
-    qtbot.waitUntil(lambda: FUSED in viewer.layers and widget.live_slice == 1, timeout=30_000)
+    qtbot.waitUntil(lambda: role(viewer, "fused") is not None and widget.live_slice == 1, timeout=30_000)
     wait_idle(qtbot, widget)
-    fused = viewer.layers[FUSED]
+    fused = role(viewer, "fused")
     assert fused.data.shape == (5, 48, 48, 3)
     plan = plan_fusion(*stack_pair, "PET-MRI", a_limits=(0.0, 255.0), b_rgb=True)
     np.testing.assert_allclose(fused.data[1], plan.run_slice(1).fused, atol=1e-6)
@@ -256,7 +249,7 @@ def test_live_follows_the_slider_and_contrast(lightfusion, stack_pair, qtbot):
     viewer.dims.set_current_step(0, 3)
     qtbot.waitUntil(lambda: widget.live_slice == 3, timeout=30_000)
     wait_idle(qtbot, widget)
-    assert viewer.layers[FUSED] is fused and len(outputs(viewer)) == 5
+    assert role(viewer, "fused") is fused and len(outputs(viewer)) == 6
     np.testing.assert_allclose(fused.data[3], plan.run_slice(3).fused, atol=1e-6)
     a.contrast_limits = (0, 120)  # a contrast change re-fuses the current slice
     replan = plan_fusion(*stack_pair, "PET-MRI", a_limits=(0.0, 120.0), b_rgb=True)
@@ -271,7 +264,7 @@ def test_requests_never_queue_up(lightfusion, colour_pair, qtbot, monkeypatch):
     wait_idle(qtbot, widget)
     started = []
     original = widget._start
-    monkeypatch.setattr(widget, "_start", lambda kind: (started.append(kind), original(kind)))
+    monkeypatch.setattr(widget, "_start", lambda kind, clicked: (started.append(kind), original(kind, clicked)))
     widget.live.setChecked(True)
     for step in range(20):  # a burst of contrast drags
         viewer.layers["mri"].contrast_limits = (0, 255 - step)
@@ -281,20 +274,23 @@ def test_requests_never_queue_up(lightfusion, colour_pair, qtbot, monkeypatch):
     assert 1 <= len(started) <= 2
 
 
-def test_compare_adds_baselines_in_grid(lightfusion, colour_pair, qtbot):
+def test_compare_adds_baselines_in_a_labelled_grid(lightfusion, colour_pair, qtbot):
     viewer, widget = lightfusion
-    viewer.add_image(colour_pair[0], name="mri")
-    viewer.add_image(colour_pair[1], name="pet")
+    mri = viewer.add_image(colour_pair[0], name="mri")
+    pet = viewer.add_image(colour_pair[1], name="pet")
     widget.baseline.setCurrentText("laplacian")
-    widget.compare_btn.click()
+    widget.compare()
     wait_idle(qtbot, widget)
     assert grid_of(viewer).enabled
-    baseline = viewer.layers["laplacian baseline"]
+    baseline = role(viewer, "baseline:laplacian")
+    assert baseline.name == "mri + pet · PET-MRI · laplacian baseline"
     np.testing.assert_allclose(baseline.data, fuse_baseline("laplacian", *colour_pair), atol=1e-5)
-    assert viewer.layers.index(baseline) == viewer.layers.index(FUSED) + 1
-    widget.compare_btn.click()
+    visible = [ly for ly in viewer.layers if ly.visible]
+    assert visible == [mri, pet, role(viewer, "fused"), baseline]  # the tiles, in order
+    assert all(ly.name_overlay.visible for ly in visible)
+    widget.compare()
     wait_idle(qtbot, widget)
-    assert viewer.layers["laplacian baseline"] is baseline and len(viewer.layers) == 8
+    assert role(viewer, "baseline:laplacian") is baseline and len(viewer.layers) == 9
 
 
 def test_save_screenshot_writes_a_picture(make_napari_viewer, colour_pair, qtbot, tmp_path, monkeypatch):
@@ -310,16 +306,6 @@ def test_save_screenshot_writes_a_picture(make_napari_viewer, colour_pair, qtbot
     monkeypatch.setattr(widget_module.QFileDialog, "getSaveFileName", lambda *a, **k: (str(target), ""))
     widget.shot_btn.click()
     assert imread(target)[..., :3].std() > 0
-
-
-def test_make_screenshot_for_the_readme(tmp_path):
-    from skimage.io import imread
-
-    from napari_lightfusion.research.screenshot import make_screenshot
-
-    out = make_screenshot(tmp_path / "readme.png")
-    image = imread(out)
-    assert image.shape[0] > 600 and image.shape[1] > 1000 and image[..., :3].std() > 10
 
 
 def test_view_command_opens_the_sample_with_the_widget_docked(make_napari_viewer, monkeypatch):

@@ -11,7 +11,6 @@ from qtpy.QtCore import QThreadPool
 
 from napari_lightfusion._qt import widget as widget_module
 from napari_lightfusion.fusion import FusionPlan
-from napari_lightfusion._qt.layer_io import FUSED
 
 
 
@@ -42,9 +41,8 @@ def test_deleting_an_input_mid_run_leaves_no_stale_layer(lightfusion, stack_pair
     viewer, widget = lightfusion
     viewer.add_image(stack_pair[0], name="mri stack")
     viewer.add_image(stack_pair[1], name="pet stack", rgb=True)
-    widget.fuse_btn.click()
-    with qtbot.waitSignal(widget._worker.yielded, timeout=10_000):
-        pass
+    widget.fuse()
+    qtbot.waitUntil(lambda: widget.progress.bar.value() >= 1, timeout=10_000)
     viewer.layers.remove("pet stack")
     wait_idle(qtbot, widget)
     assert outputs(viewer) == []  # the result belonged to a pair that no longer exists
@@ -52,23 +50,24 @@ def test_deleting_an_input_mid_run_leaves_no_stale_layer(lightfusion, stack_pair
     assert not errors
     viewer.add_image(stack_pair[1], name="pet again", rgb=True)  # still usable
     widget.set_pair(viewer.layers["mri stack"], viewer.layers["pet again"])
-    widget.fuse_btn.click()
+    widget.fuse()
     wait_idle(qtbot, widget)
-    assert FUSED in viewer.layers
+    assert len(outputs(viewer)) == 6
 
 
 def test_hammering_fuse_runs_at_most_one_job_and_one_waiting(lightfusion, colour_pair, qtbot, monkeypatch, errors):
     viewer, widget = lightfusion
     viewer.add_image(colour_pair[0], name="mri")
     viewer.add_image(colour_pair[1], name="pet")
+    wait_idle(qtbot, widget)
     started = []
     original = widget._start
-    monkeypatch.setattr(widget, "_start", lambda kind: (started.append(kind), original(kind)))
+    monkeypatch.setattr(widget, "_start", lambda kind, clicked: (started.append(kind), original(kind, clicked)))
     for _ in range(30):
-        widget.fuse_btn.click()
+        widget.fuse()  # from a script: the button is disabled while a job runs
     wait_idle(qtbot, widget)
     assert len(started) == 2 and not errors
-    assert len(outputs(viewer)) == 5  # fused, 2 surprise, 2 attention: no pile-up
+    assert len(outputs(viewer)) == 6  # fused, backdrop, 2 surprise, 2 attention: no pile-up
 
 
 @pytest.mark.parametrize("close", ["viewer", "dock"])
@@ -78,9 +77,9 @@ def test_closing_mid_run_stops_the_worker(make_napari_viewer, stack_pair, qtbot,
     viewer.window.add_dock_widget(widget, name="LightFusion")
     viewer.add_image(stack_pair[0], name="mri stack")
     viewer.add_image(stack_pair[1], name="pet stack", rgb=True)
-    widget.fuse_btn.click()
-    with qtbot.waitSignal(widget._worker.yielded, timeout=10_000):
-        pass
+    wait_idle(qtbot, widget)  # the network's warm-up
+    widget.fuse()
+    qtbot.waitUntil(lambda: widget.progress.bar.value() >= 1, timeout=10_000)
     assert _workers_alive() == 1
     if close == "viewer":
         viewer.close()
@@ -107,10 +106,11 @@ def test_our_gui_thread_slots_never_block_for_100_ms(lightfusion, stack_pair, qt
     viewer, widget = lightfusion
     viewer.add_image(stack_pair[0], name="mri stack")
     viewer.add_image(stack_pair[1], name="pet stack", rgb=True)
-    widget.fuse_btn.click()
+    widget.fuse()
     wait_idle(qtbot, widget)
     calls = []
-    for name in ("_submit", "_start", "_on_partial", "_on_outcome", "_on_finished", "request_live"):
+    for name in ("_submit", "_start", "_on_yielded", "_on_outcome", "_on_finished", "request_live",
+                 "_on_map_choice"):
         original = getattr(widget, name)
 
         def timed(*args, _original=original, _name=name):
@@ -122,13 +122,14 @@ def test_our_gui_thread_slots_never_block_for_100_ms(lightfusion, stack_pair, qt
 
         monkeypatch.setattr(widget, name, timed)
     widget.live.setChecked(True)
-    widget.fuse_btn.click()
+    widget.fuse()
     for z in range(stack_pair[0].shape[0]):
         viewer.dims.set_current_step(0, z)
+        widget.show_map.setCurrentIndex(z % len(widget_module.MAP_TEXT))
         qtbot.wait(150)
     wait_idle(qtbot, widget)
     names = {name for name, _, _ in calls}
-    assert {"_on_partial", "_on_outcome", "_start"} <= names
+    assert {"_on_yielded", "_on_outcome", "_start", "_on_map_choice"} <= names
     worst_cpu = max(calls, key=lambda c: c[1])
     worst_wall = max(calls, key=lambda c: c[2])
     assert worst_cpu[1] < 0.1, f"{worst_cpu[0]} took {worst_cpu[1] * 1000:.0f} ms of GUI-thread CPU"

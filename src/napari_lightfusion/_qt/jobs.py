@@ -100,6 +100,7 @@ class Request:
     metric_index: int = 0
     baselines: tuple[str, ...] = ("average",)
     compare: bool = False
+    balance: float | None = None
     context: dict = field(default_factory=dict)  # GUI-side bookkeeping, unused here
 
 
@@ -129,22 +130,42 @@ class PlanCache:
 
     def get(self, request: Request) -> FusionPlan:
         """The plan for ``request``, made (and kept) when its key changed."""
-        key = (*request.key, request.preset, request.device, request.channel)
+        key = (*request.key, request.preset, request.device, request.channel, request.balance)
         with self._lock:
             if self._key != key:
                 self._plan, self._key = None, None
+                extra = {} if request.balance is None else {"balance": request.balance}
                 self._plan = plan_fusion(
-                    preset=request.preset, device=request.device, channel=request.channel, **request.inputs
+                    preset=request.preset, device=request.device, channel=request.channel, **request.inputs, **extra
                 )
                 self._key = key
             return self._plan
 
 
-def run_request(request: Request, cache: PlanCache) -> Generator[int, None, Outcome]:
+def warm_up(preset: str, device: str) -> None:
+    """Load the preset's network and build its inference session, so that the first Fuse is fast.
+
+    Runs in a worker when the widget opens. Failures are left for the
+    first real fusion to report (with its inputs, in one line).
+    """
+    from .. import engine, fastpath
+    from ..weights import model_for
+
+    try:
+        model = model_for(preset)
+        target = engine.resolve_device(device)
+        if engine.select_backend(target) == "onnx":
+            fastpath.session_for(model, None)
+    except Exception:  # noqa: BLE001, S110 - reported by the fusion that needs it
+        pass
+
+
+def run_request(request: Request, cache: PlanCache) -> Generator[int | Outcome, None, Outcome]:
     """Run a job; yields the slice number after each slice, returns an :class:`Outcome`.
 
-    A Live job (``request.index`` on a stack) yields the :class:`Outcome`
-    itself, without its metric table, once the slice is fused.
+    Once everything is fused, the job yields the :class:`Outcome` itself,
+    without its metric table, so that the layers appear before the metrics
+    are computed (a Live job on a stack fuses one slice only).
 
     Cancelling between yields (``worker.quit()``) drops everything: the
     caller writes layers only from the returned outcome.
@@ -164,6 +185,7 @@ def run_request(request: Request, cache: PlanCache) -> Generator[int, None, Outc
                 results.append(plan.run_slice(i))
                 yield i
             out.result = plan.join(results)
+            yield out  # the layers can be written now; the metrics follow
             current = results[min(max(request.metric_index, 0), len(plan) - 1)]
         metric_index = out.index if out.index is not None else min(max(request.metric_index, 0), len(plan) - 1)
         out.table = metric_rows(current, plan, metric_index, request.baselines)

@@ -1,23 +1,21 @@
-"""The napari-layer side of the widget: reading inputs, writing outputs, resampling.
+"""The napari-layer side of the widget's inputs: picking, checking, reading, resampling.
 
 No Qt here. Functions take napari layers (or, for the pure ones, numpy
-arrays) and never modify an input layer: outputs always go to layers of
-their own, marked with ``metadata["lightfusion"]`` so that the widget's
-pickers can leave them out.
+arrays) and never modify an input layer. Output layers (see
+:mod:`napari_lightfusion._qt.outputs`) are marked with
+``metadata["lightfusion"]`` so that the pickers can leave them out.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 from napari.layers import Image
 from skimage.transform import resize
 
-#: Name of the fused output layer.
-FUSED = "LightFusion fused"
 #: Key in ``layer.metadata`` that marks a layer this plugin wrote.
 MARK = "lightfusion"
-#: Colour maps of the per-input maps.
-MAP_COLORMAPS = {"surprise": "magma", "attention": "viridis"}
 #: Spatial properties copied from the first input to every output layer.
 SPATIAL = ("scale", "translate", "rotate", "shear", "units", "axis_labels")
 
@@ -66,6 +64,22 @@ def guess_preset(anatomical, functional) -> str:
     if any(ly is not None and is_colour(ly) for ly in (anatomical, functional)):
         return "PET-MRI"
     return "CT-MRI"
+
+
+def display_name(layer) -> str:
+    """The name that says which image a layer is, for naming results.
+
+    A layer opened from a file and still named after it (``"23"``,
+    ``"23 [1]"``) is called by its folder and file stem (``"MRI 23"``), so
+    that two files named ``23.png`` give two different names; otherwise
+    the layer's own name.
+    """
+    path = getattr(getattr(layer, "source", None), "path", None)
+    if path:
+        path = Path(str(path))
+        if layer.name.split(" [")[0] == path.stem and path.parent.name:
+            return f"{path.parent.name} {path.stem}"
+    return layer.name
 
 
 def spatial_shape(layer) -> tuple[int, ...]:
@@ -154,110 +168,7 @@ def add_resampled(viewer, target, layer):
     return viewer.add_image(data, **kwargs)
 
 
-def find_output(viewer, role: str):
-    """The layer this plugin wrote for ``role`` (e.g. "fused", "attention:0"), or None."""
-    for layer in viewer.layers:
-        if getattr(layer, "metadata", {}).get(MARK) == role:
-            return layer
-    return None
-
-
-def upsert_image(viewer, role: str, name: str, data: np.ndarray, like, rgb: bool = False, **kwargs):
-    """Show ``data`` as the output ``role``: update its layer in place, or add one.
-
-    Outputs are found by their metadata mark, not their name, so re-running
-    never piles up "fused [1]" layers. A layer whose colour-ness or
-    dimensionality no longer fits is replaced (napari cannot change ``rgb``
-    of a layer). New layers copy ``like``'s spatial metadata.
-    """
-    layer = find_output(viewer, role)
-    if layer is not None:
-        if is_colour(layer) == rgb and layer.data.ndim == data.ndim:
-            layer.data = data
-            layer.name = name
-            if not rgb and "contrast_limits" in kwargs:
-                layer.contrast_limits = kwargs["contrast_limits"]
-            return layer
-        viewer.layers.remove(layer)
-    return viewer.add_image(data, name=name, rgb=rgb, metadata={MARK: role},
-                            **spatial_kwargs(like), **kwargs)
-
-
 def grid_of(viewer):
     """The viewer's grid settings (``viewer.canvas.grid`` from napari 0.9, ``viewer.grid`` before)."""
     canvas = getattr(viewer, "canvas", None)
     return canvas.grid if canvas is not None and hasattr(canvas, "grid") else viewer.grid
-
-
-def order_for_grid(viewer, roles: list[str]) -> None:
-    """Put the layers of ``roles`` just above the fused layer, so grid mode shows them next to it."""
-    fused = find_output(viewer, "fused")
-    if fused is None:
-        return
-    for offset, role in enumerate(roles, start=1):
-        layer = find_output(viewer, role)
-        if layer is not None:
-            # napari's move lands at ``dest`` going down the list, at ``dest - 1`` going up
-            src, dest = viewer.layers.index(layer), viewer.layers.index(fused) + offset
-            if src != dest:
-                viewer.layers.move(src, dest)
-
-
-def write_slice(layer, index: int, data: np.ndarray, limits: tuple[float, float] | None = None) -> None:
-    """Write one complete slice into an already complete stack layer and redraw it."""
-    layer.data[index] = data
-    if limits is not None:
-        layer.contrast_limits = limits
-    layer.refresh()
-
-
-def map_outputs(a_name: str, b_name: str, with_surprise: bool = True) -> list[tuple[str, str, str, int]]:
-    """``(role, layer name, kind, stream)`` of the overlay layers of an input pair."""
-    kinds = ("surprise", "attention") if with_surprise else ("attention",)
-    return [(f"{k}:{i}", f"{n} {k}", k, i) for k in kinds for i, n in enumerate((a_name, b_name))]
-
-
-def output_specs(result, names: tuple[str, str], compare: dict, overlays_visible: bool) -> list:
-    """``(role, layer name, data, style)`` of every output layer of a fusion result.
-
-    The fused image (grey colour map, limits 0..1), the surprise and
-    attention map of each input (``"<input name> surprise"``, magma /
-    viridis, half opacity, additive over the fused image) and the
-    baselines' results of a comparison (``"<method> baseline"``).
-    """
-    fused_style = dict(colormap="gray", contrast_limits=(0.0, 1.0))
-    specs = [("fused", FUSED, result.fused, fused_style)]
-    for role, name, kind, stream in map_outputs(*names, result.surprise is not None):
-        data = getattr(result, kind)[stream]
-        style = dict(colormap=MAP_COLORMAPS[kind], opacity=0.5, blending="additive",
-                     visible=overlays_visible, contrast_limits=map_limits(data))
-        specs.append((role, name, data, style))
-    for method, data in compare.items():
-        specs.append((f"baseline:{method}", f"{method} baseline", data, fused_style))
-    return specs
-
-
-def show_outputs(viewer, specs: list, like, grey_ndim: int, index: int | None = None, slices: int = 1) -> None:
-    """Write output ``specs`` to the viewer; data with more than ``grey_ndim`` axes is RGB.
-
-    ``index=None``: each spec is the whole result and replaces its layer's
-    data (or adds the layer). Otherwise each spec is slice ``index`` of a
-    stack of ``slices``: it is written into a full-size layer, allocated
-    (zeros) once, so the user can scroll through what Live has fused.
-    """
-    for role, name, data, style in specs:
-        rgb = data.ndim > grey_ndim
-        if index is None:
-            upsert_image(viewer, role, name, data, like, rgb=rgb, **style)
-            continue
-        full = (slices, *data.shape)
-        layer = find_output(viewer, role)
-        if layer is None or layer.data.shape != full:
-            layer = upsert_image(viewer, role, name, np.zeros(full, np.float32), like, rgb=rgb, **style)
-        write_slice(layer, index, data, None if rgb else style["contrast_limits"])
-
-
-def map_limits(maps: np.ndarray) -> tuple[float, float]:
-    """Contrast limits for a map: its 1st to 99.5th percentile (never empty)."""
-    lo, hi = np.percentile(maps, [1.0, 99.5]) if maps.size else (0.0, 1.0)
-    return float(lo), float(hi if hi > lo else lo + 1e-6)

@@ -1,43 +1,62 @@
 """The LightFusion dock widget: Qt adaptation only.
 
-Layer handling lives in :mod:`napari_lightfusion._qt.layer_io`, the computation
-(fusion jobs, metrics, baselines) in :mod:`napari_lightfusion._qt.jobs`.
-The network never runs on the GUI thread: every job runs in a napari
-``thread_worker``; at most one job runs and one waits (the newest request
-replaces the waiting one), Live requests are debounced by a single-shot
-timer, and layers are written only from a finished job's outcome.
+Inputs are picked in :mod:`~napari_lightfusion._qt.pickers`, output layers
+are named and tracked in :mod:`~napari_lightfusion._qt.outputs`, the metric
+table lives in :mod:`~napari_lightfusion._qt.table`, the comparison grid
+and figure in :mod:`~napari_lightfusion._qt.compare`, and the computation
+in :mod:`~napari_lightfusion._qt.jobs`. The network never runs on the GUI
+thread: every job runs in a napari worker; at most one job runs and one
+waits (the newest request replaces the waiting one), Live requests are
+debounced by a single-shot timer, and layers are written only from a job's
+outcome.
+
+Scripting (e.g. from napari's console): :meth:`LightFusionWidget.set_pair`,
+:meth:`~LightFusionWidget.fuse`, :meth:`~LightFusionWidget.compare`,
+:attr:`~LightFusionWidget.busy` and the :attr:`~LightFusionWidget.results_written`
+signal, emitted with ``{role: layer}`` whenever a job's layers are written.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtCore import Qt, QTimer
+from qtpy.QtCore import QTimer, Signal
 from qtpy.QtWidgets import (
-    QApplication, QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout,
-    QHeaderView, QLabel, QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
+    QApplication, QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
+    QPushButton, QVBoxLayout, QWidget,
 )
 
+from . import compare as C
 from . import layer_io as L
+from . import outputs as O
 from ..baselines import BASELINES
 from ..engine import available_devices
 from ..model import ModelConfig
-from .jobs import ROWS, Outcome, PlanCache, Request, run_request
-from .table_text import format_value, to_csv, to_tsv
 from ..weights import PRESETS
+from .jobs import Outcome, PlanCache, Request, run_request, warm_up
+from .table_text import to_csv, to_tsv
+from .pickers import PairPicker
+from .progress import JobProgress
+from .table import MetricTable
 
 #: Debounce of Live requests (slider moves, contrast drags), milliseconds.
 DEBOUNCE_MS = 100
 ALL_BASELINES = "all baselines"
+#: Text of each "Show map" choice, in the order of :data:`outputs.MAP_CHOICES`.
+MAP_TEXT = ("none: the fused image", "surprise of anatomical", "surprise of functional",
+            "attention of anatomical", "attention of functional")
 
 
-def _combo(items, data=None) -> QComboBox:
+def _combo(items, data=None, tips=None) -> QComboBox:
     box = QComboBox()
     for i, text in enumerate(items):
         box.addItem(text, None if data is None else data[i])
+        if tips is not None:
+            box.setItemData(i, tips[i], 3)  # Qt.ToolTipRole
     return box
 
 
@@ -58,70 +77,71 @@ def _abandon(life: SimpleNamespace) -> None:
 class LightFusionWidget(QWidget):
     """Fuse two image layers with LightFusionNet and show why (maps, metrics)."""
 
+    #: Emitted with ``{role: layer}`` (roles "fused", "surprise:0", ..., "baseline:<name>")
+    #: whenever a job has written its layers.
+    results_written = Signal(dict)
+
     def __init__(self, napari_viewer):
         super().__init__()
         self.setMinimumWidth(360)
         self.viewer = napari_viewer
         self._worker = None
+        self._kind = None  # kind of the running job
         self._job_layers = ()  # the input layers of the running job
         # Plain-Python state the worker's signals and the destroyed signal share: once
         # the widget is gone (its dock or the viewer closed) no slot of it may run.
         self._life = SimpleNamespace(closed=False, worker=None)
         self.destroyed.connect(lambda *_, life=self._life: _abandon(life))
-        self._pending = None  # kind of the newest waiting request: "full", "live" or "compare"
+        self._pending = None  # (kind, clicked) of the newest waiting request
+        self._cancel_reason = None
+        self._last_note = None
         self._cache = PlanCache()
         self._version = 0  # bumped whenever an input's data or contrast changes
         self._watched = ()
-        self._last_pair = None
-        self._auto_pick = self._auto_preset = True
+        self._auto_preset = True
         self._live_index = None
-        self.table_data: dict = {}
+        self._result = None  # (set key, {role: layer}, inputs) of the last written result
         self._timer = QTimer(self, singleShot=True, interval=DEBOUNCE_MS)
         self._timer.timeout.connect(lambda: self._submit("live"))
         self._build_ui()
-        events = self.viewer.layers.events
-        for ev in (events.inserted, events.removed, events.moved):
-            ev.connect(self._on_layers_changed)
-        for layer in self.viewer.layers:
-            layer.events.name.connect(self._refresh_choices)
+        self.pickers.changed.connect(self._on_pair_changed)
+        self.viewer.layers.events.removed.connect(self._on_layer_removed)
         self.viewer.dims.events.current_step.connect(self._on_step)
-        self._refresh_choices()
+        self._on_pair_changed()
+        self._submit("warm")
 
     # ------------------------------------------------------------------ UI
     def _build_ui(self):
-        self.anatomical, self.functional = QComboBox(), QComboBox()
+        self.pickers = PairPicker(self.viewer)
         self.resample_btn = QPushButton("Resample functional onto anatomical grid")
         self.resample_btn.setVisible(False)
         self.preset = _combo(PRESETS)
         self.device = _combo(["auto", *available_devices()])
+        self.show_map = _combo(MAP_TEXT, list(O.MAP_CHOICES),
+                               ["the fused image, no map"] + [O.MAP_MEANING[c.kind] for c in O.MAP_CHOICES[1:]])
         width = ModelConfig().width
-        self.view = _combo(["mean over channels"] + [f"channel {k}" for k in range(width)],
-                           [None, *range(width)])
+        self.channel = _combo(["mean over channels"] + [f"channel {k}" for k in range(width)],
+                              [None, *range(width)])
         self.baseline = _combo([*BASELINES, ALL_BASELINES])
         self.fuse_btn, self.cancel_btn = QPushButton("Fuse"), QPushButton("Cancel")
         self.cancel_btn.setEnabled(False)
         self.live = QCheckBox("Live (follow slice and contrast)")
-        self.overlays = QCheckBox("Show surprise/attention overlays")
-        self.overlays.setChecked(True)
-        self.compare_btn, self.shot_btn = QPushButton("Compare"), QPushButton("Save screenshot")
+        self.compare_btn, self.figure_btn = QPushButton("Compare"), QPushButton("Export figure…")
+        self.figure_btn.setEnabled(False)
+        self.shot_btn = QPushButton("Save screenshot…")
+        self.progress = JobProgress()
         self.status = QLabel("Pick two registered images and press Fuse.")
         self.status.setWordWrap(True)
-        self.table = QTableWidget(len(ROWS), 1)
-        self.table.setVerticalHeaderLabels(list(ROWS))
-        self.table.setEditTriggers(QTableWidget.NoEditTriggers)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
-        self.table.horizontalHeader().setStretchLastSection(True)
-        self.table.verticalHeader().setDefaultSectionSize(22)
-        self.table.setMinimumHeight(22 * len(ROWS) + 30)
-        self.copy_btn, self.csv_btn = QPushButton("Copy"), QPushButton("Export CSV")
+        self.table = MetricTable()
+        self.copy_btn, self.csv_btn = QPushButton("Copy"), QPushButton("Export CSV…")
 
         form = QFormLayout()
-        form.addRow("Anatomical", self.anatomical)
-        form.addRow("Functional", self.functional)
+        form.addRow(self.pickers)
         form.addRow(self.resample_btn)
         form.addRow("Preset", self.preset)
         form.addRow("Device", self.device)
-        form.addRow("Maps show", self.view)
+        form.addRow("Show map", self.show_map)
+        form.addRow("Map channel", self.channel)
         form.addRow("Baseline", self.baseline)
         metrics = QGroupBox("Metrics (current slice)")
         box = QVBoxLayout(metrics)
@@ -131,35 +151,36 @@ class LightFusionWidget(QWidget):
         layout.addLayout(form)
         layout.addLayout(_row(self.fuse_btn, self.cancel_btn))
         layout.addWidget(self.live)
-        layout.addWidget(self.overlays)
-        layout.addLayout(_row(self.compare_btn, self.shot_btn))
+        layout.addWidget(self.progress)
         layout.addWidget(self.status)
+        layout.addLayout(_row(self.compare_btn, self.figure_btn))
         layout.addWidget(metrics)
+        layout.addWidget(self.shot_btn)
         layout.addStretch(1)
 
         tips = {
-            self.anatomical: "Grey structural image (MRI, CT); fused as its contrast limits show it",
-            self.functional: "Functional image (PET/SPECT, usually colour); its colour is kept",
             self.preset: "Network weights; guessed from the inputs, choose to override",
-            self.view: "Attention/surprise maps: mean over the network's channels, or one channel",
+            self.show_map: "Show one surprise or attention map (with its colour bar) over the grey anatomical image",
+            self.channel: "Maps: mean over the network's channels, or one channel (re-runs the network)",
             self.baseline: "Classical method(s) in the metric table and in Compare",
             self.live: "Re-fuse the current slice when the slider, an input's data or contrast changes",
-            self.compare_btn: "Fuse, add the baseline result(s) and show everything side by side",
-            self.cancel_btn: "Stop a running stack between slices; no layer is half-written",
+            self.compare_btn: "Fuse, add the baseline result(s) and show everything side by side, labelled",
+            self.figure_btn: "Save one PNG of the labelled tiles with the metric table beneath",
+            self.cancel_btn: "Stop a running job between slices; no layer is half-written",
         }
         for widget, tip in tips.items():
             widget.setToolTip(tip)
-        self.anatomical.activated.connect(self._on_user_pick)
-        self.functional.activated.connect(self._on_user_pick)
         self.preset.activated.connect(self._on_user_preset)
-        for box_ in (self.device, self.view, self.baseline):
-            box_.activated.connect(lambda *_: self.request_live())
+        self.device.activated.connect(lambda *_: self.request_live())
+        self.baseline.activated.connect(lambda *_: self.request_live())
+        self.show_map.currentIndexChanged.connect(lambda *_: self._on_map_choice())
+        self.channel.activated.connect(self._on_channel)
         self.resample_btn.clicked.connect(self.resample)
-        self.fuse_btn.clicked.connect(lambda: self._submit("full"))
+        self.fuse_btn.clicked.connect(self.fuse)
         self.cancel_btn.clicked.connect(self.cancel)
         self.live.toggled.connect(lambda on: self.request_live() if on else None)
-        self.overlays.toggled.connect(self._show_overlays)
         self.compare_btn.clicked.connect(self.compare)
+        self.figure_btn.clicked.connect(self._on_export_figure)
         self.shot_btn.clicked.connect(self._on_save_screenshot)
         self.copy_btn.clicked.connect(self.copy_table)
         self.csv_btn.clicked.connect(self._on_export_csv)
@@ -167,52 +188,30 @@ class LightFusionWidget(QWidget):
     # ------------------------------------------------------------- pickers
     def pair(self):
         """The (anatomical, functional) layers currently picked (None where empty)."""
-        return tuple(self._choices[c.currentIndex()] if c.currentIndex() >= 0 else None
-                     for c in (self.anatomical, self.functional))
+        return self.pickers.pair()
 
     def set_pair(self, anatomical, functional):
-        """Pick two layers (as a user would in the combo boxes)."""
-        self.anatomical.setCurrentIndex(self._choices.index(anatomical))
-        self.functional.setCurrentIndex(self._choices.index(functional))
-        self._on_user_pick()
+        """Pick the two layers to fuse (as a user would in the pickers)."""
+        self.pickers.set_pair(anatomical, functional)
 
-    def _on_layers_changed(self, event=None):
-        if event is not None and event.type in ("inserted", "removed"):
-            method = "connect" if event.type == "inserted" else "disconnect"
-            getattr(event.value.events.name, method)(self._refresh_choices)
-            if event.type == "removed" and any(event.value is ly for ly in self._job_layers):
-                self.cancel()
-                self.status.setText(f"'{event.value.name}' was removed; the fusion was cancelled.")
-        self._refresh_choices()
+    def _notify(self, show, message: str) -> None:
+        """A napari notification, once: the same message twice in a row is shown once."""
+        if message != self._last_note:
+            self._last_note = message
+            show(f"LightFusion: {message}")
 
-    def _refresh_choices(self, event=None):
-        """Follow layers being added, renamed and removed; keep or default the picks."""
-        picked = list(self.pair()) if hasattr(self, "_choices") else [None, None]
-        self._choices = L.image_layers(self.viewer.layers)
-        if self._auto_pick or any(p not in self._choices for p in picked):
-            picked = list(L.default_pair(self.viewer.layers))
-        for combo, layer in zip((self.anatomical, self.functional), picked):
-            combo.blockSignals(True)
-            combo.clear()
-            combo.addItems([ly.name for ly in self._choices])
-            combo.setCurrentIndex(self._choices.index(layer) if layer in self._choices else -1)
-            combo.blockSignals(False)
-        self._on_pair_changed()
-
-    def _on_user_pick(self, *_):
-        self._auto_pick = False
-        self._on_pair_changed()
+    def _on_layer_removed(self, event):
+        if any(event.value is ly for ly in self._job_layers):
+            self.cancel(f"'{event.value.name}' was removed; the fusion was cancelled and no layer was changed.")
 
     def _on_user_preset(self, *_):
         self._auto_preset = False
+        self._stale()
         self.request_live()
 
     def _on_pair_changed(self):
-        """Watch the picked layers' data and contrast; guess the preset; check shapes."""
+        """Watch the picked layers' data and contrast; guess the preset; check the shapes."""
         a, b = self.pair()
-        if (a, b) == self._last_pair:
-            return
-        self._last_pair = (a, b)
         for layer in self._watched:
             layer.events.data.disconnect(self._on_input_changed)
             layer.events.contrast_limits.disconnect(self._on_input_changed)
@@ -222,14 +221,22 @@ class LightFusionWidget(QWidget):
             layer.events.contrast_limits.connect(self._on_input_changed)
         if self._auto_preset:
             self.preset.setCurrentText(L.guess_preset(a, b))
-        problem = L.check_pair(a, b) if a is not None and b is not None else None
+        problem = L.check_pair(a, b) if a is not None and b is not None and a is not b else None
         self.resample_btn.setVisible(problem is not None and problem[0] == "shape")
-        if problem:
-            self.status.setText(problem[1])
+        self._last_note = None
+        self._stale(problem[1] if problem else None)
         self._on_input_changed()
+
+    def _stale(self, message: str | None = None) -> None:
+        """The inputs or settings changed: clear the metrics and say what to do next."""
+        if self._cancel_reason is None:
+            self.table.show_table({})
+            self.status.setText(message or "Inputs or settings changed: press Fuse.")
 
     def _on_input_changed(self, event=None):
         self._version += 1
+        if event is not None:
+            self._stale()
         self.request_live()
 
     def _on_step(self, event=None):
@@ -242,12 +249,28 @@ class LightFusionWidget(QWidget):
         """Add the functional layer resampled onto the anatomical grid, and pick it."""
         a, b = self.pair()
         if a is None or b is None or len(L.spatial_shape(a)) != len(L.spatial_shape(b)):
-            show_error("LightFusion: resampling needs two layers of the same dimensionality")
+            self._notify(show_error, "resampling needs two layers of the same dimensionality")
             return None
         new = L.add_resampled(self.viewer, a, b)
         self.set_pair(a, new)
         show_info(f"LightFusion: added '{new.name}' on the grid of '{a.name}'; '{b.name}' is unchanged")
         return new
+
+    # ---------------------------------------------------------- map display
+    def map_choice(self) -> O.MapChoice | None:
+        """The map "Show map" picks (None: the fused image)."""
+        return self.show_map.currentData()
+
+    def _on_map_choice(self, *_):
+        choice = self.map_choice()
+        self.show_map.setToolTip(O.MAP_MEANING[choice.kind] if choice else "the fused image, no map")
+        if self._result is not None:
+            O.show_map(self._result[1], choice)
+
+    def _on_channel(self, *_):
+        if self._result is not None:  # the maps are per channel: the last result is made again
+            self._submit(self._result[2])
+        self.request_live()
 
     # ---------------------------------------------------------------- jobs
     def request_live(self):
@@ -260,8 +283,9 @@ class LightFusionWidget(QWidget):
         """The stack slice the output layers last received in Live mode (None after a whole fusion)."""
         return self._live_index
 
+    @property
     def busy(self) -> bool:
-        """Whether a job is running, waiting, or about to be requested (debounce)."""
+        """Whether a job is running, waiting, or about to be requested (Live debounce)."""
         return self._worker is not None or self._pending is not None or self._timer.isActive()
 
     def fuse(self):
@@ -269,15 +293,16 @@ class LightFusionWidget(QWidget):
         self._submit("full")
 
     def compare(self):
-        """Fuse, add the chosen baselines' results and show all side by side (grid)."""
+        """Fuse, add the chosen baselines' results and show all side by side, labelled."""
         self._submit("compare")
 
     def _submit(self, kind: str):
+        clicked = time.perf_counter()
         if self._worker is not None:  # one running, one waiting: the newest wins
-            if not (kind == "live" and self._pending in ("full", "compare")):
-                self._pending = kind
+            if not (kind == "live" and self._pending and self._pending[0] in ("full", "compare")):
+                self._pending = (kind, clicked)
             return
-        self._start(kind)
+        self._start(kind, clicked)
 
     def _baselines(self) -> tuple[str, ...]:
         text = self.baseline.currentText()
@@ -286,115 +311,156 @@ class LightFusionWidget(QWidget):
     def _make_request(self, kind: str) -> Request | None:
         a, b = self.pair()
         if a is None or b is None or a is b:
-            show_warning("LightFusion: pick two different image layers to fuse")
+            if kind != "live":
+                self._notify(show_warning, "pick two different image layers to fuse")
             return None
         problem = L.check_pair(a, b)
         if problem:
             self.resample_btn.setVisible(problem[0] == "shape")
             self.status.setText(problem[1])
             if kind != "live":  # Live shows it in the status line, without a pile of toasts
-                (show_error if problem[0] == "dims" else show_warning)(f"LightFusion: {problem[1]}")
+                self._notify(show_error if problem[0] == "dims" else show_warning, problem[1])
             return None
         inputs = L.fusion_inputs(a, b)
         stacked = len(L.spatial_shape(a)) == 3
         index = L.data_index(a, self.viewer.dims.point) if stacked else 0
         key = (id(a), id(b), id(inputs["a"]), id(inputs["b"]), self._version,
                inputs["a_limits"], inputs["b_limits"], inputs["a_rgb"], inputs["b_rgb"])
+        preset = self.preset.currentText()
+        names = (L.display_name(a), L.display_name(b))
         return Request(
-            inputs, self.preset.currentText(), self.device.currentText(), self.view.currentData(), key,
+            inputs, preset, self.device.currentText(), self.channel.currentData(), key,
             index=index if kind == "live" else None, metric_index=index,
             baselines=self._baselines(), compare=kind == "compare",
-            context={"like": a, "names": (a.name, b.name)},
+            context={"like": a, "inputs": (a, b), "names": names, "kind": kind,
+                     "set": (str(a.unique_id), str(b.unique_id), preset, None),
+                     "label": O.set_label(*names, preset)},
         )
 
-    def _start(self, kind: str):
-        request = self._make_request(kind)
-        if request is None:
-            return
-        slices = 1 if request.index is not None or len(L.spatial_shape(request.context["like"])) == 2 \
-            else request.context["like"].data.shape[0]
-        progress = {"total": slices, "desc": "LightFusion"} if slices > 1 else None
-        worker = create_worker(run_request, request, self._cache, _progress=progress)
-        life = self._life
-        worker.yielded.connect(lambda value: None if life.closed else self._on_partial(value))
-        worker.returned.connect(lambda outcome: None if life.closed else self._on_outcome(outcome))
-        worker.aborted.connect(lambda: None if life.closed else self.status.setText("Cancelled; no layer was changed."))
-        worker.finished.connect(lambda: None if life.closed else self._on_finished())
-        self._worker = life.worker = worker
-        self._job_layers = self.pair()
-        self.cancel_btn.setEnabled(True)
-        what = f"slice {request.index}" if request.index is not None else f"{slices} slice(s)"
-        self.status.setText(f"Fusing {what} ...")
+    def _start(self, kind: str, clicked: float):
+        if kind == "warm":
+            worker = create_worker(warm_up, self.preset.currentText(), self.device.currentText())
+            self.status.setText("Loading the network ...")
+        else:
+            request = self._make_request(kind)
+            if request is None:
+                return
+            request.context["clicked"] = clicked
+            like = request.context["like"]
+            slices = 1 if request.index is not None or len(L.spatial_shape(like)) == 2 else like.data.shape[0]
+            worker = create_worker(run_request, request, self._cache)
+            worker.yielded.connect(self._guard(self._on_yielded))
+            worker.aborted.connect(self._guard(self._on_aborted))
+            what = f"slice {request.index}" if request.index is not None else (
+                f"{slices} slices" if slices > 1 else "the image")
+            self.progress.start(slices, f"Fusing {what}")
+            self.status.setText(f"Fusing {what} ...")
+            self._job_layers = request.context["inputs"]
+            for button in (self.fuse_btn, self.compare_btn):
+                button.setEnabled(False)
+            self.cancel_btn.setEnabled(True)
+        worker.returned.connect(self._guard(self._on_outcome))
+        worker.finished.connect(self._guard(self._on_finished))
+        self._worker = self._life.worker = worker
+        self._kind = kind
+        self._cancel_reason = None
         worker.start()
 
-    def cancel(self):
+    def _guard(self, slot):
+        """``slot``, silenced once the widget is destroyed."""
+        life = self._life
+        return lambda *args: None if life.closed else slot(*args)
+
+    def cancel(self, reason: str | None = None):
         """Stop the running job between slices and drop any waiting request."""
         self._timer.stop()
         self._pending = None
-        if self._worker is not None:
+        if self._worker is not None and self._kind != "warm":
+            self._cancel_reason = reason or "Cancelled; no layer was changed."
+            self.status.setText(self._cancel_reason)
             self._worker.quit()
+
+    def _on_aborted(self):
+        self.status.setText(self._cancel_reason or "Cancelled; no layer was changed.")
 
     def _on_finished(self):
         self._worker = self._life.worker = None
         self._job_layers = ()
+        self._kind = None
+        self._cancel_reason = None
+        self.progress.stop()
+        for button in (self.fuse_btn, self.compare_btn):
+            button.setEnabled(True)
         self.cancel_btn.setEnabled(False)
         if self._pending is not None:
-            kind, self._pending = self._pending, None
-            self._start(kind)
+            (kind, clicked), self._pending = self._pending, None
+            self._start(kind, clicked)
+        elif self.status.text().startswith("Loading the network"):
+            self.status.setText("Pick two registered images and press Fuse.")
 
-    def _on_partial(self, value):
-        """A Live slice is fused: show it now; its metrics arrive with the outcome."""
-        if isinstance(value, Outcome) and value.error is None and not self._worker.abort_requested:
-            self._write_layers(value)
-            value.shown = True
+    def _aborting(self) -> bool:
+        return self._worker is not None and self._worker.abort_requested
+
+    def _on_yielded(self, value):
+        """A slice is done (progress), or everything is fused: write the layers now."""
+        if isinstance(value, Outcome):
+            if value.error is None and not self._aborting():
+                self._write_layers(value)
+                value.shown = True
+        else:
+            self.progress.step(value + 1)
 
     def _on_outcome(self, outcome):
-        if self._worker is not None and self._worker.abort_requested:
-            self.status.setText("Cancelled; no layer was changed.")
-            return  # cancelled after the last slice: keep the layers as they were
+        if outcome is None or self._aborting():
+            return  # the warm-up, or cancelled after the last slice: the layers stay as they were
         if outcome.error:
-            show_error(f"LightFusion: {outcome.error}")
+            self._notify(show_error, outcome.error)
             self.status.setText(outcome.error)
             return
         if not outcome.shown:
             self._write_layers(outcome)
-        self._show_table(outcome.table)
+        self.table.show_table(outcome.table)
+        self.status.setText(self.status.text().replace("; metrics follow.", "."))
+        if outcome.compare:
+            self._write_baselines(outcome)
+
+    def _write_baselines(self, outcome):
+        """Add the baselines of a comparison to its set and show the set as a labelled grid."""
+        ctx = outcome.request.context
+        specs = [spec for spec in O.output_specs(outcome.result, outcome.compare, ctx["like"], None)
+                 if spec[0].startswith("baseline:")]
+        grey_ndim = len(L.spatial_shape(ctx["like"]))
+        written = {**self._result[1], **O.write_set(self.viewer, ctx["set"], ctx["label"], ctx["names"], specs,
+                                                     ctx["like"], grey_ndim)}
+        self._result = (ctx["set"], written, "compare")
+        self.show_map.setCurrentIndex(0)
+        C.show_grid(self.viewer, C.grid_layers(ctx["inputs"], written))
+        self.results_written.emit(dict(written))
+
+    def _write_layers(self, outcome):
+        """Write a result as its set of layers (in place when the same pair and settings made it)."""
+        ctx = outcome.request.context
+        specs = O.output_specs(outcome.result, outcome.compare, ctx["like"], self.map_choice())
+        grey_ndim = 2 if outcome.index is not None else len(L.spatial_shape(ctx["like"]))
+        written = O.write_set(self.viewer, ctx["set"], ctx["label"], ctx["names"], specs, ctx["like"],
+                              grey_ndim, outcome.index, outcome.slices)
+        self._live_index = outcome.index
+        self._result = (ctx["set"], written, "compare" if outcome.compare else "full")
+        self.figure_btn.setEnabled(True)
+        self._last_note = None
         res = outcome.result
         where = (f"slice {outcome.index}" if outcome.index is not None
                  else f"{outcome.slices} slices" if outcome.stacked else "the image")
-        self.status.setText(f"Fused {where} with {res.preset or 'custom weights'} on {res.device} "
-                            f"in {res.seconds:.2f} s.")
-        if outcome.compare:
-            L.order_for_grid(self.viewer, [f"baseline:{name}" for name in outcome.compare])
-            L.grid_of(self.viewer).enabled = True
-
-    def _write_layers(self, outcome):
-        """Outputs: whole results replace layer data; a Live slice goes into full-size layers."""
-        like, names = outcome.request.context["like"], outcome.request.context["names"]
-        specs = L.output_specs(outcome.result, names, outcome.compare, self.overlays.isChecked())
-        grey_ndim = 2 if outcome.index is not None else len(L.spatial_shape(like))
-        L.show_outputs(self.viewer, specs, like, grey_ndim, outcome.index, outcome.slices)
-        self._live_index = outcome.index
-
-    def _show_overlays(self, visible: bool):
-        for layer in self.viewer.layers:
-            role = layer.metadata.get(L.MARK, "") if L.is_output(layer) else ""
-            if role.startswith(("surprise", "attention")):
-                layer.visible = visible
+        wall = time.perf_counter() - ctx["clicked"]
+        self.status.setText(f"Fused {where} with {res.preset or 'custom weights'} on {res.device}: "
+                            f"{wall:.2f} s from click to layer (network {res.seconds:.2f} s); metrics follow.")
+        self.results_written.emit(dict(written))
 
     # ------------------------------------------------------- table, files
-    def _show_table(self, table: dict):
-        self.table_data = table
-        columns = list(table)
-        self.table.setColumnCount(len(columns))
-        self.table.setHorizontalHeaderLabels(columns)
-        for c, column in enumerate(columns):
-            for r, row in enumerate(ROWS):
-                value = table[column].get(row, float("nan"))
-                item = QTableWidgetItem(format_value(value))
-                item.setData(Qt.UserRole, float(value))
-                item.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter)
-                self.table.setItem(r, c, item)
+    @property
+    def table_data(self) -> dict:
+        """The metric table shown: ``{column: {row: value}}`` (empty before a fusion)."""
+        return self.table.data
 
     def copy_table(self):
         """Put the metric table on the clipboard, tab separated."""
@@ -404,6 +470,15 @@ class LightFusionWidget(QWidget):
         """Write the metric table to ``path`` as CSV."""
         Path(path).write_text(to_csv(self.table_data))
         return Path(path)
+
+    def export_figure(self, path) -> Path:
+        """Write one PNG: the last result's inputs, fused image and baselines as labelled tiles, the table beneath."""
+        from .figure import export_figure
+
+        if self._result is None:
+            raise ValueError("fuse or compare first: there is no result to put in a figure")
+        layers = C.grid_layers(self.pair(), self._result[1])
+        return Path(export_figure(C.tiles(self.viewer, layers), self.table_data, path))
 
     def save_screenshot(self, path) -> Path:
         """Save what the canvas shows, cropped to the data at its resolution, as a PNG."""
@@ -417,6 +492,10 @@ class LightFusionWidget(QWidget):
     def _on_export_csv(self):
         if path := self._ask_path("Export metrics", "lightfusion_metrics.csv", "CSV (*.csv)"):
             self.export_csv(path)
+
+    def _on_export_figure(self):
+        if path := self._ask_path("Export figure", "lightfusion_comparison.png", "PNG (*.png)"):
+            self.export_figure(path)
 
     def _on_save_screenshot(self):
         if path := self._ask_path("Save screenshot", "lightfusion.png", "PNG (*.png)"):

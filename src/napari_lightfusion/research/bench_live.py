@@ -51,12 +51,12 @@ def measure(sizes=(256, 512), slices: int = 8, timeout: float = 60.0, make_viewe
 def _slider_latencies(viewer, widget, slices: int, timeout: float) -> tuple[list[float], list[float]]:
     """Turn Live on, move the slider over every slice; ms until the layers, and until the metric table, updated."""
     widget.live.setChecked(True)
-    wait_until(lambda: not widget.busy(), timeout, "the first result")  # the layers are created
+    wait_until(lambda: not widget.busy, timeout, "the first result")  # the layers are created
     layers, table = [], []
     for z in [*range(1, slices), 0]:
         viewer.dims.set_current_step(0, z)
         layers.append(wait_until(lambda z=z: widget.live_slice == z, timeout, f"slice {z}"))
-        table.append(layers[-1] + wait_until(lambda: not widget.busy(), timeout, "the metric table"))
+        table.append(layers[-1] + wait_until(lambda: not widget.busy, timeout, "the metric table"))
     return layers, table
 
 

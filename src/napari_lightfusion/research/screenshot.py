@@ -31,7 +31,7 @@ def make_screenshot(out_png: str | Path, show: bool = False) -> Path:
         _, widget = viewer.window.add_plugin_dock_widget("napari-lightfusion", "LightFusion")
         widget.baseline.setCurrentText("laplacian")
         widget.compare()  # fuses, adds the baseline and shows everything side by side
-        wait_until(lambda: not widget.busy(), 120.0, "the fusion")
+        wait_until(lambda: not widget.busy, 120.0, "the fusion")
         viewer.layers.selection.active = viewer.layers["LightFusion fused"]
         viewer.reset_view()
         out_png.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,83 @@
+"""Compare: the inputs, the fused image and the baselines side by side, labelled, and as one figure.
+
+No Qt here. :func:`show_grid` puts a result's layers next to each other in
+napari's grid, labels every tile with its layer name (``layer.name_overlay``)
+and resets the view so that every tile shows its whole image.
+:func:`tiles` renders what each tile shows (the current slice, through the
+layer's contrast limits and colour map) for the exported figure.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .layer_io import data_index, grid_of, is_colour, spatial_shape
+
+
+def grid_layers(inputs: tuple, written: dict) -> list:
+    """The layers of a comparison, in tile order: the inputs, the fused image, the baselines."""
+    out = [ly for ly in inputs if ly is not None]
+    out += [written[role] for role in written if role == "fused"]
+    out += [written[role] for role in written if role.startswith("baseline:")]
+    return out
+
+
+def show_grid(viewer, layers: list) -> None:
+    """Show ``layers`` (and only them) as labelled tiles of napari's grid, the whole images in view.
+
+    Other visible layers are hidden only if they are output layers of the
+    plugin (maps, the backdrop, other results); input layers keep their
+    visibility, so a hidden input simply leaves no tile.
+    """
+    from .outputs import info
+
+    keep = {id(ly) for ly in layers}
+    for layer in viewer.layers:
+        if id(layer) not in keep and info(layer) is not None:
+            layer.visible = False
+    # the grid reads the list bottom-up: our tiles go to the top in order (inputs stay put)
+    for layer in layers:
+        if info(layer) is not None:
+            viewer.layers.move(viewer.layers.index(layer), len(viewer.layers))
+    for layer in layers:
+        if info(layer) is not None:
+            layer.visible = True
+        layer.name_overlay.visible = True
+    grid = grid_of(viewer)
+    grid.stride = 1
+    grid.enabled = True
+    viewer.reset_view()
+
+
+def label_off(viewer) -> None:
+    """Hide every tile label (when the grid is switched off)."""
+    for layer in viewer.layers:
+        layer.name_overlay.visible = False
+
+
+def tile_image(layer, point) -> np.ndarray:
+    """What ``layer`` shows at world ``point``: an RGB uint8 image of its current 2D slice.
+
+    Grey data goes through the layer's contrast limits and colour map;
+    colour data is shown as it is (floats in [0, 1], integers by their
+    range). The layer is not modified.
+    """
+    data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+    if len(spatial_shape(layer)) == 3:
+        data = data[data_index(layer, point)]
+    data = np.asarray(data)
+    if is_colour(layer):
+        rgb = data[..., :3].astype(np.float64)
+        if data.dtype.kind in "iu":
+            rgb = rgb / np.iinfo(data.dtype).max
+        return (np.clip(rgb, 0, 1) * 255).round().astype(np.uint8)
+    lo, hi = layer.contrast_limits
+    scaled = np.clip((data.astype(np.float64) - lo) / ((hi - lo) or 1.0), 0, 1)
+    rgba = layer.colormap.map(scaled.ravel()).reshape(*scaled.shape, 4)
+    return (rgba[..., :3] * 255).round().astype(np.uint8)
+
+
+def tiles(viewer, layers: list) -> list[tuple[str, np.ndarray]]:
+    """``(name, RGB image)`` of each tile of a comparison, as :func:`tile_image` renders it."""
+    point = viewer.dims.point
+    return [(layer.name, tile_image(layer, point)) for layer in layers]

@@ -1,0 +1,251 @@
+"""The widget's output layers: named after their inputs, tracked by metadata, never lost.
+
+No Qt here. A fusion writes one *set* of layers (fused image, the four maps,
+a grey backdrop for the maps, baselines of a comparison). Every layer of a
+set carries ``metadata["lightfusion"] = {"role", "set", "key", "name"}``:
+``key`` says which inputs and settings made it (the inputs' napari
+``unique_id``, the preset, the balance). Re-fusing with the same key
+updates that set in place; any other key adds a new set, so an earlier
+result is never overwritten. A layer the user renamed or whose data
+someone else changed leaves its set for good (its key is dropped) and is
+never written again.
+"""
+
+from __future__ import annotations
+
+import uuid
+import weakref
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+
+from .layer_io import MARK, is_colour, spatial_kwargs
+
+#: Colour maps of the surprise and attention maps.
+MAP_COLORMAPS = {"surprise": "magma", "attention": "viridis"}
+#: What a high value of each map means (tooltips of the "Show map" choice).
+MAP_MEANING = {
+    "surprise": "high = the network could not predict this input's features from their surroundings "
+                "(unexpected detail: edges, lesions, uptake)",
+    "attention": "high = the network boosts this input's features here, so the fused image takes "
+                 "more of this input there",
+}
+#: Opacity of the one map shown over the grey anatomical image.
+MAP_OPACITY = 0.7
+
+# ids of the layers being written by this module right now: their data events are ours
+_writing: set[int] = set()
+
+
+@dataclass(frozen=True)
+class MapChoice:
+    """One map to show: ``kind`` "surprise" or "attention" of input ``stream`` (0 anatomical, 1 functional)."""
+
+    kind: str
+    stream: int
+
+    @property
+    def role(self) -> str:
+        return f"{self.kind}:{self.stream}"
+
+
+#: Every choice of the "Show map" box (None: no map, the fused image).
+MAP_CHOICES = (None, *(MapChoice(k, s) for k in ("surprise", "attention") for s in (0, 1)))
+
+
+def set_label(a_name: str, b_name: str, preset: str | None, balance: float | None = None) -> str:
+    """The name of a result: ``"MRI 23 + PET 23 · PET-MRI"`` (``" · b=0.70"`` when balanced)."""
+    label = f"{a_name} + {b_name} · {preset or 'custom weights'}"
+    return label if balance is None else f"{label} · b={balance:.2f}"
+
+
+def role_name(label: str, role: str, names: tuple[str, str]) -> str:
+    """The layer name of ``role`` in the set ``label``; the fused layer is the label itself."""
+    if role == "fused":
+        return label
+    kind, _, rest = role.partition(":")
+    if kind in MAP_COLORMAPS:
+        return f"{label} · {kind} of {names[int(rest)]}"
+    if kind == "baseline":
+        return f"{label} · {rest} baseline"
+    return f"{label} · {names[0]} (grey)"  # the backdrop of the maps
+
+
+def info(layer) -> dict | None:
+    """The plugin's record of an output layer (None for any other layer)."""
+    meta = getattr(layer, "metadata", {}).get(MARK)
+    return meta if isinstance(meta, dict) else None
+
+
+def is_untouched(layer) -> bool:
+    """Whether ``layer`` still holds exactly what the plugin wrote, under the name it gave."""
+    meta = info(layer)
+    if meta is None or meta.get("key") is None:
+        return False
+    if layer.name != meta["name"] or meta.get("edited"):
+        meta["key"] = None  # the user made it theirs: it leaves its set for good
+        return False
+    return True
+
+
+def find_role(viewer, key, role: str):
+    """The untouched output layer of ``role`` made with ``key``, or None."""
+    for layer in viewer.layers:
+        meta = info(layer)
+        if meta is not None and meta.get("role") == role and meta.get("key") == key and is_untouched(layer):
+            return layer
+    return None
+
+
+def set_layers(viewer, key) -> dict:
+    """``{role: layer}`` of the untouched layers of the set made with ``key``."""
+    out = {}
+    for layer in viewer.layers:
+        meta = info(layer)
+        if meta is not None and meta.get("key") == key and is_untouched(layer):
+            out[meta["role"]] = layer
+    return out
+
+
+def _copy_spatial(layer, like) -> None:
+    """Place ``layer`` where ``like`` is (scale, translate, rotate, shear, affine)."""
+    for name in ("scale", "translate", "rotate", "shear"):
+        if not np.array_equal(getattr(layer, name), getattr(like, name)):  # each change re-slices
+            setattr(layer, name, getattr(like, name))
+    if not np.array_equal(layer.affine.affine_matrix, like.affine.affine_matrix):
+        layer.affine = like.affine.affine_matrix
+
+
+@contextmanager
+def writing(layer):
+    """Mark ``layer``'s data events as the plugin's own while the block runs."""
+    _writing.add(id(layer))
+    try:
+        yield layer
+    finally:
+        _writing.discard(id(layer))
+
+
+def _watch_edits(layer) -> None:
+    """Remember when anyone but this module replaces ``layer``'s data."""
+    ref = weakref.ref(layer)
+
+    def on_data(event=None):
+        ly = ref()
+        if ly is not None and id(ly) not in _writing and info(ly) is not None:
+            info(ly)["edited"] = True
+
+    layer.events.data.connect(on_data)
+
+
+def _add(viewer, key, set_id: str, role: str, name: str, data, like, rgb: bool, style: dict, multiscale=False):
+    meta = {MARK: {"role": role, "set": set_id, "key": key, "name": name}}
+    layer = viewer.add_image(data, name=name, rgb=rgb, metadata=meta, multiscale=multiscale,
+                             **spatial_kwargs(like), **style)
+    meta[MARK]["name"] = layer.name  # napari may have made it unique ("... [1]")
+    layer.metadata[MARK]["name"] = layer.name
+    _watch_edits(layer)
+    return layer
+
+
+def write_set(viewer, key, label: str, names, specs: list, like, grey_ndim: int,
+              index: int | None = None, slices: int = 1) -> dict:
+    """Write output ``specs`` ``(role, data, style)`` as the set ``key``; returns ``{role: layer}``.
+
+    Data with more than ``grey_ndim`` axes is RGB. ``index=None``: each
+    spec is the whole result; an untouched layer of the same key and role
+    gets the data, name and ``like``'s spatial metadata in place, else a
+    new layer is added. Otherwise each spec is slice ``index`` of a stack
+    of ``slices`` (Live), written into a full-size layer allocated once.
+    Specs whose role starts with "backdrop" are always whole.
+    """
+    existing = set_layers(viewer, key)
+    set_id = next((info(ly)["set"] for ly in existing.values()), uuid.uuid4().hex)
+    written = {}
+    for role, data, style in specs:
+        name = role_name(label, role, names)
+        multiscale = bool(style.pop("multiscale", False))
+        rgb = bool(style.pop("rgb", False)) if "rgb" in style else (data.ndim > grey_ndim)
+        whole = index is None or role == "backdrop"
+        full = data if whole else None
+        layer = existing.get(role)
+        shape = None if whole else (slices, *data.shape)
+        fits = layer is not None and is_colour(layer) == rgb and not multiscale and not getattr(layer, "multiscale", False)
+        if fits:
+            fits = layer.data.ndim == (data.ndim if whole else data.ndim + 1) and (whole or layer.data.shape == shape)
+        if layer is not None and not fits:
+            viewer.layers.remove(layer)
+            layer = None
+        if layer is None:
+            full = data if whole else np.zeros(shape, np.float32)
+            layer = _add(viewer, key, set_id, role, name, full, like, rgb, dict(style), multiscale)
+        elif whole:
+            with writing(layer):
+                layer.data = data
+                _copy_spatial(layer, like)
+        if not whole:
+            with writing(layer):
+                layer.data[index] = data
+            layer.refresh()
+        limits = style.get("contrast_limits")
+        if not rgb and limits is not None and tuple(layer.contrast_limits) != tuple(limits):
+            layer.contrast_limits = limits
+        written[role] = layer
+    return written
+
+
+def show_map(layers: dict, choice: MapChoice | None) -> None:
+    """Show one map (with its colour bar) over the grey anatomical backdrop, or only the fused image.
+
+    ``layers`` is a set's ``{role: layer}``. Baselines keep their visibility.
+    """
+    for role, layer in layers.items():
+        if role == "fused":
+            on = choice is None
+        elif role == "backdrop":
+            on = choice is not None
+        elif role.split(":")[0] in MAP_COLORMAPS:
+            on = choice is not None and role == choice.role
+            if layer.colorbar.visible != on:
+                layer.colorbar.visible = on
+        else:
+            continue
+        if layer.visible != on:  # each change re-draws
+            layer.visible = on
+
+
+def map_limits(maps: np.ndarray) -> tuple[float, float]:
+    """Contrast limits for a map: its 1st to 99.5th percentile (never empty)."""
+    lo, hi = np.percentile(maps, [1.0, 99.5]) if maps.size else (0.0, 1.0)
+    return float(lo), float(hi if hi > lo else lo + 1e-6)
+
+
+def output_specs(result, compare: dict, anatomical, choice: MapChoice | None) -> list:
+    """``(role, data, style)`` of every output layer of a fusion result.
+
+    The fused image (grey colour map, limits 0..1), a grey backdrop that
+    shows the anatomical layer's own data (no copy) under the maps, the
+    surprise and attention map of each input (hidden unless ``choice``
+    picks it) and the baselines' results of a comparison.
+    """
+    fused_style = dict(colormap="gray", contrast_limits=(0.0, 1.0))
+    specs = [("fused", result.fused, dict(fused_style, visible=choice is None))]
+    if result.attention is not None:
+        multiscale = bool(getattr(anatomical, "multiscale", False))
+        backdrop = dict(rgb=is_colour(anatomical), visible=choice is not None, multiscale=multiscale)
+        if not is_colour(anatomical):
+            backdrop.update(colormap="gray", contrast_limits=tuple(anatomical.contrast_limits))
+        specs.insert(0, ("backdrop", anatomical.data, backdrop))
+    for kind in MAP_COLORMAPS:
+        maps = getattr(result, kind)
+        if maps is None:
+            continue
+        for stream in (0, 1):
+            on = choice == MapChoice(kind, stream)
+            style = dict(colormap=MAP_COLORMAPS[kind], opacity=MAP_OPACITY, blending="additive",
+                         visible=on, contrast_limits=map_limits(maps[stream]))
+            specs.insert(-1, (f"{kind}:{stream}", maps[stream], style))
+    for method, data in compare.items():
+        specs.append((f"baseline:{method}", data, dict(fused_style)))
+    return specs

@@ -1,0 +1,105 @@
+"""The metric table of the dock: one column per method, the best value per metric in bold.
+
+Rows are the metrics (higher is better, ↑) and the time (lower is better,
+↓); every row header has a tooltip with the metric's one-line meaning. The
+columns share the dock's width, so five methods fit without horizontal
+scrolling; a long method name is shortened in the header and given in full
+in its tooltip.
+"""
+
+from __future__ import annotations
+
+import math
+
+from qtpy.QtCore import Qt
+from qtpy.QtGui import QBrush, QColor, QFont
+from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem
+
+from ..metrics import METRICS
+from .jobs import NETWORK, ROWS, TIME
+from .table_text import format_value
+
+#: One-line meaning of each row (row-header tooltips).
+MEANING = {
+    "EN": "Entropy of the fused image, bits: how much information it holds",
+    "SD": "Standard deviation: contrast of the fused image",
+    "SF": "Spatial frequency: overall activity of edges and texture",
+    "AG": "Average gradient: sharpness of detail",
+    "MI": "Mutual information with both sources (sum), nats: information carried over",
+    "SCD": "Sum of the correlations of differences: what each source adds that the other lacks",
+    "CC": "Correlation coefficient with the sources (mean of both)",
+    "Qabf": "Edge preservation (Xydeas-Petrovic), 0 to 1",
+    "SSIM": "Structural similarity to each source, summed over both sources: can exceed 1 (at most 2)",
+    "VIF": "Visual information fidelity, summed over both sources: can exceed 1",
+    TIME: "Seconds the method took for this slice",
+}
+#: Short header of a column (full name in its tooltip).
+SHORT = {NETWORK: "LFNet"}
+#: Background of the best value of a row.
+BEST = QColor(70, 120, 70)
+
+
+def higher_is_better(row: str) -> bool:
+    """Whether a larger value of ``row`` is better (all metrics; not the time)."""
+    return row in METRICS
+
+
+def best_columns(table: dict[str, dict[str, float]], row: str) -> set[str]:
+    """The column(s) holding the best finite value of ``row``."""
+    values = {c: v.get(row, math.nan) for c, v in table.items()}
+    finite = {c: v for c, v in values.items() if v is not None and math.isfinite(v)}
+    if not finite:
+        return set()
+    best = (max if higher_is_better(row) else min)(finite.values())
+    return {c for c, v in finite.items() if v == best}
+
+
+class MetricTable(QTableWidget):
+    """A read-only table of ``{column: {row: value}}`` that fits its width."""
+
+    def __init__(self, parent=None):
+        super().__init__(len(ROWS), 0, parent)
+        self.setVerticalHeaderLabels([f"{row} {'↑' if higher_is_better(row) else '↓'}" for row in ROWS])
+        for r, row in enumerate(ROWS):
+            self.verticalHeaderItem(r).setToolTip(MEANING[row] + (" (higher is better)" if higher_is_better(row)
+                                                                    else " (lower is better)"))
+        self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.horizontalHeader().setMinimumSectionSize(30)
+        self.verticalHeader().setDefaultSectionSize(20)
+        self.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
+        self.setMinimumHeight(self.horizontalHeader().sizeHint().height() + 20 * len(ROWS) + 4)
+        self.setMaximumHeight(self.minimumHeight())
+        self.data: dict = {}
+
+    def show_table(self, table: dict[str, dict[str, float]]) -> None:
+        """Fill the table (an empty ``table`` clears it: no columns, no stale numbers)."""
+        self.data = table
+        self.clearContents()
+        self.setColumnCount(len(table))
+        bold = QFont(self.font())
+        bold.setBold(True)
+        for c, column in enumerate(table):
+            header = QTableWidgetItem(SHORT.get(column, column))
+            header.setToolTip(column)
+            self.setHorizontalHeaderItem(c, header)
+        for r, row in enumerate(ROWS):
+            best = best_columns(table, row) if len(table) > 1 else set()
+            for c, column in enumerate(table):
+                value = table[column].get(row, math.nan)
+                item = QTableWidgetItem(format_value(value))
+                item.setData(Qt.ItemDataRole.UserRole, float(value) if value is not None else math.nan)
+                item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                item.setToolTip(f"{column}: {MEANING[row]}")
+                if column in best:
+                    item.setFont(bold)
+                    item.setBackground(QBrush(BEST))
+                self.setItem(r, c, item)
+
+    def best(self, row: str) -> set[str]:
+        """The highlighted column(s) of ``row`` (what the table shows in bold)."""
+        r = ROWS.index(row)
+        return {self.horizontalHeaderItem(c).toolTip() for c in range(self.columnCount())
+                if self.item(r, c) is not None and self.item(r, c).font().bold()}
