@@ -6,7 +6,7 @@ with ``threads`` CPU threads for both backends. Timings are medians over
 repeated runs after a warm-up; nothing in a timed section reads or writes
 files (inputs are random arrays made beforehand). Peak memory is the
 subprocess's peak resident set size (``ru_maxrss`` on Unix; on Windows the
-peak working set from psutil when it is installed, else not reported),
+peak working set from psutil, which napari installs; else not reported),
 which sees PyTorch's and ONNX Runtime's native allocations (``tracemalloc``
 would not); it is read after the fast path's runs and before the eager
 ones, and includes the interpreter and the imported libraries
@@ -47,7 +47,7 @@ def peak_rss_mib() -> float | None:
     """Peak resident set size of this process so far, in MiB; None where it cannot be read.
 
     Unix: ``resource.getrusage``. Windows (no ``resource`` module): the peak
-    working set from psutil if it is installed, else None.
+    working set from psutil (a dependency of napari) if it can be imported, else None.
     """
     try:
         import resource
@@ -234,7 +234,7 @@ def _base_rss_text(rows: list[dict]) -> str:
     """What the peak RSS column includes, or that this platform does not report it."""
     base = [r["base_rss_mib"] for r in rows if r.get("base_rss_mib") is not None]
     if not base:
-        return "peak RSS not available on this platform (install psutil on Windows); "
+        return "peak RSS not available on this platform; "
     return f"peak RSS includes the interpreter and libraries (~{min(base):.0f} MiB before any fusion); "
 
 
