@@ -149,12 +149,11 @@ def _run_finetune(args):
                             Qabf=f"{update.validation['Qabf']:.3f}")
 
     try:
-        result = finetune(pairs, str(base), config=config, device=args.device, progress=report)
+        result = finetune(pairs, args.base, config=config, device=args.device, progress=report)
     finally:
         bar.close()
     hashes = {path: sha256(path) for pair in paths for path in pair}
     sidecar = result.sidecar(
-        base_preset=args.base,
         pairs=[{"anatomical": a, "functional": f, "sha256": [hashes[a], hashes[f]]} for a, f in paths],
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
