@@ -211,9 +211,8 @@ def split_pair(pair: PreparedPair, holdout: float = 0.2) -> tuple[list[np.ndarra
     A stack of at least ``round(1 / holdout)`` slices keeps every that-many-th
     slice (the middle one of each group) for validation. Otherwise every
     slice gives up a band of ``holdout`` of its longer side (at least 16
-    pixels, at most half), at the end with more edges in it. The parts are
-    views, not copies. Raises ``ValueError`` for slices smaller than
-    ``MIN_EDGE`` pixels.
+    pixels, at most half), at the end with more edges in it. Raises
+    ``ValueError`` for slices smaller than ``MIN_EDGE`` pixels.
     """
     both = np.stack([pair.anatomical, pair.functional], axis=1)  # (Z, 2, H, W)
     z, _, h, w = both.shape

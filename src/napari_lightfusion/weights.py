@@ -227,7 +227,7 @@ def provenance(path: Path) -> str:
     if tune:
         pairs = side.get("pairs")
         where = f" on {len(pairs)} pair{'s' * (len(pairs) != 1)}" if pairs else ""
-        text = f"fine-tuned from {side.get('base_preset') or tune.get('base')}, {tune.get('steps_taken')} steps{where}"
+        text = f"fine-tuned from {tune.get('base')}, {tune.get('steps_taken')} steps{where}"
         before, after = (side.get("validation") or {}).get("before"), (side.get("validation") or {}).get("after")
         if before and after and before.get("Qabf") is not None and after.get("Qabf") is not None:
             text += f", validation Qabf {before['Qabf']:.3f} -> {after['Qabf']:.3f}"
