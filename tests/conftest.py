@@ -18,8 +18,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, settings
 
 from napari_lightfusion._sample_data import phantom_mri, phantom_pet, phantom_stack
+
+# Hypothesis profiles of the property test (tests/test_property.py): "ci", the default, is short;
+# "long" fuzzes for a while. Pick one with `pytest --hypothesis-profile=long` (Hypothesis's own
+# option) or the HYPOTHESIS_PROFILE environment variable.
+settings.register_profile(
+    "ci", max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
+settings.register_profile("long", settings.get_profile("ci"), max_examples=10_000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 #: Longest a test waits for the widget to go idle, milliseconds.
 WAIT_MS = 60_000

@@ -14,7 +14,10 @@ map channels and contrast limits. For every draw:
 * neither input is modified (checked by hashing its bytes before and after).
 
 The number of cases tried and how they ended is printed at the end of the
-session (``property cases: ...``).
+session (``property cases: ...``), with the Hypothesis profile: "ci" (250
+examples, the default and what CI runs) or "long" (10,000 examples), chosen
+with ``pytest --hypothesis-profile=long`` or ``HYPOTHESIS_PROFILE=long``
+(profiles are registered in ``tests/conftest.py``).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import hashlib
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from napari_lightfusion import fuse
@@ -42,7 +45,11 @@ def report_counts(request):
     """Print how many cases ran and how they ended, once the module is done."""
     yield
     total = sum(OUTCOMES.values())
-    lines = [f"property cases: {total} tried, {OUTCOMES['ok']} fused, {total - OUTCOMES['ok']} refused"]
+    profile = settings.get_current_profile_name()
+    lines = [
+        f"property cases ({profile} profile, max_examples={settings.default.max_examples}): "
+        f"{total} tried, {OUTCOMES['ok']} fused, {total - OUTCOMES['ok']} refused"
+    ]
     for outcome, n in OUTCOMES.most_common():
         if outcome != "ok":
             lines.append(f"  {n:4d} x ValueError: {outcome}")
@@ -158,11 +165,6 @@ def _expected(a: np.ndarray, b: np.ndarray):
     return spatial, any(rgb)
 
 
-@settings(
-    max_examples=250,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
 @given(cases())
 def test_fuse_gives_a_sane_image_or_a_clear_error(case):
     a, b, kwargs = case
@@ -190,3 +192,9 @@ def test_fuse_gives_a_sane_image_or_a_clear_error(case):
             assert np.isfinite(result.surprise).all() and result.surprise.min() >= 0.0
     finally:
         assert (_digest(a), _digest(b)) == before, "an input was modified"
+
+
+def test_profiles_short_for_ci_and_long_on_request():
+    assert settings.get_profile("ci").max_examples == 250
+    assert settings.get_profile("long").max_examples >= 10_000
+    assert settings.get_profile("long").deadline is None
