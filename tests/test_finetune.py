@@ -146,3 +146,20 @@ def test_result_saves_loads_and_fuses(cells, tmp_path):
     assert states_equal(load_model(tmp_path / "tuned.pt"), result.model)
     fused = fuse(*cells, weights=tmp_path / "tuned.pt", device="cpu").fused
     assert fused.shape == (96, 96) and 0 <= fused.min() and fused.max() <= 1
+
+
+def test_a_balance_conditioned_base_stays_conditioned_and_trains_its_conditioning(cells, tmp_path):
+    import inspect
+
+    from napari_lightfusion.losses import fusion_loss
+    from napari_lightfusion.model import LightFusionNet, ModelConfig
+
+    if "balance" not in inspect.signature(fusion_loss).parameters:
+        pytest.skip("the losses take no balance yet")
+    torch.manual_seed(0)
+    base = LightFusionNet(ModelConfig(balance=0.3))
+    save_weights(base, tmp_path / "conditioned.pt", {"dataset": None})
+    result = finetune([cells], str(tmp_path / "conditioned.pt"), steps=10, validate_every=10, crop=32, minutes=None)
+    assert result.model.config.balance == 0.3 and result.model.conditioned
+    assert result.best_step == 10  # a random network improves at once
+    assert not torch.equal(result.model.film.out.weight, base.film.out.weight)

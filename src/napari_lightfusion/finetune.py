@@ -28,8 +28,11 @@ widget's fine-tuning section both call it.
 * Seeded: the same pairs, seed and step count give the same weights on the
   same machine and thread count (on the CPU; CUDA convolutions may differ
   in the last bits).
-* A network conditioned on a balance (``ModelConfig.balance``) is trained
-  at its default balance; its configuration is kept as it is.
+* A network conditioned on a balance (``ModelConfig.balance``) keeps its
+  configuration and is fine-tuned as it was trained
+  (``research/train.py``): each batch draws b (the default b for a quarter
+  of the batches, else uniform in [0, 1]), conditions the network on it
+  and moves the loss's targets with it; validation is at the default b.
 """
 
 from __future__ import annotations
@@ -53,6 +56,9 @@ from .weights import model_for, preset_path, read_sidecar, sha256
 
 #: Validation metrics reported (besides the loss), from :mod:`napari_lightfusion.metrics`.
 VALIDATION_METRICS = ("Qabf", "SSIM", "VIF")
+
+#: Conditioned networks: share of batches drawn at the default balance (as in training).
+DEFAULT_BALANCE_SHARE = 0.25
 
 #: Smallest edge (pixels) of a slice that can be split into training and held-out parts.
 MIN_EDGE = 32
@@ -271,6 +277,19 @@ class _Crops:
         return batch[:, :1], batch[:, 1:]
 
 
+def _balance(model: LightFusionNet, rng: np.random.Generator | None = None) -> dict:
+    """Keyword arguments that condition ``model`` and its loss: ``{}`` for the paper's network.
+
+    With ``rng``, b is drawn as training draws it; without, it is the default b.
+    """
+    if not model.conditioned:
+        return {}
+    default = float(model.config.balance)
+    if rng is None or rng.random() < DEFAULT_BALANCE_SHARE:
+        return {"balance": default}
+    return {"balance": float(rng.random())}
+
+
 @torch.no_grad()
 def validate(model: LightFusionNet, images: Sequence[np.ndarray], weights: LossWeights, device) -> dict:
     """Mean validation loss, Qabf, SSIM and VIF of ``model`` on ``(2, h, w)`` held-out images.
@@ -281,11 +300,12 @@ def validate(model: LightFusionNet, images: Sequence[np.ndarray], weights: LossW
     model.eval()
     device = torch.device(device)
     scores = {name: [] for name in ("loss", *VALIDATION_METRICS)}
+    balance = _balance(model)
     for image in images:
         pair = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[:, None].to(device)
         a, b = pair[:1], pair[1:]
-        fused = model(a, b)
-        loss, _ = fusion_loss(fused, a, b, weights)
+        fused = model(a, b, **balance)
+        loss, _ = fusion_loss(fused, a, b, weights, **balance)
         f = fused[0, 0].float().cpu().numpy().astype(np.float64) * 255.0
         sa, sb = image[0].astype(np.float64) * 255.0, image[1].astype(np.float64) * 255.0
         scores["loss"].append(float(loss))
@@ -378,7 +398,8 @@ def finetune_steps(
             break
         model.train()
         a, b = crops.batch(config.batch_size, device)
-        loss, _ = fusion_loss(model(a, b), a, b, weights)
+        balance = _balance(model, crops.rng)
+        loss, _ = fusion_loss(model(a, b, **balance), a, b, weights, **balance)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
