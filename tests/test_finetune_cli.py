@@ -1,0 +1,140 @@
+"""``lightfusion finetune`` and ``lightfusion presets``: files written, provenance, one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from skimage.io import imsave
+
+from napari_lightfusion._sample_data import microscopy_pair, phantom_mri, phantom_pet, phantom_stack
+from napari_lightfusion.cli import main
+from napari_lightfusion.weights import load_model, sha256
+
+
+@pytest.fixture(autouse=True)
+def presets(tmp_path, monkeypatch):
+    """A private custom presets folder and one torch thread for each test."""
+    folder = tmp_path / "presets"
+    monkeypatch.setenv("LIGHTFUSION_PRESETS_DIR", str(folder))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield folder
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def cell_files(tmp_path):
+    """The microscopy sample as two 16-bit PNG files, 64 x 64."""
+    phase, gfp = microscopy_pair(64, seed=2)
+    paths = tmp_path / "phase.png", tmp_path / "gfp.png"
+    for path, image in zip(paths, (phase, gfp)):
+        imsave(path, image, check_contrast=False)
+    return paths
+
+
+def run(capsys, *args):
+    code = main(["finetune", *map(str, args)])
+    out, err = capsys.readouterr()
+    return code, out, err.strip().splitlines()[-1] if err.strip() else ""
+
+
+def test_finetune_writes_weights_and_a_sidecar_and_saves_a_preset(cell_files, tmp_path, capsys, presets):
+    out = tmp_path / "tuned" / "cells.pt"
+    pair = f"{cell_files[0]}:{cell_files[1]}"
+    code, stdout, _ = run(capsys, pair, "--from", "CT-MRI", "--out", out, "--steps", 4, "--seed", 3,
+                          "--save-as", "cells", "--device", "cpu")
+    assert code == 0 and "wrote" in stdout and "Qabf" in stdout and "custom preset 'cells'" in stdout
+    side = json.loads(out.with_suffix(".json").read_text())
+    tune = side["finetune"]
+    assert tune["base"] == "CT-MRI" and tune["steps_taken"] == 4 and tune["seed"] == 3 and tune["device"] == "cpu"
+    assert side["pairs"] == [
+        {"anatomical": str(cell_files[0]), "functional": str(cell_files[1]),
+         "sha256": [sha256(cell_files[0]), sha256(cell_files[1])]}
+    ]
+    assert set(side["validation"]["before"]) == {"loss", "Qabf", "SSIM", "VIF"} and side["train_seconds"] >= 0
+    assert side["sha256"] == sha256(out)
+    load_model(out)
+    assert (presets / "cells.pt").read_bytes() == out.read_bytes()
+
+    assert main(["presets"]) == 0
+    listing = capsys.readouterr().out
+    assert "cells" in listing and "fine-tuned from CT-MRI, 4 steps on 1 pair" in listing and "PET-MRI" in listing
+    assert main(["presets", "--remove", "cells"]) == 0
+    assert not (presets / "cells.pt").exists()
+
+
+def test_folder_of_pairs_and_tiff_stacks_and_a_custom_base(tmp_path, capsys):
+    folder = tmp_path / "pairs"
+    (folder / "MRI").mkdir(parents=True)
+    (folder / "PET").mkdir()
+    for name in ("1.png", "2.png"):
+        imsave(folder / "MRI" / name, phantom_mri(48), check_contrast=False)
+        imsave(folder / "PET" / name, phantom_pet(48), check_contrast=False)
+    imsave(folder / "MRI" / "alone.png", phantom_mri(48), check_contrast=False)  # no partner: ignored
+    mri, pet = phantom_stack(slices=5, size=40)
+    imsave(tmp_path / "mri.tif", mri, check_contrast=False)
+    imsave(tmp_path / "pet.tif", pet, check_contrast=False)
+    first = tmp_path / "first.pt"
+    code, _, _ = run(capsys, "--pairs", folder, f"{tmp_path / 'mri.tif'}:{tmp_path / 'pet.tif'}",
+                     "--from", "PET-MRI", "--out", first, "--steps", 2, "--device", "cpu")
+    assert code == 0
+    side = json.loads(first.with_suffix(".json").read_text())
+    assert len(side["pairs"]) == 3 and side["finetune"]["train_images"] == 2 + 4
+    code, _, _ = run(capsys, "--pairs", folder, "--from", first, "--out", tmp_path / "second.pt", "--steps", 1)
+    assert code == 0 and (tmp_path / "second.pt").exists()
+
+
+def _garbage(tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not a png at all")
+    return bad
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (lambda t, a, b: [f"{a}:{t / 'small.png'}"], "differ in shape"),
+        (lambda t, a, b: ["--pairs", t / "empty"], "not a folder of pairs"),
+        (lambda t, a, b: ["--pairs", t / "nothing"], "no folder"),
+        (lambda t, a, b: [f"{a}:{_garbage(t)}"], "cannot read"),
+        (lambda t, a, b: [f"{a}:{t / 'missing.png'}"], "no image file"),
+        (lambda t, a, b: [f"{a}:{b}", "--minutes", "0.0000001"], "too small for one step"),
+        (lambda t, a, b: [f"{a}:{b}", "--steps", "0"], "at least 1"),
+        (lambda t, a, b: [], "give pairs"),
+        (lambda t, a, b: [f"{a}{b}"], "ANATOMICAL:FUNCTIONAL"),
+        (lambda t, a, b: [f"{a}:{b}", "--from", "XR-MRI"], "unknown preset"),
+        (lambda t, a, b: [f"{a}:{b}", "--save-as", "CT-MRI"], "bundled"),
+        (lambda t, a, b: [f"{a}:{b}", "--device", "cuda:99"], "not available"),
+    ],
+    ids=["unregistered", "empty folder", "no folder", "unreadable", "missing", "budget", "steps", "no pairs",
+         "no colon", "preset", "save-as bundled", "device"],
+)
+def test_errors_are_one_line_and_leave_no_file(cell_files, tmp_path, capsys, arguments, message):
+    imsave(tmp_path / "small.png", np.zeros((64, 60), np.uint8), check_contrast=False)
+    (tmp_path / "empty").mkdir()
+    args = arguments(tmp_path, *cell_files)
+    if "--from" not in args:
+        args += ["--from", "PET-MRI"]
+    if "--steps" not in args and "--minutes" not in args:
+        args += ["--steps", "1"]
+    code, _, last = run(capsys, *args, "--out", tmp_path / "out.pt")
+    assert code == 2 and last.startswith("lightfusion finetune: error:") and message in last, last
+    assert not list(tmp_path.glob("*.pt")) and not list(tmp_path.glob("*.json")) and not list(tmp_path.glob(".*"))
+
+
+def test_out_must_not_overwrite_the_base(cell_files, tmp_path, capsys):
+    base = tmp_path / "base.pt"
+    assert run(capsys, f"{cell_files[0]}:{cell_files[1]}", "--from", "PET-MRI", "--out", base, "--steps", 1)[0] == 0
+    digest = sha256(base)
+    code, _, last = run(capsys, f"{cell_files[0]}:{cell_files[1]}", "--from", base, "--out", base, "--steps", 1)
+    assert code == 2 and "overwrite" in last and sha256(base) == digest
+
+
+def test_presets_remove_errors(capsys):
+    assert main(["presets", "--remove", "CT-MRI"]) == 2
+    assert "bundled" in capsys.readouterr().err
+    assert main(["presets", "--remove", "nothing"]) == 2
+    assert "no custom preset" in capsys.readouterr().err
