@@ -21,6 +21,7 @@ network on one thread, so the output does not depend on the scheduler.
 from __future__ import annotations
 
 import csv
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -59,9 +60,13 @@ class Runner:
 
         if self.client is None:
             return list(dask.compute(*parts, scheduler=self.name))
+        from distributed import KilledWorker
+
         futures = self.client.compute(parts)
         try:
             return self.client.gather(futures)
+        except KilledWorker:
+            raise ValueError("a dask worker died while fusing; rerun to fuse the slices still missing") from None
         finally:
             self.client.cancel(futures)
 
@@ -72,7 +77,7 @@ def scheduler(name: str | None = None) -> Iterator[Runner]:
     import dask
 
     if name is None:
-        name = dask.config.get("scheduler-address", None) or "threads"
+        name = os.environ.get("DASK_SCHEDULER_ADDRESS") or dask.config.get("scheduler-address", None) or "threads"
     name = str(name).strip()
     if name == "sync":
         name = "synchronous"

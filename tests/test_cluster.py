@@ -1,0 +1,101 @@
+"""fuse-volume and batch on a real dask.distributed LocalCluster (2 worker processes, loopback only)."""
+
+import csv
+import os
+import signal
+import threading
+import time
+
+import dask
+import numpy as np
+import pytest
+import tifffile
+import zarr
+
+from napari_lightfusion.cli import main
+from napari_lightfusion.volume_io import OmeZarrOutput
+from napari_lightfusion.volumes import fuse_volume
+
+distributed = pytest.importorskip("distributed", reason="dask.distributed is the [cluster] extra")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """Two single-threaded worker processes; a task on a worker that dies fails the run (no retry)."""
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        with distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+        ) as local:
+            with distributed.Client(local) as client:
+                yield local, client
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    """A grey TIFF stack and an RGB one, 24 x 256 x 256, and the threaded scheduler's fusion of them."""
+    folder = tmp_path_factory.mktemp("pair")
+    rng = np.random.default_rng(0)
+    zz, yy, xx = np.mgrid[:24, :256, :256]
+    grey = (2000 + 1500 * np.sin(xx / 9.0 + zz / 3.0) * np.cos(yy / 7.0) + rng.normal(0, 50, xx.shape))
+    colour = np.stack([(xx + zz) % 256, (2 * yy) % 256, (xx * yy // 64) % 256], -1)
+    tifffile.imwrite(folder / "a.tif", grey.astype(np.uint16), photometric="minisblack")
+    tifffile.imwrite(folder / "b.tif", colour.astype(np.uint8), photometric="rgb")
+    fuse_volume(folder / "a.tif", folder / "b.tif", folder / "threads.zarr", device="cpu", scheduler_name="threads")
+    return folder
+
+
+def volume(path) -> np.ndarray:
+    return zarr.open_group(str(path), mode="r")["0"][:]
+
+
+def test_the_cluster_writes_the_threaded_result_bit_for_bit(cluster, pair, capsys):
+    local, client = cluster
+    out = pair / "cluster.zarr"
+    assert main(["fuse-volume", str(pair / "a.tif"), str(pair / "b.tif"), "--out", str(out),
+                 "--device", "cpu", "--scheduler", local.scheduler_address]) == 0
+    assert "24 slices fused" in capsys.readouterr().out
+    np.testing.assert_array_equal(volume(out), volume(pair / "threads.zarr"))
+    threads = client.run(lambda: __import__("torch").get_num_threads())
+    assert set(threads.values()) == {1}, "each worker runs the network on one thread"
+
+
+def test_a_killed_worker_loses_nothing_and_a_rerun_fuses_only_the_rest(cluster, pair):
+    local, client = cluster
+    out = pair / "killed.zarr"
+    pids = list(client.run(os.getpid).values())
+    killed = []
+
+    def kill_once_slices_land():
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not killed:
+            if out.exists() and (out / "0").exists() and len(OmeZarrOutput(out).missing(clean=False)) < 22:
+                os.kill(pids[0], signal.SIGKILL)
+                killed.append(True)
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=kill_once_slices_land)
+    watcher.start()
+    with pytest.raises(ValueError, match="worker died"):
+        fuse_volume(pair / "a.tif", pair / "b.tif", out, device="cpu", scheduler_name=local.scheduler_address)
+    watcher.join()
+    missing = OmeZarrOutput(out).missing()
+    assert killed and 0 < len(missing) < 24
+    client.wait_for_workers(2, timeout=60)
+    again = fuse_volume(pair / "a.tif", pair / "b.tif", out, device="cpu", scheduler_name=local.scheduler_address)
+    assert again.fused == len(missing) and again.skipped == 24 - len(missing)
+    np.testing.assert_array_equal(volume(out), volume(pair / "threads.zarr"))
+
+
+def test_batch_on_the_cluster_reports_each_pair(cluster, pair, monkeypatch, capsys):
+    local, _ = cluster
+    tifffile.imwrite(pair / "small.tif", np.zeros((24, 64, 64), np.uint16), photometric="minisblack")
+    manifest = pair / "cohort.csv"
+    manifest.write_text("anatomical,functional,preset,output\na.tif,small.tif,CT-MRI,bad\na.tif,b.tif,PET-MRI,good\n")
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", local.scheduler_address)  # no --scheduler: the variable is used
+    assert main(["batch", str(manifest), "--out", str(pair / "cohort"), "--device", "cpu"]) == 2
+    with (pair / "cohort" / "summary.csv").open() as f:
+        rows = {row["output"]: row for row in csv.DictReader(f)}
+    assert rows["bad.zarr"]["status"] == "failed" and "differ in shape" in rows["bad.zarr"]["error"]
+    assert rows["good.zarr"]["status"] == "done" and rows["good.zarr"]["slices_fused"] == "24"
+    np.testing.assert_array_equal(volume(pair / "cohort" / "good.zarr"), volume(pair / "threads.zarr"))
+    assert "1 of 2 pairs failed" in capsys.readouterr().err
