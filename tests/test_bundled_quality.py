@@ -1,18 +1,11 @@
 """The bundled weights fuse sensibly: on a phantom, and on real test pairs when present."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from napari_lightfusion import fuse
 from napari_lightfusion.colour import luminance, rgb_to_yuv
 from napari_lightfusion.weights import PRESETS
-
-HARVARD = Path(__file__).resolve().parents[2] / "shared" / "data" / "harvard"
-needs_data = pytest.mark.skipif(
-    not HARVARD.is_dir(), reason=f"Harvard data not found at {HARVARD} (../shared/data/harvard)"
-)
 
 
 def phantom():
@@ -44,11 +37,10 @@ def test_fused_phantom_keeps_the_bright_structures_of_both(preset):
     assert y[hot].mean() > y[around].mean() + 0.08
 
 
-@needs_data
-def test_real_pet_mri_pair_shows_mri_anatomy_with_pet_colour():
+def test_real_pet_mri_pair_shows_mri_anatomy_with_pet_colour(harvard_root):
     from napari_lightfusion.research.data import load_pairs
 
-    pair = load_pairs(HARVARD, "test", "PET-MRI")[5]
+    pair = load_pairs(harvard_root, "test", "PET-MRI")[5]
     fused = fuse(pair.anatomical, pair.other, preset="PET-MRI").fused
     assert fused.shape == pair.other.shape
     y = luminance(fused)
@@ -61,22 +53,20 @@ def test_real_pet_mri_pair_shows_mri_anatomy_with_pet_colour():
     assert ok.mean() > 0.2 and diff.max() < 1e-4
 
 
-@needs_data
 @pytest.mark.parametrize("dataset", PRESETS)
-def test_real_pairs_fuse_to_finite_images_in_range(dataset):
+def test_real_pairs_fuse_to_finite_images_in_range(harvard_root, dataset):
     from napari_lightfusion.research.data import load_pairs, pair_names
 
-    names = pair_names(HARVARD, "test", dataset)[:2]
-    for pair in load_pairs(HARVARD, "test", dataset, names):
+    names = pair_names(harvard_root, "test", dataset)[:2]
+    for pair in load_pairs(harvard_root, "test", dataset, names):
         result = fuse(pair.anatomical, pair.other, preset=dataset)
         assert np.isfinite(result.fused).all()
         assert 0 <= result.fused.min() and result.fused.max() <= 1
         assert result.fused.std() > 0.05
 
 
-@needs_data
 @pytest.mark.parametrize("dataset", PRESETS)
-def test_bundled_network_beats_pixel_average_where_docs_say_it_does(dataset):
+def test_bundled_network_beats_pixel_average_where_docs_say_it_does(harvard_root, dataset):
     """Ahead of pixel average on Qabf, SSIM and VIF everywhere, on MI only for SPECT-MRI.
 
     On every third test pair; docs/results.md has all pairs, and says that
@@ -86,8 +76,8 @@ def test_bundled_network_beats_pixel_average_where_docs_say_it_does(dataset):
     from napari_lightfusion.research.methods import baseline_method, network_method
     from napari_lightfusion.research.scoring import evaluate_dataset
 
-    names = pair_names(HARVARD, "test", dataset)[::3]
+    names = pair_names(harvard_root, "test", dataset)[::3]
     methods = {"net": network_method(preset=dataset), "average": baseline_method("average")}
-    means = evaluate_dataset(HARVARD, dataset, methods, names=names).means
+    means = evaluate_dataset(harvard_root, dataset, methods, names=names).means
     for metric in ("Qabf", "SSIM", "VIF") + (("MI",) if dataset == "SPECT-MRI" else ()):
         assert means["net"][metric] > means["average"][metric], (metric, means["net"][metric], means["average"][metric])

@@ -22,8 +22,6 @@ from napari_lightfusion.research.scoring import evaluate_dataset, score
 from napari_lightfusion.research.tables import LIGHTFUSIONNET, ranks
 from napari_lightfusion.research.timing import efficiency, synthetic_pair, time_method
 
-HARVARD = Path(__file__).resolve().parents[2] / "shared" / "data" / "harvard"
-
 
 def phantom(rng: np.random.Generator, size: int, colour: bool) -> np.ndarray:
     """A smooth blob image with a little noise, uint8 grey or pseudo-colour RGB."""
@@ -274,9 +272,8 @@ def test_write_results_rejects_a_wrong_root(tmp_path):
 # --- the real atlas -----------------------------------------------------------
 
 
-@pytest.mark.skipif(not HARVARD.is_dir(), reason=f"Harvard atlas data not found at {HARVARD}")
-def test_two_real_pet_mri_pairs_score_finite_and_max_beats_average_on_qabf():
-    table = evaluate_dataset(HARVARD, "PET-MRI", ["average", "max", "LightFusionNet"], limit=2)
+def test_two_real_pet_mri_pairs_score_finite_and_max_beats_average_on_qabf(harvard_root):
+    table = evaluate_dataset(harvard_root, "PET-MRI", ["average", "max", "LightFusionNet"], limit=2)
     for method, means in table.means.items():
         assert all(np.isfinite(v) for v in means.values()), method
     assert table.means["max"]["Qabf"] > table.means["average"]["Qabf"]
