@@ -117,31 +117,12 @@ def test_job_errors_come_back_as_one_line(colour_pair, a_shape, preset, message)
 # ----------------------------------------------------------------- layers
 
 
-def test_resample_keeps_dtype_colour_and_the_original():
-    rgb = (np.arange(20 * 30 * 3) % 256).astype(np.uint8).reshape(20, 30, 3)
-    copy = rgb.copy()
-    out = L.resample(rgb, (40, 60), rgb=True)
-    assert out.shape == (40, 60, 3) and out.dtype == np.uint8
-    np.testing.assert_array_equal(rgb, copy)
-    grey = np.linspace(0, 1, 64 * 64, dtype=np.float32).reshape(64, 64)
-    small = L.resample(grey, (16, 16))
-    assert small.shape == (16, 16) and small.dtype == np.float32 and 0 <= small.min() < small.max() <= 1
-    assert L.resample(np.ones((4, 8, 8), bool), (4, 16, 16)).all()
-    with pytest.raises(ValueError):
-        L.resample(grey, (4, 16, 16))
-
-
-def test_defaults_preset_and_pair_checks(colour_pair):
+def test_candidates_and_pair_checks(colour_pair):
     mri = Image(colour_pair[0], name="mri")
     pet = Image(colour_pair[1], name="pet", rgb=True)
     spect = Image(colour_pair[1], name="SPECT scan", rgb=True)
     out = Image(colour_pair[0], name="x", metadata={L.MARK: "fused"})
     assert L.image_layers([out, pet, mri]) == [pet, mri]
-    assert L.default_pair([out, pet, mri]) == (mri, pet)
-    pet_stack = Image(np.zeros((4, 64, 64, 3), np.uint8), rgb=True, name="pet stack")
-    assert L.default_pair([pet_stack, mri, Image(colour_pair[0], name="ct"), pet]) == (mri, pet)
-    assert L.guess_preset(mri, pet) == "PET-MRI" and L.guess_preset(mri, mri) == "CT-MRI"
-    assert L.guess_preset(mri, spect) == "SPECT-MRI"
     assert L.check_pair(mri, pet) is None
     kind, message = L.check_pair(mri, Image(colour_pair[1][:32], rgb=True, name="half"))
     assert kind == "shape" and "Resample" in message

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from conftest import fingerprint, outputs, wait_idle
 from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QApplication, QFileDialog
 
 from napari_lightfusion import fuse, plan_fusion
 from napari_lightfusion._qt import widget as widget_module
@@ -127,9 +128,9 @@ def test_metric_table_shows_evaluate(lightfusion, colour_pair, qtbot, tmp_path, 
     time_cell = widget.table.item(len(METRICS), 0).data(Qt.ItemDataRole.UserRole)
     assert widget.table.rowCount() == len(ROWS) and time_cell > 0
     widget.copy_btn.click()
-    assert widget_module.QApplication.clipboard().text() == to_tsv(widget.table_data)
+    assert QApplication.clipboard().text() == to_tsv(widget.table_data)
     target = tmp_path / "metrics.csv"
-    monkeypatch.setattr(widget_module.QFileDialog, "getSaveFileName", lambda *a, **k: (str(target), ""))
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(target), ""))
     widget.csv_btn.click()
     lines = target.read_text().splitlines()
     assert lines[0] == f"metric,{NETWORK},max" and len(lines) == len(ROWS) + 1
@@ -303,7 +304,7 @@ def test_save_screenshot_writes_a_picture(make_napari_viewer, colour_pair, qtbot
     viewer.add_image(colour_pair[1], name="pet")
     fuse_now(qtbot, widget)
     target = tmp_path / "shot.png"
-    monkeypatch.setattr(widget_module.QFileDialog, "getSaveFileName", lambda *a, **k: (str(target), ""))
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(target), ""))
     widget.shot_btn.click()
     assert imread(target)[..., :3].std() > 0
 

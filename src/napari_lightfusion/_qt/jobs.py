@@ -142,22 +142,24 @@ class PlanCache:
             return self._plan
 
 
-def warm_up(preset: str, device: str) -> None:
+def warm_up(preset: str, device: str) -> float | None:
     """Load the preset's network and build its inference session, so that the first Fuse is fast.
 
-    Runs in a worker when the widget opens. Failures are left for the
-    first real fusion to report (with its inputs, in one line).
+    Runs in a worker when the widget opens and when the preset changes.
+    Returns the network's default balance (None: it is not conditioned on
+    one, as the paper's networks). Failures are left for the first real
+    fusion to report (with its inputs, in one line).
     """
     from .. import engine, fastpath
     from ..weights import model_for
 
     try:
         model = model_for(preset)
-        target = engine.resolve_device(device)
-        if engine.select_backend(target) == "onnx":
+        if engine.select_backend(engine.resolve_device(device)) == "onnx":
             fastpath.session_for(model, None)
-    except Exception:  # noqa: BLE001, S110 - reported by the fusion that needs it
-        pass
+    except Exception:  # noqa: BLE001 - reported by the fusion that needs it
+        return None
+    return model.config.balance
 
 
 def run_request(request: Request, cache: PlanCache) -> Generator[int | Outcome, None, Outcome]:

@@ -1,4 +1,4 @@
-"""The napari-layer side of the widget's inputs: picking, checking, reading, resampling.
+"""The napari-layer side of the widget's inputs: listing, naming, checking, reading.
 
 No Qt here. Functions take napari layers (or, for the pure ones, numpy
 arrays) and never modify an input layer. Output layers (see
@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 from napari.layers import Image
-from skimage.transform import resize
 
 #: Key in ``layer.metadata`` that marks a layer this plugin wrote.
 MARK = "lightfusion"
@@ -33,37 +32,6 @@ def is_colour(layer) -> bool:
 def image_layers(layers) -> list:
     """The image layers a user can fuse: napari Image layers not written by us."""
     return [ly for ly in layers if isinstance(ly, Image) and not is_output(ly)]
-
-
-def default_pair(layers) -> tuple:
-    """Sensible (anatomical, functional) defaults among ``layers``.
-
-    Anatomical: the first grey layer (else the first layer). Functional: a
-    colour layer when there is one, else another grey layer; layers of the
-    anatomical layer's shape first, then of its dimensionality.
-    """
-    cands = image_layers(layers)
-    if not cands:
-        return None, None
-    first = next((ly for ly in cands if not is_colour(ly)), cands[0])
-    shape = spatial_shape(first)
-
-    def rank(ly):
-        other = spatial_shape(ly)
-        return (other != shape, len(other) != len(shape), not is_colour(ly))
-
-    others = sorted((ly for ly in cands if ly is not first), key=rank)
-    return first, (others[0] if others else None)
-
-
-def guess_preset(anatomical, functional) -> str:
-    """The preset that fits a pair: colour functional -> PET-MRI (SPECT when named so), grey -> CT-MRI."""
-    names = " ".join(ly.name.lower() for ly in (anatomical, functional) if ly is not None)
-    if "spect" in names:
-        return "SPECT-MRI"
-    if any(ly is not None and is_colour(ly) for ly in (anatomical, functional)):
-        return "PET-MRI"
-    return "CT-MRI"
 
 
 def display_name(layer) -> str:
@@ -133,39 +101,6 @@ def spatial_kwargs(layer) -> dict:
     if "units" in kwargs:
         kwargs["units"] = tuple(str(u) for u in layer.units)
     return kwargs
-
-
-def resample(data: np.ndarray, shape: tuple[int, ...], rgb: bool = False) -> np.ndarray:
-    """``data`` resampled (linear, anti-aliased when shrinking) to spatial ``shape``.
-
-    The colour axis of an RGB image is kept; the dtype is kept (integers are
-    rounded and clipped to their range). Pure: ``data`` is not modified.
-    """
-    data = np.asarray(data)
-    target = tuple(shape) + ((data.shape[-1],) if rgb else ())
-    if len(target) != data.ndim:
-        raise ValueError(f"cannot resample shape {data.shape} to {tuple(shape)}")
-    shrinking = any(t < s for t, s in zip(target, data.shape))
-    out = resize(
-        data.astype(np.float64), target, order=0 if data.dtype == bool else 1,
-        preserve_range=True, anti_aliasing=shrinking and data.dtype != bool,
-    )
-    if data.dtype == bool:
-        return out > 0.5
-    if data.dtype.kind in "iu":
-        info = np.iinfo(data.dtype)
-        return np.clip(np.round(out), info.min, info.max).astype(data.dtype)
-    return out.astype(data.dtype)
-
-
-def add_resampled(viewer, target, layer):
-    """Add ``layer`` resampled onto ``target``'s grid as a NEW layer "<name> resampled"."""
-    data = resample(layer.data, spatial_shape(target), is_colour(layer))
-    kwargs = dict(name=f"{layer.name} resampled", rgb=is_colour(layer), opacity=layer.opacity,
-                  blending=layer.blending, **spatial_kwargs(target))
-    if not is_colour(layer):
-        kwargs.update(colormap=layer.colormap, contrast_limits=layer.contrast_limits)
-    return viewer.add_image(data, **kwargs)
 
 
 def grid_of(viewer):

@@ -14,11 +14,12 @@ from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QFormLayout, QWidget
 
 from . import layer_io as L
+from ..roles import guess_roles
 
 
 def guess_pair(layers) -> tuple:
-    """The (anatomical, functional) guess among ``layers``' image layers."""
-    return L.default_pair(layers)
+    """The (anatomical, functional) guess among ``layers``' image layers (names, file names, colour)."""
+    return guess_roles(L.image_layers(layers))
 
 
 class PairPicker(QWidget):

@@ -39,8 +39,11 @@ class JobProgress(QWidget):
         self._timer.start()
         self.setVisible(True)
 
-    def step(self, done: int) -> None:
-        """``done`` steps are finished."""
+    def step(self, done: int, total: int | None = None) -> None:
+        """``done`` steps are finished (of ``total``, when the job only now knows it)."""
+        if total is not None and total != self.bar.maximum():
+            self.bar.setRange(0, total)
+            self.bar.setFormat(f"{self.bar.format().split(' %v')[0]} %v/%m")
         if self.bar.maximum() > 0:
             self.bar.setValue(min(done, self.bar.maximum()))
 

@@ -24,21 +24,23 @@ from types import SimpleNamespace
 
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtCore import QTimer, Signal
+from qtpy.QtCore import Qt, QTimer, Signal
 from qtpy.QtWidgets import (
-    QApplication, QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
-    QPushButton, QVBoxLayout, QWidget,
+    QCheckBox, QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QPushButton, QSlider, QVBoxLayout,
+    QWidget,
 )
 
 from . import compare as C
 from . import layer_io as L
 from . import outputs as O
+from .. import roles
 from ..baselines import BASELINES
 from ..engine import available_devices
 from ..model import ModelConfig
-from ..weights import PRESETS
+from ..resample import iter_resample_layer
+from ..weights import all_presets
+from .exports import ExportActions
 from .jobs import Outcome, PlanCache, Request, run_request, warm_up
-from .table_text import to_csv, to_tsv
 from .pickers import PairPicker
 from .progress import JobProgress
 from .table import MetricTable
@@ -74,7 +76,7 @@ def _abandon(life: SimpleNamespace) -> None:
         life.worker.quit()
 
 
-class LightFusionWidget(QWidget):
+class LightFusionWidget(ExportActions, QWidget):
     """Fuse two image layers with LightFusionNet and show why (maps, metrics)."""
 
     #: Emitted with ``{role: layer}`` (roles "fused", "surprise:0", ..., "baseline:<name>")
@@ -115,7 +117,11 @@ class LightFusionWidget(QWidget):
         self.pickers = PairPicker(self.viewer)
         self.resample_btn = QPushButton("Resample functional onto anatomical grid")
         self.resample_btn.setVisible(False)
-        self.preset = _combo(PRESETS)
+        self.preset = _combo(all_presets())
+        self.balance = QSlider(Qt.Orientation.Horizontal)
+        self.balance.setRange(0, 100)
+        self.balance.setValue(50)
+        self.balance.setEnabled(False)
         self.device = _combo(["auto", *available_devices()])
         self.show_map = _combo(MAP_TEXT, list(O.MAP_CHOICES),
                                ["the fused image, no map"] + [O.MAP_MEANING[c.kind] for c in O.MAP_CHOICES[1:]])
@@ -139,6 +145,7 @@ class LightFusionWidget(QWidget):
         form.addRow(self.pickers)
         form.addRow(self.resample_btn)
         form.addRow("Preset", self.preset)
+        form.addRow("Balance (anatomy ↔ function)", self.balance)
         form.addRow("Device", self.device)
         form.addRow("Show map", self.show_map)
         form.addRow("Map channel", self.channel)
@@ -159,7 +166,9 @@ class LightFusionWidget(QWidget):
         layout.addStretch(1)
 
         tips = {
-            self.preset: "Network weights; guessed from the inputs, choose to override",
+            self.preset: "Network weights; guessed from the inputs' names and colours, choose to override",
+            self.balance: ("Networks trained with a balance only: left keeps more anatomy, right more "
+                           "function; re-fuses the current slice as you move it"),
             self.show_map: "Show one surprise or attention map (with its colour bar) over the grey anatomical image",
             self.channel: "Maps: mean over the network's channels, or one channel (re-runs the network)",
             self.baseline: "Classical method(s) in the metric table and in Compare",
@@ -175,6 +184,7 @@ class LightFusionWidget(QWidget):
         self.baseline.activated.connect(lambda *_: self.request_live())
         self.show_map.currentIndexChanged.connect(lambda *_: self._on_map_choice())
         self.channel.activated.connect(self._on_channel)
+        self.balance.valueChanged.connect(lambda *_: self._on_balance())
         self.resample_btn.clicked.connect(self.resample)
         self.fuse_btn.clicked.connect(self.fuse)
         self.cancel_btn.clicked.connect(self.cancel)
@@ -207,7 +217,20 @@ class LightFusionWidget(QWidget):
     def _on_user_preset(self, *_):
         self._auto_preset = False
         self._stale()
+        a, b = self.pair()
+        if warning := roles.preset_warning(self.preset.currentText(), a, b):
+            self._notify(show_warning, warning)
+        self._submit("warm")  # load the network now; it says whether Balance applies
         self.request_live()
+
+    def _on_balance(self):
+        """Re-fuse the current slice (debounced) when the balance moves and there is a result."""
+        if self._result is not None or self.live.isChecked():
+            self._timer.start()
+
+    def balance_value(self) -> float | None:
+        """The balance passed to the network: the slider's b in [0, 1], None when it does not apply."""
+        return self.balance.value() / 100.0 if self.balance.isEnabled() else None
 
     def _on_pair_changed(self):
         """Watch the picked layers' data and contrast; guess the preset; check the shapes."""
@@ -219,12 +242,20 @@ class LightFusionWidget(QWidget):
         for layer in self._watched:
             layer.events.data.connect(self._on_input_changed)
             layer.events.contrast_limits.connect(self._on_input_changed)
-        if self._auto_preset:
-            self.preset.setCurrentText(L.guess_preset(a, b))
+        self._last_note = None
+        message = None
+        if a is not None and b is not None and a is not b:
+            guess = roles.guess_preset(a, b)
+            if self._auto_preset and guess.preset is not None and guess.preset != self.preset.currentText():
+                self.preset.setCurrentText(guess.preset)
+                self._submit("warm")
+            warning = guess.warning if self._auto_preset else roles.preset_warning(self.preset.currentText(), a, b)
+            if warning:
+                self._notify(show_warning, warning)
+            message = f"Preset {self.preset.currentText()} ({guess.reason}). Press Fuse."
         problem = L.check_pair(a, b) if a is not None and b is not None and a is not b else None
         self.resample_btn.setVisible(problem is not None and problem[0] == "shape")
-        self._last_note = None
-        self._stale(problem[1] if problem else None)
+        self._stale(problem[1] if problem else message)
         self._on_input_changed()
 
     def _stale(self, message: str | None = None) -> None:
@@ -246,15 +277,26 @@ class LightFusionWidget(QWidget):
                 self.request_live()
 
     def resample(self):
-        """Add the functional layer resampled onto the anatomical grid, and pick it."""
+        """Resample the functional layer onto the anatomical grid (world coordinates) in a worker.
+
+        The result is always a NEW layer "<name> resampled", which is then picked.
+        """
         a, b = self.pair()
         if a is None or b is None or len(L.spatial_shape(a)) != len(L.spatial_shape(b)):
             self._notify(show_error, "resampling needs two layers of the same dimensionality")
-            return None
-        new = L.add_resampled(self.viewer, a, b)
+            return
+        self._submit("resample")
+
+    def _on_resampled(self, value):
+        data, kwargs = value
+        a, b = self._job_layers
+        style = dict(opacity=b.opacity, blending=b.blending)
+        if not L.is_colour(b):
+            style.update(colormap=b.colormap, contrast_limits=b.contrast_limits)
+        new = self.viewer.add_image(data, name=f"{b.name} resampled", **kwargs, **style)
         self.set_pair(a, new)
+        self.status.setText(f"Added '{new.name}' on the grid of '{a.name}'; '{b.name}' is unchanged.")
         show_info(f"LightFusion: added '{new.name}' on the grid of '{a.name}'; '{b.name}' is unchanged")
-        return new
 
     # ---------------------------------------------------------- map display
     def map_choice(self) -> O.MapChoice | None:
@@ -331,7 +373,7 @@ class LightFusionWidget(QWidget):
         return Request(
             inputs, preset, self.device.currentText(), self.channel.currentData(), key,
             index=index if kind == "live" else None, metric_index=index,
-            baselines=self._baselines(), compare=kind == "compare",
+            baselines=self._baselines(), compare=kind == "compare", balance=self.balance_value(),
             context={"like": a, "inputs": (a, b), "names": names, "kind": kind,
                      "set": (str(a.unique_id), str(b.unique_id), preset, None),
                      "label": O.set_label(*names, preset)},
@@ -340,7 +382,16 @@ class LightFusionWidget(QWidget):
     def _start(self, kind: str, clicked: float):
         if kind == "warm":
             worker = create_worker(warm_up, self.preset.currentText(), self.device.currentText())
-            self.status.setText("Loading the network ...")
+            worker.returned.connect(self._guard(self._on_warm))
+        elif kind == "resample":
+            a, b = self.pair()
+            if a is None or b is None:
+                return
+            worker = create_worker(iter_resample_layer, b, a)
+            worker.yielded.connect(self._guard(lambda done: self.progress.step(done[0], done[1])))
+            worker.returned.connect(self._guard(self._on_resampled))
+            worker.aborted.connect(self._guard(self._on_aborted))
+            self._busy_ui((a, b), 0, f"Resampling '{b.name}'")
         else:
             request = self._make_request(kind)
             if request is None:
@@ -350,21 +401,34 @@ class LightFusionWidget(QWidget):
             slices = 1 if request.index is not None or len(L.spatial_shape(like)) == 2 else like.data.shape[0]
             worker = create_worker(run_request, request, self._cache)
             worker.yielded.connect(self._guard(self._on_yielded))
+            worker.returned.connect(self._guard(self._on_outcome))
             worker.aborted.connect(self._guard(self._on_aborted))
             what = f"slice {request.index}" if request.index is not None else (
                 f"{slices} slices" if slices > 1 else "the image")
-            self.progress.start(slices, f"Fusing {what}")
-            self.status.setText(f"Fusing {what} ...")
-            self._job_layers = request.context["inputs"]
-            for button in (self.fuse_btn, self.compare_btn):
-                button.setEnabled(False)
-            self.cancel_btn.setEnabled(True)
-        worker.returned.connect(self._guard(self._on_outcome))
+            self._busy_ui(request.context["inputs"], slices, f"Fusing {what}")
         worker.finished.connect(self._guard(self._on_finished))
         self._worker = self._life.worker = worker
         self._kind = kind
         self._cancel_reason = None
         worker.start()
+
+    def _busy_ui(self, inputs: tuple, steps: int, text: str) -> None:
+        """A job on ``inputs`` starts: progress bar, Fuse and Compare off, Cancel on."""
+        self.progress.start(steps, text)
+        self.status.setText(f"{text} ...")
+        self._job_layers = inputs
+        for button in (self.fuse_btn, self.compare_btn, self.resample_btn):
+            button.setEnabled(False)
+        self.cancel_btn.setEnabled(True)
+
+    def _on_warm(self, balance):
+        """The network is loaded: the balance slider applies when it was trained with one."""
+        conditioned = balance is not None
+        if conditioned and not self.balance.isEnabled():
+            self.balance.blockSignals(True)
+            self.balance.setValue(round(100 * balance))
+            self.balance.blockSignals(False)
+        self.balance.setEnabled(conditioned)
 
     def _guard(self, slot):
         """``slot``, silenced once the widget is destroyed."""
@@ -389,14 +453,12 @@ class LightFusionWidget(QWidget):
         self._kind = None
         self._cancel_reason = None
         self.progress.stop()
-        for button in (self.fuse_btn, self.compare_btn):
+        for button in (self.fuse_btn, self.compare_btn, self.resample_btn):
             button.setEnabled(True)
         self.cancel_btn.setEnabled(False)
         if self._pending is not None:
             (kind, clicked), self._pending = self._pending, None
             self._start(kind, clicked)
-        elif self.status.text().startswith("Loading the network"):
-            self.status.setText("Pick two registered images and press Fuse.")
 
     def _aborting(self) -> bool:
         return self._worker is not None and self._worker.abort_requested
@@ -411,8 +473,8 @@ class LightFusionWidget(QWidget):
             self.progress.step(value + 1)
 
     def _on_outcome(self, outcome):
-        if outcome is None or self._aborting():
-            return  # the warm-up, or cancelled after the last slice: the layers stay as they were
+        if self._aborting():
+            return  # cancelled after the last slice: the layers stay as they were
         if outcome.error:
             self._notify(show_error, outcome.error)
             self.status.setText(outcome.error)
@@ -462,41 +524,6 @@ class LightFusionWidget(QWidget):
         """The metric table shown: ``{column: {row: value}}`` (empty before a fusion)."""
         return self.table.data
 
-    def copy_table(self):
-        """Put the metric table on the clipboard, tab separated."""
-        QApplication.clipboard().setText(to_tsv(self.table_data))
-
-    def export_csv(self, path) -> Path:
-        """Write the metric table to ``path`` as CSV."""
-        Path(path).write_text(to_csv(self.table_data))
-        return Path(path)
-
-    def export_figure(self, path) -> Path:
-        """Write one PNG: the last result's inputs, fused image and baselines as labelled tiles, the table beneath."""
-        from .figure import export_figure
-
-        if self._result is None:
-            raise ValueError("fuse or compare first: there is no result to put in a figure")
-        layers = C.grid_layers(self.pair(), self._result[1])
-        return Path(export_figure(C.tiles(self.viewer, layers), self.table_data, path))
-
-    def save_screenshot(self, path) -> Path:
-        """Save what the canvas shows, cropped to the data at its resolution, as a PNG."""
-        self.viewer.export_figure(str(path), flash=False)
-        return Path(path)
-
-    def _ask_path(self, title: str, default: str, filters: str) -> str:
-        path, _ = QFileDialog.getSaveFileName(self, title, default, filters)
-        return path
-
-    def _on_export_csv(self):
-        if path := self._ask_path("Export metrics", "lightfusion_metrics.csv", "CSV (*.csv)"):
-            self.export_csv(path)
-
-    def _on_export_figure(self):
-        if path := self._ask_path("Export figure", "lightfusion_comparison.png", "PNG (*.png)"):
-            self.export_figure(path)
-
-    def _on_save_screenshot(self):
-        if path := self._ask_path("Save screenshot", "lightfusion.png", "PNG (*.png)"):
-            self.save_screenshot(path)
+    def last_result(self) -> dict:
+        """``{role: layer}`` of the last result written (empty before the first)."""
+        return dict(self._result[1]) if self._result is not None else {}

@@ -1,0 +1,60 @@
+"""What the widget writes to the clipboard and to files: the metric table, a figure, a screenshot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from qtpy.QtWidgets import QApplication, QFileDialog
+
+from . import compare as C
+from .table_text import to_csv, to_tsv
+
+
+class ExportActions:
+    """Mixin of :class:`~napari_lightfusion._qt.widget.LightFusionWidget`: copy, CSV, figure, screenshot.
+
+    Uses the widget's ``viewer``, ``table_data``, ``pair()`` and
+    ``last_result()``.
+    """
+
+    def copy_table(self):
+        """Put the metric table on the clipboard, tab separated."""
+        QApplication.clipboard().setText(to_tsv(self.table_data))
+
+    def export_csv(self, path) -> Path:
+        """Write the metric table to ``path`` as CSV."""
+        Path(path).write_text(to_csv(self.table_data))
+        return Path(path)
+
+    def export_figure(self, path) -> Path:
+        """Write one PNG: the inputs, the fused image and the baselines of the last result
+        as labelled tiles (the current slice, as napari shows it), the metric table beneath."""
+        from .figure import export_figure
+
+        result = self.last_result()
+        if not result:
+            raise ValueError("fuse or compare first: there is no result to put in a figure")
+        layers = C.grid_layers(self.pair(), result)
+        return Path(export_figure(C.tiles(self.viewer, layers), self.table_data, path,
+                                  caption=result["fused"].name))
+
+    def save_screenshot(self, path) -> Path:
+        """Save what the canvas shows, cropped to the data at its resolution, as a PNG."""
+        self.viewer.export_figure(str(path), flash=False)
+        return Path(path)
+
+    def _ask_path(self, title: str, default: str, filters: str) -> str:
+        path, _ = QFileDialog.getSaveFileName(self, title, default, filters)
+        return path
+
+    def _on_export_csv(self):
+        if path := self._ask_path("Export metrics", "lightfusion_metrics.csv", "CSV (*.csv)"):
+            self.export_csv(path)
+
+    def _on_export_figure(self):
+        if path := self._ask_path("Export figure", "lightfusion_comparison.png", "PNG (*.png)"):
+            self.export_figure(path)
+
+    def _on_save_screenshot(self):
+        if path := self._ask_path("Save screenshot", "lightfusion.png", "PNG (*.png)"):
+            self.save_screenshot(path)
