@@ -93,7 +93,8 @@ def test_fuse_volume_equals_fuse_and_writes_ome_zarr(tmp_path, volumes):
     assert [a["name"] for a in scales["axes"]] == ["c", "z", "y", "x"]
     assert scales["axes"][1]["unit"] == "millimeter"
     assert scales["datasets"][0]["coordinateTransformations"][0]["scale"] == pytest.approx([1.0, 2.5, 0.9, 0.8])
-    side = json.loads((tmp_path / "out.zarr" / "lightfusion.json").read_text())
+    side = json.loads((tmp_path / "out.zarr.json").read_text())
+    assert attrs["lightfusion"] == side
     assert side["settings"]["preset"] == "PET-MRI" and side["command"] == "a command"
     assert side["settings"]["sha256"] == sha256(preset_path("PET-MRI")) and side["status"] == "complete"
     assert zarr.open_array(str(tmp_path / "out.zarr" / "0"), mode="r").chunks == (3, 1, 40, 48)
@@ -174,7 +175,7 @@ def test_cli_fuse_volume_and_its_errors(tmp_path, volumes, capsys):
     assert main(["fuse-volume", str(tmp_path / "a.tif"), str(tmp_path / "b.tif"), "--out", str(out),
                  "--device", "cpu", "--a-window=500,1500", "--scheduler", "synchronous"]) == 0
     assert "5 slices fused" in capsys.readouterr().out
-    side = json.loads((out / "lightfusion.json").read_text())
+    side = json.loads((tmp_path / "o.zarr.json").read_text())
     assert side["command"].startswith("lightfusion fuse-volume") and side["limits"][0] == [500.0, 1500.0]
     assert main(["fuse-volume", str(tmp_path / "a.tif"), str(tmp_path / "b.tif"), "--out", str(tmp_path / "x.zarr"),
                  "--a-window", "1,2,3"]) == 2

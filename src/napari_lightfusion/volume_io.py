@@ -10,7 +10,10 @@ dask.distributed workers that see the same file system.
 :class:`OmeZarrOutput` is the fused volume on disk: OME-Zarr 0.4 (zarr
 format 2), one array ``0`` of float32 in [0, 1], axes ``z, y, x`` (grey) or
 ``c, z, y, x`` (colour, three channels), one chunk per slice and the voxel
-size as its scale. zarr writes every chunk to a temporary file and renames
+size as its scale. How it was made (the settings, the preset and its
+sha256, the command, the contrast limits) is recorded in the group's
+``lightfusion`` attribute and in the sidecar ``OUT.zarr.json`` beside it.
+zarr writes every chunk to a temporary file and renames
 it, so a chunk on disk is complete; :meth:`OmeZarrOutput.missing` lists
 the slices still to write, which is what makes a rerun resume.
 """
@@ -35,8 +38,10 @@ UNITS = {
     "m": "meter", "meter": "meter", "inch": "inch",
 }
 
-#: The sidecar inside an output folder: settings, preset, its sha256, the command.
-SIDECAR = "lightfusion.json"
+#: The attribute of an output group that records how it was made (settings, preset,
+#: its sha256, the command); the same goes to the sidecar file ``OUT.zarr.json``
+#: beside it (a file inside the folder would not be part of the zarr hierarchy).
+RECORD = "lightfusion"
 
 
 @dataclass(frozen=True)
@@ -53,7 +58,7 @@ class Volume:
     unit: str | None
 
 
-def _unit(name) -> str | None:
+def ngff_unit(name) -> str | None:
     return UNITS.get(str(name).strip().lower()) if name else None
 
 
@@ -128,7 +133,7 @@ def _tiff_voxel(tif) -> tuple[tuple[float, float, float] | None, str | None]:
     if xres is None or yres is None:
         return None, None
     (xn, xd), (yn, yd) = xres.value, yres.value
-    unit = _unit(ij.get("unit"))
+    unit = ngff_unit(ij.get("unit"))
     resunit = page.tags.get("ResolutionUnit")
     if unit is None and resunit is not None:
         unit = {2: "inch", 3: "centimeter"}.get(int(resunit.value))
@@ -185,7 +190,7 @@ class NiftiVolume(_SliceReader):
         self.dtype = self.read(0).dtype
         dx, dy, dz = (float(v) for v in image.header.get_zooms()[:3])
         self.voxel_size = (dz, dy, dx)
-        self.unit = _unit(image.header.get_xyzt_units()[0])
+        self.unit = ngff_unit(image.header.get_xyzt_units()[0])
 
     def _image(self):
         return _nifti(self.path, os.stat(self.path).st_mtime_ns)
@@ -215,7 +220,7 @@ def _open_zarr(path: str) -> Volume:
             array = node[dataset["path"]]
             axes = [a["name"] if isinstance(a, dict) else a for a in ms.get("axes", [])] or None
             units = [a.get("unit") for a in ms.get("axes", []) if isinstance(a, dict) and a.get("type") == "space"]
-            unit = _unit(units[0]) if units else None
+            unit = ngff_unit(units[0]) if units else None
             for transform in dataset.get("coordinateTransformations", []):
                 if transform.get("type") == "scale":
                     scale = [float(v) for v in transform["scale"]]
@@ -364,20 +369,27 @@ class OmeZarrOutput:
         else:
             array[z] = np.asarray(image, np.float32)
 
-    def read_sidecar(self) -> dict | None:
-        """The sidecar's content, or ``None`` when there is none."""
-        try:
-            return json.loads((self.path / SIDECAR).read_text())
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"the sidecar {self.path / SIDECAR} cannot be read: {exc}") from None
+    @property
+    def sidecar(self) -> Path:
+        """The sidecar file beside the output folder: ``OUT.zarr`` -> ``OUT.zarr.json``."""
+        return self.path.with_name(self.path.name + ".json")
 
-    def write_sidecar(self, content: dict) -> None:
-        """Write the sidecar atomically, and the same under the group's ``lightfusion`` attribute."""
+    def read_sidecar(self) -> dict | None:
+        """The record of what was written (the group's ``lightfusion`` attribute), or ``None``."""
         import zarr
 
-        tmp = self.path / f".{SIDECAR}.tmp"
+        try:
+            attrs = zarr.open_group(str(self.path), mode="r").attrs
+        except (FileNotFoundError, ValueError, KeyError, TypeError):
+            return None
+        record = attrs.get(RECORD)
+        return dict(record) if isinstance(record, dict) else None
+
+    def write_sidecar(self, content: dict) -> None:
+        """Record ``content`` in the group's ``lightfusion`` attribute and, atomically, the sidecar file."""
+        import zarr
+
+        zarr.open_group(str(self.path), mode="r+").attrs[RECORD] = content
+        tmp = self.sidecar.with_name(f".{self.sidecar.name}.tmp")
         tmp.write_text(json.dumps(content, indent=2) + "\n")
-        os.replace(tmp, self.path / SIDECAR)
-        zarr.open_group(str(self.path), mode="r+").attrs["lightfusion"] = content
+        os.replace(tmp, self.sidecar)

@@ -6,7 +6,7 @@ fusion (:func:`napari_lightfusion.lazy.fuse_lazy`, without maps) and writes
 each slice that is not on disk yet as one chunk, one dask task per slice.
 Memory therefore stays at a few slices per worker whatever the volume's
 depth, and a rerun after an interruption fuses only the missing slices (the
-sidecar keeps the contrast limits, so the rerun does not rescan).
+output records the contrast limits, so the rerun does not rescan).
 
 :func:`fuse_batch` is ``lightfusion batch``: one row of a CSV manifest per
 pair, a summary CSV, and a failing pair does not stop the others.
