@@ -1,0 +1,113 @@
+"""The package's dependency rules: the runtime imports neither ``_qt`` nor ``research``; ``_qt`` not ``research``.
+
+The runtime is every module at the package top (the network, weights,
+engine, fast path, inputs, colour, metrics, baselines, ...). It must import
+with Qt, napari and the two sub-packages unavailable, so that scripts,
+notebooks and the command line use it without a GUI stack. Modules are
+found by walking the package, so new ones are covered as they are added.
+"""
+
+from __future__ import annotations
+
+import ast
+import pkgutil
+from pathlib import Path
+
+import napari_lightfusion
+
+PACKAGE = Path(napari_lightfusion.__file__).parent
+SUBPACKAGES = ("_qt", "research")
+
+#: What the runtime must do without.
+GUI_AND_SUBPACKAGES = [
+    "napari_lightfusion._qt", "napari_lightfusion.research", "qtpy", "PyQt6", "PyQt5", "PySide6", "PySide2", "napari",
+]
+
+
+def runtime_modules(include_cli: bool = False) -> list[str]:
+    """Dotted names of the modules at the package top (``cli`` only when asked)."""
+    return [
+        f"napari_lightfusion.{info.name}"
+        for info in pkgutil.iter_modules(napari_lightfusion.__path__)
+        if not info.ispkg and (include_cli or info.name != "cli")
+    ]
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module a source file imports, anywhere in it (inside functions too), as absolute dotted names.
+
+    ``from a import b`` counts as importing ``a`` and ``a.b`` (``b`` may be a module).
+    """
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)  # a package's __init__ keeps its part
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = parts[: len(parts) - node.level] if node.level else []
+            module = ".".join([*base, *(node.module.split(".") if node.module else [])])
+            found.add(module)
+            found.update(f"{module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def _inside(name: str, package: str) -> bool:
+    return name == package or name.startswith(package + ".")
+
+
+def test_imported_modules_resolves_relative_imports():
+    found = imported_modules(PACKAGE / "_qt" / "jobs.py")
+    assert "napari_lightfusion.fusion" in found and "napari_lightfusion._qt" not in found
+    assert "napari_lightfusion.research.tables" in imported_modules(PACKAGE / "research" / "scoring.py")
+    assert "napari_lightfusion.research.evaluation" in imported_modules(PACKAGE / "cli.py")  # lazily, in a function
+
+
+def test_the_runtime_imports_without_qt_napari_research_or_the_qt_edge(run_blocked):
+    modules = runtime_modules()
+    assert {"napari_lightfusion.fusion", "napari_lightfusion.engine", "napari_lightfusion.inputs"} <= set(modules)
+    code = (
+        "import importlib, sys\n"
+        f"for name in {modules!r}:\n"
+        "    importlib.import_module(name)\n"
+        "print('imported', len(sys.modules))\n"
+    )
+    proc = run_blocked(["python", "-c", code], GUI_AND_SUBPACKAGES)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "imported" in proc.stdout
+
+
+def test_the_block_stops_napari_and_research(run_blocked):
+    for module in ("napari", "qtpy", "napari_lightfusion.research.evaluation", "napari_lightfusion._qt.widget"):
+        proc = run_blocked(["python", "-c", f"import {module}"], GUI_AND_SUBPACKAGES)
+        assert proc.returncode != 0 and "blocked by the test" in proc.stderr, module
+
+
+def test_the_command_line_builds_its_parser_without_research_or_qt(run_blocked):
+    proc = run_blocked(["lightfusion", "--help"], GUI_AND_SUBPACKAGES)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "evaluate" in proc.stdout
+
+
+def test_no_runtime_module_imports_qt_edge_or_research_even_lazily():
+    """Only ``cli`` may, inside the subcommands that need them."""
+    offenders = {}
+    for name in runtime_modules():
+        path = PACKAGE / f"{name.rsplit('.', 1)[1]}.py"
+        bad = sorted(
+            m for m in imported_modules(path)
+            if any(_inside(m, f"napari_lightfusion.{sub}") for sub in SUBPACKAGES)
+        )
+        if bad:
+            offenders[name] = bad
+    assert not offenders, offenders
+
+
+def test_no_qt_module_imports_research():
+    files = sorted((PACKAGE / "_qt").rglob("*.py"))
+    assert PACKAGE / "_qt" / "widget.py" in files
+    offenders = {}
+    for path in files:
+        bad = sorted(m for m in imported_modules(path) if _inside(m, "napari_lightfusion.research"))
+        if bad:
+            offenders[str(path.relative_to(PACKAGE))] = bad
+    assert not offenders, offenders
