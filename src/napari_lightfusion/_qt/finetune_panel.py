@@ -59,14 +59,15 @@ def finetune_job(inputs: dict, base: str, config: FinetuneConfig, device: str, c
             inputs["a_limits"], inputs["b_limits"], inputs["a_rgb"], inputs["b_rgb"],
         )
         steps = finetune_steps([pair], base, config=config, device=device, cancel=cancel)
-        losses, last = [], 0.0
+        losses, last, counted = [], 0.0, 0
         while True:
             try:
                 update = next(steps)
             except StopIteration as done:
                 return {"result": done.value}
-            if update.step and np.isfinite(update.loss) and (not losses or losses[-1][0] != update.step):
+            if update.step > counted:  # the last step is reported twice: trained, then validated
                 losses.append((update.step, update.loss))
+                counted = update.step
             now = time.perf_counter()
             if update.validation is not None or now - last >= REPORT_EVERY_S:
                 last = now
@@ -170,7 +171,7 @@ class FinetunePanel(QWidget):
         self._layers: tuple[str, str] | None = None
 
         self.base = QComboBox()
-        self.minutes = QDoubleSpinBox(decimals=1, minimum=0.1, maximum=120.0, singleStep=0.5, value=2.0)
+        self.minutes = QDoubleSpinBox(decimals=2, minimum=0.05, maximum=120.0, singleStep=0.5, value=2.0)
         self.minutes.setSuffix(" min")
         self.steps = QSpinBox(minimum=0, maximum=1_000_000, singleStep=100, value=0)
         self.steps.setSpecialValueText("no limit")

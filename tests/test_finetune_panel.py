@@ -1,0 +1,172 @@
+"""The fine-tuning panel on its own: runs in a worker, keeps the GUI responsive, saves a preset."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from napari_lightfusion import fuse
+from napari_lightfusion._qt import finetune_panel as panel_module
+from napari_lightfusion._qt.finetune_panel import FinetunePanel
+from napari_lightfusion._sample_data import microscopy_pair, phantom_stack
+from napari_lightfusion.weights import custom_presets
+
+WAIT_MS = 60_000
+
+
+@pytest.fixture(autouse=True)
+def presets(tmp_path, monkeypatch):
+    folder = tmp_path / "presets"
+    monkeypatch.setenv("LIGHTFUSION_PRESETS_DIR", str(folder))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield folder
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def errors(monkeypatch):
+    shown = []
+    monkeypatch.setattr(panel_module, "show_error", shown.append)
+    return shown
+
+
+@pytest.fixture
+def cells_viewer(make_napari_viewer, qtbot):
+    """A viewer with the microscopy sample (64 x 64) and a panel fine-tuning on it."""
+    viewer = make_napari_viewer()
+    phase, gfp = microscopy_pair(64, seed=5)
+    a = viewer.add_image(phase, name="phase contrast")
+    b = viewer.add_image(gfp, name="GFP", colormap="green")
+    saved = []
+    panel = FinetunePanel(viewer, lambda: (a, b), saved.append)
+    viewer.window.add_dock_widget(panel, name="Fine-tune")
+    yield viewer, panel, (a, b), saved
+    panel.cancel()
+    qtbot.waitUntil(lambda: not panel.busy, timeout=WAIT_MS)
+
+
+def snapshot(layer):
+    return layer.data.copy(), tuple(layer.contrast_limits)
+
+
+def test_finetune_then_save_as_a_preset_that_fuses(cells_viewer, qtbot, errors):
+    viewer, panel, (a, b), saved = cells_viewer
+    before = [snapshot(layer) for layer in (a, b)]
+    panel.base.setCurrentText("CT-MRI")
+    panel.steps.setValue(10)
+    with qtbot.waitSignal(panel.done, timeout=WAIT_MS):
+        panel.start()
+    qtbot.waitUntil(lambda: not panel.busy, timeout=WAIT_MS)
+    result = panel.result
+    assert result is not None and result.steps == 10 and result.stopped == "steps"
+    assert "before Qabf" in panel.summary.text() and "after Qabf" in panel.summary.text()
+    assert panel.bar.value() == 1000 and len(panel.plot.losses) == 10 and panel.plot.validations
+    assert panel.save_btn.isEnabled() and panel.name.text() == "GFP + phase contrast"
+    panel.name.setText("cells")
+    assert panel.save() == "cells" and saved == ["cells"]
+    assert "cells" in custom_presets() and [panel.base.itemText(i) for i in range(panel.base.count())][-1] == "cells"
+    fused = fuse(a.data, b.data, preset="cells", device="cpu", a_limits=a.contrast_limits,
+                 b_limits=b.contrast_limits).fused
+    assert fused.shape == (64, 64) and np.isfinite(fused).all()
+    for layer, (data, limits) in zip((a, b), before):
+        assert np.array_equal(layer.data, data) and tuple(layer.contrast_limits) == limits
+    # a taken name is refused, in one notification, and nothing is called back
+    panel.name.setText("cells")
+    panel.save_btn.setEnabled(True)
+    assert panel.save() is None and saved == ["cells"] and "exists already" in errors[-1]
+    assert not errors[:-1]
+
+
+def test_gui_thread_slots_stay_short_while_fine_tuning(cells_viewer, qtbot, monkeypatch):
+    """Each GUI-thread slot under 100 ms of CPU, and the event loop never stalls for 500 ms."""
+    viewer, panel, _, _ = cells_viewer
+    calls = []
+    for name in ("start", "_on_progress", "_on_returned", "_on_finished"):
+        original = getattr(panel, name)
+
+        def timed(*args, _original=original, _name=name):
+            cpu, wall = time.thread_time(), time.perf_counter()
+            try:
+                return _original(*args)
+            finally:
+                calls.append((_name, time.thread_time() - cpu, time.perf_counter() - wall))
+
+        monkeypatch.setattr(panel, name, timed)
+    ticks = []
+    from qtpy.QtCore import QTimer
+
+    timer = QTimer(interval=20)
+    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    timer.start()
+    panel.minutes.setValue(0.05)  # 3 s, in which the GUI keeps ticking
+    panel.start()
+    qtbot.waitUntil(lambda: not panel.busy, timeout=WAIT_MS)
+    timer.stop()
+    names = [name for name, _, _ in calls]
+    assert names.count("_on_progress") >= 5 and "_on_returned" in names and panel.result.stopped == "time"
+    worst_cpu = max(calls, key=lambda c: c[1])
+    worst_wall = max(calls, key=lambda c: c[2])
+    assert worst_cpu[1] < 0.1, f"{worst_cpu[0]} took {worst_cpu[1] * 1000:.0f} ms of GUI-thread CPU"
+    assert worst_wall[2] < 0.5, f"{worst_wall[0]} blocked the GUI thread for {worst_wall[2] * 1000:.0f} ms"
+    assert len(ticks) > 50 and np.diff(ticks).max() < 0.5
+
+
+def test_cancel_keeps_the_best_so_far_and_offers_it(cells_viewer, qtbot):
+    _, panel, _, _ = cells_viewer
+    panel.steps.setValue(100_000)
+    panel.minutes.setValue(60)
+    panel.start()
+    qtbot.waitUntil(lambda: bool(panel.plot.losses), timeout=WAIT_MS)
+    with qtbot.waitSignal(panel.done, timeout=WAIT_MS):
+        panel.cancel()
+    qtbot.waitUntil(lambda: not panel.busy, timeout=WAIT_MS)
+    assert panel.result.cancelled and 0 < panel.result.steps < 100_000
+    assert panel.save_btn.isEnabled() and "cancelled" in panel.summary.text()
+
+
+def test_stacks_hold_out_slices(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    mri, pet = phantom_stack(slices=6, size=40)
+    a = viewer.add_image(mri, name="mri stack")
+    b = viewer.add_image(pet, name="pet stack", rgb=True)
+    panel = FinetunePanel(viewer, lambda: (a, b), None)
+    panel.steps.setValue(3)
+    with qtbot.waitSignal(panel.done, timeout=WAIT_MS):
+        panel.start()
+    qtbot.waitUntil(lambda: not panel.busy, timeout=WAIT_MS)
+    assert panel.result.train_images == 5 and panel.result.validation_images == 1
+
+
+def test_no_pair_or_mismatched_layers_notify_and_start_nothing(make_napari_viewer, errors):
+    viewer = make_napari_viewer()
+    a = viewer.add_image(np.zeros((64, 64)), name="a")
+    b = viewer.add_image(np.zeros((64, 60)), name="b")
+    for pair in ((None, None), (a, a), (a, b)):
+        panel = FinetunePanel(viewer, lambda pair=pair: pair, None)
+        panel.start()
+        assert not panel.busy and panel.start_btn.isEnabled()
+    assert len(errors) == 3 and "differ in shape" in errors[-1]
+
+
+def test_worker_errors_come_back_as_one_line(make_napari_viewer, qtbot, errors):
+    viewer = make_napari_viewer()
+    a = viewer.add_image(np.zeros((20, 64)), name="thin a")  # too small to hold out a part
+    b = viewer.add_image(np.ones((20, 64)), name="thin b")
+    panel = FinetunePanel(viewer, lambda: (a, b), None)
+    panel.steps.setValue(2)
+    with qtbot.waitSignal(panel.done, timeout=WAIT_MS):
+        panel.start()
+    qtbot.waitUntil(lambda: not panel.busy, timeout=WAIT_MS)
+    assert panel.result is None and not panel.save_btn.isEnabled()
+    assert len(errors) == 1 and "too small" in errors[0] and "\n" not in errors[0]
+
+
+def test_suggested_names_are_valid_preset_names():
+    from napari_lightfusion.weights import check_preset_name
+
+    for a, b in (("phase contrast", "GFP"), ("MRI 23 [1]", "PET/23"), ("***", "!!!")):
+        check_preset_name(panel_module.suggested_name(a, b))
