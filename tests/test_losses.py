@@ -65,3 +65,31 @@ def test_total_is_the_weighted_sum():
     total, terms = fusion_loss(f, a, b, w)
     expected = 2 * terms["intensity"] + 3 * terms["gradient"] + 5 * terms["ssim"]
     assert total.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_balance_moves_the_intensity_target_from_the_maximum_to_b():
+    a, b = const(0.6), const(0.2)
+    # target (1 - beta) max(A, B) + beta B: 0.6 at beta 0, 0.4 at 0.5, 0.2 at 1
+    assert intensity_loss(const(0.4), a, b, balance=0.0).item() == pytest.approx(0.2)
+    assert intensity_loss(const(0.4), a, b, balance=0.5).item() == pytest.approx(0.0, abs=1e-7)
+    assert intensity_loss(const(0.2), a, b, balance=1.0).item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_balance_moves_the_gradient_target_to_b_and_weights_ssim_towards_b():
+    torch.manual_seed(0)
+    f, a, b = torch.rand(3, 1, 1, 32, 32)
+    assert gradient_loss(b, a, b, balance=1.0).item() == pytest.approx(0.0, abs=1e-6)
+    assert gradient_loss(b, a, b, balance=0.0).item() > 0.01
+    for beta in (0.0, 0.3, 1.0):
+        expected = 1 - 0.5 * ((1 - beta) * ssim(f, a) + (1 + beta) * ssim(f, b))
+        assert ssim_loss(f, a, b, balance=beta).item() == pytest.approx(expected.item(), abs=1e-6)
+    assert ssim_loss(b, a, b, balance=1.0).item() == pytest.approx(0.0, abs=1e-5)
+
+
+def test_copying_b_is_the_optimum_at_balance_one_and_zero_is_the_paper():
+    torch.manual_seed(1)
+    f, a, b = torch.rand(3, 1, 1, 32, 32)
+    assert fusion_loss(b, a, b, balance=1.0)[0].item() == pytest.approx(0.0, abs=1e-3)
+    assert torch.equal(fusion_loss(f, a, b)[0], fusion_loss(f, a, b, balance=0.0)[0])
+    with pytest.raises(ValueError, match="balance"):
+        fusion_loss(f, a, b, balance=1.5)

@@ -99,3 +99,29 @@ def test_missing_dataset_folder_is_a_clear_error(tmp_path):
         pair_names(tmp_path, "train", "PET-MRI")
     with pytest.raises(ValueError, match="unknown dataset"):
         pair_names(tmp_path, "train", "XR-MRI")
+
+
+def test_balance_is_drawn_per_batch_around_its_default():
+    from napari_lightfusion.model import ModelConfig
+    from napari_lightfusion.research.train import draw_balance
+
+    g = torch.Generator().manual_seed(0)
+    assert draw_balance(TrainConfig(), g) is None  # the paper's network
+    config = TrainConfig(model=ModelConfig(balance=0.3), default_share=0.25)
+    draws = [draw_balance(config, g) for _ in range(2000)]
+    assert all(0.0 <= d <= 1.0 for d in draws)
+    at_default = sum(d == 0.3 for d in draws) / len(draws)
+    assert 0.2 < at_default < 0.3
+    assert 0.4 < np.mean([d for d in draws if d != 0.3]) < 0.6  # the rest uniform
+
+
+def test_training_a_conditioned_network_writes_its_default_balance(data_root, tmp_path):
+    from napari_lightfusion.model import ModelConfig
+
+    config = TrainConfig(epochs=1, crop=32, model=ModelConfig(balance=0.25))
+    side = train(data_root, "PET-MRI", tmp_path, config, progress=False)
+    assert side["model"]["balance"] == 0.25 and side["device"] == "cpu"
+    model = load_model(tmp_path / "PET-MRI.pt")
+    assert model.conditioned and model.config.balance == 0.25
+    scale, _ = model.condition(1.0)
+    assert not torch.equal(scale, torch.ones_like(scale))  # the conditioning was trained

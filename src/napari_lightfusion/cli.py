@@ -27,6 +27,11 @@ def _add_train(sub):
     p.add_argument("--output", default="intensity", help="decoder output: intensity (the paper's) or blend")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--balance", type=float, default=None,
+                   help="train a balance-conditioned network (b in [0, 1], every b drawn per batch) "
+                        "with this default b; without it, the paper's unconditioned network")
+    p.add_argument("--crop", type=int, default=64, help="edge of the random training crops")
+    p.add_argument("--device", default="cpu", help="torch device to train on: cpu, cuda, cuda:1, mps")
     p.set_defaults(run=_run_train)
 
 
@@ -45,11 +50,12 @@ def _run_train(args):
         epochs=args.epochs,
         seed=args.seed,
         weights=WEIGHTINGS[args.weighting],
-        model=ModelConfig(args.width, args.reduction, args.attention, args.conv, args.output),
+        crop=args.crop,
+        model=ModelConfig(args.width, args.reduction, args.attention, args.conv, args.output, args.balance),
     )
     if args.lr is not None:
         config.lr = args.lr
-    sidecar = train(args.data, args.dataset, args.out, config)
+    sidecar = train(args.data, args.dataset, args.out, config, device=args.device)
     print(
         f"wrote {args.out / (args.dataset + '.pt')} in {sidecar['train_seconds']:.0f} s "
         f"(validation loss {sidecar['final_validation_loss']})"

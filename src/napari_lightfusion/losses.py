@@ -8,6 +8,19 @@ All images are ``(N, 1, H, W)`` tensors in [0, 1].
 * SSIM:      ``1 - (SSIM(F, A) + SSIM(F, B)) / 2`` (Eqs. 3-4), Gaussian
   window 11 x 11, sigma 1.5, ``C1 = (0.01 L)^2``, ``C2 = (0.03 L)^2`` with
   ``L = 1`` (the paper's "C1 = 0.01, C2 = 0.03" are these K1, K2).
+
+Balance (not in the paper). Every term takes a balance ``beta`` in [0, 1]
+that moves its target from the paper's (``beta = 0``, the anatomy-keeping
+fusion the bundled presets learnt) to the functional source ``B``
+(``beta = 1``):
+
+* intensity target ``(1 - beta) max(A, B) + beta B``;
+* gradient target ``(1 - beta) max(|grad A|, |grad B|) + beta |grad B|``;
+* SSIM ``1 - ((1 - beta) SSIM(F, A) + (1 + beta) SSIM(F, B)) / 2``.
+
+A network conditioned on b (:meth:`napari_lightfusion.model.LightFusionNet.condition`)
+is trained with ``beta = b`` drawn per batch, so one network offers the
+whole range.
 """
 
 from __future__ import annotations
@@ -39,9 +52,16 @@ WEIGHTINGS = {
 }
 
 
-def intensity_loss(fused, a, b):
-    """Eq. 1: L1 distance to the element-wise maximum of the sources."""
-    return (fused - torch.maximum(a, b)).abs().mean()
+def _towards_b(paper_target, b_target, balance: float):
+    """``(1 - balance) * paper_target + balance * b_target`` (just the first at 0)."""
+    if balance == 0.0:
+        return paper_target
+    return paper_target + balance * (b_target - paper_target)
+
+
+def intensity_loss(fused, a, b, balance: float = 0.0):
+    """Eq. 1: L1 distance to the element-wise maximum of the sources (moved towards B by ``balance``)."""
+    return (fused - _towards_b(torch.maximum(a, b), b, balance)).abs().mean()
 
 
 def sobel_magnitude(image):
@@ -52,9 +72,10 @@ def sobel_magnitude(image):
     return torch.sqrt(g.square().sum(dim=1, keepdim=True) + 1e-12)
 
 
-def gradient_loss(fused, a, b):
-    """Eq. 2: L1 distance of gradient magnitudes to the larger source gradient."""
-    target = torch.maximum(sobel_magnitude(a), sobel_magnitude(b))
+def gradient_loss(fused, a, b, balance: float = 0.0):
+    """Eq. 2: L1 distance of gradient magnitudes to the larger source gradient (moved towards B's)."""
+    gb = sobel_magnitude(b)
+    target = _towards_b(torch.maximum(sobel_magnitude(a), gb), gb, balance)
     return (sobel_magnitude(fused) - target).abs().mean()
 
 
@@ -81,17 +102,21 @@ def ssim(x, y, data_range: float = 1.0):
     return s.mean()
 
 
-def ssim_loss(fused, a, b):
-    """Eq. 4: one minus the mean SSIM of the fused image to each source."""
-    return 1.0 - 0.5 * (ssim(fused, a) + ssim(fused, b))
+def ssim_loss(fused, a, b, balance: float = 0.0):
+    """Eq. 4: one minus the mean SSIM of the fused image to each source (B weighted up by ``balance``)."""
+    if balance == 0.0:
+        return 1.0 - 0.5 * (ssim(fused, a) + ssim(fused, b))
+    return 1.0 - 0.5 * ((1.0 - balance) * ssim(fused, a) + (1.0 + balance) * ssim(fused, b))
 
 
-def fusion_loss(fused, a, b, weights: LossWeights = LossWeights()):
-    """Eq. 5: the weighted total, plus each term for logging."""
+def fusion_loss(fused, a, b, weights: LossWeights = LossWeights(), balance: float = 0.0):
+    """Eq. 5: the weighted total, plus each term for logging; ``balance`` moves every target towards B."""
+    if not 0.0 <= balance <= 1.0:
+        raise ValueError(f"balance must be in [0, 1], not {balance!r}")
     terms = {
-        "intensity": intensity_loss(fused, a, b),
-        "gradient": gradient_loss(fused, a, b),
-        "ssim": ssim_loss(fused, a, b),
+        "intensity": intensity_loss(fused, a, b, balance),
+        "gradient": gradient_loss(fused, a, b, balance),
+        "ssim": ssim_loss(fused, a, b, balance),
     }
     total = sum(getattr(weights, k) * v for k, v in terms.items())
     return total, terms

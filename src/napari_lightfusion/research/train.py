@@ -5,6 +5,12 @@ with flips, seeded. The validation split is carved out of ``train/`` by file
 name (:func:`napari_lightfusion.research.data.is_validation`); ``test/`` is never read.
 The result is a weight file plus a JSON sidecar that says how it was made
 and holds its sha256, which :mod:`napari_lightfusion.weights` checks on load.
+
+A network with ``ModelConfig.balance`` set is trained for the whole balance
+range: each batch draws b (its default with probability
+``TrainConfig.default_share``, else uniform in [0, 1]), conditions the
+network on it and moves the loss's targets with it
+(:func:`napari_lightfusion.losses.fusion_loss`).
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ class TrainConfig:
     lr_gamma: float = 0.5
     seed: int = 0
     val_every: int = 25
+    #: conditioned networks only: share of batches trained at the default b
+    default_share: float = 0.25
     weights: LossWeights = field(default_factory=LossWeights)
     model: ModelConfig = field(default_factory=ModelConfig)
 
@@ -66,6 +74,15 @@ def random_batch(images: torch.Tensor, size: int, crop: int, generator: torch.Ge
     return batch[:, :1], batch[:, 1:]
 
 
+def draw_balance(config: TrainConfig, generator: torch.Generator) -> float | None:
+    """The balance of one batch: None for the paper's network, else the default or uniform in [0, 1]."""
+    default = config.model.balance
+    if default is None:
+        return None
+    u, v = torch.rand(2, generator=generator).tolist()
+    return float(default) if u < config.default_share else v
+
+
 def source_commit() -> str:
     """The git commit of the package's code, "+dirty" if it has uncommitted changes; "unknown" outside a checkout."""
     here = Path(__file__).parent
@@ -85,11 +102,14 @@ def train(
     out: Path,
     config: TrainConfig = TrainConfig(),
     progress: bool = True,
+    device: str = "cpu",
 ) -> dict:
     """Train on ``data_root/train/<dataset>`` and write weights, sidecar and loss log to ``out``.
 
     Returns the sidecar dictionary. Repeatable: the same seed and data give
-    the same weights on the same machine and thread count.
+    the same weights on the same machine, device and thread count.
+    ``device`` is a torch device name ("cpu", "cuda", "cuda:1", "mps"); the
+    crops are drawn on the CPU and moved there, the weights saved from the CPU.
     """
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
@@ -99,7 +119,8 @@ def train(
     train_images = pairs_to_tensor(load_pairs(data_root, "train", dataset, train_names))
     val_images = pairs_to_tensor(load_pairs(data_root, "train", dataset, val_names))
 
-    model = LightFusionNet(config.model)
+    train_images, val_images = train_images.to(device), val_images.to(device)
+    model = LightFusionNet(config.model).to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.StepLR(optimiser, config.lr_step, config.lr_gamma)
     steps = max(1, len(train_names) // config.batch_size)
@@ -122,7 +143,9 @@ def train(
             sums = np.zeros(4)
             for _ in range(steps):
                 a, b = random_batch(train_images, config.batch_size, config.crop, generator)
-                loss, terms = fusion_loss(model(a, b), a, b, config.weights)
+                balance = draw_balance(config, generator)
+                fused = model(a, b, balance=balance)
+                loss, terms = fusion_loss(fused, a, b, config.weights, balance or 0.0)
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 optimiser.step()
@@ -138,6 +161,8 @@ def train(
             if progress:
                 epochs.set_postfix(loss=f"{sums[0] / steps:.3f}")
     wall = time.perf_counter() - start
+    model = model.cpu()
+    val_images = val_images.cpu()
 
     weight_path = out / f"{dataset}.pt"
     sidecar = {
@@ -153,6 +178,7 @@ def train(
         "source_commit": commit,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        "device": str(device),
         "train_seconds": round(wall, 1),
     }
     return save_weights(model, weight_path, sidecar)
@@ -160,8 +186,9 @@ def train(
 
 @torch.no_grad()
 def validation_loss(model: LightFusionNet, images: torch.Tensor, weights: LossWeights) -> float:
-    """Total loss on whole validation images, in evaluation mode."""
+    """Total loss on whole validation images, in evaluation mode, at the network's default balance."""
     model.eval()
     a, b = images[:, :1], images[:, 1:]
-    loss, _ = fusion_loss(model(a, b), a, b, weights)
+    balance = model.config.balance or 0.0
+    loss, _ = fusion_loss(model(a, b), a, b, weights, balance)
     return round(loss.item(), 6)
