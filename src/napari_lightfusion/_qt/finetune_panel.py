@@ -189,6 +189,7 @@ class FinetunePanel(QWidget):
         self.summary.setWordWrap(True)
         self.name = QLineEdit()
         self.name.setPlaceholderText("name for the new preset")
+        self.name.setMinimumWidth(140)
         self.save_btn = QPushButton("Save as preset…")
         self.save_btn.setEnabled(False)
 
