@@ -1,8 +1,9 @@
 """The plugin works as a built wheel, not only as an editable checkout.
 
-The manifest and the weights live at the top of the repository; they must
-end up inside the wheel (and load from it alone) and be found by npe2 from
-the editable install.
+The manifest and the weights live in the package (the top-level
+``napari.yaml`` and ``resources`` only link to them); they must end up inside
+the wheel (and load from it alone) and be found by npe2 from the editable
+install. A clone without links is tested in ``test_clone.py``.
 """
 
 import shutil
