@@ -6,6 +6,8 @@ the wheel (and load from it alone) and be found by npe2 from the editable
 install. A clone without links is tested in ``test_clone.py``.
 """
 
+import ast
+import re
 import shutil
 import subprocess
 import sys
@@ -81,3 +83,78 @@ def test_npe2_validates_the_installed_plugin():
         capture_output=True, text=True,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+
+
+def _wheel_metadata(wheel) -> str:
+    archive = zipfile.ZipFile(wheel)
+    return archive.read(next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))).decode()
+
+
+def test_wheel_metadata_has_one_version_the_licence_and_the_urls(wheel):
+    import napari_lightfusion
+
+    metadata = _wheel_metadata(wheel)
+    assert f"Version: {napari_lightfusion.__version__}\n" in metadata  # the one place the version is written
+    assert "License-Expression: BSD-3-Clause" in metadata
+    for label in ("Homepage", "Source", "Issues"):
+        assert f"Project-URL: {label}, https://github.com/napari-lightfusion/napari-lightfusion" in metadata
+    names = zipfile.ZipFile(wheel).namelist()
+    licence = next(n for n in names if n.endswith("licenses/LICENSE"))
+    assert "BSD 3-Clause License" in zipfile.ZipFile(wheel).read(licence).decode()
+    assert "BSD 3-Clause License" in (ROOT / "LICENSE").read_text()
+
+
+def _declared() -> set[str]:
+    """Distribution names in pyproject's dependencies and optional extras (but testing), normalised."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        tomllib = pytest.importorskip("tomli")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = [deps for name, deps in project.get("optional-dependencies", {}).items() if name != "testing"]
+    requirements = [*project["dependencies"], *(r for deps in extras for r in deps)]
+    return {_normalise(re.match(r"[A-Za-z0-9._-]+", r).group()) for r in requirements}
+
+
+def _normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _guarded(tree: ast.AST) -> set[int]:
+    """ids of the import nodes inside ``try: ... except ImportError`` (optional imports)."""
+    guarded = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Try):
+            caught = [h.type for h in node.handlers if h.type is not None]
+            names = {n.id for t in caught for n in ast.walk(t) if isinstance(n, ast.Name)}
+            if names & {"ImportError", "ModuleNotFoundError"}:
+                guarded.update(id(n) for stmt in node.body for n in ast.walk(stmt))
+    return guarded
+
+
+def test_every_imported_package_is_declared():
+    """Each third-party module ``src`` imports comes from a declared distribution (or is an optional import)."""
+    from importlib.metadata import packages_distributions
+
+    providers = packages_distributions()
+    declared = _declared()
+    missing = {}
+    for path in (ROOT / "src" / "napari_lightfusion").rglob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        optional = _guarded(tree)
+        for node in ast.walk(tree):
+            if id(node) in optional:
+                continue
+            if isinstance(node, ast.Import):
+                tops = [alias.name.split(".")[0] for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                tops = [node.module.split(".")[0]]
+            else:
+                continue
+            for top in tops:
+                if top in sys.stdlib_module_names or top == "napari_lightfusion":
+                    continue
+                dists = {_normalise(d) for d in providers.get(top, [top])}
+                if not dists & declared:
+                    missing.setdefault(top, set()).add(path.name)
+    assert not missing, f"imported but not declared in pyproject.toml: {missing}"
