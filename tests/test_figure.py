@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -114,17 +113,13 @@ def test_works_headless_with_the_offscreen_platform(tmp_path):
     assert imread(out).shape[0] >= MIN_TILE
 
 
-HARVARD = Path(os.environ.get("LIGHTFUSION_DATA", Path(__file__).resolve().parents[2] / "shared" / "data" / "harvard"))
-
-
-@pytest.mark.skipif(not (HARVARD / "test" / "PET-MRI").is_dir(), reason=f"Harvard data not found at {HARVARD}")
-def test_harvard_pet_mri_comparison(tmp_path, qapp):
+def test_harvard_pet_mri_comparison(tmp_path, qapp, harvard_root):
     from napari_lightfusion import fuse
     from napari_lightfusion.baselines import fuse_baseline
     from napari_lightfusion.metrics import METRICS, evaluate
 
-    mri = imread(HARVARD / "test" / "PET-MRI" / "MRI" / "23.png")
-    pet = imread(HARVARD / "test" / "PET-MRI" / "PET" / "23.png")
+    mri = imread(harvard_root / "test" / "PET-MRI" / "MRI" / "23.png")
+    pet = imread(harvard_root / "test" / "PET-MRI" / "PET" / "23.png")
     fused = {"LightFusionNet": fuse(mri, pet, preset="PET-MRI", device="cpu").fused,
              "Pixel max": fuse_baseline("max", mri, pet), "Average": fuse_baseline("average", mri, pet)}
     table = {name: evaluate(img * 255, mri.astype(float), pet.astype(float)) for name, img in fused.items()}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -18,9 +17,6 @@ from napari_lightfusion.roles import (
     modality,
     preset_warning,
 )
-
-HARVARD = Path(os.environ.get("LIGHTFUSION_DATA", Path(__file__).resolve().parents[2] / "shared" / "data" / "harvard"))
-needs_data = pytest.mark.skipif(not (HARVARD / "test").is_dir(), reason=f"Harvard data not found at {HARVARD}")
 
 rng = np.random.default_rng(0)
 GREY = rng.integers(0, 256, (32, 32), dtype=np.uint8)
@@ -235,16 +231,15 @@ def test_files_opened_in_napari(tmp_path, make_napari_viewer):
     assert guess_preset(mri, ct).preset == "CT-MRI"
 
 
-def _harvard_pairs(dataset: str, n: int = 5):
+def _harvard_pairs(root: Path, dataset: str, n: int = 5):
     other = dataset.split("-")[0]
-    for mri in sorted((HARVARD / "test" / dataset / "MRI").glob("*.png"))[:n]:
+    for mri in sorted((root / "test" / dataset / "MRI").glob("*.png"))[:n]:
         yield mri, mri.parent.parent / other / mri.name
 
 
-@needs_data
 @pytest.mark.parametrize("with_paths", [True, False])
-def test_harvard_ct_mri_pairs_loaded_as_rgb_guess_ct_mri(with_paths):
-    pairs = list(_harvard_pairs("CT-MRI"))
+def test_harvard_ct_mri_pairs_loaded_as_rgb_guess_ct_mri(harvard_root, with_paths):
+    pairs = list(_harvard_pairs(harvard_root, "CT-MRI"))
     assert len(pairs) == 5
     for mri_path, ct_path in pairs:
         ct_data, mri_data = imread(ct_path), imread(mri_path)
@@ -258,10 +253,9 @@ def test_harvard_ct_mri_pairs_loaded_as_rgb_guess_ct_mri(with_paths):
         assert guess_preset(a, f).preset == "CT-MRI"
 
 
-@needs_data
 @pytest.mark.parametrize(("dataset", "preset"), [("PET-MRI", "PET-MRI"), ("SPECT-MRI", "SPECT-MRI")])
-def test_harvard_colour_pairs_guess_their_preset(dataset, preset):
-    for mri_path, func_path in _harvard_pairs(dataset, 3):
+def test_harvard_colour_pairs_guess_their_preset(harvard_root, dataset, preset):
+    for mri_path, func_path in _harvard_pairs(harvard_root, dataset, 3):
         func = info(func_path.stem, imread(func_path), str(func_path))
         mri = info(f"{mri_path.stem} [1]", imread(mri_path), str(mri_path))
         assert func.colour
