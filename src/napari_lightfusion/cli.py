@@ -167,7 +167,8 @@ def _run_finetune(args):
     before, after = result.before, result.after
     print(
         f"wrote {args.out}: {result.steps} steps in {result.seconds:.0f} s on {result.device} "
-        f"(best at step {result.best_step}); validation Qabf {before['Qabf']:.3f} -> {after['Qabf']:.3f}, "
+        f"(median {result.median_step_ms:.0f} ms a step; best at step {result.best_step}); "
+        f"validation Qabf {before['Qabf']:.3f} -> {after['Qabf']:.3f}, "
         f"SSIM {before['SSIM']:.3f} -> {after['SSIM']:.3f}, VIF {before['VIF']:.3f} -> {after['VIF']:.3f}"
     )
     if args.save_as is not None:

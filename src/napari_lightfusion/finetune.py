@@ -153,6 +153,12 @@ class FinetuneResult:
     validation_images: int
     losses: list[float] = field(default_factory=list)
     validations: list[tuple[int, dict]] = field(default_factory=list)
+    step_seconds: list[float] = field(default_factory=list)
+
+    @property
+    def median_step_ms(self) -> float:
+        """Median wall time of one training step (batch, forward, backward, update), ms; nan without steps."""
+        return float(np.median(self.step_seconds) * 1000) if self.step_seconds else float("nan")
 
     @property
     def cancelled(self) -> bool:
@@ -171,6 +177,7 @@ class FinetuneResult:
                 "best_step": self.best_step,
                 "stopped": self.stopped,
                 "crop_used": self.crop,
+                "median_step_ms": None if not self.step_seconds else round(self.median_step_ms, 2),
                 "train_images": self.train_images,
                 "validation_images": self.validation_images,
                 "device": self.device,
@@ -376,6 +383,7 @@ def finetune_steps(
     best_state = copy.deepcopy(model.state_dict())
     validations = [(0, before)]
     losses: list[float] = []
+    step_seconds: list[float] = []
     elapsed = time.perf_counter() - start
     yield Progress(0, config.steps, elapsed, budget, float("nan"), before, best, 0)
 
@@ -397,6 +405,7 @@ def finetune_steps(
             stopped = "time"
             break
         model.train()
+        tick = time.perf_counter()
         a, b = crops.batch(config.batch_size, device)
         balance = _balance(model, crops.rng)
         loss, _ = fusion_loss(model(a, b, **balance), a, b, weights, **balance)
@@ -405,6 +414,7 @@ def finetune_steps(
         optimiser.step()
         step += 1
         losses.append(loss.item())
+        step_seconds.append(time.perf_counter() - tick)
         validation = None
         if step % config.validate_every == 0:
             validation = validate(model, held, weights, device)
@@ -443,6 +453,7 @@ def finetune_steps(
         validation_images=len(held),
         losses=losses,
         validations=validations,
+        step_seconds=step_seconds,
     )
 
 
