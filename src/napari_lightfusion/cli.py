@@ -67,7 +67,8 @@ def _add_fuse(sub):
     p.add_argument("anatomical", type=Path, help="grey image (MRI, or the first channel)")
     p.add_argument("functional", type=Path, help="PET/SPECT (colour) or CT image")
     p.add_argument("--out", type=Path, required=True, help="fused image to write (.png, .tif)")
-    p.add_argument("--preset", default="PET-MRI", help="CT-MRI, PET-MRI or SPECT-MRI")
+    p.add_argument("--preset", default="PET-MRI",
+                   help="CT-MRI, PET-MRI, SPECT-MRI, a custom preset (lightfusion presets) or a .pt file")
     p.add_argument("--weights", type=Path, default=None, help="a weight file instead of a preset")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     p.add_argument("--maps", type=Path, default=None, help="folder for surprise/attention TIFFs")
