@@ -111,3 +111,50 @@ def test_no_qt_module_imports_research():
         if bad:
             offenders[str(path.relative_to(PACKAGE))] = bad
     assert not offenders, offenders
+
+
+def _module_graph() -> dict[str, set[str]]:
+    """Package module -> the package modules it imports, anywhere in it.
+
+    ``from . import m`` counts as importing ``m`` (not the package's ``__init__``).
+    """
+    files = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph = {}
+    for name, path in files.items():
+        parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                targets.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = parts[: len(parts) - node.level] if node.level else []
+                module = ".".join([*base, *(node.module.split(".") if node.module else [])])
+                for alias in node.names:
+                    targets.add(f"{module}.{alias.name}" if f"{module}.{alias.name}" in files else module)
+        graph[name] = {t for t in targets if t in files and t != name}
+    return graph
+
+
+def test_no_import_cycles_even_through_function_level_imports():
+    graph = _module_graph()
+    assert "napari_lightfusion.research.report" in graph["napari_lightfusion.research.report_results"]
+    cycles, state, path = [], {}, []
+
+    def visit(module):
+        state[module] = "open"
+        path.append(module)
+        for target in sorted(graph[module]):
+            if state.get(target) == "open":
+                cycles.append(" -> ".join([*path[path.index(target):], target]))
+            elif target not in state:
+                visit(target)
+        path.pop()
+        state[module] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module)
+    assert not cycles, cycles
