@@ -11,11 +11,9 @@ import pytest
 from napari.components import ViewerModel
 from napari.layers import Image
 
-from napari_lightfusion import fuse
-
-from napari_lightfusion import plan_fusion
-from napari_lightfusion._qt import layer_io as L
+from napari_lightfusion import fuse, plan_fusion
 from napari_lightfusion._qt import jobs as R
+from napari_lightfusion._qt import layer_io as L
 from napari_lightfusion._qt import table_text
 from napari_lightfusion.baselines import fuse_baseline
 from napari_lightfusion.metrics import METRICS, evaluate
@@ -120,7 +118,6 @@ def test_job_errors_come_back_as_one_line(colour_pair, a_shape, preset, message)
 def test_candidates_and_pair_checks(colour_pair):
     mri = Image(colour_pair[0], name="mri")
     pet = Image(colour_pair[1], name="pet", rgb=True)
-    spect = Image(colour_pair[1], name="SPECT scan", rgb=True)
     out = Image(colour_pair[0], name="x", metadata={L.MARK: "fused"})
     assert L.image_layers([out, pet, mri]) == [pet, mri]
     assert L.check_pair(mri, pet) is None

@@ -21,8 +21,8 @@ from qtpy.QtWidgets import QApplication, QFileDialog
 from napari_lightfusion import fuse, plan_fusion
 from napari_lightfusion._qt import widget as widget_module
 from napari_lightfusion._qt.jobs import NETWORK, ROWS
-from napari_lightfusion._qt.table_text import to_tsv
 from napari_lightfusion._qt.layer_io import grid_of
+from napari_lightfusion._qt.table_text import to_tsv
 from napari_lightfusion.baselines import fuse_baseline
 from napari_lightfusion.fusion import FusionPlan
 from napari_lightfusion.metrics import METRICS, evaluate

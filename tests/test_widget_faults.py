@@ -13,7 +13,6 @@ from napari_lightfusion._qt import widget as widget_module
 from napari_lightfusion.fusion import FusionPlan
 
 
-
 @pytest.fixture
 def slow_slices(monkeypatch):
     """Make every fused slice take 0.2 s longer, so that there is time to interfere."""

@@ -1,9 +1,10 @@
-"""What the widget writes to the clipboard and to files: the metric table, a figure, a screenshot."""
+"""What the widget writes to the clipboard and to files: the metric table, a figure, a fused volume, a screenshot."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from napari.utils.notifications import show_error
 from qtpy.QtWidgets import QApplication, QFileDialog
 
 from . import compare as C
@@ -11,7 +12,7 @@ from .table_text import to_csv, to_tsv
 
 
 class ExportActions:
-    """Mixin of :class:`~napari_lightfusion._qt.widget.LightFusionWidget`: copy, CSV, figure, screenshot.
+    """Mixin of :class:`~napari_lightfusion._qt.widget.LightFusionWidget`: copy, CSV, figure, volume, screenshot.
 
     Uses the widget's ``viewer``, ``table_data``, ``pair()`` and
     ``last_result()``.
@@ -54,6 +55,19 @@ class ExportActions:
     def _on_export_figure(self):
         if path := self._ask_path("Export figure", "lightfusion_comparison.png", "PNG (*.png)"):
             self.export_figure(path)
+
+    def _on_export_volume(self):
+        fused = self.last_result().get("fused")
+        if fused is None:
+            return
+        path = self._ask_path("Export fused volume", f"{fused.name}.ome.zarr", "OME-Zarr (*.zarr)")
+        if path:
+            from .volume_export import export_fused
+
+            try:
+                export_fused(self.viewer, fused, path)
+            except ValueError as exc:
+                self._notify(show_error, str(exc))
 
     def _on_save_screenshot(self):
         if path := self._ask_path("Save screenshot", "lightfusion.png", "PNG (*.png)"):

@@ -6,9 +6,10 @@ No Qt here. The widget captures a :class:`Request` on the GUI thread and
 runs :func:`run_request` in a napari ``thread_worker``; the generator yields
 once per fused slice (progress, and the points where Cancel can stop it)
 and returns an :class:`Outcome` that the widget turns into layers and a
-table. A Live job yields its :class:`Outcome` as soon as the slice is fused,
-so that the layers follow the slider before the metrics are computed. Errors a user can fix come back as ``Outcome.error`` (one line), not
-as exceptions.
+table. A job yields its :class:`Outcome` as soon as everything is fused, so
+that the layers appear before the metrics are computed. Errors a user can
+fix come back as ``Outcome.error`` (one line), not as exceptions. Lazy
+(dask) inputs go through :func:`run_lazy` instead.
 """
 
 from __future__ import annotations
@@ -118,6 +119,25 @@ class Outcome:
     compare: dict = field(default_factory=dict)
     error: str | None = None
     shown: bool = False  # the widget has already written the layers (Live, before the metrics)
+    map_limits: dict = field(default_factory=dict)  # contrast limits of each map ("attention:0": (lo, hi))
+    lazy: bool = False  # the result's arrays are dask arrays, computed as napari shows them
+
+
+def map_limits(maps: np.ndarray) -> tuple[float, float]:
+    """Contrast limits for a map: its 1st to 99.5th percentile (never empty)."""
+    lo, hi = np.percentile(maps, [1.0, 99.5]) if maps.size else (0.0, 1.0)
+    return float(lo), float(hi if hi > lo else lo + 1e-6)
+
+
+def all_map_limits(result: FusionResult, index: int | None = None) -> dict[str, tuple[float, float]]:
+    """``{"surprise:0": (lo, hi), ...}`` of a result's maps (of slice ``index`` of a stack, when given)."""
+    out = {}
+    for kind in ("surprise", "attention"):
+        maps = getattr(result, kind)
+        for stream in range(2 if maps is not None else 0):
+            data = maps[stream] if index is None else maps[stream][index]
+            out[f"{kind}:{stream}"] = map_limits(np.asarray(data))
+    return out
 
 
 class PlanCache:
@@ -162,6 +182,38 @@ def warm_up(preset: str, device: str) -> float | None:
     return model.config.balance
 
 
+def failure(exc: Exception) -> str:
+    """One line for an unexpected error of a job (e.g. out of memory on the device)."""
+    text = str(exc).strip()
+    return f"fusion failed: {type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+
+
+def run_lazy(request: Request) -> Outcome:
+    """A fusion of lazy (dask, zarr, memory-mapped) inputs: dask arrays that napari computes per slice.
+
+    Nothing is fused here but the current slice (to set the maps' contrast
+    limits); there are no metrics and no baselines for a lazy volume.
+    """
+    from .. import lazy
+
+    out = Outcome(request, lazy=True)
+    inputs = request.inputs
+    try:
+        out.result = lazy.fuse_lazy(
+            inputs["a"], inputs["b"], request.preset, request.device, a_limits=inputs["a_limits"],
+            b_limits=inputs["b_limits"], a_rgb=inputs["a_rgb"], b_rgb=inputs["b_rgb"],
+            balance=request.balance, channel=request.channel,
+        )
+        out.stacked = len(inputs["a"].shape) - bool(inputs["a_rgb"]) == 3
+        out.slices = out.result.fused.shape[0] if out.stacked else 1
+        out.map_limits = all_map_limits(out.result, min(request.metric_index, out.slices - 1) if out.stacked else None)
+    except ValueError as exc:
+        out.error = str(exc)
+    except Exception as exc:  # noqa: BLE001 - e.g. an unreadable chunk: report, stay usable
+        out.error = failure(exc)
+    return out
+
+
 def run_request(request: Request, cache: PlanCache) -> Generator[int | Outcome, None, Outcome]:
     """Run a job; yields the slice number after each slice, returns an :class:`Outcome`.
 
@@ -179,6 +231,7 @@ def run_request(request: Request, cache: PlanCache) -> Generator[int | Outcome, 
         if request.index is not None and plan.pair.stacked:
             out.index = min(max(request.index, 0), len(plan) - 1)
             out.result = plan.run_slice(out.index)
+            out.map_limits = all_map_limits(out.result)
             yield out  # the layers can be updated now; the metrics follow
             current = out.result
         else:
@@ -187,6 +240,7 @@ def run_request(request: Request, cache: PlanCache) -> Generator[int | Outcome, 
                 results.append(plan.run_slice(i))
                 yield i
             out.result = plan.join(results)
+            out.map_limits = all_map_limits(out.result)
             yield out  # the layers can be written now; the metrics follow
             current = results[min(max(request.metric_index, 0), len(plan) - 1)]
         metric_index = out.index if out.index is not None else min(max(request.metric_index, 0), len(plan) - 1)
@@ -196,5 +250,5 @@ def run_request(request: Request, cache: PlanCache) -> Generator[int | Outcome, 
     except ValueError as exc:  # includes WeightError: bad inputs, presets, weights
         out.error = str(exc)
     except Exception as exc:  # noqa: BLE001 - e.g. out of memory on the device: report, stay usable
-        out.error = f"fusion failed: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        out.error = failure(exc)
     return out

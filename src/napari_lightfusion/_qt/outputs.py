@@ -168,10 +168,10 @@ def write_set(viewer, key, label: str, names, specs: list, like, grey_ndim: int,
         multiscale = bool(style.pop("multiscale", False))
         rgb = bool(style.pop("rgb", False)) if "rgb" in style else (data.ndim > grey_ndim)
         whole = index is None or role == "backdrop"
-        full = data if whole else None
         layer = existing.get(role)
         shape = None if whole else (slices, *data.shape)
-        fits = layer is not None and is_colour(layer) == rgb and not multiscale and not getattr(layer, "multiscale", False)
+        fits = (layer is not None and is_colour(layer) == rgb and not multiscale
+                and not getattr(layer, "multiscale", False))
         if fits:
             fits = layer.data.ndim == (data.ndim if whole else data.ndim + 1) and (whole or layer.data.shape == shape)
         if layer is not None and not fits:
@@ -215,19 +215,14 @@ def show_map(layers: dict, choice: MapChoice | None) -> None:
             layer.visible = on
 
 
-def map_limits(maps: np.ndarray) -> tuple[float, float]:
-    """Contrast limits for a map: its 1st to 99.5th percentile (never empty)."""
-    lo, hi = np.percentile(maps, [1.0, 99.5]) if maps.size else (0.0, 1.0)
-    return float(lo), float(hi if hi > lo else lo + 1e-6)
-
-
-def output_specs(result, compare: dict, anatomical, choice: MapChoice | None) -> list:
+def output_specs(result, anatomical, choice: MapChoice | None, limits: dict) -> list:
     """``(role, data, style)`` of every output layer of a fusion result.
 
     The fused image (grey colour map, limits 0..1), a grey backdrop that
     shows the anatomical layer's own data (no copy) under the maps, the
     surprise and attention map of each input (hidden unless ``choice``
-    picks it) and the baselines' results of a comparison.
+    picks it; contrast ``limits[role]``, computed in the worker). The
+    baselines of a comparison are :func:`baseline_specs`.
     """
     fused_style = dict(colormap="gray", contrast_limits=(0.0, 1.0))
     specs = [("fused", result.fused, dict(fused_style, visible=choice is None))]
@@ -244,8 +239,12 @@ def output_specs(result, compare: dict, anatomical, choice: MapChoice | None) ->
         for stream in (0, 1):
             on = choice == MapChoice(kind, stream)
             style = dict(colormap=MAP_COLORMAPS[kind], opacity=MAP_OPACITY, blending="additive",
-                         visible=on, contrast_limits=map_limits(maps[stream]))
+                         visible=on, contrast_limits=limits[f"{kind}:{stream}"])
             specs.insert(-1, (f"{kind}:{stream}", maps[stream], style))
-    for method, data in compare.items():
-        specs.append((f"baseline:{method}", data, dict(fused_style)))
     return specs
+
+
+def baseline_specs(compare: dict) -> list:
+    """``(role, data, style)`` of the baselines' results of a comparison (``{method: fused}``)."""
+    return [(f"baseline:{method}", data, dict(colormap="gray", contrast_limits=(0.0, 1.0)))
+            for method, data in compare.items()]

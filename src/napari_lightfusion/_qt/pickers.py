@@ -13,8 +13,8 @@ from magicgui.widgets import ComboBox
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QFormLayout, QWidget
 
-from . import layer_io as L
 from ..roles import guess_roles
+from . import layer_io as L
 
 
 def guess_pair(layers) -> tuple:

@@ -70,9 +70,13 @@ class MetricTable(QTableWidget):
         self.horizontalHeader().setMinimumSectionSize(30)
         self.verticalHeader().setDefaultSectionSize(20)
         self.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
-        self.setMinimumHeight(self.horizontalHeader().sizeHint().height() + 20 * len(ROWS) + 4)
-        self.setMaximumHeight(self.minimumHeight())
         self.data: dict = {}
+        self._fit_height()
+
+    def _fit_height(self) -> None:
+        """As tall as the header and every row: the time row is never clipped, nothing scrolls."""
+        header = max(self.horizontalHeader().sizeHint().height(), self.fontMetrics().height() + 8)
+        self.setFixedHeight(header + self.verticalHeader().length() + 2 * self.frameWidth())
 
     def show_table(self, table: dict[str, dict[str, float]]) -> None:
         """Fill the table (an empty ``table`` clears it: no columns, no stale numbers)."""
@@ -97,6 +101,7 @@ class MetricTable(QTableWidget):
                     item.setFont(bold)
                     item.setBackground(QBrush(BEST))
                 self.setItem(r, c, item)
+        self._fit_height()
 
     def best(self, row: str) -> set[str]:
         """The highlighted column(s) of ``row`` (what the table shows in bold)."""

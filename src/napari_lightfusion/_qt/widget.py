@@ -19,54 +19,29 @@ signal, emitted with ``{role: layer}`` whenever a job's layers are written.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from types import SimpleNamespace
 
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtCore import Qt, QTimer, Signal
-from qtpy.QtWidgets import (
-    QCheckBox, QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QPushButton, QSlider, QVBoxLayout,
-    QWidget,
-)
+from qtpy.QtCore import QTimer, Signal
+from qtpy.QtWidgets import QWidget
 
-from . import compare as C
-from . import layer_io as L
-from . import outputs as O
-from .. import roles
+from .. import lazy, roles
 from ..baselines import BASELINES
-from ..engine import available_devices
-from ..model import ModelConfig
 from ..resample import iter_resample_layer
 from ..weights import all_presets
+from . import layer_io as L
+from . import outputs as O
+from .controls import ALL_BASELINES, MAP_TEXT, build_controls, collapsible
 from .exports import ExportActions
-from .jobs import Outcome, PlanCache, Request, run_request, warm_up
-from .pickers import PairPicker
-from .progress import JobProgress
-from .table import MetricTable
+from .finetune_panel import FinetunePanel
+from .jobs import Outcome, PlanCache, Request, run_lazy, run_request, warm_up
+from .results import ResultView
+
+__all__ = ["MAP_TEXT", "LightFusionWidget"]
 
 #: Debounce of Live requests (slider moves, contrast drags), milliseconds.
 DEBOUNCE_MS = 100
-ALL_BASELINES = "all baselines"
-#: Text of each "Show map" choice, in the order of :data:`outputs.MAP_CHOICES`.
-MAP_TEXT = ("none: the fused image", "surprise of anatomical", "surprise of functional",
-            "attention of anatomical", "attention of functional")
-
-
-def _combo(items, data=None, tips=None) -> QComboBox:
-    box = QComboBox()
-    for i, text in enumerate(items):
-        box.addItem(text, None if data is None else data[i])
-        if tips is not None:
-            box.setItemData(i, tips[i], 3)  # Qt.ToolTipRole
-    return box
-
-
-def _row(*widgets) -> QHBoxLayout:
-    row = QHBoxLayout()
-    for w in widgets:
-        row.addWidget(w)
-    return row
 
 
 def _abandon(life: SimpleNamespace) -> None:
@@ -76,7 +51,7 @@ def _abandon(life: SimpleNamespace) -> None:
         life.worker.quit()
 
 
-class LightFusionWidget(ExportActions, QWidget):
+class LightFusionWidget(ResultView, ExportActions, QWidget):
     """Fuse two image layers with LightFusionNet and show why (maps, metrics)."""
 
     #: Emitted with ``{role: layer}`` (roles "fused", "surprise:0", ..., "baseline:<name>")
@@ -114,71 +89,12 @@ class LightFusionWidget(ExportActions, QWidget):
 
     # ------------------------------------------------------------------ UI
     def _build_ui(self):
-        self.pickers = PairPicker(self.viewer)
-        self.resample_btn = QPushButton("Resample functional onto anatomical grid")
-        self.resample_btn.setVisible(False)
-        self.preset = _combo(all_presets())
-        self.balance = QSlider(Qt.Orientation.Horizontal)
-        self.balance.setRange(0, 100)
-        self.balance.setValue(50)
-        self.balance.setEnabled(False)
-        self.device = _combo(["auto", *available_devices()])
-        self.show_map = _combo(MAP_TEXT, list(O.MAP_CHOICES),
-                               ["the fused image, no map"] + [O.MAP_MEANING[c.kind] for c in O.MAP_CHOICES[1:]])
-        width = ModelConfig().width
-        self.channel = _combo(["mean over channels"] + [f"channel {k}" for k in range(width)],
-                              [None, *range(width)])
-        self.baseline = _combo([*BASELINES, ALL_BASELINES])
-        self.fuse_btn, self.cancel_btn = QPushButton("Fuse"), QPushButton("Cancel")
-        self.cancel_btn.setEnabled(False)
-        self.live = QCheckBox("Live (follow slice and contrast)")
-        self.compare_btn, self.figure_btn = QPushButton("Compare"), QPushButton("Export figure…")
-        self.figure_btn.setEnabled(False)
-        self.shot_btn = QPushButton("Save screenshot…")
-        self.progress = JobProgress()
-        self.status = QLabel("Pick two registered images and press Fuse.")
-        self.status.setWordWrap(True)
-        self.table = MetricTable()
-        self.copy_btn, self.csv_btn = QPushButton("Copy"), QPushButton("Export CSV…")
-
-        form = QFormLayout()
-        form.addRow(self.pickers)
-        form.addRow(self.resample_btn)
-        form.addRow("Preset", self.preset)
-        form.addRow("Balance (anatomy ↔ function)", self.balance)
-        form.addRow("Device", self.device)
-        form.addRow("Show map", self.show_map)
-        form.addRow("Map channel", self.channel)
-        form.addRow("Baseline", self.baseline)
-        metrics = QGroupBox("Metrics (current slice)")
-        box = QVBoxLayout(metrics)
-        box.addWidget(self.table)
-        box.addLayout(_row(self.copy_btn, self.csv_btn))
-        layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        layout.addLayout(_row(self.fuse_btn, self.cancel_btn))
-        layout.addWidget(self.live)
-        layout.addWidget(self.progress)
-        layout.addWidget(self.status)
-        layout.addLayout(_row(self.compare_btn, self.figure_btn))
-        layout.addWidget(metrics)
-        layout.addWidget(self.shot_btn)
-        layout.addStretch(1)
-
-        tips = {
-            self.preset: "Network weights; guessed from the inputs' names and colours, choose to override",
-            self.balance: ("Networks trained with a balance only: left keeps more anatomy, right more "
-                           "function; re-fuses the current slice as you move it"),
-            self.show_map: "Show one surprise or attention map (with its colour bar) over the grey anatomical image",
-            self.channel: "Maps: mean over the network's channels, or one channel (re-runs the network)",
-            self.baseline: "Classical method(s) in the metric table and in Compare",
-            self.live: "Re-fuse the current slice when the slider, an input's data or contrast changes",
-            self.compare_btn: "Fuse, add the baseline result(s) and show everything side by side, labelled",
-            self.figure_btn: "Save one PNG of the labelled tiles with the metric table beneath",
-            self.cancel_btn: "Stop a running job between slices; no layer is half-written",
-        }
-        for widget, tip in tips.items():
-            widget.setToolTip(tip)
+        build_controls(self, self.viewer)
+        self.finetune = FinetunePanel(self.viewer, self.pair, self._on_preset_saved)
+        self.finetune_btn, _ = collapsible("Fine-tune a preset on this pair", self.finetune)
+        self.layout().addWidget(self.finetune_btn)
+        self.layout().addWidget(self.finetune)
+        self.layout().addStretch(1)
         self.preset.activated.connect(self._on_user_preset)
         self.device.activated.connect(lambda *_: self.request_live())
         self.baseline.activated.connect(lambda *_: self.request_live())
@@ -191,9 +107,17 @@ class LightFusionWidget(ExportActions, QWidget):
         self.live.toggled.connect(lambda on: self.request_live() if on else None)
         self.compare_btn.clicked.connect(self.compare)
         self.figure_btn.clicked.connect(self._on_export_figure)
+        self.volume_btn.clicked.connect(self._on_export_volume)
         self.shot_btn.clicked.connect(self._on_save_screenshot)
         self.copy_btn.clicked.connect(self.copy_table)
         self.csv_btn.clicked.connect(self._on_export_csv)
+
+    def _on_preset_saved(self, name: str) -> None:
+        """A fine-tuned preset was saved: list it and pick it."""
+        self.preset.clear()
+        self.preset.addItems(all_presets())
+        self.preset.setCurrentText(name)
+        self._on_user_preset()
 
     # ------------------------------------------------------------- pickers
     def pair(self):
@@ -298,32 +222,11 @@ class LightFusionWidget(ExportActions, QWidget):
         self.status.setText(f"Added '{new.name}' on the grid of '{a.name}'; '{b.name}' is unchanged.")
         show_info(f"LightFusion: added '{new.name}' on the grid of '{a.name}'; '{b.name}' is unchanged")
 
-    # ---------------------------------------------------------- map display
-    def map_choice(self) -> O.MapChoice | None:
-        """The map "Show map" picks (None: the fused image)."""
-        return self.show_map.currentData()
-
-    def _on_map_choice(self, *_):
-        choice = self.map_choice()
-        self.show_map.setToolTip(O.MAP_MEANING[choice.kind] if choice else "the fused image, no map")
-        if self._result is not None:
-            O.show_map(self._result[1], choice)
-
-    def _on_channel(self, *_):
-        if self._result is not None:  # the maps are per channel: the last result is made again
-            self._submit(self._result[2])
-        self.request_live()
-
     # ---------------------------------------------------------------- jobs
     def request_live(self):
         """Ask for a debounced re-fusion of the current slice when Live is on."""
         if self.live.isChecked():
             self._timer.start()
-
-    @property
-    def live_slice(self) -> int | None:
-        """The stack slice the output layers last received in Live mode (None after a whole fusion)."""
-        return self._live_index
 
     @property
     def busy(self) -> bool:
@@ -375,6 +278,7 @@ class LightFusionWidget(ExportActions, QWidget):
             index=index if kind == "live" else None, metric_index=index,
             baselines=self._baselines(), compare=kind == "compare", balance=self.balance_value(),
             context={"like": a, "inputs": (a, b), "names": names, "kind": kind,
+                     "lazy": lazy.is_lazy(inputs["a"]) or lazy.is_lazy(inputs["b"]),
                      "set": (str(a.unique_id), str(b.unique_id), preset, None),
                      "label": O.set_label(*names, preset)},
         )
@@ -399,10 +303,15 @@ class LightFusionWidget(ExportActions, QWidget):
             request.context["clicked"] = clicked
             like = request.context["like"]
             slices = 1 if request.index is not None or len(L.spatial_shape(like)) == 2 else like.data.shape[0]
-            worker = create_worker(run_request, request, self._cache)
-            worker.yielded.connect(self._guard(self._on_yielded))
+            if request.context["lazy"]:  # dask layers: napari computes the slices it shows
+                request.index, request.compare, slices = None, False, 0
+                worker = create_worker(run_lazy, request)
+            else:
+                worker = create_worker(run_request, request, self._cache)
+                worker.yielded.connect(self._guard(self._on_yielded))
             worker.returned.connect(self._guard(self._on_outcome))
-            worker.aborted.connect(self._guard(self._on_aborted))
+            if not request.context["lazy"]:  # a lazy job is one quick call: nothing to abort
+                worker.aborted.connect(self._guard(self._on_aborted))
             what = f"slice {request.index}" if request.index is not None else (
                 f"{slices} slices" if slices > 1 else "the image")
             self._busy_ui(request.context["inputs"], slices, f"Fusing {what}")
@@ -482,48 +391,7 @@ class LightFusionWidget(ExportActions, QWidget):
         if not outcome.shown:
             self._write_layers(outcome)
         self.table.show_table(outcome.table)
-        self.status.setText(self.status.text().replace("; metrics follow.", "."))
+        done = "." if not outcome.lazy else "; slices are fused as you view them (no metrics for a lazy volume)."
+        self.status.setText(self.status.text().replace("; metrics follow.", done))
         if outcome.compare:
             self._write_baselines(outcome)
-
-    def _write_baselines(self, outcome):
-        """Add the baselines of a comparison to its set and show the set as a labelled grid."""
-        ctx = outcome.request.context
-        specs = [spec for spec in O.output_specs(outcome.result, outcome.compare, ctx["like"], None)
-                 if spec[0].startswith("baseline:")]
-        grey_ndim = len(L.spatial_shape(ctx["like"]))
-        written = {**self._result[1], **O.write_set(self.viewer, ctx["set"], ctx["label"], ctx["names"], specs,
-                                                     ctx["like"], grey_ndim)}
-        self._result = (ctx["set"], written, "compare")
-        self.show_map.setCurrentIndex(0)
-        C.show_grid(self.viewer, C.grid_layers(ctx["inputs"], written))
-        self.results_written.emit(dict(written))
-
-    def _write_layers(self, outcome):
-        """Write a result as its set of layers (in place when the same pair and settings made it)."""
-        ctx = outcome.request.context
-        specs = O.output_specs(outcome.result, outcome.compare, ctx["like"], self.map_choice())
-        grey_ndim = 2 if outcome.index is not None else len(L.spatial_shape(ctx["like"]))
-        written = O.write_set(self.viewer, ctx["set"], ctx["label"], ctx["names"], specs, ctx["like"],
-                              grey_ndim, outcome.index, outcome.slices)
-        self._live_index = outcome.index
-        self._result = (ctx["set"], written, "compare" if outcome.compare else "full")
-        self.figure_btn.setEnabled(True)
-        self._last_note = None
-        res = outcome.result
-        where = (f"slice {outcome.index}" if outcome.index is not None
-                 else f"{outcome.slices} slices" if outcome.stacked else "the image")
-        wall = time.perf_counter() - ctx["clicked"]
-        self.status.setText(f"Fused {where} with {res.preset or 'custom weights'} on {res.device}: "
-                            f"{wall:.2f} s from click to layer (network {res.seconds:.2f} s); metrics follow.")
-        self.results_written.emit(dict(written))
-
-    # ------------------------------------------------------- table, files
-    @property
-    def table_data(self) -> dict:
-        """The metric table shown: ``{column: {row: value}}`` (empty before a fusion)."""
-        return self.table.data
-
-    def last_result(self) -> dict:
-        """``{role: layer}`` of the last result written (empty before the first)."""
-        return dict(self._result[1]) if self._result is not None else {}

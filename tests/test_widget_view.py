@@ -1,0 +1,357 @@
+"""What a user of the widget sees (issue 9): one test per finding, in a real napari viewer under Xvfb.
+
+1 readable default view, 2 nothing overwritten, 3 labelled comparisons and
+a table that fits, 4 right guesses, 5 progress and timing, 6 no stale
+state, 7 no PyQt5 toast, 8 resampling in world coordinates; plus the
+scripting surface, the balance slider, the fine-tune section and lazy inputs.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+
+import numpy as np
+import pytest
+from conftest import outputs, wait_idle
+from qtpy.QtWidgets import QFileDialog
+
+from napari_lightfusion._qt import jobs
+from napari_lightfusion._qt import widget as widget_module
+from napari_lightfusion._qt.jobs import ROWS
+from napari_lightfusion._qt.layer_io import grid_of
+from napari_lightfusion._qt.table import best_columns
+from napari_lightfusion.fusion import FusionPlan
+from napari_lightfusion.resample import resample_layer
+
+
+def role(viewer, name: str, which: int = -1):
+    found = [ly for ly in outputs(viewer) if ly.metadata["lightfusion"]["role"] == name]
+    return found[which] if found else None
+
+
+def fuse_now(qtbot, widget) -> None:
+    widget.fuse()
+    wait_idle(qtbot, widget)
+
+
+@pytest.fixture
+def notes(monkeypatch):
+    seen = {"error": [], "warning": [], "info": []}
+    for kind in seen:
+        monkeypatch.setattr(widget_module, f"show_{kind}", seen[kind].append)
+    return seen
+
+
+@pytest.fixture
+def pair(lightfusion, colour_pair):
+    viewer, widget = lightfusion
+    return viewer, widget, viewer.add_image(colour_pair[0], name="MRI"), viewer.add_image(colour_pair[1], name="PET")
+
+
+# 1 ------------------------------------------------------------------ readable by default
+
+
+def test_after_fuse_the_fused_image_shows_and_maps_show_one_at_a_time(pair, qtbot):
+    viewer, widget, mri, pet = pair
+    fuse_now(qtbot, widget)
+    assert [ly for ly in outputs(viewer) if ly.visible] == [role(viewer, "fused")]
+    assert viewer.layers[-1] is role(viewer, "fused")  # on top: nothing covers it
+    written = []
+    widget.results_written.connect(written.append)
+    widget.show_map.setCurrentIndex(widget_module.MAP_TEXT.index("attention of functional"))
+    assert not widget.busy and not written  # from the last result: no new fusion
+    att = role(viewer, "attention:1")
+    assert [ly for ly in outputs(viewer) if ly.visible] == [role(viewer, "backdrop"), att]
+    assert att.colorbar.visible and not role(viewer, "surprise:1").colorbar.visible
+    assert "high" in widget.show_map.toolTip()
+    widget.show_map.setCurrentIndex(widget_module.MAP_TEXT.index("surprise of anatomical"))
+    assert [ly for ly in outputs(viewer) if ly.visible] == [role(viewer, "backdrop"), role(viewer, "surprise:0")]
+    widget.show_map.setCurrentIndex(0)
+    assert [ly for ly in outputs(viewer) if ly.visible] == [role(viewer, "fused")]
+
+
+# 2 ------------------------------------------------------------------ never lose a result
+
+
+def test_a_renamed_result_and_another_pairs_result_are_never_overwritten(pair, colour_pair, qtbot):
+    viewer, widget, mri, pet = pair
+    fuse_now(qtbot, widget)
+    first = role(viewer, "fused")
+    assert first.name == "MRI + PET · PET-MRI"
+    first.name = "keep me"
+    kept = first.data.copy()
+    widget.preset.setCurrentText("SPECT-MRI")
+    widget.preset.activated.emit(widget.preset.currentIndex())  # as a user's pick
+    fuse_now(qtbot, widget)
+    assert first.name == "keep me" and first in viewer.layers
+    np.testing.assert_array_equal(first.data, kept)
+    assert role(viewer, "fused").name == "MRI + PET · SPECT-MRI"
+    mri2 = viewer.add_image(colour_pair[0][::-1].copy(), name="MRI 2")
+    pet2 = viewer.add_image(colour_pair[1][::-1].copy(), name="PET 2")
+    widget.set_pair(mri2, pet2)
+    fuse_now(qtbot, widget)
+    fused = [ly.name for ly in outputs(viewer) if ly.metadata["lightfusion"]["role"] == "fused"]
+    assert fused == ["keep me", "MRI + PET · SPECT-MRI", "MRI 2 + PET 2 · SPECT-MRI"]
+    assert len(outputs(viewer)) == 6 + 6 + 6  # every set complete (the first one with "keep me")
+
+
+def test_refusing_the_same_pair_moves_its_layers_with_the_input(pair, qtbot):
+    viewer, widget, mri, pet = pair
+    fuse_now(qtbot, widget)
+    layers = list(outputs(viewer))
+    mri.scale, mri.translate = (2.0, 3.0), (5.0, -4.0)
+    pet.scale, pet.translate = (2.0, 3.0), (5.0, -4.0)
+    fuse_now(qtbot, widget)
+    assert list(outputs(viewer)) == layers
+    for layer in layers:
+        np.testing.assert_allclose(layer.scale, (2.0, 3.0))
+        np.testing.assert_allclose(layer.translate, (5.0, -4.0))
+
+
+def test_swapping_the_pickers_gives_a_new_named_set_without_suffixes(lightfusion, grey_pair, qtbot):
+    viewer, widget = lightfusion
+    a = viewer.add_image(grey_pair[0], name="MRI")
+    b = viewer.add_image(grey_pair[1], name="CT")
+    fuse_now(qtbot, widget)
+    widget.set_pair(b, a)
+    fuse_now(qtbot, widget)
+    names = [ly.name for ly in viewer.layers]
+    assert not any("[" in name for name in names), names
+    assert "CT + MRI · CT-MRI" in names and "MRI + CT · CT-MRI" in names
+
+
+# 3 ------------------------------------------------------------------ comparisons
+
+
+def test_compare_fits_the_view_labels_tiles_and_the_table_fits(pair, qtbot, tmp_path, monkeypatch):
+    from skimage.io import imread
+
+    viewer, widget, mri, pet = pair
+    viewer.camera.zoom = 40.0  # zoomed into a corner
+    widget.baseline.setCurrentText(widget_module.ALL_BASELINES)
+    widget.compare()
+    wait_idle(qtbot, widget)
+    assert grid_of(viewer).enabled and viewer.camera.zoom < 40.0
+    tiles = [ly for ly in viewer.layers if ly.visible]
+    assert len(tiles) == 2 + 1 + 4 and all(ly.name_overlay.visible for ly in tiles)
+    table = widget.table
+    assert table.columnCount() == 5
+    for c in range(5):  # every column shows its numbers whole: no horizontal scrolling
+        assert table.sizeHintForColumn(c) <= table.columnWidth(c)
+    assert sum(table.columnWidth(c) for c in range(5)) <= table.viewport().width()
+    last = len(ROWS) - 1  # the time row is not clipped
+    assert table.rowViewportPosition(last) + table.rowHeight(last) <= table.viewport().height()
+    for row in ROWS:
+        assert table.best(row) == best_columns(widget.table_data, row)
+        assert table.best(row)
+    headers = [table.verticalHeaderItem(r) for r in range(len(ROWS))]
+    assert headers[ROWS.index("SSIM")].text() == "SSIM ↑" and headers[-1].text().endswith("↓")
+    for name in ("SSIM", "VIF"):
+        assert "exceed 1" in headers[ROWS.index(name)].toolTip()
+    target = tmp_path / "figure.png"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(target), ""))
+    widget.figure_btn.click()
+    figure = imread(target)
+    assert figure.shape[1] > 5 * 200 and figure[..., :3].std() > 10
+
+
+# 4 ------------------------------------------------------------------ right guesses
+
+
+def test_files_named_alike_get_roles_preset_and_names_from_their_folders(lightfusion, grey_pair, qtbot, tmp_path):
+    from skimage.io import imsave
+
+    viewer, widget = lightfusion
+    grey = lambda x: np.repeat((255 * (x - x.min()) / np.ptp(x)).astype(np.uint8)[..., None], 3, -1)  # noqa: E731
+    for folder, image in (("CT", grey_pair[1]), ("MRI", grey_pair[0])):  # the CT first
+        (tmp_path / folder).mkdir()
+        imsave(tmp_path / folder / "23.png", grey(image), check_contrast=False)
+        viewer.open(str(tmp_path / folder / "23.png"))
+    ct, mri = viewer.layers
+    assert ct.rgb and mri.rgb  # equal-channel RGB, as napari opens the Harvard PNGs
+    assert widget.pair() == (mri, ct) and widget.preset.currentText() == "CT-MRI"
+    fuse_now(qtbot, widget)
+    assert role(viewer, "fused").name == "MRI 23 + CT 23 · CT-MRI"
+
+
+def test_a_preset_that_looks_wrong_and_a_microscopy_pair_are_notified(lightfusion, grey_pair, qtbot, notes):
+    viewer, widget = lightfusion
+    a = viewer.add_image(grey_pair[0], name="anatomy")
+    viewer.add_image(grey_pair[1], name="tracer")
+    widget.preset.setCurrentText("PET-MRI")
+    widget.preset.activated.emit(widget.preset.currentIndex())  # as a user's pick
+    assert any("grey" in note and "PET-MRI" in note for note in notes["warning"])
+    gfp = viewer.add_image(grey_pair[1], name="GFP")
+    phase = viewer.add_image(grey_pair[0], name="phase")
+    widget.set_pair(phase, gfp)
+    assert any("microscopy" in note for note in notes["warning"])
+    assert widget.pair() == (phase, gfp) and a in viewer.layers
+
+
+# 5 ------------------------------------------------------------------ feedback
+
+
+def test_progress_in_the_dock_and_buttons_while_a_stack_fuses(lightfusion, stack_pair, qtbot, monkeypatch):
+    viewer, widget = lightfusion
+    viewer.add_image(stack_pair[0], name="mri stack")
+    viewer.add_image(stack_pair[1], name="pet stack", rgb=True)
+    wait_idle(qtbot, widget)
+    slow = FusionPlan.run_slice
+    monkeypatch.setattr(FusionPlan, "run_slice", lambda self, i: (time.sleep(0.2), slow(self, i))[1])
+    widget.fuse()
+    qtbot.waitUntil(lambda: widget.progress.bar.value() >= 1, timeout=10_000)
+    assert widget.progress.isVisibleTo(widget) and widget.progress.bar.maximum() == 5
+    assert not widget.fuse_btn.isEnabled() and not widget.compare_btn.isEnabled() and widget.cancel_btn.isEnabled()
+    assert widget.progress.elapsed.text().endswith(" s")
+    wait_idle(qtbot, widget)
+    assert not widget.progress.isVisibleTo(widget) and widget.fuse_btn.isEnabled()
+    assert not widget.cancel_btn.isEnabled()
+
+
+def test_layers_come_before_the_metrics_and_the_status_gives_both_times(pair, qtbot, monkeypatch):
+    viewer, widget, mri, pet = pair
+    order, layers_written = [], threading.Event()
+    metric_rows = jobs.metric_rows
+
+    def gated_metrics(*args, **kwargs):  # the metrics wait until the layers are there
+        assert layers_written.wait(30), "the layers waited for the metrics"
+        order.append("metrics")
+        return metric_rows(*args, **kwargs)
+
+    monkeypatch.setattr(jobs, "metric_rows", gated_metrics)
+    widget.results_written.connect(lambda written: (order.append(sorted(written)), layers_written.set()))
+    fuse_now(qtbot, widget)
+    assert order == [["attention:0", "attention:1", "backdrop", "fused", "surprise:0", "surprise:1"], "metrics"]
+    assert widget.table.columnCount() == 2
+    found = re.search(r"(\d+\.\d+) s from click to layer \(network (\d+\.\d+) s\)", widget.status.text())
+    assert found and float(found[1]) >= float(found[2]) > 0
+
+
+def test_the_network_is_loaded_in_a_worker_when_the_widget_opens(make_napari_viewer, qtbot, monkeypatch):
+    calls = []
+    monkeypatch.setattr(widget_module, "warm_up", lambda preset, device: calls.append((preset, device)))
+    viewer = make_napari_viewer()
+    widget = widget_module.LightFusionWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    assert widget.busy  # started at once, in a worker
+    wait_idle(qtbot, widget)
+    assert calls == [(widget.preset.currentText(), "auto")]
+
+
+# 6 ------------------------------------------------------------------ stale state
+
+
+def test_no_stale_table_status_or_repeated_toasts(pair, stack_pair, qtbot, notes, monkeypatch):
+    viewer, widget, mri, pet = pair
+    assert widget.table.columnCount() == 0  # no header "1" before the first fusion
+    fuse_now(qtbot, widget)
+    assert widget.table.columnCount() == 2 and "Fused" in widget.status.text()
+    mri.contrast_limits = (10, 100)
+    assert widget.table.columnCount() == 0 and "changed" in widget.status.text()
+    stack = viewer.add_image(stack_pair[0], name="mri stack")
+    pet_stack = viewer.add_image(stack_pair[1], name="pet stack", rgb=True)
+    widget.set_pair(stack, pet_stack)
+    slow = FusionPlan.run_slice
+    monkeypatch.setattr(FusionPlan, "run_slice", lambda self, i: (time.sleep(0.3), slow(self, i))[1])
+    widget.fuse()
+    qtbot.waitUntil(lambda: widget.progress.bar.value() >= 1, timeout=10_000)
+    viewer.layers.remove(pet_stack)
+    wait_idle(qtbot, widget)
+    assert "'pet stack' was removed" in widget.status.text()
+    widget.set_pair(stack, viewer.layers["PET"])  # 2D with 3D: an error in Live, shown once
+    widget.live.setChecked(True)
+    for z in range(3):
+        viewer.dims.set_current_step(0, z)
+        qtbot.wait(150)
+    viewer.layers.remove(mri)
+    wait_idle(qtbot, widget)
+    toasts = notes["warning"] + notes["error"]
+    assert len(toasts) == len(set(toasts)), toasts
+
+
+# 7 ------------------------------------------------------------------ Qt binding
+
+
+def test_pyqt6_and_no_deprecation_toast(make_napari_viewer):
+    import qtpy
+    from napari.utils.notifications import notification_manager
+
+    make_napari_viewer(show=True)
+    assert qtpy.API_NAME == "PyQt6"
+    assert not [n for n in notification_manager.records if "deprecated" in str(n.message)]
+
+
+# 8 ------------------------------------------------------------------ resampling
+
+
+def test_resample_uses_world_coordinates_in_a_worker_and_adds_a_layer(lightfusion, colour_pair, qtbot):
+    viewer, widget = lightfusion
+    mri = viewer.add_image(colour_pair[0], name="MRI", scale=(1.0, 1.0))
+    coarse = viewer.add_image(colour_pair[1][::2, ::2].copy(), name="PET", scale=(2.0, 2.0), translate=(6.0, 0.0))
+    widget.set_pair(mri, coarse)
+    assert widget.resample_btn.isVisibleTo(widget)
+    widget.resample_btn.click()
+    assert widget.busy  # in a worker
+    wait_idle(qtbot, widget)
+    new = viewer.layers["PET resampled"]
+    want, _ = resample_layer(coarse, mri)
+    np.testing.assert_array_equal(new.data, want)
+    assert not new.data[:6].any() and new.data[8:].any()  # shifted by the translate, in world units
+    assert widget.pair() == (mri, new) and len(viewer.layers) == 3
+
+
+# scripting, balance, fine-tuning, lazy inputs --------------------------------------------
+
+
+def test_pickers_follow_renames_and_keep_the_users_pick(pair, colour_pair, qtbot):
+    viewer, widget, mri, pet = pair
+    other = viewer.add_image(colour_pair[1], name="other")
+    widget.set_pair(mri, other)
+    other.name = "renamed"
+    assert widget.pair() == (mri, other)
+    assert "renamed" in [name for name, _ in widget.pickers._choices()]
+    viewer.add_image(colour_pair[0], name="later")
+    assert widget.pair() == (mri, other)
+
+
+def test_the_balance_slider_is_for_conditioned_networks_and_refuses_live(pair, qtbot, monkeypatch):
+    viewer, widget, mri, pet = pair
+    wait_idle(qtbot, widget)
+    assert not widget.balance.isEnabled()  # the bundled networks are the paper's, unconditioned
+    seen = []
+    plan = jobs.plan_fusion
+    monkeypatch.setattr(jobs, "plan_fusion", lambda *a, **k: (seen.append(k.get("balance")), plan(*a, **k))[1])
+    monkeypatch.setattr(widget_module, "warm_up", lambda preset, device: 0.3)
+    widget.preset.activated.emit(widget.preset.currentIndex())
+    wait_idle(qtbot, widget)
+    assert widget.balance.isEnabled() and widget.balance.value() == 30
+    fuse_now(qtbot, widget)
+    fused = role(viewer, "fused")
+    widget.balance.setValue(80)
+    wait_idle(qtbot, widget)
+    assert seen == [0.3, 0.8] and role(viewer, "fused") is fused
+
+
+def test_a_saved_fine_tuned_preset_is_listed_and_picked(pair, monkeypatch):
+    viewer, widget, mri, pet = pair
+    assert not widget.finetune.isVisibleTo(widget)
+    widget.finetune_btn.click()
+    assert widget.finetune.isVisibleTo(widget)
+    assert widget.finetune.get_pair() == (mri, pet)
+    monkeypatch.setattr(widget_module, "all_presets", lambda: ["CT-MRI", "PET-MRI", "SPECT-MRI", "my cells"])
+    widget.finetune.on_saved("my cells")
+    assert widget.preset.currentText() == "my cells" and widget.preset.count() == 4
+
+
+def test_lazy_inputs_give_lazy_layers_and_a_volume_export(lightfusion, stack_pair, qtbot):
+    import dask.array as da
+
+    viewer, widget = lightfusion
+    viewer.add_image(da.from_array(stack_pair[0], chunks=(1, 48, 48)), name="mri stack")
+    viewer.add_image(da.from_array(stack_pair[1], chunks=(1, 48, 48, 3)), name="pet stack", rgb=True)
+    fuse_now(qtbot, widget)
+    fused = role(viewer, "fused")
+    assert isinstance(fused.data, da.Array) and fused.data.shape == (5, 48, 48, 3)
+    assert widget.volume_btn.isVisibleTo(widget)
