@@ -22,6 +22,7 @@ import os
 import threading
 import warnings
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from copy import deepcopy
 from dataclasses import dataclass
 
@@ -34,6 +35,12 @@ from .model import LightFusionNet
 #: 512 a 4096 x 4096 pair fuses in under 1.5 GiB (``lightfusion bench``), and
 #: the halo costs about 7 % extra work on large images.
 DEFAULT_TILE = 512
+
+#: Largest tile edge of the ONNX Runtime CPU path: a tile's feature maps (32
+#: channels) then stay within a core's L2 cache, which measured about 1.4x
+#: faster per pixel than whole 512 x 512 slices despite the halo's extra work
+#: (``lightfusion bench``; docs in :func:`run_stack`).
+CPU_TILE = 128
 
 #: Smallest tile edge :func:`run_slice` (and so ``fuse``) accepts: smaller
 #: tiles would be mostly halo and run the network thousands of times.
@@ -48,6 +55,10 @@ _fast_failed: set = set()
 _COPIES = 4
 _copies: OrderedDict = OrderedDict()
 _copies_lock = threading.Lock()
+
+#: Thread pools of the fast path, by size (:func:`_executor`).
+_pools: dict = {}
+_pools_lock = threading.Lock()
 
 
 def available_devices() -> list[str]:
@@ -181,11 +192,13 @@ def torch_forward(model, anatomical, functional, device, channel, maps: bool = T
         return as_np(fused[:, 0]), as_np(out_s), as_np(out_a)
 
 
-def runner(model, device, channel=None, backend="auto", maps: bool = True, balance=None):
-    """A function ``(a (N,H,W), b (N,H,W)) -> (fused, surprise|None, attention|None)`` for one run.
+def _backend(model, device, channel, backend, maps, balance):
+    """``(run, fast)``: ``run(a (N,H,W), b (N,H,W)) -> (fused, surprise|None, attention|None)``.
 
-    Checks ``balance`` (ValueError out of [0, 1]); the fast path gets the
-    network's ``(scale, shift)`` for it, computed once here.
+    ``fast`` is True for the ONNX Runtime path, whose session runs on the
+    calling thread (one intra-op thread), so that the engine can run tiles
+    and slices side by side. Checks ``balance`` (ValueError out of [0, 1]);
+    the fast path gets the network's ``(scale, shift)`` for it, computed once.
     """
     with torch.no_grad():
         scale, shift = (t.detach().float().cpu().numpy() for t in model.condition(balance))
@@ -193,17 +206,25 @@ def runner(model, device, channel=None, backend="auto", maps: bool = True, balan
         from . import fastpath
 
         try:
-            fast = fastpath.session_for(model, channel, maps=maps)
-            return lambda a, b: fast.run(a, b, scale, shift)
+            session = fastpath.session_for(model, channel, threads=1, maps=maps)
+            return (lambda a, b: session.run(a, b, scale, shift)), True
         except Exception as exc:  # an export or runtime that fails here must not stop a fusion
             if backend == "onnx":
                 raise ValueError(f"the onnx backend failed: {exc}") from exc
             key = (type(exc).__name__, str(exc)[:200])
             if key not in _fast_failed:
                 _fast_failed.add(key)
-                warnings.warn(f"ONNX fast path unavailable ({exc}); using PyTorch", RuntimeWarning, 2)
+                warnings.warn(f"ONNX fast path unavailable ({exc}); using PyTorch", RuntimeWarning, 3)
     placed = model_on(model, device)
-    return lambda a, b: torch_forward(placed, a, b, device, channel, maps, balance)
+    return (lambda a, b: torch_forward(placed, a, b, device, channel, maps, balance)), False
+
+
+def _executor(workers: int) -> ThreadPoolExecutor:
+    """A shared pool of ``workers`` threads for the fast path's tiles (made on first use)."""
+    with _pools_lock:
+        if workers not in _pools:
+            _pools[workers] = ThreadPoolExecutor(workers, thread_name_prefix="lightfusion-cpu")
+        return _pools[workers]
 
 
 def tile_spans(length: int, tile: int, halo: int) -> list[tuple[int, int, int, int]]:
@@ -218,6 +239,70 @@ def tile_spans(length: int, tile: int, halo: int) -> list[tuple[int, int, int, i
     return spans
 
 
+def run_stack(
+    model: LightFusionNet,
+    anatomical: np.ndarray,
+    functional: np.ndarray,
+    device: torch.device,
+    channel: int | None = None,
+    tile: int = DEFAULT_TILE,
+    backend: str = "auto",
+    *,
+    maps: bool = True,
+    balance: float | None = None,
+    threads: int | None = None,
+) -> SliceOutput:
+    """Fuse a stack of grey pairs ``(Z, H, W)``.
+
+    ``fused`` is ``(Z, H, W)``, ``surprise`` and ``attention`` ``(2, Z, H,
+    W)``, stream first (None without ``maps``; surprise None for networks
+    without one).
+    The ONNX Runtime path cuts every slice into tiles of at most
+    :data:`CPU_TILE` (and ``tile``) and runs them on ``threads`` threads
+    (default ``torch.get_num_threads()``), each tile on one thread. PyTorch
+    runs slices one after another (several at once when they are smaller
+    than ``tile`` x ``tile`` together), tiled when larger than ``tile``.
+    Other arguments as :func:`run_slice`.
+    """
+    tile = check_tile(tile)
+    device = torch.device(device)
+    anatomical, functional = np.asarray(anatomical), np.asarray(functional)
+    if anatomical.ndim != 3 or anatomical.shape != functional.shape:
+        raise ValueError(f"give two stacks (Z, H, W) of one shape, not {anatomical.shape} and {functional.shape}")
+    run, fast = _backend(model, device, channel, backend, maps, balance)
+    z, h, w = anatomical.shape
+    work = min(tile, CPU_TILE) if fast else tile
+    if model.is_local and (h > work or w > work):
+        halo = model.receptive_radius
+        ys, xs = tile_spans(h, work, halo), tile_spans(w, work, halo)
+        jobs = [(i, i + 1, y, x) for i in range(z) for y in ys for x in xs]
+    else:
+        step = 1 if fast else max(1, (tile * tile) // (h * w))
+        jobs = [(i, min(z, i + step), (0, h, 0, h), (0, w, 0, w)) for i in range(0, z, step)]
+    fused = np.empty((z, h, w), np.float32)
+    attention = np.empty((2, z, h, w), np.float32) if maps else None
+    surprise = np.empty((2, z, h, w), np.float32) if maps and model.config.attention == "pca" else None
+
+    def job(spec):
+        i0, i1, (y0, y1, cy0, cy1), (x0, x1, cx0, cx1) = spec
+        f, s, a = run(anatomical[i0:i1, y0:y1, x0:x1], functional[i0:i1, y0:y1, x0:x1])
+        ys, xs = slice(cy0 - y0, cy1 - y0), slice(cx0 - x0, cx1 - x0)
+        fused[i0:i1, cy0:cy1, cx0:cx1] = f[:, ys, xs]
+        if attention is not None:
+            attention[:, i0:i1, cy0:cy1, cx0:cx1] = a[:, :, ys, xs].transpose(1, 0, 2, 3)
+        if surprise is not None:
+            surprise[:, i0:i1, cy0:cy1, cx0:cx1] = s[:, :, ys, xs].transpose(1, 0, 2, 3)
+
+    workers = max(1, int(threads or torch.get_num_threads() or 1)) if fast else 1
+    if workers == 1 or len(jobs) == 1:
+        for spec in jobs:
+            job(spec)
+    else:
+        for _ in _executor(min(workers, len(jobs))).map(job, jobs):
+            pass
+    return SliceOutput(fused, surprise, attention)
+
+
 def run_slice(
     model: LightFusionNet,
     anatomical: np.ndarray,
@@ -229,6 +314,7 @@ def run_slice(
     *,
     maps: bool = True,
     balance: float | None = None,
+    threads: int | None = None,
 ) -> SliceOutput:
     """Fuse one grey pair ``(H, W)`` on ``device``, tiled when larger than ``tile``.
 
@@ -237,28 +323,15 @@ def run_slice(
     are float arrays in [0, 1] (as :func:`napari_lightfusion.inputs.prepare_pair`
     makes them); they are not modified. ``maps=False`` computes neither map
     (both None). ``balance``: b in [0, 1] for a conditioned network (None:
-    its default).
+    its default). ``threads``: CPU threads of the fast path (see
+    :func:`run_stack`).
     """
-    tile = check_tile(tile)
-    device = torch.device(device)
-    run = runner(model, device, channel, backend, maps, balance)
-    h, w = anatomical.shape
-    if (h <= tile and w <= tile) or not model.is_local:
-        f, s, a = run(anatomical[None], functional[None])
-        return SliceOutput(f[0], None if s is None else s[0], None if a is None else a[0])
-    halo = model.receptive_radius
-    fused = np.empty((h, w), np.float32)
-    attention = np.empty((2, h, w), np.float32) if maps else None
-    surprise = None
-    for y0, y1, cy0, cy1 in tile_spans(h, tile, halo):
-        for x0, x1, cx0, cx1 in tile_spans(w, tile, halo):
-            f, s, a = run(anatomical[None, y0:y1, x0:x1], functional[None, y0:y1, x0:x1])
-            inner = (slice(cy0 - y0, cy1 - y0), slice(cx0 - x0, cx1 - x0))
-            fused[cy0:cy1, cx0:cx1] = f[(0, *inner)]
-            if a is not None:
-                attention[:, cy0:cy1, cx0:cx1] = a[(0, slice(None), *inner)]
-            if s is not None:
-                if surprise is None:
-                    surprise = np.empty((2, h, w), np.float32)
-                surprise[:, cy0:cy1, cx0:cx1] = s[(0, slice(None), *inner)]
-    return SliceOutput(fused, surprise, attention)
+    anatomical, functional = np.asarray(anatomical), np.asarray(functional)
+    if anatomical.ndim != 2 or anatomical.shape != functional.shape:
+        raise ValueError(f"give two images (H, W) of one shape, not {anatomical.shape} and {functional.shape}")
+    out = run_stack(
+        model, anatomical[None], functional[None], device, channel, tile, backend,
+        maps=maps, balance=balance, threads=threads,
+    )
+    first = lambda m: None if m is None else m[:, 0]  # noqa: E731
+    return SliceOutput(out.fused[0], first(out.surprise), first(out.attention))

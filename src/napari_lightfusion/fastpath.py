@@ -2,43 +2,58 @@
 
 Eager PyTorch spends most of a small network's time in per-operator
 overhead and in layout conversions; ONNX Runtime's CPU provider fuses each
-convolution with its activation, keeps the whole graph in its blocked
-``NCHWc`` layout and plans its memory once. The engine
-(:mod:`napari_lightfusion.engine`) uses this module automatically for the
-CPU when ``onnxruntime`` can be imported, and PyTorch otherwise (and always
-for CUDA/MPS and for training).
+convolution with its activation, can keep the whole graph in its blocked
+``NCHWc`` layout (16 channels a block on AVX-512, 8 on AVX2) and plans its
+memory once. The engine (:mod:`napari_lightfusion.engine`) uses this module
+automatically for the CPU when ``onnxruntime`` can be imported, and PyTorch
+otherwise (and always for CUDA/MPS and for training).
 
 What is exported is not ``LightFusionNet.forward`` itself but an
 *equivalent* network (:class:`ExportNet`) built from the model's weights,
 rewritten so that every operation stays inside ONNX Runtime's blocked
-convolution kernels (same result within float rounding; the tests hold it
-to 1e-4 against the PyTorch model, maps included):
+kernels, with no layout conversion between the input and the outputs (same
+result within float rounding; the tests hold it to 1e-4 against the
+PyTorch model, maps included):
 
+* **one graph for both streams**: the two encoders and attentions become
+  one network over ``2 C`` channels, stream 1 in the first ``C`` and
+  stream 2 in the next; depthwise convolutions stay depthwise (``2 C``
+  groups) and the 1x1 (or standard) convolutions become grouped ones (2
+  groups), so every kernel runs once over both streams;
 * the first depthwise 3x3 (one input channel) and its pointwise 1x1 are
-  composed into one 3x3 convolution 1 -> C;
-* the surprise ``|conv(x, W * mask) + b - x|`` becomes one depthwise
-  convolution whose centre tap is -1 (``predicted - x`` folded in), then
-  ``|z| = relu(z) + relu(-z)`` computed by a 1x1 convolution
-  ``[I; -I]`` with a fused ReLU (ONNX Runtime has no blocked ``Abs``); the
-  bottleneck's first 1x1 takes ``[W1, W1]`` on the two halves;
-* the bottleneck's hidden width is padded to a multiple of 8 (the CPU
-  block) with zero weights, and the first padded channel carries the
-  channel-reduced surprise map (mean over channels, or one channel) as a
-  non-negative linear function of ``relu(+-z)``, so the map costs no extra
-  pass; the padding channels do not reach the attention (zero weights);
-* the channel-reduced attention map is a 1x1 convolution C -> 1 (mean or
-  one-hot weights) instead of a ``ReduceMean``, which has no blocked kernel;
-* the fusion ``0.5 (fa + fb)`` has its 0.5 folded into the decoder's first
-  convolution;
-* the blend head's ``w a + (1 - w) b`` is written ``b + w (a - b)``.
+  composed into one 3x3 convolution 1 -> C, and the two streams' first
+  convolutions into one 2 -> 2C convolution on the stacked inputs;
+* channel counts are padded with zero weights to multiples of 16 (the
+  block), so no convolution falls back to the plain layout;
+* the surprise ``|conv(x, W * mask) + b - x|`` is one depthwise convolution
+  whose centre tap is -1 (``predicted - x`` folded in) with a fused
+  ``LeakyRelu`` of slope -1, which *is* ``|z|``;
+* the fusion ``(fa + fb) / 2`` and the decoder's first depthwise
+  convolution are folded together: a depthwise convolution over both
+  streams with half the weights, then the pointwise 1x1 with its weights
+  repeated for the two halves (which sums them) and the depthwise bias
+  moved into its own;
+* ``x + x * a`` stays two element-wise operations, but in the blocked
+  layout: the exported graph's shapes are annotated with the symbolic
+  batch, height and width, so that ONNX Runtime can prove the two operands
+  alike (it cannot follow a dilated convolution's shape by itself, and
+  would otherwise convert both operands to the plain layout and back);
+* the maps, when asked for, are one extra 1x1 convolution on the surprise
+  and one on the attention, summed into one 4-channel output (surprise 1,
+  surprise 2, attention 1, attention 2: channel mean or one channel);
+  without maps the graph has only the fused output;
+* a balance-conditioned network takes ``scale`` and ``shift`` ``(C,)`` as
+  inputs (``model.condition(b)``), so one export serves every balance;
+* the blend head's ``w a + (1 - w) b`` is ``b + w (a - b)``, its hard
+  sigmoid a fused clip.
 
 Networks of other shapes (ablation variants with another attention) are
-exported through :class:`GenericNet`, which calls the model's own forward
+exported through :class:`GenericNet`, which runs the model's own modules
 and reduces the maps with a 1x1 convolution.
 
-Sessions are built once per (weights, configuration, channel, threads) and
-cached (:func:`session_for`); building one (export + graph optimisation)
-takes about a second.
+Sessions are built once per (weights, configuration, channel, threads,
+maps) and cached (:func:`session_for`); building one (export + graph
+optimisation) takes about a second.
 """
 
 from __future__ import annotations
@@ -60,14 +75,14 @@ from .model import LightFusionNet, blend_weight
 
 #: ONNX opset of the exported graph (ONNX Runtime >= 1.17 runs it).
 OPSET = 17
-#: Channel block of ONNX Runtime's blocked CPU convolutions (AVX2: 8, AVX-512: 16);
-#: padding to 8 keeps 16-blocks possible too when the padded width is a multiple of 16.
-_BLOCK = 8
-#: Sessions kept in the cache (one per weights x channel x threads); each holds its
-#: own memory arena (as large as the largest tile it ran), so keep few.
-_CACHE_SIZE = 4
-
-OUTPUT_NAMES = ("fused", "surprise_a", "surprise_b", "attention_a", "attention_b")
+#: Channel block of ONNX Runtime's blocked CPU convolutions (AVX-512: 16, AVX2: 8);
+#: channel counts are padded to multiples of 16, which suits both.
+_BLOCK = 16
+#: Sessions kept in the cache (one per weights x channel x threads x maps); each
+#: holds its own memory arena (as large as the largest batch it ran), so keep few.
+_CACHE_SIZE = 6
+#: Symbolic names of the dynamic axes of every image-shaped tensor in the graph.
+_AXES = {0: "batch", 2: "height", 3: "width"}
 
 
 def available() -> bool:
@@ -75,8 +90,9 @@ def available() -> bool:
     return importlib.util.find_spec("onnxruntime") is not None
 
 
-def _leaky(x):
-    return F.leaky_relu(x, 0.1)
+def _padded(n: int) -> int:
+    """``n`` rounded up to a whole number of channel blocks."""
+    return -(-n // _BLOCK) * _BLOCK
 
 
 def _convs(block: nn.Module) -> list[nn.Conv2d]:
@@ -92,19 +108,13 @@ def _spec(conv: nn.Conv2d, weight=None, bias=None) -> tuple:
         raise ValueError("only stride 1 and square dilation are supported")
     w = conv.weight if weight is None else weight
     b = conv.bias if bias is None else bias
+    out = w.shape[0]
     return (
         w.detach().to("cpu", torch.float32).clone(),
-        None if b is None else b.detach().to("cpu", torch.float32).clone(),
+        torch.zeros(out) if b is None else b.detach().to("cpu", torch.float32).clone(),
         conv.dilation[0],
         conv.groups,
     )
-
-
-def _same_conv(x, spec):
-    """Apply a ``_spec`` convolution with 'same' padding (as the model does)."""
-    w, b, d, g = spec
-    pad = d * (w.shape[-1] // 2)
-    return F.conv2d(x, w, b, padding=pad, dilation=d, groups=g)
 
 
 def _compose_first(convs: list[tuple]) -> list[tuple]:
@@ -115,72 +125,94 @@ def _compose_first(convs: list[tuple]) -> list[tuple]:
     if wd.shape[:2] != (1, 1) or wp.shape[1] != 1 or wp.shape[-1] != 1 or gp != 1:
         return convs
     w = wp[:, :1] * wd  # (C,1,1,1) * (1,1,k,k) -> (C,1,k,k)
-    b = wp[:, 0, 0, 0] * (bd[0] if bd is not None else 0.0)
-    b = b + (bp if bp is not None else 0.0)
+    b = wp[:, 0, 0, 0] * bd[0] + bp
     return [(w, b, d, 1)]
 
 
 def _reducer(width: int, channel: int | None) -> torch.Tensor:
-    """Weights ``(1, width)`` that average the channels, or pick one."""
-    r = torch.zeros(1, width)
+    """Weights ``(width,)`` that average the channels, or pick one."""
+    r = torch.zeros(width)
     if channel is None:
         r[:] = 1.0 / width
     else:
-        r[0, channel] = 1.0
+        r[channel] = 1.0
     return r
 
 
-class _Stream(nn.Module):
-    """One stream of :class:`ExportNet`: encoder, surprise, attention, refined features."""
+def _is_depthwise(spec: tuple) -> bool:
+    w, _, _, groups = spec
+    return groups > 1 and groups == w.shape[0] and w.shape[1] == 1
 
-    def __init__(self, encoder: nn.Module, attention: nn.Module, channel: int | None, maps: bool = True):
+
+class _Conv(nn.Module):
+    """One convolution of the rewritten graph, 'same' padding, optional fused activation."""
+
+    def __init__(self, weight, bias, dilation: int = 1, groups: int = 1, activation=None):
         super().__init__()
-        self.maps = maps
-        blocks = [[_spec(c) for c in _convs(block)] for block in encoder]
-        blocks[0] = _compose_first(blocks[0])
-        self.blocks = blocks
-
-        ctx = attention.context
-        width = ctx.weight.shape[0]
-        if ctx.groups != width or tuple(ctx.weight.shape[-2:]) != (3, 3):
-            raise ValueError("unexpected context convolution")
-        # predicted - x: the masked 3x3 with its (masked-out) centre tap set to -1.
-        wc = (ctx.weight * attention.centre_mask).detach().to("cpu", torch.float32).clone()
-        wc[:, :, 1, 1] = -1.0
-        self.context = (wc, ctx.bias.detach().to("cpu", torch.float32).clone(), 1, width)
-        eye = torch.eye(width)
-        self.register_buffer("plus_minus", torch.cat([eye, -eye])[:, :, None, None])
-
-        h1, h2 = _convs(attention.head[0])[0], _convs(attention.head[2])[0]
-        hidden = h1.weight.shape[0]
-        padded = -(-(hidden + int(maps)) // _BLOCK) * _BLOCK  # room for the surprise slot
-        w1 = torch.zeros(padded, 2 * width, 1, 1)
-        b1 = torch.zeros(padded)
-        w1[:hidden] = torch.cat([h1.weight, h1.weight], dim=1).detach()
-        b1[:hidden] = h1.bias.detach()
-        if maps:  # slot `hidden`: |z| reduced over channels, >= 0, so the ReLU keeps it as is.
-            reduce = _reducer(width, channel)[0]
-            w1[hidden, :, 0, 0] = torch.cat([reduce, reduce])
-        w2 = torch.zeros(h2.weight.shape[0], padded, 1, 1)
-        w2[:, :hidden] = h2.weight.detach()
-        self.head1 = (w1, b1, 1, 1)
-        self.head2 = (w2, h2.bias.detach().to("cpu", torch.float32).clone(), 1, 1)
-        self.surprise_slot = hidden
-        self.register_buffer("attention_reducer", _reducer(width, channel)[:, :, None, None])
+        self.register_buffer("weight", weight.contiguous())
+        self.register_buffer("bias", bias.contiguous())
+        self.dilation, self.groups, self.activation = dilation, groups, activation
 
     def forward(self, x):
-        for block in self.blocks:
-            for spec in block:
-                x = _same_conv(x, spec)
-            x = _leaky(x)
-        z = _same_conv(x, self.context)  # predicted - x
-        pm = F.relu(F.conv2d(z, self.plus_minus))  # [relu(z); relu(-z)]
-        hidden = F.relu(_same_conv(pm, self.head1))  # bottleneck + surprise slot
-        attention = torch.sigmoid(_same_conv(hidden, self.head2))
-        refined = x + x * attention
-        if not self.maps:
-            return refined, None, None
-        return refined, hidden, F.conv2d(attention, self.attention_reducer)
+        pad = self.dilation * (self.weight.shape[-1] // 2)
+        y = F.conv2d(x, self.weight, self.bias, padding=pad, dilation=self.dilation, groups=self.groups)
+        return y if self.activation is None else self.activation(y)
+
+
+def _leaky(x):
+    return F.leaky_relu(x, 0.1)
+
+
+def _absolute(x):
+    """``|x|`` as a LeakyRelu of slope -1, which ONNX Runtime fuses into the convolution before it."""
+    return F.leaky_relu(x, -1.0)
+
+
+def _both_streams(spec_a: tuple, spec_b: tuple, cin: int, cout: int, activation=None, dense=False) -> _Conv:
+    """One convolution for both streams: stream 1 in channels ``[0, cout)``, stream 2 in ``[cout, 2 cout)``.
+
+    ``cin``/``cout``: padded per-stream channel counts. Depthwise stays
+    depthwise; other convolutions become 2-group convolutions, or with
+    ``dense`` one convolution with zero cross-stream weights (for the raw
+    two-channel input, which is too narrow for the blocked grouped kernel).
+    """
+    (wa, ba, d, g), (wb, bb, db, gb) = spec_a, spec_b
+    if wa.shape != wb.shape or (d, g) != (db, gb):
+        raise ValueError("the two streams differ in shape")
+    n, k = wa.shape[0], wa.shape[-1]
+    bias = torch.zeros(2 * cout)
+    bias[:n], bias[cout : cout + n] = ba, bb
+    if _is_depthwise(spec_a):
+        w = torch.zeros(2 * cout, 1, k, k)
+        w[:n], w[cout : cout + n] = wa, wb
+        return _Conv(w, bias, d, 2 * cout, activation)
+    if g != 1:
+        raise ValueError("grouped convolutions are not rewritten")
+    m = wa.shape[1]
+    if dense:
+        w = torch.zeros(2 * cout, 2 * cin, k, k)
+        w[:n, :m], w[cout : cout + n, cin : cin + m] = wa, wb
+        return _Conv(w, bias, d, 1, activation)
+    w = torch.zeros(2 * cout, cin, k, k)
+    w[:n, :m], w[cout : cout + n, :m] = wa, wb
+    return _Conv(w, bias, d, 2, activation)
+
+
+def _one_stream(spec: tuple, cin: int, cout: int, activation=None) -> _Conv:
+    """A decoder convolution with its channel counts padded to ``cin`` in and ``cout`` out."""
+    w, b, d, g = spec
+    n, k = w.shape[0], w.shape[-1]
+    bias = torch.zeros(cout)
+    bias[:n] = b
+    if _is_depthwise(spec):
+        wp = torch.zeros(cout, 1, k, k)
+        wp[:n] = w
+        return _Conv(wp, bias, d, cout, activation)
+    if g != 1:
+        raise ValueError("grouped convolutions are not rewritten")
+    wp = torch.zeros(cout, cin, k, k)
+    wp[:n, : w.shape[1]] = w
+    return _Conv(wp, bias, d, 1, activation)
 
 
 def _conditioned(model: LightFusionNet) -> bool:
@@ -193,71 +225,152 @@ def _condition_features(f, scale, shift):
     return f * scale.reshape(1, -1, 1, 1) + shift.reshape(1, -1, 1, 1)
 
 
+def _fold_mean(block: list[tuple], cp: int) -> tuple[list[_Conv], int]:
+    """The decoder's first block applied to ``(fa + fb) / 2``, on the two-stream tensor.
+
+    Depthwise-separable: a depthwise convolution over both streams with half
+    the weights, then the pointwise 1x1 with its weights repeated for the two
+    halves (which sums them) and the depthwise bias moved into its bias.
+    Standard: one convolution over both halves with half the weights each.
+    Returns the convolutions and their output width.
+    """
+    if len(block) == 2 and _is_depthwise(block[0]) and block[1][0].shape[-1] == 1 and block[1][3] == 1:
+        (w0, b0, d0, _), (w1, b1, _, _) = block
+        n, k, m = w0.shape[0], w0.shape[-1], w1.shape[0]
+        wd = torch.zeros(2 * cp, 1, k, k)
+        wd[:n], wd[cp : cp + n] = 0.5 * w0, 0.5 * w0
+        cout = _padded(m)
+        wp = torch.zeros(cout, 2 * cp, 1, 1)
+        wp[:m, :n], wp[:m, cp : cp + n] = w1, w1
+        bias = torch.zeros(cout)
+        bias[:m] = b1 + w1[:, :, 0, 0] @ b0
+        return [_Conv(wd, torch.zeros(2 * cp), d0, 2 * cp), _Conv(wp, bias, 1, 1, _leaky)], cout
+    if len(block) == 1 and block[0][3] == 1:
+        w0, b0, d0, _ = block[0]
+        n, m, k = w0.shape[0], w0.shape[1], w0.shape[-1]
+        cout = _padded(n)
+        w = torch.zeros(cout, 2 * cp, k, k)
+        w[:n, :m], w[:n, cp : cp + m] = 0.5 * w0, 0.5 * w0
+        bias = torch.zeros(cout)
+        bias[:n] = b0
+        return [_Conv(w, bias, d0, 1, _leaky)], cout
+    raise ValueError("unexpected decoder block")
+
+
 class ExportNet(nn.Module):
     """Export-friendly equivalent of a PCA :class:`LightFusionNet` (see module doc).
 
     ``forward(a, b)`` with ``(N, 1, H, W)`` inputs (and ``scale``, ``shift``
-    ``(C,)`` for a conditioned network) returns ``fused (N,1,H,W)``, then with
-    ``maps``: ``surprise_a``/``surprise_b`` ``(N, P, H, W)`` whose channel
-    :attr:`surprise_index` is the reduced surprise map, and
-    ``attention_a``/``attention_b`` ``(N, 1, H, W)`` reduced attention maps.
+    ``(C,)`` for a conditioned network) returns ``fused (N, 1, H, W)``, and
+    with ``maps`` also ``maps (N, 4, H, W)``: surprise of stream 1 and 2,
+    attention of stream 1 and 2, each the channel mean or ``channel``.
     Raises ``ValueError`` for a network it does not know how to rewrite.
     """
 
+    #: Every image-shaped tensor of the graph has the inputs' batch, height and width.
+    same_size = True
+
     def __init__(self, model: LightFusionNet, channel: int | None = None, maps: bool = True):
         super().__init__()
-        if model.config.attention != "pca":
+        config = model.config
+        if config.attention != "pca":
             raise ValueError("ExportNet rewrites Predictive Context Attention networks only")
-        self.maps = maps
-        self.conditioned = _conditioned(model)
-        self.stream_a = _Stream(model.encoder_a, model.attention_a, channel, maps)
-        self.stream_b = _Stream(model.encoder_b, model.attention_b, channel, maps)
-        self.surprise_index = self.stream_a.surprise_slot
-        decoder = [[_spec(c) for c in _convs(block)] for block in model.decoder]
+        self.maps, self.conditioned, self.width = maps, _conditioned(model), config.width
+        c = config.width
+        cp = _padded(c)
+
+        blocks_a = [[_spec(v) for v in _convs(b)] for b in model.encoder_a]
+        blocks_b = [[_spec(v) for v in _convs(b)] for b in model.encoder_b]
+        blocks_a[0], blocks_b[0] = _compose_first(blocks_a[0]), _compose_first(blocks_b[0])
+        encoder, cin, first = [], 1, True
+        for block_a, block_b in zip(blocks_a, blocks_b, strict=True):
+            for i, (sa, sb) in enumerate(zip(block_a, block_b, strict=True)):
+                last = i == len(block_a) - 1
+                cout = cin if _is_depthwise(sa) else _padded(sa[0].shape[0])
+                encoder.append(_both_streams(sa, sb, cin, cout, _leaky if last else None, dense=first))
+                cin, first = cout, False
+        if cin != cp:
+            raise ValueError("unexpected encoder width")
+        self.encoder = nn.Sequential(*encoder)
+
+        att_a, att_b = model.attention_a, model.attention_b
+        context = []
+        for att in (att_a, att_b):
+            w = att.context.weight * att.centre_mask
+            w = w.detach().to("cpu", torch.float32).clone()
+            w[:, :, 1, 1] = -1.0  # predicted - x
+            context.append(_spec(att.context, w))
+        self.context = _both_streams(*context, cp, cp, _absolute)
+        h1 = [_spec(_convs(att.head[0])[0]) for att in (att_a, att_b)]
+        h2 = [_spec(_convs(att.head[2])[0]) for att in (att_a, att_b)]
+        hp = _padded(h1[0][0].shape[0])
+        self.head1 = _both_streams(*h1, cp, hp, F.relu)
+        self.head2 = _both_streams(*h2, hp, cp, torch.sigmoid)
+
+        if maps:
+            reduce = _reducer(c, channel)
+            ws, wa = torch.zeros(4, 2 * cp, 1, 1), torch.zeros(4, 2 * cp, 1, 1)
+            ws[0, :c, 0, 0], ws[1, cp : cp + c, 0, 0] = reduce, reduce
+            wa[2, :c, 0, 0], wa[3, cp : cp + c, 0, 0] = reduce, reduce
+            self.surprise_map = _Conv(ws, torch.zeros(4))
+            self.attention_map = _Conv(wa, torch.zeros(4))
+
+        decoder = [[_spec(v) for v in _convs(b)] for b in model.decoder]
         if len(decoder[-1]) != 1 or any(len(b) == 0 for b in decoder):
             raise ValueError("unexpected decoder")
-        if not self.conditioned:
-            w, b, d, g = decoder[0][0]
-            decoder[0][0] = (w * 0.5, b, d, g)  # the mean of the two streams
-        self.decoder = decoder
-        self.blend = model.config.output == "blend"
+        layers, cin = [], cp
+        if self.conditioned:  # the mean must exist as a tensor: f * scale + shift
+            eye = torch.eye(cp)[:, :, None, None] * 0.5
+            self.mean = _Conv(torch.cat([eye, eye], 1), torch.zeros(cp))
+            start = 0
+        else:  # (fa + fb) / 2 folded into the first block
+            start = 1
+            layers, cin = _fold_mean(decoder[0], cp)
+        for block in decoder[start:-1]:
+            for i, spec in enumerate(block):
+                cout = cin if _is_depthwise(spec) else _padded(spec[0].shape[0])
+                layers.append(_one_stream(spec, cin, cout, _leaky if i == len(block) - 1 else None))
+                cin = cout
+        self.blend = config.output == "blend"
+        w, b, d, g = decoder[-1][0]
+        if self.blend:  # w = clamp(z + 1/2, 0, 1): the 1/2 goes into the bias, the clamp is fused
+            layers.append(_one_stream((w, b + 0.5, d, g), cin, 1, lambda y: y.clamp(0.0, 1.0)))
+        else:
+            layers.append(_one_stream((w, b, d, g), cin, 1, torch.sigmoid))
+        self.decoder = nn.Sequential(*layers)
 
     def forward(self, a, b, scale=None, shift=None):
-        fa, sa, aa = self.stream_a(a)
-        fb, sb, ab = self.stream_b(b)
-        y = fa + fb
+        x = self.encoder(torch.cat([a, b], 1))
+        surprise = self.context(x)  # |predicted - x|
+        attention = self.head2(self.head1(surprise))
+        f = x + x * attention
         if self.conditioned:
-            y = _condition_features(y * 0.5, scale, shift)
-        for block in self.decoder[:-1]:
-            for spec in block:
-                y = _same_conv(y, spec)
-            y = _leaky(y)
-        out = _same_conv(y, self.decoder[-1][0])
-        if self.blend:  # fused = w a + (1 - w) b = b + w (a - b)
-            fused = b + (out + 0.5).clamp(0.0, 1.0) * (a - b)
-        else:
-            fused = torch.sigmoid(out)
+            pad = self.mean.weight.shape[0] - self.width
+            f = _condition_features(self.mean(f), F.pad(scale, (0, pad)), F.pad(shift, (0, pad)))
+        out = self.decoder(f)
+        fused = b + out * (a - b) if self.blend else out
         if not self.maps:
             return fused
-        return fused, sa, sb, aa, ab
+        return fused, self.surprise_map(surprise) + self.attention_map(attention)
 
 
 class GenericNet(nn.Module):
     """Any :class:`LightFusionNet` with its maps reduced over channels, for export.
 
-    Inputs and outputs as :class:`ExportNet` (``surprise_index`` 0; no
-    surprise outputs when the attention variant computes none). It runs the
-    model's own modules in the order of ``LightFusionNet.forward``.
+    Inputs and outputs as :class:`ExportNet`, except that ``maps`` has only
+    the two attention channels when the attention variant computes no
+    surprise. It runs the model's own modules in the order of
+    ``LightFusionNet.forward``.
     """
 
-    surprise_index = 0
+    same_size = False
 
     def __init__(self, model: LightFusionNet, channel: int | None = None, maps: bool = True):
         super().__init__()
         self.model = model
         self.maps = maps
         self.conditioned = _conditioned(model)
-        self.register_buffer("reducer", _reducer(model.config.width, channel)[:, :, None, None])
+        self.register_buffer("reducer", _reducer(model.config.width, channel)[None, :, None, None])
 
     def forward(self, a, b, scale=None, shift=None):
         m = self.model
@@ -273,10 +386,8 @@ class GenericNet(nn.Module):
             fused = b + blend_weight(out) * (a - b)
         if not self.maps:
             return fused
-        reduce = lambda t: F.conv2d(t, self.reducer)  # noqa: E731
-        if sa is None:
-            return fused, reduce(aa), reduce(ab)
-        return fused, reduce(sa), reduce(sb), reduce(aa), reduce(ab)
+        maps = (aa, ab) if sa is None else (sa, sb, aa, ab)
+        return fused, torch.cat([F.conv2d(t, self.reducer) for t in maps], 1)
 
 
 def export_net(model: LightFusionNet, channel: int | None = None, maps: bool = True) -> nn.Module:
@@ -289,16 +400,40 @@ def export_net(model: LightFusionNet, channel: int | None = None, maps: bool = T
         return GenericNet(copy.deepcopy(model).float().cpu(), channel, maps).eval()
 
 
+def _annotate_shapes(data: bytes) -> bytes:
+    """Give every image-shaped tensor of the graph the symbolic batch, height and width.
+
+    ONNX shape inference loses the spatial size after a dilated convolution;
+    with it stated, ONNX Runtime keeps ``x * a`` and ``x + ...`` in the
+    blocked layout instead of converting both operands back and forth.
+    Only for graphs whose image-shaped tensors all have the inputs' size.
+    """
+    import onnx
+
+    graph_model = onnx.shape_inference.infer_shapes(onnx.load_from_string(data))
+    graph = graph_model.graph
+    constants = {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+    constants |= {t.name for t in graph.initializer}
+    for info in graph.value_info:
+        dims = info.type.tensor_type.shape.dim
+        if info.name in constants or len(dims) != 4:
+            continue
+        for axis, name in _AXES.items():
+            dims[axis].Clear()
+            dims[axis].dim_param = name
+    return graph_model.SerializeToString()
+
+
 def export_onnx(
     model: LightFusionNet, channel: int | None = None, maps: bool = True
-) -> tuple[bytes, list[str], list[str], int]:
+) -> tuple[bytes, list[str], list[str]]:
     """Export the network (with channel-reduced maps, or without maps) to an in-memory ONNX model.
 
     Uses the TorchScript-based exporter (``dynamo=False``), which needs no
     extra package; batch, height and width are dynamic. Returns the
     serialised model, its input names (``a``, ``b``, and ``scale``,
-    ``shift`` for a conditioned network), its output names and the surprise
-    channel index.
+    ``shift`` for a conditioned network) and its output names (``fused``,
+    and ``maps`` when asked for).
     """
     net = export_net(model, channel, maps)
     sample = torch.rand(1, 1, 32, 32)
@@ -308,11 +443,8 @@ def export_onnx(
         width = model.config.width
         inputs += ["scale", "shift"]
         args += (torch.ones(width), torch.zeros(width))
-    with torch.no_grad():
-        result = net(*args)
-    n_out = len(result) if isinstance(result, tuple) else 1
-    names = {1: ["fused"], 3: ["fused", "attention_a", "attention_b"], 5: list(OUTPUT_NAMES)}[n_out]
-    axes = {name: {0: "batch", 2: "height", 3: "width"} for name in ["a", "b", *names]}
+    names = ["fused", "maps"] if maps else ["fused"]
+    axes = {name: _AXES for name in ["a", "b", *names]}
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the legacy exporter announces its deprecation
@@ -321,7 +453,8 @@ def export_onnx(
             input_names=inputs, output_names=names, dynamic_axes=axes,
             opset_version=OPSET, do_constant_folding=True, dynamo=False,
         )
-    return buffer.getvalue(), inputs, names, net.surprise_index
+    data = buffer.getvalue()
+    return (_annotate_shapes(data) if net.same_size else data), inputs, names
 
 
 @dataclass
@@ -330,7 +463,6 @@ class FastSession:
 
     session: object
     names: list[str]
-    surprise_index: int
     inputs: tuple[str, ...] = ("a", "b")
 
     def run(self, anatomical: np.ndarray, functional: np.ndarray, scale=None, shift=None):
@@ -340,7 +472,7 @@ class FastSession:
         needed by a conditioned network's session and ignored otherwise.
         Returns ``fused (N, H, W)``, ``surprise (N, 2, H, W)`` or ``None``,
         ``attention (N, 2, H, W)`` or ``None`` (a session without maps), as
-        float32 numpy arrays.
+        float32 numpy arrays (the maps may be views of one array).
         """
         a = np.ascontiguousarray(anatomical, dtype=np.float32)
         b = np.ascontiguousarray(functional, dtype=np.float32)
@@ -350,15 +482,14 @@ class FastSession:
                 raise ValueError("this network is conditioned on a balance: give scale and shift")
             feed["scale"] = np.asarray(scale, np.float32).reshape(-1)
             feed["shift"] = np.asarray(shift, np.float32).reshape(-1)
-        out = dict(zip(self.names, self.session.run(self.names, feed)))
-        fused = out["fused"][:, 0]
-        attention = surprise = None
-        if "attention_a" in out:
-            attention = np.stack([out["attention_a"][:, 0], out["attention_b"][:, 0]], axis=1)
-        if "surprise_a" in out:
-            k = self.surprise_index
-            surprise = np.stack([out["surprise_a"][:, k], out["surprise_b"][:, k]], axis=1)
-        return fused, surprise, attention
+        out = self.session.run(self.names, feed)
+        fused = out[0][:, 0]
+        if len(out) == 1:
+            return fused, None, None
+        maps = out[1]
+        if maps.shape[1] == 4:
+            return fused, maps[:, :2], maps[:, 2:]
+        return fused, None, maps
 
 
 def fingerprint(model: LightFusionNet) -> str:
@@ -380,7 +511,7 @@ def make_session(
     """
     import onnxruntime as ort
 
-    data, inputs, names, index = export_onnx(model, channel, maps)
+    data, inputs, names = export_onnx(model, channel, maps)
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -388,7 +519,7 @@ def make_session(
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
     session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
-    return FastSession(session, names, index, tuple(inputs))
+    return FastSession(session, names, tuple(inputs))
 
 
 _cache: OrderedDict = OrderedDict()

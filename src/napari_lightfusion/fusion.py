@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .engine import DEFAULT_TILE, check_tile, resolve_device, run_slice
+from .engine import DEFAULT_TILE, check_tile, resolve_device, run_stack
 from .inputs import PreparedPair, prepare_pair
 from .model import LightFusionNet, check_balance
 from .weights import model_for
@@ -64,27 +64,37 @@ class FusionPlan:
 
     def run_slice(self, index: int) -> FusionResult:
         """Fuse slice ``index``; the result is 2D (``fused`` ``(H, W)`` or ``(H, W, 3)``)."""
+        return self._run(slice(index, index + 1), stacked=False)
+
+    def run(self) -> FusionResult:
+        """Fuse every slice; a stack comes back as a stack.
+
+        All slices go to the engine at once, so that the CPU fast path keeps
+        every thread busy across slices (:func:`napari_lightfusion.engine.run_stack`).
+        """
+        return self._run(slice(None), stacked=self.pair.stacked)
+
+    def _run(self, slices: slice, stacked: bool) -> FusionResult:
+        """Fuse ``slices`` of the pair, colour and stream order restored."""
         start = time.perf_counter()
         pair = self.pair
-        out = run_slice(
-            self.model, pair.anatomical[index], pair.functional[index],
+        out = run_stack(
+            self.model, pair.anatomical[slices], pair.functional[slices],
             self.device, self.channel, self.tile, maps=self.maps, balance=self.balance,
         )
-        colour = None if pair.colour is None else pair.colour[index : index + 1]
-        fused = PreparedPair(None, None, colour, pair.swapped, stacked=False).finish(out.fused[None])
+        colour = None if pair.colour is None else pair.colour[slices]
+        part = PreparedPair(pair.anatomical[slices], pair.functional[slices], colour, pair.swapped, stacked)
+        fused = part.finish(out.fused)
         order = slice(None, None, -1) if pair.swapped else slice(None)
+        pick = lambda m: None if m is None else (m[order] if stacked else m[order, 0])  # noqa: E731
         return FusionResult(
             fused=fused,
-            surprise=None if out.surprise is None else out.surprise[order],
-            attention=None if out.attention is None else out.attention[order],
+            surprise=pick(out.surprise),
+            attention=pick(out.attention),
             seconds=time.perf_counter() - start,
             device=str(self.device),
             preset=self.preset,
         )
-
-    def run(self) -> FusionResult:
-        """Fuse every slice; a stack comes back as a stack."""
-        return self.join([self.run_slice(i) for i in range(len(self))])
 
     def join(self, results: list[FusionResult]) -> FusionResult:
         """The :meth:`run_slice` results of every slice, in order, as one result (a stack for a stack)."""

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .colour import luminance, recolour
+from .colour import LUMA_WEIGHTS
 
 
 @dataclass(frozen=True)
@@ -46,9 +46,17 @@ class PreparedPair:
     stacked: bool
 
     def finish(self, fused_y: np.ndarray) -> np.ndarray:
-        """Turn fused luminance ``(Z, H, W)`` into the caller's shape and colour."""
-        out = fused_y if self.colour is None else recolour(fused_y, self.colour)
-        out = out.astype(np.float32)
+        """Turn fused luminance ``(Z, H, W)`` into the caller's shape and colour.
+
+        Replacing Y while keeping BT.601 U and V (:func:`~napari_lightfusion.colour.recolour`)
+        adds the same ``Y' - Y`` to R, G and B, so the colour comes back in
+        one float32 pass from ``functional`` (the colour image's Y).
+        """
+        if self.colour is None:
+            out = np.asarray(fused_y, np.float32)
+        else:
+            out = self.colour + (fused_y - self.functional)[..., None]
+            np.clip(out, 0.0, 1.0, out=out)
         return out if self.stacked else out[0]
 
 
@@ -115,17 +123,35 @@ def to_unit(image: np.ndarray, limits: tuple[float, float] | None = None) -> np.
     elif x.dtype == np.uint8:
         low, high = 0.0, 255.0
     else:
-        values = x[finite] if finite is not None else x
-        low, high = default_limits(x.dtype, values.min(), values.max())
-    # halves throughout, so that a range near the float64 limit cannot overflow to inf
+        if finite is None:
+            low, high = x.min(), x.max()
+        else:  # the finite values' range, without copying them out
+            low, high = x.min(initial=np.inf, where=finite), x.max(initial=-np.inf, where=finite)
+        low, high = default_limits(x.dtype, low, high)
+    # halves throughout, so that a range near the float64 limit cannot overflow to inf;
+    # integers of up to 16 bits are exact in float32, which is then enough (and faster)
+    small = x.dtype.kind in "iu" and x.dtype.itemsize <= 2
     span = 0.5 * high - 0.5 * low
     with np.errstate(invalid="ignore", over="ignore"):  # non-finite inputs are zeroed below
-        out = 0.5 * x.astype(np.float64) - 0.5 * low
-        out = out / span if span > 0 else np.zeros_like(out)
-        out = np.clip(out, 0.0, 1.0)
-    if finite is not None:
+        if x.dtype == np.float32 and (low, high) == (0.0, 1.0):
+            out = np.clip(x, 0.0, 1.0)  # what the formula below gives, in one pass
+        else:
+            out = x.astype(np.float32 if small else np.float64)  # a copy: updated in place below
+            out *= 0.5
+            out -= 0.5 * low
+            if span > 0:
+                out /= span
+            else:
+                out[...] = 0.0
+            np.clip(out, 0.0, 1.0, out=out)
+    if finite is not None and not finite.all():
         out[~finite] = 0.0
-    return out.astype(np.float32)
+    return out.astype(np.float32, copy=False)
+
+
+def _luma(rgb: np.ndarray) -> np.ndarray:
+    """BT.601 luma of float32 RGB in [0, 1], as float32 (:func:`~napari_lightfusion.colour.luminance`)."""
+    return rgb @ LUMA_WEIGHTS.astype(np.float32)
 
 
 def prepare_pair(
@@ -167,8 +193,8 @@ def prepare_pair(
     anatomical = units[first]
     functional = units[second]
     return PreparedPair(
-        anatomical=luminance(anatomical).astype(np.float32) if rgb[first] else anatomical,
-        functional=luminance(functional).astype(np.float32) if functional_rgb else functional,
+        anatomical=_luma(anatomical) if rgb[first] else anatomical,
+        functional=_luma(functional) if functional_rgb else functional,
         colour=functional if functional_rgb else None,
         swapped=swapped,
         stacked=len(shape_a) == 3,
