@@ -113,6 +113,7 @@ def _add_finetune(sub):
     p.add_argument("--out", type=Path, required=True, help="weight file to write (.pt, with its .json sidecar)")
     p.add_argument("--minutes", type=float, default=None, help="time budget (default 2, or none with --steps)")
     p.add_argument("--steps", type=int, default=None, help="stop after this many steps")
+    p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: the recipe's, 2e-3)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save-as", default=None, help="also save the result as a custom preset of this name")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
@@ -121,6 +122,8 @@ def _add_finetune(sub):
 
 
 def _run_finetune(args):
+    from dataclasses import replace
+
     import torch
     from tqdm import tqdm
 
@@ -145,6 +148,8 @@ def _run_finetune(args):
         torch.set_num_threads(args.threads)
     minutes = args.minutes if args.minutes is not None else (None if args.steps else 2.0)
     config = FinetuneConfig(steps=args.steps, minutes=minutes, seed=args.seed)
+    if args.lr is not None:
+        config = replace(config, lr=args.lr)
     pairs = read_pairs(paths)
 
     bar = tqdm(total=args.steps or round(60 * minutes), unit="step" if args.steps else "s", desc="finetune")
