@@ -157,11 +157,6 @@ def fuse_slice(spec: SliceSpec, z: int, a_block: np.ndarray, b_block: np.ndarray
 
         if torch.get_num_threads() != spec.threads:
             torch.set_num_threads(spec.threads)
-    extra = {}
-    if spec.balance is not None:
-        extra["balance"] = spec.balance
-    if not spec.maps:
-        extra["maps"] = False
     plan = plan_fusion(
         _slice_image(a_block, spec.a_rgb, spec.a_limits),
         _slice_image(b_block, spec.b_rgb, spec.b_limits),
@@ -173,7 +168,8 @@ def fuse_slice(spec: SliceSpec, z: int, a_block: np.ndarray, b_block: np.ndarray
         b_limits=spec.b_limits,
         a_rgb=spec.a_rgb,
         b_rgb=spec.b_rgb,
-        **extra,
+        balance=spec.balance,
+        maps=spec.maps,
     )
     result = plan.run_slice(0)
     if spec.maps:
@@ -252,8 +248,7 @@ def fuse_lazy(
         _slice_image(np.asarray(xa[:1]), rgb[0], a_limits),
         _slice_image(np.asarray(xb[:1]), rgb[1], b_limits),
         preset, device, weights=weights, channel=channel,
-        a_limits=a_limits, b_limits=b_limits, a_rgb=rgb[0], b_rgb=rgb[1],
-        **({} if balance is None else {"balance": balance}),
+        a_limits=a_limits, b_limits=b_limits, a_rgb=rgb[0], b_rgb=rgb[1], balance=balance, maps=maps,
     )
     spec = SliceSpec(
         xa.name, xb.name, None if weights is not None else preset,
