@@ -67,7 +67,7 @@ class ResultView:
                  else f"{outcome.slices} slices" if outcome.stacked else "the image")
         wall = time.perf_counter() - ctx["clicked"]
         self.status.setText(f"Fused {where} with {res.preset or 'custom weights'} on {res.device}: "
-                            f"{wall:.2f} s from click to layer (network {res.seconds:.2f} s); metrics follow.")
+                            f"{wall:.3f} s from click to layer (network {res.seconds:.3f} s); metrics follow.")
         self.results_written.emit(dict(written))
 
     def _write_baselines(self, outcome):
