@@ -71,6 +71,7 @@ def reusable(path: Path, config: TrainConfig) -> dict | None:
 
 
 def _test_names(data_root: Path, limit: int | None) -> list[str]:
+    """The PET-MRI test pairs scored: all, or the first ``limit``."""
     names = pair_names(data_root, "test", DATASET)
     return names if limit is None else names[: max(0, int(limit))]
 

@@ -43,6 +43,7 @@ def marks(means: Mapping[str, Mapping[str, float]], rows: Sequence[str], columns
 
 
 def _marked(text: str, mark: str | None) -> str:
+    """A cell in bold (best) or italic (second)."""
     if mark == "best":
         return f"**{text}**"
     if mark == "second":

@@ -58,10 +58,12 @@ def how_to_read(min_top2: int) -> str:
 
 
 def _table1_rows(table) -> list[str]:
+    """The rows of Table 1 that ``table`` has, in table order."""
     return [m for m in TABLE1_METHODS if m in table.scores]
 
 
 def _weights_table(weights: Mapping[str, dict]) -> str:
+    """What each preset's sidecar says about its network and training, as a markdown table."""
     lines = [
         "| preset | model (width/R/attention/conv) | epochs | lr | loss weights (I/G/SSIM) | train s | sha256 |",
         "|---|---|---|---|---|---|---|",
@@ -100,6 +102,7 @@ def bar_markdown(bar: QualityBar) -> str:
 
 
 def _ms(value) -> str:
+    """Milliseconds for the efficiency table; ``—`` when not timed."""
     return "—" if value is None else f"{value:.1f}"
 
 

@@ -76,6 +76,7 @@ def network_size(preset: str | None = None, weights: Path | None = None, config=
 
 @lru_cache(maxsize=32)
 def _size_of(config, size: int) -> dict:
+    """Parameters, MACs and FLOPs of a fresh network of ``config`` (cached: they depend on nothing else)."""
     from ..model import LightFusionNet, count_macs, count_parameters
 
     model = LightFusionNet(config)
