@@ -157,3 +157,18 @@ def test_export_does_not_touch_the_model(preset):
     assert preset.training == training
     for k, v in preset.state_dict().items():
         assert torch.equal(v, before[k]), k
+
+
+def test_fingerprint_follows_every_weight_change():
+    import copy
+
+    model = stressed(11)
+    first = fastpath.fingerprint(model)
+    assert fastpath.fingerprint(model) == first == fastpath.fingerprint(copy.deepcopy(model))
+    state = {k: v + 1.0 for k, v in model.state_dict().items()}
+    model.load_state_dict(state)
+    changed = fastpath.fingerprint(model)
+    assert changed != first
+    with torch.no_grad():
+        model.encoder_a[0][0].weight[0, 0, 0, 0] += 0.5
+    assert fastpath.fingerprint(model) not in (first, changed)

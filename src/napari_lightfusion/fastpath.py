@@ -63,6 +63,7 @@ import importlib.util
 import io
 import threading
 import warnings
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -493,12 +494,26 @@ class FastSession:
 
 
 def fingerprint(model: LightFusionNet) -> str:
-    """A digest of a model's configuration and weights (a cache key that survives training)."""
+    """A digest of a model's configuration and weights (a cache key that survives training).
+
+    Remembered per model object until one of its tensors is replaced or
+    changed in place (torch counts in-place changes in ``Tensor._version``),
+    so that asking again costs microseconds, not a pass over the weights.
+    """
+    stamp = (id(model.config), *((t.data_ptr(), t._version) for t in (*model.parameters(), *model.buffers())))
+    known = _fingerprints.get(model)
+    if known is not None and known[0] == stamp:
+        return known[1]
     h = hashlib.blake2b(repr(model.config).encode(), digest_size=16)
     for name, tensor in model.state_dict().items():
         h.update(name.encode())
         h.update(tensor.detach().to("cpu").contiguous().numpy().tobytes())
-    return h.hexdigest()
+    digest = h.hexdigest()
+    _fingerprints[model] = (stamp, digest)
+    return digest
+
+
+_fingerprints: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def make_session(

@@ -1,31 +1,46 @@
-"""``lightfusion bench``: how fast the fusion runs here, against eager PyTorch, and its memory.
+"""``lightfusion bench``: how fast the fusion runs here, against eager PyTorch and a plain ONNX export.
 
 Each case runs in a fresh Python subprocess, so that one case's memory
 (ONNX Runtime arenas, PyTorch caches) does not inflate the next one's peak,
-with ``threads`` CPU threads for both backends. Timings are medians over
-repeated runs after a warm-up; nothing in a timed section reads or writes
-files (inputs are random arrays made beforehand). Peak memory is the
-subprocess's peak resident set size (``ru_maxrss`` on Unix; on Windows the
-peak working set from psutil, which napari installs; else not reported),
-which sees PyTorch's and ONNX Runtime's native allocations (``tracemalloc``
-would not); it is read after the fast path's runs and before the eager
-ones, and includes the interpreter and the imported libraries
-(``base_rss_mib``, read before the first fusion, says how much).
+with ``threads`` CPU threads for every method. Timings are medians over
+repeated runs after a warm-up, the methods of a case taking turns run by
+run (so that a change of load on a shared machine hits all of them alike
+and the ratios hold); nothing timed reads or writes files (inputs are
+random arrays made beforehand). Peak memory is the subprocess's peak
+resident set size (``ru_maxrss`` on Unix; on Windows the peak working set
+from psutil, which napari installs; else not reported), which sees
+PyTorch's and ONNX Runtime's native allocations (``tracemalloc`` would
+not); it is read after the fast path's runs and before the eager ones, and
+includes the interpreter and the imported libraries (``base_rss_mib``,
+read before the first fusion, says how much).
 
-Cases:
+Columns (one row per case):
 
-* ``pair``: one ``size`` x ``size`` pair. ``fast_ms`` is
-  :func:`napari_lightfusion.engine.run_slice` with the automatic backend
-  (ONNX Runtime on the CPU when installed; tiled as usual), ``fuse_ms`` the
-  whole :func:`napari_lightfusion.fuse` (normalisation and result
-  assembly included), ``eager_ms`` the eager PyTorch forward
-  ``model(a, b, return_maps=True)`` on the whole image, ``speedup`` is
-  ``eager_ms / fast_ms``.
-* ``stack``: ``fuse`` on a ``Z x size x size`` stack; eager is the PyTorch
-  forward slice by slice.
-* ``big``: ``fuse`` on a ``big x big`` uint16 pair (tiled); eager is the
-  engine's PyTorch backend with the same tiles (the untiled eager forward
-  would need several GiB).
+* ``fast_ms``: the engine alone without maps
+  (:func:`napari_lightfusion.engine.run_slice`, or ``run_stack`` for a
+  stack, ``maps=False``) with the automatic backend: ONNX Runtime on the CPU
+  when installed, PyTorch on CUDA;
+* ``fuse_ms``: the whole :func:`napari_lightfusion.fuse` without maps
+  (normalisation and result assembly included);
+* ``maps_ms``: the engine with the maps (what Live mode runs);
+* ``eager_ms``: the eager PyTorch forward ``model(a, b)`` on the whole
+  image (slice by slice for a stack; tiled like the engine for the big
+  pair, whose untiled forward would need several GiB); ``speedup`` =
+  ``eager_ms / fast_ms``;
+* ``plain_ms``: ``torch.onnx.export`` of the same network as it is (no
+  rewriting), run by ONNX Runtime with its default options and ``threads``
+  intra-op threads; ``vs_plain`` = ``plain_ms / fast_ms``;
+* ``gmacs``: the network's multiply-accumulates
+  (:func:`napari_lightfusion.model.count_macs`, convolutions only) per
+  second of ``fast_ms``; :func:`cpu_peak_gmacs` estimates the CPU's peak
+  for the same threads (see there how), and the table says what fraction
+  that is.
+
+Cases: ``pair`` (one ``size`` x ``size`` float pair), ``stack`` (``Z x size
+x size``), ``big`` (a ``big x big`` uint16 pair, tiled). With
+``device="cuda"`` the pair and stack cases run again on the GPU (PyTorch;
+no plain-ONNX column) after the CPU ones, so a stack's throughput on each
+stands side by side.
 """
 
 from __future__ import annotations
@@ -34,11 +49,11 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
-
-from .timing import median_ms
 
 _MARK = "LIGHTFUSION-BENCH-ROW "
 
@@ -62,19 +77,99 @@ def peak_rss_mib() -> float | None:
     return round(peak / 2**20 if sys.platform == "darwin" else peak / 2**10, 1)  # bytes on macOS, KiB elsewhere
 
 
+def cpu_peak_gmacs(threads: int, cpuinfo: str | None = None) -> tuple[float | None, str]:
+    """Estimated peak float32 multiply-accumulates per second of ``threads`` cores, in G, and how.
+
+    peak = threads x clock x SIMD lanes x FMA units, with the clock from
+    ``/proc/cpuinfo`` (``cpu MHz``, else bogomips / 2), 16 float32 lanes with
+    AVX-512F, 8 with AVX2 + FMA, 4 otherwise, and 2 FMA units a core (server
+    cores with AVX-512 or AVX2 have two; a core with one halves the peak).
+    ``(None, reason)`` where ``/proc/cpuinfo`` cannot be read (not Linux).
+    ``cpuinfo``: its text, if already read.
+    """
+    try:
+        text = Path("/proc/cpuinfo").read_text() if cpuinfo is None else cpuinfo
+    except OSError:
+        return None, "no /proc/cpuinfo here"
+    fields = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip().lower(), value.strip())
+    flags = set(fields.get("flags", "").split())
+    try:
+        mhz = float(fields.get("cpu mhz") or float(fields["bogomips"]) / 2)
+    except (KeyError, ValueError):
+        return None, "no clock in /proc/cpuinfo"
+    lanes, isa = (16, "AVX-512F") if "avx512f" in flags else (8, "AVX2+FMA") if {"avx2", "fma"} <= flags else (4, "SSE")
+    peak = threads * mhz / 1e3 * lanes * 2
+    how = f"{threads} cores x {mhz / 1e3:.2f} GHz x {lanes} float32 lanes ({isa}) x 2 FMA units"
+    return peak, how
+
+
+def plain_onnx_session(model, threads: int):
+    """``torch.onnx.export`` of ``model(a, b)`` as it is, in an ONNX Runtime session with default options.
+
+    The reference the fast path is measured against: what anyone would get
+    by exporting the network without rewriting it (``threads`` intra-op
+    threads; everything else ONNX Runtime's defaults).
+    """
+    import io
+    import warnings
+
+    import onnxruntime as ort
+    import torch
+
+    sample = torch.rand(1, 1, 32, 32)
+    axes = {name: {0: "batch", 2: "height", 3: "width"} for name in ("a", "b", "fused")}
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model, (sample, sample), buffer, input_names=["a", "b"], output_names=["fused"],
+            dynamic_axes=axes, opset_version=17, dynamo=False,
+        )
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
+    return lambda a, b: session.run(None, {"a": a[None, None], "b": b[None, None]})[0]
+
+
+def interleaved_ms(methods: dict, repeats: dict, warmup: int = 1) -> dict:
+    """Median milliseconds of each method, the methods taking turns run by run.
+
+    ``methods``: name -> callable; ``repeats``: name -> timed runs (a method
+    with fewer runs drops out of the later turns). ``warmup`` untimed calls
+    of each first.
+    """
+    for fn in methods.values():
+        for _ in range(warmup):
+            fn()
+    times = {name: [] for name in methods}
+    for turn in range(max(repeats.values())):
+        for name, fn in methods.items():
+            if turn < repeats[name]:
+                start = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - start)
+    return {name: 1e3 * statistics.median(t) for name, t in times.items()}
+
+
 def run_case(case: dict) -> dict:
     """Run one benchmark case in this process and return its row (see module doc).
 
     ``case``: ``kind`` ("pair", "stack" or "big"), ``size``, ``slices``,
-    ``repeats``, ``threads``, ``preset``, ``tile`` (None: the default).
+    ``repeats``, ``threads``, ``preset``, ``tile`` (None: the default),
+    ``device`` ("cpu" by default, or "cuda").
     Meant to run in a fresh subprocess (:func:`run_benchmark` does that).
     """
     import numpy as np
     import torch
 
     from .. import __version__
-    from ..engine import DEFAULT_TILE, resolve_device, run_slice, select_backend
+    from ..engine import DEFAULT_TILE, model_on, resolve_device, run_slice, run_stack, select_backend
+    from ..fastpath import available
     from ..fusion import fuse
+    from ..model import count_macs
     from ..weights import model_for
 
     threads = int(case["threads"])
@@ -83,58 +178,85 @@ def run_case(case: dict) -> dict:
     repeats = int(case["repeats"])
     tile = int(case.get("tile") or DEFAULT_TILE)
     preset = case.get("preset", "PET-MRI")
-    cpu = resolve_device("cpu")
+    device = resolve_device(case.get("device", "cpu"))
+    gpu = device.type != "cpu"
     model = model_for(preset)
-    backend = select_backend(cpu)
+    placed = model_on(model, device)
+    backend = select_backend(device)
     rng = np.random.default_rng(0)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
 
     def eager(a, b):
         with torch.inference_mode():
-            return model(torch.from_numpy(a)[None, None], torch.from_numpy(b)[None, None], return_maps=True)
+            out = placed(torch.from_numpy(a)[None, None].to(device), torch.from_numpy(b)[None, None].to(device))
+            if gpu:
+                torch.cuda.synchronize(device)
+            return out
 
+    plain = plain_onnx_session(model, threads) if not gpu and available() and kind != "big" else None
     row = {
-        "case": "", "kind": kind, "size": size, "slices": slices, "backend": backend,
+        "case": "", "kind": kind, "size": size, "slices": slices, "backend": backend, "device": device.type,
         "threads": threads, "tile": tile, "repeats": repeats,
-        "fast_ms": None, "fuse_ms": None, "eager_ms": None, "speedup": None,
+        "fast_ms": None, "fuse_ms": None, "maps_ms": None, "eager_ms": None, "speedup": None,
+        "plain_ms": None, "vs_plain": None, "gmacs": None,
         "peak_rss_mib": None, "base_rss_mib": peak_rss_mib(), "load": round(load, 2),
         "version": __version__,
     }
+    where = f" on {device.type}" if gpu else ""
     if kind == "pair":
         a = rng.random((size, size), dtype=np.float32)
         b = rng.random((size, size), dtype=np.float32)
-        row["case"] = f"{size}x{size} pair"
-        row["fast_ms"] = median_ms(lambda: run_slice(model, a, b, cpu, tile=tile), repeats, 3)
-        row["fuse_ms"] = median_ms(lambda: fuse(a, b, preset, "cpu", tile=tile), repeats, 1)
+        row["case"] = f"{size}x{size} pair{where}"
+        methods = {
+            "fast_ms": lambda: run_slice(model, a, b, device, tile=tile, maps=False),
+            "maps_ms": lambda: run_slice(model, a, b, device, tile=tile),
+            "fuse_ms": lambda: fuse(a, b, preset, device, tile=tile, maps=False),
+        }
+        row.update(interleaved_ms(methods, dict.fromkeys(methods, repeats), warmup=2))
         row["peak_rss_mib"] = peak_rss_mib()
-        row["eager_ms"] = median_ms(lambda: eager(a, b), repeats, 2)
+        methods = {"fast_ms": methods["fast_ms"], "eager_ms": lambda: eager(a, b)}
+        if plain is not None:
+            methods["plain_ms"] = lambda: plain(a, b)
+        row.update(interleaved_ms(methods, dict.fromkeys(methods, repeats), warmup=2))
     elif kind == "stack":
         a = rng.random((slices, size, size), dtype=np.float32)
         b = rng.random((slices, size, size), dtype=np.float32)
-        row["case"] = f"{slices}x{size}x{size} stack"
-        fuse(a[:2], b[:2], preset, "cpu", tile=tile)  # warm-up: export, arena
-        row["fuse_ms"] = median_ms(lambda: fuse(a, b, preset, "cpu", tile=tile), repeats, 0)
+        row["case"] = f"{slices}x{size}x{size} stack{where}"
+        fuse(a[:2], b[:2], preset, device, tile=tile, maps=False)  # warm-up: export, arena
+        methods = {
+            "fast_ms": lambda: run_stack(model, a, b, device, tile=tile, maps=False),
+            "fuse_ms": lambda: fuse(a, b, preset, device, tile=tile, maps=False),
+        }
+        row.update(interleaved_ms(methods, dict.fromkeys(methods, repeats), warmup=0))
         row["peak_rss_mib"] = peak_rss_mib()
         eager(a[0], b[0])
-        row["eager_ms"] = median_ms(lambda: [eager(x, y) for x, y in zip(a, b)], 1, 0)
-        row["fast_ms"] = row["fuse_ms"]
+        methods = {"eager_ms": lambda: [eager(x, y) for x, y in zip(a, b)]}
+        if plain is not None:
+            plain(a[0], b[0])
+            methods["plain_ms"] = lambda: [plain(x, y) for x, y in zip(a, b)]
+        row.update(interleaved_ms(methods, dict.fromkeys(methods, 1), warmup=0))
     elif kind == "big":
         a = rng.integers(0, 4096, (size, size), dtype=np.uint16)
         b = rng.integers(0, 65535, (size, size), dtype=np.uint16)
-        row["case"] = f"{size}x{size} pair (uint16, tiled)"
+        row["case"] = f"{size}x{size} pair (uint16, tiled){where}"
         small = rng.random((64, 64), dtype=np.float32)
-        fuse(small, small, preset, "cpu", tile=tile)  # warm-up: export
-        row["fuse_ms"] = median_ms(lambda: fuse(a, b, preset, "cpu", tile=tile), repeats, 0)
+        fuse(small, small, preset, device, tile=tile)  # warm-up: export
+        row["fuse_ms"] = interleaved_ms({"f": lambda: fuse(a, b, preset, device, tile=tile, maps=False)},
+                                        {"f": repeats}, warmup=0)["f"]
         row["peak_rss_mib"] = peak_rss_mib()
-        row["fast_ms"] = row["fuse_ms"]
         unit_a = (a / a.max()).astype(np.float32)
         unit_b = (b / b.max()).astype(np.float32)
-        row["eager_ms"] = median_ms(
-            lambda: run_slice(model, unit_a, unit_b, cpu, tile=tile, backend="torch"), 1, 0
-        )
+        methods = {
+            "fast_ms": lambda: run_slice(model, unit_a, unit_b, device, tile=tile, maps=False),
+            "eager_ms": lambda: run_slice(model, unit_a, unit_b, device, tile=tile, backend="torch", maps=False),
+        }
+        row.update(interleaved_ms(methods, {"fast_ms": repeats, "eager_ms": 1}, warmup=0))
     else:
         raise ValueError(f"unknown benchmark case {kind!r}")
     row["speedup"] = row["eager_ms"] / row["fast_ms"]
+    if row["plain_ms"] is not None:
+        row["vs_plain"] = row["plain_ms"] / row["fast_ms"]
+    row["gmacs"] = count_macs(model, size, size) * slices / (row["fast_ms"] / 1e3) / 1e9
     return row
 
 
@@ -170,6 +292,7 @@ def run_benchmark(
     *,
     preset: str = "PET-MRI",
     tile: int | None = None,
+    device: str = "cpu",
     progress=None,
 ) -> list[dict]:
     """Time the fusion on this machine; one row per case, each from a fresh subprocess.
@@ -180,9 +303,14 @@ def run_benchmark(
     for both backends. ``sizes``: edges of the square pairs. ``stack``:
     ``(slices, edge)`` or None. ``big``: edge of the large uint16 pair that
     shows the tiled memory bound, or None. ``tile``: tile edge (None: the
-    engine's default). ``progress``: optional callable taking a line of text
-    before each case. Rows are dicts; :func:`format_table` prints them.
+    engine's default). ``device``: "cpu", or a GPU ("cuda") on which the
+    pair and stack cases run again after the CPU ones. ``progress``:
+    optional callable taking a line of text before each case. Rows are
+    dicts; :func:`format_table` prints them.
     """
+    from ..engine import resolve_device
+
+    gpu = resolve_device(device)  # a missing device is a one-line error before anything runs
     cases = []
     for size in sizes:
         scaled = round(repeats * min(1.0, (512 / size) ** 2))
@@ -191,11 +319,14 @@ def run_benchmark(
         cases.append({"kind": "stack", "size": stack[1], "slices": stack[0], "repeats": 2})
     if big:
         cases.append({"kind": "big", "size": big, "repeats": 2})
+    if gpu.type != "cpu":
+        cases += [{**c, "device": str(gpu)} for c in cases if c["kind"] != "big"]
     rows = []
     for case in cases:
         case.update(threads=threads, preset=preset, tile=tile)
         if progress is not None:
-            progress(f"bench: {case['kind']} {case.get('slices', 1)}x{case['size']}^2 ...")
+            progress(f"bench: {case['kind']} {case.get('slices', 1)}x{case['size']}^2 "
+                     f"on {case.get('device', 'cpu')} ...")
         rows.append(run_in_subprocess(case))
     return rows
 
@@ -206,28 +337,47 @@ def _fmt(value, digits=1) -> str:
 
 
 def format_table(rows: list[dict]) -> str:
-    """The rows of :func:`run_benchmark` as a markdown table, with the machine below it."""
+    """The rows of :func:`run_benchmark` as a markdown table, with the machine and the peak below it."""
     lines = [
-        "| case | backend | fast ms | fuse() ms | eager ms | speedup | peak RSS MiB | load |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| case | backend | fast ms | fuse() ms | eager ms | speedup | peak RSS MiB | load "
+        "| +maps ms | plain ONNX ms | vs plain | GMAC/s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
             f"| {r['case']} | {r['backend']} | {_fmt(r['fast_ms'])} | {_fmt(r['fuse_ms'])} | "
             f"{_fmt(r['eager_ms'])} | {_fmt(r['speedup'])}x | {_fmt(r['peak_rss_mib'], 0)} | "
-            f"{_fmt(r['load'], 2)} |"
+            f"{_fmt(r['load'], 2)} | {_fmt(r.get('maps_ms'))} | {_fmt(r.get('plain_ms'))} | "
+            f"{_fmt(r.get('vs_plain'))}{'x' if r.get('vs_plain') is not None else ''} | {_fmt(r.get('gmacs'))} |"
         )
     if rows:
         first = rows[0]
         lines.append("")
         lines.append(
             f"{first['threads']} threads, tile {first['tile']}, medians of up to "
-            f"{max(r['repeats'] for r in rows)} runs after warm-up; "
+            f"{max(r['repeats'] for r in rows)} runs after warm-up, methods taking turns; "
             + _base_rss_text(rows)
             + "load = 1-minute load average at the start of each case."
         )
+        lines.extend(_throughput(rows))
+        peak, how = cpu_peak_gmacs(int(first["threads"]))
+        cpu = [r["gmacs"] for r in rows if r.get("gmacs") is not None and r.get("device", "cpu") == "cpu"]
+        if peak and cpu:
+            lines.append(
+                f"CPU peak ~{peak:.0f} GMAC/s ({how}); the fast path reaches "
+                f"{100 * min(cpu) / peak:.0f}-{100 * max(cpu) / peak:.0f} % of it."
+            )
         lines.append(_machine())
     return "\n".join(lines)
+
+
+def _throughput(rows: list[dict]) -> list[str]:
+    """One line with each stack row's slices per second (CPU and GPU side by side)."""
+    stacks = [r for r in rows if r.get("kind") == "stack" and r.get("fast_ms")]
+    if not stacks:
+        return []
+    parts = [f"{r.get('device', 'cpu')} {1e3 * r['slices'] / r['fast_ms']:.1f}" for r in stacks]
+    return [f"stack throughput, slices/s: {', '.join(parts)}."]
 
 
 def _base_rss_text(rows: list[dict]) -> str:
@@ -269,7 +419,7 @@ def run_from_args(args: argparse.Namespace) -> None:
     stack = None if args.stack.lower() == "none" else tuple(int(x) for x in args.stack.lower().split("x"))
     big = None if args.big.lower() in ("none", "0") else int(args.big)
     rows = run_benchmark(
-        args.repeats, args.threads, sizes, stack, big, tile=args.tile,
+        args.repeats, args.threads, sizes, stack, big, tile=args.tile, device=getattr(args, "device", "cpu"),
         progress=lambda line: print(line, file=sys.stderr, flush=True),
     )
     print(format_table(rows))

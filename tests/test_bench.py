@@ -1,0 +1,86 @@
+"""``lightfusion bench``: its reference methods, its turns, its GPU rows and its peak estimate."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+import torch
+
+from napari_lightfusion.cli import main
+from napari_lightfusion.research import bench
+
+HAVE_ORT = importlib.util.find_spec("onnxruntime") is not None
+
+CPUINFO = """processor\t: 0
+model name\t: Intel(R) Xeon(R) Processor
+cpu MHz\t\t: 2600.000
+flags\t\t: fpu sse avx avx2 fma avx512f avx512bw
+bogomips\t: 5200.00
+"""
+
+
+def test_peak_is_cores_clock_lanes_and_two_fma_units():
+    peak, how = bench.cpu_peak_gmacs(2, CPUINFO)
+    assert peak == pytest.approx(2 * 2.6 * 16 * 2)
+    assert "AVX-512F" in how and "2.60 GHz" in how
+    avx2 = CPUINFO.replace(" avx512f avx512bw", "").replace("cpu MHz\t\t: 2600.000\n", "")
+    peak, how = bench.cpu_peak_gmacs(1, avx2)
+    assert peak == pytest.approx(1 * 2.6 * 8 * 2) and "AVX2" in how  # clock from bogomips / 2
+    assert bench.cpu_peak_gmacs(1, "processor : 0\n")[0] is None
+
+
+def test_methods_take_turns():
+    order = []
+    times = bench.interleaved_ms({"a": lambda: order.append("a"), "b": lambda: order.append("b")},
+                                 {"a": 3, "b": 1}, warmup=0)
+    assert order == ["a", "b", "a", "a"] and set(times) == {"a", "b"}
+
+
+@pytest.mark.skipif(not HAVE_ORT, reason="no onnxruntime")
+def test_plain_export_is_the_same_network():
+    from napari_lightfusion.weights import model_for
+
+    model = model_for("PET-MRI")
+    rng = np.random.default_rng(0)
+    a, b = rng.random((2, 40, 52), dtype=np.float32)
+    with torch.inference_mode():
+        want = model(torch.from_numpy(a)[None, None], torch.from_numpy(b)[None, None]).numpy()
+    assert np.abs(bench.plain_onnx_session(model, 1)(a, b) - want).max() <= 1e-4
+
+
+def test_device_without_it_is_a_one_line_error(monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["bench", "--device", "cuda", "--sizes", "32", "--stack", "none", "--big", "none"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "not available" in err
+
+
+def test_gpu_rows_follow_the_cpu_rows(monkeypatch):
+    """What `lightfusion bench --device cuda` runs and prints, without a GPU (the cases are faked)."""
+    from napari_lightfusion import engine
+
+    monkeypatch.setattr(engine, "resolve_device", lambda device="auto": torch.device(device))
+    cases = []
+
+    def fake(case):
+        cases.append(case)
+        slices = case.get("slices", 1)
+        return {"case": case["kind"], "kind": case["kind"], "device": case.get("device", "cpu"),
+                "backend": "torch" if "device" in case else "onnx", "slices": slices, "fast_ms": 10.0 * slices,
+                "fuse_ms": 1.0, "eager_ms": 2.0, "speedup": 0.2, "peak_rss_mib": 1.0, "base_rss_mib": 1.0,
+                "load": 0.1, "threads": 2, "tile": 512, "repeats": 1, "gmacs": 1.0}
+
+    monkeypatch.setattr(bench, "run_in_subprocess", fake)
+    rows = bench.run_benchmark(1, 2, (64,), (4, 64), 128, device="cuda")
+    assert [(c["kind"], c.get("device", "cpu")) for c in cases] == [
+        ("pair", "cpu"), ("stack", "cpu"), ("big", "cpu"), ("pair", "cuda"), ("stack", "cuda")]
+    assert "stack throughput, slices/s: cpu 100.0, cuda 100.0." in bench.format_table(rows)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_stack_case_runs():
+    row = bench.run_case({"kind": "stack", "size": 64, "slices": 4, "repeats": 1, "threads": 2, "device": "cuda"})
+    assert row["device"] == "cuda" and row["backend"] == "torch" and row["fast_ms"] > 0 and row["plain_ms"] is None
