@@ -431,3 +431,26 @@ def test_cuda_matches_the_cpu(model, image_pair, maps):
         assert (got is None) == (want is None)
         if got is not None:
             assert np.abs(got - want).max() <= 1e-3, name
+
+
+@pytest.mark.parametrize("length, tile, want", [(512, 192, 171), (256, 192, 128), (100, 192, 100), (513, 256, 171),
+                                                (16, 16, 16), (17, 16, 9)])
+def test_even_tiles_are_alike_and_within_the_limit(length, tile, want):
+    core = engine.even_tile(length, tile)
+    assert core == want and core <= tile
+    cores = [c1 - c0 for _, _, c0, c1 in tile_spans(length, core, 9)]
+    assert max(cores) - min(cores) < len(cores)  # no thin last tile
+    assert len(cores) == -(-length // tile)
+
+
+@pytest.mark.skipif(not HAVE_ORT, reason="no onnxruntime")
+def test_stack_on_several_threads_equals_slice_by_slice(model):
+    rng = np.random.default_rng(8)
+    a, b = rng.random((2, 3, 200, 230), dtype=np.float32)
+    stack = engine.run_stack(model, a, b, CPU, threads=2)
+    assert stack.fused.shape == (3, 200, 230) and stack.attention.shape == stack.surprise.shape == (2, 3, 200, 230)
+    for i in range(3):
+        one = run_slice(model, a[i], b[i], CPU, threads=1, backend="torch")
+        assert np.abs(stack.fused[i] - one.fused).max() <= 1e-4
+        assert np.abs(stack.attention[:, i] - one.attention).max() <= 1e-4
+        assert np.abs(stack.surprise[:, i] - one.surprise).max() <= 1e-4
