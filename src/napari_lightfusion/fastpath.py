@@ -216,6 +216,26 @@ def _one_stream(spec: tuple, cin: int, cout: int, activation=None) -> _Conv:
     return _Conv(wp, bias, d, 1, activation)
 
 
+def _bottlenecks(head_a: nn.Module, head_b: nn.Module, cp: int) -> tuple[_Conv, _Conv]:
+    """The two streams' attention heads (1x1 C -> h, ReLU, 1x1 h -> C) as two convolutions.
+
+    The hidden channels of both streams share one padded block (stream 1 in
+    ``[0, h)``, stream 2 in ``[h, 2h)``): as many multiply-accumulates as two
+    grouped convolutions, but half the hidden tensor to write and read.
+    """
+    (w1a, b1a, _, _), (w1b, b1b, _, _) = (_spec(_convs(h[0])[0]) for h in (head_a, head_b))
+    (w2a, b2a, _, _), (w2b, b2b, _, _) = (_spec(_convs(h[2])[0]) for h in (head_a, head_b))
+    h, c = w1a.shape[:2]
+    hp = _padded(2 * h)
+    w1, bias1 = torch.zeros(hp, 2 * cp, 1, 1), torch.zeros(hp)
+    w1[:h, :c], w1[h : 2 * h, cp : cp + c] = w1a, w1b
+    bias1[:h], bias1[h : 2 * h] = b1a, b1b
+    w2, bias2 = torch.zeros(2 * cp, hp, 1, 1), torch.zeros(2 * cp)
+    w2[:c, :h], w2[cp : cp + c, h : 2 * h] = w2a, w2b
+    bias2[:c], bias2[cp : cp + c] = b2a, b2b
+    return _Conv(w1, bias1, activation=F.relu), _Conv(w2, bias2, activation=torch.sigmoid)
+
+
 def _conditioned(model: LightFusionNet) -> bool:
     """Whether ``model`` takes a balance (its graph then has ``scale`` and ``shift`` inputs)."""
     return bool(getattr(model, "conditioned", False))
@@ -302,11 +322,7 @@ class ExportNet(nn.Module):
             w[:, :, 1, 1] = -1.0  # predicted - x
             context.append(_spec(att.context, w))
         self.context = _both_streams(*context, cp, cp, _absolute)
-        h1 = [_spec(_convs(att.head[0])[0]) for att in (att_a, att_b)]
-        h2 = [_spec(_convs(att.head[2])[0]) for att in (att_a, att_b)]
-        hp = _padded(h1[0][0].shape[0])
-        self.head1 = _both_streams(*h1, cp, hp, F.relu)
-        self.head2 = _both_streams(*h2, hp, cp, torch.sigmoid)
+        self.head1, self.head2 = _bottlenecks(att_a.head, att_b.head, cp)
 
         if maps:
             reduce = _reducer(c, channel)
