@@ -1,7 +1,8 @@
-"""Running the network on one 2D pair: device choice, backend, tiling, and the maps.
+"""Running the network on grey pairs: device choice, backend, tiling, threads, and the maps.
 
-The engine takes the two grey streams of one slice and returns the fused
-luminance with the per-stream surprise and attention maps, reduced over
+The engine takes the two grey streams of a slice (:func:`run_slice`) or of
+a stack (:func:`run_stack`) and returns the fused luminance with, when asked
+for (``maps=True``), the per-stream surprise and attention maps reduced over
 channels (mean, or one chosen channel) so that a map costs two images per
 stream, not ``2 C``.
 
@@ -9,11 +10,15 @@ Backends: on the CPU the network runs through ONNX Runtime when it is
 installed (:mod:`napari_lightfusion.fastpath`, several times faster than
 eager PyTorch, same result within 1e-4), otherwise through PyTorch; CUDA and
 MPS always run PyTorch. ``backend="torch"`` (or the environment variable
-``LIGHTFUSION_BACKEND=torch``) forces PyTorch.
+``LIGHTFUSION_BACKEND=torch``) forces PyTorch. A model is never moved
+between devices: another device gets a cached copy (:func:`model_on`).
 
 Images larger than ``tile`` x ``tile`` are cut into tiles that overlap by
 the network's receptive radius; each tile's halo is discarded, so the tiled
 result equals the untiled one and peak memory stays bounded by the tile.
+The ONNX Runtime path also cuts every slice into tiles of at most
+:data:`CPU_TILE`, for the cache, and runs the tiles of all slices on a
+pool of threads, one tile a thread.
 """
 
 from __future__ import annotations
