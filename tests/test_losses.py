@@ -93,3 +93,46 @@ def test_copying_b_is_the_optimum_at_balance_one_and_zero_is_the_paper():
     assert torch.equal(fusion_loss(f, a, b)[0], fusion_loss(f, a, b, balance=0.0)[0])
     with pytest.raises(ValueError, match="balance"):
         fusion_loss(f, a, b, balance=1.5)
+
+
+def test_ssim7_map_is_scikit_images_inside_the_borders():
+    import numpy as np
+    from skimage.metrics import structural_similarity
+
+    from napari_lightfusion.losses import ssim7_map
+
+    rng = np.random.default_rng(0)
+    x = rng.random((30, 30))
+    y = np.clip(x + 0.3 * rng.random((30, 30)), 0, 1)
+    expected = structural_similarity(x, y, win_size=7, data_range=1.0, full=True)[1]
+    got = ssim7_map(torch.tensor(x)[None, None], torch.tensor(y)[None, None])[0, 0].numpy()
+    np.testing.assert_allclose(got[3:-3, 3:-3], expected[3:-3, 3:-3], atol=1e-10)
+
+
+def test_hot_spot_term_weights_the_two_sources_inside_the_mask_only():
+    from napari_lightfusion.losses import hot_spot_loss
+
+    torch.manual_seed(2)
+    a, b = torch.rand(2, 1, 1, 24, 24)
+    hot = torch.zeros(1, 1, 24, 24)
+    hot[..., 8:16, 8:16] = 1.0
+    assert hot_spot_loss(a, a, b, hot, 0.0).item() == pytest.approx(0.0, abs=1e-6)
+    assert hot_spot_loss(b, a, b, hot, 1.0).item() == pytest.approx(0.0, abs=1e-6)
+    assert hot_spot_loss(a, a, b, hot, 1.0).item() > 0.5
+    outside = a.clone()
+    outside[..., :4, :] = 0.0  # far from the mask: the term does not see it
+    assert hot_spot_loss(outside, a, b, hot, 0.0).item() == pytest.approx(0.0, abs=1e-6)
+    assert hot_spot_loss(b, a, b, torch.zeros_like(hot), 0.5).item() == 1.0
+
+
+def test_every_balance_mode_is_the_paper_at_zero():
+    torch.manual_seed(3)
+    f, a, b = torch.rand(3, 1, 1, 32, 32)
+    hot = (b > 0.7).float()
+    paper = fusion_loss(f, a, b)[0]
+    for mode in ("targets", "fade", "hotspot"):
+        assert fusion_loss(f, a, b, balance=0.0, mode=mode, hot=hot)[0].item() == pytest.approx(paper.item())
+    with pytest.raises(ValueError, match="mask"):
+        fusion_loss(f, a, b, balance=0.5, mode="hotspot")
+    with pytest.raises(ValueError, match="mode"):
+        fusion_loss(f, a, b, mode="other")

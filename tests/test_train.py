@@ -125,3 +125,18 @@ def test_training_a_conditioned_network_writes_its_default_balance(data_root, tm
     assert model.conditioned and model.config.balance == 0.25
     scale, _ = model.condition(1.0)
     assert not torch.equal(scale, torch.ones_like(scale))  # the conditioning was trained
+
+
+def test_hot_spot_plane_travels_with_the_crops(data_root):
+    from napari_lightfusion.metrics import hot_spot
+    from napari_lightfusion.research.train import pairs_to_tensor
+
+    pairs = load_pairs(data_root, "train", "PET-MRI")
+    images = pairs_to_tensor(pairs, hot_spots=True)
+    assert images.shape[1] == 3
+    p = pairs[0]
+    expected = hot_spot(p.other[..., :3] @ np.array([0.299, 0.587, 0.114]) * 255 if p.other.ndim == 3 else p.other * 255, p.anatomical * 255)
+    assert torch.equal(images[0, 2], torch.from_numpy(expected.astype(np.float32)))
+    a, b, hot = random_batch(images, 3, 16, torch.Generator().manual_seed(0))
+    assert a.shape == b.shape == hot.shape == (3, 1, 16, 16)
+    assert set(hot.unique().tolist()) <= {0.0, 1.0}

@@ -31,6 +31,11 @@ def _add_train(sub):
                    help="train a balance-conditioned network (b in [0, 1], every b drawn per batch) "
                         "with this default b; without it, the paper's unconditioned network")
     p.add_argument("--crop", type=int, default=64, help="edge of the random training crops")
+    p.add_argument("--init", default=None, help="weight file (or bundled preset name) to start from")
+    p.add_argument("--default-share", type=float, default=0.25,
+                   help="with --balance: share of batches trained at the default b (the rest uniform)")
+    p.add_argument("--balance-loss", default="targets",
+                   help="with --balance: how b changes the loss, targets or fade (see losses.py)")
     p.add_argument("--device", default="cpu", help="torch device to train on: cpu, cuda, cuda:1, mps")
     p.set_defaults(run=_run_train)
 
@@ -41,6 +46,7 @@ def _run_train(args):
     from .losses import WEIGHTINGS
     from .model import ModelConfig
     from .research.train import TrainConfig, train
+    from .weights import PRESETS, preset_path
 
     if args.weighting not in WEIGHTINGS:
         raise ValueError(f"unknown weighting {args.weighting!r}; choose {', '.join(WEIGHTINGS)}")
@@ -51,6 +57,9 @@ def _run_train(args):
         seed=args.seed,
         weights=WEIGHTINGS[args.weighting],
         crop=args.crop,
+        default_share=args.default_share,
+        balance_loss=args.balance_loss,
+        init=str(preset_path(args.init)) if args.init in PRESETS else args.init,
         model=ModelConfig(args.width, args.reduction, args.attention, args.conv, args.output, args.balance),
     )
     if args.lr is not None:
@@ -308,15 +317,19 @@ def _run_bench_live(args):
 
 
 def _add_screenshot(sub):
-    p = sub.add_parser("screenshot", help="save a PNG of napari with the widget after one fusion")
-    p.add_argument("--out", type=Path, default=Path("docs/screenshot.png"))
+    p = sub.add_parser("screenshot", help="save the README and docs screenshots of napari with the widget")
+    p.add_argument("--out", type=Path, default=Path("docs/screenshot.png"),
+                   help="README screenshot; the four docs screenshots go next to it")
+    p.add_argument("--data", type=Path, default=None,
+                   help="Harvard data root: show its PET-MRI test pair 23 (default: the synthetic sample)")
     p.set_defaults(run=_run_screenshot)
 
 
 def _run_screenshot(args):
-    from .research.screenshot import make_screenshot
+    from .research.screenshot import make_screenshots
 
-    print(f"wrote {make_screenshot(args.out)}")
+    for path in make_screenshots(args.out, args.data):
+        print(f"wrote {path}")
 
 
 def _add_fuse_volume(sub):

@@ -18,6 +18,17 @@ fusion the bundled presets learnt) to the functional source ``B``
 * gradient target ``(1 - beta) max(|grad A|, |grad B|) + beta |grad B|``;
 * SSIM ``1 - ((1 - beta) SSIM(F, A) + (1 + beta) SSIM(F, B)) / 2``.
 
+That is the ``"targets"`` mode. In the ``"fade"`` mode the intensity and
+gradient terms keep the paper's targets but fade out as ``(1 - b)^2``, and
+the SSIM term weights B by ``(1 + b^2) / 2`` (so ``beta = b^2`` there): the
+middle of the range is left to the SSIM trade-off between the two sources.
+The ``"hotspot"`` mode is ``"fade"`` plus a term that looks where clinicians
+look: inside the functional hot spot (a mask, see
+:func:`napari_lightfusion.metrics.hot_spot`), one minus the mean of
+``(1 - b) SSIM7(F, A) + b SSIM7(F, B)``, with the 7 x 7 uniform-window SSIM
+map of the hot-spot measures (:func:`ssim7_map`); it is weighted
+``1 - (1 - b)^2`` so that b = 0 stays the paper's loss.
+
 A network conditioned on b (:meth:`napari_lightfusion.model.LightFusionNet.condition`)
 is trained with ``beta = b`` drawn per batch, so one network offers the
 whole range.
@@ -102,6 +113,28 @@ def ssim(x, y, data_range: float = 1.0):
     return s.mean()
 
 
+def ssim7_map(x, y):
+    """SSIM map with scikit-image's defaults: 7 x 7 uniform window, sample covariance, reflected borders, range 1."""
+    c1, c2 = 0.01**2, 0.03**2
+    pad = (3, 3, 3, 3)
+
+    def mean(t):
+        return F.avg_pool2d(F.pad(t, pad, mode="reflect"), 7, stride=1)
+
+    mx, my = mean(x), mean(y)
+    norm = 49.0 / 48.0
+    vx = (mean(x * x) - mx * mx) * norm
+    vy = (mean(y * y) - my * my) * norm
+    cxy = (mean(x * y) - mx * my) * norm
+    return ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+
+
+def hot_spot_loss(fused, a, b, hot, balance: float):
+    """One minus the hot-spot mean of ``(1 - balance) SSIM7(F, A) + balance SSIM7(F, B)``; 1 without hot pixels."""
+    kept = (1.0 - balance) * ssim7_map(fused, a) + balance * ssim7_map(fused, b)
+    return 1.0 - (kept * hot).sum() / hot.sum().clamp(min=1.0)
+
+
 def ssim_loss(fused, a, b, balance: float = 0.0):
     """Eq. 4: one minus the mean SSIM of the fused image to each source (B weighted up by ``balance``)."""
     if balance == 0.0:
@@ -109,14 +142,47 @@ def ssim_loss(fused, a, b, balance: float = 0.0):
     return 1.0 - 0.5 * ((1.0 - balance) * ssim(fused, a) + (1.0 + balance) * ssim(fused, b))
 
 
-def fusion_loss(fused, a, b, weights: LossWeights = LossWeights(), balance: float = 0.0):
-    """Eq. 5: the weighted total, plus each term for logging; ``balance`` moves every target towards B."""
+def _weight(weights: LossWeights, term: str) -> float:
+    """A term's weight; the hot-spot term has the SSIM term's."""
+    return getattr(weights, "ssim" if term == "hot_spot" else term)
+
+
+#: How the balance changes the loss (see the module docstring).
+BALANCE_MODES = ("targets", "fade", "hotspot")
+
+
+def fusion_loss(
+    fused, a, b, weights: LossWeights = LossWeights(), balance: float = 0.0, mode: str = "targets",
+    hot=None,
+):
+    """Eq. 5: the weighted total, plus each term for logging; ``balance`` moves the loss towards B.
+
+    At ``balance = 0`` every mode is the paper's loss. ``hot`` (the hot-spot
+    mask, same shape as the images) is needed by the ``"hotspot"`` mode.
+    """
     if not 0.0 <= balance <= 1.0:
         raise ValueError(f"balance must be in [0, 1], not {balance!r}")
-    terms = {
-        "intensity": intensity_loss(fused, a, b, balance),
-        "gradient": gradient_loss(fused, a, b, balance),
-        "ssim": ssim_loss(fused, a, b, balance),
-    }
-    total = sum(getattr(weights, k) * v for k, v in terms.items())
+    if mode not in BALANCE_MODES:
+        raise ValueError(f"balance mode must be one of {BALANCE_MODES}, not {mode!r}")
+    if mode == "targets":
+        terms = {
+            "intensity": intensity_loss(fused, a, b, balance),
+            "gradient": gradient_loss(fused, a, b, balance),
+            "ssim": ssim_loss(fused, a, b, balance),
+        }
+        fades = {"intensity": 1.0, "gradient": 1.0, "ssim": 1.0}
+    else:
+        terms = {
+            "intensity": intensity_loss(fused, a, b),
+            "gradient": gradient_loss(fused, a, b),
+            "ssim": ssim_loss(fused, a, b, balance * balance),
+        }
+        fade = (1.0 - balance) ** 2
+        fades = {"intensity": fade, "gradient": fade, "ssim": 1.0}
+        if mode == "hotspot":
+            if hot is None:
+                raise ValueError("the hotspot balance mode needs the hot-spot mask")
+            terms["hot_spot"] = hot_spot_loss(fused, a, b, hot, balance)
+            fades["hot_spot"] = 1.0 - fade
+    total = sum(_weight(weights, k) * fades[k] * v for k, v in terms.items())
     return total, terms

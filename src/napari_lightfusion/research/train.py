@@ -28,7 +28,7 @@ from ..colour import grey
 from .data import Pair, is_validation, load_pairs, pair_names
 from ..losses import LossWeights, fusion_loss
 from ..model import LightFusionNet, ModelConfig
-from ..weights import save_weights
+from ..weights import save_weights, sha256
 
 
 @dataclass
@@ -45,18 +45,40 @@ class TrainConfig:
     val_every: int = 25
     #: conditioned networks only: share of batches trained at the default b
     default_share: float = 0.25
+    #: conditioned networks only: how b changes the loss (losses.BALANCE_MODES)
+    balance_loss: str = "targets"
+    #: conditioned networks only: learning-rate factor of the balance conditioning
+    #: (it starts at the identity and must catch up with the rest of the network)
+    film_lr_scale: float = 10.0
     weights: LossWeights = field(default_factory=LossWeights)
     model: ModelConfig = field(default_factory=ModelConfig)
+    #: a weight file to start from (e.g. a bundled preset); parameters it lacks
+    #: (the balance conditioning of a paper network) keep their initialisation
+    init: str | None = None
 
 
-def pairs_to_tensor(pairs: list[Pair]) -> torch.Tensor:
-    """Stack pairs as ``(N, 2, H, W)``: anatomical, then luminance of the other."""
-    stack = np.stack([np.stack([p.anatomical, grey(p.other)]) for p in pairs])
+def pairs_to_tensor(pairs: list[Pair], hot_spots: bool = False) -> torch.Tensor:
+    """Stack pairs as ``(N, 2, H, W)``: anatomical, then luminance of the other.
+
+    With ``hot_spots``, a third channel holds each pair's functional hot spot
+    (:func:`napari_lightfusion.metrics.hot_spot`, 1 inside, 0 outside), found
+    on the whole image before any crop.
+    """
+    from ..metrics import hot_spot
+
+    def planes(p: Pair):
+        a, b = p.anatomical, grey(p.other)
+        return [a, b, hot_spot(b * 255, a * 255)] if hot_spots else [a, b]
+
+    stack = np.stack([np.stack(planes(p)) for p in pairs])
     return torch.from_numpy(stack.astype(np.float32))
 
 
 def random_batch(images: torch.Tensor, size: int, crop: int, generator: torch.Generator):
-    """Draw ``size`` random crops with random horizontal and vertical flips."""
+    """Draw ``size`` random crops with random horizontal and vertical flips: (anatomical, functional[, more]).
+
+    ``images`` is ``(N, K, H, W)``; one ``(size, 1, crop, crop)`` tensor per plane comes back.
+    """
     n, _, h, w = images.shape
     idx = torch.randint(n, (size,), generator=generator)
     ys = torch.randint(h - crop + 1, (size,), generator=generator)
@@ -71,7 +93,7 @@ def random_batch(images: torch.Tensor, size: int, crop: int, generator: torch.Ge
             c = c.flip(-2)
         crops.append(c)
     batch = torch.stack(crops)
-    return batch[:, :1], batch[:, 1:]
+    return batch.split(1, dim=1)
 
 
 def draw_balance(config: TrainConfig, generator: torch.Generator) -> float | None:
@@ -81,6 +103,21 @@ def draw_balance(config: TrainConfig, generator: torch.Generator) -> float | Non
         return None
     u, v = torch.rand(2, generator=generator).tolist()
     return float(default) if u < config.default_share else v
+
+
+def start_from(model: LightFusionNet, path: str) -> str:
+    """Load the parameters of weight file ``path`` that ``model`` has; return the file's sha256.
+
+    The file is checked like any weight file (:func:`napari_lightfusion.weights.load_model`);
+    it must be the same architecture but for the balance conditioning.
+    """
+    from ..weights import load_model
+
+    source = load_model(Path(path))
+    missing, unexpected = model.load_state_dict(source.state_dict(), strict=False)
+    if unexpected or any(not k.startswith("film.") for k in missing):
+        raise ValueError(f"weight file {path} does not fit this network: {(unexpected or missing)[0]}")
+    return sha256(Path(path))
 
 
 def source_commit() -> str:
@@ -116,12 +153,18 @@ def train(
     names = pair_names(data_root, "train", dataset)
     train_names = [n for n in names if not is_validation(n)]
     val_names = [n for n in names if is_validation(n)]
-    train_images = pairs_to_tensor(load_pairs(data_root, "train", dataset, train_names))
-    val_images = pairs_to_tensor(load_pairs(data_root, "train", dataset, val_names))
+    hot = config.model.balance is not None and config.balance_loss == "hotspot"
+    train_images = pairs_to_tensor(load_pairs(data_root, "train", dataset, train_names), hot)
+    val_images = pairs_to_tensor(load_pairs(data_root, "train", dataset, val_names), hot)
 
     train_images, val_images = train_images.to(device), val_images.to(device)
-    model = LightFusionNet(config.model).to(device)
-    optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
+    model = LightFusionNet(config.model)
+    init_sha = start_from(model, config.init) if config.init else None
+    model = model.to(device)
+    film = [p for n, p in model.named_parameters() if n.startswith("film.")]
+    rest = [p for n, p in model.named_parameters() if not n.startswith("film.")]
+    groups = [{"params": rest}] + ([{"params": film, "lr": config.lr * config.film_lr_scale}] if film else [])
+    optimiser = torch.optim.Adam(groups, lr=config.lr)
     scheduler = torch.optim.lr_scheduler.StepLR(optimiser, config.lr_step, config.lr_gamma)
     steps = max(1, len(train_names) // config.batch_size)
 
@@ -142,20 +185,22 @@ def train(
             model.train()
             sums = np.zeros(4)
             for _ in range(steps):
-                a, b = random_batch(train_images, config.batch_size, config.crop, generator)
+                a, b, *mask = random_batch(train_images, config.batch_size, config.crop, generator)
                 balance = draw_balance(config, generator)
                 fused = model(a, b, balance=balance)
-                loss, terms = fusion_loss(fused, a, b, config.weights, balance or 0.0)
+                loss, terms = fusion_loss(
+                    fused, a, b, config.weights, balance or 0.0, config.balance_loss, *mask
+                )
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 optimiser.step()
-                sums += [loss.item(), *(t.item() for t in terms.values())]
+                sums += [loss.item(), *(terms[k].item() for k in ("intensity", "gradient", "ssim"))]
             lr = scheduler.get_last_lr()[0]
             scheduler.step()
             val = ""
             last = epoch == config.epochs - 1
             if len(val_images) and ((epoch + 1) % config.val_every == 0 or last):
-                val = validation_loss(model, val_images, config.weights)
+                val = validation_loss(model, val_images, config.weights, config.balance_loss)
             log.writerow([epoch + 1, lr, *(sums / steps).round(6).tolist(), val])
             log_file.flush()
             if progress:
@@ -172,9 +217,10 @@ def train(
         "loss_weights": config.weights.to_dict(),
         "train_pairs": len(train_names),
         "validation_pairs": val_names,
-        "final_validation_loss": validation_loss(model, val_images, config.weights)
+        "final_validation_loss": validation_loss(model, val_images, config.weights, config.balance_loss)
         if len(val_images)
         else None,
+        "init_sha256": init_sha,
         "source_commit": commit,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
@@ -185,10 +231,10 @@ def train(
 
 
 @torch.no_grad()
-def validation_loss(model: LightFusionNet, images: torch.Tensor, weights: LossWeights) -> float:
+def validation_loss(model: LightFusionNet, images: torch.Tensor, weights: LossWeights, mode: str = "targets") -> float:
     """Total loss on whole validation images, in evaluation mode, at the network's default balance."""
     model.eval()
-    a, b = images[:, :1], images[:, 1:]
+    a, b, *mask = images.split(1, dim=1)
     balance = model.config.balance or 0.0
-    loss, _ = fusion_loss(model(a, b), a, b, weights, balance)
+    loss, _ = fusion_loss(model(a, b), a, b, weights, balance, mode, *mask)
     return round(loss.item(), 6)
