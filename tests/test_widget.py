@@ -72,11 +72,11 @@ def test_grey_pair_fuses_what_is_seen(lightfusion, grey_pair, qtbot):
     np.testing.assert_allclose(fused.scale, a.scale)
     np.testing.assert_allclose(fused.translate, a.translate)
     names = {ly.name for ly in outputs(viewer)}
-    assert names == {"mri + ct · CT-MRI", "mri + ct · CT-MRI · mri (grey)"} | {
-        f"mri + ct · CT-MRI · {k} of {n}" for k in ("surprise", "attention") for n in ("mri", "ct")}
+    assert names == {"mri + ct · CT-MRI", "mri (grey) · mri + ct · CT-MRI"} | {
+        f"{k} of {n} · mri + ct · CT-MRI" for k in ("surprise", "attention") for n in ("mri", "ct")}
     att = role(viewer, "attention:1")
     np.testing.assert_allclose(att.data, expected.attention[1], atol=1e-6)
-    assert att.colormap.name == "viridis" and role(viewer, "surprise:1").colormap.name == "magma"
+    assert att.colormap.name == "inferno" and role(viewer, "surprise:1").colormap.name == "magma"
     assert role(viewer, "backdrop").data is a.data  # the maps' backdrop is the input's own data, no copy
     assert [fingerprint(a), fingerprint(b)] == before
 
@@ -284,7 +284,7 @@ def test_compare_adds_baselines_in_a_labelled_grid(lightfusion, colour_pair, qtb
     wait_idle(qtbot, widget)
     assert grid_of(viewer).enabled
     baseline = role(viewer, "baseline:laplacian")
-    assert baseline.name == "mri + pet · PET-MRI · laplacian baseline"
+    assert baseline.name == "laplacian baseline · mri + pet · PET-MRI"
     np.testing.assert_allclose(baseline.data, fuse_baseline("laplacian", *colour_pair), atol=1e-5)
     visible = [ly for ly in viewer.layers if ly.visible]
     assert visible == [mri, pet, role(viewer, "fused"), baseline]  # the tiles, in order

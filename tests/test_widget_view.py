@@ -15,6 +15,7 @@ import time
 import numpy as np
 import pytest
 from conftest import outputs, wait_idle
+from qtpy.QtGui import QFont, QFontMetrics
 from qtpy.QtWidgets import QFileDialog
 
 from napari_lightfusion._qt import jobs
@@ -60,13 +61,13 @@ def test_after_fuse_the_fused_image_shows_and_maps_show_one_at_a_time(pair, qtbo
     assert viewer.layers[-1] is role(viewer, "fused")  # on top: nothing covers it
     written = []
     widget.results_written.connect(written.append)
-    widget.show_map.setCurrentIndex(widget_module.MAP_TEXT.index("attention of functional"))
+    widget.show_map.setCurrentIndex(widget_module.MAP_TEXT.index("attention: functional"))
     assert not widget.busy and not written  # from the last result: no new fusion
     att = role(viewer, "attention:1")
     assert [ly for ly in outputs(viewer) if ly.visible] == [role(viewer, "backdrop"), att]
     assert att.colorbar.visible and not role(viewer, "surprise:1").colorbar.visible
     assert "high" in widget.show_map.toolTip()
-    widget.show_map.setCurrentIndex(widget_module.MAP_TEXT.index("surprise of anatomical"))
+    widget.show_map.setCurrentIndex(widget_module.MAP_TEXT.index("surprise: anatomical"))
     assert [ly for ly in outputs(viewer) if ly.visible] == [role(viewer, "backdrop"), role(viewer, "surprise:0")]
     widget.show_map.setCurrentIndex(0)
     assert [ly for ly in outputs(viewer) if ly.visible] == [role(viewer, "fused")]
@@ -125,21 +126,34 @@ def test_swapping_the_pickers_gives_a_new_named_set_without_suffixes(lightfusion
 # 3 ------------------------------------------------------------------ comparisons
 
 
-def test_compare_fits_the_view_labels_tiles_and_the_table_fits(pair, qtbot, tmp_path, monkeypatch):
+def test_compare_fits_the_view_labels_tiles_and_the_table_fits(make_napari_viewer, colour_pair, qtbot, tmp_path,
+                                                               monkeypatch):
     from skimage.io import imread
 
-    viewer, widget, mri, pet = pair
+    viewer = make_napari_viewer(show=True)  # laid out as a user sees it
+    widget = widget_module.LightFusionWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="LightFusion")
+    viewer.add_image(colour_pair[0], name="MRI")
+    viewer.add_image(colour_pair[1], name="PET")
     viewer.camera.zoom = 40.0  # zoomed into a corner
     widget.baseline.setCurrentText(widget_module.ALL_BASELINES)
     widget.compare()
     wait_idle(qtbot, widget)
-    assert grid_of(viewer).enabled and viewer.camera.zoom < 40.0
+    assert grid_of(viewer).enabled
+    qtbot.waitUntil(lambda: viewer.camera.zoom < 40.0, timeout=5_000)  # fitted, not a crop
     tiles = [ly for ly in viewer.layers if ly.visible]
     assert len(tiles) == 2 + 1 + 4 and all(ly.name_overlay.visible for ly in tiles)
     table = widget.table
     assert table.columnCount() == 5
-    for c in range(5):  # every column shows its numbers whole: no horizontal scrolling
-        assert table.sizeHintForColumn(c) <= table.columnWidth(c)
+    widget.setFixedWidth(widget.minimumWidth())  # as narrow as the dock gets
+    qtbot.waitUntil(lambda: table.width() < widget.minimumWidth() - 20, timeout=5_000)
+    for c in range(5):  # every cell shows its number whole: no elision, no horizontal scrolling
+        texts = [table.horizontalHeaderItem(c).text()] + [table.item(r, c).text() for r in range(len(ROWS))]
+        table.ensurePolished()
+        bold = QFont(table.font())  # napari's style sheet font, as drawn
+        bold.setBold(True)
+        widest = max(QFontMetrics(bold).horizontalAdvance(t) for t in texts)
+        assert widest + 6 <= table.columnWidth(c), (texts, table.columnWidth(c))
     assert sum(table.columnWidth(c) for c in range(5)) <= table.viewport().width()
     last = len(ROWS) - 1  # the time row is not clipped
     assert table.rowViewportPosition(last) + table.rowHeight(last) <= table.viewport().height()

@@ -1,8 +1,7 @@
 """Compare: the inputs, the fused image and the baselines side by side, labelled, and as one figure.
 
 No Qt here. :func:`show_grid` puts a result's layers next to each other in
-napari's grid, labels every tile with its layer name (``layer.name_overlay``)
-and resets the view so that every tile shows its whole image.
+napari's grid and labels every tile with its layer name (``layer.name_overlay``).
 :func:`tiles` renders what each tile shows (the current slice, through the
 layer's contrast limits and colour map) for the exported figure.
 """
@@ -23,7 +22,10 @@ def grid_layers(inputs: tuple, written: dict) -> list:
 
 
 def show_grid(viewer, layers: list) -> None:
-    """Show ``layers`` (and only them) as labelled tiles of napari's grid, the whole images in view.
+    """Show ``layers`` (and only them) as labelled tiles of napari's grid.
+
+    The caller resets the view once the canvas has laid out the grid's
+    viewboxes (napari fits the view to them).
 
     Other visible layers are hidden only if they are output layers of the
     plugin (maps, the backdrop, other results); input layers keep their
@@ -46,7 +48,6 @@ def show_grid(viewer, layers: list) -> None:
     grid = grid_of(viewer)
     grid.stride = 1
     grid.enabled = True
-    viewer.reset_view()
 
 
 def label_off(viewer) -> None:

@@ -27,8 +27,8 @@ from .table import MetricTable
 
 ALL_BASELINES = "all baselines"
 #: Text of each "Show map" choice, in the order of :data:`outputs.MAP_CHOICES`.
-MAP_TEXT = ("none: the fused image", "surprise of anatomical", "surprise of functional",
-            "attention of anatomical", "attention of functional")
+MAP_TEXT = ("none (fused image)", "surprise: anatomical", "surprise: functional",
+            "attention: anatomical", "attention: functional")
 #: Tooltip of each control.
 TIPS = {
     "preset": "Network weights; guessed from the inputs' names and colours, choose to override",
@@ -77,7 +77,7 @@ def build_controls(w, viewer) -> None:
     w.show_map = combo(MAP_TEXT, list(O.MAP_CHOICES),
                        ["the fused image, no map"] + [O.MAP_MEANING[c.kind] for c in O.MAP_CHOICES[1:]])
     width = ModelConfig().width
-    w.channel = combo(["mean over channels"] + [f"channel {k}" for k in range(width)], [None, *range(width)])
+    w.channel = combo(["mean of all"] + [f"channel {k}" for k in range(width)], [None, *range(width)])
     w.baseline = combo([*BASELINES, ALL_BASELINES])
     w.fuse_btn, w.cancel_btn = QPushButton("Fuse"), QPushButton("Cancel")
     w.cancel_btn.setEnabled(False)
@@ -94,10 +94,11 @@ def build_controls(w, viewer) -> None:
     w.copy_btn, w.csv_btn = QPushButton("Copy"), QPushButton("Export CSV…")
 
     form = QFormLayout()
+    form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
     form.addRow(w.pickers)
     form.addRow(w.resample_btn)
     form.addRow("Preset", w.preset)
-    form.addRow("Balance (anatomy ↔ function)", w.balance)
+    form.addRow("Balance", row(QLabel("anatomy"), w.balance, QLabel("function")))
     form.addRow("Device", w.device)
     form.addRow("Show map", w.show_map)
     form.addRow("Map channel", w.channel)

@@ -23,7 +23,7 @@ import numpy as np
 from .layer_io import MARK, is_colour, spatial_kwargs
 
 #: Colour maps of the surprise and attention maps.
-MAP_COLORMAPS = {"surprise": "magma", "attention": "viridis"}
+MAP_COLORMAPS = {"surprise": "magma", "attention": "inferno"}  # black at 0: additive over grey
 #: What a high value of each map means (tooltips of the "Show map" choice).
 MAP_MEANING = {
     "surprise": "high = the network could not predict this input's features from their surroundings "
@@ -34,8 +34,8 @@ MAP_MEANING = {
 #: Opacity of the one map shown over the grey anatomical image.
 MAP_OPACITY = 0.7
 
-# ids of the layers being written by this module right now: their data events are ours
-_writing: set[int] = set()
+# whether this module is writing output layers right now (GUI thread only): data events are then ours
+_writing = [False]
 
 
 @dataclass(frozen=True)
@@ -64,12 +64,12 @@ def role_name(label: str, role: str, names: tuple[str, str]) -> str:
     """The layer name of ``role`` in the set ``label``; the fused layer is the label itself."""
     if role == "fused":
         return label
-    kind, _, rest = role.partition(":")
+    kind, _, rest = role.partition(":")  # what the layer is comes first: long names are elided in the middle
     if kind in MAP_COLORMAPS:
-        return f"{label} · {kind} of {names[int(rest)]}"
+        return f"{kind} of {names[int(rest)]} · {label}"
     if kind == "baseline":
-        return f"{label} · {rest} baseline"
-    return f"{label} · {names[0]} (grey)"  # the backdrop of the maps
+        return f"{rest} baseline · {label}"
+    return f"{names[0]} (grey) · {label}"  # the backdrop of the maps
 
 
 def info(layer) -> dict | None:
@@ -118,13 +118,13 @@ def _copy_spatial(layer, like) -> None:
 
 
 @contextmanager
-def writing(layer):
-    """Mark ``layer``'s data events as the plugin's own while the block runs."""
-    _writing.add(id(layer))
+def writing():
+    """Mark the data events of output layers as the plugin's own while the block runs."""
+    before, _writing[0] = _writing[0], True
     try:
-        yield layer
+        yield
     finally:
-        _writing.discard(id(layer))
+        _writing[0] = before
 
 
 def _watch_edits(layer) -> None:
@@ -133,7 +133,7 @@ def _watch_edits(layer) -> None:
 
     def on_data(event=None):
         ly = ref()
-        if ly is not None and id(ly) not in _writing and info(ly) is not None:
+        if ly is not None and not _writing[0] and info(ly) is not None:
             info(ly)["edited"] = True
 
     layer.events.data.connect(on_data)
@@ -160,6 +160,11 @@ def write_set(viewer, key, label: str, names, specs: list, like, grey_ndim: int,
     of ``slices`` (Live), written into a full-size layer allocated once.
     Specs whose role starts with "backdrop" are always whole.
     """
+    with writing():
+        return _write_set(viewer, key, label, names, specs, like, grey_ndim, index, slices)
+
+
+def _write_set(viewer, key, label, names, specs, like, grey_ndim, index, slices) -> dict:
     existing = set_layers(viewer, key)
     set_id = next((info(ly)["set"] for ly in existing.values()), uuid.uuid4().hex)
     written = {}
@@ -181,12 +186,10 @@ def write_set(viewer, key, label: str, names, specs: list, like, grey_ndim: int,
             full = data if whole else np.zeros(shape, np.float32)
             layer = _add(viewer, key, set_id, role, name, full, like, rgb, dict(style), multiscale)
         elif whole:
-            with writing(layer):
-                layer.data = data
-                _copy_spatial(layer, like)
+            layer.data = data
+            _copy_spatial(layer, like)
         if not whole:
-            with writing(layer):
-                layer.data[index] = data
+            layer.data[index] = data
             layer.refresh()
         limits = style.get("contrast_limits")
         if not rgb and limits is not None and tuple(layer.contrast_limits) != tuple(limits):

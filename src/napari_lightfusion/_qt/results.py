@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+from qtpy.QtCore import QTimer
+
 from . import compare as C
 from . import layer_io as L
 from . import outputs as O
@@ -80,4 +82,6 @@ class ResultView:
         self._result = (ctx["set"], written, "compare")
         self.show_map.setCurrentIndex(0)
         C.show_grid(self.viewer, C.grid_layers(ctx["inputs"], written))
+        # fit every tile once the canvas has made the grid's viewboxes (they are empty until it draws)
+        QTimer.singleShot(50, self._guard(self.viewer.reset_view))
         self.results_written.emit(dict(written))

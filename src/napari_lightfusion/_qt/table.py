@@ -17,7 +17,6 @@ from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableW
 
 from ..metrics import METRICS
 from .jobs import NETWORK, ROWS, TIME
-from .table_text import format_value
 
 #: One-line meaning of each row (row-header tooltips).
 MEANING = {
@@ -34,9 +33,19 @@ MEANING = {
     TIME: "Seconds the method took for this slice",
 }
 #: Short header of a column (full name in its tooltip).
-SHORT = {NETWORK: "LFNet"}
+SHORT = {NETWORK: "LFNet", "average": "avg", "laplacian": "Lap", "alpha": "α"}
 #: Background of the best value of a row.
 BEST = QColor(70, 120, 70)
+
+
+def cell_text(value: float | None, digits: int = 3) -> str:
+    """A cell: ``digits`` significant digits, so that five methods fit the dock ("nan" when undefined).
+
+    Copy and Export CSV keep every digit.
+    """
+    if value is None or not math.isfinite(value):
+        return "nan"
+    return f"{value:.{digits}g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.0e}"
 
 
 def higher_is_better(row: str) -> bool:
@@ -68,6 +77,7 @@ class MetricTable(QTableWidget):
         self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.horizontalHeader().setMinimumSectionSize(30)
+        self.setStyleSheet("QTableView::item { padding: 0px 3px; }")
         self.verticalHeader().setDefaultSectionSize(20)
         self.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
         self.data: dict = {}
@@ -93,7 +103,7 @@ class MetricTable(QTableWidget):
             best = best_columns(table, row) if len(table) > 1 else set()
             for c, column in enumerate(table):
                 value = table[column].get(row, math.nan)
-                item = QTableWidgetItem(format_value(value))
+                item = QTableWidgetItem(cell_text(value, 2 if row == TIME else 3))
                 item.setData(Qt.ItemDataRole.UserRole, float(value) if value is not None else math.nan)
                 item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 item.setToolTip(f"{column}: {MEANING[row]}")

@@ -60,7 +60,7 @@ class LightFusionWidget(ResultView, ExportActions, QWidget):
 
     def __init__(self, napari_viewer):
         super().__init__()
-        self.setMinimumWidth(360)
+        self.setMinimumWidth(420)
         self.viewer = napari_viewer
         self._worker = None
         self._kind = None  # kind of the running job

@@ -1,41 +1,100 @@
-"""A screenshot of the plugin at work, for the README.
+"""Screenshots of the plugin at work, for the README and docs/.
 
-``make_screenshot(path)`` opens napari with the synthetic sample pair,
-docks the LightFusion widget through the plugin manifest, runs one fusion
-and saves the whole window (canvas and dock). Needs a display; on a
-headless machine run it under ``xvfb-run``.
+``make_screenshots(out_png, data)`` opens napari with a Harvard PET-MRI test
+pair (``data`` is the Harvard root, holding ``test/PET-MRI/MRI/23.png``;
+without it, the synthetic sample pair), docks the LightFusion widget
+through the plugin manifest and saves, next to ``out_png``:
+
+- ``out_png`` (the README screenshot): the whole window after Compare with
+  the Laplacian baseline;
+- ``widget_fused.png``: the whole window right after Fuse;
+- ``widget_map.png``: one attention map with its colour bar over the grey MRI;
+- ``widget_compare.png``: the labelled Compare grid with every baseline and
+  the metric table;
+- ``comparison_figure.png``: the figure the widget's "Export figure" writes.
+
+Needs a display; on a headless machine run it under ``xvfb-run``.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+
+import numpy as np
 
 from .qt_wait import wait_until
 
-#: Size of the window in the screenshot, pixels.
+#: Size of the window in the screenshots, pixels.
 WINDOW = (1500, 950)
+#: Largest PNG written, bytes (bigger ones are saved with a 256-colour palette).
+MAX_BYTES = 400_000
+#: The Harvard test pair shown when a data root is given.
+HARVARD_PAIR = ("test/PET-MRI/MRI/23.png", "test/PET-MRI/PET/23.png")
 
 
-def make_screenshot(out_png: str | Path, show: bool = False) -> Path:
-    """Fuse the sample pair in napari and save a PNG of the whole window at ``out_png``."""
+def save_png(image: np.ndarray, path: Path) -> Path:
+    """Save an RGB(A) screenshot as PNG, with a 256-colour palette when it would exceed :data:`MAX_BYTES`."""
+    from PIL import Image
+
+    picture = Image.fromarray(np.asarray(image)[..., :3])
+    picture.save(path, optimize=True)
+    if path.stat().st_size > MAX_BYTES:
+        picture.quantize(256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
+    return path
+
+
+def _open_pair(viewer, data: Path | None) -> None:
+    if data is None:
+        from .._sample_data import make_sample_pair
+
+        for image, kwargs, _ in make_sample_pair():
+            viewer.add_image(image, **kwargs)
+        return
+    for rel in HARVARD_PAIR:
+        path = Path(data) / rel
+        if not path.is_file():
+            raise ValueError(f"{path} is missing: --data must be the Harvard root (holding {rel})")
+        viewer.open(str(path), plugin="napari")
+
+
+def make_screenshots(out_png: str | Path, data: str | Path | None = None, show: bool = True) -> list[Path]:
+    """Write the README screenshot at ``out_png`` and the four docs screenshots next to it."""
     import napari
 
-    from .._sample_data import make_sample_pair
-
     out_png = Path(out_png)
+    folder = out_png.parent
+    folder.mkdir(parents=True, exist_ok=True)
     viewer = napari.Viewer(show=show, title="napari-lightfusion")
+    written = []
+
+    def shot(name: str | Path) -> None:
+        end = time.monotonic() + 1.0  # let the canvas draw
+        wait_until(lambda: time.monotonic() > end, 5.0)
+        written.append(save_png(viewer.screenshot(canvas_only=False, flash=False), folder / name))
+
     try:
         viewer.window.resize(*WINDOW)
-        for data, kwargs, _ in make_sample_pair():
-            viewer.add_image(data, **kwargs)
+        _open_pair(viewer, None if data is None else Path(data))
         _, widget = viewer.window.add_plugin_dock_widget("napari-lightfusion", "LightFusion")
-        widget.baseline.setCurrentText("laplacian")
-        widget.compare()  # fuses, adds the baseline and shows everything side by side
+        wait_until(lambda: not widget.busy, 120.0, "the network's warm-up")
+        widget.fuse()
         wait_until(lambda: not widget.busy, 120.0, "the fusion")
-        viewer.layers.selection.active = viewer.layers["LightFusion fused"]
         viewer.reset_view()
-        out_png.parent.mkdir(parents=True, exist_ok=True)
-        viewer.screenshot(path=str(out_png), canvas_only=False, flash=False)
+        shot("widget_fused.png")
+        widget.show_map.setCurrentText("attention: functional")
+        viewer.layers.selection.active = widget.last_result()["attention:1"]  # its controls: colour map, limits
+        shot("widget_map.png")
+        widget.show_map.setCurrentIndex(0)
+        widget.baseline.setCurrentText("laplacian")
+        widget.compare()
+        wait_until(lambda: not widget.busy, 120.0, "the comparison")
+        shot(out_png.name)
+        widget.baseline.setCurrentText("all baselines")
+        widget.compare()
+        wait_until(lambda: not widget.busy, 120.0, "the comparison")
+        shot("widget_compare.png")
+        written.append(widget.export_figure(folder / "comparison_figure.png"))
     finally:
         viewer.close()
-    return out_png
+    return written
