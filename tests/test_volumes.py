@@ -98,6 +98,9 @@ def test_fuse_volume_equals_fuse_and_writes_ome_zarr(tmp_path, volumes):
     assert side["settings"]["preset"] == "PET-MRI" and side["command"] == "a command"
     assert side["settings"]["sha256"] == sha256(preset_path("PET-MRI")) and side["status"] == "complete"
     assert zarr.open_array(str(tmp_path / "out.zarr" / "0"), mode="r").chunks == (3, 1, 40, 48)
+    again = open_volume(tmp_path / "out.zarr")  # an OME-Zarr input: channels last, its scale as voxel size
+    assert again.rgb and again.unit == "millimeter" and again.voxel_size == pytest.approx((2.5, 0.9, 0.8))
+    np.testing.assert_array_equal(again.data.compute(), fused_of(tmp_path / "out.zarr"))
 
 
 def test_windows_and_a_grey_pair(tmp_path, volumes):
