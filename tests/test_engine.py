@@ -433,14 +433,17 @@ def test_cuda_matches_the_cpu(model, image_pair, maps):
             assert np.abs(got - want).max() <= 1e-3, name
 
 
-@pytest.mark.parametrize("length, tile, want", [(512, 192, 171), (256, 192, 128), (100, 192, 100), (513, 256, 171),
-                                                (16, 16, 16), (17, 16, 9)])
-def test_even_tiles_are_alike_and_within_the_limit(length, tile, want):
-    core = engine.even_tile(length, tile)
-    assert core == want and core <= tile
-    cores = [c1 - c0 for _, _, c0, c1 in tile_spans(length, core, 9)]
-    assert max(cores) - min(cores) < len(cores)  # no thin last tile
-    assert len(cores) == -(-length // tile)
+@pytest.mark.parametrize("shape, tile, tiles, want", [
+    ((512, 512), 192, 1, (171, 171)), ((256, 256), 192, 1, (128, 128)), ((100, 100), 192, 1, (100, 100)),
+    ((513, 300), 256, 1, (171, 150)), ((17, 17), 16, 1, (9, 9)),
+    ((160, 100), 192, 2, (80, 100)), ((200, 200), 192, 4, (100, 100)), ((100, 90), 192, 2, (100, 90)),
+])
+def test_tiles_are_even_within_the_limit_and_feed_the_threads(shape, tile, tiles, want):
+    core = engine.tile_grid(*shape, tile, tiles)
+    assert core == want and max(core) <= tile
+    for length, edge in zip(shape, core):
+        cores = [c1 - c0 for _, _, c0, c1 in tile_spans(length, edge, 9)]
+        assert max(cores) - min(cores) < len(cores)  # no thin last tile
 
 
 @pytest.mark.skipif(not HAVE_ORT, reason="no onnxruntime")

@@ -45,8 +45,11 @@ DEFAULT_TILE = 512
 #: feature maps (32 channels) near the core that computes them: on one thread
 #: a 512 x 512 slice took 80 ms whole and 57 ms as tiles of 128 to 256 (CPU
 #: time, halo included), and 2 threads on separate tiles beat 2 threads on
-#: each operator. Tiles are cut evenly (:func:`even_tile`).
+#: each operator. Tiles are cut evenly (:func:`tile_grid`).
 CPU_TILE = 192
+
+#: Smallest core edge the fast path cuts an image into so that every thread has a tile.
+MIN_SPLIT = 64
 
 #: Smallest tile edge :func:`run_slice` (and so ``fuse``) accepts: smaller
 #: tiles would be mostly halo and run the network thousands of times.
@@ -233,14 +236,24 @@ def _executor(workers: int) -> ThreadPoolExecutor:
         return _pools[workers]
 
 
-def even_tile(length: int, tile: int) -> int:
-    """The core size that cuts ``length`` into as few tiles of at most ``tile`` as possible, all alike.
+def tile_grid(height: int, width: int, tile: int, tiles: int = 1) -> tuple[int, int]:
+    """Core height and width that cut an image into even tiles of at most ``tile``.
 
-    512 with tiles of at most 192 gives 3 cores of 171 rather than 192, 192
-    and a thin 128 whose halo would cost as much as its core.
+    As few tiles as possible, all alike (512 with tiles of at most 192 gives
+    three cores of 171, not 192, 192 and a thin 128 whose halo would cost as
+    much as its core); then, while there are fewer than ``tiles`` (threads
+    with nothing to do) and the cores stay at least :data:`MIN_SPLIT` pixels,
+    the longer side is cut once more.
     """
-    count = -(-length // tile)
-    return -(-length // count)
+    ny, nx = -(-height // tile), -(-width // tile)
+    while ny * nx < tiles:
+        if height / ny >= width / nx and height / (ny + 1) >= MIN_SPLIT:
+            ny += 1
+        elif width / (nx + 1) >= MIN_SPLIT:
+            nx += 1
+        else:
+            break
+    return -(-height // ny), -(-width // nx)
 
 
 def tile_spans(length: int, tile: int, halo: int) -> list[tuple[int, int, int, int]]:
@@ -287,10 +300,11 @@ def run_stack(
         raise ValueError(f"give two stacks (Z, H, W) of one shape, not {anatomical.shape} and {functional.shape}")
     run, fast = _backend(model, device, channel, backend, maps, balance)
     z, h, w = anatomical.shape
-    work = min(tile, CPU_TILE) if fast else tile
-    if model.is_local and (h > work or w > work):
+    workers = max(1, int(threads or torch.get_num_threads() or 1)) if fast else 1
+    core_h, core_w = tile_grid(h, w, min(tile, CPU_TILE) if fast else tile, -(-workers // z))
+    if model.is_local and (core_h < h or core_w < w):
         halo = model.receptive_radius
-        ys, xs = tile_spans(h, even_tile(h, work), halo), tile_spans(w, even_tile(w, work), halo)
+        ys, xs = tile_spans(h, core_h, halo), tile_spans(w, core_w, halo)
         jobs = [(i, i + 1, y, x) for i in range(z) for y in ys for x in xs]
     else:
         step = 1 if fast else max(1, (tile * tile) // (h * w))
@@ -309,7 +323,6 @@ def run_stack(
         if surprise is not None:
             surprise[:, i0:i1, cy0:cy1, cx0:cx1] = s[:, :, ys, xs].transpose(1, 0, 2, 3)
 
-    workers = max(1, int(threads or torch.get_num_threads() or 1)) if fast else 1
     if workers == 1 or len(jobs) == 1:
         for spec in jobs:
             job(spec)

@@ -282,7 +282,7 @@ class ExportNet(nn.Module):
     """Export-friendly equivalent of a PCA :class:`LightFusionNet` (see module doc).
 
     ``forward(a, b)`` with ``(N, 1, H, W)`` inputs (and ``scale``, ``shift``
-    ``(C,)`` for a conditioned network) returns ``fused (N, 1, H, W)``, and
+    ``(C,)`` for a conditioned network) returns ``fused (N, H, W)``, and
     with ``maps`` also ``maps (N, 4, H, W)``: surprise of stream 1 and 2,
     attention of stream 1 and 2, each the channel mean or ``channel``.
     Raises ``ValueError`` for a network it does not know how to rewrite.
@@ -350,10 +350,9 @@ class ExportNet(nn.Module):
                 cin = cout
         self.blend = config.output == "blend"
         w, b, d, g = decoder[-1][0]
-        if self.blend:  # w = clamp(z + 1/2, 0, 1): the 1/2 goes into the bias, the clamp is fused
-            layers.append(_one_stream((w, b + 0.5, d, g), cin, 1, lambda y: y.clamp(0.0, 1.0)))
-        else:
-            layers.append(_one_stream((w, b, d, g), cin, 1, torch.sigmoid))
+        # the head's last 1x1 without its activation: a fused one would run on all 16 channels
+        # of the padded block; after the single channel is taken out it costs 1/16 of that
+        layers.append(_one_stream((w, b + 0.5 if self.blend else b, d, g), cin, 1))
         self.decoder = nn.Sequential(*layers)
 
     def forward(self, a, b, scale=None, shift=None):
@@ -364,8 +363,11 @@ class ExportNet(nn.Module):
         if self.conditioned:
             pad = self.mean.weight.shape[0] - self.width
             f = _condition_features(self.mean(f), F.pad(scale, (0, pad)), F.pad(shift, (0, pad)))
-        out = self.decoder(f)
-        fused = b + out * (a - b) if self.blend else out
+        out = self.decoder(f)[:, 0]
+        if self.blend:  # w = clamp(z + 1/2, 0, 1), the 1/2 in the bias; fused = w a + (1 - w) b
+            fused = b[:, 0] + out.clamp(0.0, 1.0) * (a[:, 0] - b[:, 0])
+        else:
+            fused = torch.sigmoid(out)
         if not self.maps:
             return fused
         return fused, self.surprise_map(surprise) + self.attention_map(attention)
@@ -401,6 +403,7 @@ class GenericNet(nn.Module):
             fused = torch.sigmoid(out)
         else:
             fused = b + blend_weight(out) * (a - b)
+        fused = fused[:, 0]
         if not self.maps:
             return fused
         maps = (aa, ab) if sa is None else (sa, sb, aa, ab)
@@ -462,6 +465,7 @@ def export_onnx(
         args += (torch.ones(width), torch.zeros(width))
     names = ["fused", "maps"] if maps else ["fused"]
     axes = {name: _AXES for name in ["a", "b", *names]}
+    axes["fused"] = {0: "batch", 1: "height", 2: "width"}
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the legacy exporter announces its deprecation
@@ -500,7 +504,7 @@ class FastSession:
             feed["scale"] = np.asarray(scale, np.float32).reshape(-1)
             feed["shift"] = np.asarray(shift, np.float32).reshape(-1)
         out = self.session.run(self.names, feed)
-        fused = out[0][:, 0]
+        fused = out[0]
         if len(out) == 1:
             return fused, None, None
         maps = out[1]
