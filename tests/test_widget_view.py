@@ -369,3 +369,17 @@ def test_lazy_inputs_give_lazy_layers_and_a_volume_export(lightfusion, stack_pai
     fused = role(viewer, "fused")
     assert isinstance(fused.data, da.Array) and fused.data.shape == (5, 48, 48, 3)
     assert widget.volume_btn.isVisibleTo(widget)
+
+
+def test_screenshots_for_the_readme_and_docs(tmp_path):
+    from skimage.io import imread
+
+    from napari_lightfusion.research.screenshot import MAX_BYTES, make_screenshots
+
+    written = make_screenshots(tmp_path / "readme.png")  # the synthetic sample: no data needed
+    assert [p.name for p in written] == ["widget_fused.png", "widget_map.png", "readme.png",
+                                         "widget_compare.png", "comparison_figure.png"]
+    for path in written:
+        image = imread(path)
+        assert path.stat().st_size <= MAX_BYTES and image[..., :3].std() > 10, path.name
+    assert imread(written[0]).shape[1] > 1000

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .layer_io import data_index, grid_of, is_colour, spatial_shape
+from .layer_io import data_index, display_name, grid_of, is_colour, spatial_shape
 
 
 def grid_layers(inputs: tuple, written: dict) -> list:
@@ -76,6 +76,21 @@ def tile_image(layer, point) -> np.ndarray:
     scaled = np.clip((data.astype(np.float64) - lo) / ((hi - lo) or 1.0), 0, 1)
     rgba = layer.colormap.map(scaled.ravel()).reshape(*scaled.shape, 4)
     return (rgba[..., :3] * 255).round().astype(np.uint8)
+
+
+def tile_label(layer) -> str:
+    """A short label for a figure tile: the input's name, "LightFusionNet · <preset>" or the baseline's method."""
+    from .jobs import NETWORK
+    from .outputs import info
+
+    meta = info(layer)
+    if meta is None:
+        return display_name(layer)
+    kind, _, method = meta["role"].partition(":")
+    if kind == "baseline":
+        return method
+    preset = meta["key"][2] if meta.get("key") else None
+    return f"{NETWORK} · {preset}" if kind == "fused" and preset else layer.name
 
 
 def tiles(viewer, layers: list) -> list[tuple[str, np.ndarray]]:

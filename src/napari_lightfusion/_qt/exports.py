@@ -8,6 +8,7 @@ from napari.utils.notifications import show_error
 from qtpy.QtWidgets import QApplication, QFileDialog
 
 from . import compare as C
+from .jobs import TIME
 from .table_text import to_csv, to_tsv
 
 
@@ -30,14 +31,16 @@ class ExportActions:
     def export_figure(self, path) -> Path:
         """Write one PNG: the inputs, the fused image and the baselines of the last result
         as labelled tiles (the current slice, as napari shows it), the metric table beneath."""
-        from .figure import export_figure
+        from .figure import DIRECTIONS, export_figure
 
         result = self.last_result()
         if not result:
             raise ValueError("fuse or compare first: there is no result to put in a figure")
         layers = C.grid_layers(self.pair(), result)
-        return Path(export_figure(C.tiles(self.viewer, layers), self.table_data, path,
-                                  caption=result["fused"].name))
+        labels = [C.tile_label(layer) for layer in layers]
+        tiles = [(label, image) for label, (_, image) in zip(labels, C.tiles(self.viewer, layers))]
+        return Path(export_figure(tiles, self.table_data, path, caption=result["fused"].name,
+                                  directions={**DIRECTIONS, TIME: "↓"}, columns=min(len(tiles), 4)))
 
     def save_screenshot(self, path) -> Path:
         """Save what the canvas shows, cropped to the data at its resolution, as a PNG."""

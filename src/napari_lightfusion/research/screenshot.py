@@ -61,6 +61,7 @@ def _open_pair(viewer, data: Path | None) -> None:
 def make_screenshots(out_png: str | Path, data: str | Path | None = None, show: bool = True) -> list[Path]:
     """Write the README screenshot at ``out_png`` and the four docs screenshots next to it."""
     import napari
+    from skimage.io import imread
 
     out_png = Path(out_png)
     folder = out_png.parent
@@ -94,7 +95,8 @@ def make_screenshots(out_png: str | Path, data: str | Path | None = None, show: 
         widget.compare()
         wait_until(lambda: not widget.busy, 120.0, "the comparison")
         shot("widget_compare.png")
-        written.append(widget.export_figure(folder / "comparison_figure.png"))
+        figure = widget.export_figure(folder / "comparison_figure.png")
+        written.append(save_png(imread(figure), figure))  # smaller for the docs when needed
     finally:
         viewer.close()
     return written
