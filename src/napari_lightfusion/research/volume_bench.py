@@ -8,6 +8,11 @@ each time (peak RSS from ``wait4``, so nothing else in this process counts):
   with ``--format zarr``), for each depth given (``--slices 20 60``): wall
   seconds, slices per second, peak RSS. A bound
   that holds whatever the depth shows as the same peak for every depth.
+* ``napari`` (needs a display: ``xvfb-run -a``): the zarr pair as lazy
+  layers in napari, their lazy fused layer added, the slider moved over
+  ``--steps`` slices (napari fuses each slice it shows), then *Export fused
+  volume* (:func:`napari_lightfusion._qt.volume_export.export_fused`):
+  seconds per slider move, export throughput, peak RSS.
 * ``lazy``: :func:`napari_lightfusion.lazy.fuse_lazy` on zarr arrays opened
   lazily, one slice computed (what napari does for the slice it shows):
   seconds to the first slice, peak RSS (beside that of a process that only
@@ -17,6 +22,7 @@ Examples (the README's figures)::
 
     nice -n 10 python -m napari_lightfusion.research.volume_bench volume --size 2048 --slices 20 60
     nice -n 10 python -m napari_lightfusion.research.volume_bench lazy --size 512 --slices 300
+    nice -n 10 xvfb-run -a python -m napari_lightfusion.research.volume_bench napari --size 512 --slices 300
     nice -n 10 python -m napari_lightfusion.research.volume_bench volume --size 512 --slices 300 --format zarr
 """
 
@@ -119,6 +125,55 @@ def bench_lazy(folder: Path, size: int, slices: int) -> dict:
             "input MiB": 2 * slices * size * size * 2 / 2**20}
 
 
+def napari_child(a: str, b: str, out: str, steps: int) -> None:
+    """Child process: a lazy pair in napari, its lazy fused layer browsed over ``steps`` slices
+    (napari computes each shown slice), then exported; prints the timings as one JSON line."""
+    import json
+
+    import dask.array as da
+    import napari
+
+    from napari_lightfusion._qt.volume_export import export_fused
+    from napari_lightfusion.lazy import fuse_lazy
+
+    from .qt_wait import wait_until
+
+    viewer = napari.Viewer(show=False)
+    mri = viewer.add_image(da.from_zarr(a), name="mri")
+    pet = viewer.add_image(da.from_zarr(b), name="pet", colormap="magma", blending="additive")
+    start = time.perf_counter()
+    result = fuse_lazy(mri.data, pet.data, "CT-MRI", a_limits=tuple(mri.contrast_limits),
+                       b_limits=tuple(pet.contrast_limits), maps=False)
+    fused = viewer.add_image(result.fused, name="fused", contrast_limits=(0.0, 1.0))
+    first = time.perf_counter() - start
+    moves = []
+    for z in np.linspace(0, mri.data.shape[0] - 1, steps).round().astype(int)[1:]:
+        t = time.perf_counter()
+        viewer.dims.set_point(0, int(z))  # napari's (synchronous) slicing fuses the slice it shows
+        moves.append(time.perf_counter() - t)
+    done = []
+    start = time.perf_counter()
+    worker = export_fused(viewer, fused, out)
+    worker.finished.connect(lambda: done.append(True))
+    wait_until(lambda: bool(done), 3600, "the export")
+    print(json.dumps({"first": first, "move": float(np.median(moves)), "export": time.perf_counter() - start}))
+    viewer.close()
+
+
+def bench_napari(folder: Path, size: int, slices: int, steps: int) -> dict:
+    """A lazy zarr pair in napari: fused layer added, browsed, exported, in a fresh process."""
+    import json
+
+    a, b = make_pair(folder, slices, size, "zarr")
+    wall, peak, out = measure([sys.executable, "-m", "napari_lightfusion.research.volume_bench", "_napari",
+                               str(a), str(b), str(folder / "export.zarr"), str(steps)])
+    times = json.loads(out.strip().splitlines()[-1])
+    return {"pair": f"{slices}x{size}x{size} uint16 zarr", "fused layer added s": times["first"],
+            "slider move median ms": 1e3 * times["move"], "export s": times["export"],
+            "export slices/s": slices / times["export"], "peak RSS MiB": peak,
+            "input MiB": 2 * slices * size * size * 2 / 2**20}
+
+
 def table(rows: list[dict]) -> str:
     """Rows as a markdown table."""
     keys = list(rows[0])
@@ -141,6 +196,15 @@ def main(argv: list[str] | None = None) -> None:
     lz.add_argument("--size", type=int, default=512)
     lz.add_argument("--slices", type=int, default=300)
     lz.add_argument("--dir", type=Path, default=None)
+    nap = sub.add_parser("napari")
+    nap.add_argument("--size", type=int, default=512)
+    nap.add_argument("--slices", type=int, default=300)
+    nap.add_argument("--steps", type=int, default=12, help="slider positions browsed")
+    nap.add_argument("--dir", type=Path, default=None)
+    child_napari = sub.add_parser("_napari")
+    for name in ("a", "b", "out"):
+        child_napari.add_argument(name)
+    child_napari.add_argument("steps", type=int)
     child = sub.add_parser("_slice")
     child.add_argument("a")
     child.add_argument("b")
@@ -149,11 +213,16 @@ def main(argv: list[str] | None = None) -> None:
     if args.what == "_slice":
         lazy_slice(args.a, args.b, args.index)
         return
+    if args.what == "_napari":
+        napari_child(args.a, args.b, args.out, args.steps)
+        return
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         if args.what == "volume":
             rows = bench_volume(Path(tmp), args.size, args.slices, args.scheduler, args.format)
-        else:
+        elif args.what == "lazy":
             rows = [bench_lazy(Path(tmp), args.size, args.slices)]
+        else:
+            rows = [bench_napari(Path(tmp), args.size, args.slices, args.steps)]
     print(table(rows))
 
 
