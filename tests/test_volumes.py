@@ -225,3 +225,11 @@ def test_manifest_errors(tmp_path):
         read_manifest(twice)
     with pytest.raises(ValueError, match="cannot read the manifest"):
         read_manifest(tmp_path / "none.csv")
+
+
+def test_the_volume_benchmark_measures_a_fresh_process(tmp_path):
+    from napari_lightfusion.research.volume_bench import bench_volume, table
+
+    [row] = bench_volume(tmp_path, size=32, depths=[3], scheduler="synchronous")
+    assert row["fuse-volume s"] > 0 and row["peak RSS MiB"] > 50 and row["slices/s"] > 0
+    assert table([row]).startswith("| pair |")
