@@ -344,6 +344,8 @@ def _add_fuse_volume(sub):
     p.add_argument("--a-window", default=None, metavar="LO,HI",
                    help="contrast window of the anatomical volume (default: its full range); --a-window=-100,400")
     p.add_argument("--b-window", default=None, metavar="LO,HI", help="contrast window of the functional volume")
+    p.add_argument("--balance", type=float, default=None,
+                   help="anatomy first (0) to function first (1), for networks trained with a balance input")
     p.add_argument("--scheduler", default=None,
                    help="threads (default), processes, synchronous or tcp://HOST:PORT of a dask.distributed "
                         "scheduler (default: $DASK_SCHEDULER_ADDRESS when set)")
@@ -383,7 +385,8 @@ def _run_fuse_volume(args):
     try:
         report = fuse_volume(
             args.anatomical, args.functional, args.out, preset=args.preset, weights=args.weights,
-            a_window=windows[0], b_window=windows[1], device=args.device, scheduler_name=args.scheduler,
+            a_window=windows[0], b_window=windows[1], balance=args.balance, device=args.device,
+            scheduler_name=args.scheduler,
             progress=progress, command=_command(args),
         )
     finally:
