@@ -182,6 +182,37 @@ def warm_up(preset: str, device: str) -> float | None:
     return model.config.balance
 
 
+class WarmUp:
+    """:func:`warm_up` in a plain daemon thread, polled by the widget.
+
+    Not a napari worker: it holds no Qt object, so a viewer closed (or an
+    application quit) while the network loads leaves nothing behind that
+    could be signalled after Qt deleted it. ``load`` is the function run
+    (:func:`warm_up` unless a caller passes another).
+    """
+
+    abort_requested = False
+
+    def __init__(self, preset: str, device: str, load=None):
+        self.result = None
+        self._load = load or warm_up
+        self._thread = threading.Thread(target=self._run, args=(preset, device), daemon=True,
+                                        name="lightfusion-warm-up")
+
+    def _run(self, preset, device):
+        self.result = self._load(preset, device)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def quit(self) -> None:
+        """Nothing to stop: loading a network is short and has no side effect but a cache."""
+
+    @property
+    def done(self) -> bool:
+        return not self._thread.is_alive()
+
+
 def failure(exc: Exception) -> str:
     """One line for an unexpected error of a job (e.g. out of memory on the device)."""
     text = str(exc).strip()

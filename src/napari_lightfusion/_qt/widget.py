@@ -35,7 +35,7 @@ from . import outputs as O
 from .controls import ALL_BASELINES, MAP_TEXT, build_controls, collapsible
 from .exports import ExportActions
 from .finetune_panel import FinetunePanel
-from .jobs import Outcome, PlanCache, Request, run_lazy, run_request, warm_up
+from .jobs import Outcome, PlanCache, Request, WarmUp, run_lazy, run_request, warm_up
 from .results import ResultView
 
 __all__ = ["MAP_TEXT", "LightFusionWidget"]
@@ -80,6 +80,8 @@ class LightFusionWidget(ResultView, ExportActions, QWidget):
         self._result = None  # (set key, {role: layer}, inputs) of the last written result
         self._timer = QTimer(self, singleShot=True, interval=DEBOUNCE_MS)
         self._timer.timeout.connect(lambda: self._submit("live"))
+        self._warm_timer = QTimer(self, interval=50)
+        self._warm_timer.timeout.connect(self._poll_warm_up)
         self._build_ui()
         self.pickers.changed.connect(self._on_pair_changed)
         self.viewer.layers.events.removed.connect(self._on_layer_removed)
@@ -285,9 +287,12 @@ class LightFusionWidget(ResultView, ExportActions, QWidget):
 
     def _start(self, kind: str, clicked: float):
         if kind == "warm":
-            worker = create_worker(warm_up, self.preset.currentText(), self.device.currentText())
-            worker.returned.connect(self._guard(self._on_warm))
-        elif kind == "resample":
+            self._worker = self._life.worker = WarmUp(self.preset.currentText(), self.device.currentText(), warm_up)
+            self._kind = kind
+            self._worker.start()
+            self._warm_timer.start()
+            return
+        if kind == "resample":
             a, b = self.pair()
             if a is None or b is None:
                 return
@@ -329,6 +334,12 @@ class LightFusionWidget(ResultView, ExportActions, QWidget):
         for button in (self.fuse_btn, self.compare_btn, self.resample_btn):
             button.setEnabled(False)
         self.cancel_btn.setEnabled(True)
+
+    def _poll_warm_up(self):
+        if self._kind == "warm" and self._worker.done:
+            self._warm_timer.stop()
+            self._on_warm(self._worker.result)
+            self._on_finished()
 
     def _on_warm(self, balance):
         """The network is loaded: the balance slider applies when it was trained with one."""

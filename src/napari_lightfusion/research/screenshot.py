@@ -70,7 +70,7 @@ def make_screenshots(out_png: str | Path, data: str | Path | None = None, show: 
     written = []
 
     def shot(name: str | Path) -> None:
-        end = time.monotonic() + 1.0  # let the canvas draw
+        end = time.monotonic() + 0.3  # let the canvas draw
         wait_until(lambda: time.monotonic() > end, 5.0)
         written.append(save_png(viewer.screenshot(canvas_only=False, flash=False), folder / name))
 
