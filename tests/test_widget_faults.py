@@ -141,3 +141,27 @@ def test_live_latency_benchmark_measures_every_slider_move(make_napari_viewer):
     rows = measure(sizes=(32,), slices=3, make_viewer=lambda: make_napari_viewer(show=True))
     assert rows[0]["moves"] == 3 and rows[0]["median_ms"] >= rows[0]["debounce_ms"]
     assert "| 32x32 | 3 |" in format_rows(rows)
+
+
+def test_closing_napari_while_the_network_loads_exits_cleanly(tmp_path):
+    """The warm-up starts when the widget opens; quitting at once must not abort the process."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "close.py"
+    script.write_text(
+        "import napari\n"
+        "from napari_lightfusion._qt.widget import LightFusionWidget\n"
+        "from napari_lightfusion.weights import _cached_model\n"
+        "for show in (False, True):\n"
+        "    _cached_model.cache_clear()\n"
+        "    viewer = napari.Viewer(show=show)\n"
+        "    viewer.window.add_dock_widget(LightFusionWidget(viewer))\n"
+        "    viewer.close()\n"
+        "print('closed')\n"
+    )
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "QT_API": os.environ.get("QT_API", "pyqt6")})
+    assert run.returncode == 0 and "closed" in run.stdout, run.stderr[-2000:]
+    assert "has been deleted" not in run.stderr

@@ -183,12 +183,14 @@ def warm_up(preset: str, device: str) -> float | None:
 
 
 class WarmUp:
-    """:func:`warm_up` in a plain daemon thread, polled by the widget.
+    """:func:`warm_up` in a plain thread, polled by the widget.
 
     Not a napari worker: it holds no Qt object, so a viewer closed (or an
     application quit) while the network loads leaves nothing behind that
-    could be signalled after Qt deleted it. ``load`` is the function run
-    (:func:`warm_up` unless a caller passes another).
+    could be signalled after Qt deleted it. Not a daemon thread either:
+    Python waits the second or so it needs at exit, instead of killing it
+    inside torch or ONNX Runtime (which aborts the process). ``load`` is the
+    function run (:func:`warm_up` unless a caller passes another).
     """
 
     abort_requested = False
@@ -196,8 +198,7 @@ class WarmUp:
     def __init__(self, preset: str, device: str, load=None):
         self.result = None
         self._load = load or warm_up
-        self._thread = threading.Thread(target=self._run, args=(preset, device), daemon=True,
-                                        name="lightfusion-warm-up")
+        self._thread = threading.Thread(target=self._run, args=(preset, device), name="lightfusion-warm-up")
 
     def _run(self, preset, device):
         self.result = self._load(preset, device)
