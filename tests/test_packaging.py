@@ -106,10 +106,8 @@ def test_wheel_metadata_has_one_version_the_licence_and_the_urls(wheel):
 
 def _declared() -> set[str]:
     """Distribution names in pyproject's dependencies and optional extras (but testing), normalised."""
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        tomllib = pytest.importorskip("tomli")
+    import tomllib
+
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     extras = [deps for name, deps in project.get("optional-dependencies", {}).items() if name != "testing"]
     requirements = [*project["dependencies"], *(r for deps in extras for r in deps)]
