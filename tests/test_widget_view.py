@@ -331,13 +331,20 @@ def test_pickers_follow_renames_and_keep_the_users_pick(pair, colour_pair, qtbot
 
 
 def test_the_balance_slider_is_for_conditioned_networks_and_refuses_live(pair, qtbot, monkeypatch):
+    from napari_lightfusion.weights import model_for
+
     viewer, widget, mri, pet = pair
     wait_idle(qtbot, widget)
-    assert not widget.balance.isEnabled()  # the bundled networks are the paper's, unconditioned
+    conditioned = model_for(widget.preset.currentText()).config.balance is not None
+    assert widget.balance.isEnabled() == conditioned
+    monkeypatch.setattr(widget_module, "warm_up", lambda preset, device: None)  # the paper's network
+    widget.preset.activated.emit(widget.preset.currentIndex())
+    wait_idle(qtbot, widget)
+    assert not widget.balance.isEnabled() and widget.balance_value() is None
     seen = []
     plan = jobs.plan_fusion
     monkeypatch.setattr(jobs, "plan_fusion", lambda *a, **k: (seen.append(k.get("balance")), plan(*a, **k))[1])
-    monkeypatch.setattr(widget_module, "warm_up", lambda preset, device: 0.3)
+    monkeypatch.setattr(widget_module, "warm_up", lambda preset, device: 0.3)  # trained with a balance
     widget.preset.activated.emit(widget.preset.currentIndex())
     wait_idle(qtbot, widget)
     assert widget.balance.isEnabled() and widget.balance.value() == 30

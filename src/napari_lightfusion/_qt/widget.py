@@ -246,7 +246,8 @@ class LightFusionWidget(ResultView, ExportActions, QWidget):
     def _submit(self, kind: str):
         clicked = time.perf_counter()
         if self._worker is not None:  # one running, one waiting: the newest wins
-            if not (kind == "live" and self._pending and self._pending[0] in ("full", "compare")):
+            weaker = {"live": ("full", "compare"), "warm": ("full", "compare", "live", "resample")}
+            if not (self._pending and self._pending[0] in weaker.get(kind, ())):
                 self._pending = (kind, clicked)
             return
         self._start(kind, clicked)
