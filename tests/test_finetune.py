@@ -148,18 +148,22 @@ def test_result_saves_loads_and_fuses(cells, tmp_path):
     assert fused.shape == (96, 96) and 0 <= fused.min() and fused.max() <= 1
 
 
-def test_a_balance_conditioned_base_stays_conditioned_and_trains_its_conditioning(cells, tmp_path):
+@pytest.mark.parametrize("balance_loss", ["targets", "fade", "hotspot"])
+def test_a_balance_conditioned_base_is_fine_tuned_as_it_was_trained(cells, tmp_path, balance_loss):
     import inspect
 
     from napari_lightfusion.losses import fusion_loss
     from napari_lightfusion.model import LightFusionNet, ModelConfig
 
-    if "balance" not in inspect.signature(fusion_loss).parameters:
-        pytest.skip("the losses take no balance yet")
+    if "mode" not in inspect.signature(fusion_loss).parameters:
+        pytest.skip("the losses take no balance mode yet")
     torch.manual_seed(0)
     base = LightFusionNet(ModelConfig(balance=0.3))
-    save_weights(base, tmp_path / "conditioned.pt", {"dataset": None})
-    result = finetune([cells], str(tmp_path / "conditioned.pt"), steps=10, validate_every=10, crop=32, minutes=None)
+    train = {"default_share": 0.5, "balance_loss": balance_loss, "film_lr_scale": 10.0}
+    save_weights(base, tmp_path / "conditioned.pt", {"dataset": None, "train": train})
+    result = finetune([cells], str(tmp_path / "conditioned.pt"), steps=6, validate_every=6, crop=32, minutes=None)
     assert result.model.config.balance == 0.3 and result.model.conditioned
-    assert result.best_step == 10  # a random network improves at once
+    assert result.conditioning.balance_loss == balance_loss and result.conditioning.film_lr_scale == 10.0
+    assert result.sidecar()["finetune"]["conditioning"]["default_share"] == 0.5
+    assert result.best_step == 6  # a random network improves at once
     assert not torch.equal(result.model.film.out.weight, base.film.out.weight)

@@ -29,10 +29,12 @@ widget's fine-tuning section both call it.
   same machine and thread count (on the CPU; CUDA convolutions may differ
   in the last bits).
 * A network conditioned on a balance (``ModelConfig.balance``) keeps its
-  configuration and is fine-tuned as it was trained
-  (``research/train.py``): each batch draws b (the default b for a quarter
-  of the batches, else uniform in [0, 1]), conditions the network on it
-  and moves the loss's targets with it; validation is at the default b.
+  configuration and is fine-tuned as it was trained (``research/train.py``,
+  with the settings its sidecar records: :func:`base_conditioning`): each
+  batch draws b (the default b for ``default_share`` of the batches, else
+  uniform in [0, 1]), conditions the network on it and shapes the loss
+  with it (``balance_loss``); the balance layer learns ``film_lr_scale``
+  times faster. Validation is at the default b.
 """
 
 from __future__ import annotations
@@ -56,9 +58,6 @@ from .weights import model_for, preset_path, read_sidecar, sha256
 
 #: Validation metrics reported (besides the loss), from :mod:`napari_lightfusion.metrics`.
 VALIDATION_METRICS = ("Qabf", "SSIM", "VIF")
-
-#: Conditioned networks: share of batches drawn at the default balance (as in training).
-DEFAULT_BALANCE_SHARE = 0.25
 
 #: Smallest edge (pixels) of a slice that can be split into training and held-out parts.
 MIN_EDGE = 32
@@ -154,6 +153,7 @@ class FinetuneResult:
     losses: list[float] = field(default_factory=list)
     validations: list[tuple[int, dict]] = field(default_factory=list)
     step_seconds: list[float] = field(default_factory=list)
+    conditioning: Conditioning | None = None
 
     @property
     def median_step_ms(self) -> float:
@@ -177,6 +177,7 @@ class FinetuneResult:
                 "best_step": self.best_step,
                 "stopped": self.stopped,
                 "crop_used": self.crop,
+                "conditioning": None if self.conditioning is None else asdict(self.conditioning),
                 "median_step_ms": None if not self.step_seconds else round(self.median_step_ms, 2),
                 "train_images": self.train_images,
                 "validation_images": self.validation_images,
@@ -251,6 +252,46 @@ def split_pair(pair: PreparedPair, holdout: float = 0.2) -> tuple[list[np.ndarra
     return train, validation
 
 
+@dataclass(frozen=True)
+class Conditioning:
+    """How a balance-conditioned network was trained (its sidecar's ``train``), so fine-tuning does the same."""
+
+    default: float  # the network's default b
+    default_share: float = 0.25  # share of batches at the default b; the rest draw b uniformly
+    balance_loss: str = "targets"  # how b shapes the loss (napari_lightfusion.losses.fusion_loss mode)
+    film_lr_scale: float = 1.0  # learning-rate factor of the balance (FiLM) layer
+
+    def draw(self, rng: np.random.Generator) -> float:
+        """The balance of one training batch."""
+        return self.default if rng.random() < self.default_share else float(rng.random())
+
+    def loss_options(self, balance: float, hot=None) -> dict:
+        """Keyword arguments of :func:`fusion_loss` for this balance (and hot-spot mask)."""
+        options = {"balance": balance}
+        if self.balance_loss != "targets":
+            options["mode"] = self.balance_loss
+        if self.balance_loss == "hotspot":
+            options["hot"] = hot
+        return options
+
+
+def base_conditioning(model: LightFusionNet, path) -> Conditioning | None:
+    """The balance training settings of a conditioned base (from its sidecar); None for the paper's network."""
+    if not model.conditioned:
+        return None
+    train = read_sidecar(path).get("train") or {}
+    known = {k: train[k] for k in ("default_share", "balance_loss", "film_lr_scale") if train.get(k) is not None}
+    return Conditioning(default=float(model.config.balance), **known)
+
+
+def with_hot_spots(parts: list[np.ndarray]) -> list[np.ndarray]:
+    """``(2, h, w)`` parts with a third channel: the functional hot spot (for the "hotspot" balance loss)."""
+    return [
+        np.concatenate([part, metrics.hot_spot(part[1] * 255.0, part[0] * 255.0)[None].astype(np.float32)])
+        for part in parts
+    ]
+
+
 def base_loss_weights(path) -> LossWeights:
     """The loss weights a weight file was trained with (its sidecar), else Eq. 5's."""
     stored = read_sidecar(path).get("loss_weights")
@@ -281,38 +322,32 @@ class _Crops:
                 patch = patch[:, ::-1, :]
             crops.append(patch)
         batch = torch.from_numpy(np.ascontiguousarray(np.stack(crops), dtype=np.float32)).to(device)
-        return batch[:, :1], batch[:, 1:]
-
-
-def _balance(model: LightFusionNet, rng: np.random.Generator | None = None) -> dict:
-    """Keyword arguments that condition ``model`` and its loss: ``{}`` for the paper's network.
-
-    With ``rng``, b is drawn as training draws it; without, it is the default b.
-    """
-    if not model.conditioned:
-        return {}
-    default = float(model.config.balance)
-    if rng is None or rng.random() < DEFAULT_BALANCE_SHARE:
-        return {"balance": default}
-    return {"balance": float(rng.random())}
+        return batch[:, :1], batch[:, 1:2], (batch[:, 2:] if batch.shape[1] > 2 else None)
 
 
 @torch.no_grad()
-def validate(model: LightFusionNet, images: Sequence[np.ndarray], weights: LossWeights, device) -> dict:
+def validate(
+    model: LightFusionNet, images: Sequence[np.ndarray], weights: LossWeights, device,
+    conditioning: Conditioning | None = None,
+) -> dict:
     """Mean validation loss, Qabf, SSIM and VIF of ``model`` on ``(2, h, w)`` held-out images.
 
     The metrics take the images on a 0..255 scale as :mod:`metrics` expects;
-    nan values (an image without edges) are left out of the means.
+    nan values (an image without edges) are left out of the means. A
+    conditioned network is validated at its default balance.
     """
     model.eval()
     device = torch.device(device)
     scores = {name: [] for name in ("loss", *VALIDATION_METRICS)}
-    balance = _balance(model)
     for image in images:
         pair = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[:, None].to(device)
-        a, b = pair[:1], pair[1:]
-        fused = model(a, b, **balance)
-        loss, _ = fusion_loss(fused, a, b, weights, **balance)
+        a, b, hot = pair[:1], pair[1:2], pair[2:] if len(pair) > 2 else None
+        if conditioning is None:
+            fused = model(a, b)
+            loss, _ = fusion_loss(fused, a, b, weights)
+        else:
+            fused = model(a, b, balance=conditioning.default)
+            loss, _ = fusion_loss(fused, a, b, weights, **conditioning.loss_options(conditioning.default, hot))
         f = fused[0, 0].float().cpu().numpy().astype(np.float64) * 255.0
         sa, sb = image[0].astype(np.float64) * 255.0, image[1].astype(np.float64) * 255.0
         scores["loss"].append(float(loss))
@@ -372,13 +407,20 @@ def finetune_steps(
         train += t
         held += v
     held = _evenly(held, config.max_validation)
+    conditioning = base_conditioning(model, base_path)
+    if conditioning is not None and conditioning.balance_loss == "hotspot":
+        train, held = with_hot_spots(train), with_hot_spots(held)
     crop = min(config.crop, *(min(im.shape[1:]) for im in train))
     crops = _Crops(train, crop, config.seed)
     torch.manual_seed(config.seed)
-    optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
+    film = [p for n, p in model.named_parameters() if n.startswith("film.")]
+    rest = [p for n, p in model.named_parameters() if not n.startswith("film.")]
+    scale = conditioning.film_lr_scale if conditioning is not None else 1.0
+    optimiser = torch.optim.Adam([{"params": rest}] + ([{"params": film, "lr": config.lr * scale}] if film else []),
+                                 lr=config.lr)
     budget = None if config.minutes is None else 60.0 * config.minutes
 
-    before = validate(model, held, weights, device)
+    before = validate(model, held, weights, device, conditioning)
     best, best_step = before, 0
     best_state = copy.deepcopy(model.state_dict())
     validations = [(0, before)]
@@ -406,9 +448,13 @@ def finetune_steps(
             break
         model.train()
         tick = time.perf_counter()
-        a, b = crops.batch(config.batch_size, device)
-        balance = _balance(model, crops.rng)
-        loss, _ = fusion_loss(model(a, b, **balance), a, b, weights, **balance)
+        a, b, hot = crops.batch(config.batch_size, device)
+        if conditioning is None:
+            loss, _ = fusion_loss(model(a, b), a, b, weights)
+        else:
+            balance = conditioning.draw(crops.rng)
+            options = conditioning.loss_options(balance, hot)
+            loss, _ = fusion_loss(model(a, b, balance=balance), a, b, weights, **options)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
@@ -417,7 +463,7 @@ def finetune_steps(
         step_seconds.append(time.perf_counter() - tick)
         validation = None
         if step % config.validate_every == 0:
-            validation = validate(model, held, weights, device)
+            validation = validate(model, held, weights, device, conditioning)
             validations.append((step, validation))
             if validation["loss"] < best["loss"]:
                 best, best_step = validation, step
@@ -426,7 +472,7 @@ def finetune_steps(
         yield Progress(step, config.steps, elapsed, budget, losses[-1], validation, best, best_step)
 
     if step and validations[-1][0] != step:  # score the last weights too
-        validation = validate(model, held, weights, device)
+        validation = validate(model, held, weights, device, conditioning)
         validations.append((step, validation))
         if validation["loss"] < best["loss"]:
             best, best_step = validation, step
@@ -454,6 +500,7 @@ def finetune_steps(
         losses=losses,
         validations=validations,
         step_seconds=step_seconds,
+        conditioning=conditioning,
     )
 
 
