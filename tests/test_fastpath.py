@@ -100,9 +100,37 @@ def test_conditioned_networks_match_for_every_balance(config, maps):
 
 def test_conditioned_session_needs_scale_and_shift():
     fast = fastpath.session_for(conditioned(3))
-    assert fast.inputs == ("a", "b", "scale", "shift")
+    assert fast.conditioned and [i.name for i in fast.session.get_inputs()] == ["a", "b"]
     with pytest.raises(ValueError, match="scale and shift"):
         fast.run(*pair((8, 8)))
+
+
+def test_each_balance_gets_a_session_from_one_export(monkeypatch):
+    model = conditioned(4)
+    fast = fastpath.make_session(model, maps=False)
+    monkeypatch.setattr(fastpath, "export_onnx", lambda *a, **k: pytest.fail("exported again"))
+    a, b = pair((24, 30), seed=2)
+    with torch.no_grad():
+        conditions = [tuple(t.numpy() for t in model.condition(x)) for x in (0.0, 0.5, 1.0, 0.25)]
+    sessions = [fast.for_balance(*c) for c in conditions]
+    assert len({id(s) for s in sessions}) == 4 and fast.for_balance(*conditions[-1]) is sessions[-1]
+    assert len(fast._balances) == fastpath.FastSession.BALANCES
+    fused = [fast.run(a, b, *c)[0] for c in conditions]
+    assert np.abs(fused[0] - fused[2]).max() > 1e-3
+
+
+def test_conditioned_graph_stays_in_the_blocked_layout(tmp_path):
+    """Constants, not inputs: the FiLM folds into a convolution, so only the output changes layout."""
+    import onnx
+    import onnxruntime as ort
+
+    data, _, held = fastpath.export_onnx(conditioned(5), maps=False)
+    assert held
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimised.onnx")
+    ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "optimised.onnx")).graph.node]
+    assert ops.count("ReorderInput") == 0 and ops.count("ReorderOutput") == 1, ops
 
 
 @pytest.mark.parametrize("config, channel", [

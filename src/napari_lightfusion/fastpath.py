@@ -42,8 +42,13 @@ PyTorch model, maps included):
   and one on the attention, summed into one 4-channel output (surprise 1,
   surprise 2, attention 1, attention 2: channel mean or one channel);
   without maps the graph has only the fused output;
-* a balance-conditioned network takes ``scale`` and ``shift`` ``(C,)`` as
-  inputs (``model.condition(b)``), so one export serves every balance;
+* a balance-conditioned network's graph holds its per-channel ``scale``
+  and ``shift`` (``model.condition(b)``) as two named constants, which ONNX
+  Runtime folds into the convolution before them; one export serves every
+  balance, each balance getting its own session from the exported graph
+  with those two constants replaced (a few milliseconds, a few kept): as
+  graph inputs they would cost two layout conversions and two plain
+  element-wise passes (11 % more time per tile, measured);
 * the blend head's ``w a + (1 - w) b`` is ``b + w (a - b)``, its hard
   sigmoid a fused clip.
 
@@ -65,7 +70,6 @@ import threading
 import warnings
 import weakref
 from collections import OrderedDict
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -236,14 +240,24 @@ def _bottlenecks(head_a: nn.Module, head_b: nn.Module, cp: int) -> tuple[_Conv, 
     return _Conv(w1, bias1, activation=F.relu), _Conv(w2, bias2, activation=torch.sigmoid)
 
 
+#: Names of the graph constants that hold a conditioned network's FiLM scale and shift.
+FILM = ("film_scale", "film_shift")
+
+
 def _conditioned(model: LightFusionNet) -> bool:
-    """Whether ``model`` takes a balance (its graph then has ``scale`` and ``shift`` inputs)."""
+    """Whether ``model`` takes a balance (its graph then has the :data:`FILM` constants)."""
     return bool(getattr(model, "conditioned", False))
 
 
-def _condition_features(f, scale, shift):
-    """The balance conditioning of the fused features: ``f * scale + shift`` per channel."""
-    return f * scale.reshape(1, -1, 1, 1) + shift.reshape(1, -1, 1, 1)
+def _register_film(net: nn.Module, model: LightFusionNet, channels: int) -> None:
+    """Give ``net`` the :data:`FILM` buffers ``(1, channels, 1, 1)`` at the model's default balance."""
+    with torch.no_grad():
+        scale, shift = (t.detach().to("cpu", torch.float32) for t in model.condition(None))
+    n = scale.shape[0]
+    full_scale, full_shift = torch.ones(1, channels, 1, 1), torch.zeros(1, channels, 1, 1)
+    full_scale[0, :n, 0, 0], full_shift[0, :n, 0, 0] = scale, shift
+    net.register_buffer(FILM[0], full_scale)
+    net.register_buffer(FILM[1], full_shift)
 
 
 def _fold_mean(block: list[tuple], cp: int) -> tuple[list[_Conv], int]:
@@ -281,8 +295,7 @@ def _fold_mean(block: list[tuple], cp: int) -> tuple[list[_Conv], int]:
 class ExportNet(nn.Module):
     """Export-friendly equivalent of a PCA :class:`LightFusionNet` (see module doc).
 
-    ``forward(a, b)`` with ``(N, 1, H, W)`` inputs (and ``scale``, ``shift``
-    ``(C,)`` for a conditioned network) returns ``fused (N, H, W)``, and
+    ``forward(a, b)`` with ``(N, 1, H, W)`` inputs returns ``fused (N, H, W)``, and
     with ``maps`` also ``maps (N, 4, H, W)``: surprise of stream 1 and 2,
     attention of stream 1 and 2, each the channel mean or ``channel``.
     Raises ``ValueError`` for a network it does not know how to rewrite.
@@ -339,6 +352,7 @@ class ExportNet(nn.Module):
         if self.conditioned:  # the mean must exist as a tensor: f * scale + shift
             eye = torch.eye(cp)[:, :, None, None] * 0.5
             self.mean = _Conv(torch.cat([eye, eye], 1), torch.zeros(cp))
+            _register_film(self, model, cp)
             start = 0
         else:  # (fa + fb) / 2 folded into the first block
             start = 1
@@ -355,14 +369,13 @@ class ExportNet(nn.Module):
         layers.append(_one_stream((w, b + 0.5 if self.blend else b, d, g), cin, 1))
         self.decoder = nn.Sequential(*layers)
 
-    def forward(self, a, b, scale=None, shift=None):
+    def forward(self, a, b):
         x = self.encoder(torch.cat([a, b], 1))
         surprise = self.context(x)  # |predicted - x|
         attention = self.head2(self.head1(surprise))
         f = x + x * attention
         if self.conditioned:
-            pad = self.mean.weight.shape[0] - self.width
-            f = _condition_features(self.mean(f), F.pad(scale, (0, pad)), F.pad(shift, (0, pad)))
+            f = self.mean(f) * self.film_scale + self.film_shift
         out = self.decoder(f)[:, 0]
         if self.blend:  # w = clamp(z + 1/2, 0, 1), the 1/2 in the bias; fused = w a + (1 - w) b
             fused = b[:, 0] + out.clamp(0.0, 1.0) * (a[:, 0] - b[:, 0])
@@ -389,15 +402,17 @@ class GenericNet(nn.Module):
         self.model = model
         self.maps = maps
         self.conditioned = _conditioned(model)
+        if self.conditioned:
+            _register_film(self, model, model.config.width)
         self.register_buffer("reducer", _reducer(model.config.width, channel)[None, :, None, None])
 
-    def forward(self, a, b, scale=None, shift=None):
+    def forward(self, a, b):
         m = self.model
         fa, sa, aa = m.attention_a(m.encoder_a(a))
         fb, sb, ab = m.attention_b(m.encoder_b(b))
         f = (fa + fb) * 0.5
         if self.conditioned:
-            f = _condition_features(f, scale, shift)
+            f = f * self.film_scale + self.film_shift
         out = m.decoder(f)
         if m.config.output == "intensity":
             fused = torch.sigmoid(out)
@@ -446,23 +461,17 @@ def _annotate_shapes(data: bytes) -> bytes:
 
 def export_onnx(
     model: LightFusionNet, channel: int | None = None, maps: bool = True
-) -> tuple[bytes, list[str], list[str]]:
+) -> tuple[bytes, list[str], bool]:
     """Export the network (with channel-reduced maps, or without maps) to an in-memory ONNX model.
 
     Uses the TorchScript-based exporter (``dynamo=False``), which needs no
     extra package; batch, height and width are dynamic. Returns the
-    serialised model, its input names (``a``, ``b``, and ``scale``,
-    ``shift`` for a conditioned network) and its output names (``fused``,
-    and ``maps`` when asked for).
+    serialised model, its output names (``fused``, and ``maps`` when asked
+    for) and whether it holds the :data:`FILM` constants of a conditioned
+    network (set to its default balance).
     """
     net = export_net(model, channel, maps)
     sample = torch.rand(1, 1, 32, 32)
-    inputs = ["a", "b"]
-    args = (sample, sample)
-    if net.conditioned:
-        width = model.config.width
-        inputs += ["scale", "shift"]
-        args += (torch.ones(width), torch.zeros(width))
     names = ["fused", "maps"] if maps else ["fused"]
     axes = {name: _AXES for name in ["a", "b", *names]}
     axes["fused"] = {0: "batch", 1: "height", 2: "width"}
@@ -470,40 +479,93 @@ def export_onnx(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the legacy exporter announces its deprecation
         torch.onnx.export(
-            net, args, buffer,
-            input_names=inputs, output_names=names, dynamic_axes=axes,
+            net, (sample, sample), buffer,
+            input_names=["a", "b"], output_names=names, dynamic_axes=axes,
             opset_version=OPSET, do_constant_folding=True, dynamo=False,
         )
     data = buffer.getvalue()
-    return (_annotate_shapes(data) if net.same_size else data), inputs, names
+    return (_annotate_shapes(data) if net.same_size else data), names, net.conditioned
 
 
-@dataclass
+def with_film(data: bytes, scale: np.ndarray, shift: np.ndarray) -> bytes:
+    """The exported graph ``data`` with its :data:`FILM` constants set to ``scale`` and ``shift`` ``(C,)``.
+
+    Channels past ``C`` (the padding) keep scale 1 and shift 0.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    graph_model = onnx.load_from_string(data)
+    found = 0
+    for init in graph_model.graph.initializer:
+        if init.name in FILM:
+            value = np.asarray(scale if init.name == FILM[0] else shift, np.float32).reshape(-1)
+            full = numpy_helper.to_array(init).copy()
+            if value.shape[0] > full.size:
+                raise ValueError(f"{init.name} has {full.size} channels, not {value.shape[0]}")
+            full.reshape(-1)[: value.shape[0]] = value
+            init.CopyFrom(numpy_helper.from_array(full, init.name))
+            found += 1
+    if found != len(FILM):
+        raise ValueError("the exported graph has no balance constants")
+    return graph_model.SerializeToString()
+
+
 class FastSession:
-    """An ONNX Runtime session for one network, one map channel choice, maps or not."""
+    """ONNX Runtime session(s) for one network, one map channel choice, maps or not.
 
-    session: object
-    names: list[str]
-    inputs: tuple[str, ...] = ("a", "b")
+    ``session`` runs the graph as exported (a conditioned network at its
+    default balance). A conditioned network gets one session per balance
+    (per ``scale``/``shift``), built from the exported graph with its
+    :data:`FILM` constants replaced (:func:`with_film`); the last few are kept.
+    """
+
+    #: Sessions kept per balance (each holds a memory arena as large as its largest tile).
+    BALANCES = 3
+
+    def __init__(self, data: bytes, names: list[str], conditioned: bool, options):
+        import onnxruntime as ort
+
+        self._data, self._options, self.names, self.conditioned = data, options, names, conditioned
+        self.session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+        self._balances: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def for_balance(self, scale, shift):
+        """The session that runs the network with this ``scale`` and ``shift`` (``(C,)``)."""
+        import onnxruntime as ort
+
+        if scale is None or shift is None:
+            raise ValueError("this network is conditioned on a balance: give scale and shift")
+        scale, shift = np.asarray(scale, np.float32), np.asarray(shift, np.float32)
+        key = (scale.tobytes(), shift.tobytes())
+        with self._lock:
+            if key in self._balances:
+                self._balances.move_to_end(key)
+                return self._balances[key]
+        session = ort.InferenceSession(
+            with_film(self._data, scale, shift), self._options, providers=["CPUExecutionProvider"]
+        )
+        with self._lock:
+            self._balances[key] = session
+            while len(self._balances) > self.BALANCES:
+                self._balances.popitem(last=False)
+        return session
 
     def run(self, anatomical: np.ndarray, functional: np.ndarray, scale=None, shift=None):
         """Fuse ``(N, H, W)`` (or ``(H, W)``) float32 pairs.
 
         ``scale`` and ``shift`` (``(C,)``, from ``model.condition``) are
-        needed by a conditioned network's session and ignored otherwise.
+        needed by a conditioned network and ignored otherwise.
         Returns ``fused (N, H, W)``, ``surprise (N, 2, H, W)`` or ``None``,
         ``attention (N, 2, H, W)`` or ``None`` (a session without maps), as
         float32 numpy arrays (the maps may be views of one array).
         """
+        session = self.for_balance(scale, shift) if self.conditioned else self.session
         a = np.ascontiguousarray(anatomical, dtype=np.float32)
         b = np.ascontiguousarray(functional, dtype=np.float32)
         feed = {"a": a.reshape(-1, 1, *a.shape[-2:]), "b": b.reshape(-1, 1, *b.shape[-2:])}
-        if "scale" in self.inputs:
-            if scale is None or shift is None:
-                raise ValueError("this network is conditioned on a balance: give scale and shift")
-            feed["scale"] = np.asarray(scale, np.float32).reshape(-1)
-            feed["shift"] = np.asarray(shift, np.float32).reshape(-1)
-        out = self.session.run(self.names, feed)
+        out = session.run(self.names, feed)
         fused = out[0]
         if len(out) == 1:
             return fused, None, None
@@ -537,24 +599,32 @@ _fingerprints: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def make_session(
-    model: LightFusionNet, channel: int | None = None, threads: int | None = None, maps: bool = True
+    model: LightFusionNet,
+    channel: int | None = None,
+    threads: int | None = None,
+    maps: bool = True,
+    profile: str | None = None,
 ) -> FastSession:
     """Export ``model`` and open an ONNX Runtime session on it (not cached).
 
     Graph optimisation at the highest level, ``threads`` intra-op threads
-    (default: ``torch.get_num_threads()``), sequential execution.
+    (default: ``torch.get_num_threads()``; the engine asks for 1 and runs
+    tiles side by side instead), sequential execution. ``profile``: a file
+    prefix for ONNX Runtime's own profile (``lightfusion bench --profile``).
     """
     import onnxruntime as ort
 
-    data, inputs, names = export_onnx(model, channel, maps)
+    data, names, conditioned = export_onnx(model, channel, maps)
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.intra_op_num_threads = max(1, int(threads or torch.get_num_threads() or 2))
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
-    session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
-    return FastSession(session, names, tuple(inputs))
+    if profile:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile
+    return FastSession(data, names, conditioned, options)
 
 
 _cache: OrderedDict = OrderedDict()
