@@ -232,8 +232,13 @@ def provenance(path: Path) -> str:
         if before and after and before.get("Qabf") is not None and after.get("Qabf") is not None:
             text += f", validation Qabf {before['Qabf']:.3f} -> {after['Qabf']:.3f}"
     else:
-        epochs = (side.get("train") or {}).get("epochs")
-        text = f"trained on {side.get('dataset') or 'unknown data'}" + (f", {epochs} epochs" if epochs else "")
+        train = side.get("train") or {}
+        text = f"trained on {side.get('dataset') or 'unknown data'}"
+        text += f", {train['epochs']} epochs" if train.get("epochs") else ""
+        text += f", started from {Path(str(train['init'])).name}" if train.get("init") else ""
+    balance = (side.get("model") or {}).get("balance")
+    if balance is not None:
+        text += f"; balance-conditioned (default b {balance})"
     if not Path(path).is_file() or sha256(path) != side.get("sha256"):
         text += " (DOES NOT MATCH its sidecar: will be refused)"
     return text
