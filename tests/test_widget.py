@@ -289,6 +289,9 @@ def test_compare_adds_baselines_in_a_labelled_grid(lightfusion, colour_pair, qtb
     visible = [ly for ly in viewer.layers if ly.visible]
     assert visible == [mri, pet, role(viewer, "fused"), baseline]  # the tiles, in order
     assert all(ly.name_overlay.visible for ly in visible)
+    grid_of(viewer).enabled = False  # back to one view: the labels go
+    assert not any(ly.name_overlay.visible for ly in viewer.layers)
+    grid_of(viewer).enabled = True
     widget.compare()
     wait_idle(qtbot, widget)
     assert role(viewer, "baseline:laplacian") is baseline and len(viewer.layers) == 9

@@ -8,6 +8,8 @@ layer's contrast limits and colour map) for the exported figure.
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 
 from .layer_io import data_index, display_name, grid_of, is_colour, spatial_shape
@@ -48,12 +50,22 @@ def show_grid(viewer, layers: list) -> None:
     grid = grid_of(viewer)
     grid.stride = 1
     grid.enabled = True
+    unlabel_when_grid_ends(viewer, layers)
 
 
-def label_off(viewer) -> None:
-    """Hide every tile label (when the grid is switched off)."""
-    for layer in viewer.layers:
-        layer.name_overlay.visible = False
+def unlabel_when_grid_ends(viewer, layers: list) -> None:
+    """Hide the tile labels of ``layers`` once napari's grid is switched off (they would pile up)."""
+    grid = grid_of(viewer)
+    labelled = [weakref.ref(layer) for layer in layers]
+
+    def on_enabled(event=None):
+        if not grid.enabled:
+            grid.events.enabled.disconnect(on_enabled)
+            for ref in labelled:
+                if (layer := ref()) is not None:
+                    layer.name_overlay.visible = False
+
+    grid.events.enabled.connect(on_enabled)
 
 
 def tile_image(layer, point) -> np.ndarray:
