@@ -153,7 +153,7 @@ def test_output_sets_update_in_place_and_never_overwrite_a_renamed_layer():
     third = O.write_set(viewer, "k", "a + b · PET-MRI", ("a", "b"), spec(1), like, 2)["fused"]
     assert third is not first and not first.data.any() and third.data.all()
     third.data = np.zeros((8, 8), np.float32)  # someone else's edit
-    assert O.find_role(viewer, "k", "fused") is None
+    assert "fused" not in O.set_layers(viewer, "k")
     stack = viewer.add_image(np.zeros((5, 8, 8)), name="stack")
     live = O.write_set(viewer, "live", "x", ("a", "b"), [("fused", np.ones((8, 8), np.float32), {})], stack, 2,
                        index=2, slices=5)["fused"]

@@ -89,15 +89,6 @@ def is_untouched(layer) -> bool:
     return True
 
 
-def find_role(viewer, key, role: str):
-    """The untouched output layer of ``role`` made with ``key``, or None."""
-    for layer in viewer.layers:
-        meta = info(layer)
-        if meta is not None and meta.get("role") == role and meta.get("key") == key and is_untouched(layer):
-            return layer
-    return None
-
-
 def set_layers(viewer, key) -> dict:
     """``{role: layer}`` of the untouched layers of the set made with ``key``."""
     out = {}
