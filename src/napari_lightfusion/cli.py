@@ -318,6 +318,25 @@ def _run_bench_live(args):
     print(format_rows(measure(sizes, args.slices)))
 
 
+def _add_balance_figure(sub):
+    p = sub.add_parser("balance-figure", help="hot-spot curves traced by the balance b, and one pair fused at three b")
+    p.add_argument("--data", type=Path, required=True, help="harvard data root (holds test/)")
+    p.add_argument("--out", type=Path, default=Path("docs/balance.png"), help="PNG to write")
+    p.add_argument("--limit", type=int, default=None, help="only the first N test pairs per dataset (a trial)")
+    p.set_defaults(run=_run_balance_figure)
+
+
+def _run_balance_figure(args):
+    from .research.balance import write_balance_figure
+
+    result = write_balance_figure(args.data, args.out, limit=args.limit)
+    for dataset, curve in result["curves"].items():
+        average = curve["baselines"]["average"]
+        print(f"{dataset}: pixel average anatomy {average['anatomy kept']:.3f} function {average['function kept']:.3f}; "
+              f"b dominating it: {', '.join(f'{b:g}' for b in result['dominating'][dataset]) or 'none'}")
+    print(f"wrote {args.out}")
+
+
 def _add_screenshot(sub):
     p = sub.add_parser("screenshot", help="save the README and docs screenshots of napari with the widget")
     p.add_argument("--out", type=Path, default=Path("docs/screenshot.png"),
@@ -441,6 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bench_live(sub)
     _add_view(sub)
     _add_screenshot(sub)
+    _add_balance_figure(sub)
     return parser
 
 

@@ -21,6 +21,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ..baselines import BASELINES
+from ..weights import model_for
+from .balance import FUNCTIONAL, balance_curve
 from .contact_sheets import contact_pairs, contact_sheet, save_png
 from .data import DATASETS, load_pairs, pair_names
 from .methods import baseline_method, default_methods, network_method
@@ -124,6 +126,8 @@ def write_results(
                 save_png(path, contact_sheet(shown, dataset))
                 sheets[dataset] = path
                 shown_names[dataset] = [p.name for p in shown]
+        curves = {d: balance_curve(data_root, d, limit=limit) for d in datasets
+                  if d in FUNCTIONAL and model_for(d).conditioned}
         timing_dataset = "PET-MRI" if "PET-MRI" in datasets else datasets[0]
         first = load_pairs(data_root, "test", timing_dataset, pair_names(data_root, "test", timing_dataset)[:1])[0]
         eff = efficiency(timing_dataset, (first.anatomical, first.other), repeats=timing_repeats)
@@ -137,6 +141,7 @@ def write_results(
         "sheets": sheets,
         "contact_pairs": shown_names,
         "efficiency": eff,
+        "balance": curves,
         "efficiency_pair": f"{timing_dataset} test pair {first.name}",
         "weights": {d: _weights_info(d) for d in sorted({*datasets, *(CROSS[d] for d in datasets if d in CROSS)})},
         "seconds": time.perf_counter() - started,

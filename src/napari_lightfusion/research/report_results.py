@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+from .balance import balance_markdown
 from ..metrics import METRICS
 from .contact_sheets import contact_columns
 from .quality_bar import MIN_TOP2, QualityBar
@@ -219,6 +220,19 @@ def results_markdown(computed: Mapping, folder: Path) -> str:
                 metric_table(table.means, rows, labels=labels),
                 "",
             ]
+    if computed.get("balance"):
+        out += [
+            "## The balance b inside the hot spots",
+            "",
+            "The bundled PET-MRI and SPECT-MRI presets take a balance b in [0, 1] (`fuse(..., balance=b)`, "
+            "`lightfusion fuse --balance B`, the widget's slider), from anatomy first (0, their default, which "
+            "Table 1 shows) to function first (1). Each row is the mean over the test pairs of the two "
+            "hot-spot measures (see How to read this) at one b, beside pixel max, average and the Laplacian "
+            "pyramid; `docs/balance.png` draws the same curves.",
+            "",
+            balance_markdown(computed["balance"]),
+            "",
+        ]
     out += ["## Efficiency", "", efficiency_markdown(computed["efficiency"], computed["efficiency_pair"]), ""]
     if computed["sheets"]:
         out += ["## Contact sheets", ""]

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..baselines import BASELINES
+from ..colour import grey
+from ..metrics import anatomy_kept, function_kept
 
 
 @dataclass(frozen=True)
@@ -65,8 +67,30 @@ METRIC_MEASURES: tuple[Measure, ...] = (
             "three images are equal)."),
 )
 
+def _in_hot_spot(kept: Callable) -> Callable[[np.ndarray, np.ndarray, np.ndarray], float]:
+    """A hot-spot measure of :mod:`napari_lightfusion.metrics` on the arrays a method sees (0..1 -> 0..255)."""
+
+    def compute(fused, mri, other) -> float:
+        return kept(grey(fused) * 255.0, np.asarray(mri, np.float64) * 255.0, grey(other) * 255.0)
+
+    return compute
+
+
+def _hot_spot_measures() -> tuple[Measure, ...]:
+    where = ("inside the functional hot spot (luma above its median over the lit pixels, MRI > 10), mean "
+             "SSIM map (7×7, scikit-image)")
+    return (
+        Measure("Anatomy kept", 3, f"{where} between the fused luma and the MRI: is the anatomy still "
+                "there under the uptake? Not one of the ten metrics, not in the quality bar.",
+                _in_hot_spot(anatomy_kept)),
+        Measure("Function kept", 3, f"{where} between the fused luma and the functional luma: are the "
+                "uptake's gradations still there in brightness? Not in the quality bar.",
+                _in_hot_spot(function_kept)),
+    )
+
+
 #: Measures beyond the ten metrics, each with its ``compute`` function, in column order.
-EXTRA_MEASURES: tuple[Measure, ...] = ()
+EXTRA_MEASURES: tuple[Measure, ...] = _hot_spot_measures()
 
 #: Every column of the tables, in order.
 MEASURES: tuple[Measure, ...] = (*METRIC_MEASURES, *EXTRA_MEASURES)

@@ -1,0 +1,216 @@
+"""The balance control measured: hot-spot curves traced by b, and ``docs/balance.png``.
+
+A balance-conditioned preset fuses every test pair at each b of
+:data:`BALANCES`; the mean of the two hot-spot measures
+(:func:`napari_lightfusion.metrics.anatomy_kept`,
+:func:`napari_lightfusion.metrics.function_kept`) over the pairs is one point
+of the dataset's curve. Pixel max, average and the Laplacian pyramid are
+measured the same way. A b *dominates* pixel average when both measures are
+at or above the average's at once.
+
+Entry point for the command line: :func:`write_balance_figure`
+(``lightfusion balance-figure --data ROOT --out docs/balance.png``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..baselines import fuse_baseline
+from ..colour import grey
+from ..metrics import HOT_SPOT_MEASURES, hot_spot_scores
+from .contact_sheets import assemble_sheet, save_png
+from .data import DATASETS, load_pairs, pair_names
+from .scoring import nanmean
+
+#: The b values of a curve.
+BALANCES: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(21))
+#: Datasets with a functional image, where the balance matters.
+FUNCTIONAL = ("PET-MRI", "SPECT-MRI")
+#: Baselines drawn as points beside the curves.
+REFERENCES = ("max", "average", "laplacian")
+#: The b values of the fused PET-MRI pair shown in the figure.
+SHOWN_BALANCES = (0.0, 0.5, 1.0)
+
+
+def hot_spot_means(fused_pairs: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict[str, float]:
+    """Mean of each hot-spot measure over ``(fused, mri, other)`` triples in [0, 1]."""
+    rows = [hot_spot_scores(grey(f) * 255.0, np.asarray(m, np.float64) * 255.0, grey(o) * 255.0)
+            for f, m, o in fused_pairs]
+    return {name: nanmean(r[name] for r in rows) for name in HOT_SPOT_MEASURES}
+
+
+def balance_curve(
+    data_root: Path, dataset: str, balances: Sequence[float] = BALANCES, limit: int | None = None,
+    preset: str | None = None, weights: Path | None = None,
+) -> dict:
+    """Hot-spot means of the network at each b and of the reference baselines on ``test/<dataset>``.
+
+    Returns ``{"network": {b: means}, "baselines": {name: means}, "pairs": n}``.
+    """
+    from ..fusion import fuse
+
+    names = pair_names(data_root, "test", dataset)[:limit]
+    pairs = load_pairs(data_root, "test", dataset, names)
+    preset = None if weights is not None else (preset or dataset)
+    network = {
+        b: hot_spot_means(
+            (fuse(p.anatomical, p.other, preset=preset, weights=weights, device="cpu", balance=b,
+                  maps=False).fused, p.anatomical, p.other)
+            for p in pairs
+        )
+        for b in balances
+    }
+    baselines = {
+        name: hot_spot_means((fuse_baseline(name, p.anatomical, p.other), p.anatomical, p.other) for p in pairs)
+        for name in REFERENCES
+    }
+    return {"network": network, "baselines": baselines, "pairs": len(pairs)}
+
+
+def dominating(network: Mapping[float, Mapping[str, float]], reference: Mapping[str, float]) -> list[float]:
+    """The b values whose measures are all at or above ``reference``'s (pixel average's)."""
+    return [b for b, means in network.items() if all(means[k] >= reference[k] for k in HOT_SPOT_MEASURES)]
+
+
+def balance_markdown(curves: Mapping[str, dict]) -> str:
+    """One table per dataset: the hot-spot measures at each b and of the baselines; b dominating average in bold."""
+    out = []
+    for dataset, curve in curves.items():
+        average = curve["baselines"]["average"]
+        wins = dominating(curve["network"], average)
+        out += [
+            f"### {dataset} ({curve['pairs']} test pairs)",
+            "",
+            "| method | anatomy kept ↑ | function kept ↑ |",
+            "|---|---|---|",
+        ]
+        for name, means in curve["baselines"].items():
+            label = "Laplacian pyramid" if name == "laplacian" else f"pixel {name}"
+            out.append(f"| {label} | {means['anatomy kept']:.3f} | {means['function kept']:.3f} |")
+        for b, means in curve["network"].items():
+            mark = "**" if b in wins else ""
+            out.append(f"| {mark}LightFusionNet b = {b:g}{mark} | {mark}{means['anatomy kept']:.3f}{mark} | "
+                       f"{mark}{means['function kept']:.3f}{mark} |")
+        verdict = (f"b = {', '.join(f'{b:g}' for b in wins)} (bold) dominate pixel average: both measures at or "
+                   "above its own at once." if wins else "No b on this grid dominates pixel average.")
+        out += ["", verdict, ""]
+    return "\n".join(out).rstrip()
+
+
+# --------------------------------------------------------------------------
+# the figure
+
+_COLOURS = {"PET-MRI": (230, 120, 30), "SPECT-MRI": (40, 130, 230)}
+_MARKS = {"max": "triangle", "average": "square", "laplacian": "diamond"}
+
+
+def _font(size: int):
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1: fixed bitmap font
+        return ImageFont.load_default()
+
+
+def _mark(draw, kind: str, x: float, y: float, r: int, colour) -> None:
+    if kind == "triangle":
+        draw.polygon([(x, y - r), (x - r, y + r), (x + r, y + r)], outline=colour, width=2)
+    elif kind == "square":
+        draw.rectangle([x - r, y - r, x + r, y + r], outline=colour, width=2)
+    elif kind == "diamond":
+        draw.polygon([(x, y - r - 1), (x + r + 1, y), (x, y + r + 1), (x - r - 1, y)], outline=colour, width=2)
+    else:
+        draw.ellipse([x - r, y - r, x + r, y + r], fill=colour)
+
+
+def curve_plot(curves: Mapping[str, dict], size: int = 560) -> np.ndarray:
+    """The (anatomy kept, function kept) plane with one curve per dataset and the baselines' points."""
+    from PIL import Image, ImageDraw
+
+    left, bottom, top, right = 70, 60, 40, 150
+    w = h = size
+    image = Image.new("RGB", (w + left + right, h + top + bottom), (255, 255, 255))
+    draw = ImageDraw.Draw(image)
+    font, small = _font(15), _font(12)
+
+    def xy(anatomy: float, function: float) -> tuple[float, float]:
+        return left + anatomy * w, top + (1.0 - function) * h
+
+    for t in np.linspace(0, 1, 6):
+        x, y = xy(t, t)
+        draw.line([(x, top), (x, top + h)], fill=(225, 225, 225))
+        draw.line([(left, y), (left + w, y)], fill=(225, 225, 225))
+        draw.text((x - 10, top + h + 6), f"{t:.1f}", fill=(0, 0, 0), font=small)
+        draw.text((left - 32, y - 7), f"{t:.1f}", fill=(0, 0, 0), font=small)
+    draw.rectangle([left, top, left + w, top + h], outline=(0, 0, 0))
+    draw.text((left + w // 2 - 130, top + h + 30), "anatomy kept (hot-spot SSIM to the MRI)", fill=(0, 0, 0), font=font)
+    draw.text((8, top - 30), "function kept (hot-spot SSIM to the functional luma)", fill=(0, 0, 0), font=font)
+    legend_y = top + 10
+    for dataset, curve in curves.items():
+        colour = _COLOURS.get(dataset, (0, 0, 0))
+        points = [xy(m["anatomy kept"], m["function kept"]) for _, m in sorted(curve["network"].items())]
+        draw.line(points, fill=colour, width=3)
+        for (b, _), (x, y) in zip(sorted(curve["network"].items()), points):
+            _mark(draw, "dot", x, y, 4, colour)
+            if b in SHOWN_BALANCES:
+                draw.text((x + 6, y - 16), f"b={b:g}", fill=colour, font=small)
+        for name, means in curve["baselines"].items():
+            _mark(draw, _MARKS[name], *xy(means["anatomy kept"], means["function kept"]), 6, colour)
+        draw.line([(left + w + 12, legend_y + 8), (left + w + 36, legend_y + 8)], fill=colour, width=3)
+        draw.text((left + w + 42, legend_y), dataset, fill=colour, font=font)
+        legend_y += 24
+    for name, kind in _MARKS.items():
+        _mark(draw, kind, left + w + 24, legend_y + 8, 6, (60, 60, 60))
+        draw.text((left + w + 42, legend_y), f"pixel {name}" if name != "laplacian" else "Laplacian", fill=(0, 0, 0),
+                  font=font)
+        legend_y += 24
+    draw.text((left + w + 12, legend_y + 4), "line: network, b=0..1", fill=(0, 0, 0), font=small)
+    return np.asarray(image)
+
+
+def fused_strip(data_root: Path, name: str = "11.png", preset: str = "PET-MRI",
+                balances: Sequence[float] = SHOWN_BALANCES) -> np.ndarray:
+    """One PET-MRI test pair: MRI, PET and the network's fusion at each of ``balances``, labelled."""
+    from ..fusion import fuse
+
+    (pair,) = load_pairs(data_root, "test", "PET-MRI", [name])
+    tiles = [pair.anatomical, pair.other]
+    tiles += [fuse(pair.anatomical, pair.other, preset=preset, device="cpu", balance=b, maps=False).fused
+              for b in balances]
+    labels = ["MRI", "PET", *(f"b = {b:g}" for b in balances)]
+    return assemble_sheet([tiles], labels)
+
+
+def _stack(top: np.ndarray, bottom: np.ndarray, gap: int = 12) -> np.ndarray:
+    width = max(top.shape[1], bottom.shape[1])
+
+    def pad(img):
+        out = np.full((img.shape[0], width, 3), 255, np.uint8)
+        out[:, : img.shape[1]] = img
+        return out
+
+    return np.concatenate([pad(top), np.full((gap, width, 3), 255, np.uint8), pad(bottom)], axis=0)
+
+
+def write_balance_figure(data_root: Path, out_png: Path, limit: int | None = None,
+                         datasets: Sequence[str] = FUNCTIONAL) -> dict:
+    """Measure the curves and write ``out_png``: the curve plot over one PET-MRI pair fused at three b.
+
+    Returns the curves (as :func:`balance_curve` gives them) and, per
+    dataset, the b values that dominate pixel average.
+    """
+    for dataset in datasets:
+        if dataset not in DATASETS:
+            raise ValueError(f"unknown dataset {dataset!r}; choose from {', '.join(DATASETS)}")
+    curves = {d: balance_curve(data_root, d, limit=limit) for d in datasets}
+    figure = _stack(curve_plot(curves), fused_strip(data_root))
+    save_png(Path(out_png), figure)
+    return {
+        "curves": curves,
+        "dominating": {d: dominating(c["network"], c["baselines"]["average"]) for d, c in curves.items()},
+    }
