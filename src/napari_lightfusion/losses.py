@@ -154,11 +154,13 @@ BALANCE_MODES = ("targets", "fade", "hotspot")
 def fusion_loss(
     fused, a, b, weights: LossWeights = LossWeights(), balance: float = 0.0, mode: str = "targets",
     hot=None,
+    hot_weight: float = 1.0,
 ):
     """Eq. 5: the weighted total, plus each term for logging; ``balance`` moves the loss towards B.
 
     At ``balance = 0`` every mode is the paper's loss. ``hot`` (the hot-spot
-    mask, same shape as the images) is needed by the ``"hotspot"`` mode.
+    mask, same shape as the images) is needed by the ``"hotspot"`` mode;
+    ``hot_weight`` scales its hot-spot term (in units of the SSIM weight).
     """
     if not 0.0 <= balance <= 1.0:
         raise ValueError(f"balance must be in [0, 1], not {balance!r}")
@@ -183,6 +185,6 @@ def fusion_loss(
             if hot is None:
                 raise ValueError("the hotspot balance mode needs the hot-spot mask")
             terms["hot_spot"] = hot_spot_loss(fused, a, b, hot, balance)
-            fades["hot_spot"] = 1.0 - fade
+            fades["hot_spot"] = (1.0 - fade) * hot_weight
     total = sum(_weight(weights, k) * fades[k] * v for k, v in terms.items())
     return total, terms

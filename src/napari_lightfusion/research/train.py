@@ -47,6 +47,8 @@ class TrainConfig:
     default_share: float = 0.25
     #: conditioned networks only: how b changes the loss (losses.BALANCE_MODES)
     balance_loss: str = "targets"
+    #: "hotspot" balance loss only: weight of the hot-spot term, in units of the SSIM weight
+    hot_spot_weight: float = 1.0
     #: conditioned networks only: learning-rate factor of the balance conditioning
     #: (it starts at the identity and must catch up with the rest of the network)
     film_lr_scale: float = 10.0
@@ -189,7 +191,8 @@ def train(
                 balance = draw_balance(config, generator)
                 fused = model(a, b, balance=balance)
                 loss, terms = fusion_loss(
-                    fused, a, b, config.weights, balance or 0.0, config.balance_loss, *mask
+                    fused, a, b, config.weights, balance or 0.0, config.balance_loss, *mask,
+                    hot_weight=config.hot_spot_weight,
                 )
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
