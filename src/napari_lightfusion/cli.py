@@ -35,7 +35,9 @@ def _add_train(sub):
     p.add_argument("--default-share", type=float, default=0.25,
                    help="with --balance: share of batches trained at the default b (the rest uniform)")
     p.add_argument("--balance-loss", default="targets",
-                   help="with --balance: how b changes the loss, targets or fade (see losses.py)")
+                   help="with --balance: how b changes the loss, targets, fade or hotspot (see losses.py)")
+    p.add_argument("--hot-spot-weight", type=float, default=1.0,
+                   help="with --balance-loss hotspot: weight of the hot-spot term (x the SSIM weight)")
     p.add_argument("--device", default="cpu", help="torch device to train on: cpu, cuda, cuda:1, mps")
     p.set_defaults(run=_run_train)
 
@@ -59,6 +61,7 @@ def _run_train(args):
         crop=args.crop,
         default_share=args.default_share,
         balance_loss=args.balance_loss,
+        hot_spot_weight=args.hot_spot_weight,
         init=str(preset_path(args.init)) if args.init in PRESETS else args.init,
         model=ModelConfig(args.width, args.reduction, args.attention, args.conv, args.output, args.balance),
     )
