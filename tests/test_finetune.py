@@ -82,7 +82,7 @@ def test_nothing_better_than_the_base_keeps_the_base(cells):
 
 
 def test_time_budget_stops_and_a_budget_too_small_is_an_error(cells):
-    result = finetune([cells], "PET-MRI", minutes=0.5 / 60, crop=32, validate_every=1000, device="cpu")
+    result = finetune([cells], "PET-MRI", minutes=1.5 / 60, crop=32, validate_every=1000, device="cpu")
     assert result.stopped == "time" and result.steps >= 1
     with pytest.raises(ValueError, match="too small for one step") as exc:
         finetune([cells], "PET-MRI", minutes=1e-9, crop=32, device="cpu")
