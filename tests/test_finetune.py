@@ -82,6 +82,7 @@ def test_nothing_better_than_the_base_keeps_the_base(cells):
 
 
 def test_time_budget_stops_and_a_budget_too_small_is_an_error(cells):
+    finetune([cells], "PET-MRI", steps=1, **FAST)  # the first optimiser imports parts of torch (seconds, once)
     result = finetune([cells], "PET-MRI", minutes=1.5 / 60, crop=32, validate_every=1000, device="cpu")
     assert result.stopped == "time" and result.steps >= 1
     with pytest.raises(ValueError, match="too small for one step") as exc:
