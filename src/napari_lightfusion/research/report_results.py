@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from .balance import balance_markdown
 from ..metrics import METRICS
+from .balance import balance_markdown
 from .contact_sheets import contact_columns
 from .quality_bar import MIN_TOP2, QualityBar
 from .report import fmt, metric_table
