@@ -45,7 +45,7 @@ def cell_text(value: float | None, digits: int = 3) -> str:
     """
     if value is None or not math.isfinite(value):
         return "nan"
-    return f"{value:.{digits}g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.0e}"
+    return f"{value:.{digits}g}" if abs(value) >= 10.0 ** -digits or value == 0 else f"{value:.0e}"
 
 
 def higher_is_better(row: str) -> bool:
