@@ -141,5 +141,14 @@ def test_balance_is_checked_and_kept_by_the_plan(grey):
             fuse(grey, grey, balance=bad)
 
 
-def test_the_paper_networks_ignore_a_valid_balance(grey):
-    assert np.array_equal(fuse(grey, grey[::-1], balance=0.0).fused, fuse(grey, grey[::-1], balance=1.0).fused)
+def test_the_paper_networks_ignore_a_valid_balance(grey, tmp_path):
+    import torch
+
+    from napari_lightfusion.model import LightFusionNet
+    from napari_lightfusion.weights import save_weights
+
+    torch.manual_seed(0)
+    path = tmp_path / "paper.pt"
+    save_weights(LightFusionNet().eval(), path, {"dataset": "test"})  # balance None: the paper's network
+    low = fuse(grey, grey[::-1], weights=path, balance=0.0).fused
+    assert np.array_equal(low, fuse(grey, grey[::-1], weights=path, balance=1.0).fused)
