@@ -114,3 +114,20 @@ def test_balance_trades_anatomy_for_function_inside_the_hot_spots(harvard_root, 
     assert anatomy[0] > anatomy[1] > anatomy[2]
     assert function[0] < function[1] < function[2]
     assert anatomy[0] > 0.6 and function[2] > 0.8
+
+
+def test_dominating_needs_both_measures_at_or_above_the_reference():
+    from napari_lightfusion.research.balance import balance_markdown, dominating
+
+    network = {
+        0.0: {"anatomy kept": 0.9, "function kept": 0.2},
+        0.5: {"anatomy kept": 0.5, "function kept": 0.6},  # equal on anatomy, above on function
+        1.0: {"anatomy kept": 0.1, "function kept": 0.95},
+    }
+    average = {"anatomy kept": 0.5, "function kept": 0.55}
+    assert dominating(network, average) == [0.5]
+    curve = {"network": network, "baselines": {"average": average}, "pairs": 3}
+    text = balance_markdown({"PET-MRI": curve})
+    assert "| **LightFusionNet b = 0.5** | **0.500** | **0.600** |" in text
+    assert "b = 0.5 (bold) dominate" in text
+    assert "No b on this grid" in balance_markdown({"PET-MRI": {**curve, "network": {1.0: network[1.0]}}})
