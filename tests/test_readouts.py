@@ -12,16 +12,14 @@ from napari.components import ViewerModel
 from napari.layers import Image
 
 from napari_lightfusion import fuse, plan_fusion
-from napari_lightfusion._qt import jobs as R
-from napari_lightfusion._qt import layer_io as L
-from napari_lightfusion._qt import table_text
+from napari_lightfusion._qt import jobs, layer_io, table_text
 from napari_lightfusion.baselines import fuse_baseline
 from napari_lightfusion.metrics import METRICS, evaluate
 
 
 def request(a, b, index=None, preset="PET-MRI", **kwargs):
     inputs = dict(a=a, b=b, a_limits=(0.0, 255.0), b_limits=None, a_rgb=False, b_rgb=True)
-    return R.Request(inputs, preset, "cpu", None, ("test",), index=index, **kwargs)
+    return jobs.Request(inputs, preset, "cpu", None, ("test",), index=index, **kwargs)
 
 
 def drain(gen):
@@ -40,33 +38,33 @@ def drain(gen):
 def test_metric_rows_are_evaluate_on_the_normalised_streams(colour_pair):
     plan = plan_fusion(*colour_pair, "PET-MRI", a_limits=(10.0, 200.0))
     result = plan.run_slice(0)
-    table = R.metric_rows(result, plan, 0, ("average", "max"))
-    assert list(table) == [R.NETWORK, "average", "max"]
+    table = jobs.metric_rows(result, plan, 0, ("average", "max"))
+    assert list(table) == [jobs.NETWORK, "average", "max"]
     anat, func = plan.pair.anatomical[0] * 255, plan.pair.functional[0] * 255
-    assert table[R.NETWORK] == {**evaluate(result.fused * 255, anat, func), R.TIME: result.seconds}
+    assert table[jobs.NETWORK] == {**evaluate(result.fused * 255, anat, func), jobs.TIME: result.seconds}
     for name in ("average", "max"):
         fused = fuse_baseline(name, *colour_pair, a_limits=(10.0, 200.0))
         want = evaluate(fused * 255, anat, func)
         assert {k: table[name][k] for k in METRICS} == pytest.approx(want, rel=1e-6, nan_ok=True)
-        assert table[name][R.TIME] >= 0
+        assert table[name][jobs.TIME] >= 0
 
 
 def test_baseline_fused_matches_fuse_baseline_for_stacks(stack_pair):
     plan = plan_fusion(*stack_pair, "PET-MRI", b_rgb=True)
-    whole = R.baseline_fused(plan, "laplacian")
+    whole = jobs.baseline_fused(plan, "laplacian")
     np.testing.assert_allclose(whole, fuse_baseline("laplacian", *stack_pair, b_rgb=True), atol=1e-6)
-    np.testing.assert_allclose(R.baseline_fused(plan, "alpha", 2), fuse_baseline("alpha", *stack_pair)[2], atol=1e-6)
+    np.testing.assert_allclose(jobs.baseline_fused(plan, "alpha", 2), fuse_baseline("alpha", *stack_pair)[2], atol=1e-6)
 
 
 def test_tsv_and_csv_round_trip():
-    table = {R.NETWORK: {m: i + 0.123456789 for i, m in enumerate(METRICS)} | {R.TIME: 0.5},
-             "average": {m: float("nan") for m in R.ROWS}}
+    table = {jobs.NETWORK: {m: i + 0.123456789 for i, m in enumerate(METRICS)} | {jobs.TIME: 0.5},
+             "average": {m: float("nan") for m in jobs.ROWS}}
     tsv = table_text.to_tsv(table).splitlines()
-    assert tsv[0] == f"metric\t{R.NETWORK}\taverage"
-    assert tsv[1] == "EN\t0.1235\tnan" and len(tsv) == len(R.ROWS) + 1
+    assert tsv[0] == f"metric\t{jobs.NETWORK}\taverage"
+    assert tsv[1] == "EN\t0.1235\tnan" and len(tsv) == len(jobs.ROWS) + 1
     rows = list(csv.reader(io.StringIO(table_text.to_csv(table))))
-    assert rows[0] == ["metric", R.NETWORK, "average"] and [r[0] for r in rows[1:]] == list(R.ROWS)
-    assert float(rows[2][1]) == table[R.NETWORK]["SD"] and math.isnan(float(rows[2][2]))
+    assert rows[0] == ["metric", jobs.NETWORK, "average"] and [r[0] for r in rows[1:]] == list(jobs.ROWS)
+    assert float(rows[2][1]) == table[jobs.NETWORK]["SD"] and math.isnan(float(rows[2][2]))
     assert table_text.to_tsv({}) == "" and table_text.to_csv({}) == ""
 
 
@@ -74,18 +72,18 @@ def test_tsv_and_csv_round_trip():
 
 
 def test_whole_job_yields_per_slice_and_equals_fuse(stack_pair):
-    seen, out = drain(R.run_request(request(*stack_pair, metric_index=3, baselines=("max",)), R.PlanCache()))
+    seen, out = drain(jobs.run_request(request(*stack_pair, metric_index=3, baselines=("max",)), jobs.PlanCache()))
     assert seen == [0, 1, 2, 3, 4, out] and out.error is None and out.index is None
     assert out.stacked and out.rgb and out.slices == 5
     want = fuse(*stack_pair, "PET-MRI", "cpu", a_limits=(0.0, 255.0), b_rgb=True)
     np.testing.assert_allclose(out.result.fused, want.fused, atol=1e-6)
     np.testing.assert_allclose(out.result.attention, want.attention, atol=1e-6)
-    assert list(out.table) == [R.NETWORK, "max"] and out.compare == {}
+    assert list(out.table) == [jobs.NETWORK, "max"] and out.compare == {}
 
 
 def test_live_job_fuses_one_slice_and_compare_adds_baselines(stack_pair):
-    cache = R.PlanCache()
-    seen, out = drain(R.run_request(request(*stack_pair, index=2, compare=True), cache))
+    cache = jobs.PlanCache()
+    seen, out = drain(jobs.run_request(request(*stack_pair, index=2, compare=True), cache))
     assert seen == [out] and out.index == 2 and out.result.fused.shape == (48, 48, 3)
     plan = cache.get(request(*stack_pair))
     np.testing.assert_allclose(out.result.fused, plan.run_slice(2).fused, atol=1e-6)
@@ -93,7 +91,7 @@ def test_live_job_fuses_one_slice_and_compare_adds_baselines(stack_pair):
 
 
 def test_plan_cache_reuses_until_the_key_changes(colour_pair):
-    cache = R.PlanCache()
+    cache = jobs.PlanCache()
     first = cache.get(request(*colour_pair))
     assert cache.get(request(*colour_pair)) is first
     changed = request(*colour_pair)
@@ -107,7 +105,7 @@ def test_plan_cache_reuses_until_the_key_changes(colour_pair):
 )
 def test_job_errors_come_back_as_one_line(colour_pair, a_shape, preset, message):
     a = np.zeros(a_shape, np.uint8)
-    seen, out = drain(R.run_request(request(a, colour_pair[1], preset=preset), R.PlanCache()))
+    seen, out = drain(jobs.run_request(request(a, colour_pair[1], preset=preset), jobs.PlanCache()))
     assert seen == [] and out.result is None
     assert message in out.error and "\n" not in out.error
 
@@ -118,43 +116,43 @@ def test_job_errors_come_back_as_one_line(colour_pair, a_shape, preset, message)
 def test_candidates_and_pair_checks(colour_pair):
     mri = Image(colour_pair[0], name="mri")
     pet = Image(colour_pair[1], name="pet", rgb=True)
-    out = Image(colour_pair[0], name="x", metadata={L.MARK: "fused"})
-    assert L.image_layers([out, pet, mri]) == [pet, mri]
-    assert L.check_pair(mri, pet) is None
-    kind, message = L.check_pair(mri, Image(colour_pair[1][:32], rgb=True, name="half"))
+    out = Image(colour_pair[0], name="x", metadata={layer_io.MARK: "fused"})
+    assert layer_io.image_layers([out, pet, mri]) == [pet, mri]
+    assert layer_io.check_pair(mri, pet) is None
+    kind, message = layer_io.check_pair(mri, Image(colour_pair[1][:32], rgb=True, name="half"))
     assert kind == "shape" and "Resample" in message
-    assert L.check_pair(mri, Image(np.zeros((3, 64, 64)), name="stack"))[0] == "dims"
-    inputs = L.fusion_inputs(Image(colour_pair[0], contrast_limits=(5, 50)), pet)
+    assert layer_io.check_pair(mri, Image(np.zeros((3, 64, 64)), name="stack"))[0] == "dims"
+    inputs = layer_io.fusion_inputs(Image(colour_pair[0], contrast_limits=(5, 50)), pet)
     assert inputs["a_limits"] == (5.0, 50.0) and inputs["b_limits"] is None and inputs["b_rgb"]
 
 
 def test_data_index_follows_scale_and_translate():
     layer = Image(np.zeros((10, 8, 8)), scale=(2.0, 1.0, 1.0), translate=(4.0, 0, 0))
-    assert L.data_index(layer, (8.0, 0.0, 0.0)) == 2
-    assert L.data_index(layer, (1000.0, 0, 0)) == 9 and L.data_index(layer, (-50.0, 0, 0)) == 0
+    assert layer_io.data_index(layer, (8.0, 0.0, 0.0)) == 2
+    assert layer_io.data_index(layer, (1000.0, 0, 0)) == 9 and layer_io.data_index(layer, (-50.0, 0, 0)) == 0
 
 
 def test_output_sets_update_in_place_and_never_overwrite_a_renamed_layer():
-    from napari_lightfusion._qt import outputs as O
+    from napari_lightfusion._qt import outputs
 
     viewer = ViewerModel()
     like = viewer.add_image(np.zeros((8, 8)), scale=(2, 3), translate=(1, -1), name="mri")
     spec = lambda value: [("fused", np.full((8, 8), value, np.float32), dict(contrast_limits=(0, 1)))]  # noqa: E731
-    first = O.write_set(viewer, "k", "a + b · PET-MRI", ("a", "b"), spec(1), like, 2)["fused"]
+    first = outputs.write_set(viewer, "k", "a + b · PET-MRI", ("a", "b"), spec(1), like, 2)["fused"]
     np.testing.assert_allclose(first.scale, (2, 3))
     np.testing.assert_allclose(first.translate, (1, -1))
     like.scale, like.translate = (4, 4), (0, 0)
-    again = O.write_set(viewer, "k", "a + b · PET-MRI", ("a", "b"), spec(0), like, 2)["fused"]
+    again = outputs.write_set(viewer, "k", "a + b · PET-MRI", ("a", "b"), spec(0), like, 2)["fused"]
     assert again is first and len(viewer.layers) == 2 and not again.data.any()
     np.testing.assert_allclose(again.scale, (4, 4))
-    other = O.write_set(viewer, "other", "a + b · CT-MRI", ("a", "b"), spec(1), like, 2)["fused"]
+    other = outputs.write_set(viewer, "other", "a + b · CT-MRI", ("a", "b"), spec(1), like, 2)["fused"]
     assert other is not first and len(viewer.layers) == 3
     first.name = "mine"
-    third = O.write_set(viewer, "k", "a + b · PET-MRI", ("a", "b"), spec(1), like, 2)["fused"]
+    third = outputs.write_set(viewer, "k", "a + b · PET-MRI", ("a", "b"), spec(1), like, 2)["fused"]
     assert third is not first and not first.data.any() and third.data.all()
     third.data = np.zeros((8, 8), np.float32)  # someone else's edit
-    assert "fused" not in O.set_layers(viewer, "k")
+    assert "fused" not in outputs.set_layers(viewer, "k")
     stack = viewer.add_image(np.zeros((5, 8, 8)), name="stack")
-    live = O.write_set(viewer, "live", "x", ("a", "b"), [("fused", np.ones((8, 8), np.float32), {})], stack, 2,
+    live = outputs.write_set(viewer, "live", "x", ("a", "b"), [("fused", np.ones((8, 8), np.float32), {})], stack, 2,
                        index=2, slices=5)["fused"]
     assert live.data.shape == (5, 8, 8) and not live.rgb and live.data[2].all() and not live.data[3].any()

@@ -220,18 +220,50 @@ def test_weight_errors_are_notified_not_raised(lightfusion, colour_pair, qtbot, 
     assert role(viewer, "fused") is not None
 
 
-def test_channel_choice_reaches_the_maps_without_pressing_fuse(lightfusion, colour_pair, qtbot):
+def _pick_channel(widget, k: int | None) -> None:
+    """Choose Map channel ``k`` (None: the mean) as a user's pick does."""
+    index = widget.channel.findData(k)
+    widget.channel.setCurrentIndex(index)
+    widget.channel.activated.emit(index)
+
+
+def test_channel_choice_switches_the_maps_at_once_without_a_fusion(lightfusion, colour_pair, qtbot):
     viewer, widget = lightfusion
     a = viewer.add_image(colour_pair[0], name="mri")
     viewer.add_image(colour_pair[1], name="pet")
     fuse_now(qtbot, widget)
-    att = role(viewer, "attention:0")
-    widget.channel.setCurrentText("channel 3")
-    widget.channel.activated.emit(4)  # as a user's pick does
+    att, sur = role(viewer, "attention:0"), role(viewer, "surprise:1")
+    started = widget.jobs_started
+    for k in (3, None):
+        _pick_channel(widget, k)
+        assert not widget.busy and widget.jobs_started == started  # no job: the kept maps are shown
+        expected = fuse(*colour_pair, "PET-MRI", "auto", channel=k, a_limits=tuple(a.contrast_limits))
+        assert role(viewer, "attention:0") is att and role(viewer, "surprise:1") is sur  # in place
+        np.testing.assert_allclose(att.data, expected.attention[0], atol=1e-5)
+        np.testing.assert_allclose(sur.data, expected.surprise[1], atol=1e-5)
+
+
+def test_channel_choice_on_a_stack_switches_the_displayed_slice_at_once(lightfusion, stack_pair, qtbot):
+    viewer, widget = lightfusion
+    viewer.add_image(stack_pair[0], name="mri stack")
+    viewer.add_image(stack_pair[1], name="pet stack", rgb=True)
+    viewer.dims.set_current_step(0, 2)
+    fuse_now(qtbot, widget)
+    att = role(viewer, "attention:1")
+    before = att.data.copy()
+    started = widget.jobs_started
+    _pick_channel(widget, 5)
+    assert not widget.busy and widget.jobs_started == started
+    plan = plan_fusion(*stack_pair, "PET-MRI", channel=5, a_limits=(0.0, 255.0), b_rgb=True)
+    np.testing.assert_allclose(att.data[2], plan.run_slice(2).attention[1], atol=1e-5)
+    np.testing.assert_array_equal(att.data[0], before[0])  # other slices wait for the next Fuse
+    assert "slice 2" in widget.status.text()
+    viewer.dims.set_current_step(0, 0)  # another slice than the kept one: the network runs again
+    _pick_channel(widget, 1)
+    assert widget.busy
     wait_idle(qtbot, widget)
-    expected = fuse(*colour_pair, "PET-MRI", "auto", channel=3, a_limits=tuple(a.contrast_limits))
-    assert role(viewer, "attention:0") is att  # the same set, updated in place
-    np.testing.assert_allclose(att.data, expected.attention[0], atol=1e-6)
+    np.testing.assert_allclose(att.data[0], plan_fusion(*stack_pair, "PET-MRI", channel=1, a_limits=(0.0, 255.0),
+                                                        b_rgb=True).run_slice(0).attention[1], atol=1e-5)
 
 
 def test_live_follows_the_slider_and_contrast(lightfusion, stack_pair, qtbot):
@@ -263,16 +295,14 @@ def test_requests_never_queue_up(lightfusion, colour_pair, qtbot, monkeypatch):
     viewer.add_image(colour_pair[0], name="mri")
     viewer.add_image(colour_pair[1], name="pet")
     wait_idle(qtbot, widget)
-    started = []
-    original = widget._start
-    monkeypatch.setattr(widget, "_start", lambda kind, clicked: (started.append(kind), original(kind, clicked)))
+    before = widget.jobs_started
     widget.live.setChecked(True)
     for step in range(20):  # a burst of contrast drags
         viewer.layers["mri"].contrast_limits = (0, 255 - step)
         if step == 10:
             qtbot.wait(150)  # one debounced request fires in the middle
     wait_idle(qtbot, widget)
-    assert 1 <= len(started) <= 2
+    assert 1 <= widget.jobs_started - before <= 2
 
 
 def test_compare_adds_baselines_in_a_labelled_grid(lightfusion, colour_pair, qtbot):

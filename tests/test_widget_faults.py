@@ -59,13 +59,11 @@ def test_hammering_fuse_runs_at_most_one_job_and_one_waiting(lightfusion, colour
     viewer.add_image(colour_pair[0], name="mri")
     viewer.add_image(colour_pair[1], name="pet")
     wait_idle(qtbot, widget)
-    started = []
-    original = widget._start
-    monkeypatch.setattr(widget, "_start", lambda kind, clicked: (started.append(kind), original(kind, clicked)))
+    before = widget.jobs_started
     for _ in range(30):
         widget.fuse()  # from a script: the button is disabled while a job runs
     wait_idle(qtbot, widget)
-    assert len(started) == 2 and not errors
+    assert widget.jobs_started - before == 2 and not errors
     assert len(outputs(viewer)) == 6  # fused, backdrop, 2 surprise, 2 attention: no pile-up
 
 

@@ -364,3 +364,28 @@ def run_slice(
     )
     first = lambda m: None if m is None else m[:, 0]  # noqa: E731
     return SliceOutput(out.fused[0], first(out.surprise), first(out.attention))
+
+
+def channel_maps(
+    model: LightFusionNet, anatomical: np.ndarray, functional: np.ndarray, device, balance: float | None = None
+) -> tuple[np.ndarray | None, np.ndarray]:
+    """Every channel's maps of one grey pair ``(H, W)``: ``(surprise (2, C, H, W) | None, attention (2, C, H, W))``.
+
+    For the widget's Map channel choice: with these kept, showing another
+    channel (or the mean, ``maps.mean(axis=1)``) needs no new fusion. One
+    untiled PyTorch pass under ``inference_mode`` with the same ``balance``
+    as the fusion; the streams are in the order given. ``surprise`` is None
+    for networks without one.
+    """
+    anatomical, functional = np.asarray(anatomical), np.asarray(functional)
+    if anatomical.ndim != 2 or anatomical.shape != functional.shape:
+        raise ValueError(f"give two images (H, W) of one shape, not {anatomical.shape} and {functional.shape}")
+    device = torch.device(device)
+    placed = model_on(model, device)
+    with torch.inference_mode():
+        a = torch.from_numpy(np.ascontiguousarray(anatomical, np.float32))[None, None].to(device)
+        b = torch.from_numpy(np.ascontiguousarray(functional, np.float32))[None, None].to(device)
+        _, out = placed(a, b, return_maps=True, balance=balance)
+        stack = lambda maps: torch.cat(list(maps), 0).float().cpu().numpy()  # noqa: E731 - 2 x (1,C,H,W) -> (2,C,H,W)
+        surprise = None if out["surprise"][0] is None else stack(out["surprise"])
+        return surprise, stack(out["attention"])

@@ -20,7 +20,7 @@ from ..baselines import BASELINES
 from ..engine import available_devices
 from ..model import ModelConfig
 from ..weights import all_presets
-from . import outputs as O
+from . import outputs
 from .pickers import PairPicker
 from .progress import JobProgress
 from .table import MetricTable
@@ -74,8 +74,8 @@ def build_controls(w, viewer) -> None:
     w.balance.setValue(50)
     w.balance.setEnabled(False)
     w.device = combo(["auto", *available_devices()])
-    w.show_map = combo(MAP_TEXT, list(O.MAP_CHOICES),
-                       ["the fused image, no map"] + [O.MAP_MEANING[c.kind] for c in O.MAP_CHOICES[1:]])
+    w.show_map = combo(MAP_TEXT, list(outputs.MAP_CHOICES),
+                       ["the fused image, no map"] + [outputs.MAP_MEANING[c.kind] for c in outputs.MAP_CHOICES[1:]])
     width = ModelConfig().width
     w.channel = combo(["mean of all"] + [f"channel {k}" for k in range(width)], [None, *range(width)])
     w.baseline = combo([*BASELINES, ALL_BASELINES])

@@ -7,7 +7,7 @@ from pathlib import Path
 from napari.utils.notifications import show_error
 from qtpy.QtWidgets import QApplication, QFileDialog
 
-from . import compare as C
+from . import compare
 from .jobs import TIME
 from .table_text import to_csv, to_tsv
 
@@ -36,9 +36,9 @@ class ExportActions:
         result = self.last_result()
         if not result:
             raise ValueError("fuse or compare first: there is no result to put in a figure")
-        layers = C.grid_layers(self.pair(), result)
-        labels = [C.tile_label(layer) for layer in layers]
-        tiles = [(label, image) for label, (_, image) in zip(labels, C.tiles(self.viewer, layers))]
+        layers = compare.grid_layers(self.pair(), result)
+        labels = [compare.tile_label(layer) for layer in layers]
+        tiles = [(label, image) for label, (_, image) in zip(labels, compare.tiles(self.viewer, layers))]
         return Path(export_figure(tiles, self.table_data, path, caption=result["fused"].name,
                                   directions={**DIRECTIONS, TIME: "↓"}, columns=min(len(tiles), 4)))
 

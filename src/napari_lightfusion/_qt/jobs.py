@@ -121,6 +121,45 @@ class Outcome:
     shown: bool = False  # the widget has already written the layers (Live, before the metrics)
     map_limits: dict = field(default_factory=dict)  # contrast limits of each map ("attention:0": (lo, hi))
     lazy: bool = False  # the result's arrays are dask arrays, computed as napari shows them
+    channel_maps: ChannelMaps | None = None  # every channel's maps of one slice (Map channel switches at once)
+
+
+#: Largest slice (pixels) whose every-channel maps a result keeps (16 channels x 2 maps x 2 inputs, float32:
+#: 256 bytes a pixel, 64 MiB at this size); larger ones re-run the network when the Map channel changes.
+CHANNEL_MAP_PIXELS = 512 * 512
+
+
+@dataclass
+class ChannelMaps:
+    """Every channel's maps of slice ``index`` (None: a 2D result): ``(2, C, H, W)`` each, inputs in order."""
+
+    index: int | None
+    surprise: np.ndarray | None
+    attention: np.ndarray
+
+    def pick(self, channel: int | None) -> dict[str, np.ndarray]:
+        """``{"surprise:0": (H, W), ...}``: the mean over channels (``None``) or one channel's maps."""
+        out = {}
+        for kind in ("surprise", "attention"):
+            maps = getattr(self, kind)
+            for stream in range(2 if maps is not None else 0):
+                out[f"{kind}:{stream}"] = maps[stream].mean(axis=0) if channel is None else maps[stream, channel]
+        return out
+
+
+def channel_maps_of(plan: FusionPlan, index: int | None) -> ChannelMaps | None:
+    """Every channel's maps of slice ``index`` of ``plan`` (None for a slice too large to keep, or no maps)."""
+    from ..engine import channel_maps
+
+    pair = plan.pair
+    if not plan.maps or pair.anatomical[0].size > CHANNEL_MAP_PIXELS:
+        return None
+    k = 0 if index is None else index
+    surprise, attention = channel_maps(plan.model, pair.anatomical[k], pair.functional[k], plan.device, plan.balance)
+    if pair.swapped:  # the network saw them the other way round: back to the order given
+        surprise = None if surprise is None else surprise[::-1]
+        attention = attention[::-1]
+    return ChannelMaps(index, surprise, attention)
 
 
 def map_limits(maps: np.ndarray) -> tuple[float, float]:
@@ -276,6 +315,8 @@ def run_request(request: Request, cache: PlanCache) -> Generator[int | Outcome, 
             yield out  # the layers can be written now; the metrics follow
             current = results[min(max(request.metric_index, 0), len(plan) - 1)]
         metric_index = out.index if out.index is not None else min(max(request.metric_index, 0), len(plan) - 1)
+        if out.result.attention is not None:  # after the layers: a Map channel switch then needs no fusion
+            out.channel_maps = channel_maps_of(plan, metric_index if out.stacked else None)
         out.table = metric_rows(current, plan, metric_index, request.baselines)
         if request.compare:
             out.compare = {name: baseline_fused(plan, name) for name in request.baselines}

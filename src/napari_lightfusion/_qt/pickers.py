@@ -14,12 +14,12 @@ from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QFormLayout, QWidget
 
 from ..roles import guess_roles
-from . import layer_io as L
+from . import layer_io
 
 
 def guess_pair(layers) -> tuple:
     """The (anatomical, functional) guess among ``layers``' image layers (names, file names, colour)."""
-    return guess_roles(L.image_layers(layers))
+    return guess_roles(layer_io.image_layers(layers))
 
 
 class PairPicker(QWidget):
@@ -50,7 +50,7 @@ class PairPicker(QWidget):
         self.refresh()
 
     def _choices(self, _widget=None) -> list[tuple[str, object]]:
-        return [(layer.name, layer) for layer in L.image_layers(self.viewer.layers)]
+        return [(layer.name, layer) for layer in layer_io.image_layers(self.viewer.layers)]
 
     def pair(self) -> tuple:
         """The picked (anatomical, functional) layers (None where nothing is picked)."""

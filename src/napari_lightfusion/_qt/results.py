@@ -6,9 +6,8 @@ import time
 
 from qtpy.QtCore import QTimer
 
-from . import compare as C
-from . import layer_io as L
-from . import outputs as O
+from . import compare, layer_io, outputs
+from .jobs import map_limits
 
 
 class ResultView:
@@ -20,6 +19,7 @@ class ResultView:
 
     _result = None
     _live_index = None
+    _kept_maps = None  # (ChannelMaps, request context, slices) of the last result, for the Map channel
 
     @property
     def table_data(self) -> dict:
@@ -35,29 +35,57 @@ class ResultView:
         """The stack slice the output layers last received in Live mode (None after a whole fusion)."""
         return self._live_index
 
-    def map_choice(self) -> O.MapChoice | None:
+    def map_choice(self) -> outputs.MapChoice | None:
         """The map "Show map" picks (None: the fused image)."""
         return self.show_map.currentData()
 
     def _on_map_choice(self, *_):
         """Show the chosen map of the last result at once (no new fusion)."""
         choice = self.map_choice()
-        self.show_map.setToolTip(O.MAP_MEANING[choice.kind] if choice else "the fused image, no map")
+        self.show_map.setToolTip(outputs.MAP_MEANING[choice.kind] if choice else "the fused image, no map")
         if self._result is not None:
-            O.show_map(self._result[1], choice)
+            outputs.show_map(self._result[1], choice)
 
     def _on_channel(self, *_):
-        """The maps are per channel: the last result is made again (same set, in place)."""
+        """Show the chosen channel's maps from the kept maps at once; else make the last result again."""
+        if self._show_kept_channel():
+            return
         if self._result is not None:
             self._submit(self._result[2])
         self.request_live()
 
+    def _show_kept_channel(self) -> bool:
+        """Write the Map channel's maps of the last result from its kept every-channel maps (no fusion).
+
+        Returns False when nothing fits: no kept maps (a lazy or a large
+        result), the set is gone, or a stack shows another slice than the
+        one whose maps were kept.
+        """
+        if self._result is None or self._kept_maps is None:
+            return False
+        kept, ctx, slices = self._kept_maps
+        layers = outputs.set_layers(self.viewer, ctx["set"])
+        if self._result[0] != ctx["set"] or not layers:
+            return False
+        if kept.index is not None and layer_io.data_index(ctx["like"], self.viewer.dims.point) != kept.index:
+            return False
+        channel = self.channel.currentData()
+        specs = [(role, data, dict(contrast_limits=map_limits(data)))
+                 for role, data in kept.pick(channel).items() if role in layers]
+        outputs.write_set(self.viewer, ctx["set"], ctx["label"], ctx["names"], specs, ctx["like"], 2,
+                          kept.index, slices)
+        what = "the mean of all channels" if channel is None else f"channel {channel}"
+        where = "" if kept.index is None else (
+            f" on slice {kept.index} (the other slices keep their maps until the next Fuse)")
+        self.status.setText(f"Maps of {what}{where}, from the last result: no new fusion.")
+        return True
+
     def _write_layers(self, outcome):
         """Write a result as its set of layers (in place when the same pair and settings made it)."""
         ctx = outcome.request.context
-        specs = O.output_specs(outcome.result, ctx["like"], self.map_choice(), outcome.map_limits)
-        grey_ndim = 2 if outcome.index is not None else len(L.spatial_shape(ctx["like"]))
-        written = O.write_set(self.viewer, ctx["set"], ctx["label"], ctx["names"], specs, ctx["like"],
+        specs = outputs.output_specs(outcome.result, ctx["like"], self.map_choice(), outcome.map_limits)
+        grey_ndim = 2 if outcome.index is not None else len(layer_io.spatial_shape(ctx["like"]))
+        written = outputs.write_set(self.viewer, ctx["set"], ctx["label"], ctx["names"], specs, ctx["like"],
                               grey_ndim, outcome.index, outcome.slices)
         self._live_index = outcome.index
         self._result = (ctx["set"], written, "compare" if outcome.request.compare else "full")
@@ -75,13 +103,13 @@ class ResultView:
     def _write_baselines(self, outcome):
         """Add the baselines of a comparison to its set and show the set as a labelled grid."""
         ctx = outcome.request.context
-        grey_ndim = len(L.spatial_shape(ctx["like"]))
-        added = O.write_set(self.viewer, ctx["set"], ctx["label"], ctx["names"], O.baseline_specs(outcome.compare),
-                            ctx["like"], grey_ndim)
+        grey_ndim = len(layer_io.spatial_shape(ctx["like"]))
+        added = outputs.write_set(self.viewer, ctx["set"], ctx["label"], ctx["names"],
+                                  outputs.baseline_specs(outcome.compare), ctx["like"], grey_ndim)
         written = {**self._result[1], **added}
         self._result = (ctx["set"], written, "compare")
         self.show_map.setCurrentIndex(0)
-        C.show_grid(self.viewer, C.grid_layers(ctx["inputs"], written))
+        compare.show_grid(self.viewer, compare.grid_layers(ctx["inputs"], written))
         # fit every tile once the canvas has made the grid's viewboxes (they are empty until it draws)
         QTimer.singleShot(50, self._guard(self.viewer.reset_view))
         self.results_written.emit(dict(written))

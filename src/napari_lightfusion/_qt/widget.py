@@ -30,8 +30,7 @@ from .. import lazy, roles
 from ..baselines import BASELINES
 from ..resample import iter_resample_layer
 from ..weights import all_presets
-from . import layer_io as L
-from . import outputs as O
+from . import layer_io, outputs
 from .controls import ALL_BASELINES, MAP_TEXT, build_controls, collapsible
 from .exports import ExportActions
 from .finetune_panel import FinetunePanel
@@ -78,6 +77,7 @@ class LightFusionWidget(ResultView, ExportActions, QWidget):
         self._auto_preset = True
         self._live_index = None
         self._result = None  # (set key, {role: layer}, inputs) of the last written result
+        self.jobs_started = 0  #: fusion and resample jobs started so far (the network's warm-up not counted)
         self._timer = QTimer(self, singleShot=True, interval=DEBOUNCE_MS)
         self._timer.timeout.connect(lambda: self._submit("live"))
         self._warm_timer = QTimer(self, interval=50)
@@ -179,7 +179,7 @@ class LightFusionWidget(ResultView, ExportActions, QWidget):
             if warning:
                 self._notify(show_warning, warning)
             message = f"Preset {self.preset.currentText()} ({guess.reason}). Press Fuse."
-        problem = L.check_pair(a, b) if a is not None and b is not None and a is not b else None
+        problem = layer_io.check_pair(a, b) if a is not None and b is not None and a is not b else None
         self.resample_btn.setVisible(problem is not None and problem[0] == "shape")
         self._stale(problem[1] if problem else message)
         self._on_input_changed()
@@ -198,8 +198,8 @@ class LightFusionWidget(ResultView, ExportActions, QWidget):
 
     def _on_step(self, event=None):
         a, _ = self.pair()
-        if self.live.isChecked() and a is not None and len(L.spatial_shape(a)) == 3:
-            if L.data_index(a, self.viewer.dims.point) != self._live_index:
+        if self.live.isChecked() and a is not None and len(layer_io.spatial_shape(a)) == 3:
+            if layer_io.data_index(a, self.viewer.dims.point) != self._live_index:
                 self.request_live()
 
     def resample(self):
@@ -208,7 +208,7 @@ class LightFusionWidget(ResultView, ExportActions, QWidget):
         The result is always a NEW layer "<name> resampled", which is then picked.
         """
         a, b = self.pair()
-        if a is None or b is None or len(L.spatial_shape(a)) != len(L.spatial_shape(b)):
+        if a is None or b is None or len(layer_io.spatial_shape(a)) != len(layer_io.spatial_shape(b)):
             self._notify(show_error, "resampling needs two layers of the same dimensionality")
             return
         self._submit("resample")
@@ -217,7 +217,7 @@ class LightFusionWidget(ResultView, ExportActions, QWidget):
         data, kwargs = value
         a, b = self._job_layers
         style = dict(opacity=b.opacity, blending=b.blending)
-        if not L.is_colour(b):
+        if not layer_io.is_colour(b):
             style.update(colormap=b.colormap, contrast_limits=b.contrast_limits)
         new = self.viewer.add_image(data, name=f"{b.name} resampled", **kwargs, **style)
         self.set_pair(a, new)
@@ -262,20 +262,20 @@ class LightFusionWidget(ResultView, ExportActions, QWidget):
             if kind != "live":
                 self._notify(show_warning, "pick two different image layers to fuse")
             return None
-        problem = L.check_pair(a, b)
+        problem = layer_io.check_pair(a, b)
         if problem:
             self.resample_btn.setVisible(problem[0] == "shape")
             self.status.setText(problem[1])
             if kind != "live":  # Live shows it in the status line, without a pile of toasts
                 self._notify(show_error if problem[0] == "dims" else show_warning, problem[1])
             return None
-        inputs = L.fusion_inputs(a, b)
-        stacked = len(L.spatial_shape(a)) == 3
-        index = L.data_index(a, self.viewer.dims.point) if stacked else 0
+        inputs = layer_io.fusion_inputs(a, b)
+        stacked = len(layer_io.spatial_shape(a)) == 3
+        index = layer_io.data_index(a, self.viewer.dims.point) if stacked else 0
         key = (id(a), id(b), id(inputs["a"]), id(inputs["b"]), self._version,
                inputs["a_limits"], inputs["b_limits"], inputs["a_rgb"], inputs["b_rgb"])
         preset = self.preset.currentText()
-        names = (L.display_name(a), L.display_name(b))
+        names = (layer_io.display_name(a), layer_io.display_name(b))
         return Request(
             inputs, preset, self.device.currentText(), self.channel.currentData(), key,
             index=index if kind == "live" else None, metric_index=index,
@@ -283,7 +283,7 @@ class LightFusionWidget(ResultView, ExportActions, QWidget):
             context={"like": a, "inputs": (a, b), "names": names, "kind": kind,
                      "lazy": lazy.is_lazy(inputs["a"]) or lazy.is_lazy(inputs["b"]),
                      "set": (str(a.unique_id), str(b.unique_id), preset, None),
-                     "label": O.set_label(*names, preset)},
+                     "label": outputs.set_label(*names, preset)},
         )
 
     def _start(self, kind: str, clicked: float):
@@ -308,7 +308,7 @@ class LightFusionWidget(ResultView, ExportActions, QWidget):
                 return
             request.context["clicked"] = clicked
             like = request.context["like"]
-            slices = 1 if request.index is not None or len(L.spatial_shape(like)) == 2 else like.data.shape[0]
+            slices = 1 if request.index is not None or len(layer_io.spatial_shape(like)) == 2 else like.data.shape[0]
             if request.context["lazy"]:  # dask layers: napari computes the slices it shows
                 request.index, request.compare, slices = None, False, 0
                 worker = create_worker(run_lazy, request)
@@ -322,6 +322,7 @@ class LightFusionWidget(ResultView, ExportActions, QWidget):
                 f"{slices} slices" if slices > 1 else "the image")
             self._busy_ui(request.context["inputs"], slices, f"Fusing {what}")
         worker.finished.connect(self._guard(self._on_finished))
+        self.jobs_started += 1
         self._worker = self._life.worker = worker
         self._kind = kind
         self._cancel_reason = None
@@ -402,6 +403,8 @@ class LightFusionWidget(ResultView, ExportActions, QWidget):
             return
         if not outcome.shown:
             self._write_layers(outcome)
+        self._kept_maps = (outcome.channel_maps, outcome.request.context, outcome.slices) \
+            if outcome.channel_maps is not None else None
         self.table.show_table(outcome.table)
         done = "." if not outcome.lazy else "; slices are fused as you view them (no metrics for a lazy volume)."
         self.status.setText(self.status.text().replace("; metrics follow.", done))
