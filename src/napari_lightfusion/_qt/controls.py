@@ -35,7 +35,7 @@ TIPS = {
     "balance": ("Networks trained with a balance only: left keeps more anatomy, right more function; "
                 "re-fuses the current slice as you move it"),
     "show_map": "Show one surprise or attention map (with its colour bar) over the grey anatomical image",
-    "channel": "Maps: mean over the network's channels, or one channel (re-runs the network)",
+    "channel": "Maps: mean over the network's channels, or one channel (shown at once from the last result)",
     "baseline": "Classical method(s) in the metric table and in Compare",
     "live": "Re-fuse the current slice when the slider, an input's data or contrast changes",
     "compare_btn": "Fuse, add the baseline result(s) and show everything side by side, labelled",
