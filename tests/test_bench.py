@@ -84,3 +84,12 @@ def test_gpu_rows_follow_the_cpu_rows(monkeypatch):
 def test_cuda_stack_case_runs():
     row = bench.run_case({"kind": "stack", "size": 64, "slices": 4, "repeats": 1, "threads": 2, "device": "cuda"})
     assert row["device"] == "cuda" and row["backend"] == "torch" and row["fast_ms"] > 0 and row["plain_ms"] is None
+
+
+def test_cpu_clock_counts_work_not_waiting():
+    import time
+
+    times = bench.interleaved_ms({"sleep": lambda: time.sleep(0.05)}, {"sleep": 2}, warmup=0, clock="cpu")
+    assert times["sleep"] < 20
+    with pytest.raises(ValueError, match="unknown clock"):
+        bench.run_benchmark(1, 1, (32,), None, None, clock="sundial")

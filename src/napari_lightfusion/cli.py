@@ -294,6 +294,8 @@ def _add_bench(sub):
     p.add_argument("--big", default="4096", help="edge of the big pair, or none")
     p.add_argument("--tile", type=int, default=None)
     p.add_argument("--device", default="cpu", help="cpu, or a GPU (cuda) to run the pairs and the stack on too")
+    p.add_argument("--clock", default="wall", choices=("wall", "cpu"),
+                   help="wall time, or the process's CPU time (steady on a busy machine; use with --threads 1)")
     p.add_argument("--profile", type=int, default=None, metavar="EDGE",
                    help="instead: ONNX Runtime's profile of the fast path on one EDGE x EDGE slice, by operator")
     p.add_argument("--json", action="store_true", help="print the rows as JSON too")

@@ -46,6 +46,7 @@ stands side by side.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -134,13 +135,21 @@ def plain_onnx_session(model, threads: int):
     return lambda a, b: session.run(None, {"a": a[None, None], "b": b[None, None]})[0]
 
 
-def interleaved_ms(methods: dict, repeats: dict, warmup: int = 1) -> dict:
+#: Clocks a benchmark can time with: wall time, or the CPU time of the whole process.
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def interleaved_ms(methods: dict, repeats: dict, warmup: int = 1, clock: str = "wall") -> dict:
     """Median milliseconds of each method, the methods taking turns run by run.
 
     ``methods``: name -> callable; ``repeats``: name -> timed runs (a method
     with fewer runs drops out of the later turns). ``warmup`` untimed calls
-    of each first.
+    of each first. ``clock``: "wall", or "cpu" for the CPU time of all the
+    process's threads (which other programs on a busy machine do not
+    inflate, but which counts threads that spin while they wait: compare
+    methods on it with one thread).
     """
+    now = CLOCKS[clock]
     for fn in methods.values():
         for _ in range(warmup):
             fn()
@@ -148,9 +157,9 @@ def interleaved_ms(methods: dict, repeats: dict, warmup: int = 1) -> dict:
     for turn in range(max(repeats.values())):
         for name, fn in methods.items():
             if turn < repeats[name]:
-                start = time.perf_counter()
+                start = now()
                 fn()
-                times[name].append(time.perf_counter() - start)
+                times[name].append(now() - start)
     return {name: 1e3 * statistics.median(t) for name, t in times.items()}
 
 
@@ -210,7 +219,8 @@ def run_case(case: dict) -> dict:
 
     ``case``: ``kind`` ("pair", "stack" or "big"), ``size``, ``slices``,
     ``repeats``, ``threads``, ``preset``, ``tile`` (None: the default),
-    ``device`` ("cpu" by default, or "cuda").
+    ``device`` ("cpu" by default, or "cuda"), ``clock`` ("wall" by default,
+    or "cpu": see :func:`interleaved_ms`).
     Meant to run in a fresh subprocess (:func:`run_benchmark` does that).
     """
     import numpy as np
@@ -236,6 +246,8 @@ def run_case(case: dict) -> dict:
     backend = select_backend(device)
     rng = np.random.default_rng(0)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    clock = case.get("clock", "wall")
+    timed = functools.partial(interleaved_ms, clock=clock)
 
     def eager(a, b):
         with torch.inference_mode():
@@ -247,7 +259,7 @@ def run_case(case: dict) -> dict:
     plain = plain_onnx_session(model, threads) if not gpu and available() and kind != "big" else None
     row = {
         "case": "", "kind": kind, "size": size, "slices": slices, "backend": backend, "device": device.type,
-        "threads": threads, "tile": tile, "repeats": repeats,
+        "threads": threads, "tile": tile, "repeats": repeats, "clock": clock,
         "fast_ms": None, "fuse_ms": None, "maps_ms": None, "eager_ms": None, "speedup": None,
         "plain_ms": None, "vs_plain": None, "gmacs": None,
         "peak_rss_mib": None, "base_rss_mib": peak_rss_mib(), "load": round(load, 2),
@@ -263,12 +275,12 @@ def run_case(case: dict) -> dict:
             "maps_ms": lambda: run_slice(model, a, b, device, tile=tile),
             "fuse_ms": lambda: fuse(a, b, preset, device, tile=tile, maps=False),
         }
-        row.update(interleaved_ms(methods, dict.fromkeys(methods, repeats), warmup=2))
+        row.update(timed(methods, dict.fromkeys(methods, repeats), warmup=2))
         row["peak_rss_mib"] = peak_rss_mib()
         methods = {"fast_ms": methods["fast_ms"], "eager_ms": lambda: eager(a, b)}
         if plain is not None:
             methods["plain_ms"] = lambda: plain(a, b)
-        row.update(interleaved_ms(methods, dict.fromkeys(methods, repeats), warmup=2))
+        row.update(timed(methods, dict.fromkeys(methods, repeats), warmup=2))
     elif kind == "stack":
         a = rng.random((slices, size, size), dtype=np.float32)
         b = rng.random((slices, size, size), dtype=np.float32)
@@ -278,21 +290,21 @@ def run_case(case: dict) -> dict:
             "fast_ms": lambda: run_stack(model, a, b, device, tile=tile, maps=False),
             "fuse_ms": lambda: fuse(a, b, preset, device, tile=tile, maps=False),
         }
-        row.update(interleaved_ms(methods, dict.fromkeys(methods, repeats), warmup=0))
+        row.update(timed(methods, dict.fromkeys(methods, repeats), warmup=0))
         row["peak_rss_mib"] = peak_rss_mib()
         eager(a[0], b[0])
         methods = {"eager_ms": lambda: [eager(x, y) for x, y in zip(a, b)]}
         if plain is not None:
             plain(a[0], b[0])
             methods["plain_ms"] = lambda: [plain(x, y) for x, y in zip(a, b)]
-        row.update(interleaved_ms(methods, dict.fromkeys(methods, 1), warmup=0))
+        row.update(timed(methods, dict.fromkeys(methods, 1), warmup=0))
     elif kind == "big":
         a = rng.integers(0, 4096, (size, size), dtype=np.uint16)
         b = rng.integers(0, 65535, (size, size), dtype=np.uint16)
         row["case"] = f"{size}x{size} pair (uint16, tiled){where}"
         small = rng.random((64, 64), dtype=np.float32)
         fuse(small, small, preset, device, tile=tile)  # warm-up: export
-        row["fuse_ms"] = interleaved_ms({"f": lambda: fuse(a, b, preset, device, tile=tile, maps=False)},
+        row["fuse_ms"] = timed({"f": lambda: fuse(a, b, preset, device, tile=tile, maps=False)},
                                         {"f": repeats}, warmup=0)["f"]
         row["peak_rss_mib"] = peak_rss_mib()
         unit_a = (a / a.max()).astype(np.float32)
@@ -301,7 +313,7 @@ def run_case(case: dict) -> dict:
             "fast_ms": lambda: run_slice(model, unit_a, unit_b, device, tile=tile, maps=False),
             "eager_ms": lambda: run_slice(model, unit_a, unit_b, device, tile=tile, backend="torch", maps=False),
         }
-        row.update(interleaved_ms(methods, {"fast_ms": repeats, "eager_ms": 1}, warmup=0))
+        row.update(timed(methods, {"fast_ms": repeats, "eager_ms": 1}, warmup=0))
     else:
         raise ValueError(f"unknown benchmark case {kind!r}")
     row["speedup"] = row["eager_ms"] / row["fast_ms"]
@@ -344,6 +356,7 @@ def run_benchmark(
     preset: str = "PET-MRI",
     tile: int | None = None,
     device: str = "cpu",
+    clock: str = "wall",
     progress=None,
 ) -> list[dict]:
     """Time the fusion on this machine; one row per case, each from a fresh subprocess.
@@ -354,7 +367,8 @@ def run_benchmark(
     for both backends. ``sizes``: edges of the square pairs. ``stack``:
     ``(slices, edge)`` or None. ``big``: edge of the large uint16 pair that
     shows the tiled memory bound, or None. ``tile``: tile edge (None: the
-    engine's default). ``device``: "cpu", or a GPU ("cuda") on which the
+    engine's default). ``clock``: "wall" or "cpu" (:func:`interleaved_ms`).
+    ``device``: "cpu", or a GPU ("cuda") on which the
     pair and stack cases run again after the CPU ones. ``progress``:
     optional callable taking a line of text before each case. Rows are
     dicts; :func:`format_table` prints them.
@@ -362,6 +376,8 @@ def run_benchmark(
     from ..engine import resolve_device
 
     gpu = resolve_device(device)  # a missing device is a one-line error before anything runs
+    if clock not in CLOCKS:
+        raise ValueError(f"unknown clock {clock!r}; use wall or cpu")
     cases = []
     for size in sizes:
         scaled = round(repeats * min(1.0, (512 / size) ** 2))
@@ -374,7 +390,7 @@ def run_benchmark(
         cases += [{**c, "device": str(gpu)} for c in cases if c["kind"] != "big"]
     rows = []
     for case in cases:
-        case.update(threads=threads, preset=preset, tile=tile)
+        case.update(threads=threads, preset=preset, tile=tile, clock=clock)
         if progress is not None:
             progress(f"bench: {case['kind']} {case.get('slices', 1)}x{case['size']}^2 "
                      f"on {case.get('device', 'cpu')} ...")
@@ -406,7 +422,8 @@ def format_table(rows: list[dict]) -> str:
         lines.append("")
         lines.append(
             f"{first['threads']} threads, tile {first['tile']}, medians of up to "
-            f"{max(r['repeats'] for r in rows)} runs after warm-up, methods taking turns; "
+            f"{max(r['repeats'] for r in rows)} runs after warm-up, methods taking turns, "
+            f"{'CPU time of the process' if first.get('clock') == 'cpu' else 'wall time'}; "
             + _base_rss_text(rows)
             + "load = 1-minute load average at the start of each case."
         )
@@ -474,6 +491,7 @@ def run_from_args(args: argparse.Namespace) -> None:
     big = None if args.big.lower() in ("none", "0") else int(args.big)
     rows = run_benchmark(
         args.repeats, args.threads, sizes, stack, big, tile=args.tile, device=getattr(args, "device", "cpu"),
+        clock=getattr(args, "clock", "wall"),
         progress=lambda line: print(line, file=sys.stderr, flush=True),
     )
     print(format_table(rows))
