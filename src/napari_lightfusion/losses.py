@@ -114,7 +114,12 @@ def ssim(x, y, data_range: float = 1.0):
 
 
 def ssim7_map(x, y):
-    """SSIM map with scikit-image's defaults: 7 x 7 uniform window, sample covariance, reflected borders, range 1."""
+    """SSIM map as scikit-image computes it (7 x 7 uniform window, sample covariance, data range 1).
+
+    Identical to ``structural_similarity(..., full=True)``'s map away from
+    the 3-pixel border; at the border the padding (torch's reflect) differs
+    from scikit-image's mirror by one pixel.
+    """
     c1, c2 = 0.01**2, 0.03**2
     pad = (3, 3, 3, 3)
 
