@@ -156,3 +156,11 @@ def test_output_sets_update_in_place_and_never_overwrite_a_renamed_layer():
     live = outputs.write_set(viewer, "live", "x", ("a", "b"), [("fused", np.ones((8, 8), np.float32), {})], stack, 2,
                        index=2, slices=5)["fused"]
     assert live.data.shape == (5, 8, 8) and not live.rgb and live.data[2].all() and not live.data[3].any()
+
+
+def test_time_cells_read_in_milliseconds_or_seconds():
+    from napari_lightfusion._qt.table import row_label, time_text
+
+    assert [time_text(s) for s in (0.000213, 0.00121, 0.0123, 0.15, 1.5, math.nan)] == [
+        "213 µs", "1.2 ms", "12 ms", "150 ms", "1.5 s", "nan"]
+    assert row_label(jobs.TIME) == "time ↓" and row_label("SSIM") == "SSIM ↑"

@@ -314,7 +314,7 @@ def test_compare_adds_baselines_in_a_labelled_grid(lightfusion, colour_pair, qtb
     wait_idle(qtbot, widget)
     assert grid_of(viewer).enabled
     baseline = role(viewer, "baseline:laplacian")
-    assert baseline.name == "laplacian baseline · mri + pet · PET-MRI"
+    assert baseline.name == "laplacian · mri + pet"
     np.testing.assert_allclose(baseline.data, fuse_baseline("laplacian", *colour_pair), atol=1e-5)
     visible = [ly for ly in viewer.layers if ly.visible]
     assert visible == [mri, pet, role(viewer, "fused"), baseline]  # the tiles, in order

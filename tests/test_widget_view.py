@@ -8,6 +8,7 @@ scripting surface, the balance slider, the fine-tune section and lazy inputs.
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
@@ -15,11 +16,12 @@ import time
 import numpy as np
 import pytest
 from conftest import outputs, wait_idle
-from qtpy.QtGui import QFont, QFontMetrics
-from qtpy.QtWidgets import QFileDialog
+from qtpy.QtGui import QFont, QFontMetrics, QFontMetricsF
+from qtpy.QtWidgets import QFileDialog, QWidget
 
 from napari_lightfusion._qt import jobs
 from napari_lightfusion._qt import widget as widget_module
+from napari_lightfusion._qt.compare import CANVAS_TEXT_SCALE
 from napari_lightfusion._qt.jobs import ROWS
 from napari_lightfusion._qt.layer_io import grid_of
 from napari_lightfusion._qt.table import best_columns
@@ -131,6 +133,7 @@ def test_compare_fits_the_view_labels_tiles_and_the_table_fits(make_napari_viewe
     from skimage.io import imread
 
     viewer = make_napari_viewer(show=True)  # laid out as a user sees it
+    viewer.window.resize(1200, 800)
     widget = widget_module.LightFusionWidget(viewer)
     viewer.window.add_dock_widget(widget, name="LightFusion")
     viewer.add_image(colour_pair[0], name="MRI")
@@ -143,6 +146,14 @@ def test_compare_fits_the_view_labels_tiles_and_the_table_fits(make_napari_viewe
     qtbot.waitUntil(lambda: viewer.camera.zoom < 40.0, timeout=5_000)  # fitted, not a crop
     tiles = [ly for ly in viewer.layers if ly.visible]
     assert len(tiles) == 2 + 1 + 4 and all(ly.name_overlay.visible for ly in tiles)
+    # every tile label fits its tile: baseline names are short, long names get a smaller font
+    assert role(viewer, "baseline:laplacian").name == "laplacian · MRI + PET"
+    _, columns = grid_of(viewer).actual_shape(viewer.layers)
+    tile = viewer.screenshot(canvas_only=True, flash=False).shape[1] / columns
+    for ly in tiles:
+        font = QFont(widget.font())
+        font.setPointSizeF(ly.name_overlay.font_size)
+        assert QFontMetricsF(font).horizontalAdvance(ly.name) * CANVAS_TEXT_SCALE <= tile, (ly.name, tile)
     table = widget.table
     assert table.columnCount() == 5
     widget.setFixedWidth(widget.minimumWidth())  # as narrow as the dock gets
@@ -164,6 +175,8 @@ def test_compare_fits_the_view_labels_tiles_and_the_table_fits(make_napari_viewe
     assert headers[ROWS.index("SSIM")].text() == "SSIM ↑" and headers[-1].text().endswith("↓")
     for name in ("SSIM", "VIF"):
         assert "exceed 1" in headers[ROWS.index(name)].toolTip()
+    headers_time = [table.item(len(ROWS) - 1, c).text() for c in range(5)]
+    assert all(re.fullmatch(r"[\d.]+ (µs|ms|s)", t) for t in headers_time), headers_time  # "1.2 ms", not "1e-03"
     target = tmp_path / "figure.png"
     monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(target), ""))
     widget.figure_btn.click()
@@ -290,6 +303,9 @@ def test_no_stale_table_status_or_repeated_toasts(pair, stack_pair, qtbot, notes
 
 def test_pyqt6_and_no_deprecation_toast(make_napari_viewer):
     import qtpy
+
+    if os.environ.get("QT_API", "").lower() not in ("", "pyqt6"):
+        pytest.skip(f"QT_API={os.environ['QT_API']} asks for another binding (tox -e pyqt5)")
     from napari.utils.notifications import notification_manager
 
     make_napari_viewer(show=True)
@@ -328,6 +344,24 @@ def test_pickers_follow_renames_and_keep_the_users_pick(pair, colour_pair, qtbot
     assert widget.pickers.functional.current_choice == "renamed" and other in widget.pickers.functional.choices
     viewer.add_image(colour_pair[0], name="later")
     assert widget.pair() == (mri, other)
+
+
+def test_a_second_pair_opened_is_the_pair_guessed(lightfusion, grey_pair):
+    viewer, widget = lightfusion
+    viewer.add_image(grey_pair[0], name="MRI 23")
+    viewer.add_image(grey_pair[1], name="PET 23")
+    mri, ct = viewer.add_image(grey_pair[0], name="MRI 24"), viewer.add_image(grey_pair[1], name="CT 24")
+    assert widget.pair() == (mri, ct) and widget.preset.currentText() == "CT-MRI"
+
+
+def test_a_short_dock_scrolls_instead_of_squashing_the_fine_tune_rows(pair, qtbot):
+    viewer, widget, mri, pet = pair
+    widget.finetune_btn.setChecked(True)
+    widget.setFixedHeight(300)
+    qtbot.waitUntil(lambda: widget.scroll.verticalScrollBar().maximum() > 0, timeout=5_000)
+    for child in widget.finetune.findChildren(QWidget):
+        if child.isVisibleTo(widget.finetune) and child.minimumSizeHint().height() > 0:
+            assert child.height() >= child.minimumSizeHint().height(), type(child).__name__
 
 
 def test_the_balance_slider_is_for_conditioned_networks_and_refuses_live(pair, qtbot, monkeypatch):

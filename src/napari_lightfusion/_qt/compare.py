@@ -53,6 +53,27 @@ def show_grid(viewer, layers: list) -> None:
     unlabel_when_grid_ends(viewer, layers)
 
 
+#: Font size (points) of a tile label when its name fits the tile; smallest size a label gets to fit.
+LABEL_SIZE, SMALLEST_LABEL = 10.0, 6.0
+#: How much wider napari's canvas draws a label than Qt measures it at the same point size.
+CANVAS_TEXT_SCALE = 1.3
+
+
+def fit_labels(layers: list, tile_width: float, text_width) -> float:
+    """Shrink the tile labels so that the longest layer name fits a tile ``tile_width`` pixels wide.
+
+    ``text_width(text, points)`` measures a text in pixels (Qt's font
+    metrics). Returns the font size given to every label: :data:`LABEL_SIZE`
+    when the names fit, else smaller, never below :data:`SMALLEST_LABEL`.
+    """
+    widest = max((text_width(ly.name, LABEL_SIZE) for ly in layers), default=0.0) * CANVAS_TEXT_SCALE
+    room = 0.92 * tile_width  # the label starts a little in from the tile's edge
+    size = LABEL_SIZE if widest <= room else max(SMALLEST_LABEL, LABEL_SIZE * room / widest)
+    for layer in layers:
+        layer.name_overlay.font_size = size
+    return size
+
+
 def unlabel_when_grid_ends(viewer, layers: list) -> None:
     """Hide the tile labels of ``layers`` once napari's grid is switched off (they would pile up)."""
     grid = grid_of(viewer)
@@ -64,6 +85,7 @@ def unlabel_when_grid_ends(viewer, layers: list) -> None:
             for ref in labelled:
                 if (layer := ref()) is not None:
                     layer.name_overlay.visible = False
+                    layer.name_overlay.font_size = LABEL_SIZE
 
     grid.events.enabled.connect(on_enabled)
 

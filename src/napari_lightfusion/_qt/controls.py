@@ -7,13 +7,16 @@ from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
     QFormLayout,
+    QFrame,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QScrollArea,
     QSlider,
     QToolButton,
     QVBoxLayout,
+    QWidget,
 )
 
 from ..baselines import BASELINES
@@ -64,7 +67,11 @@ def row(*widgets) -> QHBoxLayout:
 
 
 def build_controls(w, viewer) -> None:
-    """Create the controls as attributes of the widget ``w`` and lay them out in it."""
+    """Create the controls as attributes of the widget ``w`` and lay them out in it.
+
+    They go in ``w.body`` (laid out top to bottom), inside a vertical
+    scroll area ``w.scroll`` that fills ``w``.
+    """
     w.pickers = PairPicker(viewer)
     w.resample_btn = QPushButton("Resample functional onto anatomical grid")
     w.resample_btn.setVisible(False)
@@ -107,7 +114,8 @@ def build_controls(w, viewer) -> None:
     box = QVBoxLayout(metrics)
     box.addWidget(w.table)
     box.addLayout(row(w.copy_btn, w.csv_btn))
-    layout = QVBoxLayout(w)
+    w.body = QWidget()  # the controls, in a scroll area: a short dock scrolls instead of squashing rows
+    layout = QVBoxLayout(w.body)
     layout.addLayout(form)
     layout.addLayout(row(w.fuse_btn, w.cancel_btn))
     layout.addWidget(w.live)
@@ -119,6 +127,15 @@ def build_controls(w, viewer) -> None:
     layout.addWidget(w.shot_btn)
     for name, tip in TIPS.items():
         getattr(w, name).setToolTip(tip)
+    scroll = QScrollArea()
+    scroll.setWidgetResizable(True)
+    scroll.setFrameShape(QFrame.Shape.NoFrame)
+    scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    scroll.setWidget(w.body)
+    w.scroll = scroll
+    outer = QVBoxLayout(w)
+    outer.setContentsMargins(0, 0, 0, 0)
+    outer.addWidget(scroll)
 
 
 def collapsible(title: str, content) -> tuple[QToolButton, object]:

@@ -67,8 +67,8 @@ def role_name(label: str, role: str, names: tuple[str, str]) -> str:
     kind, _, rest = role.partition(":")  # what the layer is comes first: long names are elided in the middle
     if kind in MAP_COLORMAPS:
         return f"{kind} of {names[int(rest)]} · {label}"
-    if kind == "baseline":
-        return f"{rest} baseline · {label}"
+    if kind == "baseline":  # short enough for a Compare tile; a baseline needs no preset
+        return f"{rest} · {names[0]} + {names[1]}"
     return f"{names[0]} (grey) · {label}"  # the backdrop of the maps
 
 

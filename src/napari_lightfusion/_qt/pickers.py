@@ -18,8 +18,16 @@ from . import layer_io
 
 
 def guess_pair(layers) -> tuple:
-    """The (anatomical, functional) guess among ``layers``' image layers (names, file names, colour)."""
-    return guess_roles(layer_io.image_layers(layers))
+    """The (anatomical, functional) guess among ``layers``' image layers (names, file names, colour).
+
+    The two layers opened last, when they are of one shape: a second pair
+    opened is the pair guessed. Otherwise every layer, newest first on ties.
+    """
+    images = layer_io.image_layers(layers)
+    newest = images[-2:]
+    if len(images) > 2 and layer_io.spatial_shape(newest[0]) == layer_io.spatial_shape(newest[1]):
+        return guess_roles(newest)
+    return guess_roles(images[::-1])
 
 
 class PairPicker(QWidget):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 
 from qtpy.QtCore import QTimer
+from qtpy.QtGui import QFont, QFontMetricsF
+from qtpy.QtWidgets import QMainWindow
 
 from . import compare, layer_io, outputs
 from .jobs import map_limits
@@ -109,7 +111,23 @@ class ResultView:
         written = {**self._result[1], **added}
         self._result = (ctx["set"], written, "compare")
         self.show_map.setCurrentIndex(0)
-        compare.show_grid(self.viewer, compare.grid_layers(ctx["inputs"], written))
+        tiles = compare.grid_layers(ctx["inputs"], written)
+        compare.show_grid(self.viewer, tiles)
+        self._fit_tile_labels(tiles)
         # fit every tile once the canvas has made the grid's viewboxes (they are empty until it draws)
         QTimer.singleShot(50, self._guard(self.viewer.reset_view))
         self.results_written.emit(dict(written))
+
+    def _fit_tile_labels(self, tiles: list) -> float:
+        """Give the Compare tiles' labels a font size at which each name fits its tile (returns it)."""
+        window = self.window()
+        canvas = window.centralWidget() if isinstance(window, QMainWindow) else None  # the viewer's canvas
+        _, columns = layer_io.grid_of(self.viewer).actual_shape(self.viewer.layers)
+        width = (canvas.width() if canvas is not None else 1000) / max(columns, 1)
+
+        def text_width(text: str, points: float) -> float:
+            font = QFont(self.font())
+            font.setPointSizeF(points)
+            return QFontMetricsF(font).horizontalAdvance(text)
+
+        return compare.fit_labels(tiles, width, text_width)

@@ -30,7 +30,7 @@ MEANING = {
     "Qabf": "Edge preservation (Xydeas-Petrovic), 0 to 1",
     "SSIM": "Structural similarity to each source, summed over both sources: can exceed 1 (at most 2)",
     "VIF": "Visual information fidelity, summed over both sources: can exceed 1",
-    TIME: "Seconds the method took for this slice",
+    TIME: "Time the method took for this slice (Copy and Export CSV give seconds)",
 }
 #: Short header of a column (full name in its tooltip).
 SHORT = {NETWORK: "LFNet", "average": "avg", "laplacian": "Lap", "alpha": "α"}
@@ -46,6 +46,24 @@ def cell_text(value: float | None, digits: int = 3) -> str:
     if value is None or not math.isfinite(value):
         return "nan"
     return f"{value:.{digits}g}" if abs(value) >= 10.0 ** -digits or value == 0 else f"{value:.0e}"
+
+
+def time_text(seconds: float | None) -> str:
+    """A time cell with its unit, readable and narrow: "210 µs", "1.2 ms", "12 ms", "1.5 s" ("nan" when undefined)."""
+    if seconds is None or not math.isfinite(seconds):
+        return "nan"
+    if seconds >= 1.0:
+        return f"{seconds:.3g} s"
+    ms = seconds * 1000
+    if ms < 1.0:
+        return f"{ms * 1000:.0f} µs"
+    return f"{ms:.0f} ms" if ms >= 10 else f"{ms:.2g} ms"
+
+
+def row_label(row: str) -> str:
+    """A row header: the metric and its direction ("SSIM ↑"); the time's unit is in its cells."""
+    name = "time" if row == TIME else row
+    return f"{name} {'↑' if higher_is_better(row) else '↓'}"
 
 
 def higher_is_better(row: str) -> bool:
@@ -68,7 +86,7 @@ class MetricTable(QTableWidget):
 
     def __init__(self, parent=None):
         super().__init__(len(ROWS), 0, parent)
-        self.setVerticalHeaderLabels([f"{row} {'↑' if higher_is_better(row) else '↓'}" for row in ROWS])
+        self.setVerticalHeaderLabels([row_label(row) for row in ROWS])
         for r, row in enumerate(ROWS):
             self.verticalHeaderItem(r).setToolTip(MEANING[row] + (" (higher is better)" if higher_is_better(row)
                                                                     else " (lower is better)"))
@@ -103,7 +121,7 @@ class MetricTable(QTableWidget):
             best = best_columns(table, row) if len(table) > 1 else set()
             for c, column in enumerate(table):
                 value = table[column].get(row, math.nan)
-                item = QTableWidgetItem(cell_text(value, 2 if row == TIME else 3))
+                item = QTableWidgetItem(time_text(value) if row == TIME else cell_text(value))
                 item.setData(Qt.ItemDataRole.UserRole, float(value) if value is not None else math.nan)
                 item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 item.setToolTip(f"{column}: {MEANING[row]}")
