@@ -307,24 +307,25 @@ def test_requests_never_queue_up(lightfusion, colour_pair, qtbot, monkeypatch):
 
 def test_compare_adds_baselines_in_a_labelled_grid(lightfusion, colour_pair, qtbot):
     viewer, widget = lightfusion
+    other = viewer.add_image(colour_pair[0][::2, ::2], name="another image")  # an unrelated visible layer
     mri = viewer.add_image(colour_pair[0], name="mri")
     pet = viewer.add_image(colour_pair[1], name="pet")
     widget.baseline.setCurrentText("laplacian")
     widget.compare()
     wait_idle(qtbot, widget)
-    assert grid_of(viewer).enabled
+    assert grid_of(viewer).enabled and not other.visible  # it would be an unlabelled tile
     baseline = role(viewer, "baseline:laplacian")
     assert baseline.name == "laplacian · mri + pet"
     np.testing.assert_allclose(baseline.data, fuse_baseline("laplacian", *colour_pair), atol=1e-5)
     visible = [ly for ly in viewer.layers if ly.visible]
     assert visible == [mri, pet, role(viewer, "fused"), baseline]  # the tiles, in order
     assert all(ly.name_overlay.visible for ly in visible)
-    grid_of(viewer).enabled = False  # back to one view: the labels go
-    assert not any(ly.name_overlay.visible for ly in viewer.layers)
+    grid_of(viewer).enabled = False  # back to one view: the labels go, the other layer comes back
+    assert not any(ly.name_overlay.visible for ly in viewer.layers) and other.visible
     grid_of(viewer).enabled = True
     widget.compare()
     wait_idle(qtbot, widget)
-    assert role(viewer, "baseline:laplacian") is baseline and len(viewer.layers) == 9
+    assert role(viewer, "baseline:laplacian") is baseline and len(viewer.layers) == 10
 
 
 def test_save_screenshot_writes_a_picture(make_napari_viewer, colour_pair, qtbot, tmp_path, monkeypatch):

@@ -29,16 +29,21 @@ def show_grid(viewer, layers: list) -> None:
     The caller resets the view once the canvas has laid out the grid's
     viewboxes (napari fits the view to them).
 
-    Other visible layers are hidden only if they are output layers of the
-    plugin (maps, the backdrop, other results); input layers keep their
-    visibility, so a hidden input simply leaves no tile.
+    Every other visible layer is hidden (maps, the backdrop, other results,
+    other pairs' inputs: each would be an unlabelled tile); the layers that
+    are not the plugin's are shown again when the grid is switched off.
+    An input of ``layers`` keeps its visibility, so a hidden input simply
+    leaves no tile.
     """
     from .outputs import info
 
     keep = {id(ly) for ly in layers}
+    others = []
     for layer in viewer.layers:
-        if id(layer) not in keep and info(layer) is not None:
+        if id(layer) not in keep and layer.visible:
             layer.visible = False
+            if info(layer) is None:
+                others.append(layer)
     # the grid reads the list bottom-up: our tiles go to the top in order (inputs stay put)
     for layer in layers:
         if info(layer) is not None:
@@ -50,7 +55,7 @@ def show_grid(viewer, layers: list) -> None:
     grid = grid_of(viewer)
     grid.stride = 1
     grid.enabled = True
-    unlabel_when_grid_ends(viewer, layers)
+    unlabel_when_grid_ends(viewer, layers, others)
 
 
 #: Font size (points) of a tile label when its name fits the tile; smallest size a label gets to fit.
@@ -74,10 +79,12 @@ def fit_labels(layers: list, tile_width: float, text_width) -> float:
     return size
 
 
-def unlabel_when_grid_ends(viewer, layers: list) -> None:
-    """Hide the tile labels of ``layers`` once napari's grid is switched off (they would pile up)."""
+def unlabel_when_grid_ends(viewer, layers: list, hidden: list = ()) -> None:
+    """Once napari's grid is switched off: hide the tile labels of ``layers`` (they would pile up)
+    and show the ``hidden`` layers again."""
     grid = grid_of(viewer)
     labelled = [weakref.ref(layer) for layer in layers]
+    to_show = [weakref.ref(layer) for layer in hidden]
 
     def on_enabled(event=None):
         if not grid.enabled:
@@ -86,6 +93,9 @@ def unlabel_when_grid_ends(viewer, layers: list) -> None:
                 if (layer := ref()) is not None:
                     layer.name_overlay.visible = False
                     layer.name_overlay.font_size = LABEL_SIZE
+            for ref in to_show:
+                if (layer := ref()) is not None:
+                    layer.visible = True
 
     grid.events.enabled.connect(on_enabled)
 
