@@ -103,7 +103,7 @@ def cpu_peak_gmacs(threads: int, cpuinfo: str | None = None) -> tuple[float | No
         return None, "no clock in /proc/cpuinfo"
     lanes, isa = (16, "AVX-512F") if "avx512f" in flags else (8, "AVX2+FMA") if {"avx2", "fma"} <= flags else (4, "SSE")
     peak = threads * mhz / 1e3 * lanes * 2
-    how = f"{threads} cores x {mhz / 1e3:.2f} GHz x {lanes} float32 lanes ({isa}) x 2 FMA units"
+    how = f"{threads} core{'s' if threads != 1 else ''} x {mhz / 1e3:.2f} GHz x {lanes} float32 lanes ({isa}) x 2 FMA units"
     return peak, how
 
 
@@ -421,7 +421,7 @@ def format_table(rows: list[dict]) -> str:
         first = rows[0]
         lines.append("")
         lines.append(
-            f"{first['threads']} threads, tile {first['tile']}, medians of up to "
+            f"{first['threads']} thread{'s' if first['threads'] != 1 else ''}, tile {first['tile']}, medians of up to "
             f"{max(r['repeats'] for r in rows)} runs after warm-up, methods taking turns, "
             f"{'CPU time of the process' if first.get('clock') == 'cpu' else 'wall time'}; "
             + _base_rss_text(rows)
