@@ -103,7 +103,8 @@ def cpu_peak_gmacs(threads: int, cpuinfo: str | None = None) -> tuple[float | No
         return None, "no clock in /proc/cpuinfo"
     lanes, isa = (16, "AVX-512F") if "avx512f" in flags else (8, "AVX2+FMA") if {"avx2", "fma"} <= flags else (4, "SSE")
     peak = threads * mhz / 1e3 * lanes * 2
-    how = f"{threads} core{'s' if threads != 1 else ''} x {mhz / 1e3:.2f} GHz x {lanes} float32 lanes ({isa}) x 2 FMA units"
+    cores = f"{threads} core{'s' if threads != 1 else ''}"
+    how = f"{cores} x {mhz / 1e3:.2f} GHz x {lanes} float32 lanes ({isa}) x 2 FMA units"
     return peak, how
 
 
