@@ -354,6 +354,13 @@ def test_a_second_pair_opened_is_the_pair_guessed(lightfusion, grey_pair):
     assert widget.pair() == (mri, ct) and widget.preset.currentText() == "CT-MRI"
 
 
+def test_fine_tuning_starts_from_the_preset_the_widget_fuses_with(pair):
+    viewer, widget, mri, pet = pair
+    assert widget.finetune.base.currentText() == widget.preset.currentText() == "PET-MRI"
+    widget.preset.setCurrentText("CT-MRI")
+    assert widget.finetune.base.currentText() == "CT-MRI"
+
+
 def test_a_short_dock_scrolls_instead_of_squashing_the_fine_tune_rows(pair, qtbot):
     viewer, widget, mri, pet = pair
     widget.finetune_btn.setChecked(True)

@@ -99,6 +99,8 @@ class LightFusionWidget(ResultView, ExportActions, QWidget):
         body.addWidget(self.finetune)
         body.addStretch(1)
         self.preset.activated.connect(self._on_user_preset)
+        self.preset.currentTextChanged.connect(self._follow_preset)
+        self._follow_preset(self.preset.currentText())
         self.device.activated.connect(lambda *_: self.request_live())
         self.baseline.activated.connect(lambda *_: self.request_live())
         self.show_map.currentIndexChanged.connect(lambda *_: self._on_map_choice())
@@ -114,6 +116,11 @@ class LightFusionWidget(ResultView, ExportActions, QWidget):
         self.shot_btn.clicked.connect(self._on_save_screenshot)
         self.copy_btn.clicked.connect(self.copy_table)
         self.csv_btn.clicked.connect(self._on_export_csv)
+
+    def _follow_preset(self, name: str) -> None:
+        """Fine-tuning starts from the preset the widget fuses with (unless a fine-tuning runs)."""
+        if name and not self.finetune.busy:
+            self.finetune.base.setCurrentText(name)
 
     def _on_preset_saved(self, name: str) -> None:
         """A fine-tuned preset was saved: list it and pick it."""
