@@ -135,7 +135,9 @@ def test_hot_spot_plane_travels_with_the_crops(data_root):
     images = pairs_to_tensor(pairs, hot_spots=True)
     assert images.shape[1] == 3
     p = pairs[0]
-    expected = hot_spot(p.other[..., :3] @ np.array([0.299, 0.587, 0.114]) * 255 if p.other.ndim == 3 else p.other * 255, p.anatomical * 255)
+    from napari_lightfusion.colour import grey
+
+    expected = hot_spot(grey(p.other) * 255, p.anatomical * 255)
     assert torch.equal(images[0, 2], torch.from_numpy(expected.astype(np.float32)))
     a, b, hot = random_batch(images, 3, 16, torch.Generator().manual_seed(0))
     assert a.shape == b.shape == hot.shape == (3, 1, 16, 16)
