@@ -354,6 +354,20 @@ def test_a_second_pair_opened_is_the_pair_guessed(lightfusion, grey_pair):
     assert widget.pair() == (mri, ct) and widget.preset.currentText() == "CT-MRI"
 
 
+def test_the_exported_figure_gives_times_in_milliseconds(pair, qtbot, tmp_path, monkeypatch):
+    from napari_lightfusion._qt import figure
+
+    viewer, widget, mri, pet = pair
+    fuse_now(qtbot, widget)
+    seen = {}
+    monkeypatch.setattr(figure, "export_figure",
+                        lambda tiles, table, path, **kw: seen.update(table=table, **kw) or path)
+    widget.export_figure(tmp_path / "f.png")
+    shown, network = seen["table"][jobs.NETWORK], widget.table_data[jobs.NETWORK]
+    assert jobs.TIME not in shown and shown["time (ms)"] == pytest.approx(network[jobs.TIME] * 1000)
+    assert seen["directions"]["time (ms)"] == "↓"
+
+
 def test_fine_tuning_starts_from_the_preset_the_widget_fuses_with(pair):
     viewer, widget, mri, pet = pair
     assert widget.finetune.base.currentText() == widget.preset.currentText() == "PET-MRI"
