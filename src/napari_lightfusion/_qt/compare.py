@@ -61,7 +61,7 @@ def show_grid(viewer, layers: list) -> None:
 #: Font size (points) of a tile label when its name fits the tile; smallest size a label gets to fit.
 LABEL_SIZE, SMALLEST_LABEL = 10.0, 6.0
 #: How much wider napari's canvas draws a label than Qt measures it at the same point size.
-CANVAS_TEXT_SCALE = 1.3
+CANVAS_TEXT_SCALE = 1.5
 
 
 def fit_labels(layers: list, tile_width: float, text_width) -> float:
