@@ -18,7 +18,6 @@ from scipy import ndimage
 from napari_lightfusion import metrics as m
 
 
-
 @contextlib.contextmanager
 def strict():
     """Turn any warning and any numpy floating-point error into an exception.

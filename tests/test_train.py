@@ -8,9 +8,9 @@ import pytest
 import torch
 from skimage.io import imsave
 
-from napari_lightfusion.research.data import is_validation, load_pairs, pair_names, read_image
 from napari_lightfusion.losses import fusion_loss
 from napari_lightfusion.model import LightFusionNet
+from napari_lightfusion.research.data import is_validation, load_pairs, pair_names, read_image
 from napari_lightfusion.research.train import TrainConfig, random_batch, train
 from napari_lightfusion.weights import load_model, sha256
 

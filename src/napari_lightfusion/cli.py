@@ -337,7 +337,8 @@ def _run_balance_figure(args):
     result = write_balance_figure(args.data, args.out, limit=args.limit)
     for dataset, curve in result["curves"].items():
         average = curve["baselines"]["average"]
-        print(f"{dataset}: pixel average anatomy {average['anatomy kept']:.3f} function {average['function kept']:.3f}; "
+        print(f"{dataset}: pixel average anatomy {average['anatomy kept']:.3f} "
+              f"function {average['function kept']:.3f}; "
               f"b dominating it: {', '.join(f'{b:g}' for b in result['dominating'][dataset]) or 'none'}")
     print(f"wrote {args.out}")
 

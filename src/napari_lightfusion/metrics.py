@@ -20,7 +20,8 @@ Conventions shared by all functions
 * Degenerate inputs never raise and never emit numpy warnings. Each
   function documents what it returns when its formula is undefined; in
   short: a Pearson correlation involving a constant image (range below
-  1e-9 grey levels, i.e. constant up to rounding) counts as 0.0 (SCD, CC); Qabf is nan when neither source has any edge; VIF of a
+  1e-9 grey levels, i.e. constant up to rounding) counts as 0.0 (SCD, CC);
+  Qabf is nan when neither source has any edge; VIF of a
   constant source is 1.0 (the reference evaluator's rule) and nan when the
   image is smaller than the first 17 x 17 window; SSIM is nan for images
   smaller than its 7 x 7 window.

@@ -25,10 +25,10 @@ import numpy as np
 import torch
 
 from ..colour import grey
-from .data import Pair, is_validation, load_pairs, pair_names
 from ..losses import LossWeights, fusion_loss
 from ..model import LightFusionNet, ModelConfig
 from ..weights import save_weights, sha256
+from .data import Pair, is_validation, load_pairs, pair_names
 
 
 @dataclass
@@ -139,7 +139,7 @@ def train(
     data_root: Path,
     dataset: str,
     out: Path,
-    config: TrainConfig = TrainConfig(),
+    config: TrainConfig | None = None,
     progress: bool = True,
     device: str = "cpu",
 ) -> dict:
@@ -149,7 +149,9 @@ def train(
     the same weights on the same machine, device and thread count.
     ``device`` is a torch device name ("cpu", "cuda", "cuda:1", "mps"); the
     crops are drawn on the CPU and moved there, the weights saved from the CPU.
+    ``config`` defaults to the paper's recipe (:class:`TrainConfig`).
     """
+    config = TrainConfig() if config is None else config
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     names = pair_names(data_root, "train", dataset)
