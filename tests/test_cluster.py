@@ -59,18 +59,31 @@ def test_the_cluster_writes_the_threaded_result_bit_for_bit(cluster, pair, capsy
     assert set(threads.values()) == {1}, "each worker runs the network on one thread"
 
 
+def _slow_writes(seconds: float) -> None:
+    """Run on each worker: every slice write waits ``seconds`` first (0 restores the plain write)."""
+    from napari_lightfusion.volume_io import OmeZarrOutput as Output
+
+    plain = getattr(Output, "_plain_write", Output.write)
+    Output._plain_write = plain
+    Output.write = plain if not seconds else (lambda self, *a, **k: (time.sleep(seconds), plain(self, *a, **k))[1])
+
+
 def test_a_killed_worker_loses_nothing_and_a_rerun_fuses_only_the_rest(cluster, pair):
     local, client = cluster
     out = pair / "killed.zarr"
-    pids = list(client.run(os.getpid).values())
+    pids = client.run(os.getpid)  # worker address -> process id
+    client.run(_slow_writes, 0.25)  # so that the kill lands mid-run however fast the machine is
     killed = []
 
     def kill_once_slices_land():
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not killed:
             if out.exists() and (out / "0").exists() and len(OmeZarrOutput(out).missing(clean=False)) < 22:
-                os.kill(pids[0], signal.SIGKILL)
-                killed.append(True)
+                # a worker with a task in hand: its death must fail the run (allowed-failures 0)
+                busy = [address for address, keys in client.processing().items() if keys and address in pids]
+                if busy:
+                    os.kill(pids[busy[0]], signal.SIGKILL)
+                    killed.append(True)
             time.sleep(0.005)
 
     watcher = threading.Thread(target=kill_once_slices_land)
@@ -78,9 +91,16 @@ def test_a_killed_worker_loses_nothing_and_a_rerun_fuses_only_the_rest(cluster, 
     with pytest.raises(ValueError, match="worker died"):
         fuse_volume(pair / "a.tif", pair / "b.tif", out, device="cpu", scheduler_name=local.scheduler_address)
     watcher.join()
+    # a task already running on the surviving worker still finishes its slice (dask cannot
+    # interrupt it): count what is missing once the workers are idle
+    deadline = time.monotonic() + 30
+    while any(client.processing().values()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
     missing = OmeZarrOutput(out).missing()
     assert killed and 0 < len(missing) < 24
     client.wait_for_workers(2, timeout=60)
+    client.run(_slow_writes, 0)
     again = fuse_volume(pair / "a.tif", pair / "b.tif", out, device="cpu", scheduler_name=local.scheduler_address)
     assert again.fused == len(missing) and again.skipped == 24 - len(missing)
     np.testing.assert_array_equal(volume(out), volume(pair / "threads.zarr"))
