@@ -93,6 +93,29 @@ def wait_idle_fixture(qtbot):
     return lambda widget, timeout=WAIT_MS: wait_idle(qtbot, widget, timeout)
 
 
+@pytest.fixture(name="fuse_now")
+def fuse_now_fixture(qtbot):
+    """Press Fuse through the widget's scripting surface and wait for the job: ``fuse_now(widget)``."""
+
+    def fuse_now(widget) -> None:
+        widget.fuse()
+        wait_idle(qtbot, widget)
+
+    return fuse_now
+
+
+@pytest.fixture(name="role")
+def role_fixture():
+    """``role(viewer, name, which=-1)``: the output layer of ``name`` ("fused", "attention:1", ...)
+    of the newest result set (or set ``which``), None when there is none."""
+
+    def role(viewer, name: str, which: int = -1):
+        found = [ly for ly in outputs(viewer) if ly.metadata["lightfusion"]["role"] == name]
+        return found[which] if found else None
+
+    return role
+
+
 def fingerprint(layer) -> tuple:
     """What must never change on an input layer: data hash, contrast limits, visibility."""
     data = np.ascontiguousarray(layer.data)

@@ -14,7 +14,6 @@ import time
 
 import numpy as np
 import pytest
-from conftest import fingerprint, outputs, wait_idle
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QApplication, QFileDialog
 
@@ -27,17 +26,6 @@ from napari_lightfusion.baselines import fuse_baseline
 from napari_lightfusion.fusion import FusionPlan
 from napari_lightfusion.metrics import METRICS, evaluate
 from napari_lightfusion.weights import WeightError
-
-
-def fuse_now(qtbot, widget) -> None:
-    widget.fuse()
-    wait_idle(qtbot, widget)
-
-
-def role(viewer, name: str, which: int = -1):
-    """The output layer of ``name`` ("fused", "attention:1", ...) of the newest set (or ``which``)."""
-    found = [ly for ly in outputs(viewer) if ly.metadata["lightfusion"]["role"] == name]
-    return found[which] if found else None
 
 
 @pytest.fixture
@@ -57,14 +45,14 @@ def test_manifest_docks_the_widget(make_napari_viewer):
     assert widget.channel.count() == 17  # mean + 16 channels
 
 
-def test_grey_pair_fuses_what_is_seen(lightfusion, grey_pair, qtbot):
+def test_grey_pair_fuses_what_is_seen(lightfusion, grey_pair, qtbot, outputs, fingerprint, fuse_now, role):
     viewer, widget = lightfusion
     a = viewer.add_image(grey_pair[0], name="mri", contrast_limits=(20, 200), scale=(0.5, 0.7),
                          translate=(3, -2))
     b = viewer.add_image(grey_pair[1], name="ct", contrast_limits=(0, 500), visible=False)
     widget.set_pair(a, b)
     before = [fingerprint(a), fingerprint(b)]
-    fuse_now(qtbot, widget)
+    fuse_now(widget)
     expected = fuse(grey_pair[0], grey_pair[1], "CT-MRI", "auto", a_limits=(20, 200), b_limits=(0, 500))
     fused = role(viewer, "fused")
     assert not fused.rgb and fused.name == "mri + ct · CT-MRI"
@@ -81,27 +69,27 @@ def test_grey_pair_fuses_what_is_seen(lightfusion, grey_pair, qtbot):
     assert [fingerprint(a), fingerprint(b)] == before
 
 
-def test_colour_pair_twice_updates_layers_in_place(lightfusion, colour_pair, qtbot):
+def test_colour_pair_twice_updates_layers_in_place(lightfusion, colour_pair, qtbot, fingerprint, fuse_now, role):
     viewer, widget = lightfusion
     a = viewer.add_image(colour_pair[0], name="mri")
     b = viewer.add_image(colour_pair[1], name="pet")
     before = [fingerprint(a), (b.data.tobytes(), b.visible)]
-    fuse_now(qtbot, widget)
+    fuse_now(widget)
     first = list(viewer.layers)
     fused = role(viewer, "fused")
     assert fused.rgb and fused.data.shape == (64, 64, 3)
     expected = fuse(*colour_pair, "PET-MRI", "auto", a_limits=tuple(a.contrast_limits), b_rgb=True)
     np.testing.assert_allclose(fused.data, expected.fused, atol=1e-6)
-    fuse_now(qtbot, widget)
+    fuse_now(widget)
     assert list(viewer.layers) == first and len(first) == 8  # same objects, no "[1]"
     assert [fingerprint(a), (b.data.tobytes(), b.visible)] == before
 
 
-def test_stack_is_fused_whole(lightfusion, stack_pair, qtbot):
+def test_stack_is_fused_whole(lightfusion, stack_pair, qtbot, fuse_now, role):
     viewer, widget = lightfusion
     viewer.add_image(stack_pair[0], name="mri stack")
     viewer.add_image(stack_pair[1], name="pet stack", rgb=True)
-    fuse_now(qtbot, widget)
+    fuse_now(widget)
     expected = fuse(*stack_pair, "PET-MRI", "auto", a_limits=(0.0, 255.0), b_rgb=True)
     fused = role(viewer, "fused")
     assert fused.data.shape == (5, 48, 48, 3)
@@ -109,12 +97,12 @@ def test_stack_is_fused_whole(lightfusion, stack_pair, qtbot):
     assert role(viewer, "attention:1").data.shape == (5, 48, 48)
 
 
-def test_metric_table_shows_evaluate(lightfusion, colour_pair, qtbot, tmp_path, monkeypatch):
+def test_metric_table_shows_evaluate(lightfusion, colour_pair, qtbot, tmp_path, monkeypatch, fuse_now):
     viewer, widget = lightfusion
     viewer.add_image(colour_pair[0], name="mri")
     viewer.add_image(colour_pair[1], name="pet")
     widget.baseline.setCurrentText("max")
-    fuse_now(qtbot, widget)
+    fuse_now(widget)
     plan = plan_fusion(*colour_pair, "PET-MRI", a_limits=(0.0, 255.0), b_rgb=True)
     anat, func = plan.pair.anatomical[0] * 255, plan.pair.functional[0] * 255
     want = {NETWORK: evaluate(plan.run_slice(0).fused * 255, anat, func),
@@ -141,11 +129,13 @@ def _slow(monkeypatch, seconds=0.3):
     monkeypatch.setattr(FusionPlan, "run_slice", lambda self, i: (time.sleep(seconds), slow(self, i))[1])
 
 
-def test_cancel_mid_stack_leaves_layers_as_they_were(lightfusion, stack_pair, qtbot, monkeypatch):
+def test_cancel_mid_stack_leaves_layers_as_they_were(
+    lightfusion, stack_pair, qtbot, monkeypatch, outputs, wait_idle, fuse_now, role,
+):
     viewer, widget = lightfusion
     viewer.add_image(stack_pair[0], name="mri stack")
     viewer.add_image(stack_pair[1], name="pet stack", rgb=True)
-    fuse_now(qtbot, widget)
+    fuse_now(widget)
     fused = role(viewer, "fused")
     kept = fused.data.copy()
     _slow(monkeypatch)
@@ -153,13 +143,13 @@ def test_cancel_mid_stack_leaves_layers_as_they_were(lightfusion, stack_pair, qt
     widget.fuse()
     qtbot.waitUntil(lambda: widget.progress.bar.value() >= 1, timeout=10_000)
     widget.cancel_btn.click()
-    wait_idle(qtbot, widget)
+    wait_idle(widget)
     assert role(viewer, "fused") is fused and len(outputs(viewer)) == 6
     np.testing.assert_array_equal(fused.data, kept)
     assert "Cancelled" in widget.status.text()
 
 
-def test_cancel_before_first_result_adds_no_layer(lightfusion, stack_pair, qtbot, monkeypatch):
+def test_cancel_before_first_result_adds_no_layer(lightfusion, stack_pair, qtbot, monkeypatch, outputs, wait_idle):
     viewer, widget = lightfusion
     viewer.add_image(stack_pair[0], name="mri stack")
     viewer.add_image(stack_pair[1], name="pet stack", rgb=True)
@@ -167,56 +157,62 @@ def test_cancel_before_first_result_adds_no_layer(lightfusion, stack_pair, qtbot
     widget.fuse()
     qtbot.waitUntil(lambda: widget.progress.bar.value() >= 1, timeout=10_000)
     widget.cancel()
-    wait_idle(qtbot, widget)
+    wait_idle(widget)
     assert outputs(viewer) == []
 
 
-def test_mismatched_shapes_offer_a_resample(lightfusion, colour_pair, qtbot, notes):
+def test_mismatched_shapes_offer_a_resample(
+    lightfusion, colour_pair, qtbot, notes, outputs, wait_idle, fingerprint, fuse_now, role,
+):
     viewer, widget = lightfusion
     a = viewer.add_image(colour_pair[0], name="mri")
     b = viewer.add_image(colour_pair[1][::2, ::2].copy(), name="pet")
     before = fingerprint(b)
-    fuse_now(qtbot, widget)
+    fuse_now(widget)
     assert notes["warning"] and "differ in shape" in notes["warning"][0]
     assert outputs(viewer) == [] and widget.resample_btn.isVisibleTo(widget)
     widget.resample_btn.click()
-    wait_idle(qtbot, widget)
+    wait_idle(widget)
     new = viewer.layers["pet resampled"]
     assert new.rgb and new.data.shape == (64, 64, 3) and new.data.dtype == np.uint8
     assert widget.pair() == (a, new) and fingerprint(b) == before
     assert not widget.resample_btn.isVisibleTo(widget)
-    fuse_now(qtbot, widget)
+    fuse_now(widget)
     assert role(viewer, "fused").data.shape == (64, 64, 3)
 
 
-def test_different_dimensionality_is_a_clear_error(lightfusion, colour_pair, stack_pair, qtbot, notes):
+def test_different_dimensionality_is_a_clear_error(
+    lightfusion, colour_pair, stack_pair, qtbot, notes, outputs, fuse_now, role,
+):
     viewer, widget = lightfusion
     a = viewer.add_image(colour_pair[0], name="mri")
     s = viewer.add_image(stack_pair[1], name="pet stack", rgb=True)
     widget.set_pair(a, s)
-    fuse_now(qtbot, widget)
+    fuse_now(widget)
     assert notes["error"] and "2D" in notes["error"][0] and "3D" in notes["error"][0]
     assert outputs(viewer) == []
     widget.set_pair(viewer.add_image(colour_pair[1], name="pet"), a)  # still usable
-    fuse_now(qtbot, widget)
+    fuse_now(widget)
     assert role(viewer, "fused") is not None
 
 
-def test_weight_errors_are_notified_not_raised(lightfusion, colour_pair, qtbot, notes, monkeypatch):
+def test_weight_errors_are_notified_not_raised(
+    lightfusion, colour_pair, qtbot, notes, monkeypatch, outputs, wait_idle, fuse_now, role,
+):
     viewer, widget = lightfusion
     viewer.add_image(colour_pair[0], name="mri")
     viewer.add_image(colour_pair[1], name="pet")
-    wait_idle(qtbot, widget)
+    wait_idle(widget)
 
     def broken(*args, **kwargs):
         raise WeightError("weight file PET-MRI.pt does not match the sha256 in its sidecar")
 
     monkeypatch.setattr("napari_lightfusion.fusion.model_for", broken)
-    fuse_now(qtbot, widget)
+    fuse_now(widget)
     assert notes["error"] == ["LightFusion: weight file PET-MRI.pt does not match the sha256 in its sidecar"]
     assert outputs(viewer) == [] and widget.fuse_btn.isEnabled()
     monkeypatch.undo()
-    fuse_now(qtbot, widget)
+    fuse_now(widget)
     assert role(viewer, "fused") is not None
 
 
@@ -227,11 +223,11 @@ def _pick_channel(widget, k: int | None) -> None:
     widget.channel.activated.emit(index)
 
 
-def test_channel_choice_switches_the_maps_at_once_without_a_fusion(lightfusion, colour_pair, qtbot):
+def test_channel_choice_switches_the_maps_at_once_without_a_fusion(lightfusion, colour_pair, qtbot, fuse_now, role):
     viewer, widget = lightfusion
     a = viewer.add_image(colour_pair[0], name="mri")
     viewer.add_image(colour_pair[1], name="pet")
-    fuse_now(qtbot, widget)
+    fuse_now(widget)
     att, sur = role(viewer, "attention:0"), role(viewer, "surprise:1")
     started = widget.jobs_started
     for k in (3, None):
@@ -243,12 +239,14 @@ def test_channel_choice_switches_the_maps_at_once_without_a_fusion(lightfusion, 
         np.testing.assert_allclose(sur.data, expected.surprise[1], atol=1e-5)
 
 
-def test_channel_choice_on_a_stack_switches_the_displayed_slice_at_once(lightfusion, stack_pair, qtbot):
+def test_channel_choice_on_a_stack_switches_the_displayed_slice_at_once(
+    lightfusion, stack_pair, qtbot, wait_idle, fuse_now, role,
+):
     viewer, widget = lightfusion
     viewer.add_image(stack_pair[0], name="mri stack")
     viewer.add_image(stack_pair[1], name="pet stack", rgb=True)
     viewer.dims.set_current_step(0, 2)
-    fuse_now(qtbot, widget)
+    fuse_now(widget)
     att = role(viewer, "attention:1")
     before = att.data.copy()
     started = widget.jobs_started
@@ -261,19 +259,19 @@ def test_channel_choice_on_a_stack_switches_the_displayed_slice_at_once(lightfus
     viewer.dims.set_current_step(0, 0)  # another slice than the kept one: the network runs again
     _pick_channel(widget, 1)
     assert widget.busy
-    wait_idle(qtbot, widget)
+    wait_idle(widget)
     np.testing.assert_allclose(att.data[0], plan_fusion(*stack_pair, "PET-MRI", channel=1, a_limits=(0.0, 255.0),
                                                         b_rgb=True).run_slice(0).attention[1], atol=1e-5)
 
 
-def test_live_follows_the_slider_and_contrast(lightfusion, stack_pair, qtbot):
+def test_live_follows_the_slider_and_contrast(lightfusion, stack_pair, qtbot, outputs, wait_idle, role):
     viewer, widget = lightfusion
     a = viewer.add_image(stack_pair[0], name="mri stack")
     viewer.add_image(stack_pair[1], name="pet stack", rgb=True)
     viewer.dims.set_current_step(0, 1)
     widget.live.setChecked(True)
     qtbot.waitUntil(lambda: role(viewer, "fused") is not None and widget.live_slice == 1, timeout=30_000)
-    wait_idle(qtbot, widget)
+    wait_idle(widget)
     fused = role(viewer, "fused")
     assert fused.data.shape == (5, 48, 48, 3)
     plan = plan_fusion(*stack_pair, "PET-MRI", a_limits=(0.0, 255.0), b_rgb=True)
@@ -281,7 +279,7 @@ def test_live_follows_the_slider_and_contrast(lightfusion, stack_pair, qtbot):
     assert not fused.data[3].any()
     viewer.dims.set_current_step(0, 3)
     qtbot.waitUntil(lambda: widget.live_slice == 3, timeout=30_000)
-    wait_idle(qtbot, widget)
+    wait_idle(widget)
     assert role(viewer, "fused") is fused and len(outputs(viewer)) == 6
     np.testing.assert_allclose(fused.data[3], plan.run_slice(3).fused, atol=1e-6)
     a.contrast_limits = (0, 120)  # a contrast change re-fuses the current slice
@@ -290,29 +288,29 @@ def test_live_follows_the_slider_and_contrast(lightfusion, stack_pair, qtbot):
     qtbot.waitUntil(lambda: np.allclose(fused.data[3], want, atol=1e-6), timeout=30_000)
 
 
-def test_requests_never_queue_up(lightfusion, colour_pair, qtbot, monkeypatch):
+def test_requests_never_queue_up(lightfusion, colour_pair, qtbot, monkeypatch, wait_idle):
     viewer, widget = lightfusion
     viewer.add_image(colour_pair[0], name="mri")
     viewer.add_image(colour_pair[1], name="pet")
-    wait_idle(qtbot, widget)
+    wait_idle(widget)
     before = widget.jobs_started
     widget.live.setChecked(True)
     for step in range(20):  # a burst of contrast drags
         viewer.layers["mri"].contrast_limits = (0, 255 - step)
         if step == 10:
             qtbot.wait(150)  # one debounced request fires in the middle
-    wait_idle(qtbot, widget)
+    wait_idle(widget)
     assert 1 <= widget.jobs_started - before <= 2
 
 
-def test_compare_adds_baselines_in_a_labelled_grid(lightfusion, colour_pair, qtbot):
+def test_compare_adds_baselines_in_a_labelled_grid(lightfusion, colour_pair, qtbot, wait_idle, role):
     viewer, widget = lightfusion
     other = viewer.add_image(colour_pair[0][::2, ::2], name="another image")  # an unrelated visible layer
     mri = viewer.add_image(colour_pair[0], name="mri")
     pet = viewer.add_image(colour_pair[1], name="pet")
     widget.baseline.setCurrentText("laplacian")
     widget.compare()
-    wait_idle(qtbot, widget)
+    wait_idle(widget)
     assert grid_of(viewer).enabled and not other.visible  # it would be an unlabelled tile
     baseline = role(viewer, "baseline:laplacian")
     assert baseline.name == "laplacian · mri + pet"
@@ -324,11 +322,11 @@ def test_compare_adds_baselines_in_a_labelled_grid(lightfusion, colour_pair, qtb
     assert not any(ly.name_overlay.visible for ly in viewer.layers) and other.visible
     grid_of(viewer).enabled = True
     widget.compare()
-    wait_idle(qtbot, widget)
+    wait_idle(widget)
     assert role(viewer, "baseline:laplacian") is baseline and len(viewer.layers) == 10
 
 
-def test_save_screenshot_writes_a_picture(make_napari_viewer, colour_pair, qtbot, tmp_path, monkeypatch):
+def test_save_screenshot_writes_a_picture(make_napari_viewer, colour_pair, qtbot, tmp_path, monkeypatch, fuse_now):
     from skimage.io import imread
 
     viewer = make_napari_viewer(show=True)  # a hidden canvas is never drawn
@@ -336,7 +334,7 @@ def test_save_screenshot_writes_a_picture(make_napari_viewer, colour_pair, qtbot
     viewer.window.add_dock_widget(widget)
     viewer.add_image(colour_pair[0], name="mri")
     viewer.add_image(colour_pair[1], name="pet")
-    fuse_now(qtbot, widget)
+    fuse_now(widget)
     target = tmp_path / "shot.png"
     monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(target), ""))
     widget.shot_btn.click()

@@ -6,7 +6,6 @@ import threading
 import time
 
 import pytest
-from conftest import outputs, wait_idle
 from qtpy.QtCore import QThreadPool
 
 from napari_lightfusion._qt import widget as widget_module
@@ -36,45 +35,51 @@ def _workers_alive() -> int:
     return QThreadPool.globalInstance().activeThreadCount()
 
 
-def test_deleting_an_input_mid_run_leaves_no_stale_layer(lightfusion, stack_pair, qtbot, slow_slices, errors):
+def test_deleting_an_input_mid_run_leaves_no_stale_layer(
+    lightfusion, stack_pair, qtbot, slow_slices, errors, outputs, wait_idle,
+):
     viewer, widget = lightfusion
     viewer.add_image(stack_pair[0], name="mri stack")
     viewer.add_image(stack_pair[1], name="pet stack", rgb=True)
     widget.fuse()
     qtbot.waitUntil(lambda: widget.progress.bar.value() >= 1, timeout=10_000)
     viewer.layers.remove("pet stack")
-    wait_idle(qtbot, widget)
+    wait_idle(widget)
     assert outputs(viewer) == []  # the result belonged to a pair that no longer exists
     assert widget.pair()[1] is None or widget.pair()[1].name != "pet stack"
     assert not errors
     viewer.add_image(stack_pair[1], name="pet again", rgb=True)  # still usable
     widget.set_pair(viewer.layers["mri stack"], viewer.layers["pet again"])
     widget.fuse()
-    wait_idle(qtbot, widget)
+    wait_idle(widget)
     assert len(outputs(viewer)) == 6
 
 
-def test_hammering_fuse_runs_at_most_one_job_and_one_waiting(lightfusion, colour_pair, qtbot, monkeypatch, errors):
+def test_hammering_fuse_runs_at_most_one_job_and_one_waiting(
+    lightfusion, colour_pair, qtbot, monkeypatch, errors, outputs, wait_idle,
+):
     viewer, widget = lightfusion
     viewer.add_image(colour_pair[0], name="mri")
     viewer.add_image(colour_pair[1], name="pet")
-    wait_idle(qtbot, widget)
+    wait_idle(widget)
     before = widget.jobs_started
     for _ in range(30):
         widget.fuse()  # from a script: the button is disabled while a job runs
-    wait_idle(qtbot, widget)
+    wait_idle(widget)
     assert widget.jobs_started - before == 2 and not errors
     assert len(outputs(viewer)) == 6  # fused, backdrop, 2 surprise, 2 attention: no pile-up
 
 
 @pytest.mark.parametrize("close", ["viewer", "dock"])
-def test_closing_mid_run_stops_the_worker(make_napari_viewer, stack_pair, qtbot, slow_slices, errors, close):
+def test_closing_mid_run_stops_the_worker(
+    make_napari_viewer, stack_pair, qtbot, slow_slices, errors, close, outputs, wait_idle,
+):
     viewer = make_napari_viewer()
     widget = widget_module.LightFusionWidget(viewer)
     viewer.window.add_dock_widget(widget, name="LightFusion")
     viewer.add_image(stack_pair[0], name="mri stack")
     viewer.add_image(stack_pair[1], name="pet stack", rgb=True)
-    wait_idle(qtbot, widget)  # the network's warm-up
+    wait_idle(widget)  # the network's warm-up
     widget.fuse()
     qtbot.waitUntil(lambda: widget.progress.bar.value() >= 1, timeout=10_000)
     assert _workers_alive() == 1
@@ -91,7 +96,7 @@ def test_closing_mid_run_stops_the_worker(make_napari_viewer, stack_pair, qtbot,
         assert outputs(viewer) == []
 
 
-def test_our_gui_thread_slots_never_block_for_100_ms(lightfusion, stack_pair, qtbot, monkeypatch):
+def test_our_gui_thread_slots_never_block_for_100_ms(lightfusion, stack_pair, qtbot, monkeypatch, wait_idle):
     """Every slot the widget runs on the GUI thread while a stack fuses and Live follows the slider.
 
     Measured per call as CPU time of the GUI thread (``time.thread_time``,
@@ -105,7 +110,7 @@ def test_our_gui_thread_slots_never_block_for_100_ms(lightfusion, stack_pair, qt
     viewer.add_image(stack_pair[0], name="mri stack")
     viewer.add_image(stack_pair[1], name="pet stack", rgb=True)
     widget.fuse()
-    wait_idle(qtbot, widget)
+    wait_idle(widget)
     for choice in (1, 2, 3, 4, 0):  # napari builds each map's colour-bar visual once (up to ~0.5 s)
         widget.show_map.setCurrentIndex(choice)
     calls = []
@@ -127,7 +132,7 @@ def test_our_gui_thread_slots_never_block_for_100_ms(lightfusion, stack_pair, qt
         viewer.dims.set_current_step(0, z)
         widget.show_map.setCurrentIndex(z % len(widget_module.MAP_TEXT))
         qtbot.wait(150)
-    wait_idle(qtbot, widget)
+    wait_idle(widget)
     names = {name for name, _, _ in calls}
     assert {"_on_yielded", "_on_outcome", "_start", "_on_map_choice"} <= names
     worst_cpu = max(calls, key=lambda c: c[1])

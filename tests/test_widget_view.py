@@ -15,7 +15,6 @@ import time
 
 import numpy as np
 import pytest
-from conftest import outputs, wait_idle
 from qtpy.QtGui import QFont, QFontMetrics, QFontMetricsF
 from qtpy.QtWidgets import QFileDialog, QWidget
 
@@ -27,16 +26,6 @@ from napari_lightfusion._qt.layer_io import grid_of
 from napari_lightfusion._qt.table import best_columns
 from napari_lightfusion.fusion import FusionPlan
 from napari_lightfusion.resample import resample_layer
-
-
-def role(viewer, name: str, which: int = -1):
-    found = [ly for ly in outputs(viewer) if ly.metadata["lightfusion"]["role"] == name]
-    return found[which] if found else None
-
-
-def fuse_now(qtbot, widget) -> None:
-    widget.fuse()
-    wait_idle(qtbot, widget)
 
 
 @pytest.fixture
@@ -56,9 +45,9 @@ def pair(lightfusion, colour_pair):
 # 1 ------------------------------------------------------------------ readable by default
 
 
-def test_after_fuse_the_fused_image_shows_and_maps_show_one_at_a_time(pair, qtbot):
+def test_after_fuse_the_fused_image_shows_and_maps_show_one_at_a_time(pair, qtbot, outputs, fuse_now, role):
     viewer, widget, mri, pet = pair
-    fuse_now(qtbot, widget)
+    fuse_now(widget)
     assert [ly for ly in outputs(viewer) if ly.visible] == [role(viewer, "fused")]
     assert viewer.layers[-1] is role(viewer, "fused")  # on top: nothing covers it
     written = []
@@ -78,48 +67,50 @@ def test_after_fuse_the_fused_image_shows_and_maps_show_one_at_a_time(pair, qtbo
 # 2 ------------------------------------------------------------------ never lose a result
 
 
-def test_a_renamed_result_and_another_pairs_result_are_never_overwritten(pair, colour_pair, qtbot):
+def test_a_renamed_result_and_another_pairs_result_are_never_overwritten(
+    pair, colour_pair, qtbot, outputs, fuse_now, role,
+):
     viewer, widget, mri, pet = pair
-    fuse_now(qtbot, widget)
+    fuse_now(widget)
     first = role(viewer, "fused")
     assert first.name == "MRI + PET · PET-MRI"
     first.name = "keep me"
     kept = first.data.copy()
     widget.preset.setCurrentText("SPECT-MRI")
     widget.preset.activated.emit(widget.preset.currentIndex())  # as a user's pick
-    fuse_now(qtbot, widget)
+    fuse_now(widget)
     assert first.name == "keep me" and first in viewer.layers
     np.testing.assert_array_equal(first.data, kept)
     assert role(viewer, "fused").name == "MRI + PET · SPECT-MRI"
     mri2 = viewer.add_image(colour_pair[0][::-1].copy(), name="MRI 2")
     pet2 = viewer.add_image(colour_pair[1][::-1].copy(), name="PET 2")
     widget.set_pair(mri2, pet2)
-    fuse_now(qtbot, widget)
+    fuse_now(widget)
     fused = [ly.name for ly in outputs(viewer) if ly.metadata["lightfusion"]["role"] == "fused"]
     assert fused == ["keep me", "MRI + PET · SPECT-MRI", "MRI 2 + PET 2 · SPECT-MRI"]
     assert len(outputs(viewer)) == 6 + 6 + 6  # every set complete (the first one with "keep me")
 
 
-def test_refusing_the_same_pair_moves_its_layers_with_the_input(pair, qtbot):
+def test_refusing_the_same_pair_moves_its_layers_with_the_input(pair, qtbot, outputs, fuse_now):
     viewer, widget, mri, pet = pair
-    fuse_now(qtbot, widget)
+    fuse_now(widget)
     layers = list(outputs(viewer))
     mri.scale, mri.translate = (2.0, 3.0), (5.0, -4.0)
     pet.scale, pet.translate = (2.0, 3.0), (5.0, -4.0)
-    fuse_now(qtbot, widget)
+    fuse_now(widget)
     assert list(outputs(viewer)) == layers
     for layer in layers:
         np.testing.assert_allclose(layer.scale, (2.0, 3.0))
         np.testing.assert_allclose(layer.translate, (5.0, -4.0))
 
 
-def test_swapping_the_pickers_gives_a_new_named_set_without_suffixes(lightfusion, grey_pair, qtbot):
+def test_swapping_the_pickers_gives_a_new_named_set_without_suffixes(lightfusion, grey_pair, qtbot, fuse_now):
     viewer, widget = lightfusion
     a = viewer.add_image(grey_pair[0], name="MRI")
     b = viewer.add_image(grey_pair[1], name="CT")
-    fuse_now(qtbot, widget)
+    fuse_now(widget)
     widget.set_pair(b, a)
-    fuse_now(qtbot, widget)
+    fuse_now(widget)
     names = [ly.name for ly in viewer.layers]
     assert not any("[" in name for name in names), names
     assert "CT + MRI · CT-MRI" in names and "MRI + CT · CT-MRI" in names
@@ -129,7 +120,7 @@ def test_swapping_the_pickers_gives_a_new_named_set_without_suffixes(lightfusion
 
 
 def test_compare_fits_the_view_labels_tiles_and_the_table_fits(make_napari_viewer, colour_pair, qtbot, tmp_path,
-                                                               monkeypatch):
+                                                               monkeypatch, wait_idle, role):
     from skimage.io import imread
 
     viewer = make_napari_viewer(show=True)  # laid out as a user sees it
@@ -138,12 +129,12 @@ def test_compare_fits_the_view_labels_tiles_and_the_table_fits(make_napari_viewe
     viewer.window.add_dock_widget(widget, name="LightFusion")
     viewer.add_image(colour_pair[0], name="MRI")
     viewer.add_image(colour_pair[1], name="PET")
-    viewer.camera.zoom = 40.0  # zoomed into a corner
+    viewer.scene.camera.zoom = 40.0  # zoomed into a corner
     widget.baseline.setCurrentText(widget_module.ALL_BASELINES)
     widget.compare()
-    wait_idle(qtbot, widget)
+    wait_idle(widget)
     assert grid_of(viewer).enabled
-    qtbot.waitUntil(lambda: viewer.camera.zoom < 40.0, timeout=5_000)  # fitted, not a crop
+    qtbot.waitUntil(lambda: viewer.scene.camera.zoom < 40.0, timeout=5_000)  # fitted, not a crop
     tiles = [ly for ly in viewer.layers if ly.visible]
     assert len(tiles) == 2 + 1 + 4 and all(ly.name_overlay.visible for ly in tiles)
     # every tile label fits its tile: baseline names are short, long names get a smaller font
@@ -187,7 +178,9 @@ def test_compare_fits_the_view_labels_tiles_and_the_table_fits(make_napari_viewe
 # 4 ------------------------------------------------------------------ right guesses
 
 
-def test_files_named_alike_get_roles_preset_and_names_from_their_folders(lightfusion, grey_pair, qtbot, tmp_path):
+def test_files_named_alike_get_roles_preset_and_names_from_their_folders(
+    lightfusion, grey_pair, qtbot, tmp_path, fuse_now, role,
+):
     from skimage.io import imsave
 
     viewer, widget = lightfusion
@@ -199,7 +192,7 @@ def test_files_named_alike_get_roles_preset_and_names_from_their_folders(lightfu
     ct, mri = viewer.layers
     assert ct.rgb and mri.rgb  # equal-channel RGB, as napari opens the Harvard PNGs
     assert widget.pair() == (mri, ct) and widget.preset.currentText() == "CT-MRI"
-    fuse_now(qtbot, widget)
+    fuse_now(widget)
     assert role(viewer, "fused").name == "MRI 23 + CT 23 · CT-MRI"
 
 
@@ -220,11 +213,11 @@ def test_a_preset_that_looks_wrong_and_a_microscopy_pair_are_notified(lightfusio
 # 5 ------------------------------------------------------------------ feedback
 
 
-def test_progress_in_the_dock_and_buttons_while_a_stack_fuses(lightfusion, stack_pair, qtbot, monkeypatch):
+def test_progress_in_the_dock_and_buttons_while_a_stack_fuses(lightfusion, stack_pair, qtbot, monkeypatch, wait_idle):
     viewer, widget = lightfusion
     viewer.add_image(stack_pair[0], name="mri stack")
     viewer.add_image(stack_pair[1], name="pet stack", rgb=True)
-    wait_idle(qtbot, widget)
+    wait_idle(widget)
     slow = FusionPlan.run_slice
     monkeypatch.setattr(FusionPlan, "run_slice", lambda self, i: (time.sleep(0.2), slow(self, i))[1])
     widget.fuse()
@@ -232,12 +225,12 @@ def test_progress_in_the_dock_and_buttons_while_a_stack_fuses(lightfusion, stack
     assert widget.progress.isVisibleTo(widget) and widget.progress.bar.maximum() == 5
     assert not widget.fuse_btn.isEnabled() and not widget.compare_btn.isEnabled() and widget.cancel_btn.isEnabled()
     assert widget.progress.elapsed.text().endswith(" s")
-    wait_idle(qtbot, widget)
+    wait_idle(widget)
     assert not widget.progress.isVisibleTo(widget) and widget.fuse_btn.isEnabled()
     assert not widget.cancel_btn.isEnabled()
 
 
-def test_layers_come_before_the_metrics_and_the_status_gives_both_times(pair, qtbot, monkeypatch):
+def test_layers_come_before_the_metrics_and_the_status_gives_both_times(pair, qtbot, monkeypatch, fuse_now):
     viewer, widget, mri, pet = pair
     order, layers_written = [], threading.Event()
     metric_rows = jobs.metric_rows
@@ -249,31 +242,31 @@ def test_layers_come_before_the_metrics_and_the_status_gives_both_times(pair, qt
 
     monkeypatch.setattr(jobs, "metric_rows", gated_metrics)
     widget.results_written.connect(lambda written: (order.append(sorted(written)), layers_written.set()))
-    fuse_now(qtbot, widget)
+    fuse_now(widget)
     assert order == [["attention:0", "attention:1", "backdrop", "fused", "surprise:0", "surprise:1"], "metrics"]
     assert widget.table.columnCount() == 2
     found = re.search(r"(\d+\.\d+) s from click to layer \(network (\d+\.\d+) s\)", widget.status.text())
     assert found and float(found[1]) >= float(found[2]) > 0
 
 
-def test_the_network_is_loaded_in_a_worker_when_the_widget_opens(make_napari_viewer, qtbot, monkeypatch):
+def test_the_network_is_loaded_in_a_worker_when_the_widget_opens(make_napari_viewer, qtbot, monkeypatch, wait_idle):
     calls = []
     monkeypatch.setattr(widget_module, "warm_up", lambda preset, device: calls.append((preset, device)))
     viewer = make_napari_viewer()
     widget = widget_module.LightFusionWidget(viewer)
     viewer.window.add_dock_widget(widget)
     assert widget.busy  # started at once, in a worker
-    wait_idle(qtbot, widget)
+    wait_idle(widget)
     assert calls == [(widget.preset.currentText(), "auto")]
 
 
 # 6 ------------------------------------------------------------------ stale state
 
 
-def test_no_stale_table_status_or_repeated_toasts(pair, stack_pair, qtbot, notes, monkeypatch):
+def test_no_stale_table_status_or_repeated_toasts(pair, stack_pair, qtbot, notes, monkeypatch, wait_idle, fuse_now):
     viewer, widget, mri, pet = pair
     assert widget.table.columnCount() == 0  # no header "1" before the first fusion
-    fuse_now(qtbot, widget)
+    fuse_now(widget)
     assert widget.table.columnCount() == 2 and "Fused" in widget.status.text()
     mri.contrast_limits = (10, 100)
     assert widget.table.columnCount() == 0 and "changed" in widget.status.text()
@@ -285,7 +278,7 @@ def test_no_stale_table_status_or_repeated_toasts(pair, stack_pair, qtbot, notes
     widget.fuse()
     qtbot.waitUntil(lambda: widget.progress.bar.value() >= 1, timeout=10_000)
     viewer.layers.remove(pet_stack)
-    wait_idle(qtbot, widget)
+    wait_idle(widget)
     assert "'pet stack' was removed" in widget.status.text()
     widget.set_pair(stack, viewer.layers["PET"])  # 2D with 3D: an error in Live, shown once
     widget.live.setChecked(True)
@@ -293,7 +286,7 @@ def test_no_stale_table_status_or_repeated_toasts(pair, stack_pair, qtbot, notes
         viewer.dims.set_current_step(0, z)
         qtbot.wait(150)
     viewer.layers.remove(mri)
-    wait_idle(qtbot, widget)
+    wait_idle(widget)
     toasts = notes["warning"] + notes["error"]
     assert len(toasts) == len(set(toasts)), toasts
 
@@ -316,7 +309,7 @@ def test_pyqt6_and_no_deprecation_toast(make_napari_viewer):
 # 8 ------------------------------------------------------------------ resampling
 
 
-def test_resample_uses_world_coordinates_in_a_worker_and_adds_a_layer(lightfusion, colour_pair, qtbot):
+def test_resample_uses_world_coordinates_in_a_worker_and_adds_a_layer(lightfusion, colour_pair, qtbot, wait_idle):
     viewer, widget = lightfusion
     mri = viewer.add_image(colour_pair[0], name="MRI", scale=(1.0, 1.0))
     coarse = viewer.add_image(colour_pair[1][::2, ::2].copy(), name="PET", scale=(2.0, 2.0), translate=(6.0, 0.0))
@@ -324,7 +317,7 @@ def test_resample_uses_world_coordinates_in_a_worker_and_adds_a_layer(lightfusio
     assert widget.resample_btn.isVisibleTo(widget)
     widget.resample_btn.click()
     assert widget.busy  # in a worker
-    wait_idle(qtbot, widget)
+    wait_idle(widget)
     new = viewer.layers["PET resampled"]
     want, _ = resample_layer(coarse, mri)
     np.testing.assert_array_equal(new.data, want)
@@ -354,11 +347,11 @@ def test_a_second_pair_opened_is_the_pair_guessed(lightfusion, grey_pair):
     assert widget.pair() == (mri, ct) and widget.preset.currentText() == "CT-MRI"
 
 
-def test_the_exported_figure_gives_times_in_milliseconds(pair, qtbot, tmp_path, monkeypatch):
+def test_the_exported_figure_gives_times_in_milliseconds(pair, qtbot, tmp_path, monkeypatch, fuse_now):
     from napari_lightfusion._qt import figure
 
     viewer, widget, mri, pet = pair
-    fuse_now(qtbot, widget)
+    fuse_now(widget)
     seen = {}
     monkeypatch.setattr(figure, "export_figure",
                         lambda tiles, table, path, **kw: seen.update(table=table, **kw) or path)
@@ -385,28 +378,30 @@ def test_a_short_dock_scrolls_instead_of_squashing_the_fine_tune_rows(pair, qtbo
             assert child.height() >= child.minimumSizeHint().height(), type(child).__name__
 
 
-def test_the_balance_slider_is_for_conditioned_networks_and_refuses_live(pair, qtbot, monkeypatch):
+def test_the_balance_slider_is_for_conditioned_networks_and_refuses_live(
+    pair, qtbot, monkeypatch, wait_idle, fuse_now, role,
+):
     from napari_lightfusion.weights import model_for
 
     viewer, widget, mri, pet = pair
-    wait_idle(qtbot, widget)
+    wait_idle(widget)
     conditioned = model_for(widget.preset.currentText()).config.balance is not None
     assert widget.balance.isEnabled() == conditioned
     monkeypatch.setattr(widget_module, "warm_up", lambda preset, device: None)  # the paper's network
     widget.preset.activated.emit(widget.preset.currentIndex())
-    wait_idle(qtbot, widget)
+    wait_idle(widget)
     assert not widget.balance.isEnabled() and widget.balance_value() is None
     seen = []
     plan = jobs.plan_fusion
     monkeypatch.setattr(jobs, "plan_fusion", lambda *a, **k: (seen.append(k.get("balance")), plan(*a, **k))[1])
     monkeypatch.setattr(widget_module, "warm_up", lambda preset, device: 0.3)  # trained with a balance
     widget.preset.activated.emit(widget.preset.currentIndex())
-    wait_idle(qtbot, widget)
+    wait_idle(widget)
     assert widget.balance.isEnabled() and widget.balance.value() == 30
-    fuse_now(qtbot, widget)
+    fuse_now(widget)
     fused = role(viewer, "fused")
     widget.balance.setValue(80)
-    wait_idle(qtbot, widget)
+    wait_idle(widget)
     assert seen == [0.3, 0.8] and role(viewer, "fused") is fused
 
 
@@ -421,13 +416,13 @@ def test_a_saved_fine_tuned_preset_is_listed_and_picked(pair, monkeypatch):
     assert widget.preset.currentText() == "my cells" and widget.preset.count() == 4
 
 
-def test_lazy_inputs_give_lazy_layers_and_a_volume_export(lightfusion, stack_pair, qtbot):
+def test_lazy_inputs_give_lazy_layers_and_a_volume_export(lightfusion, stack_pair, qtbot, fuse_now, role):
     import dask.array as da
 
     viewer, widget = lightfusion
     viewer.add_image(da.from_array(stack_pair[0], chunks=(1, 48, 48)), name="mri stack")
     viewer.add_image(da.from_array(stack_pair[1], chunks=(1, 48, 48, 3)), name="pet stack", rgb=True)
-    fuse_now(qtbot, widget)
+    fuse_now(widget)
     fused = role(viewer, "fused")
     assert isinstance(fused.data, da.Array) and fused.data.shape == (5, 48, 48, 3)
     assert widget.volume_btn.isVisibleTo(widget)
