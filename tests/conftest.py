@@ -93,6 +93,30 @@ def wait_idle_fixture(qtbot):
     return lambda widget, timeout=WAIT_MS: wait_idle(qtbot, widget, timeout)
 
 
+@pytest.fixture
+def notes(monkeypatch):
+    """Collect the widget's error, warning and info notifications instead of showing them."""
+    from napari_lightfusion._qt import widget as widget_module
+
+    seen = {"error": [], "warning": [], "info": []}
+    for kind in seen:
+        monkeypatch.setattr(widget_module, f"show_{kind}", seen[kind].append)
+    return seen
+
+
+@pytest.fixture
+def private_presets(tmp_path, monkeypatch):
+    """A private custom-presets folder (``LIGHTFUSION_PRESETS_DIR``) and one torch thread for the test."""
+    import torch
+
+    folder = tmp_path / "presets"
+    monkeypatch.setenv("LIGHTFUSION_PRESETS_DIR", str(folder))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield folder
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(name="fuse_now")
 def fuse_now_fixture(qtbot):
     """Press Fuse through the widget's scripting surface and wait for the job: ``fuse_now(widget)``."""

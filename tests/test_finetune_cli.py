@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from skimage.io import imsave
 
 from napari_lightfusion._sample_data import microscopy_pair, phantom_mri, phantom_pet, phantom_stack
@@ -15,14 +14,9 @@ from napari_lightfusion.weights import load_model, sha256
 
 
 @pytest.fixture(autouse=True)
-def presets(tmp_path, monkeypatch):
-    """A private custom presets folder and one torch thread for each test."""
-    folder = tmp_path / "presets"
-    monkeypatch.setenv("LIGHTFUSION_PRESETS_DIR", str(folder))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield folder
-    torch.set_num_threads(threads)
+def presets(private_presets):
+    """Every test here gets a private custom-presets folder and one torch thread."""
+    return private_presets
 
 
 @pytest.fixture

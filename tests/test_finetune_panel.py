@@ -18,13 +18,9 @@ WAIT_MS = 60_000
 
 
 @pytest.fixture(autouse=True)
-def presets(tmp_path, monkeypatch):
-    folder = tmp_path / "presets"
-    monkeypatch.setenv("LIGHTFUSION_PRESETS_DIR", str(folder))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield folder
-    torch.set_num_threads(threads)
+def presets(private_presets):
+    """Every test here gets a private custom-presets folder and one torch thread."""
+    return private_presets
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import pytest
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QApplication, QFileDialog
 
@@ -26,15 +25,6 @@ from napari_lightfusion.baselines import fuse_baseline
 from napari_lightfusion.fusion import FusionPlan
 from napari_lightfusion.metrics import METRICS, evaluate
 from napari_lightfusion.weights import WeightError
-
-
-@pytest.fixture
-def notes(monkeypatch):
-    """Collect the widget's error and warning notifications instead of showing them."""
-    seen = {"error": [], "warning": [], "info": []}
-    for kind in seen:
-        monkeypatch.setattr(widget_module, f"show_{kind}", seen[kind].append)
-    return seen
 
 
 def test_manifest_docks_the_widget(make_napari_viewer):

@@ -29,14 +29,6 @@ from napari_lightfusion.resample import resample_layer
 
 
 @pytest.fixture
-def notes(monkeypatch):
-    seen = {"error": [], "warning": [], "info": []}
-    for kind in seen:
-        monkeypatch.setattr(widget_module, f"show_{kind}", seen[kind].append)
-    return seen
-
-
-@pytest.fixture
 def pair(lightfusion, colour_pair):
     viewer, widget = lightfusion
     return viewer, widget, viewer.add_image(colour_pair[0], name="MRI"), viewer.add_image(colour_pair[1], name="PET")
