@@ -117,6 +117,30 @@ def private_presets(tmp_path, monkeypatch):
     torch.set_num_threads(threads)
 
 
+@pytest.fixture
+def time_slots(monkeypatch):
+    """``time_slots(obj, names) -> calls``: wrap methods of ``obj`` so that every call appends
+    ``(name, GUI-thread CPU seconds, wall seconds)`` to ``calls`` (the GUI-thread responsiveness tests)."""
+    import time
+
+    def wrap(obj, names) -> list:
+        calls = []
+        for name in names:
+            original = getattr(obj, name)
+
+            def timed(*args, _original=original, _name=name):
+                cpu, wall = time.thread_time(), time.perf_counter()
+                try:
+                    return _original(*args)
+                finally:
+                    calls.append((_name, time.thread_time() - cpu, time.perf_counter() - wall))
+
+            monkeypatch.setattr(obj, name, timed)
+        return calls
+
+    return wrap
+
+
 @pytest.fixture(name="fuse_now")
 def fuse_now_fixture(qtbot):
     """Press Fuse through the widget's scripting surface and wait for the job: ``fuse_now(widget)``."""

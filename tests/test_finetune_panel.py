@@ -85,21 +85,10 @@ def test_finetune_then_save_as_a_preset_that_fuses(cells_viewer, qtbot, errors):
     assert not errors[:-1]
 
 
-def test_gui_thread_slots_stay_short_while_fine_tuning(cells_viewer, qtbot, monkeypatch):
+def test_gui_thread_slots_stay_short_while_fine_tuning(cells_viewer, qtbot, time_slots):
     """Each GUI-thread slot under 100 ms of CPU, and the event loop never stalls for 500 ms."""
     viewer, panel, _, _ = cells_viewer
-    calls = []
-    for name in ("start", "_on_progress", "_on_returned", "_on_finished"):
-        original = getattr(panel, name)
-
-        def timed(*args, _original=original, _name=name):
-            cpu, wall = time.thread_time(), time.perf_counter()
-            try:
-                return _original(*args)
-            finally:
-                calls.append((_name, time.thread_time() - cpu, time.perf_counter() - wall))
-
-        monkeypatch.setattr(panel, name, timed)
+    calls = time_slots(panel, ("start", "_on_progress", "_on_returned", "_on_finished"))
     ticks = []
     from qtpy.QtCore import QTimer
 

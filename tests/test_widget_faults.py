@@ -96,7 +96,7 @@ def test_closing_mid_run_stops_the_worker(
         assert outputs(viewer) == []
 
 
-def test_our_gui_thread_slots_never_block_for_100_ms(lightfusion, stack_pair, qtbot, monkeypatch, wait_idle):
+def test_our_gui_thread_slots_never_block_for_100_ms(lightfusion, stack_pair, qtbot, wait_idle, time_slots):
     """Every slot the widget runs on the GUI thread while a stack fuses and Live follows the slider.
 
     Measured per call as CPU time of the GUI thread (``time.thread_time``,
@@ -113,19 +113,8 @@ def test_our_gui_thread_slots_never_block_for_100_ms(lightfusion, stack_pair, qt
     wait_idle(widget)
     for choice in (1, 2, 3, 4, 0):  # napari builds each map's colour-bar visual once (up to ~0.5 s)
         widget.show_map.setCurrentIndex(choice)
-    calls = []
-    for name in ("_submit", "_start", "_on_yielded", "_on_outcome", "_on_finished", "request_live",
-                 "_on_map_choice"):
-        original = getattr(widget, name)
-
-        def timed(*args, _original=original, _name=name):
-            cpu, wall = time.thread_time(), time.perf_counter()
-            try:
-                return _original(*args)
-            finally:
-                calls.append((_name, time.thread_time() - cpu, time.perf_counter() - wall))
-
-        monkeypatch.setattr(widget, name, timed)
+    calls = time_slots(widget, ("_submit", "_start", "_on_yielded", "_on_outcome", "_on_finished", "request_live",
+                                "_on_map_choice"))
     widget.live.setChecked(True)
     widget.fuse()
     for z in range(stack_pair[0].shape[0]):
