@@ -123,3 +123,20 @@ def test_score_prints_one_row_per_weight_file_and_baseline(small_root, capsys):
                  "--baselines"]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")][1:]
     assert [r.split("|")[1].strip() for r in rows] == ["average", "max", "laplacian", "alpha", "weights/PET-MRI"]
+
+
+def test_commands_that_open_napari_prefer_pyqt6(monkeypatch):
+    """With both bindings installed qtpy would pick PyQt5 and napari would show its deprecation toast."""
+    import importlib.util
+
+    from napari_lightfusion import cli
+
+    monkeypatch.delenv("QT_API", raising=False)
+    cli._prefer_pyqt6()
+    import os
+
+    expected = "pyqt6" if importlib.util.find_spec("PyQt6") else None
+    assert os.environ.get("QT_API") == expected
+    monkeypatch.setenv("QT_API", "pyside6")
+    cli._prefer_pyqt6()
+    assert os.environ["QT_API"] == "pyside6"  # a binding the user asked for is kept

@@ -216,7 +216,21 @@ def _add_view(sub):
     p.set_defaults(run=_run_view)
 
 
+def _prefer_pyqt6() -> None:
+    """Pick PyQt6 for the subcommands that open napari, when it is installed and no binding was asked for.
+
+    qtpy would take PyQt5 first where both are installed, and napari 0.9 then
+    shows its "PyQt5 backend is deprecated" notification over the canvas.
+    """
+    import importlib.util
+    import os
+
+    if "QT_API" not in os.environ and importlib.util.find_spec("PyQt6") is not None:
+        os.environ["QT_API"] = "pyqt6"
+
+
 def _run_view(args):
+    _prefer_pyqt6()
     import napari
 
     viewer = napari.Viewer(title="napari-lightfusion")
@@ -317,6 +331,7 @@ def _add_bench_live(sub):
 
 
 def _run_bench_live(args):
+    _prefer_pyqt6()
     from .research.bench_live import format_rows, measure
 
     sizes = tuple(int(s) for s in args.sizes.split(",") if s.strip())
@@ -353,6 +368,7 @@ def _add_screenshot(sub):
 
 
 def _run_screenshot(args):
+    _prefer_pyqt6()
     from .research.screenshot import make_screenshots
 
     for path in make_screenshots(args.out, args.data):
