@@ -67,7 +67,10 @@ def is_rgb(image: np.ndarray, rgb: bool | None = None) -> bool:
     return image.ndim >= 3 and image.shape[-1] in (3, 4)
 
 
-def _check_shape(image: np.ndarray, name: str, rgb: bool) -> None:
+def check_shape(image, name: str, rgb: bool) -> None:
+    """Refuse, in one line naming ``name``, what :func:`fuse` cannot take: wrong dimensionality,
+    empty, a colour axis that is not RGB(A), a non-image data type. Works on any array with
+    ``ndim``/``size``/``shape``/``dtype`` (numpy, dask, zarr) without reading its data."""
     if image.ndim < 2:
         raise ValueError(f"{name} must be an image with at least 2 dimensions, got shape {image.shape}")
     if image.size == 0:
@@ -171,8 +174,8 @@ def prepare_pair(
     """
     a, b = np.asarray(a), np.asarray(b)
     rgb = (is_rgb(a, a_rgb), is_rgb(b, b_rgb))
-    _check_shape(a, "first image", rgb[0])
-    _check_shape(b, "second image", rgb[1])
+    check_shape(a, "first image", rgb[0])
+    check_shape(b, "second image", rgb[1])
     shape_a = a.shape[:-1] if rgb[0] else a.shape
     shape_b = b.shape[:-1] if rgb[1] else b.shape
     if len(shape_a) != len(shape_b):

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from .fusion import FusionResult, plan_fusion
-from .inputs import default_limits, is_rgb
+from .inputs import check_shape, default_limits, is_rgb
 
 #: Slices looked at to estimate contrast limits when none are given.
 LIMIT_SAMPLES = 8
@@ -77,18 +77,8 @@ def _as_dask(array, name: str):
 
 def _as_slices(x, rgb: bool, name: str):
     """``(Z, Y, X, C)`` chunked one slice per block: C is 1 for grey, 3 for colour (alpha dropped)."""
-    if x.dtype.kind not in "biuf":
-        raise ValueError(f"{name} has data type {x.dtype}, which is not an image type")
-    if rgb and x.shape[-1] not in (3, 4):
-        raise ValueError(f"{name} is marked colour but its last axis has {x.shape[-1]} entries")
+    check_shape(x, name, rgb)
     spatial = x.ndim - (1 if rgb else 0)
-    if spatial not in (2, 3):
-        raise ValueError(
-            f"{name} has shape {x.shape}: give one image (Y, X) or one stack (Z, Y, X), "
-            "grey or with RGB(A) as the last axis"
-        )
-    if 0 in x.shape:
-        raise ValueError(f"{name} is empty (shape {x.shape})")
     x = x[..., :3] if rgb else x[..., None]
     if spatial == 2:
         x = x[None]
