@@ -457,3 +457,12 @@ def test_stack_on_several_threads_equals_slice_by_slice(model):
         assert np.abs(stack.fused[i] - one.fused).max() <= 1e-4
         assert np.abs(stack.attention[:, i] - one.attention).max() <= 1e-4
         assert np.abs(stack.surprise[:, i] - one.surprise).max() <= 1e-4
+
+
+def test_full_precision_turns_tf32_off_for_cuda_only_and_restores_it(monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
+    with engine.full_precision(CPU):
+        assert torch.backends.cudnn.allow_tf32
+    with engine.full_precision(torch.device("cuda")):
+        assert not torch.backends.cudnn.allow_tf32
+    assert torch.backends.cudnn.allow_tf32

@@ -28,6 +28,7 @@ import threading
 import warnings
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from copy import deepcopy
 from dataclasses import dataclass
 
@@ -181,6 +182,27 @@ def _reduce(maps, channel: int | None) -> torch.Tensor:
     return maps.mean(dim=1) if channel is None else maps[:, channel]
 
 
+@contextmanager
+def full_precision(device: torch.device):
+    """Run CUDA convolutions in IEEE float32 inside the block, not TF32 (cuDNN's default).
+
+    TF32 keeps 10 mantissa bits: on Ampere and later GPUs it moves the fused
+    image and the maps by up to ~1e-3 against the CPU, for no speed a
+    network this small could use. The GPU result then matches the CPU's
+    (what a user comparing screenshots across machines expects). The flag is
+    restored on exit; other devices are left alone.
+    """
+    if torch.device(device).type != "cuda":
+        yield
+        return
+    before = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = before
+
+
 def torch_forward(model, anatomical, functional, device, channel, maps: bool = True, balance=None):
     """PyTorch backend on ``(N, H, W)`` float32 pairs -> ``(fused, surprise|None, attention|None)``.
 
@@ -189,7 +211,7 @@ def torch_forward(model, anatomical, functional, device, channel, maps: bool = T
     ``(N, 2, H, W)``, ``(N, 2, H, W)``; without ``maps`` both maps are None.
     """
     as_np = lambda t: None if t is None else t.float().cpu().numpy()  # noqa: E731
-    with torch.inference_mode():
+    with torch.inference_mode(), full_precision(device):
         a = torch.from_numpy(np.ascontiguousarray(anatomical, np.float32))[:, None].to(device)
         b = torch.from_numpy(np.ascontiguousarray(functional, np.float32))[:, None].to(device)
         if not maps:
@@ -382,7 +404,7 @@ def channel_maps(
         raise ValueError(f"give two images (H, W) of one shape, not {anatomical.shape} and {functional.shape}")
     device = torch.device(device)
     placed = model_on(model, device)
-    with torch.inference_mode():
+    with torch.inference_mode(), full_precision(device):
         a = torch.from_numpy(np.ascontiguousarray(anatomical, np.float32))[None, None].to(device)
         b = torch.from_numpy(np.ascontiguousarray(functional, np.float32))[None, None].to(device)
         _, out = placed(a, b, return_maps=True, balance=balance)
