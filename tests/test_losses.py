@@ -125,6 +125,40 @@ def test_hot_spot_term_weights_the_two_sources_inside_the_mask_only():
     assert hot_spot_loss(b, a, b, torch.zeros_like(hot), 0.5).item() == 1.0
 
 
+def test_paper_terms_with_an_all_ones_mask_are_the_plain_means():
+    torch.manual_seed(4)
+    f, a, b = torch.rand(3, 1, 1, 32, 32)
+    ones = torch.ones_like(f)
+    assert intensity_loss(f, a, b, where=ones).item() == pytest.approx(intensity_loss(f, a, b).item())
+    assert gradient_loss(f, a, b, where=ones).item() == pytest.approx(gradient_loss(f, a, b).item())
+    assert ssim_loss(f, a, b, where=ones).item() == pytest.approx(ssim_loss(f, a, b).item())
+
+
+def test_split_mode_is_the_paper_outside_the_hot_spot_and_the_balance_inside():
+    torch.manual_seed(5)
+    a, b = torch.rand(2, 1, 1, 48, 48)
+    hot = torch.zeros_like(a)
+    hot[..., 16:32, 16:32] = 1.0
+    target = torch.maximum(a, b)
+    inside = hot.bool()
+    # the paper's intensity optimum outside, the MRI inside: only the hot-spot term's b = 0 part is met
+    anatomy_first = torch.where(inside, a, target)
+    function_first = torch.where(inside, b, target)
+    _, terms0 = fusion_loss(anatomy_first, a, b, balance=0.0, mode="split", hot=hot)
+    _, terms1 = fusion_loss(function_first, a, b, balance=1.0, mode="split", hot=hot)
+    assert terms0["intensity"].item() == pytest.approx(0.0, abs=1e-6)
+    assert terms1["intensity"].item() == pytest.approx(0.0, abs=1e-6)
+    # a change inside the hot spot does not reach the intensity term, and b picks the source there
+    assert terms0["hot_spot"].item() < fusion_loss(function_first, a, b, balance=0.0, mode="split", hot=hot)[1]["hot_spot"].item()
+    assert terms1["hot_spot"].item() < fusion_loss(anatomy_first, a, b, balance=1.0, mode="split", hot=hot)[1]["hot_spot"].item()
+    total, terms = fusion_loss(anatomy_first, a, b, balance=0.3, mode="split", hot=hot, hot_weight=2.0)
+    w = LossWeights()
+    want = w.intensity * terms["intensity"] + w.gradient * terms["gradient"] + w.ssim * (terms["ssim"] + 2.0 * terms["hot_spot"])
+    assert total.item() == pytest.approx(want.item(), rel=1e-5)
+    with pytest.raises(ValueError, match="mask"):
+        fusion_loss(a, a, b, balance=0.5, mode="split")
+
+
 def test_every_balance_mode_is_the_paper_at_zero():
     torch.manual_seed(3)
     f, a, b = torch.rand(3, 1, 1, 32, 32)

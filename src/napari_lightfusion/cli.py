@@ -35,9 +35,9 @@ def _add_train(sub):
     p.add_argument("--default-share", type=float, default=0.25,
                    help="with --balance: share of batches trained at the default b (the rest uniform)")
     p.add_argument("--balance-loss", default="targets",
-                   help="with --balance: how b changes the loss, targets, fade or hotspot (see losses.py)")
+                   help="with --balance: how b changes the loss, targets, fade, hotspot or split (see losses.py)")
     p.add_argument("--hot-spot-weight", type=float, default=1.0,
-                   help="with --balance-loss hotspot: weight of the hot-spot term (x the SSIM weight)")
+                   help="with --balance-loss hotspot or split: weight of the hot-spot term (x the SSIM weight)")
     p.add_argument("--device", default="cpu", help="torch device to train on: cpu, cuda, cuda:1, mps")
     p.set_defaults(run=_run_train)
 

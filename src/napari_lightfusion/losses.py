@@ -29,6 +29,14 @@ look: inside the functional hot spot (a mask, see
 map of the hot-spot measures (:func:`ssim7_map`); it is weighted
 ``1 - (1 - b)^2`` so that b = 0 stays the paper's loss.
 
+The ``"split"`` mode divides the image instead of the range: outside the
+hot spot the paper's three terms (masked means), inside it only the
+hot-spot term ``1 - mean((1 - b) SSIM7(F, A) + b SSIM7(F, B))``, weighted
+``hot_weight`` (in units of the SSIM weight). b then moves only what
+clinicians look at, from the anatomy (b = 0: the MRI kept under the
+uptake) to the functional source (b = 1), and the paper's objective
+governs the rest of the image at every b.
+
 A network conditioned on b (:meth:`napari_lightfusion.model.LightFusionNet.condition`)
 is trained with ``beta = b`` drawn per batch, so one network offers the
 whole range.
@@ -70,9 +78,16 @@ def _towards_b(paper_target, b_target, balance: float):
     return paper_target + balance * (b_target - paper_target)
 
 
-def intensity_loss(fused, a, b, balance: float = 0.0):
+def _mean(values, where=None):
+    """Mean of ``values``, or its mean over the pixels where ``where`` (same shape) is 1."""
+    if where is None:
+        return values.mean()
+    return (values * where).sum() / where.sum().clamp(min=1.0)
+
+
+def intensity_loss(fused, a, b, balance: float = 0.0, where=None):
     """Eq. 1: L1 distance to the element-wise maximum of the sources (moved towards B by ``balance``)."""
-    return (fused - _towards_b(torch.maximum(a, b), b, balance)).abs().mean()
+    return _mean((fused - _towards_b(torch.maximum(a, b), b, balance)).abs(), where)
 
 
 def sobel_magnitude(image):
@@ -83,11 +98,11 @@ def sobel_magnitude(image):
     return torch.sqrt(g.square().sum(dim=1, keepdim=True) + 1e-12)
 
 
-def gradient_loss(fused, a, b, balance: float = 0.0):
+def gradient_loss(fused, a, b, balance: float = 0.0, where=None):
     """Eq. 2: L1 distance of gradient magnitudes to the larger source gradient (moved towards B's)."""
     gb = sobel_magnitude(b)
     target = _towards_b(torch.maximum(sobel_magnitude(a), gb), gb, balance)
-    return (sobel_magnitude(fused) - target).abs().mean()
+    return _mean((sobel_magnitude(fused) - target).abs(), where)
 
 
 def _gaussian_window(size: int = 11, sigma: float = 1.5):
@@ -97,8 +112,8 @@ def _gaussian_window(size: int = 11, sigma: float = 1.5):
     return (g[:, None] * g[None, :])[None, None]
 
 
-def ssim(x, y, data_range: float = 1.0):
-    """Mean SSIM (Wang et al. 2004, Eq. 3) over valid 11x11 Gaussian windows."""
+def ssim(x, y, data_range: float = 1.0, where=None):
+    """Mean SSIM (Wang et al. 2004, Eq. 3) over valid 11x11 Gaussian windows (whose centre is in ``where``)."""
     window = _gaussian_window().to(x)
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
 
@@ -110,7 +125,9 @@ def ssim(x, y, data_range: float = 1.0):
     vy = blur(y * y) - my * my
     cxy = blur(x * y) - mx * my
     s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
-    return s.mean()
+    if where is not None:
+        where = where[..., 5:-5, 5:-5]
+    return _mean(s, where)
 
 
 def ssim7_map(x, y):
@@ -140,11 +157,11 @@ def hot_spot_loss(fused, a, b, hot, balance: float):
     return 1.0 - (kept * hot).sum() / hot.sum().clamp(min=1.0)
 
 
-def ssim_loss(fused, a, b, balance: float = 0.0):
+def ssim_loss(fused, a, b, balance: float = 0.0, where=None):
     """Eq. 4: one minus the mean SSIM of the fused image to each source (B weighted up by ``balance``)."""
     if balance == 0.0:
-        return 1.0 - 0.5 * (ssim(fused, a) + ssim(fused, b))
-    return 1.0 - 0.5 * ((1.0 - balance) * ssim(fused, a) + (1.0 + balance) * ssim(fused, b))
+        return 1.0 - 0.5 * (ssim(fused, a, where=where) + ssim(fused, b, where=where))
+    return 1.0 - 0.5 * ((1.0 - balance) * ssim(fused, a, where=where) + (1.0 + balance) * ssim(fused, b, where=where))
 
 
 def _weight(weights: LossWeights, term: str) -> float:
@@ -153,7 +170,7 @@ def _weight(weights: LossWeights, term: str) -> float:
 
 
 #: How the balance changes the loss (see the module docstring).
-BALANCE_MODES = ("targets", "fade", "hotspot")
+BALANCE_MODES = ("targets", "fade", "hotspot", "split")
 
 
 def fusion_loss(
@@ -178,6 +195,17 @@ def fusion_loss(
             "ssim": ssim_loss(fused, a, b, balance),
         }
         fades = {"intensity": 1.0, "gradient": 1.0, "ssim": 1.0}
+    elif mode == "split":
+        if hot is None:
+            raise ValueError("the split balance mode needs the hot-spot mask")
+        cold = 1.0 - hot
+        terms = {
+            "intensity": intensity_loss(fused, a, b, where=cold),
+            "gradient": gradient_loss(fused, a, b, where=cold),
+            "ssim": ssim_loss(fused, a, b, where=cold),
+            "hot_spot": hot_spot_loss(fused, a, b, hot, balance),
+        }
+        fades = {"intensity": 1.0, "gradient": 1.0, "ssim": 1.0, "hot_spot": hot_weight}
     else:
         terms = {
             "intensity": intensity_loss(fused, a, b),

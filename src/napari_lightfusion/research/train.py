@@ -47,7 +47,7 @@ class TrainConfig:
     default_share: float = 0.25
     #: conditioned networks only: how b changes the loss (losses.BALANCE_MODES)
     balance_loss: str = "targets"
-    #: "hotspot" balance loss only: weight of the hot-spot term, in units of the SSIM weight
+    #: "hotspot" and "split" balance losses: weight of the hot-spot term, in units of the SSIM weight
     hot_spot_weight: float = 1.0
     #: conditioned networks only: learning-rate factor of the balance conditioning
     #: (it starts at the identity and must catch up with the rest of the network)
@@ -157,7 +157,7 @@ def train(
     names = pair_names(data_root, "train", dataset)
     train_names = [n for n in names if not is_validation(n)]
     val_names = [n for n in names if is_validation(n)]
-    hot = config.model.balance is not None and config.balance_loss == "hotspot"
+    hot = config.model.balance is not None and config.balance_loss in ("hotspot", "split")
     train_images = pairs_to_tensor(load_pairs(data_root, "train", dataset, train_names), hot)
     val_images = pairs_to_tensor(load_pairs(data_root, "train", dataset, val_names), hot)
 
