@@ -149,11 +149,15 @@ def test_split_mode_is_the_paper_outside_the_hot_spot_and_the_balance_inside():
     assert terms0["intensity"].item() == pytest.approx(0.0, abs=1e-6)
     assert terms1["intensity"].item() == pytest.approx(0.0, abs=1e-6)
     # a change inside the hot spot does not reach the intensity term, and b picks the source there
-    assert terms0["hot_spot"].item() < fusion_loss(function_first, a, b, balance=0.0, mode="split", hot=hot)[1]["hot_spot"].item()
-    assert terms1["hot_spot"].item() < fusion_loss(anatomy_first, a, b, balance=1.0, mode="split", hot=hot)[1]["hot_spot"].item()
+    def hot_term(fused, balance):
+        return fusion_loss(fused, a, b, balance=balance, mode="split", hot=hot)[1]["hot_spot"].item()
+
+    assert terms0["hot_spot"].item() < hot_term(function_first, 0.0)
+    assert terms1["hot_spot"].item() < hot_term(anatomy_first, 1.0)
     total, terms = fusion_loss(anatomy_first, a, b, balance=0.3, mode="split", hot=hot, hot_weight=2.0)
     w = LossWeights()
-    want = w.intensity * terms["intensity"] + w.gradient * terms["gradient"] + w.ssim * (terms["ssim"] + 2.0 * terms["hot_spot"])
+    paper = w.intensity * terms["intensity"] + w.gradient * terms["gradient"] + w.ssim * terms["ssim"]
+    want = paper + w.ssim * 2.0 * terms["hot_spot"]
     assert total.item() == pytest.approx(want.item(), rel=1e-5)
     with pytest.raises(ValueError, match="mask"):
         fusion_loss(a, a, b, balance=0.5, mode="split")
