@@ -28,8 +28,12 @@ def volumes():
 
 
 def write_nifti(path, volume, zooms=(0.8, 0.9, 2.5)):
-    """``volume`` (Z, Y, X) as NIfTI (X, Y, Z) with voxel size (x, y, z) in mm."""
-    image = nibabel.Nifti1Image(np.ascontiguousarray(volume.T), np.diag([*zooms, 1.0]))
+    """``volume`` (Z, Y, X) as NIfTI (X, Y, Z) with voxel size (x, y, z) in mm.
+
+    The voxel axes run to the patient's left, posterior and superior (LPS),
+    the layout NIfTI volumes are read in, so the file reads back as ``volume``.
+    """
+    image = nibabel.Nifti1Image(np.ascontiguousarray(volume.T), np.diag([-zooms[0], -zooms[1], zooms[2], 1.0]))
     image.header.set_zooms(zooms)
     image.header.set_xyzt_units("mm")
     nibabel.save(image, str(path))

@@ -3,9 +3,13 @@
 :func:`open_volume` reads a TIFF stack, a zarr array or OME-Zarr image, a
 NIfTI file (``.nii``, ``.nii.gz``) or a folder of PNG slices as a dask
 array with one chunk per slice, plus its voxel size when the file states
-one. The readers are small picklable objects that open the file when a
-slice is asked for, so the same graph runs on threads, processes or
-dask.distributed workers that see the same file system.
+one. NIfTI volumes are read in canonical orientation (:class:`NiftiVolume`:
+axial slices, anterior up, the patient's right on the left) whatever their
+voxel order on disk, and keep where they lie (:class:`Space`), so two of
+them can be checked to share a grid. The readers are small picklable
+objects that open the file when a slice is asked for, so the same graph
+runs on threads, processes or dask.distributed workers that see the same
+file system.
 
 :class:`OmeZarrOutput` is the fused volume on disk: OME-Zarr 0.4 (zarr
 format 2), one array ``0`` of float32 in [0, 1], axes ``z, y, x`` (grey) or
@@ -43,12 +47,66 @@ UNITS = {
 #: beside it (a file inside the folder would not be part of the zarr hierarchy).
 RECORD = "lightfusion"
 
+#: Where NIfTI volumes are read to: nibabel's closest canonical orientation, RAS+.
+CANONICAL = "RAS"
+
+#: The canonical volume as (slices, rows, columns): toward superior, posterior and the
+#: patient's left, so an axial slice shows anterior up and the patient's right on the
+#: left, as radiologists read it (nibabel axis codes; the same axes as DICOM's LPS).
+DISPLAY_AXES = ("S", "P", "L")
+
+#: A NIfTI slice across the file's fastest axis is read in slabs of at most this many bytes.
+SLAB_BYTES = 32 * 2**20
+
+#: Two NIfTI grids are the same when their voxel centres are this close (a fraction of
+#: the smallest voxel side), checked at the corners of the grid.
+GRID_TOLERANCE = 0.01
+
+
+@dataclass(frozen=True)
+class Space:
+    """Where a NIfTI volume's voxels lie in the patient, and how to go back to the file.
+
+    ``input_affine`` maps the file's voxel indices ``(i, j, k, 1)`` to RAS+
+    millimetres (the sform or qform, as nibabel reads it); ``affine`` maps
+    the volume's indices as read, ``(z, y, x, 1)``, to the same millimetres.
+    """
+
+    input_affine: tuple
+    input_axcodes: str
+    affine: tuple
+    shape: tuple[int, int, int]
+
+    def record(self) -> dict:
+        """The orientation as an output's sidecar keeps it (plain JSON)."""
+        return {
+            "canonical": CANONICAL + "+",
+            "axes": dict(zip("zyx", DISPLAY_AXES, strict=True)),
+            "zyx_to_ras": [list(row) for row in self.affine],
+            "input_axcodes": self.input_axcodes,
+            "input_affine": [list(row) for row in self.input_affine],
+        }
+
+    def mismatch(self, other: Space) -> str | None:
+        """How ``other`` lies on another grid than this one, or ``None`` when it is the same grid."""
+        if self.shape != other.shape:
+            return f"shapes {self.shape} and {other.shape} in {CANONICAL}+ orientation"
+        corners = np.array([[z, y, x, 1] for z in (0, self.shape[0] - 1) for y in (0, self.shape[1] - 1)
+                            for x in (0, self.shape[2] - 1)], dtype=float).T
+        mine, theirs = np.array(self.affine), np.array(other.affine)
+        apart = float(np.linalg.norm((mine @ corners - theirs @ corners)[:3], axis=0).max())
+        voxel = float(np.linalg.norm(mine[:3, :3], axis=0).min())
+        if apart > GRID_TOLERANCE * voxel:
+            return f"their voxels lie up to {apart:.3g} mm apart"
+        return None
+
 
 @dataclass(frozen=True)
 class Volume:
     """A volume read lazily: ``data`` ``(Z, Y, X)`` or ``(Z, Y, X, C)`` (dask, one chunk per slice).
 
-    ``voxel_size`` is ``(z, y, x)`` in ``unit`` when the file says it, else ``None``.
+    ``voxel_size`` is ``(z, y, x)`` in ``unit`` when the file says it, else
+    ``None``; ``space`` is where a NIfTI volume lies in the patient (else ``None``).
     """
 
     path: str
@@ -56,6 +114,23 @@ class Volume:
     rgb: bool
     voxel_size: tuple[float, float, float] | None
     unit: str | None
+    space: Space | None = None
+
+
+def check_same_grid(a: Volume, b: Volume) -> None:
+    """``ValueError`` (one line) when two NIfTI volumes do not lie on the same grid in the patient.
+
+    Fusing them voxel by voxel would mix different places; volumes without a
+    :class:`Space` (TIFF, zarr, PNG) have nothing to compare and pass.
+    """
+    if a.space is None or b.space is None:
+        return
+    why = a.space.mismatch(b.space)
+    if why is not None:
+        raise ValueError(
+            f"{Path(a.path).name} and {Path(b.path).name} lie on different grids ({why}); "
+            "resample or register one onto the other first"
+        )
 
 
 def ngff_unit(name) -> str | None:
@@ -176,9 +251,21 @@ def _nifti(path: str, mtime_ns: int):
 
 
 class NiftiVolume(_SliceReader):
-    """A 3D NIfTI volume; slices along its third axis, rows its second, columns its first."""
+    """A 3D NIfTI volume in canonical orientation, read one axial slice at a time.
+
+    The file's voxel axes are matched to the patient's by its affine
+    (nibabel's ``io_orientation``: the closest canonical RAS+ orientation)
+    and laid out as :data:`DISPLAY_AXES` says: slices go from inferior to
+    superior, rows from anterior to posterior, columns from the patient's
+    right to left (the radiological view of axial slices). Only the slice
+    asked for is read: a file whose axial axis is its first (fastest) one
+    is read in slabs of at most :data:`SLAB_BYTES`, since one slice across
+    it spans the whole file.
+    """
 
     def __init__(self, path: str):
+        from nibabel.orientations import aff2axcodes, axcodes2ornt, inv_ornt_aff, io_orientation, ornt_transform
+
         self.path = path
         image = self._image()
         shape = image.shape
@@ -186,19 +273,61 @@ class NiftiVolume(_SliceReader):
             shape = shape[:3]
         if len(shape) != 3:
             raise ValueError(f"cannot read {path}: a 3D NIfTI volume is needed, this one has shape {shape}")
-        self.shape = (shape[2], shape[1], shape[0])
+        self.file_shape = tuple(int(n) for n in shape)
+        affine = np.asarray(image.affine, dtype=float)
+        _check_affine(path, affine)
+        #: file axis i -> (display axis, +1 same direction / -1 reversed), a nibabel orientation
+        self.ornt = ornt_transform(io_orientation(affine), axcodes2ornt(DISPLAY_AXES))
+        axes = [int(a) for a in self.ornt[:, 0]]
+        self.shape = tuple(self.file_shape[axes.index(d)] for d in range(3))
+        self.slice_axis = axes.index(0)
+        self.itemsize = np.dtype(image.get_data_dtype()).itemsize
         self.dtype = self.read(0).dtype
-        dx, dy, dz = (float(v) for v in image.header.get_zooms()[:3])
-        self.voxel_size = (dz, dy, dx)
+        zooms = [float(v) for v in image.header.get_zooms()[:3]]
+        self.voxel_size = tuple(zooms[axes.index(d)] for d in range(3))
         self.unit = ngff_unit(image.header.get_xyzt_units()[0])
+        self.space = Space(
+            input_affine=_rows(affine), input_axcodes="".join(aff2axcodes(affine)),
+            affine=_rows(affine @ inv_ornt_aff(self.ornt, self.file_shape)), shape=self.shape,
+        )
 
     def _image(self):
         return _nifti(self.path, os.stat(self.path).st_mtime_ns)
 
     def read(self, z: int) -> np.ndarray:
+        from nibabel.orientations import apply_orientation
+
+        a = self.slice_axis
+        k = z if self.ornt[a, 1] > 0 else self.file_shape[a] - 1 - z
+        plane = np.expand_dims(self._plane(a, k), a)  # the file's 3D layout, one voxel thick along a
+        return np.ascontiguousarray(apply_orientation(plane, self.ornt)[0])
+
+    def _plane(self, a: int, k: int) -> np.ndarray:
+        """Voxels ``k`` along file axis ``a``: the other two file axes, in file order."""
         proxy = self._image().dataobj
-        index = (slice(None), slice(None), z) + ((0,) if len(proxy.shape) == 4 else ())
-        return np.asarray(proxy[index]).T
+        extra = (0,) if len(proxy.shape) == 4 else ()
+        if a != 0:
+            index = [slice(None)] * 3
+            index[a] = k
+            return np.asarray(proxy[tuple(index) + extra])
+        n0, n1, n2 = self.file_shape
+        step = max(1, SLAB_BYTES // (n0 * n1 * self.itemsize))
+        slabs = [np.asarray(proxy[(k, slice(None), slice(s, s + step)) + extra]) for s in range(0, n2, step)]
+        return np.concatenate(slabs, axis=1)
+
+
+def _rows(matrix: np.ndarray) -> tuple:
+    return tuple(tuple(float(v) for v in row) for row in matrix)
+
+
+def _check_affine(path: str, affine: np.ndarray) -> None:
+    """``ValueError`` (one line) for an affine that does not place voxels in the patient (singular)."""
+    linear = affine[:3, :3]
+    norms = np.linalg.norm(linear, axis=0) if np.isfinite(affine).all() else np.zeros(3)
+    if norms.min() == 0 or abs(np.linalg.det(linear)) < 1e-6 * np.prod(norms):
+        raise ValueError(
+            f"cannot read {path}: its affine (sform/qform) is degenerate, not invertible; fix its header first"
+        )
 
 
 def _ome_multiscales(attrs: dict) -> dict | None:
@@ -302,7 +431,8 @@ def open_volume(path) -> Volume:
     rgb = len(reader.shape) == 4
     if not rgb and len(reader.shape) != 3:
         raise ValueError(f"cannot read {path}: shape {reader.shape} is not a grey or RGB volume")
-    return Volume(str(p), data, rgb, getattr(reader, "voxel_size", None), getattr(reader, "unit", None))
+    return Volume(str(p), data, rgb, getattr(reader, "voxel_size", None), getattr(reader, "unit", None),
+                  getattr(reader, "space", None))
 
 
 class OmeZarrOutput:

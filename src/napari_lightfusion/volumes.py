@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from .lazy import fuse_lazy, volume_limits
-from .volume_io import OmeZarrOutput, Volume, open_volume
+from .volume_io import OmeZarrOutput, Volume, check_same_grid, open_volume
 
 #: Schedulers of dask itself; anything with "://" is a dask.distributed address.
 LOCAL_SCHEDULERS = ("threads", "processes", "synchronous")
@@ -145,11 +145,20 @@ def _weights_of(preset: str | None, weights) -> tuple[str, str]:
     return (str(path) if weights is not None else preset), sha256(path)
 
 
+def _input(volume: Volume) -> dict:
+    """An input as the settings name it (a NIfTI one with the orientation it is read from)."""
+    data = volume.data
+    entry = {"path": str(Path(volume.path).resolve()), "shape": list(data.shape), "dtype": str(data.dtype)}
+    if volume.space is not None:
+        entry["axcodes"] = volume.space.input_axcodes
+    return entry
+
+
 def _settings(a: Volume, b: Volume, network: str, digest: str, windows, balance) -> dict:
     """What makes two runs write the same output: a rerun with other settings must not resume."""
     return {
-        "anatomical": {"path": str(Path(a.path).resolve()), "shape": list(a.data.shape), "dtype": str(a.data.dtype)},
-        "functional": {"path": str(Path(b.path).resolve()), "shape": list(b.data.shape), "dtype": str(b.data.dtype)},
+        "anatomical": _input(a),
+        "functional": _input(b),
         "preset": network,
         "sha256": digest,
         "windows": [None if w is None else list(w) for w in windows],
@@ -178,7 +187,10 @@ def fuse_volume(
     Normalisation as :func:`napari_lightfusion.fuse` does it on the whole
     volume (each input's range over all its slices), or the contrast window
     ``a_window`` / ``b_window`` ``(LO, HI)``. The output carries the voxel
-    size of ``a`` (else ``b``). An existing ``out`` written with the same
+    size of ``a`` (else ``b``). NIfTI inputs are read in canonical
+    orientation; two of them must lie on the same grid in the patient
+    (:func:`~napari_lightfusion.volume_io.check_same_grid`), and the sidecar
+    records the orientation and the input affine. An existing ``out`` written with the same
     settings is resumed (only missing slices are fused); one with other
     settings, or a folder that is not a fusion output, is refused.
     ``progress(done, total)`` is called as slices are written. ``runner``
@@ -190,6 +202,7 @@ def fuse_volume(
     _check_paths(a_path, b_path, out)
     windows = (_window(a_window, "the anatomical window"), _window(b_window, "the functional window"))
     va, vb = open_volume(a_path), open_volume(b_path)
+    check_same_grid(va, vb)
     shape_a, shape_b = va.data.shape[:3], vb.data.shape[:3]
     if shape_a != shape_b:
         raise ValueError(f"the volumes differ in shape: {shape_a} and {shape_b}; resample one onto the other")
@@ -233,9 +246,11 @@ def _fuse_opened(va, vb, output, settings, previous, preset, weights, balance, d
         voxel = va.voxel_size or vb.voxel_size
         unit = va.unit if va.voxel_size else vb.unit
         OmeZarrOutput.create(out, shape_a, fused.ndim == 4, voxel, unit, name=out.stem)
+    space = va.space or vb.space
     output.write_sidecar({
         "settings": settings, "limits": [list(v) for v in limits], "command": command,
         "status": "running", "voxel_size": list(va.voxel_size or vb.voxel_size or (1.0, 1.0, 1.0)),
+        **({"orientation": {**space.record(), "from": "anatomical" if va.space else "functional"}} if space else {}),
     })
     missing = output.missing()
     slices = shape_a[0]
