@@ -312,8 +312,12 @@ class NiftiVolume(_SliceReader):
             return np.asarray(proxy[tuple(index) + extra])
         n0, n1, n2 = self.file_shape
         step = max(1, SLAB_BYTES // (n0 * n1 * self.itemsize))
-        slabs = [np.asarray(proxy[(k, slice(None), slice(s, s + step)) + extra]) for s in range(0, n2, step)]
-        return np.concatenate(slabs, axis=1)
+        out = None
+        for s in range(0, n2, step):  # each slab is a view of the whole slab read: copy out, let it go
+            part = np.asarray(proxy[(k, slice(None), slice(s, s + step)) + extra])
+            out = np.empty((n1, n2), part.dtype) if out is None else out
+            out[:, s : s + step] = part
+        return out
 
 
 def _rows(matrix: np.ndarray) -> tuple:
