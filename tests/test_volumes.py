@@ -237,3 +237,20 @@ def test_the_volume_benchmark_measures_a_fresh_process(tmp_path):
     [row] = bench_volume(tmp_path, size=32, depths=[3], scheduler="synchronous")
     assert row["fuse-volume s"] > 0 and row["peak RSS MiB"] > 50 and row["slices/s"] > 0
     assert table([row]).startswith("| pair |")
+
+
+def test_ome_tiff_physical_sizes_give_the_voxel_size(tmp_path, volumes):
+    grey, _ = volumes
+    tifffile.imwrite(tmp_path / "a.ome.tif", grey, ome=True, metadata={
+        "axes": "ZYX", "PhysicalSizeX": 0.25, "PhysicalSizeY": 0.3, "PhysicalSizeZ": 2.0, "PhysicalSizeZUnit": "mm",
+    })
+    a = open_volume(tmp_path / "a.ome.tif")  # X and Y in OME's default unit, micrometres; Z in mm
+    assert a.unit == "micrometer" and a.voxel_size == pytest.approx((2000.0, 0.3, 0.25))
+    np.testing.assert_array_equal(a.data[4].compute(), grey[4])
+    tifffile.imwrite(tmp_path / "b.ome.tif", grey[0], ome=True, metadata={
+        "axes": "YX", "PhysicalSizeX": 0.5, "PhysicalSizeY": 0.5, "PhysicalSizeXUnit": "nm", "PhysicalSizeYUnit": "nm",
+    })
+    b = open_volume(tmp_path / "b.ome.tif")
+    assert b.unit == "nanometer" and b.voxel_size == pytest.approx((1.0, 0.5, 0.5))
+    tifffile.imwrite(tmp_path / "c.ome.tif", grey, ome=True, metadata={"axes": "ZYX"})
+    assert open_volume(tmp_path / "c.ome.tif").voxel_size is None

@@ -42,6 +42,10 @@ UNITS = {
     "m": "meter", "meter": "meter", "inch": "inch",
 }
 
+#: OME-NGFF unit names -> metres, to bring a file's axes to one unit.
+METRES = {"meter": 1.0, "centimeter": 1e-2, "millimeter": 1e-3, "micrometer": 1e-6, "nanometer": 1e-9,
+          "inch": 0.0254}
+
 #: The attribute of an output group that records how it was made (settings, preset,
 #: its sha256, the command); the same goes to the sidecar file ``OUT.zarr.json``
 #: beside it (a file inside the folder would not be part of the zarr hierarchy).
@@ -201,7 +205,10 @@ class TiffStack(_SliceReader):
 
 
 def _tiff_voxel(tif) -> tuple[tuple[float, float, float] | None, str | None]:
-    """Voxel size and unit from ImageJ metadata and the resolution tags, when present."""
+    """Voxel size and unit from OME-XML, else ImageJ metadata and the resolution tags, when present."""
+    voxel, unit = _ome_voxel(tif)
+    if voxel is not None:
+        return voxel, unit
     page = tif.pages.first
     ij = tif.imagej_metadata or {}
     xres, yres = page.tags.get("XResolution"), page.tags.get("YResolution")
@@ -217,6 +224,35 @@ def _tiff_voxel(tif) -> tuple[tuple[float, float, float] | None, str | None]:
     dx = xd / xn if xn else 1.0
     dy = yd / yn if yn else 1.0
     return (float(ij.get("spacing", 1.0)), float(dy), float(dx)), unit
+
+
+def _ome_voxel(tif) -> tuple[tuple[float, float, float] | None, str | None]:
+    """``PhysicalSizeZ/Y/X`` of the first OME image, in the unit of X (OME's default: micrometres).
+
+    ``(None, None)`` when the file has no OME-XML or it gives no size in
+    the plane; a missing Z (a single plane, or not stated) counts as 1.
+    """
+    import tifffile
+
+    if not tif.is_ome or not tif.ome_metadata:
+        return None, None
+    try:
+        image = tifffile.xml2dict(tif.ome_metadata).get("OME", {}).get("Image") or {}
+    except (SyntaxError, AttributeError):  # malformed OME-XML (ParseError): use the other metadata
+        return None, None
+    pixels = (image[0] if isinstance(image, list) else image).get("Pixels") or {}
+    size = {a: pixels.get(f"PhysicalSize{a}") for a in "ZYX"}
+    if size["X"] is None and size["Y"] is None:
+        return None, None
+    size["X"] = size["X"] if size["X"] is not None else size["Y"]
+    size["Y"] = size["Y"] if size["Y"] is not None else size["X"]
+    units = {a: ngff_unit(pixels.get(f"PhysicalSize{a}Unit", "\u00b5m")) for a in "ZYX"}
+    unit = units["X"]
+    metres = {a: METRES.get(units[a]) for a in "ZYX"}
+    if None in metres.values():  # a unit we do not know: the numbers as they stand
+        return tuple(float(size[a]) if size[a] is not None else 1.0 for a in "ZYX"), None
+    z = float(size["Z"]) * metres["Z"] / metres["X"] if size["Z"] is not None else 1.0
+    return (z, float(size["Y"]) * metres["Y"] / metres["X"], float(size["X"])), unit
 
 
 class PngFolder(_SliceReader):
