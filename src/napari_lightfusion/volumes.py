@@ -190,9 +190,10 @@ def fuse_volume(
     size of ``a`` (else ``b``). NIfTI inputs are read in canonical
     orientation; two of them must lie on the same grid in the patient
     (:func:`~napari_lightfusion.volume_io.check_same_grid`), and the sidecar
-    records the orientation and the input affine. An existing ``out`` written with the same
-    settings is resumed (only missing slices are fused); one with other
-    settings, or a folder that is not a fusion output, is refused.
+    records the orientation and the input affine. An existing ``out``
+    written with the same settings is resumed (only missing slices are
+    fused); one with other settings, or a folder that is not a fusion
+    output, is refused.
     ``progress(done, total)`` is called as slices are written. ``runner``
     (from :func:`scheduler`) or ``scheduler_name`` chooses where it runs.
     Raises ``ValueError`` with one line for bad inputs.
