@@ -392,9 +392,14 @@ def test_the_balance_slider_is_for_conditioned_networks_and_refuses_live(
     assert widget.balance.isEnabled() and widget.balance.value() == 30
     fuse_now(widget)
     fused = role(viewer, "fused")
+    assert fused.name == "MRI + PET · PET-MRI"  # the default b goes without saying
     widget.balance.setValue(80)
     wait_idle(widget)
     assert seen == [0.3, 0.8] and role(viewer, "fused") is fused
+    assert fused.name == "MRI + PET · PET-MRI · b=0.80"  # a moved balance is in the name (screenshots)
+    widget.balance.setValue(30)
+    wait_idle(widget)
+    assert role(viewer, "fused") is fused and fused.name == "MRI + PET · PET-MRI"
 
 
 def test_a_saved_fine_tuned_preset_is_listed_and_picked(pair, monkeypatch):

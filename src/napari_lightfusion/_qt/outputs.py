@@ -146,7 +146,8 @@ def write_set(viewer, key, label: str, names, specs: list, like, grey_ndim: int,
 
     Data with more than ``grey_ndim`` axes is RGB. ``index=None``: each
     spec is the whole result; an untouched layer of the same key and role
-    gets the data, name and ``like``'s spatial metadata in place, else a
+    gets the data, name and ``like``'s spatial metadata in place (and the
+    set's new ``label``, e.g. after a balance move), else a
     new layer is added. Otherwise each spec is slice ``index`` of a stack
     of ``slices`` (Live), written into a full-size layer allocated once.
     Specs whose role starts with "backdrop" are always whole.
@@ -179,6 +180,9 @@ def _write_set(viewer, key, label, names, specs, like, grey_ndim, index, slices)
         elif whole:
             layer.data = data
             _copy_spatial(layer, like)
+        if layer.name != name and info(layer)["name"] != name:  # a moved balance renames the set
+            layer.name = name
+            info(layer)["name"] = layer.name
         if not whole:
             layer.data[index] = data
             layer.refresh()

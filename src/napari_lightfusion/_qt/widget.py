@@ -73,6 +73,7 @@ class LightFusionWidget(ResultView, ExportActions, QWidget):
         self._last_note = None
         self._cache = PlanCache()
         self._version = 0  # bumped whenever an input's data or contrast changes
+        self._default_balance = None  # the loaded network's default b (None: it takes no balance)
         self._watched = ()
         self._auto_preset = True
         self._live_index = None
@@ -165,6 +166,12 @@ class LightFusionWidget(ResultView, ExportActions, QWidget):
     def balance_value(self) -> float | None:
         """The balance passed to the network: the slider's b in [0, 1], None when it does not apply."""
         return self.balance.value() / 100.0 if self.balance.isEnabled() else None
+
+    def _moved_balance(self) -> float | None:
+        """The slider's b when it is away from the network's default (results are then named with it)."""
+        value = self.balance_value()
+        default = self._default_balance
+        return None if value is None or default is None or round(100 * default) == round(100 * value) else value
 
     def _on_pair_changed(self):
         """Watch the picked layers' data and contrast; guess the preset; check the shapes."""
@@ -291,7 +298,7 @@ class LightFusionWidget(ResultView, ExportActions, QWidget):
             context={"like": a, "inputs": (a, b), "names": names, "kind": kind,
                      "lazy": lazy.is_lazy(inputs["a"]) or lazy.is_lazy(inputs["b"]),
                      "set": (str(a.unique_id), str(b.unique_id), preset, None),
-                     "label": outputs.set_label(*names, preset)},
+                     "label": outputs.set_label(*names, preset, self._moved_balance())},
         )
 
     def _start(self, kind: str, clicked: float):
@@ -354,6 +361,7 @@ class LightFusionWidget(ResultView, ExportActions, QWidget):
     def _on_warm(self, balance):
         """The network is loaded: the balance slider applies when it was trained with one."""
         conditioned = balance is not None
+        self._default_balance = balance
         if conditioned and not self.balance.isEnabled():
             self.balance.blockSignals(True)
             self.balance.setValue(round(100 * balance))
