@@ -43,11 +43,13 @@ from .model import LightFusionNet
 DEFAULT_TILE = 512
 
 #: Largest tile edge of the ONNX Runtime CPU path. A small tile keeps its
-#: feature maps (32 channels) near the core that computes them: on one thread
-#: a 512 x 512 slice took 80 ms whole and 57 ms as tiles of 128 to 256 (CPU
-#: time, halo included), and 2 threads on separate tiles beat 2 threads on
-#: each operator. Tiles are cut evenly (:func:`tile_grid`).
-CPU_TILE = 192
+#: feature maps (32 channels) near the core that computes them, a large one
+#: computes less halo: on one thread a 512 x 512 slice took 69 ms whole,
+#: 55 ms as nine tiles of 171 (15 % more pixels with the halo) and 52 ms as
+#: four of 256 (7 % more), CPU time; four tiles also share two threads
+#: evenly. 2 threads on separate tiles beat 2 threads on each operator.
+#: Tiles are cut evenly (:func:`tile_grid`).
+CPU_TILE = 256
 
 #: Smallest core edge the fast path cuts an image into so that every thread has a tile.
 MIN_SPLIT = 64
