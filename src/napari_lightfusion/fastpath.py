@@ -411,9 +411,9 @@ class ExportNet(nn.Module):
         f = x + x * attention
         if self.conditioned:
             f = self.mean(f) * self.film_scale + self.film_shift
-        out = self.decoder(f)[:, 0]
+        out = self.decoder(f).squeeze(1)  # a view in ONNX Runtime; [:, 0] would be a Gather (a copy)
         if self.blend:  # w = clamp(z + 1/2, 0, 1), the 1/2 in the bias; fused = w a + (1 - w) b
-            fused = b[:, 0] + out.clamp(0.0, 1.0) * (a[:, 0] - b[:, 0])
+            fused = b.squeeze(1) + out.clamp(0.0, 1.0) * (a.squeeze(1) - b.squeeze(1))
         else:
             fused = torch.sigmoid(out)
         if not self.maps:
