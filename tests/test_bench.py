@@ -31,6 +31,17 @@ def test_peak_is_cores_clock_lanes_and_two_fma_units():
     assert bench.cpu_peak_gmacs(1, "processor : 0\n")[0] is None
 
 
+def test_one_thread_and_one_core_are_singular():
+    assert "(1 core x 2.60 GHz" in "(" + bench.cpu_peak_gmacs(1, CPUINFO)[1]
+    assert "2 cores x" in bench.cpu_peak_gmacs(2, CPUINFO)[1]
+    row = {"case": "64x64 pair", "kind": "pair", "backend": "onnx", "fast_ms": 1.0, "fuse_ms": 1.0, "eager_ms": 2.0,
+           "speedup": 2.0, "peak_rss_mib": 1.0, "base_rss_mib": 1.0, "load": 0.1, "threads": 1, "tile": 512,
+           "repeats": 3, "clock": "cpu"}
+    text = bench.format_table([row])
+    assert "\n1 thread, tile 512" in text and "1 threads" not in text and "1 cores" not in text
+    assert "\n2 threads, tile 512" in bench.format_table([{**row, "threads": 2}])
+
+
 def test_methods_take_turns():
     order = []
     times = bench.interleaved_ms({"a": lambda: order.append("a"), "b": lambda: order.append("b")},
