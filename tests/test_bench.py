@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 
 import numpy as np
 import pytest
@@ -39,6 +40,7 @@ def test_one_thread_and_one_core_are_singular():
            "repeats": 3, "clock": "cpu"}
     text = bench.format_table([row])
     assert "\n1 thread, tile 512" in text and "1 threads" not in text and "1 cores" not in text
+    assert not re.search(r"reaches (\d+)-\1 %", text)  # one row: one percentage, not "15-15 %"
     assert "\n2 threads, tile 512" in bench.format_table([{**row, "threads": 2}])
 
 

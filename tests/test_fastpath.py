@@ -143,6 +143,18 @@ def test_rewritten_network_matches_for_other_shapes(config, channel):
     assert_matches(model, *pair((45, 38), seed=4), channel=channel)
 
 
+@pytest.mark.parametrize("config, paired", [
+    ({}, True), ({"conv": "standard"}, True), ({"width": 8, "reduction": 1}, True),
+    ({"width": 24, "reduction": 3}, False),
+])
+def test_last_leaky_relu_is_a_relu_pair_where_the_block_has_room(config, paired):
+    """C/2 channels and their negatives fit in a 16-channel block up to C = 16; the result matches either way."""
+    model = stressed(3, **config)
+    net = fastpath.ExportNet(model, maps=False)
+    assert (net.decoder[-2].activation is torch.nn.functional.relu) == paired
+    assert_matches(model, *pair((33, 40), seed=6), maps=False)
+
+
 @pytest.mark.parametrize("attention", ["conv", "channel", "spatial"])
 def test_other_attentions_use_the_generic_export(attention):
     model = stressed(2, attention=attention)

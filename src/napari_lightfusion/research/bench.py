@@ -434,9 +434,10 @@ def format_table(rows: list[dict]) -> str:
         peak, how = cpu_peak_gmacs(int(first["threads"]))
         cpu = [r["gmacs"] for r in rows if r.get("gmacs") is not None and r.get("device", "cpu") == "cpu"]
         if peak and cpu:
+            low, high = (f"{100 * g / peak:.0f}" for g in (min(cpu), max(cpu)))
             lines.append(
                 f"CPU peak ~{peak:.0f} GMAC/s ({how}); the fast path reaches "
-                f"{100 * min(cpu) / peak:.0f}-{100 * max(cpu) / peak:.0f} % of it."
+                f"{low if low == high else f'{low}-{high}'} % of it."
             )
         lines.append(_machine())
     return "\n".join(lines)
