@@ -54,7 +54,7 @@ PyTorch model, maps included):
 * the decoder's last LeakyReLU is ``relu(y) - 0.1 relu(-y)``, ``y`` and
   ``-y`` side by side in the padding of their block and the head weighing
   the two (:func:`_relu_pairs`): MLAS fuses a ReLU into the convolution but
-  runs a LeakyRelu as a second pass over the output (4 % of a slice's time,
+  runs a LeakyRelu as a second pass over the output (1-4 % of a slice's time,
   measured).
 
 Networks of other shapes (ablation variants with another attention) are
