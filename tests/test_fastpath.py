@@ -89,13 +89,24 @@ def conditioned(seed, **config):
     return model
 
 
-@pytest.mark.parametrize("config", [{}, {"output": "blend"}, {"attention": "spatial"}, {"attention": "channel"}])
+@pytest.mark.parametrize("config", [
+    {}, {"output": "blend"}, {"output": "mix"}, {"attention": "spatial"}, {"attention": "channel"},
+])
 @pytest.mark.parametrize("maps", [True, False])
 def test_conditioned_networks_match_for_every_balance(config, maps):
     model = conditioned(9, **config)
     a, b = pair((29, 35), seed=6, n=2)
     for balance in (0.0, 0.45, 1.0, None):
         assert_matches(model, a, b, maps=maps, balance=balance)
+
+
+def test_generic_export_runs_the_mix_head():
+    """An attention variant with the mix head (GenericNet), at initial weights: the gain stays near 1."""
+    torch.manual_seed(12)
+    model = LightFusionNet(attention="spatial", output="mix", balance=0.3).eval()
+    assert isinstance(fastpath.export_net(model), fastpath.GenericNet)
+    for balance in (0.0, 0.7):
+        assert_matches(model, *pair((31, 26), seed=8), balance=balance)
 
 
 def test_conditioned_session_needs_scale_and_shift():
@@ -135,7 +146,7 @@ def test_conditioned_graph_stays_in_the_blocked_layout(tmp_path):
 
 @pytest.mark.parametrize("config, channel", [
     ({}, 1), ({"conv": "standard"}, None), ({"width": 24, "reduction": 3}, None),
-    ({"width": 8, "reduction": 1}, 7),
+    ({"width": 8, "reduction": 1}, 7), ({"output": "mix"}, None), ({"output": "mix", "conv": "standard"}, 2),
 ])
 def test_rewritten_network_matches_for_other_shapes(config, channel):
     model = stressed(1, **config)

@@ -204,3 +204,26 @@ def test_conditioned_network_round_trips_through_its_sidecar(tmp_path):
     a, b = torch.rand(1, 1, 16, 16), torch.rand(1, 1, 16, 16)
     with torch.no_grad():
         assert torch.equal(loaded(a, b, balance=0.8), model.eval()(a, b, balance=0.8))
+
+
+def test_mix_head_is_a_blend_stretched_by_a_gain_and_an_offset():
+    from napari_lightfusion.model import mix
+
+    a, b = torch.full((1, 1, 2, 2), 0.6), torch.full((1, 1, 2, 2), 0.2)
+    head = torch.zeros(1, 3, 2, 2)
+    assert torch.allclose(mix(a, b, head), (a + b) / 2)  # w = 1/2, gain 1, offset 0: the average
+    head[:, 0] = 0.5  # w = 1: the first source
+    head[:, 1], head[:, 2] = 0.5, -0.1  # gain 1.5, offset -0.1
+    assert torch.allclose(mix(a, b, head), torch.full_like(a, 1.5 * 0.6 - 0.1))
+    head[:, 2] = 5.0
+    assert torch.equal(mix(a, b, head), torch.ones_like(a))  # clamped to [0, 1]
+
+
+def test_mix_network_has_a_three_channel_head_within_the_budget():
+    model = LightFusionNet(output="mix", balance=0.0)
+    assert model.decoder[-1].out_channels == 3
+    assert count_parameters(model) == count_parameters(LightFusionNet(balance=0.0)) + 2 * 9
+    assert count_parameters(model) <= 5000 and count_macs(model) <= 0.30e9
+    x = torch.rand(2, 1, 24, 24)
+    out = model(x, x.flip(-1), balance=0.4)
+    assert out.shape == (2, 1, 24, 24) and 0 <= out.min() and out.max() <= 1

@@ -81,7 +81,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .model import LightFusionNet, blend_weight
+from .model import LightFusionNet, blend_weight, mix
 
 #: ONNX opset of the exported graph (ONNX Runtime >= 1.17 runs it).
 OPSET = 17
@@ -396,11 +396,13 @@ class ExportNet(nn.Module):
                 cout = cin if _is_depthwise(spec) else _padded(spec[0].shape[0])
                 layers.append(_one_stream(spec, cin, cout, _leaky if i == len(block) - 1 else None))
                 cin = cout
-        self.blend = config.output == "blend"
+        self.output = config.output
         w, b, d, g = decoder[-1][0]
+        if self.output != "intensity":  # the blend weight's + 1/2 (and the mix's gain's + 1) in the bias
+            b = b + torch.tensor([0.5, 1.0, 0.0][: b.shape[0]])
         # the head's last 1x1 without its activation: a fused one would run on all 16 channels
-        # of the padded block; after the single channel is taken out it costs 1/16 of that
-        layers.append(_one_stream((w, b + 0.5 if self.blend else b, d, g), cin, 1))
+        # of the padded block; after the one (or three) channels are taken out it costs 1/16 of that
+        layers.append(_one_stream((w, b, d, g), cin, w.shape[0]))
         _relu_pairs(layers[-2], layers[-1], w.shape[1])
         self.decoder = nn.Sequential(*layers)
 
@@ -411,11 +413,15 @@ class ExportNet(nn.Module):
         f = x + x * attention
         if self.conditioned:
             f = self.mean(f) * self.film_scale + self.film_shift
-        out = self.decoder(f).squeeze(1)  # a view in ONNX Runtime; [:, 0] would be a Gather (a copy)
-        if self.blend:  # w = clamp(z + 1/2, 0, 1), the 1/2 in the bias; fused = w a + (1 - w) b
+        out = self.decoder(f)
+        if self.output == "mix":  # clamp(gain * (w a + (1 - w) b) + offset, 0, 1), gain = 1 + g
+            w, gain, offset = out.split(1, dim=1)
+            fused = (gain * (b + w.clamp(0.0, 1.0) * (a - b)) + offset).clamp(0.0, 1.0).squeeze(1)
+        elif self.output == "blend":  # w = clamp(z + 1/2, 0, 1), the 1/2 in the bias; fused = w a + (1 - w) b
+            out = out.squeeze(1)  # a view in ONNX Runtime; [:, 0] would be a Gather (a copy)
             fused = b.squeeze(1) + out.clamp(0.0, 1.0) * (a.squeeze(1) - b.squeeze(1))
         else:
-            fused = torch.sigmoid(out)
+            fused = torch.sigmoid(out.squeeze(1))
         if not self.maps:
             return fused
         return fused, self.surprise_map(surprise) + self.attention_map(attention)
@@ -451,8 +457,10 @@ class GenericNet(nn.Module):
         out = m.decoder(f)
         if m.config.output == "intensity":
             fused = torch.sigmoid(out)
-        else:
+        elif m.config.output == "blend":
             fused = b + blend_weight(out) * (a - b)
+        else:
+            fused = mix(a, b, out)
         fused = fused[:, 0]
         if not self.maps:
             return fused

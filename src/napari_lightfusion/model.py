@@ -54,7 +54,7 @@ from torch import nn
 
 ATTENTIONS = ("pca", "conv", "channel", "spatial")
 CONVS = ("dsc", "standard")
-OUTPUTS = ("blend", "intensity")
+OUTPUTS = ("blend", "intensity", "mix")
 ENCODER_DILATIONS = (1, 2, 3)
 
 
@@ -213,6 +213,20 @@ def blend_weight(logit: torch.Tensor) -> torch.Tensor:
     return _InwardClamp.apply(x) if x.requires_grad else x.clamp(0.0, 1.0)
 
 
+def mix(a: torch.Tensor, b: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
+    """The "mix" output: ``clamp((1 + g) (w a + (1 - w) b) + o, 0, 1)`` from the head's 3 channels.
+
+    ``head`` is ``(N, 3, H, W)``: the blend weight's logit (``w =``
+    :func:`blend_weight`), the contrast gain ``g`` and the offset ``o``,
+    per pixel. The mixture says which source each pixel's value comes from;
+    the gain and offset let the network stretch the mixture's contrast
+    (a mixture of two textures has less contrast than either: what an
+    average loses inside the hot spots).
+    """
+    w = blend_weight(head[:, 0:1])
+    return ((1.0 + head[:, 1:2]) * (b + w * (a - b)) + head[:, 2:3]).clamp(0.0, 1.0)
+
+
 class BalanceFiLM(nn.Module):
     """b -> per-channel (scale, shift) of the fused features: Linear(1, 8), tanh, Linear(8, 2C).
 
@@ -270,7 +284,7 @@ class LightFusionNet(nn.Module):
         self.decoder = nn.Sequential(
             conv_block(c, c, self.config.conv),
             conv_block(c, c // 2, self.config.conv),
-            nn.Conv2d(c // 2, 1, 1),
+            nn.Conv2d(c // 2, 3 if self.config.output == "mix" else 1, 1),
         )
         self.film = BalanceFiLM(c) if self.config.balance is not None else None
 
@@ -328,9 +342,11 @@ class LightFusionNet(nn.Module):
         out = self.decoder(fused_features)
         if self.config.output == "intensity":
             fused = torch.sigmoid(out)
-        else:
+        elif self.config.output == "blend":
             w = blend_weight(out)
             fused = b + w * (a - b)  # = w a + (1 - w) b
+        else:
+            fused = mix(a, b, out)
         if not return_maps:
             return fused
         return fused, {"surprise": (sa, sb), "attention": (aa, ab)}
