@@ -131,3 +131,26 @@ def test_dominating_needs_both_measures_at_or_above_the_reference():
     assert "| **LightFusionNet b = 0.5** | **0.500** | **0.600** |" in text
     assert "b = 0.5 (bold) dominate" in text
     assert "No b on this grid" in balance_markdown({"PET-MRI": {**curve, "network": {1.0: network[1.0]}}})
+
+
+def test_default_balance_is_picked_on_validation_pairs_and_written_to_the_sidecar(harvard_root, tmp_path):
+    """A preset compared with itself picks its own default b (distance 0); the choice lands in a copy's sidecar."""
+    import json
+    import shutil
+
+    from napari_lightfusion.research.balance import pick_default_balance, set_default_balance
+    from napari_lightfusion.weights import model_for, preset_path
+
+    like = preset_path("SPECT-MRI")
+    copy = tmp_path / "retrained.pt"
+    shutil.copy(like, copy)
+    shutil.copy(like.with_suffix(".json"), copy.with_suffix(".json"))
+    choice = pick_default_balance(harvard_root, "SPECT-MRI", copy, like, balances=(0.0, 0.6))
+    assert choice["balance"] == 0.0 and choice["chosen"]["distance"] == 0.0 and choice["pairs"] > 10
+    choice["balance"] = 0.6  # as if the retrained network had matched there
+    set_default_balance(copy, choice)
+    side = json.loads(copy.with_suffix(".json").read_text())
+    assert side["model"]["balance"] == 0.6 and side["default_balance"]["like"]["sha256"] == side["sha256"]
+    assert model_for(None, copy).config.balance == 0.6
+    with pytest.raises(ValueError, match="balance"):
+        set_default_balance(copy, {**choice, "balance": 1.5})

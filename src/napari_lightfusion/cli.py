@@ -346,6 +346,27 @@ def _add_balance_figure(sub):
     p.set_defaults(run=_run_balance_figure)
 
 
+def _add_default_balance(sub):
+    p = sub.add_parser("default-balance",
+                       help="give a retrained balance-conditioned preset the default b that behaves like the old one")
+    p.add_argument("weights", type=Path, help="the retrained weight file (its sidecar is rewritten)")
+    p.add_argument("--like", type=Path, required=True, help="the weight file it replaces")
+    p.add_argument("--data", type=Path, required=True, help="harvard data root (holds train/)")
+    p.add_argument("--dataset", required=True, help="CT-MRI, PET-MRI or SPECT-MRI")
+    p.set_defaults(run=_run_default_balance)
+
+
+def _run_default_balance(args):
+    from .research.balance import pick_default_balance, set_default_balance
+
+    choice = pick_default_balance(args.data, args.dataset, args.weights, args.like)
+    set_default_balance(args.weights, choice)
+    like, chosen = choice["like"], choice["chosen"]
+    print(f"{args.dataset}: {args.like} anatomy {like['anatomy kept']:.3f} function {like['function kept']:.3f}; "
+          f"b = {choice['balance']:g} gives {chosen['anatomy kept']:.3f} / {chosen['function kept']:.3f} "
+          f"on {choice['pairs']} validation pairs; written to {args.weights.with_suffix('.json')}")
+
+
 def _run_balance_figure(args):
     from .research.balance import write_balance_figure
 
@@ -483,6 +504,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_view(sub)
     _add_screenshot(sub)
     _add_balance_figure(sub)
+    _add_default_balance(sub)
     return parser
 
 

@@ -253,7 +253,8 @@ def describe_presets() -> str:
 
 
 @lru_cache(maxsize=8)
-def _cached_model(path: str, mtime_ns: int) -> LightFusionNet:
+def _cached_model(path: str, mtimes_ns: tuple[int, int]) -> LightFusionNet:
+    """The network of ``path``, loaded again when the weight file or its sidecar changes."""
     return load_model(Path(path))
 
 
@@ -269,4 +270,8 @@ def model_for(preset: str | None = None, weights: Path | None = None) -> LightFu
         mtime = path.stat().st_mtime_ns
     except OSError:
         raise WeightError(f"weight file {path} is missing") from None
-    return _cached_model(str(path), mtime)
+    try:
+        side = path.with_suffix(".json").stat().st_mtime_ns
+    except OSError:
+        side = 0  # load_model says what is wrong
+    return _cached_model(str(path), (mtime, side))

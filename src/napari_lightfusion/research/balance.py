@@ -14,6 +14,7 @@ Entry point for the command line: :func:`write_balance_figure`
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from ..baselines import fuse_baseline
 from ..colour import grey
 from ..metrics import HOT_SPOT_MEASURES, hot_spot_scores
 from .contact_sheets import assemble_sheet, save_png
-from .data import DATASETS, load_pairs, pair_names
+from .data import DATASETS, is_validation, load_pairs, pair_names
 from .scoring import nanmean
 
 #: The b values of a curve.
@@ -45,16 +46,23 @@ def hot_spot_means(fused_pairs: Iterable[tuple[np.ndarray, np.ndarray, np.ndarra
 
 def balance_curve(
     data_root: Path, dataset: str, balances: Sequence[float] = BALANCES, limit: int | None = None,
-    preset: str | None = None, weights: Path | None = None,
+    preset: str | None = None, weights: Path | None = None, split: str = "test",
 ) -> dict:
     """Hot-spot means of the network at each b and of the reference baselines on ``test/<dataset>``.
 
+    ``split="validation"`` measures the validation pairs carved out of
+    ``train/`` instead (:func:`.data.is_validation`), for choices that must
+    not look at the test set.
     Returns ``{"network": {b: means}, "baselines": {name: means}, "pairs": n}``.
     """
     from ..fusion import fuse
 
-    names = pair_names(data_root, "test", dataset)[:limit]
-    pairs = load_pairs(data_root, "test", dataset, names)
+    if split == "validation":
+        names = [n for n in pair_names(data_root, "train", dataset) if is_validation(n)][:limit]
+        pairs = load_pairs(data_root, "train", dataset, names)
+    else:
+        names = pair_names(data_root, "test", dataset)[:limit]
+        pairs = load_pairs(data_root, "test", dataset, names)
     preset = None if weights is not None else (preset or dataset)
     network = {
         b: hot_spot_means(
@@ -69,6 +77,52 @@ def balance_curve(
         for name in REFERENCES
     }
     return {"network": network, "baselines": baselines, "pairs": len(pairs)}
+
+
+def pick_default_balance(
+    data_root: Path, dataset: str, weights: Path, like: Path, balances: Sequence[float] = BALANCES,
+) -> dict:
+    """The default b for weight file ``weights``: the one that behaves most like weight file ``like``.
+
+    A retrained preset must keep the behaviour of the one it replaces at its
+    default b. Both are measured on the validation pairs (never the test
+    set); the chosen b is the one of ``balances`` whose two hot-spot means
+    are nearest (Euclidean) to those of ``like`` at its own default b.
+    Returns ``{"balance", "like", "chosen", "pairs", "rule"}``, what
+    :func:`set_default_balance` records.
+    """
+    from ..weights import model_for, sha256
+
+    reference_b = model_for(None, like).config.balance
+    reference = balance_curve(data_root, dataset, (reference_b or 0.0,), weights=like, split="validation")
+    target = reference["network"][reference_b or 0.0]
+    curve = balance_curve(data_root, dataset, balances, weights=weights, split="validation")["network"]
+
+    def distance(b):
+        return float(np.hypot(*(curve[b][k] - target[k] for k in HOT_SPOT_MEASURES)))
+
+    best = min(curve, key=distance)
+    return {
+        "balance": float(best),
+        "like": {"sha256": sha256(Path(like)), "balance": reference_b, **target},
+        "chosen": {**curve[best], "distance": distance(best)},
+        "pairs": reference["pairs"],
+        "rule": "nearest hot-spot means to the replaced preset's on the validation pairs, b on a 0.05 grid",
+    }
+
+
+def set_default_balance(weights: Path, choice: dict) -> dict:
+    """Write ``choice["balance"]`` into the sidecar of ``weights`` as its default b, with how it was chosen."""
+    from ..model import check_balance
+    from ..weights import read_sidecar
+
+    side = read_sidecar(Path(weights))
+    if side.get("model", {}).get("balance") is None:
+        raise ValueError(f"{weights} is not a balance-conditioned network")
+    side["model"]["balance"] = check_balance(choice["balance"])
+    side["default_balance"] = choice
+    Path(weights).with_suffix(".json").write_text(json.dumps(side, indent=2) + "\n")
+    return side
 
 
 def dominating(network: Mapping[float, Mapping[str, float]], reference: Mapping[str, float]) -> list[float]:
