@@ -1,7 +1,7 @@
 """LightFusionNet: the dual-stream fusion network of the paper.
 
     anatomical ──► encoder A ──► attention A ──┐
-                                               ├─ mean ──► decoder ──► 1x1 ──► sigmoid / blend weight
+                                               ├─ mean ──► decoder ──► 1x1 ──► sigmoid / blend / mix
     functional ──► encoder B ──► attention B ──┘
 
 * Encoders: blocks of depthwise-separable convolution (depthwise 3x3 then
@@ -25,9 +25,14 @@
   value is then a mixture of the two source values at that pixel, which
   keeps their grey levels (the mutual-information metric rewards that) and
   would tell the user which input won where. Measured, though, the
-  losses drive the blend weight to 1 (the MRI) or 0 (the CT) almost
-  everywhere: the "fused" image becomes one of the inputs. So the default
-  stays the paper's; ``docs/ablations.md`` (Table D) compares the two.
+  paper's losses drive the blend weight to 1 (the MRI) or 0 (the CT) almost
+  everywhere: the "fused" image becomes one of the inputs
+  (``docs/ablations.md``, Table D). With ``output="mix"`` the head has
+  three channels: the blend weight, a contrast gain and an offset
+  (:func:`mix`); a mixture of two textures has less contrast than either,
+  and the gain gives it back. The bundled presets use it, trained with the
+  "split" balance loss (:mod:`napari_lightfusion.losses`). The default
+  stays the paper's reading, which the paper's tables use.
 
 Balance (not in the paper): with ``ModelConfig.balance`` set, the network
 is conditioned on a scalar ``b`` in [0, 1], from "anatomy first" (0) to
@@ -40,8 +45,8 @@ paper's unconditioned network, with exactly its parameters and outputs.
 
 Ablation options (Tables 3 and 4 of the paper) are constructor arguments:
 ``width`` (C), ``reduction`` (R), ``attention`` ("pca", "conv", "channel",
-"spatial"), ``conv`` ("dsc" or "standard") and ``output`` ("blend" or
-"intensity").
+"spatial"), ``conv`` ("dsc" or "standard") and ``output`` ("intensity",
+"blend" or "mix").
 """
 
 from __future__ import annotations
