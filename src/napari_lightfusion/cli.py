@@ -24,7 +24,8 @@ def _add_train(sub):
     p.add_argument("--reduction", type=int, default=4)
     p.add_argument("--attention", default="pca")
     p.add_argument("--conv", default="dsc")
-    p.add_argument("--output", default="intensity", help="decoder output: intensity (the paper's), blend or mix (see model.py)")
+    p.add_argument("--output", default="intensity",
+                   help="decoder output: intensity (the paper's), blend or mix (see model.py)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--balance", type=float, default=None,

@@ -70,6 +70,7 @@ def _weights_info(preset: str) -> dict:
         "preset": preset,
         "epochs": train.get("epochs"),
         "lr": train.get("lr"),
+        "balance_loss": train.get("balance_loss") if (side.get("model") or {}).get("balance") is not None else None,
         "loss_weights": side.get("loss_weights"),
         "model": side.get("model"),
         "train_seconds": side.get("train_seconds"),

@@ -66,17 +66,21 @@ def _table1_rows(table) -> list[str]:
 def _weights_table(weights: Mapping[str, dict]) -> str:
     """What each preset's sidecar says about its network and training, as a markdown table."""
     lines = [
-        "| preset | model (width/R/attention/conv) | epochs | lr | loss weights (I/G/SSIM) | train s | sha256 |",
-        "|---|---|---|---|---|---|---|",
+        "| preset | model (width/R/attention/conv) | output | default b | balance loss | epochs | lr "
+        "| loss weights (I/G/SSIM) | train s | sha256 |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for preset, info in weights.items():
         if "error" in info:
-            lines.append(f"| {preset} | {info['error']} | | | | | |")
+            lines.append(f"| {preset} | {info['error']} | | | | | | | | |")
             continue
         model = info.get("model") or {}
         lw = info.get("loss_weights") or {}
+        balance = model.get("balance")
         lines.append(
             f"| {preset} | {model.get('width')}/{model.get('reduction')}/{model.get('attention')}/{model.get('conv')} "
+            f"| {model.get('output', 'intensity')} | {'—' if balance is None else f'{balance:g}'} "
+            f"| {info.get('balance_loss') or '—'} "
             f"| {info.get('epochs')} | {info.get('lr')} "
             f"| {lw.get('intensity', '?'):g}/{lw.get('gradient', '?'):g}/{lw.get('ssim', '?'):g} "
             f"| {info.get('train_seconds')} | `{info.get('sha256')}` |"
@@ -225,10 +229,10 @@ def results_markdown(computed: Mapping, folder: Path) -> str:
             "## The balance b inside the hot spots",
             "",
             "The bundled PET-MRI and SPECT-MRI presets take a balance b in [0, 1] (`fuse(..., balance=b)`, "
-            "`lightfusion fuse --balance B`, the widget's slider), from anatomy first (0, their default, which "
-            "Table 1 shows) to function first (1). Each row is the mean over the test pairs of the two "
-            "hot-spot measures (see How to read this) at one b, beside pixel max, average and the Laplacian "
-            "pyramid; `docs/balance.png` draws the same curves.",
+            "`lightfusion fuse --balance B`, the widget's slider), from anatomy first (0) to function first "
+            "(1); Table 1 shows each at its default b (Weights evaluated). Each row is the mean over the test "
+            "pairs of the two hot-spot measures (see How to read this) at one b, beside pixel max, average and "
+            "the Laplacian pyramid; `docs/balance.png` draws the same curves.",
             "",
             balance_markdown(computed["balance"]),
             "",
