@@ -129,8 +129,16 @@ def test_dominating_needs_both_measures_at_or_above_the_reference():
     curve = {"network": network, "baselines": {"average": average}, "pairs": 3}
     text = balance_markdown({"PET-MRI": curve})
     assert "| **LightFusionNet b = 0.5** | **0.500** | **0.600** |" in text
-    assert "b = 0.5 (bold) dominate" in text
-    assert "No b on this grid" in balance_markdown({"PET-MRI": {**curve, "network": {1.0: network[1.0]}}})
+    assert "b = 0.5 (bold) dominate" in text and "by at most 0.000 on the nearer one" in text
+    assert "No b measured" in balance_markdown({"PET-MRI": {**curve, "network": {1.0: network[1.0]}}})
+
+
+def test_the_curve_is_refined_where_it_crosses_the_average_anatomy():
+    from napari_lightfusion.research.balance import crossing_steps
+
+    network = {b: {"anatomy kept": 1.0 - b, "function kept": b} for b in (0.0, 0.4, 0.45, 0.5, 1.0)}
+    assert crossing_steps(network, 0.53) == [0.46, 0.47, 0.48, 0.49]  # 0.55 and 0.5 bracket it
+    assert crossing_steps(network, 2.0) == []
 
 
 def test_default_balance_is_picked_on_validation_pairs_and_written_to_the_sidecar(harvard_root, tmp_path):

@@ -127,7 +127,7 @@ def write_results(
                 save_png(path, contact_sheet(shown, dataset))
                 sheets[dataset] = path
                 shown_names[dataset] = [p.name for p in shown]
-        curves = {d: balance_curve(data_root, d, limit=limit) for d in datasets
+        curves = {d: balance_curve(data_root, d, limit=limit, refine=True) for d in datasets
                   if d in FUNCTIONAL and model_for(d).conditioned}
         timing_dataset = "PET-MRI" if "PET-MRI" in datasets else datasets[0]
         first = load_pairs(data_root, "test", timing_dataset, pair_names(data_root, "test", timing_dataset)[:1])[0]
