@@ -149,7 +149,7 @@ def test_result_saves_loads_and_fuses(cells, tmp_path):
     assert fused.shape == (96, 96) and 0 <= fused.min() and fused.max() <= 1
 
 
-@pytest.mark.parametrize("balance_loss", ["targets", "fade", "hotspot"])
+@pytest.mark.parametrize("balance_loss", ["targets", "fade", "hotspot", "split"])
 def test_a_balance_conditioned_base_is_fine_tuned_as_it_was_trained(cells, tmp_path, balance_loss):
     import inspect
 
@@ -159,11 +159,12 @@ def test_a_balance_conditioned_base_is_fine_tuned_as_it_was_trained(cells, tmp_p
     if "mode" not in inspect.signature(fusion_loss).parameters:
         pytest.skip("the losses take no balance mode yet")
     torch.manual_seed(0)
-    base = LightFusionNet(ModelConfig(balance=0.3))
-    train = {"default_share": 0.5, "balance_loss": balance_loss, "film_lr_scale": 10.0}
+    base = LightFusionNet(ModelConfig(balance=0.3, output="mix" if balance_loss == "split" else "intensity"))
+    train = {"default_share": 0.5, "balance_loss": balance_loss, "film_lr_scale": 10.0, "hot_spot_weight": 2.0}
     save_weights(base, tmp_path / "conditioned.pt", {"dataset": None, "train": train})
     result = finetune([cells], str(tmp_path / "conditioned.pt"), steps=6, validate_every=6, crop=32, minutes=None)
     assert result.model.config.balance == 0.3 and result.model.conditioned
+    assert result.model.config.output == base.config.output and result.conditioning.hot_spot_weight == 2.0
     assert result.conditioning.balance_loss == balance_loss and result.conditioning.film_lr_scale == 10.0
     assert result.sidecar()["finetune"]["conditioning"]["default_share"] == 0.5
     assert result.best_step == 6  # a random network improves at once

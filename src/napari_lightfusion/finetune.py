@@ -260,6 +260,7 @@ class Conditioning:
     default_share: float = 0.25  # share of batches at the default b; the rest draw b uniformly
     balance_loss: str = "targets"  # how b shapes the loss (napari_lightfusion.losses.fusion_loss mode)
     film_lr_scale: float = 1.0  # learning-rate factor of the balance (FiLM) layer
+    hot_spot_weight: float = 1.0  # weight of the hot-spot term ("hotspot" and "split" losses)
 
     def draw(self, rng: np.random.Generator) -> float:
         """The balance of one training batch."""
@@ -270,9 +271,14 @@ class Conditioning:
         options = {"balance": balance}
         if self.balance_loss != "targets":
             options["mode"] = self.balance_loss
-        if self.balance_loss == "hotspot":
-            options["hot"] = hot
+        if self.needs_hot_spots:
+            options["hot"], options["hot_weight"] = hot, self.hot_spot_weight
         return options
+
+    @property
+    def needs_hot_spots(self) -> bool:
+        """Whether the loss looks at the functional hot spot (its crops carry the mask)."""
+        return self.balance_loss in ("hotspot", "split")
 
 
 def base_conditioning(model: LightFusionNet, path) -> Conditioning | None:
@@ -280,12 +286,13 @@ def base_conditioning(model: LightFusionNet, path) -> Conditioning | None:
     if not model.conditioned:
         return None
     train = read_sidecar(path).get("train") or {}
-    known = {k: train[k] for k in ("default_share", "balance_loss", "film_lr_scale") if train.get(k) is not None}
+    keys = ("default_share", "balance_loss", "film_lr_scale", "hot_spot_weight")
+    known = {k: train[k] for k in keys if train.get(k) is not None}
     return Conditioning(default=float(model.config.balance), **known)
 
 
 def with_hot_spots(parts: list[np.ndarray]) -> list[np.ndarray]:
-    """``(2, h, w)`` parts with a third channel: the functional hot spot (for the "hotspot" balance loss)."""
+    """``(2, h, w)`` parts with a third channel: the functional hot spot (for the "hotspot" and "split" losses)."""
     return [
         np.concatenate([part, metrics.hot_spot(part[1] * 255.0, part[0] * 255.0)[None].astype(np.float32)])
         for part in parts
@@ -408,7 +415,7 @@ def finetune_steps(
         held += v
     held = _evenly(held, config.max_validation)
     conditioning = base_conditioning(model, base_path)
-    if conditioning is not None and conditioning.balance_loss == "hotspot":
+    if conditioning is not None and conditioning.needs_hot_spots:
         train, held = with_hot_spots(train), with_hot_spots(held)
     crop = min(config.crop, *(min(im.shape[1:]) for im in train))
     crops = _Crops(train, crop, config.seed)
