@@ -125,6 +125,16 @@ def test_score_prints_one_row_per_weight_file_and_baseline(small_root, capsys):
     assert [r.split("|")[1].strip() for r in rows] == ["average", "max", "laplacian", "alpha", "weights/PET-MRI"]
 
 
+def test_score_gives_a_conditioned_network_one_row_per_balance(small_root, capsys):
+    from napari_lightfusion.weights import preset_path
+
+    assert main(["score", str(preset_path("PET-MRI")), "--data", str(small_root), "--dataset", "PET-MRI",
+                 "--balance", "0,1"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")][1:]
+    assert [r.split("|")[1].strip() for r in rows] == ["weights/PET-MRI b=0", "weights/PET-MRI b=1"]
+    assert rows[0] != rows[1]
+
+
 def test_commands_that_open_napari_prefer_pyqt6(monkeypatch):
     """With both bindings installed qtpy would pick PyQt5 and napari would show its deprecation toast."""
     import importlib.util

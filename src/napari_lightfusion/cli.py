@@ -267,13 +267,16 @@ def _add_score(sub):
     p.add_argument("--data", type=Path, required=True, help="harvard data root (holds test/)")
     p.add_argument("--dataset", required=True, help="CT-MRI, PET-MRI or SPECT-MRI")
     p.add_argument("--baselines", action="store_true", help="add the four baselines as rows")
+    p.add_argument("--balance", default=None,
+                   help="comma-separated b values: one row per b for balance-conditioned weight files")
     p.set_defaults(run=_run_score)
 
 
 def _run_score(args):
     from .research.evaluation import score_weights
 
-    print(score_weights(args.data, args.dataset, args.weights, baselines=args.baselines))
+    balances = [float(b) for b in args.balance.split(",")] if args.balance else None
+    print(score_weights(args.data, args.dataset, args.weights, baselines=args.baselines, balances=balances))
 
 
 def _add_ablate(sub):

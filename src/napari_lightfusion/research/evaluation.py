@@ -35,19 +35,29 @@ from .timing import efficiency
 
 
 def score_weights(
-    data_root: Path, dataset: str, weights: Iterable[Path], *, baselines: bool = False, progress: bool = True
+    data_root: Path, dataset: str, weights: Iterable[Path], *, baselines: bool = False, progress: bool = True,
+    balances: Iterable[float] | None = None,
 ) -> str:
     """A markdown table of the mean measures of weight files (and the baselines) on one test set.
 
     For ``lightfusion score``: comparing training runs (two loss weightings,
     two learning rates) on the same pairs with the same code as Table 1.
-    Rows are named by the weight files' parent folder and stem.
+    Rows are named by the weight files' parent folder and stem. With
+    ``balances``, a balance-conditioned file gets one row per b (the others
+    one row, at their default).
     """
+    from ..weights import model_for
+
     methods = {name: baseline_method(name) for name in BASELINES} if baselines else {}
     for path in map(Path, weights):
         if not path.is_file():
             raise FileNotFoundError(f"no weight file {path}")
-        methods[f"{path.parent.name}/{path.stem}"] = network_method(weights=path)
+        name = f"{path.parent.name}/{path.stem}"
+        if balances and model_for(None, path).conditioned:
+            for b in balances:
+                methods[f"{name} b={b:g}"] = network_method(weights=path, balance=b)
+        else:
+            methods[name] = network_method(weights=path)
     if not methods:
         raise ValueError("give at least one weight file")
     with warnings.catch_warnings():

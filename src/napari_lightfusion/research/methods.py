@@ -22,12 +22,14 @@ from .tables import LIGHTFUSIONNET
 Method = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
-def network_method(preset: str | None = None, weights: Path | None = None, device: str = "cpu") -> Method:
-    """The network as a method: ``fuse(mri, other, preset=..., weights=...).fused``."""
+def network_method(
+    preset: str | None = None, weights: Path | None = None, device: str = "cpu", balance: float | None = None,
+) -> Method:
+    """The network as a method: ``fuse(mri, other, preset=..., weights=..., balance=...).fused``."""
     from ..fusion import fuse
 
     def method(mri: np.ndarray, other: np.ndarray) -> np.ndarray:
-        return fuse(mri, other, preset=preset, device=device, weights=weights).fused
+        return fuse(mri, other, preset=preset, device=device, weights=weights, balance=balance, maps=False).fused
 
     method.__name__ = f"lightfusionnet_{preset or Path(weights).stem}"
     return method
