@@ -466,3 +466,79 @@ def test_full_precision_turns_tf32_off_for_cuda_only_and_restores_it(monkeypatch
     with engine.full_precision(torch.device("cuda")):
         assert not torch.backends.cudnn.allow_tf32
     assert torch.backends.cudnn.allow_tf32
+
+
+# --- the mix weight of blend and mix heads ---------------------------------------------------
+
+
+def weighted_net(output: str, seed: int = 5) -> LightFusionNet:
+    """A balance-conditioned network with a ``blend`` or ``mix`` head, its weights scaled up so that w spans [0, 1]."""
+    torch.manual_seed(seed)
+    net = LightFusionNet(output=output, balance=0.3).eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.mul_(2.0)
+    return net
+
+
+def decoder_weight(net, a, b, balance=None):
+    """The head's w computed here, independently of the engine: ``clamp(logit + 1/2, 0, 1)`` of the decoder."""
+    heads = []
+    hook = net.decoder.register_forward_hook(lambda module, inputs, out: heads.append(out))
+    try:
+        with torch.inference_mode():
+            net(torch.from_numpy(a)[None, None], torch.from_numpy(b)[None, None], balance=balance)
+    finally:
+        hook.remove()
+    return (heads[0][0, 0] + 0.5).clamp(0, 1).numpy()
+
+
+@pytest.mark.parametrize("output", ["blend", "mix"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_mix_weight_map_is_the_heads_weight_tiled_or_not(image_pair, output, backend):
+    net = weighted_net(output)
+    a, b = image_pair
+    whole = run_slice(net, a, b, CPU, tile=4096, backend=backend, balance=0.7)
+    tiled = run_slice(net, a, b, CPU, tile=50, backend=backend, balance=0.7)
+    want = decoder_weight(net, a, b, balance=0.7)
+    for out in (whole, tiled):
+        assert out.weight.shape == a.shape and out.weight.dtype == np.float32
+        assert np.abs(out.weight - want).max() <= 1e-4
+    assert np.abs(tiled.weight - whole.weight).max() <= 1e-4
+    assert (want == 0).any() and (want == 1).any() and ((want > 0) & (want < 1)).any()
+    if output == "blend":  # fused = w a + (1 - w) b: the map says where each value came from
+        assert np.abs(whole.fused - (whole.weight * a + (1 - whole.weight) * b)).max() <= 1e-4
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_stacks_carry_the_weight_per_slice(image_pair, backend):
+    net = weighted_net("mix", seed=8)
+    a, b = image_pair
+    stack_a, stack_b = np.stack([a, b, a[::-1]]), np.stack([b, a, b[::-1]])
+    out = engine.run_stack(net, stack_a, stack_b, CPU, tile=64, backend=backend)
+    assert out.weight.shape == stack_a.shape
+    for k in range(3):
+        assert np.abs(out.weight[k] - decoder_weight(net, stack_a[k], stack_b[k])).max() <= 1e-4
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_no_weight_without_maps_or_without_the_head(image_pair, backend):
+    a, b = (x[:40, :50] for x in image_pair)
+    assert run_slice(weighted_net("mix"), a, b, CPU, backend=backend, maps=False).weight is None
+    intensity = LightFusionNet().eval()
+    assert not engine.has_weight(intensity) and engine.has_weight(weighted_net("blend"))
+    out = run_slice(intensity, a, b, CPU, backend=backend)
+    assert out.weight is None and out.attention is not None
+
+
+def test_threads_sharing_a_mix_network_get_their_own_weight(image_pair):
+    """The torch path reads w with a forward hook; two threads on one model must not swap theirs."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    net = weighted_net("mix", seed=3)
+    a, b = (x[:64, :64] for x in image_pair)
+    pairs = [(a, b), (b, a[::-1].copy()), (a.T.copy(), b.T.copy()), (b[::-1].copy(), a)] * 3
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda p: run_slice(net, *p, CPU, backend="torch").weight, pairs))
+    for (x, y), weight in zip(pairs, got, strict=True):
+        assert np.abs(weight - decoder_weight(net, x, y)).max() <= 1e-4

@@ -9,23 +9,29 @@ import torch
 pytest.importorskip("onnxruntime")
 
 from napari_lightfusion import fastpath  # noqa: E402
-from napari_lightfusion.model import LightFusionNet  # noqa: E402
+from napari_lightfusion.model import LightFusionNet, blend_weight  # noqa: E402
 from napari_lightfusion.weights import model_for  # noqa: E402
 
 TOL = 1e-4
 
 
 def reference(model, a, b, channel=None, balance=None):
-    """The PyTorch model's fused image and channel-reduced maps for (N, H, W) pairs."""
+    """The PyTorch model's fused image, channel-reduced maps and mix weight (or None) for (N, H, W) pairs."""
     reduce = (lambda t: t.mean(1)) if channel is None else (lambda t: t[:, channel])
-    with torch.inference_mode():
-        fused, maps = model(
-            torch.from_numpy(a)[:, None], torch.from_numpy(b)[:, None], return_maps=True, balance=balance
-        )
+    heads = []
+    hook = model.decoder.register_forward_hook(lambda module, inputs, out: heads.append(out))
+    try:
+        with torch.inference_mode():
+            fused, maps = model(
+                torch.from_numpy(a)[:, None], torch.from_numpy(b)[:, None], return_maps=True, balance=balance
+            )
+    finally:
+        hook.remove()
     sa, sb = maps["surprise"]
     surprise = None if sa is None else torch.stack([reduce(sa), reduce(sb)], 1).numpy()
     attention = torch.stack([reduce(m) for m in maps["attention"]], 1).numpy()
-    return fused[:, 0].numpy(), surprise, attention
+    weight = None if model.config.output == "intensity" else blend_weight(heads[0][:, 0]).numpy()
+    return fused[:, 0].numpy(), surprise, attention, weight
 
 
 def pair(shape, seed=0, n=1):
@@ -38,10 +44,11 @@ def assert_matches(model, a, b, channel=None, maps=True, balance=None):
         scale, shift = (t.numpy() for t in model.condition(balance))
     fast = fastpath.session_for(model, channel, maps=maps).run(a, b, scale, shift)
     ref = reference(model, a, b, channel, balance)
+    assert len(fast) == len(ref) == 4
     if not maps:
-        assert fast[1] is None and fast[2] is None
+        assert fast[1] is None and fast[2] is None and fast[3] is None
         fast, ref = fast[:1], ref[:1]
-    for name, got, want in zip(("fused", "surprise", "attention"), fast, ref):
+    for name, got, want in zip(("fused", "surprise", "attention", "weight"), fast, ref):
         if want is None:
             assert got is None, name
             continue
@@ -107,6 +114,22 @@ def test_generic_export_runs_the_mix_head():
     assert isinstance(fastpath.export_net(model), fastpath.GenericNet)
     for balance in (0.0, 0.7):
         assert_matches(model, *pair((31, 26), seed=8), balance=balance)
+
+
+@pytest.mark.parametrize("output", ["blend", "mix"])
+@pytest.mark.parametrize("attention", ["pca", "spatial"])
+def test_mix_weight_is_one_more_map_channel(output, attention):
+    """Blend and mix heads export their weight after the maps; it spans [0, 1] on a stressed network."""
+    model = stressed(21, output=output, attention=attention, balance=0.3)
+    a, b = pair((45, 38), seed=11, n=2)
+    assert_matches(model, a, b, balance=0.6)
+    fast = fastpath.session_for(model)
+    with torch.no_grad():
+        _, _, _, weight = fast.run(a, b, *(t.numpy() for t in model.condition(0.6)))
+    assert weight.shape == (2, 45, 38) and weight.min() >= 0.0 and weight.max() <= 1.0
+    assert (weight == 0.0).any() and (weight == 1.0).any() and ((weight > 0) & (weight < 1)).any()
+    maps = fast.session.get_outputs()[1]
+    assert maps.shape[1] == (5 if attention == "pca" else 3)
 
 
 def test_conditioned_session_needs_scale_and_shift():

@@ -152,3 +152,44 @@ def test_the_paper_networks_ignore_a_valid_balance(grey, tmp_path):
     save_weights(LightFusionNet().eval(), path, {"dataset": "test"})  # balance None: the paper's network
     low = fuse(grey, grey[::-1], weights=path, balance=0.0).fused
     assert np.array_equal(low, fuse(grey, grey[::-1], weights=path, balance=1.0).fused)
+
+
+@pytest.fixture
+def mix_weights(tmp_path):
+    """A weight file of a balance-conditioned LightFusionNet with the mix head (its weights scaled so w varies)."""
+    import torch
+
+    from napari_lightfusion.model import LightFusionNet
+    from napari_lightfusion.weights import save_weights
+
+    torch.manual_seed(2)
+    net = LightFusionNet(output="mix", balance=0.3).eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.mul_(2.0)
+    path = tmp_path / "mix.pt"
+    save_weights(net, path, {})
+    return path
+
+
+def test_mix_network_gives_its_weight_map_in_either_input_order(grey, colour, mix_weights):
+    """w says anatomical (1) or functional (0), so it does not flip with the order of the inputs."""
+    ab = fuse(grey, colour, weights=mix_weights, device="cpu")
+    ba = fuse(colour, grey, weights=mix_weights, device="cpu")
+    assert ab.weight.shape == grey.shape and ab.weight.dtype == np.float32
+    assert 0.0 <= ab.weight.min() and ab.weight.max() <= 1.0 and ab.weight.std() > 0.01
+    np.testing.assert_array_equal(ab.weight, ba.weight)
+    assert np.array_equal(ab.attention[0], ba.attention[1])
+    assert fuse(grey, colour, weights=mix_weights, maps=False).weight is None
+    assert fuse(grey, colour, preset="CT-MRI").weight is None
+
+
+def test_a_stacks_weight_is_the_slices_weights(grey, mix_weights):
+    from napari_lightfusion import plan_fusion
+
+    stack = np.stack([grey, grey[::-1], grey[:, ::-1]])
+    plan = plan_fusion(stack, stack[:, ::-1], weights=mix_weights, device="cpu")
+    whole = plan.run()
+    joined = plan.join([plan.run_slice(k) for k in range(len(plan))])
+    assert whole.weight.shape == stack.shape
+    assert np.abs(joined.weight - whole.weight).max() <= 1e-5

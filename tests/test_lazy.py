@@ -135,3 +135,23 @@ def test_bad_preset_is_refused_before_anything_runs(stacks):
     grey, colour = stacks
     with pytest.raises(ValueError, match="unknown preset"):
         fuse_lazy(grey, colour, preset="XX-MRI", device="cpu")
+
+
+def test_lazy_weight_map_of_a_mix_network_equals_the_eager_one(tmp_path, stacks):
+    import torch
+
+    from napari_lightfusion.model import LightFusionNet
+    from napari_lightfusion.weights import save_weights
+
+    torch.manual_seed(4)
+    path = tmp_path / "mix.pt"
+    save_weights(LightFusionNet(output="mix", balance=0.3).eval(), path, {})
+    grey, colour = stacks
+    lazy = fuse_lazy(da.from_array(grey), colour, weights=path, device="cpu", sample=None)
+    eager = fuse(grey, colour, weights=path, device="cpu")
+    assert lazy.weight.shape == grey.shape and lazy.weight.chunks[0] == (1,) * 6
+    np.testing.assert_array_equal(lazy.weight[2].compute(), eager.weight[2])
+    single = fuse_lazy(da.from_array(grey[1]), colour[1], weights=path, device="cpu", a_limits=(0, 4000))
+    assert single.weight.shape == (40, 52)
+    assert fuse_lazy(grey, colour, weights=path, device="cpu", maps=False).weight is None
+    assert fuse_lazy(grey, colour, preset="CT-MRI", device="cpu").weight is None

@@ -4,7 +4,9 @@ The engine takes the two grey streams of a slice (:func:`run_slice`) or of
 a stack (:func:`run_stack`) and returns the fused luminance with, when asked
 for (``maps=True``), the per-stream surprise and attention maps reduced over
 channels (mean, or one chosen channel) so that a map costs two images per
-stream, not ``2 C``.
+stream, not ``2 C``, and, for a network with a "blend" or "mix" output
+head, its per-pixel mix weight ``w`` in [0, 1] (1: the fused value comes
+from the anatomical input, 0: from the functional one).
 
 Backends: on the CPU the network runs through ONNX Runtime when it is
 installed (:mod:`napari_lightfusion.fastpath`, several times faster than
@@ -35,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .model import LightFusionNet
+from .model import LightFusionNet, blend_weight
 
 #: Default tile edge in pixels (core, without halo): bounds peak memory. With
 #: 512 a 4096 x 4096 pair fuses in under 1.5 GiB (``lightfusion bench``), and
@@ -138,11 +140,22 @@ def select_backend(device: torch.device, backend: str = "auto") -> str:
 
 @dataclass
 class SliceOutput:
-    """The network's answer for one slice, as float32 numpy arrays (maps None when not asked for)."""
+    """The network's answer for one slice, as float32 numpy arrays (maps None when not asked for).
+
+    ``weight`` is the blend or mix head's per-pixel weight ``w`` in [0, 1]
+    (1: the anatomical input, 0: the functional one); None without maps or
+    for a network whose head has none (the paper's "intensity" head).
+    """
 
     fused: np.ndarray  # (H, W) in [0, 1]
     surprise: np.ndarray | None  # (2, H, W): stream 1, stream 2
     attention: np.ndarray | None  # (2, H, W)
+    weight: np.ndarray | None = None  # (H, W) in [0, 1]
+
+
+def has_weight(model: LightFusionNet) -> bool:
+    """Whether the network's output head has a per-pixel mix weight (the "blend" and "mix" heads)."""
+    return model.config.output in ("blend", "mix")
 
 
 def check_tile(tile) -> int:
@@ -205,28 +218,49 @@ def full_precision(device: torch.device):
         torch.backends.cudnn.allow_tf32 = before
 
 
+#: The decoder's output of the forward pass running on this thread (see :func:`_keep_head`).
+_heads = threading.local()
+
+
+def _keep_head(module, inputs, output) -> None:
+    """Forward hook on the decoder: keep its output (the head) for the thread that ran it."""
+    _heads.out = output
+
+
 def torch_forward(model, anatomical, functional, device, channel, maps: bool = True, balance=None):
-    """PyTorch backend on ``(N, H, W)`` float32 pairs -> ``(fused, surprise|None, attention|None)``.
+    """PyTorch backend on ``(N, H, W)`` float32 pairs -> ``(fused, surprise|None, attention|None, weight|None)``.
 
     ``model`` must already live on ``device`` (:func:`model_on`). Shapes as
     :meth:`napari_lightfusion.fastpath.FastSession.run`: ``(N, H, W)``,
-    ``(N, 2, H, W)``, ``(N, 2, H, W)``; without ``maps`` both maps are None.
+    ``(N, 2, H, W)``, ``(N, 2, H, W)``, ``(N, H, W)``; without ``maps``
+    every map is None. The weight (networks with :func:`has_weight`) is
+    read from the decoder's output by a forward hook that lives for this
+    call only and keeps the output per thread, so threads sharing the model
+    do not see each other's.
     """
     as_np = lambda t: None if t is None else t.float().cpu().numpy()  # noqa: E731
     with torch.inference_mode(), full_precision(device):
         a = torch.from_numpy(np.ascontiguousarray(anatomical, np.float32))[:, None].to(device)
         b = torch.from_numpy(np.ascontiguousarray(functional, np.float32))[:, None].to(device)
         if not maps:
-            return as_np(model(a, b, balance=balance)[:, 0]), None, None
-        fused, out = model(a, b, return_maps=True, balance=balance)
+            return as_np(model(a, b, balance=balance)[:, 0]), None, None, None
+        hook = model.decoder.register_forward_hook(_keep_head) if has_weight(model) else None
+        try:
+            fused, out = model(a, b, return_maps=True, balance=balance)
+        finally:
+            if hook is not None:
+                hook.remove()
+        weight = None
+        if hook is not None:
+            weight, _heads.out = blend_weight(_heads.out[:, 0]), None
         surprise = out["surprise"]
         out_s = None if surprise[0] is None else torch.stack([_reduce(s, channel) for s in surprise], 1)
         out_a = torch.stack([_reduce(m, channel) for m in out["attention"]], 1)
-        return as_np(fused[:, 0]), as_np(out_s), as_np(out_a)
+        return as_np(fused[:, 0]), as_np(out_s), as_np(out_a), as_np(weight)
 
 
 def _backend(model, device, channel, backend, maps, balance):
-    """``(run, fast)``: ``run(a (N,H,W), b (N,H,W)) -> (fused, surprise|None, attention|None)``.
+    """``(run, fast)``: ``run(a (N,H,W), b (N,H,W)) -> (fused, surprise|None, attention|None, weight|None)``.
 
     ``fast`` is True for the ONNX Runtime path, whose session runs on the
     calling thread (one intra-op thread), so that the engine can run tiles
@@ -308,8 +342,9 @@ def run_stack(
     """Fuse a stack of grey pairs ``(Z, H, W)``.
 
     ``fused`` is ``(Z, H, W)``, ``surprise`` and ``attention`` ``(2, Z, H,
-    W)``, stream first (None without ``maps``; surprise None for networks
-    without one).
+    W)``, stream first, ``weight`` ``(Z, H, W)`` (None without ``maps``;
+    surprise None for networks without one, weight for networks without
+    :func:`has_weight`).
     The ONNX Runtime path cuts every slice into tiles of at most
     :data:`CPU_TILE` (and ``tile``) and runs them on ``threads`` threads
     (default ``torch.get_num_threads()``), each tile on one thread. PyTorch
@@ -336,12 +371,15 @@ def run_stack(
     fused = np.empty((z, h, w), np.float32)
     attention = np.empty((2, z, h, w), np.float32) if maps else None
     surprise = np.empty((2, z, h, w), np.float32) if maps and model.config.attention == "pca" else None
+    weight = np.empty((z, h, w), np.float32) if maps and has_weight(model) else None
 
     def job(spec):
         i0, i1, (y0, y1, cy0, cy1), (x0, x1, cx0, cx1) = spec
-        f, s, a = run(anatomical[i0:i1, y0:y1, x0:x1], functional[i0:i1, y0:y1, x0:x1])
+        f, s, a, mix_weight = run(anatomical[i0:i1, y0:y1, x0:x1], functional[i0:i1, y0:y1, x0:x1])
         ys, xs = slice(cy0 - y0, cy1 - y0), slice(cx0 - x0, cx1 - x0)
         fused[i0:i1, cy0:cy1, cx0:cx1] = f[:, ys, xs]
+        if weight is not None:
+            weight[i0:i1, cy0:cy1, cx0:cx1] = mix_weight[:, ys, xs]
         if attention is not None:
             attention[:, i0:i1, cy0:cy1, cx0:cx1] = a[:, :, ys, xs].transpose(1, 0, 2, 3)
         if surprise is not None:
@@ -353,7 +391,7 @@ def run_stack(
     else:
         for _ in _executor(min(workers, len(jobs))).map(job, jobs):
             pass
-    return SliceOutput(fused, surprise, attention)
+    return SliceOutput(fused, surprise, attention, weight)
 
 
 def run_slice(
@@ -374,8 +412,8 @@ def run_slice(
     ``backend``: "auto" (ONNX Runtime on the CPU when installed, else
     PyTorch), "onnx" or "torch" (see :func:`select_backend`). The inputs
     are float arrays in [0, 1] (as :func:`napari_lightfusion.inputs.prepare_pair`
-    makes them); they are not modified. ``maps=False`` computes neither map
-    (both None). ``balance``: b in [0, 1] for a conditioned network (None:
+    makes them); they are not modified. ``maps=False`` computes no map
+    (all None). ``balance``: b in [0, 1] for a conditioned network (None:
     its default). ``threads``: CPU threads of the fast path (see
     :func:`run_stack`).
     """
@@ -387,7 +425,8 @@ def run_slice(
         maps=maps, balance=balance, threads=threads,
     )
     first = lambda m: None if m is None else m[:, 0]  # noqa: E731
-    return SliceOutput(out.fused[0], first(out.surprise), first(out.attention))
+    weight = None if out.weight is None else out.weight[0]
+    return SliceOutput(out.fused[0], first(out.surprise), first(out.attention), weight)
 
 
 def channel_maps(

@@ -40,8 +40,10 @@ PyTorch model, maps included):
   would otherwise convert both operands to the plain layout and back);
 * the maps, when asked for, are one extra 1x1 convolution on the surprise
   and one on the attention, summed into one 4-channel output (surprise 1,
-  surprise 2, attention 1, attention 2: channel mean or one channel);
-  without maps the graph has only the fused output;
+  surprise 2, attention 1, attention 2: channel mean or one channel),
+  followed, for a blend or mix head, by a fifth channel: the head's
+  clipped mix weight ``w``, already computed for the fused image (one
+  concatenation); without maps the graph has only the fused output;
 * a balance-conditioned network's graph holds its per-channel ``scale``
   and ``shift`` (``model.condition(b)``) as two named constants, which ONNX
   Runtime folds into the convolution before them; one export serves every
@@ -331,7 +333,8 @@ class ExportNet(nn.Module):
 
     ``forward(a, b)`` with ``(N, 1, H, W)`` inputs returns ``fused (N, H, W)``, and
     with ``maps`` also ``maps (N, 4, H, W)``: surprise of stream 1 and 2,
-    attention of stream 1 and 2, each the channel mean or ``channel``.
+    attention of stream 1 and 2, each the channel mean or ``channel``, and
+    for a blend or mix head a fifth channel, the mix weight ``w`` in [0, 1].
     Raises ``ValueError`` for a network it does not know how to rewrite.
     """
 
@@ -414,25 +417,30 @@ class ExportNet(nn.Module):
         if self.conditioned:
             f = self.mean(f) * self.film_scale + self.film_shift
         out = self.decoder(f)
+        weight = None  # the mix weight (N, 1, H, W) of a blend or mix head
         if self.output == "mix":  # clamp(gain * (w a + (1 - w) b) + offset, 0, 1), gain = 1 + g
             w, gain, offset = out.split(1, dim=1)
-            fused = (gain * (b + w.clamp(0.0, 1.0) * (a - b)) + offset).clamp(0.0, 1.0).squeeze(1)
+            weight = w.clamp(0.0, 1.0)
+            fused = (gain * (b + weight * (a - b)) + offset).clamp(0.0, 1.0).squeeze(1)
         elif self.output == "blend":  # w = clamp(z + 1/2, 0, 1), the 1/2 in the bias; fused = w a + (1 - w) b
             out = out.squeeze(1)  # a view in ONNX Runtime; [:, 0] would be a Gather (a copy)
-            fused = b.squeeze(1) + out.clamp(0.0, 1.0) * (a.squeeze(1) - b.squeeze(1))
+            clipped = out.clamp(0.0, 1.0)
+            fused = b.squeeze(1) + clipped * (a.squeeze(1) - b.squeeze(1))
+            weight = clipped.unsqueeze(1)
         else:
             fused = torch.sigmoid(out.squeeze(1))
         if not self.maps:
             return fused
-        return fused, self.surprise_map(surprise) + self.attention_map(attention)
+        maps = self.surprise_map(surprise) + self.attention_map(attention)
+        return fused, maps if weight is None else torch.cat([maps, weight], 1)
 
 
 class GenericNet(nn.Module):
     """Any :class:`LightFusionNet` with its maps reduced over channels, for export.
 
     Inputs and outputs as :class:`ExportNet`, except that ``maps`` has only
-    the two attention channels when the attention variant computes no
-    surprise. It runs the model's own modules in the order of
+    the two attention channels (and the mix weight) when the attention
+    variant computes no surprise. It runs the model's own modules in the order of
     ``LightFusionNet.forward``.
     """
 
@@ -465,7 +473,10 @@ class GenericNet(nn.Module):
         if not self.maps:
             return fused
         maps = (aa, ab) if sa is None else (sa, sb, aa, ab)
-        return fused, torch.cat([F.conv2d(t, self.reducer) for t in maps], 1)
+        reduced = [F.conv2d(t, self.reducer) for t in maps]
+        if m.config.output != "intensity":
+            reduced.append(blend_weight(out[:, :1]))
+        return fused, torch.cat(reduced, 1)
 
 
 def export_net(model: LightFusionNet, channel: int | None = None, maps: bool = True) -> nn.Module:
@@ -601,8 +612,9 @@ class FastSession:
         ``scale`` and ``shift`` (``(C,)``, from ``model.condition``) are
         needed by a conditioned network and ignored otherwise.
         Returns ``fused (N, H, W)``, ``surprise (N, 2, H, W)`` or ``None``,
-        ``attention (N, 2, H, W)`` or ``None`` (a session without maps), as
-        float32 numpy arrays (the maps may be views of one array).
+        ``attention (N, 2, H, W)`` or ``None`` (a session without maps) and
+        the mix weight ``(N, H, W)`` or ``None`` (no maps, or a head without
+        one), as float32 numpy arrays (the maps may be views of one array).
         """
         session = self.for_balance(scale, shift) if self.conditioned else self.session
         a = np.ascontiguousarray(anatomical, dtype=np.float32)
@@ -611,11 +623,12 @@ class FastSession:
         out = session.run(self.names, feed)
         fused = out[0]
         if len(out) == 1:
-            return fused, None, None
-        maps = out[1]
-        if maps.shape[1] == 4:
-            return fused, maps[:, :2], maps[:, 2:]
-        return fused, None, maps
+            return fused, None, None, None
+        maps = out[1]  # [surprise 1, surprise 2,] attention 1, attention 2[, weight]: odd with a weight
+        weight = maps[:, -1] if maps.shape[1] % 2 else None
+        if maps.shape[1] >= 4:
+            return fused, maps[:, :2], maps[:, 2:4], weight
+        return fused, None, maps[:, :2], weight
 
 
 def fingerprint(model: LightFusionNet) -> str:

@@ -30,7 +30,12 @@ class FusionResult:
     chosen channel); ``surprise`` is ``None`` for networks without
     Predictive Context Attention, and both are ``None`` when the fusion was
     asked for no maps (``maps=False``). ``seconds`` is the wall time of the
-    network and the colour handling, ``device`` where it ran.
+    network and the colour handling, ``device`` where it ran. ``weight``
+    is ``(..., H, W)`` float32 in [0, 1], the per-pixel mix weight of a
+    network with a "blend" or "mix" head: 1 where the fused value comes
+    from the anatomical (grey-detail) input, 0 where it comes from the
+    functional one, whichever order the inputs were given in; ``None``
+    without maps or for a network without such a head.
     """
 
     fused: np.ndarray
@@ -39,6 +44,7 @@ class FusionResult:
     seconds: float
     device: str
     preset: str | None
+    weight: np.ndarray | None = None
 
 
 @dataclass
@@ -94,6 +100,7 @@ class FusionPlan:
             seconds=time.perf_counter() - start,
             device=str(self.device),
             preset=self.preset,
+            weight=None if out.weight is None else (out.weight if stacked else out.weight[0]),
         )
 
     def join(self, results: list[FusionResult]) -> FusionResult:
@@ -108,6 +115,7 @@ class FusionPlan:
             seconds=sum(r.seconds for r in results),
             device=first.device,
             preset=first.preset,
+            weight=None if first.weight is None else np.stack([r.weight for r in results]),
         )
 
 
@@ -155,8 +163,8 @@ def fuse(a: np.ndarray, b: np.ndarray, preset: str | None = "PET-MRI", device: s
     then MPS, then CPU), "cpu", "cuda" or "mps". ``channel``: show one
     network channel in the maps instead of their mean. ``tile``: largest
     tile edge before the image is fused in overlapping tiles (at least 16).
-    ``maps=False``: compute no surprise or attention maps (faster; both are
-    ``None`` in the result). ``balance``: b in [0, 1], from anatomy first
+    ``maps=False``: compute no surprise, attention or mix weight maps
+    (faster; all ``None`` in the result). ``balance``: b in [0, 1], from anatomy first
     (0) to function first (1), for a network trained with a balance (None:
     its default; the paper's networks ignore it).
 

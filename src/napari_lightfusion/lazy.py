@@ -2,7 +2,7 @@
 
 :func:`fuse_lazy` turns two stacks backed by dask, zarr or memory-mapped
 arrays into a :class:`~napari_lightfusion.fusion.FusionResult` whose
-``fused``, ``surprise`` and ``attention`` are dask arrays with one chunk per
+``fused``, ``surprise``, ``attention`` (and ``weight``) are dask arrays with one chunk per
 slice. Nothing is fused until a slice is asked for (napari asks for the
 slice it shows; :mod:`napari_lightfusion.volumes` writes every slice to
 disk); each block reads one slice of each input, normalises it with limits
@@ -26,13 +26,14 @@ from pathlib import Path
 
 import numpy as np
 
+from .engine import has_weight
 from .fusion import FusionResult, plan_fusion
 from .inputs import check_shape, default_limits, is_rgb
 
 #: Slices looked at to estimate contrast limits when none are given.
 LIMIT_SAMPLES = 8
 
-#: Fused slices kept so that the fused image and its two maps of one slice
+#: Fused slices kept so that the fused image and its maps of one slice
 #: cost one network run (napari asks for each layer separately).
 CACHED_SLICES = 4
 
@@ -178,6 +179,10 @@ def _map_block(z, a_block, b_block, spec: SliceSpec, which: str) -> np.ndarray:
     return getattr(fuse_slice(spec, z[0], a_block, b_block), which)[:, None]
 
 
+def _weight_block(z, a_block, b_block, spec: SliceSpec) -> np.ndarray:
+    return fuse_slice(spec, z[0], a_block, b_block).weight[None]
+
+
 def fuse_lazy(
     a,
     b,
@@ -202,8 +207,10 @@ def fuse_lazy(
     the last axis, as :func:`napari_lightfusion.fuse` takes them.
     ``fused`` is ``(Z, Y, X)`` float32, or ``(Z, Y, X, 3)`` when either
     input is colour; ``surprise`` and ``attention`` are ``(2, Z, Y, X)`` in
-    the order the inputs were given (``None`` with ``maps=False``;
-    ``surprise`` is ``None`` too for networks without it).
+    the order the inputs were given, ``weight`` (the mix weight of a blend
+    or mix head, see :class:`~napari_lightfusion.fusion.FusionResult`)
+    ``(Z, Y, X)`` (``None`` with ``maps=False``; ``surprise`` and
+    ``weight`` are ``None`` too for networks without them).
 
     Contrast limits: ``a_limits``/``b_limits`` when given (the widget passes
     each layer's contrast limits); otherwise each input's range as
@@ -268,10 +275,18 @@ def fuse_lazy(
 
     surprise = a_map("surprise") if maps and check.model.config.attention == "pca" else None
     attention = a_map("attention") if maps else None
+    weight = None
+    if maps and has_weight(check.model):
+        weight = da.blockwise(
+            _weight_block, "zyx", zs, "z", xa, "zyxa", xb, "zyxb",
+            name=f"lightfusion-weight-{token}", dtype=np.float32,
+            meta=np.empty((0, 0, 0), np.float32), concatenate=True, spec=spec,
+        )
     if not stacked:
         fused = fused[0]
         surprise = None if surprise is None else surprise[:, 0]
         attention = None if attention is None else attention[:, 0]
+        weight = None if weight is None else weight[0]
     return FusionResult(
         fused=fused,
         surprise=surprise,
@@ -279,4 +294,5 @@ def fuse_lazy(
         seconds=time.perf_counter() - start,
         device=str(check.device),
         preset=check.preset,
+        weight=weight,
     )
