@@ -172,13 +172,13 @@ def mix_weights(tmp_path):
     return path
 
 
-def test_mix_network_gives_its_weight_map_in_either_input_order(grey, colour, mix_weights):
-    """w says anatomical (1) or functional (0), so it does not flip with the order of the inputs."""
+def test_mix_network_gives_the_first_inputs_weight_in_either_input_order(grey, colour, mix_weights):
+    """The weight is the first given input's share, like the maps' order: swapping the inputs gives 1 - w."""
     ab = fuse(grey, colour, weights=mix_weights, device="cpu")
     ba = fuse(colour, grey, weights=mix_weights, device="cpu")
     assert ab.weight.shape == grey.shape and ab.weight.dtype == np.float32
     assert 0.0 <= ab.weight.min() and ab.weight.max() <= 1.0 and ab.weight.std() > 0.01
-    np.testing.assert_array_equal(ab.weight, ba.weight)
+    np.testing.assert_allclose(ab.weight, 1.0 - ba.weight, atol=1e-6)
     assert np.array_equal(ab.attention[0], ba.attention[1])
     assert fuse(grey, colour, weights=mix_weights, maps=False).weight is None
     assert fuse(grey, colour, preset="CT-MRI").weight is None
@@ -193,3 +193,22 @@ def test_a_stacks_weight_is_the_slices_weights(grey, mix_weights):
     joined = plan.join([plan.run_slice(k) for k in range(len(plan))])
     assert whole.weight.shape == stack.shape
     assert np.abs(joined.weight - whole.weight).max() <= 1e-5
+
+
+def test_blend_weight_says_which_input_each_fused_value_came_from(grey, tmp_path):
+    """A blend network's fused grey image is exactly weight * first + (1 - weight) * second."""
+    import torch
+
+    from napari_lightfusion.model import LightFusionNet
+    from napari_lightfusion.weights import save_weights
+
+    torch.manual_seed(6)
+    net = LightFusionNet(output="blend").eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.mul_(2.0)
+    save_weights(net, tmp_path / "blend.pt", {})
+    other = grey[::-1].copy()
+    result = fuse(grey, other, weights=tmp_path / "blend.pt", device="cpu", a_limits=(0, 1), b_limits=(0, 1))
+    assert ((result.weight > 0.01) & (result.weight < 0.99)).any()
+    np.testing.assert_allclose(result.fused, result.weight * grey + (1 - result.weight) * other, atol=1e-4)

@@ -33,9 +33,10 @@ class FusionResult:
     network and the colour handling, ``device`` where it ran. ``weight``
     is ``(..., H, W)`` float32 in [0, 1], the per-pixel mix weight of a
     network with a "blend" or "mix" head: 1 where the fused value comes
-    from the anatomical (grey-detail) input, 0 where it comes from the
-    functional one, whichever order the inputs were given in; ``None``
-    without maps or for a network without such a head.
+    from the first input given, 0 where it comes from the second (the
+    network's own ``w``, or ``1 - w`` when the inputs reached it swapped,
+    like the maps' order); ``None`` without maps or for a network without
+    such a head.
     """
 
     fused: np.ndarray
@@ -45,6 +46,12 @@ class FusionResult:
     device: str
     preset: str | None
     weight: np.ndarray | None = None
+
+
+def _given_order(weight: np.ndarray, swapped: bool, stacked: bool) -> np.ndarray:
+    """The network's mix weight ``(Z, H, W)`` as the first given input's weight (a slice when not ``stacked``)."""
+    weight = 1.0 - weight if swapped else weight
+    return weight if stacked else weight[0]
 
 
 @dataclass
@@ -100,7 +107,7 @@ class FusionPlan:
             seconds=time.perf_counter() - start,
             device=str(self.device),
             preset=self.preset,
-            weight=None if out.weight is None else (out.weight if stacked else out.weight[0]),
+            weight=None if out.weight is None else _given_order(out.weight, pair.swapped, stacked),
         )
 
     def join(self, results: list[FusionResult]) -> FusionResult:
