@@ -437,3 +437,88 @@ def test_screenshots_for_the_readme_and_docs(tmp_path):
         image = imread(path)
         assert path.stat().st_size <= MAX_BYTES and image[..., :3].std() > 10, path.name
     assert imread(written[0]).shape[1] > 1000
+
+
+# mix weight ------------------------------------------------------------------ which source each pixel came from
+
+
+@pytest.fixture
+def mix_preset(private_presets):
+    """A custom preset "mix test": a balance-conditioned network with the mix head (weights scaled so w varies).
+
+    Requested before ``lightfusion`` so that the widget lists it."""
+    import torch
+
+    from napari_lightfusion.model import LightFusionNet
+    from napari_lightfusion.weights import save_custom_preset
+
+    torch.manual_seed(2)
+    net = LightFusionNet(output="mix", balance=0.3).eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.mul_(2.0)
+    return save_custom_preset("mix test", model=net, sidecar={})
+
+
+def map_texts(widget) -> list[str]:
+    return [widget.show_map.itemText(i) for i in range(widget.show_map.count())]
+
+
+def test_a_mix_network_offers_its_weight_map_and_other_networks_do_not(
+    mix_preset, lightfusion, colour_pair, qtbot, outputs, fuse_now, role,
+):
+    from qtpy.QtCore import Qt
+
+    from napari_lightfusion import fuse
+
+    viewer, widget = lightfusion
+    viewer.add_image(colour_pair[0], name="MRI")
+    viewer.add_image(colour_pair[1], name="PET")
+    assert "mix weight" not in map_texts(widget)
+    widget.preset.setCurrentText("mix test")
+    fuse_now(widget)
+    assert map_texts(widget) == [*widget_module.MAP_TEXT, "mix weight"]
+    tip = widget.show_map.itemData(len(widget_module.MAP_TEXT), Qt.ItemDataRole.ToolTipRole)
+    assert tip.startswith("1 = this pixel's value comes from MRI, 0 = from PET")
+    weight = role(viewer, "weight")
+    assert not weight.visible and weight.name.startswith("mix weight (MRI 1, PET 0) · MRI + PET · mix test")
+    want = fuse(*colour_pair, weights=mix_preset, device="cpu", a_limits=tuple(viewer.layers["MRI"].contrast_limits))
+    assert np.abs(weight.data - want.weight).max() <= 1e-4 and want.weight.std() > 0.01
+    written = []
+    widget.results_written.connect(written.append)
+    widget.show_map.setCurrentIndex(map_texts(widget).index("mix weight"))
+    assert not widget.busy and not written  # from the last result: no new fusion
+    assert [ly for ly in outputs(viewer) if ly.visible] == [role(viewer, "backdrop"), weight]
+    assert weight.colorbar.visible and weight.colormap.name == "RdBu"
+    assert tuple(weight.contrast_limits) == (0.0, 1.0) and widget.show_map.toolTip() == tip
+    fuse_now(widget)  # the same pair and network again: the map stays on show, written in place
+    assert role(viewer, "weight") is weight and weight.visible and widget.show_map.currentText() == "mix weight"
+    widget.preset.setCurrentText("CT-MRI")  # the paper's intensity head: no weight, no choice
+    fuse_now(widget)
+    assert map_texts(widget) == list(widget_module.MAP_TEXT) and widget.show_map.currentIndex() == 0
+    # the mix network's set keeps its map, hidden: its fused image shows under the new one
+    assert [ly for ly in outputs(viewer) if ly.visible] == [role(viewer, "fused", 0), role(viewer, "fused")]
+    assert role(viewer, "weight") is weight and not weight.colorbar.visible
+
+
+def test_live_writes_the_weight_of_each_slice_in_place(mix_preset, lightfusion, stack_pair, qtbot, wait_idle, role):
+    from napari_lightfusion.fusion import plan_fusion
+
+    viewer, widget = lightfusion
+    viewer.add_image(stack_pair[0], name="mri stack")
+    viewer.add_image(stack_pair[1], name="pet stack", rgb=True)
+    widget.preset.setCurrentText("mix test")
+    viewer.dims.set_current_step(0, 1)
+    widget.live.setChecked(True)
+    qtbot.waitUntil(lambda: role(viewer, "weight") is not None and widget.live_slice == 1, timeout=30_000)
+    wait_idle(widget)
+    weight = role(viewer, "weight")
+    assert weight.data.shape == (5, 48, 48) and "mix weight" in map_texts(widget)
+    plan = plan_fusion(*stack_pair, None, weights=mix_preset, a_limits=(0.0, 255.0), b_rgb=True)
+    np.testing.assert_allclose(weight.data[1], plan.run_slice(1).weight, atol=1e-4)
+    assert not weight.data[3].any()
+    viewer.dims.set_current_step(0, 3)
+    qtbot.waitUntil(lambda: widget.live_slice == 3, timeout=30_000)
+    wait_idle(widget)
+    assert role(viewer, "weight") is weight
+    np.testing.assert_allclose(weight.data[3], plan.run_slice(3).weight, atol=1e-4)

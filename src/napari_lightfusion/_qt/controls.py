@@ -29,7 +29,8 @@ from .progress import JobProgress
 from .table import MetricTable
 
 ALL_BASELINES = "all baselines"
-#: Text of each "Show map" choice, in the order of :data:`outputs.MAP_CHOICES`.
+#: Text of each "Show map" choice, in the order of :data:`outputs.MAP_CHOICES` (a result with a mix
+#: weight adds "mix weight", :data:`outputs.WEIGHT_CHOICE`, after them).
 MAP_TEXT = ("none (fused image)", "surprise: anatomical", "surprise: functional",
             "attention: anatomical", "attention: functional")
 #: Tooltip of each control.
@@ -37,7 +38,8 @@ TIPS = {
     "preset": "Network weights; guessed from the inputs' names and colours, choose to override",
     "balance": ("Networks trained with a balance only: left keeps more anatomy, right more function; "
                 "re-fuses the current slice as you move it"),
-    "show_map": "Show one surprise or attention map (with its colour bar) over the grey anatomical image",
+    "show_map": ("Show one surprise or attention map, or the mix weight of a network that mixes its inputs, "
+                 "(with its colour bar) over the grey anatomical image"),
     "channel": "Maps: mean over the network's channels, or one channel (shown at once from the last result)",
     "baseline": "Classical method(s) in the metric table and in Compare",
     "live": "Re-fuse the current slice when the slider, an input's data or contrast changes",

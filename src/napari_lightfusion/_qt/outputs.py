@@ -1,7 +1,8 @@
 """The widget's output layers: named after their inputs, tracked by metadata, never lost.
 
 No Qt here. A fusion writes one *set* of layers (fused image, the four maps,
-a grey backdrop for the maps, baselines of a comparison). Every layer of a
+the mix weight of a network with a blend or mix head, a grey backdrop for
+the maps, baselines of a comparison). Every layer of a
 set carries ``metadata["lightfusion"] = {"role", "set", "key", "name"}``:
 ``key`` says which inputs and settings made it (the inputs' napari
 ``unique_id``, the preset, the balance). Re-fusing with the same key
@@ -22,17 +23,23 @@ import numpy as np
 
 from .layer_io import MARK, is_colour, spatial_kwargs
 
-#: Colour maps of the surprise and attention maps.
-MAP_COLORMAPS = {"surprise": "magma", "attention": "inferno"}  # black at 0: additive over grey
-#: What a high value of each map means (tooltips of the "Show map" choice).
+#: Colour maps of the maps: surprise and attention black at 0 (additive over grey); the mix
+#: weight diverging, red at 0 (the second input, the functional one) through light grey (an
+#: even mix) to blue at 1 (the first, anatomical, input).
+MAP_COLORMAPS = {"surprise": "magma", "attention": "inferno", "weight": "RdBu"}
+#: What a high value of each map means (tooltips of the "Show map" choice; the weight's names
+#: its two inputs, :func:`weight_meaning`).
 MAP_MEANING = {
     "surprise": "high = the network could not predict this input's features from their surroundings "
                 "(unexpected detail: edges, lesions, uptake)",
     "attention": "high = the network boosts this input's features here, so the fused image takes "
                  "more of this input there",
+    "weight": "1 = this pixel's value comes from the anatomical image, 0 = from the functional one",
 }
 #: Opacity of the one map shown over the grey anatomical image.
 MAP_OPACITY = 0.7
+#: Opacity of the mix weight, drawn over the grey image (not added: its ends are colours, not black).
+WEIGHT_OPACITY = 0.6
 
 # whether this module is writing output layers right now (GUI thread only): data events are then ours
 _writing = [False]
@@ -40,18 +47,26 @@ _writing = [False]
 
 @dataclass(frozen=True)
 class MapChoice:
-    """One map to show: ``kind`` "surprise" or "attention" of input ``stream`` (0 anatomical, 1 functional)."""
+    """One map to show: ``kind`` "surprise" or "attention" of input ``stream`` (0 anatomical, 1 functional),
+    or the mix weight (``kind`` "weight", one map for both inputs: ``stream`` None)."""
 
     kind: str
-    stream: int
+    stream: int | None = None
 
     @property
     def role(self) -> str:
-        return f"{self.kind}:{self.stream}"
+        return self.kind if self.stream is None else f"{self.kind}:{self.stream}"
 
 
-#: Every choice of the "Show map" box (None: no map, the fused image).
+#: Every choice of the "Show map" box that every result has (None: no map, the fused image).
 MAP_CHOICES = (None, *(MapChoice(k, s) for k in ("surprise", "attention") for s in (0, 1)))
+#: The choice a result of a network with a blend or mix head adds: its mix weight.
+WEIGHT_CHOICE = MapChoice("weight")
+
+
+def weight_meaning(names: tuple[str, str]) -> str:
+    """The tooltip of the mix weight of a fusion of the layers ``names`` (anatomical, functional)."""
+    return f"1 = this pixel's value comes from {names[0]}, 0 = from {names[1]} (in between: a mix of both)"
 
 
 def set_label(a_name: str, b_name: str, preset: str | None, balance: float | None = None) -> str:
@@ -65,6 +80,8 @@ def role_name(label: str, role: str, names: tuple[str, str]) -> str:
     if role == "fused":
         return label
     kind, _, rest = role.partition(":")  # what the layer is comes first: long names are elided in the middle
+    if kind == "weight":
+        return f"mix weight ({names[0]} 1, {names[1]} 0) · {label}"
     if kind in MAP_COLORMAPS:
         return f"{kind} of {names[int(rest)]} · {label}"
     if kind == "baseline":  # short enough for a Compare tile; a baseline needs no preset
@@ -219,8 +236,10 @@ def output_specs(result, anatomical, choice: MapChoice | None, limits: dict) -> 
     The fused image (grey colour map, limits 0..1), a grey backdrop that
     shows the anatomical layer's own data (no copy) under the maps, the
     surprise and attention map of each input (hidden unless ``choice``
-    picks it; contrast ``limits[role]``, computed in the worker). The
-    baselines of a comparison are :func:`baseline_specs`.
+    picks it; contrast ``limits[role]``, computed in the worker) and the
+    mix weight when the result has one (contrast 0..1: its values mean
+    the same in every result). The baselines of a comparison are
+    :func:`baseline_specs`.
     """
     fused_style = dict(colormap="gray", contrast_limits=(0.0, 1.0))
     specs = [("fused", result.fused, dict(fused_style, visible=choice is None))]
@@ -230,7 +249,7 @@ def output_specs(result, anatomical, choice: MapChoice | None, limits: dict) -> 
         if not is_colour(anatomical):
             backdrop.update(colormap="gray", contrast_limits=tuple(anatomical.contrast_limits))
         specs.insert(0, ("backdrop", anatomical.data, backdrop))
-    for kind in MAP_COLORMAPS:
+    for kind in ("surprise", "attention"):
         maps = getattr(result, kind)
         if maps is None:
             continue
@@ -239,6 +258,10 @@ def output_specs(result, anatomical, choice: MapChoice | None, limits: dict) -> 
             style = dict(colormap=MAP_COLORMAPS[kind], opacity=MAP_OPACITY, blending="additive",
                          visible=on, contrast_limits=limits[f"{kind}:{stream}"])
             specs.insert(-1, (f"{kind}:{stream}", maps[stream], style))
+    if result.weight is not None:
+        style = dict(colormap=MAP_COLORMAPS["weight"], opacity=WEIGHT_OPACITY, blending="translucent",
+                     visible=choice == WEIGHT_CHOICE, contrast_limits=(0.0, 1.0))
+        specs.insert(-1, ("weight", result.weight, style))
     return specs
 
 

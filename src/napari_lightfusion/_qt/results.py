@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from qtpy.QtCore import QTimer
+from qtpy.QtCore import Qt, QTimer
 from qtpy.QtGui import QFont, QFontMetricsF
 from qtpy.QtWidgets import QMainWindow
 
@@ -43,10 +43,31 @@ class ResultView:
 
     def _on_map_choice(self, *_):
         """Show the chosen map of the last result at once (no new fusion)."""
-        choice = self.map_choice()
-        self.show_map.setToolTip(outputs.MAP_MEANING[choice.kind] if choice else "the fused image, no map")
+        box = self.show_map
+        box.setToolTip(box.itemData(box.currentIndex(), Qt.ItemDataRole.ToolTipRole) or "")
         if self._result is not None:
-            outputs.show_map(self._result[1], choice)
+            outputs.show_map(self._result[1], self.map_choice())
+
+    def _offer_weight(self, names: tuple[str, str] | None) -> None:
+        """Offer "mix weight" in "Show map" for a result that has one (``names``: its inputs), else not.
+
+        Called before a result's layers are written: when the weight was on
+        show and the new result has none, the fused image is shown instead.
+        """
+        box = self.show_map
+        at = next((i for i in range(box.count()) if box.itemData(i) == outputs.WEIGHT_CHOICE), -1)
+        if names is None:
+            if at >= 0:
+                if box.currentIndex() == at:
+                    box.setCurrentIndex(0)
+                box.removeItem(at)
+            return
+        if at < 0:
+            box.addItem("mix weight", outputs.WEIGHT_CHOICE)
+            at = box.count() - 1
+        box.setItemData(at, outputs.weight_meaning(names), Qt.ItemDataRole.ToolTipRole)
+        if box.currentIndex() == at:
+            box.setToolTip(outputs.weight_meaning(names))
 
     def _on_channel(self, *_):
         """Show the chosen channel's maps from the kept maps at once; else make the last result again."""
@@ -85,6 +106,7 @@ class ResultView:
     def _write_layers(self, outcome):
         """Write a result as its set of layers (in place when the same pair and settings made it)."""
         ctx = outcome.request.context
+        self._offer_weight(ctx["names"] if outcome.result.weight is not None else None)
         specs = outputs.output_specs(outcome.result, ctx["like"], self.map_choice(), outcome.map_limits)
         grey_ndim = 2 if outcome.index is not None else len(layer_io.spatial_shape(ctx["like"]))
         written = outputs.write_set(self.viewer, ctx["set"], ctx["label"], ctx["names"], specs, ctx["like"],
