@@ -47,15 +47,15 @@ def fake_root(tmp_path_factory) -> Path:
 
 def test_the_variants_are_the_papers_with_one_shared_reference():
     names = [v.name for v in av.variants(lr=1e-3)]
-    assert names[0] == "pca/dsc/16/4/eq5" and len(names) == len(set(names)) == 12
+    assert names[0] == "pca/dsc/16/4/eq5" and len(names) == len(set(names)) == 13
     for expected in (
         "conv/dsc/16/4/eq5", "channel/dsc/16/4/eq5", "spatial/dsc/16/4/eq5", "pca/standard/16/4/eq5",
         "pca/dsc/8/4/eq5", "pca/dsc/32/4/eq5", "pca/dsc/16/2/eq5", "pca/dsc/16/8/eq5", "pca/dsc/16/4/table5",
-        "pca/dsc/16/4/eq5/blend", "pca/dsc/16/4/eq5/lr0.0001",
+        "pca/dsc/16/4/eq5/blend", "pca/dsc/16/4/eq5/mix", "pca/dsc/16/4/eq5/lr0.0001",
     ):
         assert expected in names
     # a run at the paper's learning rate needs no separate lr rows
-    assert len(av.variants(lr=1e-4)) == 11
+    assert len(av.variants(lr=1e-4)) == 12
     assert av.train_config(av.Variant(lr=1e-4), 3, lr=0.5).lr == 1e-4
     assert av.train_config(av.REFERENCE, 3, lr=0.5).lr == 0.5
     for _, rows in av.TABLES.values():
