@@ -124,8 +124,9 @@ def all_tables(lr: float | None = None) -> dict[str, tuple[str, list[tuple[str, 
     Table D sets the reference (the model's default decoder output, the
     run's learning rate) against the other decoder output (``intensity``:
     the sigmoid is the image, as in the paper; ``blend``: a per-pixel weight
-    of the two inputs; ``mix``: that weight with a contrast gain and offset) and against the paper's learning rate 1e-4 (left out
-    when the run already uses it).
+    of the two inputs; ``mix``: that weight with a contrast gain and offset)
+    and against the paper's learning rate 1e-4 (left out when the run
+    already uses it).
     """
     run_lr = train_config(REFERENCE, 1, lr).lr
 
