@@ -14,7 +14,7 @@ from napari.layers import Image
 from napari_lightfusion import fuse, plan_fusion
 from napari_lightfusion._qt import jobs, layer_io, table_text
 from napari_lightfusion.baselines import fuse_baseline
-from napari_lightfusion.metrics import METRICS, evaluate
+from napari_lightfusion.metrics import METRICS, evaluate, hot_spot_scores
 
 
 def request(a, b, index=None, preset="PET-MRI", **kwargs):
@@ -41,12 +41,21 @@ def test_metric_rows_are_evaluate_on_the_normalised_streams(colour_pair):
     table = jobs.metric_rows(result, plan, 0, ("average", "max"))
     assert list(table) == [jobs.NETWORK, "average", "max"]
     anat, func = plan.pair.anatomical[0] * 255, plan.pair.functional[0] * 255
-    assert table[jobs.NETWORK] == {**evaluate(result.fused * 255, anat, func), jobs.TIME: result.seconds}
+    hot = hot_spot_scores(result.fused * 255, anat, func)  # a colour pair: the hot-spot rows too
+    assert table[jobs.NETWORK] == {**evaluate(result.fused * 255, anat, func), **hot, jobs.TIME: result.seconds}
     for name in ("average", "max"):
         fused = fuse_baseline(name, *colour_pair, a_limits=(10.0, 200.0))
         want = evaluate(fused * 255, anat, func)
         assert {k: table[name][k] for k in METRICS} == pytest.approx(want, rel=1e-6, nan_ok=True)
         assert table[name][jobs.TIME] >= 0
+
+
+def test_grey_pairs_have_no_hot_spot_rows(colour_pair):
+    from napari_lightfusion.colour import luminance
+
+    plan = plan_fusion(colour_pair[0], luminance(colour_pair[1]), "CT-MRI")
+    table = jobs.metric_rows(plan.run_slice(0), plan, 0, ("average",))
+    assert all(set(row) == {*METRICS, jobs.TIME} for row in table.values())
 
 
 def test_baseline_fused_matches_fuse_baseline_for_stacks(stack_pair):

@@ -18,12 +18,12 @@ from qtpy.QtWidgets import QApplication, QFileDialog
 
 from napari_lightfusion import fuse, plan_fusion
 from napari_lightfusion._qt import widget as widget_module
-from napari_lightfusion._qt.jobs import NETWORK, ROWS
+from napari_lightfusion._qt.jobs import NETWORK, ROWS, TIME
 from napari_lightfusion._qt.layer_io import grid_of
 from napari_lightfusion._qt.table_text import to_tsv
 from napari_lightfusion.baselines import fuse_baseline
 from napari_lightfusion.fusion import FusionPlan
-from napari_lightfusion.metrics import METRICS, evaluate
+from napari_lightfusion.metrics import METRICS, evaluate, hot_spot_scores
 from napari_lightfusion.weights import WeightError
 
 
@@ -57,6 +57,8 @@ def test_grey_pair_fuses_what_is_seen(lightfusion, grey_pair, qtbot, outputs, fi
     assert att.colormap.name == "inferno" and role(viewer, "surprise:1").colormap.name == "magma"
     assert role(viewer, "backdrop").data is a.data  # the maps' backdrop is the input's own data, no copy
     assert [fingerprint(a), fingerprint(b)] == before
+    hidden = [row for r, row in enumerate(ROWS) if widget.table.isRowHidden(r)]
+    assert hidden == ["anatomy kept", "function kept"]  # a grey pair has no hot spot rows, not "nan"
 
 
 def test_colour_pair_twice_updates_layers_in_place(lightfusion, colour_pair, qtbot, fingerprint, fuse_now, role):
@@ -71,7 +73,7 @@ def test_colour_pair_twice_updates_layers_in_place(lightfusion, colour_pair, qtb
     expected = fuse(*colour_pair, "PET-MRI", "auto", a_limits=tuple(a.contrast_limits), b_rgb=True)
     np.testing.assert_allclose(fused.data, expected.fused, atol=1e-6)
     fuse_now(widget)
-    assert list(viewer.layers) == first and len(first) == 8  # same objects, no "[1]"
+    assert list(viewer.layers) == first and len(first) == 9  # same objects, no "[1]" (PET-MRI has a mix weight)
     assert [fingerprint(a), (b.data.tobytes(), b.visible)] == before
 
 
@@ -103,8 +105,13 @@ def test_metric_table_shows_evaluate(lightfusion, colour_pair, qtbot, tmp_path, 
         for r, metric in enumerate(METRICS):
             shown = widget.table.item(r, c).data(Qt.ItemDataRole.UserRole)
             np.testing.assert_allclose(shown, want[column][metric], rtol=1e-5, atol=1e-6, err_msg=metric)
-    time_cell = widget.table.item(len(METRICS), 0).data(Qt.ItemDataRole.UserRole)
+    time_cell = widget.table.item(ROWS.index(TIME), 0).data(Qt.ItemDataRole.UserRole)
     assert widget.table.rowCount() == len(ROWS) and time_cell > 0
+    hot = hot_spot_scores(plan.run_slice(0).fused * 255, anat, func)  # a colour pair: the hot-spot rows show
+    for name, value in hot.items():
+        r = ROWS.index(name)
+        assert not widget.table.isRowHidden(r)
+        np.testing.assert_allclose(widget.table.item(r, 0).data(Qt.ItemDataRole.UserRole), value, rtol=1e-5)
     widget.copy_btn.click()
     assert QApplication.clipboard().text() == to_tsv(widget.table_data)
     target = tmp_path / "metrics.csv"
@@ -134,7 +141,7 @@ def test_cancel_mid_stack_leaves_layers_as_they_were(
     qtbot.waitUntil(lambda: widget.progress.bar.value() >= 1, timeout=10_000)
     widget.cancel_btn.click()
     wait_idle(widget)
-    assert role(viewer, "fused") is fused and len(outputs(viewer)) == 6
+    assert role(viewer, "fused") is fused and len(outputs(viewer)) == 7  # with PET-MRI's mix weight
     np.testing.assert_array_equal(fused.data, kept)
     assert "Cancelled" in widget.status.text()
 
@@ -270,7 +277,7 @@ def test_live_follows_the_slider_and_contrast(lightfusion, stack_pair, qtbot, ou
     viewer.dims.set_current_step(0, 3)
     qtbot.waitUntil(lambda: widget.live_slice == 3, timeout=30_000)
     wait_idle(widget)
-    assert role(viewer, "fused") is fused and len(outputs(viewer)) == 6
+    assert role(viewer, "fused") is fused and len(outputs(viewer)) == 7  # with PET-MRI's mix weight
     np.testing.assert_allclose(fused.data[3], plan.run_slice(3).fused, atol=1e-6)
     a.contrast_limits = (0, 120)  # a contrast change re-fuses the current slice
     replan = plan_fusion(*stack_pair, "PET-MRI", a_limits=(0.0, 120.0), b_rgb=True)
@@ -313,7 +320,7 @@ def test_compare_adds_baselines_in_a_labelled_grid(lightfusion, colour_pair, qtb
     grid_of(viewer).enabled = True
     widget.compare()
     wait_idle(widget)
-    assert role(viewer, "baseline:laplacian") is baseline and len(viewer.layers) == 10
+    assert role(viewer, "baseline:laplacian") is baseline and len(viewer.layers) == 11
 
 
 def test_save_screenshot_writes_a_picture(make_napari_viewer, colour_pair, qtbot, tmp_path, monkeypatch, fuse_now):

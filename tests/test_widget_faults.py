@@ -52,7 +52,7 @@ def test_deleting_an_input_mid_run_leaves_no_stale_layer(
     widget.set_pair(viewer.layers["mri stack"], viewer.layers["pet again"])
     widget.fuse()
     wait_idle(widget)
-    assert len(outputs(viewer)) == 6
+    assert len(outputs(viewer)) == 7  # fused, backdrop, 2 surprise, 2 attention, PET-MRI's mix weight
 
 
 def test_hammering_fuse_runs_at_most_one_job_and_one_waiting(
@@ -67,7 +67,7 @@ def test_hammering_fuse_runs_at_most_one_job_and_one_waiting(
         widget.fuse()  # from a script: the button is disabled while a job runs
     wait_idle(widget)
     assert widget.jobs_started - before == 2 and not errors
-    assert len(outputs(viewer)) == 6  # fused, backdrop, 2 surprise, 2 attention: no pile-up
+    assert len(outputs(viewer)) == 7  # fused, backdrop, 2 surprise, 2 attention, mix weight: no pile-up
 
 
 @pytest.mark.parametrize("close", ["viewer", "dock"])

@@ -80,7 +80,7 @@ def test_a_renamed_result_and_another_pairs_result_are_never_overwritten(
     fuse_now(widget)
     fused = [ly.name for ly in outputs(viewer) if ly.metadata["lightfusion"]["role"] == "fused"]
     assert fused == ["keep me", "MRI + PET · SPECT-MRI", "MRI 2 + PET 2 · SPECT-MRI"]
-    assert len(outputs(viewer)) == 6 + 6 + 6  # every set complete (the first one with "keep me")
+    assert len(outputs(viewer)) == 7 + 6 + 6  # every set complete (the first, PET-MRI's, with its mix weight)
 
 
 def test_refusing_the_same_pair_moves_its_layers_with_the_input(pair, qtbot, outputs, fuse_now):
@@ -235,7 +235,8 @@ def test_layers_come_before_the_metrics_and_the_status_gives_both_times(pair, qt
     monkeypatch.setattr(jobs, "metric_rows", gated_metrics)
     widget.results_written.connect(lambda written: (order.append(sorted(written)), layers_written.set()))
     fuse_now(widget)
-    assert order == [["attention:0", "attention:1", "backdrop", "fused", "surprise:0", "surprise:1"], "metrics"]
+    assert order == [["attention:0", "attention:1", "backdrop", "fused", "surprise:0", "surprise:1", "weight"],
+                     "metrics"]
     assert widget.table.columnCount() == 2
     found = re.search(r"(\d+\.\d+) s from click to layer \(network (\d+\.\d+) s\)", widget.status.text())
     assert found and float(found[1]) >= float(found[2]) > 0
@@ -400,6 +401,10 @@ def test_the_balance_slider_is_for_conditioned_networks_and_refuses_live(
     widget.balance.setValue(30)
     wait_idle(widget)
     assert role(viewer, "fused") is fused and fused.name == "MRI + PET · PET-MRI"
+    monkeypatch.setattr(widget_module, "warm_up", lambda preset, device: 0.65)  # a network with another default
+    widget.preset.activated.emit(widget.preset.currentIndex())
+    wait_idle(widget)
+    assert widget.balance.value() == 65  # the slider starts at the new network's default
 
 
 def test_a_saved_fine_tuned_preset_is_listed_and_picked(pair, monkeypatch):

@@ -19,10 +19,10 @@ import numpy as np
 from qtpy.QtCore import QRect, Qt
 from qtpy.QtGui import QColor, QFont, QFontMetrics, QGuiApplication, QImage, QPainter, QPen
 
-from ..metrics import METRICS
+from ..metrics import HOT_SPOT_MEASURES, METRICS
 
 #: Which way is better for each metric: all ten grow with quality.
-DIRECTIONS: dict[str, str] = dict.fromkeys(METRICS, "↑")
+DIRECTIONS: dict[str, str] = dict.fromkeys((*METRICS, *HOT_SPOT_MEASURES), "↑")
 
 #: Smallest tile edge, pixels.
 MIN_TILE = 256

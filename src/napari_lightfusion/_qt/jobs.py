@@ -23,14 +23,14 @@ import numpy as np
 
 from ..baselines import fuse_baseline
 from ..fusion import FusionPlan, FusionResult, plan_fusion
-from ..metrics import METRICS, evaluate
+from ..metrics import HOT_SPOT_MEASURES, METRICS, evaluate, hot_spot_scores
 
 #: Column of the network in the metric table.
 NETWORK = "LightFusionNet"
 #: Row with the time each method took for the slice.
 TIME = "time (s)"
-#: Row names of the metric table, in order.
-ROWS = (*METRICS, TIME)
+#: Row names of the metric table, in order (the hot-spot rows are filled for colour pairs only).
+ROWS = (*METRICS, *HOT_SPOT_MEASURES, TIME)
 
 
 # --------------------------------------------------------------------------
@@ -65,15 +65,23 @@ def metric_rows(
     ``{column: {row: value}}`` with columns :data:`NETWORK` then the
     baselines, rows :data:`ROWS`: ``metrics.evaluate(fused * 255,
     anatomical * 255, functional * 255)`` on the plan's normalised grey
-    streams (colour reduced to luminance), plus the time the method took.
+    streams (colour reduced to luminance), for a colour (PET/SPECT) pair the
+    two hot-spot measures (``metrics.hot_spot_scores``) too, plus the time
+    the method took.
     """
     a, b = _sources(plan, index)
-    table = {NETWORK: {**evaluate(result.fused * 255.0, a, b), TIME: result.seconds}}
+    colour = plan.pair.colour is not None
+
+    def scores(fused):
+        values = evaluate(fused * 255.0, a, b)
+        return {**values, **hot_spot_scores(fused * 255.0, a, b)} if colour else values
+
+    table = {NETWORK: {**scores(result.fused), TIME: result.seconds}}
     for name in baselines:
         start = time.perf_counter()
         fused = baseline_fused(plan, name, index)
         seconds = time.perf_counter() - start
-        table[name] = {**evaluate(fused * 255.0, a, b), TIME: seconds}
+        table[name] = {**scores(fused), TIME: seconds}
     return table
 
 
@@ -236,6 +244,7 @@ class WarmUp:
 
     def __init__(self, preset: str, device: str, load=None):
         self.result = None
+        self.preset = preset  #: the preset it loads
         self._load = load or warm_up
         self._thread = threading.Thread(target=self._run, args=(preset, device), name="lightfusion-warm-up")
 

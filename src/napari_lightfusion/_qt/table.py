@@ -1,10 +1,11 @@
 """The metric table of the dock: one column per method, the best value per metric in bold.
 
-Rows are the metrics (higher is better, ↑) and the time (lower is better,
-↓); every row header has a tooltip with the metric's one-line meaning. The
-columns share the dock's width, so five methods fit without horizontal
-scrolling; a long method name is shortened in the header and given in full
-in its tooltip.
+Rows are the metrics and, for colour pairs, the two hot-spot measures
+(higher is better, ↑) and the time (lower is better, ↓); every row
+header has a tooltip with the metric's one-line meaning. The columns
+share the dock's width, so five methods fit without horizontal
+scrolling; a long method name is shortened in the header and given in
+full in its tooltip.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from qtpy.QtCore import Qt
 from qtpy.QtGui import QBrush, QColor, QFont
 from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem
 
-from ..metrics import METRICS
+from ..metrics import HOT_SPOT_MEASURES, METRICS
 from .jobs import NETWORK, ROWS, TIME
 
 #: One-line meaning of each row (row-header tooltips).
@@ -30,6 +31,10 @@ MEANING = {
     "Qabf": "Edge preservation (Xydeas-Petrovic), 0 to 1",
     "SSIM": "Structural similarity to each source, summed over both sources: can exceed 1 (at most 2)",
     "VIF": "Visual information fidelity, summed over both sources: can exceed 1",
+    "anatomy kept": "Inside the functional hot spot, mean SSIM of the fused luma to the MRI: "
+                    "is the anatomy still there under the uptake? (colour pairs only)",
+    "function kept": "Inside the functional hot spot, mean SSIM of the fused luma to the functional luma: "
+                     "are the uptake's gradations still there in brightness? (colour pairs only)",
     TIME: "Time the method took for this slice (Copy and Export CSV give seconds)",
 }
 #: Short header of a column (full name in its tooltip).
@@ -60,15 +65,19 @@ def time_text(seconds: float | None) -> str:
     return f"{ms:.0f} ms" if ms >= 10 else f"{ms:.2g} ms"
 
 
+#: Row headers shorter than the row's name (the tooltip says it whole): five columns fit the dock.
+ROW_LABELS = {TIME: "time", "anatomy kept": "anat.", "function kept": "func."}
+
+
 def row_label(row: str) -> str:
     """A row header: the metric and its direction ("SSIM ↑"); the time's unit is in its cells."""
-    name = "time" if row == TIME else row
+    name = ROW_LABELS.get(row, row)
     return f"{name} {'↑' if higher_is_better(row) else '↓'}"
 
 
 def higher_is_better(row: str) -> bool:
-    """Whether a larger value of ``row`` is better (all metrics; not the time)."""
-    return row in METRICS
+    """Whether a larger value of ``row`` is better (all metrics and hot-spot measures; not the time)."""
+    return row in METRICS or row in HOT_SPOT_MEASURES
 
 
 def best_columns(table: dict[str, dict[str, float]], row: str) -> set[str]:
@@ -129,6 +138,8 @@ class MetricTable(QTableWidget):
                     item.setFont(bold)
                     item.setBackground(QBrush(BEST))
                 self.setItem(r, c, item)
+            # rows nobody has a value for (the hot-spot measures of a grey pair) are hidden, not "nan"
+            self.setRowHidden(r, bool(table) and all(row not in values for values in table.values()))
         self._fit_height()
 
     def best(self, row: str) -> set[str]:

@@ -74,6 +74,7 @@ class LightFusionWidget(ResultView, ExportActions, QWidget):
         self._cache = PlanCache()
         self._version = 0  # bumped whenever an input's data or contrast changes
         self._default_balance = None  # the loaded network's default b (None: it takes no balance)
+        self._warm_needed = True  # the picked preset's network has not said its default b yet
         self._watched = ()
         self._auto_preset = True
         self._live_index = None
@@ -155,8 +156,14 @@ class LightFusionWidget(ResultView, ExportActions, QWidget):
         a, b = self.pair()
         if warning := roles.preset_warning(self.preset.currentText(), a, b):
             self._notify(show_warning, warning)
-        self._submit("warm")  # load the network now; it says whether Balance applies
+        self._warm_new_preset()
         self.request_live()
+
+    def _warm_new_preset(self):
+        """Load the picked preset's network; until it says its default b, fusions use that default."""
+        self.balance.setEnabled(False)  # the slider's b belonged to the previous network
+        self._warm_needed = True
+        self._submit("warm")  # load the network now; it says whether Balance applies
 
     def _on_balance(self):
         """Re-fuse the current slice (debounced) when the balance moves and there is a result."""
@@ -189,7 +196,7 @@ class LightFusionWidget(ResultView, ExportActions, QWidget):
             guess = roles.guess_preset(a, b)
             if self._auto_preset and guess.preset is not None and guess.preset != self.preset.currentText():
                 self.preset.setCurrentText(guess.preset)
-                self._submit("warm")
+                self._warm_new_preset()
             warning = guess.warning if self._auto_preset else roles.preset_warning(self.preset.currentText(), a, b)
             if warning:
                 self._notify(show_warning, warning)
@@ -355,14 +362,18 @@ class LightFusionWidget(ResultView, ExportActions, QWidget):
     def _poll_warm_up(self):
         if self._kind == "warm" and self._worker.done:
             self._warm_timer.stop()
-            self._on_warm(self._worker.result)
+            if self._worker.preset == self.preset.currentText():
+                self._on_warm(self._worker.result)
+            # else: the preset changed while it loaded; the new one's warm-up is (or will be) submitted
             self._on_finished()
 
     def _on_warm(self, balance):
-        """The network is loaded: the balance slider applies when it was trained with one."""
+        """The network is loaded: the balance slider applies when it was trained with one, from its default b."""
+        self._warm_needed = False
         conditioned = balance is not None
+        new_default = balance != self._default_balance  # another network: the slider starts at its default
         self._default_balance = balance
-        if conditioned and not self.balance.isEnabled():
+        if conditioned and (new_default or not self.balance.isEnabled()):
             self.balance.blockSignals(True)
             self.balance.setValue(round(100 * balance))
             self.balance.blockSignals(False)
@@ -422,6 +433,8 @@ class LightFusionWidget(ResultView, ExportActions, QWidget):
         self._kept_maps = (outcome.channel_maps, outcome.request.context, outcome.slices) \
             if outcome.channel_maps is not None else None
         self.table.show_table(outcome.table)
+        if self._warm_needed:  # the warm-up gave way to this fusion: the slider still waits for it
+            self._submit("warm")
         done = "." if not outcome.lazy else "; slices are fused as you view them (no metrics for a lazy volume)."
         self.status.setText(self.status.text().replace("; metrics follow.", done))
         if outcome.compare:
