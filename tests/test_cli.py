@@ -32,10 +32,24 @@ def test_fuse_writes_a_colour_image_and_the_maps_and_leaves_inputs_alone(pair_fi
     fused = imread(out)
     assert fused.shape == (64, 64, 3) and fused.dtype == np.uint8 and fused.max() > 0
     assert sorted(p.name for p in maps.iterdir()) == [
-        "attention_anatomical.tif", "attention_functional.tif", "surprise_anatomical.tif", "surprise_functional.tif",
+        "attention_anatomical.tif", "attention_functional.tif", "mix_weight.tif",  # PET-MRI is a mix network
+        "surprise_anatomical.tif", "surprise_functional.tif",
     ]
+    weight = imread(maps / "mix_weight.tif")
+    assert weight.shape == (64, 64) and 0 <= weight.min() and weight.max() <= 1
     assert [_digest(p) for p in pair_files] == before
     assert "wrote" in capsys.readouterr().out
+
+
+def test_fuse_takes_a_balance_and_refuses_one_out_of_range(pair_files, tmp_path, capsys):
+    default, moved = tmp_path / "default.png", tmp_path / "moved.png"
+    assert main(["fuse", *map(str, pair_files), "--out", str(default), "--device", "cpu"]) == 0
+    assert main(["fuse", *map(str, pair_files), "--out", str(moved), "--device", "cpu", "--balance", "1"]) == 0
+    assert not np.array_equal(imread(default), imread(moved))
+    capsys.readouterr()
+    assert main(["fuse", *map(str, pair_files), "--out", str(tmp_path / "x.png"), "--balance", "1.5"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "balance" in err and len(err.splitlines()) == 1 and not (tmp_path / "x.png").exists()
 
 
 @pytest.mark.parametrize(

@@ -84,7 +84,11 @@ def _add_fuse(sub):
                    help="CT-MRI, PET-MRI, SPECT-MRI, a custom preset (lightfusion presets) or a .pt file")
     p.add_argument("--weights", type=Path, default=None, help="a weight file instead of a preset")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
-    p.add_argument("--maps", type=Path, default=None, help="folder for surprise/attention TIFFs")
+    p.add_argument("--maps", type=Path, default=None,
+                   help="folder for surprise/attention TIFFs (and the mix weight, for a mix network)")
+    p.add_argument("--balance", type=float, default=None,
+                   help="b in [0, 1] for a balance-conditioned preset: anatomy first (0) to function first (1); "
+                        "default: the preset's own")
     p.set_defaults(run=_run_fuse)
 
 
@@ -105,7 +109,7 @@ def _run_fuse(args):
             images.append(imread(path))
         except Exception as exc:  # any reader failure is the file's fault: say so in one line
             raise ValueError(f"cannot read {path} as an image: {exc}") from None
-    result = fuse(*images, preset=args.preset, device=args.device, weights=args.weights)
+    result = fuse(*images, preset=args.preset, device=args.device, weights=args.weights, balance=args.balance)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     imsave(args.out, (np.clip(result.fused, 0, 1) * 255).round().astype(np.uint8), check_contrast=False)
     if args.maps is not None:
@@ -114,6 +118,8 @@ def _run_fuse(args):
         for kind, pair in maps.items():
             for stream, image in zip(("anatomical", "functional"), pair if pair is not None else ()):
                 imsave(args.maps / f"{kind}_{stream}.tif", image.astype(np.float32), check_contrast=False)
+        if result.weight is not None:  # 1: the value came from the anatomical image, 0: from the functional
+            imsave(args.maps / "mix_weight.tif", result.weight.astype(np.float32), check_contrast=False)
     print(f"wrote {args.out} ({result.seconds * 1000:.0f} ms on {result.device})")
 
 
