@@ -532,7 +532,7 @@ def test_no_weight_without_maps_or_without_the_head(image_pair, backend):
 
 
 def test_threads_sharing_a_mix_network_get_their_own_weight(image_pair):
-    """The torch path reads w with a forward hook; two threads on one model must not swap theirs."""
+    """Two threads on one model must not swap their weights."""
     from concurrent.futures import ThreadPoolExecutor
 
     net = weighted_net("mix", seed=3)

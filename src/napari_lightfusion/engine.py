@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .model import LightFusionNet, blend_weight
+from .model import LightFusionNet
 
 #: Default tile edge in pixels (core, without halo): bounds peak memory. With
 #: 512 a 4096 x 4096 pair fuses in under 1.5 GiB (``lightfusion bench``), and
@@ -218,25 +218,14 @@ def full_precision(device: torch.device):
         torch.backends.cudnn.allow_tf32 = before
 
 
-#: The decoder's output of the forward pass running on this thread (see :func:`_keep_head`).
-_heads = threading.local()
-
-
-def _keep_head(module, inputs, output) -> None:
-    """Forward hook on the decoder: keep its output (the head) for the thread that ran it."""
-    _heads.out = output
-
-
 def torch_forward(model, anatomical, functional, device, channel, maps: bool = True, balance=None):
     """PyTorch backend on ``(N, H, W)`` float32 pairs -> ``(fused, surprise|None, attention|None, weight|None)``.
 
     ``model`` must already live on ``device`` (:func:`model_on`). Shapes as
     :meth:`napari_lightfusion.fastpath.FastSession.run`: ``(N, H, W)``,
     ``(N, 2, H, W)``, ``(N, 2, H, W)``, ``(N, H, W)``; without ``maps``
-    every map is None. The weight (networks with :func:`has_weight`) is
-    read from the decoder's output by a forward hook that lives for this
-    call only and keeps the output per thread, so threads sharing the model
-    do not see each other's.
+    every map is None, and the weight is None for networks without
+    :func:`has_weight`.
     """
     as_np = lambda t: None if t is None else t.float().cpu().numpy()  # noqa: E731
     with torch.inference_mode(), full_precision(device):
@@ -244,15 +233,8 @@ def torch_forward(model, anatomical, functional, device, channel, maps: bool = T
         b = torch.from_numpy(np.ascontiguousarray(functional, np.float32))[:, None].to(device)
         if not maps:
             return as_np(model(a, b, balance=balance)[:, 0]), None, None, None
-        hook = model.decoder.register_forward_hook(_keep_head) if has_weight(model) else None
-        try:
-            fused, out = model(a, b, return_maps=True, balance=balance)
-        finally:
-            if hook is not None:
-                hook.remove()
-        weight = None
-        if hook is not None:
-            weight, _heads.out = blend_weight(_heads.out[:, 0]), None
+        fused, out = model(a, b, return_maps=True, balance=balance)
+        weight = None if out["weight"] is None else out["weight"][:, 0]
         surprise = out["surprise"]
         out_s = None if surprise[0] is None else torch.stack([_reduce(s, channel) for s in surprise], 1)
         out_a = torch.stack([_reduce(m, channel) for m in out["attention"]], 1)

@@ -83,7 +83,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .model import LightFusionNet, blend_weight, mix
+from .model import LightFusionNet, head_output
 
 #: ONNX opset of the exported graph (ONNX Runtime >= 1.17 runs it).
 OPSET = 17
@@ -462,20 +462,14 @@ class GenericNet(nn.Module):
         f = (fa + fb) * 0.5
         if self.conditioned:
             f = f * self.film_scale + self.film_shift
-        out = m.decoder(f)
-        if m.config.output == "intensity":
-            fused = torch.sigmoid(out)
-        elif m.config.output == "blend":
-            fused = b + blend_weight(out) * (a - b)
-        else:
-            fused = mix(a, b, out)
+        fused, weight = head_output(m.config.output, a, b, m.decoder(f))
         fused = fused[:, 0]
         if not self.maps:
             return fused
         maps = (aa, ab) if sa is None else (sa, sb, aa, ab)
         reduced = [F.conv2d(t, self.reducer) for t in maps]
-        if m.config.output != "intensity":
-            reduced.append(blend_weight(out[:, :1]))
+        if weight is not None:
+            reduced.append(weight)
         return fused, torch.cat(reduced, 1)
 
 

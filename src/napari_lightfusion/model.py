@@ -29,7 +29,7 @@
   everywhere: the "fused" image becomes one of the inputs
   (``docs/ablations.md``, Table D). With ``output="mix"`` the head has
   three channels: the blend weight, a contrast gain and an offset
-  (:func:`mix`); a mixture of two textures has less contrast than either,
+  (:func:`head_output`); a mixture of two textures has less contrast than either,
   and the gain gives it back. The bundled presets use it, trained with the
   "split" balance loss (:mod:`napari_lightfusion.losses`). The default
   stays the paper's reading, which the paper's tables use.
@@ -218,18 +218,26 @@ def blend_weight(logit: torch.Tensor) -> torch.Tensor:
     return _InwardClamp.apply(x) if x.requires_grad else x.clamp(0.0, 1.0)
 
 
-def mix(a: torch.Tensor, b: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
-    """The "mix" output: ``clamp((1 + g) (w a + (1 - w) b) + o, 0, 1)`` from the head's 3 channels.
+def head_output(output: str, a: torch.Tensor, b: torch.Tensor, head: torch.Tensor):
+    """``(fused, weight)`` from the decoder's last layer ``head``, for the output head ``output``.
 
-    ``head`` is ``(N, 3, H, W)``: the blend weight's logit (``w =``
-    :func:`blend_weight`), the contrast gain ``g`` and the offset ``o``,
-    per pixel. The mixture says which source each pixel's value comes from;
-    the gain and offset let the network stretch the mixture's contrast
+    "intensity": ``sigmoid(head)``, no weight (None). "blend": the per-pixel
+    weight ``w =`` :func:`blend_weight` ``(head)`` and ``w a + (1 - w) b``.
+    "mix": ``head`` is ``(N, 3, H, W)``, the blend weight's logit, a
+    contrast gain ``g`` and an offset ``o``, and the fused image is
+    ``clamp((1 + g) (w a + (1 - w) b) + o, 0, 1)``. The mixture says which
+    source each pixel's value comes from (``w``, the widget's "mix weight"
+    map); the gain and offset let the network stretch the mixture's contrast
     (a mixture of two textures has less contrast than either: what an
     average loses inside the hot spots).
     """
-    w = blend_weight(head[:, 0:1])
-    return ((1.0 + head[:, 1:2]) * (b + w * (a - b)) + head[:, 2:3]).clamp(0.0, 1.0)
+    if output == "intensity":
+        return torch.sigmoid(head), None
+    w = blend_weight(head[:, :1])
+    mixed = b + w * (a - b)  # = w a + (1 - w) b
+    if output == "blend":
+        return mixed, w
+    return ((1.0 + head[:, 1:2]) * mixed + head[:, 2:3]).clamp(0.0, 1.0), w
 
 
 class BalanceFiLM(nn.Module):
@@ -344,17 +352,10 @@ class LightFusionNet(nn.Module):
             fused_features = fused_features * scale[None, :, None, None] + shift[None, :, None, None]
         elif balance is not None:
             check_balance(balance)  # the paper's network ignores b, but a bad one is still an error
-        out = self.decoder(fused_features)
-        if self.config.output == "intensity":
-            fused = torch.sigmoid(out)
-        elif self.config.output == "blend":
-            w = blend_weight(out)
-            fused = b + w * (a - b)  # = w a + (1 - w) b
-        else:
-            fused = mix(a, b, out)
+        fused, weight = head_output(self.config.output, a, b, self.decoder(fused_features))
         if not return_maps:
             return fused
-        return fused, {"surprise": (sa, sb), "attention": (aa, ab)}
+        return fused, {"surprise": (sa, sb), "attention": (aa, ab), "weight": weight}
 
 
 def count_parameters(model: nn.Module) -> int:
