@@ -52,7 +52,7 @@ import torch
 from . import metrics
 from .engine import resolve_device
 from .inputs import PreparedPair, prepare_pair
-from .losses import LossWeights, fusion_loss
+from .losses import HOT_SPOT_MODES, LossWeights, fusion_loss
 from .model import LightFusionNet
 from .weights import model_for, preset_path, read_sidecar, sha256
 
@@ -278,7 +278,7 @@ class Conditioning:
     @property
     def needs_hot_spots(self) -> bool:
         """Whether the loss looks at the functional hot spot (its crops carry the mask)."""
-        return self.balance_loss in ("hotspot", "split")
+        return self.balance_loss in HOT_SPOT_MODES
 
 
 def base_conditioning(model: LightFusionNet, path) -> Conditioning | None:

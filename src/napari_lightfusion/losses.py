@@ -171,6 +171,8 @@ def _weight(weights: LossWeights, term: str) -> float:
 
 #: How the balance changes the loss (see the module docstring).
 BALANCE_MODES = ("targets", "fade", "hotspot", "split")
+#: The modes whose loss needs each image's hot-spot mask (``fusion_loss(..., hot=...)``).
+HOT_SPOT_MODES = ("hotspot", "split")
 
 
 def fusion_loss(

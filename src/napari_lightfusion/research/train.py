@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from ..colour import grey
-from ..losses import LossWeights, fusion_loss
+from ..losses import HOT_SPOT_MODES, LossWeights, fusion_loss
 from ..model import LightFusionNet, ModelConfig
 from ..weights import save_weights, sha256
 from .data import Pair, is_validation, load_pairs, pair_names
@@ -157,7 +157,7 @@ def train(
     names = pair_names(data_root, "train", dataset)
     train_names = [n for n in names if not is_validation(n)]
     val_names = [n for n in names if is_validation(n)]
-    hot = config.model.balance is not None and config.balance_loss in ("hotspot", "split")
+    hot = config.model.balance is not None and config.balance_loss in HOT_SPOT_MODES
     train_images = pairs_to_tensor(load_pairs(data_root, "train", dataset, train_names), hot)
     val_images = pairs_to_tensor(load_pairs(data_root, "train", dataset, val_names), hot)
 
