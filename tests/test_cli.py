@@ -149,6 +149,27 @@ def test_score_gives_a_conditioned_network_one_row_per_balance(small_root, capsy
     assert rows[0].split("|")[2:] != rows[1].split("|")[2:]  # b changes the scores
 
 
+def test_score_on_the_validation_pairs_reads_only_those_of_train(small_root, capsys):
+    """``--split validation`` scores the pairs carved out of train/ (never test/): runs are chosen on them."""
+    import shutil
+
+    from napari_lightfusion.research.data import is_validation
+    from napari_lightfusion.weights import preset_path
+
+    names = [f"{k}.png" for k in range(100)]
+    held_out = next(n for n in names if is_validation(n))
+    trained_on = next(n for n in names if not is_validation(n))
+    for modality in ("MRI", "PET"):
+        folder = small_root / "train" / "PET-MRI" / modality
+        folder.mkdir(parents=True)
+        for name in (held_out, trained_on):
+            shutil.copy(small_root / "test" / "PET-MRI" / modality / "1.png", folder / name)
+    shutil.rmtree(small_root / "test")
+    assert main(["score", str(preset_path("PET-MRI")), "--data", str(small_root), "--dataset", "PET-MRI",
+                 "--split", "validation"]) == 0
+    assert "1 PET-MRI validation pairs." in capsys.readouterr().out
+
+
 def test_commands_that_open_napari_prefer_pyqt6(monkeypatch):
     """With both bindings installed qtpy would pick PyQt5 and napari would show its deprecation toast."""
     import importlib.util

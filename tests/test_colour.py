@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from napari_lightfusion.colour import grey, luminance, recolour, rgb_to_yuv, yuv_to_rgb
+from napari_lightfusion.colour import grey, luminance, recolour, rgb_to_yuv, with_luma, yuv_to_rgb
 
 
 def test_round_trip_is_exact():
@@ -27,11 +27,26 @@ def test_recolour_keeps_chrominance_and_sets_luminance():
     assert np.allclose(luminance(out), 0.5)
 
 
-def test_recolour_clips_to_range():
-    rgb = np.zeros((1, 1, 3))
-    rgb[..., 0] = 1.0  # saturated red; a luminance of 1 cannot keep its chrominance
-    out = recolour(np.ones((1, 1)), rgb)
+def test_recolour_desaturates_a_colour_that_cannot_take_the_luminance_and_keeps_the_luminance():
+    red = np.array([[[1.0, 0.0, 0.0]]])
+    out = recolour(np.full((1, 1), 0.8), red)  # clipping R, G, B would give a luma of 0.65 here
     assert out.min() >= 0.0 and out.max() <= 1.0
+    assert np.isclose(luminance(out)[0, 0], 0.8)
+    np.testing.assert_allclose(out[0, 0], [1.0, 0.71469, 0.71469], atol=1e-5)  # still red: G = B < R
+    assert np.allclose(recolour(np.ones((1, 1)), red), 1.0) and np.allclose(recolour(np.zeros((1, 1)), red), 0.0)
+
+
+def test_with_luma_keeps_any_luma_and_the_hue_on_random_colours():
+    rng = np.random.default_rng(3)
+    rgb = rng.random((40, 40, 3)).astype(np.float32)
+    new = rng.random((40, 40)).astype(np.float32) * 1.4 - 0.2  # also outside [0, 1]: clipped first
+    out = with_luma(rgb, luminance(rgb).astype(np.float32), new)
+    assert out.dtype == np.float32 and out.min() >= 0.0 and out.max() <= 1.0
+    np.testing.assert_allclose(luminance(out), np.clip(new, 0, 1), atol=1e-5)
+    chroma, before = out - luminance(out)[..., None], rgb - luminance(rgb)[..., None]
+    scale = (chroma * before).sum(-1) / np.maximum((before * before).sum(-1), 1e-12)
+    np.testing.assert_allclose(chroma, scale[..., None] * before, atol=1e-4)  # same direction: same hue
+    assert scale.min() >= -1e-6 and scale.max() <= 1 + 1e-5
 
 
 def test_grey_is_luminance_of_colour_and_the_image_itself_otherwise():

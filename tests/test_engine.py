@@ -542,3 +542,11 @@ def test_threads_sharing_a_mix_network_get_their_own_weight(image_pair):
         got = list(pool.map(lambda p: run_slice(net, *p, CPU, backend="torch").weight, pairs))
     for (x, y), weight in zip(pairs, got, strict=True):
         assert np.abs(weight - decoder_weight(net, x, y)).max() <= 1e-4
+
+
+def test_a_gpu_forward_takes_several_whole_slices_the_cpu_one_tile_of_pixels():
+    assert engine.slices_per_forward(CPU, 512, 512, 512) == 1
+    assert engine.slices_per_forward(CPU, 512, 128, 128) == 16
+    assert engine.slices_per_forward(torch.device("cuda"), 512, 512, 512) == engine.GPU_BATCH_PIXELS // 512**2 > 1
+    assert engine.slices_per_forward(torch.device("cuda"), 2048, 1024, 1024) == 4  # a larger tile is the budget
+    assert engine.slices_per_forward(torch.device("mps"), 512, 4000, 4000) == 1

@@ -181,7 +181,7 @@ def test_mix_network_gives_the_first_inputs_weight_in_either_input_order(grey, c
     np.testing.assert_allclose(ab.weight, 1.0 - ba.weight, atol=1e-6)
     assert np.array_equal(ab.attention[0], ba.attention[1])
     assert fuse(grey, colour, weights=mix_weights, maps=False).weight is None
-    assert fuse(grey, colour, preset="CT-MRI").weight is None
+    assert fuse(grey, colour, preset="SPECT-MRI").weight is None  # the paper's intensity head
 
 
 def test_a_stacks_weight_is_the_slices_weights(grey, mix_weights):

@@ -154,4 +154,4 @@ def test_lazy_weight_map_of_a_mix_network_equals_the_eager_one(tmp_path, stacks)
     single = fuse_lazy(da.from_array(grey[1]), colour[1], weights=path, device="cpu", a_limits=(0, 4000))
     assert single.weight.shape == (40, 52)
     assert fuse_lazy(grey, colour, weights=path, device="cpu", maps=False).weight is None
-    assert fuse_lazy(grey, colour, preset="CT-MRI", device="cpu").weight is None
+    assert fuse_lazy(grey, colour, preset="SPECT-MRI", device="cpu").weight is None  # an intensity head

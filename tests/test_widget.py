@@ -50,7 +50,8 @@ def test_grey_pair_fuses_what_is_seen(lightfusion, grey_pair, qtbot, outputs, fi
     np.testing.assert_allclose(fused.scale, a.scale)
     np.testing.assert_allclose(fused.translate, a.translate)
     names = {ly.name for ly in outputs(viewer)}
-    assert names == {"mri + ct · CT-MRI", "mri (grey) · mri + ct · CT-MRI"} | {
+    assert names == {"mri + ct · CT-MRI", "mri (grey) · mri + ct · CT-MRI",
+                     "mix weight (mri 1, ct 0) · mri + ct · CT-MRI"} | {
         f"{k} of {n} · mri + ct · CT-MRI" for k in ("surprise", "attention") for n in ("mri", "ct")}
     att = role(viewer, "attention:1")
     np.testing.assert_allclose(att.data, expected.attention[1], atol=1e-6)

@@ -275,6 +275,8 @@ def _add_score(sub):
     p.add_argument("--baselines", action="store_true", help="add the four baselines as rows")
     p.add_argument("--balance", default=None,
                    help="comma-separated b values: one row per b for balance-conditioned weight files")
+    p.add_argument("--split", default="test", choices=("test", "validation"),
+                   help="the test pairs, or the validation pairs of train/ (to choose between runs)")
     p.set_defaults(run=_run_score)
 
 
@@ -282,7 +284,8 @@ def _run_score(args):
     from .research.evaluation import score_weights
 
     balances = [float(b) for b in args.balance.split(",")] if args.balance else None
-    print(score_weights(args.data, args.dataset, args.weights, baselines=args.baselines, balances=balances))
+    print(score_weights(args.data, args.dataset, args.weights, baselines=args.baselines, balances=balances,
+                        split=args.split))
 
 
 def _add_ablate(sub):

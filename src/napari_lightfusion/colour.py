@@ -3,7 +3,8 @@
 Functional images (PET, SPECT) arrive as RGB pseudo-colour. As in the paper,
 they are split into luminance and chrominance: the network fuses the
 luminance with the anatomical image, the chrominance of the functional image
-is kept, and the result goes back to RGB.
+is kept, and the result goes back to RGB with the fused luminance exactly
+(:func:`with_luma` desaturates a colour that cannot take it).
 
 The transform is the analogue YUV of ITU-R BT.601 (the "YUV" of the paper):
 
@@ -62,13 +63,34 @@ def yuv_to_rgb(yuv: np.ndarray) -> np.ndarray:
     return np.stack([r, g, b], axis=-1)
 
 
-def recolour(fused_y: np.ndarray, functional_rgb: np.ndarray) -> np.ndarray:
-    """Put fused luminance under the chrominance of a functional RGB image.
+def with_luma(rgb: np.ndarray, luma: np.ndarray, fused_y: np.ndarray) -> np.ndarray:
+    """Give colours a new luma and keep their hue: the colour step of every fusion of a colour pair.
 
-    This is the last step of colour fusion: ``fused_y`` replaces the Y of
-    ``functional_rgb`` and the result is converted back to RGB, clipped to
-    [0, 1] so that it can be displayed and saved.
+    ``rgb`` ``(..., 3)`` in [0, 1], ``luma`` its BT.601 luma ``(...)`` and
+    ``fused_y`` the luma the fusion computed (clipped to [0, 1]). Each pixel
+    becomes ``fused_y + s * (rgb - luma)``: the colour's chrominance scaled
+    by the largest ``s <= 1`` that keeps R, G and B in [0, 1].
+
+    Where the whole chrominance fits (``s = 1``) this is BT.601's "replace Y,
+    keep U and V". Where it does not, as in a bright, saturated PET hot spot
+    given a brighter luma, the colour is desaturated rather than clipped
+    channel by channel: clipping would change the luma the fusion computed
+    (and the hue), so what the reader sees would not be what the network
+    was trained to produce. The luma of the result is always ``fused_y``.
+    Keeps float32 input float32.
     """
-    yuv = rgb_to_yuv(functional_rgb)
-    yuv[..., 0] = fused_y
-    return np.clip(yuv_to_rgb(yuv), 0.0, 1.0)
+    y = np.clip(fused_y, 0.0, 1.0)[..., None]
+    out = rgb[..., :3] - np.asarray(luma)[..., None]
+    up = out.max(axis=-1, keepdims=True)
+    down = -out.min(axis=-1, keepdims=True)
+    tiny = np.finfo(out.dtype).tiny
+    scale = np.minimum((1.0 - y) / np.maximum(up, tiny), y / np.maximum(down, tiny))
+    out *= np.minimum(scale, 1.0)
+    out += y
+    return np.clip(out, 0.0, 1.0, out=out)
+
+
+def recolour(fused_y: np.ndarray, functional_rgb: np.ndarray) -> np.ndarray:
+    """Put fused luminance under the colour of a functional RGB image (:func:`with_luma`)."""
+    rgb = np.asarray(functional_rgb, dtype=np.float64)
+    return with_luma(rgb, luminance(rgb), np.asarray(fused_y, dtype=np.float64))

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .colour import LUMA_WEIGHTS
+from .colour import LUMA_WEIGHTS, with_luma
 
 
 @dataclass(frozen=True)
@@ -48,15 +48,14 @@ class PreparedPair:
     def finish(self, fused_y: np.ndarray) -> np.ndarray:
         """Turn fused luminance ``(Z, H, W)`` into the caller's shape and colour.
 
-        Replacing Y while keeping BT.601 U and V (:func:`~napari_lightfusion.colour.recolour`)
-        adds the same ``Y' - Y`` to R, G and B, so the colour comes back in
-        one float32 pass from ``functional`` (the colour image's Y).
+        A colour pair keeps the colour image's hue under the fused luminance
+        (:func:`~napari_lightfusion.colour.with_luma`, from ``functional``,
+        the colour image's Y), in float32.
         """
         if self.colour is None:
             out = np.asarray(fused_y, np.float32)
         else:
-            out = self.colour + (fused_y - self.functional)[..., None]
-            np.clip(out, 0.0, 1.0, out=out)
+            out = with_luma(self.colour, self.functional, np.asarray(fused_y, np.float32))
         return out if self.stacked else out[0]
 
 

@@ -36,7 +36,7 @@ from .timing import efficiency
 
 def score_weights(
     data_root: Path, dataset: str, weights: Iterable[Path], *, baselines: bool = False, progress: bool = True,
-    balances: Iterable[float] | None = None,
+    balances: Iterable[float] | None = None, split: str = "test",
 ) -> str:
     """A markdown table of the mean measures of weight files (and the baselines) on one test set.
 
@@ -44,7 +44,9 @@ def score_weights(
     two learning rates) on the same pairs with the same code as Table 1.
     Rows are named by the weight files' parent folder and stem. With
     ``balances``, a balance-conditioned file gets one row per b (the others
-    one row, at their default).
+    one row, at their default). ``split="validation"``: on the validation
+    pairs of ``train/`` instead (:func:`.scoring.evaluate_dataset`), to choose
+    between runs without looking at the test set.
     """
     from ..weights import model_for
 
@@ -62,8 +64,8 @@ def score_weights(
         raise ValueError("give at least one weight file")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=UserWarning)
-        table = evaluate_dataset(data_root, dataset, methods, progress=progress)
-    return metric_table(table.means, list(methods)) + f"\n\n{len(table.pairs)} {dataset} test pairs."
+        table = evaluate_dataset(data_root, dataset, methods, progress=progress, split=split)
+    return metric_table(table.means, list(methods)) + f"\n\n{len(table.pairs)} {dataset} {split} pairs."
 
 
 def _weights_info(preset: str) -> dict:

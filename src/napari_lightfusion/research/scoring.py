@@ -20,7 +20,7 @@ import numpy as np
 
 from ..colour import grey
 from ..metrics import evaluate
-from .data import load_pairs, pair_names
+from .data import is_validation, load_pairs, pair_names
 from .methods import Method, resolve_methods
 from .tables import COLUMNS, EXTRA_MEASURES
 
@@ -79,6 +79,10 @@ class EvalTable:
         }
 
 
+#: What :func:`evaluate_dataset` scores: the test pairs, or the validation pairs of ``train/``.
+SPLITS = ("test", "validation")
+
+
 def evaluate_dataset(
     data_root: Path,
     dataset: str,
@@ -87,6 +91,7 @@ def evaluate_dataset(
     names: list[str] | None = None,
     limit: int | None = None,
     progress: bool = False,
+    split: str = "test",
 ) -> EvalTable:
     """Score ``methods`` on every pair of ``data_root/test/<dataset>``.
 
@@ -95,12 +100,19 @@ def evaluate_dataset(
     (:func:`.methods.default_methods`: the four baselines and
     "LightFusionNet", the bundled preset of ``dataset``); ``None`` means all
     defaults. ``names`` picks pairs by file name, ``limit`` keeps the first
-    ``limit`` (for a quick trial). Returns an :class:`EvalTable`; its
-    ``means`` are Table 1.
+    ``limit`` (for a quick trial). ``split="validation"`` scores the
+    validation pairs carved out of ``train/`` instead (:func:`.data.is_validation`),
+    for choices that must not look at the test set. Returns an
+    :class:`EvalTable`; its ``means`` are Table 1.
     """
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
     methods = resolve_methods(methods, dataset)
+    folder = "train" if split == "validation" else "test"
     if names is None:
-        names = pair_names(data_root, "test", dataset)
+        names = pair_names(data_root, folder, dataset)
+        if split == "validation":
+            names = [n for n in names if is_validation(n)]
     if limit is not None:
         names = names[: max(0, int(limit))]
     table = EvalTable(dataset, list(names), {m: [] for m in methods}, {m: 0.0 for m in methods})
@@ -110,7 +122,7 @@ def evaluate_dataset(
 
         iterator = tqdm(names, desc=f"evaluate {dataset}", unit="pair")
     for name in iterator:
-        (pair,) = load_pairs(data_root, "test", dataset, [name])
+        (pair,) = load_pairs(data_root, folder, dataset, [name])
         for label, method in methods.items():
             start = time.perf_counter()
             fused = method(pair.anatomical, pair.other)
