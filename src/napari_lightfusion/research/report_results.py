@@ -41,7 +41,10 @@ def how_to_read(min_top2: int) -> str:
         "*Colour.* PET and SPECT are pseudo-colour RGB images. Every method (the network, average, max "
         "and Laplacian) fuses the BT.601 luminance Y = 0.299 R + 0.587 G + 0.114 B of the colour image "
         "with the MRI and puts the colour image's chrominance back, except *alpha*, which blends in RGB "
-        "like a viewer's overlay. All metrics are computed on grey 0..255 images: the luminance of the "
+        "like a viewer's overlay. Where the whole chrominance does not fit under the fused luminance "
+        "(R, G or B would leave [0, 1]) it is scaled down (`colour.with_luma`), so the fused image's "
+        "luminance is exactly the one the method computed; clipping R, G and B instead (before "
+        "2026-11-26) moved it. All metrics are computed on grey 0..255 images: the luminance of the "
         "fused image against the MRI and against the luminance of the colour source.",
         "",
         "*Comparing with the paper.* The paper (LightFusionNet, Tables 1–5) reports EN, SD, SF, AG, MI, "
