@@ -50,12 +50,15 @@ class PreparedPair:
 
         A colour pair keeps the colour image's hue under the fused luminance
         (:func:`~napari_lightfusion.colour.with_luma`, from ``functional``,
-        the colour image's Y), in float32.
+        the colour image's Y), in float32, slice by slice so that the
+        temporaries stay the size of one slice.
         """
         if self.colour is None:
             out = np.asarray(fused_y, np.float32)
         else:
-            out = with_luma(self.colour, self.functional, np.asarray(fused_y, np.float32))
+            out = np.empty((*self.colour.shape[:-1], 3), np.float32)
+            for z in range(out.shape[0]):
+                out[z] = with_luma(self.colour[z], self.functional[z], np.asarray(fused_y[z], np.float32))
         return out if self.stacked else out[0]
 
 
