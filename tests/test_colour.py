@@ -2,7 +2,12 @@
 
 import numpy as np
 
-from napari_lightfusion.colour import grey, luminance, recolour, rgb_to_yuv, with_luma, yuv_to_rgb
+from napari_lightfusion.colour import grey, luminance, rgb_to_yuv, with_luma, yuv_to_rgb
+
+
+def recolour(fused_y, rgb):
+    """The colour step of a fusion: ``rgb``'s colour under the luminance ``fused_y``."""
+    return with_luma(rgb, luminance(rgb), fused_y)
 
 
 def test_round_trip_is_exact():

@@ -526,7 +526,7 @@ def test_no_weight_without_maps_or_without_the_head(image_pair, backend):
     a, b = (x[:40, :50] for x in image_pair)
     assert run_slice(weighted_net("mix"), a, b, CPU, backend=backend, maps=False).weight is None
     intensity = LightFusionNet().eval()
-    assert not engine.has_weight(intensity) and engine.has_weight(weighted_net("blend"))
+    assert not intensity.has_weight and weighted_net("blend").has_weight
     out = run_slice(intensity, a, b, CPU, backend=backend)
     assert out.weight is None and out.attention is not None
 

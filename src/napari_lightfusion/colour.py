@@ -88,9 +88,3 @@ def with_luma(rgb: np.ndarray, luma: np.ndarray, fused_y: np.ndarray) -> np.ndar
     out *= np.minimum(scale, 1.0)
     out += y
     return np.clip(out, 0.0, 1.0, out=out)
-
-
-def recolour(fused_y: np.ndarray, functional_rgb: np.ndarray) -> np.ndarray:
-    """Put fused luminance under the colour of a functional RGB image (:func:`with_luma`)."""
-    rgb = np.asarray(functional_rgb, dtype=np.float64)
-    return with_luma(rgb, luminance(rgb), np.asarray(fused_y, dtype=np.float64))

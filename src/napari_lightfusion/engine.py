@@ -76,6 +76,9 @@ _COPIES = 4
 _copies: OrderedDict = OrderedDict()
 _copies_lock = threading.Lock()
 
+#: Held while a CUDA forward runs with cuDNN's TF32 flag off (:func:`full_precision`).
+_cudnn_flag_lock = threading.Lock()
+
 #: Thread pools of the fast path, by size (:func:`_executor`).
 _pools: dict = {}
 _pools_lock = threading.Lock()
@@ -159,11 +162,6 @@ class SliceOutput:
     weight: np.ndarray | None = None  # (H, W) in [0, 1]
 
 
-def has_weight(model: LightFusionNet) -> bool:
-    """Whether the network's output head has a per-pixel mix weight (the "blend" and "mix" heads)."""
-    return model.config.output in ("blend", "mix")
-
-
 def check_tile(tile) -> int:
     """``tile`` as an int, or a one-line ValueError unless it is a whole number >= :data:`MIN_TILE`."""
     if isinstance(tile, bool) or not isinstance(tile, (int, np.integer)) or tile < MIN_TILE:
@@ -211,17 +209,20 @@ def full_precision(device: torch.device):
     image and the maps by up to ~1e-3 against the CPU, for no speed a
     network this small could use. The GPU result then matches the CPU's
     (what a user comparing screenshots across machines expects). The flag is
-    restored on exit; other devices are left alone.
+    cuDNN's, one for the process: CUDA blocks of several threads take turns
+    (a lock), so none restores it while another runs, and it is restored on
+    exit. Other devices are left alone.
     """
     if torch.device(device).type != "cuda":
         yield
         return
-    before = torch.backends.cudnn.allow_tf32
-    torch.backends.cudnn.allow_tf32 = False
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.allow_tf32 = before
+    with _cudnn_flag_lock:
+        before = torch.backends.cudnn.allow_tf32
+        torch.backends.cudnn.allow_tf32 = False
+        try:
+            yield
+        finally:
+            torch.backends.cudnn.allow_tf32 = before
 
 
 def torch_forward(model, anatomical, functional, device, channel, maps: bool = True, balance=None):
@@ -231,7 +232,7 @@ def torch_forward(model, anatomical, functional, device, channel, maps: bool = T
     :meth:`napari_lightfusion.fastpath.FastSession.run`: ``(N, H, W)``,
     ``(N, 2, H, W)``, ``(N, 2, H, W)``, ``(N, H, W)``; without ``maps``
     every map is None, and the weight is None for networks without
-    :func:`has_weight`.
+    :attr:`~napari_lightfusion.model.LightFusionNet.has_weight`.
     """
     as_np = lambda t: None if t is None else t.float().cpu().numpy()  # noqa: E731
     with torch.inference_mode(), full_precision(device):
@@ -339,7 +340,7 @@ def run_stack(
     ``fused`` is ``(Z, H, W)``, ``surprise`` and ``attention`` ``(2, Z, H,
     W)``, stream first, ``weight`` ``(Z, H, W)`` (None without ``maps``;
     surprise None for networks without one, weight for networks without
-    :func:`has_weight`).
+    :attr:`~napari_lightfusion.model.LightFusionNet.has_weight`).
     The ONNX Runtime path cuts every slice into tiles of at most
     :data:`CPU_TILE` (and ``tile``) and runs them on ``threads`` threads
     (default ``torch.get_num_threads()``), each tile on one thread. PyTorch
@@ -367,7 +368,7 @@ def run_stack(
     fused = np.empty((z, h, w), np.float32)
     attention = np.empty((2, z, h, w), np.float32) if maps else None
     surprise = np.empty((2, z, h, w), np.float32) if maps and model.config.attention == "pca" else None
-    weight = np.empty((z, h, w), np.float32) if maps and has_weight(model) else None
+    weight = np.empty((z, h, w), np.float32) if maps and model.has_weight else None
 
     def job(spec):
         i0, i1, (y0, y1, cy0, cy1), (x0, x1, cx0, cx1) = spec

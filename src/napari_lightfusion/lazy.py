@@ -26,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 
-from .engine import has_weight
 from .fusion import FusionResult, plan_fusion
 from .inputs import check_shape, default_limits, is_rgb
 
@@ -276,7 +275,7 @@ def fuse_lazy(
     surprise = a_map("surprise") if maps and check.model.config.attention == "pca" else None
     attention = a_map("attention") if maps else None
     weight = None
-    if maps and has_weight(check.model):
+    if maps and check.model.has_weight:
         weight = da.blockwise(
             _weight_block, "zyx", zs, "z", xa, "zyxa", xb, "zyxb",
             name=f"lightfusion-weight-{token}", dtype=np.float32,

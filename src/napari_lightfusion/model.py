@@ -25,14 +25,15 @@
   value is then a mixture of the two source values at that pixel, which
   keeps their grey levels (the mutual-information metric rewards that) and
   would tell the user which input won where. Measured, though, the
-  paper's losses drive the blend weight to 1 (the MRI) or 0 (the CT) almost
-  everywhere: the "fused" image becomes one of the inputs
-  (``docs/ablations.md``, Table D). With ``output="mix"`` the head has
-  three channels: the blend weight, a contrast gain and an offset
-  (:func:`head_output`); a mixture of two textures has less contrast than either,
-  and the gain gives it back. The bundled presets use it, trained with the
-  "split" balance loss (:mod:`napari_lightfusion.losses`). The default
-  stays the paper's reading, which the paper's tables use.
+  paper's losses drive the blend weight to 1 (the MRI) almost everywhere
+  on PET-MRI at 64-pixel crops: the "fused" image becomes one of the
+  inputs (``docs/ablations.md``, Table D). On CT-MRI, trained on 96-pixel
+  crops, it mixes (the bundled CT-MRI preset). With ``output="mix"`` the
+  head has three channels: the blend weight, a contrast gain and an offset
+  (:func:`head_output`); a mixture of two textures has less contrast than
+  either, and the gain gives it back. The bundled PET-MRI preset uses it,
+  trained with the "split" balance loss (:mod:`napari_lightfusion.losses`).
+  The default stays the paper's reading, which the paper's tables use.
 
 Balance (not in the paper): with ``ModelConfig.balance`` set, the network
 is conditioned on a scalar ``b`` in [0, 1], from "anatomy first" (0) to
@@ -60,6 +61,8 @@ from torch import nn
 ATTENTIONS = ("pca", "conv", "channel", "spatial")
 CONVS = ("dsc", "standard")
 OUTPUTS = ("blend", "intensity", "mix")
+#: The output heads that mix the two inputs, and so have a per-pixel mix weight (:func:`head_output`).
+MIXING_OUTPUTS = ("blend", "mix")
 ENCODER_DILATIONS = (1, 2, 3)
 
 
@@ -300,6 +303,11 @@ class LightFusionNet(nn.Module):
             nn.Conv2d(c // 2, 3 if self.config.output == "mix" else 1, 1),
         )
         self.film = BalanceFiLM(c) if self.config.balance is not None else None
+
+    @property
+    def has_weight(self) -> bool:
+        """Whether the output head has a per-pixel mix weight (the "blend" and "mix" heads)."""
+        return self.config.output in MIXING_OUTPUTS
 
     @property
     def conditioned(self) -> bool:

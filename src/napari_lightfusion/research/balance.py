@@ -24,7 +24,7 @@ from ..baselines import fuse_baseline
 from ..colour import grey
 from ..metrics import HOT_SPOT_MEASURES, hot_spot_scores
 from .contact_sheets import assemble_sheet, save_png
-from .data import DATASETS, is_validation, load_pairs, pair_names
+from .data import DATASETS, load_pairs, split_names
 from .scoring import nanmean
 
 #: The b values of a curve.
@@ -54,18 +54,14 @@ def balance_curve(
     average's anatomy kept (:func:`crossing_steps`).
 
     ``split="validation"`` measures the validation pairs carved out of
-    ``train/`` instead (:func:`.data.is_validation`), for choices that must
+    ``train/`` instead (:func:`.data.split_names`), for choices that must
     not look at the test set.
     Returns ``{"network": {b: means}, "baselines": {name: means}, "pairs": n}``.
     """
     from ..fusion import fuse
 
-    if split == "validation":
-        names = [n for n in pair_names(data_root, "train", dataset) if is_validation(n)][:limit]
-        pairs = load_pairs(data_root, "train", dataset, names)
-    else:
-        names = pair_names(data_root, "test", dataset)[:limit]
-        pairs = load_pairs(data_root, "test", dataset, names)
+    folder, names = split_names(data_root, split, dataset)
+    pairs = load_pairs(data_root, folder, dataset, names[:limit])
     preset = None if weights is not None else (preset or dataset)
 
     def at(b):

@@ -81,6 +81,23 @@ def load_pairs(root: Path, split: str, dataset: str, names: list[str] | None = N
     ]
 
 
+#: What an evaluation scores: the test pairs, or the validation pairs carved out of ``train/``.
+SPLITS = ("test", "validation")
+
+
+def split_names(root: Path, split: str, dataset: str) -> tuple[str, list[str]]:
+    """``(folder, names)`` of a split's pairs: ``("test", all test pairs)`` or ``("train", the validation ones)``.
+
+    The validation pairs (:func:`is_validation`) are never trained on, so
+    choices between runs are made on them without looking at the test set.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
+    if split == "test":
+        return "test", pair_names(root, "test", dataset)
+    return "train", [n for n in pair_names(root, "train", dataset) if is_validation(n)]
+
+
 def is_validation(name: str, fraction: float = 0.1) -> bool:
     """Deterministic validation membership by file name (a hash, not the order)."""
     digest = hashlib.sha1(name.encode()).digest()

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..colour import grey
 from ..metrics import evaluate
-from .data import is_validation, load_pairs, pair_names
+from .data import load_pairs, split_names
 from .methods import Method, resolve_methods
 from .tables import COLUMNS, EXTRA_MEASURES
 
@@ -79,10 +79,6 @@ class EvalTable:
         }
 
 
-#: What :func:`evaluate_dataset` scores: the test pairs, or the validation pairs of ``train/``.
-SPLITS = ("test", "validation")
-
-
 def evaluate_dataset(
     data_root: Path,
     dataset: str,
@@ -101,18 +97,13 @@ def evaluate_dataset(
     "LightFusionNet", the bundled preset of ``dataset``); ``None`` means all
     defaults. ``names`` picks pairs by file name, ``limit`` keeps the first
     ``limit`` (for a quick trial). ``split="validation"`` scores the
-    validation pairs carved out of ``train/`` instead (:func:`.data.is_validation`),
-    for choices that must not look at the test set. Returns an
+    validation pairs carved out of ``train/`` instead (:func:`.data.split_names`). Returns an
     :class:`EvalTable`; its ``means`` are Table 1.
     """
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
+    folder, split_pairs = split_names(data_root, split, dataset)
     methods = resolve_methods(methods, dataset)
-    folder = "train" if split == "validation" else "test"
     if names is None:
-        names = pair_names(data_root, folder, dataset)
-        if split == "validation":
-            names = [n for n in names if is_validation(n)]
+        names = split_pairs
     if limit is not None:
         names = names[: max(0, int(limit))]
     table = EvalTable(dataset, list(names), {m: [] for m in methods}, {m: 0.0 for m in methods})
