@@ -137,12 +137,12 @@ def test_stacks_hold_out_slices(make_napari_viewer, qtbot):
 def test_no_pair_or_mismatched_layers_notify_and_start_nothing(make_napari_viewer, errors):
     viewer = make_napari_viewer()
     a = viewer.add_image(np.zeros((64, 64)), name="a")
-    b = viewer.add_image(np.zeros((64, 60)), name="b")
+    b = viewer.add_image(np.zeros((3, 64, 64)), name="b")
     for pair in ((None, None), (a, a), (a, b)):
         panel = FinetunePanel(viewer, lambda pair=pair: pair, None)
         panel.start()
         assert not panel.busy and panel.start_btn.isEnabled()
-    assert len(errors) == 3 and "differ in shape" in errors[-1]
+    assert len(errors) == 3 and "fuse an image with an image" in errors[-1]
 
 
 def test_worker_errors_come_back_as_one_line(make_napari_viewer, qtbot, errors):

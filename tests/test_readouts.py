@@ -128,8 +128,10 @@ def test_candidates_and_pair_checks(colour_pair):
     out = Image(colour_pair[0], name="x", metadata={layer_io.MARK: "fused"})
     assert layer_io.image_layers([out, pet, mri]) == [pet, mri]
     assert layer_io.check_pair(mri, pet) is None
-    kind, message = layer_io.check_pair(mri, Image(colour_pair[1][:32], rgb=True, name="half"))
-    assert kind == "shape" and "Resample" in message
+    half = Image(colour_pair[1][:32], rgb=True, name="half")
+    assert layer_io.check_pair(mri, half) is None  # fused on the anatomical grid
+    assert "Fuse resamples it onto the grid of 'mri'" in layer_io.grid_note(mri, half)
+    assert layer_io.grid_note(mri, pet) is None
     assert layer_io.check_pair(mri, Image(np.zeros((3, 64, 64)), name="stack"))[0] == "dims"
     inputs = layer_io.fusion_inputs(Image(colour_pair[0], contrast_limits=(5, 50)), pet)
     assert inputs["a_limits"] == (5.0, 50.0) and inputs["b_limits"] is None and inputs["b_rgb"]

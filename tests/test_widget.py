@@ -24,6 +24,7 @@ from napari_lightfusion._qt.table_text import to_tsv
 from napari_lightfusion.baselines import fuse_baseline
 from napari_lightfusion.fusion import FusionPlan
 from napari_lightfusion.metrics import METRICS, evaluate, hot_spot_scores
+from napari_lightfusion.resample import resample
 from napari_lightfusion.weights import WeightError
 
 
@@ -39,7 +40,8 @@ def test_grey_pair_fuses_what_is_seen(lightfusion, grey_pair, qtbot, outputs, fi
     viewer, widget = lightfusion
     a = viewer.add_image(grey_pair[0], name="mri", contrast_limits=(20, 200), scale=(0.5, 0.7),
                          translate=(3, -2))
-    b = viewer.add_image(grey_pair[1], name="ct", contrast_limits=(0, 500), visible=False)
+    b = viewer.add_image(grey_pair[1], name="ct", contrast_limits=(0, 500), visible=False, scale=(0.5, 0.7),
+                         translate=(3, -2))  # the same grid in the world: fused pixel by pixel
     widget.set_pair(a, b)
     before = [fingerprint(a), fingerprint(b)]
     fuse_now(widget)
@@ -159,24 +161,26 @@ def test_cancel_before_first_result_adds_no_layer(lightfusion, stack_pair, qtbot
     assert outputs(viewer) == []
 
 
-def test_mismatched_shapes_offer_a_resample(
+def test_a_pair_on_other_grids_fuses_on_the_anatomical_grid_and_offers_a_resample(
     lightfusion, colour_pair, qtbot, notes, outputs, wait_idle, fingerprint, fuse_now, role,
 ):
     viewer, widget = lightfusion
     a = viewer.add_image(colour_pair[0], name="mri")
-    b = viewer.add_image(colour_pair[1][::2, ::2].copy(), name="pet")
+    b = viewer.add_image(colour_pair[1][::2, ::2].copy(), name="pet", scale=(2.0, 2.0))  # half the pixels
     before = fingerprint(b)
+    assert "Fuse resamples it onto the grid of 'mri'" in widget.status.text()
+    assert widget.resample_btn.isVisibleTo(widget)
     fuse_now(widget)
-    assert notes["warning"] and "differ in shape" in notes["warning"][0]
-    assert outputs(viewer) == [] and widget.resample_btn.isVisibleTo(widget)
+    fused = role(viewer, "fused")
+    assert fused.data.shape == (64, 64, 3) and not notes["warning"] and fingerprint(b) == before
+    on_grid = resample(colour_pair[1][::2, ::2], np.diag([2.0, 2.0, 1.0]), (64, 64), np.eye(3), rgb=True)
+    np.testing.assert_allclose(fused.data, fuse(colour_pair[0], on_grid, "PET-MRI").fused, atol=1e-5)
     widget.resample_btn.click()
     wait_idle(widget)
     new = viewer.layers["pet resampled"]
     assert new.rgb and new.data.shape == (64, 64, 3) and new.data.dtype == np.uint8
     assert widget.pair() == (a, new) and fingerprint(b) == before
     assert not widget.resample_btn.isVisibleTo(widget)
-    fuse_now(widget)
-    assert role(viewer, "fused").data.shape == (64, 64, 3)
 
 
 def test_different_dimensionality_is_a_clear_error(

@@ -17,6 +17,8 @@ import numpy as np
 from skimage.data import shepp_logan_phantom
 from skimage.transform import resize
 
+from .colour import HOT
+
 #: (y, x, z, sigma, strength) of the PET hot spots, in units of the image half-width.
 _HOT_SPOTS = (
     (-0.30, -0.18, 0.10, 0.10, 1.00),
@@ -25,22 +27,11 @@ _HOT_SPOTS = (
     (-0.05, -0.35, -0.35, 0.16, 0.45),
 )
 
-#: Control points of a hot-metal colour map: value -> (R, G, B).
-_HOT = np.array(
-    [
-        (0.00, 0.0, 0.0, 0.0),
-        (0.35, 0.9, 0.0, 0.0),
-        (0.65, 1.0, 0.6, 0.0),
-        (0.85, 1.0, 1.0, 0.3),
-        (1.00, 1.0, 1.0, 1.0),
-    ]
-)
-
 
 def hot_colormap(values: np.ndarray) -> np.ndarray:
     """Map values in [0, 1] to RGB ``uint8`` with a black-red-yellow-white ramp."""
     v = np.clip(np.asarray(values, dtype=np.float64), 0.0, 1.0)
-    rgb = np.stack([np.interp(v, _HOT[:, 0], _HOT[:, c]) for c in (1, 2, 3)], axis=-1)
+    rgb = np.stack([np.interp(v, HOT[:, 0], HOT[:, c]) for c in (1, 2, 3)], axis=-1)
     return np.round(rgb * 255).astype(np.uint8)
 
 

@@ -88,3 +88,40 @@ def with_luma(rgb: np.ndarray, luma: np.ndarray, fused_y: np.ndarray) -> np.ndar
     out *= np.minimum(scale, 1.0)
     out += y
     return np.clip(out, 0.0, 1.0, out=out)
+
+
+#: The "hot" ramp of PET displays (black, red, yellow, white) as ``(position, R, G, B)`` control points;
+#: its luma rises monotonically with the uptake. The sample PET images are drawn with it too.
+HOT = np.array([
+    (0.00, 0.0, 0.0, 0.0),
+    (0.35, 0.9, 0.0, 0.0),
+    (0.65, 1.0, 0.6, 0.0),
+    (0.85, 1.0, 1.0, 0.3),
+    (1.00, 1.0, 1.0, 1.0),
+])
+
+
+def hot_lut(entries: int = 256) -> np.ndarray:
+    """:data:`HOT` as an ``(entries, 3)`` float32 colour table: the default for a grey PET or SPECT volume."""
+    t = np.linspace(0.0, 1.0, entries)
+    return np.stack([np.interp(t, HOT[:, 0], HOT[:, c]) for c in (1, 2, 3)], axis=-1).astype(np.float32)
+
+
+def colourise(image: np.ndarray, limits: tuple[float, float], lut: np.ndarray) -> np.ndarray:
+    """A scalar image as napari shows it through a colour table: float32 RGB in [0, 1].
+
+    Fuse what the user sees: a grey PET or SPECT volume (in SUV, say) shown
+    with a colormap is fused as that colour image, so the network fuses its
+    luma and the chrominance carries the uptake (and it can be read back
+    from the fused colour with the same table). ``limits`` are the layer's
+    contrast limits (values below map to the first entry, above to the last),
+    ``lut`` an ``(N, 3)`` or ``(N, 4)`` table (alpha dropped). NaN maps to
+    the first entry. Works slice by slice on a dask array's blocks too.
+    """
+    low, high = (float(v) for v in limits)
+    table = np.asarray(lut, np.float32)[:, :3]
+    scale = (len(table) - 1) / (high - low) if high > low else 0.0
+    with np.errstate(invalid="ignore"):
+        index = (np.asarray(image, np.float32) - low) * scale
+    index = np.clip(np.nan_to_num(index, nan=0.0), 0, len(table) - 1)
+    return table[np.rint(index).astype(np.intp)]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Generator
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.ndimage import affine_transform
@@ -113,39 +114,93 @@ def iter_resample(
     Stop iterating to cancel. Raises ``ValueError`` for shapes or matrices
     that do not fit. Inputs are never modified.
     """
-    shape = tuple(int(s) for s in fixed_shape)
-    ndim = len(shape)
-    mshape = tuple(moving.shape)
-    spatial = mshape[:-1] if rgb else mshape
-    if len(spatial) != ndim or ndim not in (2, 3):
-        raise ValueError(
-            f"cannot resample a {len(spatial)}D image {spatial} onto a {ndim}D grid {shape}: "
-            "give two images or two stacks"
-        )
-    if 0 in spatial or 0 in shape:
-        raise ValueError(f"cannot resample empty shapes {spatial} -> {shape}")
-    dtype = np.dtype(moving.dtype)
-    if dtype.kind not in "biuf":
-        raise ValueError(f"cannot resample data of type {dtype}")
-    to_moving = np.linalg.inv(_check_affine(moving_affine, ndim, "functional")) @ _check_affine(
-        fixed_affine, ndim, "anatomical"
-    )
-    channels = mshape[-1] if rgb else None
-    out = np.zeros(shape + ((channels,) if rgb else ()), dtype=dtype)
-    order = 0 if dtype.kind == "b" else 1
+    job = _Resampling.check(moving, moving_affine, fixed_shape, fixed_affine, rgb)
+    shape = job.shape
+    out = np.zeros(shape + ((job.channels,) if rgb else ()), dtype=job.dtype)
     rows = _chunk_rows(shape, chunk_pixels)
     total = shape[0]
     for start in range(0, total, rows):
         stop = min(total, start + rows)
-        _resample_chunk(moving, to_moving, spatial, shape, start, stop, out, order, channels)
+        out[start:stop] = job.rows(moving, start, stop)
         yield stop, total
     return out
 
 
-def _resample_chunk(moving, to_moving, spatial, shape, start, stop, out, order, channels) -> None:
-    """Fill ``out[start:stop]``, reading only the part of ``moving`` that those rows see."""
+@dataclass(frozen=True)
+class _Resampling:
+    """A checked resampling of a moving image onto a fixed grid, computed rows at a time."""
+
+    shape: tuple[int, ...]
+    spatial: tuple[int, ...]
+    to_moving: np.ndarray
+    channels: int | None
+    order: int
+    dtype: np.dtype
+
+    @classmethod
+    def check(cls, moving, moving_affine, fixed_shape, fixed_affine, rgb: bool) -> _Resampling:
+        """``ValueError`` (one line) for shapes, types or matrices that do not fit."""
+        shape = tuple(int(s) for s in fixed_shape)
+        ndim = len(shape)
+        mshape = tuple(moving.shape)
+        spatial = mshape[:-1] if rgb else mshape
+        if len(spatial) != ndim or ndim not in (2, 3):
+            raise ValueError(
+                f"cannot resample a {len(spatial)}D image {spatial} onto a {ndim}D grid {shape}: "
+                "give two images or two stacks"
+            )
+        if 0 in spatial or 0 in shape:
+            raise ValueError(f"cannot resample empty shapes {spatial} -> {shape}")
+        dtype = np.dtype(moving.dtype)
+        if dtype.kind not in "biuf":
+            raise ValueError(f"cannot resample data of type {dtype}")
+        to_moving = np.linalg.inv(_check_affine(moving_affine, ndim, "functional")) @ _check_affine(
+            fixed_affine, ndim, "anatomical"
+        )
+        return cls(shape, spatial, to_moving, mshape[-1] if rgb else None, 0 if dtype.kind == "b" else 1, dtype)
+
+    def rows(self, moving, start: int, stop: int) -> np.ndarray:
+        return _resample_rows(moving, self.to_moving, self.spatial, self.shape, start, stop, self.order,
+                              self.channels, self.dtype)
+
+
+class ResampledView:
+    """The moving image on the fixed grid as an array-like that resamples the slices asked for.
+
+    What ``dask.array.from_array`` needs (``shape``, ``dtype``, ``ndim``,
+    ``__getitem__``), so that a lazy volume on another grid is resampled as
+    napari shows it, one slice at a time, reading only the part of the
+    moving image each slice sees. Picklable (for dask workers).
+    """
+
+    def __init__(self, moving, moving_affine, fixed_shape, fixed_affine, rgb: bool = False):
+        self.moving = moving
+        self.job = _Resampling.check(moving, moving_affine, fixed_shape, fixed_affine, rgb)
+        self.shape = self.job.shape + ((self.job.channels,) if rgb else ())
+        self.dtype = self.job.dtype
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __getitem__(self, key):
+        import dask
+
+        key = key if isinstance(key, tuple) else (key,)
+        first, rest = (key[0] if key else slice(None)), key[1:]
+        single = isinstance(first, int | np.integer)
+        wanted = range(self.shape[0])[slice(first, first + 1 or None) if single else first]
+        low, high = (min(wanted), max(wanted) + 1) if len(wanted) else (0, 0)
+        with dask.config.set(scheduler="synchronous"):  # a lazy moving image is read inside this task
+            rows = self.job.rows(self.moving, low, high)[[i - low for i in wanted]]
+        return rows[(0, *rest)] if single else rows[(slice(None), *rest)]
+
+
+def _resample_rows(moving, to_moving, spatial, shape, start, stop, order, channels, dtype) -> np.ndarray:
+    """Output rows ``start:stop``, reading only the part of ``moving`` that those rows see."""
     ndim = len(shape)
     chunk_shape = (stop - start,) + shape[1:]
+    out = np.zeros(chunk_shape + ((channels,) if channels else ()), dtype=dtype)
     # output chunk index -> moving index, as a homogeneous matrix
     offset = np.eye(ndim + 1)
     offset[0, ndim] = start
@@ -155,7 +210,7 @@ def _resample_chunk(moving, to_moving, spatial, shape, start, stop, out, order, 
     low = np.maximum(np.floor(seen.min(axis=1)).astype(int) - 1, 0)
     high = np.minimum(np.ceil(seen.max(axis=1)).astype(int) + 2, spatial)
     if np.any(high <= low):
-        return  # the chunk sees nothing of the moving image: it stays 0
+        return out  # the chunk sees nothing of the moving image: it stays 0
     region = tuple(slice(int(a), int(b)) for a, b in zip(low, high))
     shift = np.eye(ndim + 1)
     shift[:ndim, ndim] = -low
@@ -164,8 +219,9 @@ def _resample_chunk(moving, to_moving, spatial, shape, start, stop, out, order, 
     planes = [part] if channels is None else [part[..., c] for c in range(channels)]
     for c, plane in enumerate(planes):
         values = affine_transform(plane, local, output_shape=chunk_shape, order=order, mode="constant", cval=0.0)
-        target = out[start:stop] if channels is None else out[start:stop, ..., c]
+        target = out if channels is None else out[..., c]
         target[...] = _cast(values, out.dtype)
+    return out
 
 
 def resample(moving, moving_affine, fixed_shape, fixed_affine, *, rgb: bool = False) -> np.ndarray:

@@ -7,6 +7,8 @@ their own.
 
 Evidence, strongest first:
 
+0. **DICOM Modality**, when the project's DICOM reader recorded it in the
+   layer's metadata (MR, CT, PT, NM).
 1. **Names.** The layer name, then the file name, then the names of the
    file's folder and the folder above it (the Harvard test set is laid out
    as ``test/CT-MRI/CT/23.png``, and napari names that layer just "23").
@@ -16,7 +18,9 @@ Evidence, strongest first:
    different modalities ("CT-MRI") says nothing about one image.
 2. **Data.** A colour image is functional (PET and SPECT are pseudo-colour);
    an RGB(A) image whose colour channels are equal is grey (Harvard MRI and
-   CT test PNGs load as such RGB images), see :func:`is_grey_rgb`.
+   CT test PNGs load as such RGB images), see :func:`is_grey_rgb`; a grey
+   image shown through a colour table (a PET volume in SUV) is colour, as
+   it is fused (:mod:`napari_lightfusion.displayed`).
 
 Ranking: every image gets an *anatomy score*: MRI and transmitted-light
 microscopy 3, CT 2 (the anatomy beside PET, the functional side beside MRI,
@@ -27,7 +31,7 @@ image 2.5 and an unnamed colour image 0.5. The highest score is anatomical.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import PurePath
 from typing import Any
 
@@ -60,6 +64,9 @@ _WORDS: dict[str, tuple[str, float, str]] = {
         _FLUO,
     ),
 }
+
+#: DICOM Modality (0008,0060) -> what it says, the strongest evidence when a reader recorded it.
+_DICOM_MODALITIES = {"MR": _MRI, "CT": _CT, "PT": _PET, "NM": _SPECT}
 
 #: Score of an image whose names say nothing: grey leans anatomical, colour functional.
 _UNNAMED_GREY, _UNNAMED_COLOUR = 2.5, 0.5
@@ -95,6 +102,10 @@ class LayerInfo:
     dtype: str = ""
     rgb: bool = False
     grey_rgb: bool = False
+    #: a scalar image shown through a colour table (a PET in SUV with a hot colormap): fused as colour
+    tinted: bool = False
+    #: the DICOM Modality a reader recorded (``metadata["clinical"]["modality"]``: "MR", "CT", "PT", "NM")
+    dicom_modality: str = ""
     layer: Any = field(default=None, compare=False, repr=False)
 
     @classmethod
@@ -113,17 +124,29 @@ class LayerInfo:
         """Describe a napari image layer (read duck-typed: name, data, rgb, source.path, multiscale)."""
         data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
         path = getattr(getattr(layer, "source", None), "path", None)
-        return cls.from_array(layer.name, data, path, bool(getattr(layer, "rgb", False)), layer)
+        info = cls.from_array(layer.name, data, path, bool(getattr(layer, "rgb", False)), layer)
+        clinical = (getattr(layer, "metadata", None) or {}).get("clinical") or {}
+        return replace(info, tinted=not info.rgb and _tinted(layer),
+                       dicom_modality=str(clinical.get("modality", "")))
 
     @property
     def colour(self) -> bool:
-        """Whether the image shows colour (RGB with unequal channels)."""
-        return self.rgb and not self.grey_rgb
+        """Whether the image shows colour (RGB with unequal channels, or a grey image shown in colour)."""
+        return (self.rgb and not self.grey_rgb) or self.tinted
 
     @property
     def spatial_shape(self) -> tuple[int, ...]:
         """The shape without the colour axis."""
         return self.shape[:-1] if self.rgb else self.shape
+
+
+def _tinted(layer) -> bool:
+    """Whether a grey layer's colormap (read duck-typed: ``colormap.map``) shows it in colour."""
+    colormap = getattr(layer, "colormap", None)
+    if not hasattr(colormap, "map"):
+        return False
+    table = np.asarray(colormap.map(np.linspace(0.0, 1.0, 32)))[:, :3]
+    return bool(np.ptp(table, axis=1).max() >= 1e-3)
 
 
 def _info(item) -> LayerInfo:
@@ -214,6 +237,9 @@ def modality(item) -> Modality | None:
     modality (so "CT-MRI", naming two, is skipped).
     """
     info = _info(item)
+    if info.dicom_modality in _DICOM_MODALITIES:
+        label, score, domain = _DICOM_MODALITIES[info.dicom_modality]
+        return Modality(label, info.dicom_modality, score, domain, "DICOM Modality")
     for text, source in _sources(info):
         found = _modality_in(text, source)
         if found is not None:

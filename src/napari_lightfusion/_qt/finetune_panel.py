@@ -36,6 +36,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ..displayed import as_displayed
 from ..engine import available_devices
 from ..finetune import FinetuneConfig, FinetuneResult, Progress, finetune_steps
 from ..inputs import prepare_pair
@@ -54,6 +55,7 @@ def finetune_job(inputs: dict, base: str, config: FinetuneConfig, device: str, c
     line}``; it never raises, so no traceback reaches the user.
     """
     try:
+        inputs = as_displayed(inputs)
         pair = prepare_pair(
             np.asarray(inputs["a"]), np.asarray(inputs["b"]),
             inputs["a_limits"], inputs["b_limits"], inputs["a_rgb"], inputs["b_rgb"],

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..baselines import fuse_baseline
+from ..displayed import as_displayed
 from ..fusion import FusionPlan, FusionResult, plan_fusion
 from ..metrics import HOT_SPOT_MEASURES, METRICS, evaluate, hot_spot_scores
 
@@ -93,9 +94,10 @@ def metric_rows(
 class Request:
     """One fusion job, captured on the GUI thread.
 
-    ``inputs``: ``a``, ``b``, ``a_limits``, ``b_limits``, ``a_rgb``, ``b_rgb``
-    for :func:`plan_fusion`. ``index``: fuse only this slice of a stack
-    (Live), or ``None`` for everything. ``metric_index``: the slice the
+    ``inputs``: ``a``, ``b``, ``a_limits``, ``b_limits``, ``a_rgb``, ``b_rgb``,
+    ``a_matrix``, ``b_matrix``, ``b_lut`` (``layer_io.fusion_inputs``), made
+    ready for :func:`plan_fusion` in the worker by ``displayed.as_displayed``.
+    ``index``: fuse only this slice of a stack (Live), or ``None`` for everything. ``metric_index``: the slice the
     metric table describes. ``compare``: also fuse the baselines whole.
     ``key`` identifies the inputs' state for the plan cache.
     """
@@ -203,7 +205,8 @@ class PlanCache:
                 self._plan, self._key = None, None
                 extra = {} if request.balance is None else {"balance": request.balance}
                 self._plan = plan_fusion(
-                    preset=request.preset, device=request.device, channel=request.channel, **request.inputs, **extra
+                    preset=request.preset, device=request.device, channel=request.channel,
+                    **as_displayed(request.inputs), **extra,
                 )
                 self._key = key
             return self._plan
@@ -277,8 +280,8 @@ def run_lazy(request: Request) -> Outcome:
     from .. import lazy
 
     out = Outcome(request, lazy=True)
-    inputs = request.inputs
     try:
+        inputs = as_displayed(request.inputs)
         out.result = lazy.fuse_lazy(
             inputs["a"], inputs["b"], request.preset, request.device, a_limits=inputs["a_limits"],
             b_limits=inputs["b_limits"], a_rgb=inputs["a_rgb"], b_rgb=inputs["b_rgb"],

@@ -13,6 +13,9 @@ from pathlib import Path
 import numpy as np
 from napari.layers import Image
 
+from ..displayed import needs_resampling
+from ..resample import data_to_world
+
 #: Key in ``layer.metadata`` that marks a layer this plugin wrote.
 MARK = "lightfusion"
 #: Spatial properties copied from the first input to every output layer.
@@ -57,26 +60,46 @@ def spatial_shape(layer) -> tuple[int, ...]:
 
 
 def check_pair(a, b) -> tuple[str, str] | None:
-    """``("dims"|"shape", message)`` when two layers cannot be fused as they are, else None."""
+    """``("dims", message)`` when two layers cannot be fused (an image and a stack), else None.
+
+    Layers of other shapes or grids can: the fusion resamples the functional
+    layer onto the anatomical grid in world coordinates (:func:`grid_note`).
+    """
     sa, sb = spatial_shape(a), spatial_shape(b)
     if len(sa) != len(sb):
         return "dims", (
             f"'{a.name}' is {len(sa)}D {sa} and '{b.name}' is {len(sb)}D {sb}: "
             "fuse an image with an image or a stack with a stack"
         )
-    if sa != sb:
-        return "shape", (
-            f"'{a.name}' {sa} and '{b.name}' {sb} differ in shape: "
-            f"use 'Resample' to put '{b.name}' onto the grid of '{a.name}'"
+    return None
+
+
+def grid_note(a, b) -> str | None:
+    """What the fusion does when the functional layer ``b`` lies on another grid than ``a`` (else None)."""
+    if needs_resampling(fusion_inputs(a, b)):
+        return (
+            f"'{b.name}' {spatial_shape(b)} lies on another grid than '{a.name}' {spatial_shape(a)}: "
+            f"Fuse resamples it onto the grid of '{a.name}' (world coordinates); "
+            "'Resample' adds it as a layer"
         )
     return None
 
 
+def colour_table(layer) -> np.ndarray | None:
+    """The ``(256, 3)`` colour table of a grey layer shown in colour (None for a grey colormap or RGB data)."""
+    if is_colour(layer):
+        return None
+    table = np.asarray(layer.colormap.map(np.linspace(0.0, 1.0, 256)), np.float32)[:, :3]
+    return None if np.ptp(table, axis=1).max() < 1e-3 else table
+
+
 def fusion_inputs(a, b) -> dict:
-    """What ``plan_fusion`` needs from two layers: data, contrast limits, colour flags.
+    """What the worker needs from two layers: data, contrast limits, colour flags, placement, colour table.
 
     What is fused is what is seen: grey layers pass their contrast limits,
-    colour layers none (their values are shown as they are).
+    colour layers none (their values are shown as they are); each layer's
+    data-to-world matrix and the functional layer's colour table (a scalar
+    PET shown in colour) go along for :func:`napari_lightfusion.displayed.as_displayed`.
     """
     out = {}
     for key, layer in (("a", a), ("b", b)):
@@ -85,6 +108,8 @@ def fusion_inputs(a, b) -> dict:
         out[key] = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
         out[f"{key}_limits"] = None if colour else tuple(float(v) for v in layer.contrast_limits)
         out[f"{key}_rgb"] = colour
+        out[f"{key}_matrix"] = data_to_world(layer)
+    out["b_lut"] = colour_table(b)
     return out
 
 

@@ -42,6 +42,9 @@ __all__ = ["MAP_TEXT", "LightFusionWidget"]
 #: Debounce of Live requests (slider moves, contrast drags), milliseconds.
 DEBOUNCE_MS = 100
 
+#: Events of an input layer that change what is fused: its data, how it is shown, where it lies.
+WATCHED = ("data", "contrast_limits", "colormap", "affine", "scale", "translate", "rotate", "shear")
+
 
 def _abandon(life: SimpleNamespace) -> None:
     """The widget is being destroyed: silence its slots and stop its running job."""
@@ -184,12 +187,12 @@ class LightFusionWidget(ResultView, ExportActions, QWidget):
         """Watch the picked layers' data and contrast; guess the preset; check the shapes."""
         a, b = self.pair()
         for layer in self._watched:
-            layer.events.data.disconnect(self._on_input_changed)
-            layer.events.contrast_limits.disconnect(self._on_input_changed)
+            for name in WATCHED:
+                getattr(layer.events, name).disconnect(self._on_input_changed)
         self._watched = tuple(ly for ly in {id(a): a, id(b): b}.values() if ly is not None)
         for layer in self._watched:
-            layer.events.data.connect(self._on_input_changed)
-            layer.events.contrast_limits.connect(self._on_input_changed)
+            for name in WATCHED:
+                getattr(layer.events, name).connect(self._on_input_changed)
         self._last_note = None
         message = None
         if a is not None and b is not None and a is not b:
@@ -201,8 +204,12 @@ class LightFusionWidget(ResultView, ExportActions, QWidget):
             if warning:
                 self._notify(show_warning, warning)
             message = f"Preset {self.preset.currentText()} ({guess.reason}). Press Fuse."
-        problem = layer_io.check_pair(a, b) if a is not None and b is not None and a is not b else None
-        self.resample_btn.setVisible(problem is not None and problem[0] == "shape")
+        pair = a is not None and b is not None and a is not b
+        problem = layer_io.check_pair(a, b) if pair else None
+        grid = layer_io.grid_note(a, b) if pair and problem is None else None
+        self.resample_btn.setVisible(grid is not None)
+        if grid:
+            message = f"{grid}. {message or ''}".strip()
         self._stale(problem[1] if problem else message)
         self._on_input_changed()
 
@@ -286,16 +293,17 @@ class LightFusionWidget(ResultView, ExportActions, QWidget):
             return None
         problem = layer_io.check_pair(a, b)
         if problem:
-            self.resample_btn.setVisible(problem[0] == "shape")
             self.status.setText(problem[1])
             if kind != "live":  # Live shows it in the status line, without a pile of toasts
-                self._notify(show_error if problem[0] == "dims" else show_warning, problem[1])
+                self._notify(show_error, problem[1])
             return None
         inputs = layer_io.fusion_inputs(a, b)
         stacked = len(layer_io.spatial_shape(a)) == 3
         index = layer_io.data_index(a, self.viewer.dims.point) if stacked else 0
         key = (id(a), id(b), id(inputs["a"]), id(inputs["b"]), self._version,
-               inputs["a_limits"], inputs["b_limits"], inputs["a_rgb"], inputs["b_rgb"])
+               inputs["a_limits"], inputs["b_limits"], inputs["a_rgb"], inputs["b_rgb"],
+               inputs["a_matrix"].tobytes(), inputs["b_matrix"].tobytes(),
+               None if inputs["b_lut"] is None else inputs["b_lut"].tobytes())
         preset = self.preset.currentText()
         names = (layer_io.display_name(a), layer_io.display_name(b))
         return Request(
