@@ -411,11 +411,23 @@ def _run_screenshot(args):
 
 def _add_fuse_volume(sub):
     p = sub.add_parser(
-        "fuse-volume", help="fuse two registered volumes (TIFF, zarr/OME-Zarr, NIfTI, PNG folder) into OME-Zarr"
+        "fuse-volume", help="fuse two registered volumes (TIFF, zarr/OME-Zarr, NIfTI, PNG folder) into "
+                            "OME-Zarr, NIfTI or a DICOM series"
     )
-    p.add_argument("anatomical", type=Path, help="grey volume (MRI); its voxel size goes to the output")
-    p.add_argument("functional", type=Path, help="PET/SPECT/CT volume, grey or colour")
-    p.add_argument("--out", type=Path, required=True, help="OME-Zarr folder to write; an interrupted one is resumed")
+    p.add_argument("anatomical", type=Path,
+                   help="grey volume (MRI; a DICOM series folder, NIfTI, ...); the output lies on its grid")
+    p.add_argument("functional", type=Path,
+                   help="PET/SPECT/CT volume, grey (e.g. PET in SUV) or colour; resampled onto the anatomical "
+                        "grid when both are placed in the patient (DICOM, NIfTI)")
+    p.add_argument("--out", type=Path, required=True,
+                   help="OME-Zarr folder to write (an interrupted one is resumed); a name ending in .nii or "
+                        ".nii.gz writes NIfTI; with --format dicom, a new folder for a DICOM series")
+    p.add_argument("--format", default="auto", choices=("auto", "ome-zarr", "nifti", "dicom"),
+                   help="auto (default): NIfTI for .nii/.nii.gz, else OME-Zarr; dicom: one Secondary Capture "
+                        "image per slice (IM00001.dcm, ...), the study and patient of --dicom-source")
+    p.add_argument("--dicom-source", type=Path, default=None, metavar="FILE_OR_FOLDER",
+                   help="with --format dicom: a DICOM file (or folder) of the anatomical series; the fused series "
+                        "joins its study and patient (default: a new study of patient ANONYMOUS)")
     p.add_argument("--preset", default="PET-MRI", help="CT-MRI, PET-MRI or SPECT-MRI")
     p.add_argument("--weights", type=Path, default=None, help="a weight file instead of a preset")
     p.add_argument("--a-window", default=None, metavar="LO,HI",
@@ -423,6 +435,12 @@ def _add_fuse_volume(sub):
     p.add_argument("--b-window", default=None, metavar="LO,HI", help="contrast window of the functional volume")
     p.add_argument("--balance", type=float, default=None,
                    help="anatomy first (0) to function first (1), for networks trained with a balance input")
+    p.add_argument("--colormap", default="auto", choices=("auto", "hot", "none"),
+                   help="a grey functional volume (PET in SUV) is fused through this colour table, so the uptake "
+                        "shows in colour; auto (default): hot with PET-MRI/SPECT-MRI or a PET/SPECT DICOM series")
+    p.add_argument("--align", action="store_true",
+                   help="register the functional volume to the anatomical one first (rigid, mutual information); "
+                        "the transform goes into the output's record")
     p.add_argument("--scheduler", default=None,
                    help="threads (default), processes, synchronous or tcp://HOST:PORT of a dask.distributed "
                         "scheduler (default: $DASK_SCHEDULER_ADDRESS when set)")
@@ -449,7 +467,7 @@ def _command(args) -> str:
 def _run_fuse_volume(args):
     from tqdm import tqdm
 
-    from .volumes import fuse_volume
+    from .clinical_export import fuse_volume_as
 
     windows = _parse_window(args.a_window, "--a-window"), _parse_window(args.b_window, "--b-window")
     bars = []  # made when the first slice is due, so that an error is one line
@@ -460,11 +478,12 @@ def _run_fuse_volume(args):
         bars[0].update(done - bars[0].n)
 
     try:
-        report = fuse_volume(
-            args.anatomical, args.functional, args.out, preset=args.preset, weights=args.weights,
+        report = fuse_volume_as(
+            args.anatomical, args.functional, args.out, fmt=args.format, dicom_source=args.dicom_source,
+            preset=args.preset, weights=args.weights,
             a_window=windows[0], b_window=windows[1], balance=args.balance, device=args.device,
-            scheduler_name=args.scheduler,
-            progress=progress, command=_command(args),
+            scheduler_name=args.scheduler, colormap=args.colormap, align=args.align,
+            progress=progress, command=_command(args), say=lambda line: print(line, file=sys.stderr),
         )
     finally:
         for bar in bars:

@@ -27,19 +27,24 @@ from .colour import colourise
 from .lazy import is_lazy
 from .resample import ResampledView, resample
 
-#: Two grids are the same when their voxel centres lie this close (a fraction of the smallest voxel side).
-GRID_TOLERANCE = 1e-3
+#: Two grids are the same when their voxel centres lie this close at the grid's corners (a fraction of the
+#: smallest voxel side): float noise in a header is not a misplacement.
+GRID_TOLERANCE = 0.01
 
 
 def same_grid(shape_a, matrix_a, shape_b, matrix_b) -> bool:
-    """Whether two images' voxels lie at the same world positions (same shape, same data-to-world matrix)."""
+    """Whether two images' voxels lie at the same world positions (same shape, same place at every corner)."""
     if tuple(shape_a) != tuple(shape_b):
         return False
     a, b = np.asarray(matrix_a, float), np.asarray(matrix_b, float)
     if a.shape != b.shape:
         return False
-    voxel = float(np.linalg.norm(a[:-1, :-1], axis=0).min())
-    return bool(np.abs(a - b).max() <= GRID_TOLERANCE * max(voxel, 1e-12))
+    n = len(shape_a)
+    corners = np.array(np.meshgrid(*[(0, s - 1) for s in shape_a], indexing="ij")).reshape(n, -1)
+    corners = np.vstack([corners, np.ones(corners.shape[1])])
+    apart = float(np.linalg.norm((a @ corners - b @ corners)[:n], axis=0).max())
+    voxel = float(np.linalg.norm(a[:n, :n], axis=0).min())
+    return apart <= GRID_TOLERANCE * voxel
 
 
 def _spatial(array, rgb: bool) -> tuple[int, ...]:

@@ -367,3 +367,8 @@ def preset_warning(preset: str | None, anatomical, functional) -> str | None:
         return (f"'{colour.name}' is in colour but CT-MRI expects a grey CT image: "
                 "PET-MRI or SPECT-MRI fits colour images")
     return None
+
+
+def is_microscopy(*items) -> bool:
+    """Whether the names of any of ``items`` (layers or :class:`LayerInfo`) say microscope channels."""
+    return any((found := modality(item)) is not None and found.domain == "microscopy" for item in items)

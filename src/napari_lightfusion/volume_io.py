@@ -1,12 +1,13 @@
 """Reading volumes slice by slice, and writing the fused volume as OME-Zarr.
 
 :func:`open_volume` reads a TIFF stack, a zarr array or OME-Zarr image, a
-NIfTI file (``.nii``, ``.nii.gz``) or a folder of PNG slices as a dask
+NIfTI file (``.nii``, ``.nii.gz``), a DICOM series (a file or the folder of
+one series, values in their unit: SUV, HU) or a folder of PNG slices as a dask
 array with one chunk per slice, plus its voxel size when the file states
 one. NIfTI volumes are read in canonical orientation (:class:`NiftiVolume`:
 axial slices, anterior up, the patient's right on the left) whatever their
-voxel order on disk, and keep where they lie (:class:`Space`), so two of
-them can be checked to share a grid. The readers are small picklable
+voxel order on disk, and keep where they lie (:class:`Space`,
+:attr:`Volume.geometry`). The readers are small picklable
 objects that open the file when a slice is asked for, so the same graph
 runs on threads, processes or dask.distributed workers that see the same
 file system.
@@ -32,6 +33,8 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+
+from .geometry import Geometry
 
 #: Unit names (as files write them) -> OME-NGFF unit names.
 UNITS = {
@@ -62,11 +65,6 @@ DISPLAY_AXES = ("S", "P", "L")
 #: A NIfTI slice across the file's fastest axis is read in slabs of at most this many bytes.
 SLAB_BYTES = 32 * 2**20
 
-#: Two NIfTI grids are the same when their voxel centres are this close (a fraction of
-#: the smallest voxel side), checked at the corners of the grid.
-GRID_TOLERANCE = 0.01
-
-
 @dataclass(frozen=True)
 class Space:
     """Where a NIfTI volume's voxels lie in the patient, and how to go back to the file.
@@ -91,19 +89,6 @@ class Space:
             "input_affine": [list(row) for row in self.input_affine],
         }
 
-    def mismatch(self, other: Space) -> str | None:
-        """How ``other`` lies on another grid than this one, or ``None`` when it is the same grid."""
-        if self.shape != other.shape:
-            return f"shapes {self.shape} and {other.shape} in {CANONICAL}+ orientation"
-        corners = np.array([[z, y, x, 1] for z in (0, self.shape[0] - 1) for y in (0, self.shape[1] - 1)
-                            for x in (0, self.shape[2] - 1)], dtype=float).T
-        mine, theirs = np.array(self.affine), np.array(other.affine)
-        apart = float(np.linalg.norm((mine @ corners - theirs @ corners)[:3], axis=0).max())
-        voxel = float(np.linalg.norm(mine[:3, :3], axis=0).min())
-        if apart > GRID_TOLERANCE * voxel:
-            return f"their voxels lie up to {apart:.3g} mm apart"
-        return None
-
 
 @dataclass(frozen=True)
 class Volume:
@@ -113,28 +98,22 @@ class Volume:
     ``None``; ``space`` is where a NIfTI volume lies in the patient (else ``None``).
     """
 
+    def matrix(self) -> np.ndarray:
+        """The data-to-world matrix: the geometry's, else the voxel size's diagonal (else the identity)."""
+        if self.geometry is not None:
+            return self.geometry.affine
+        return np.diag([*(self.voxel_size or (1.0, 1.0, 1.0)), 1.0])
+
     path: str
     data: object
     rgb: bool
     voxel_size: tuple[float, float, float] | None
     unit: str | None
     space: Space | None = None
-
-
-def check_same_grid(a: Volume, b: Volume) -> None:
-    """``ValueError`` (one line) when two NIfTI volumes do not lie on the same grid in the patient.
-
-    Fusing them voxel by voxel would mix different places; volumes without a
-    :class:`Space` (TIFF, zarr, PNG) have nothing to compare and pass.
-    """
-    if a.space is None or b.space is None:
-        return
-    why = a.space.mismatch(b.space)
-    if why is not None:
-        raise ValueError(
-            f"{Path(a.path).name} and {Path(b.path).name} lie on different grids ({why}); "
-            "resample or register one onto the other first"
-        )
+    #: where the voxels lie in the patient (NIfTI, DICOM; :mod:`~napari_lightfusion.geometry`), else None
+    geometry: Geometry | None = None
+    #: what a DICOM reader recorded (modality, unit of the values: SUV, HU), else None
+    clinical: dict | None = None
 
 
 def ngff_unit(name) -> str | None:
@@ -326,6 +305,8 @@ class NiftiVolume(_SliceReader):
             input_affine=_rows(affine), input_axcodes="".join(aff2axcodes(affine)),
             affine=_rows(affine @ inv_ornt_aff(self.ornt, self.file_shape)), shape=self.shape,
         )
+        if image.get_data_dtype().names:  # RGB24 (what write_nifti writes for colour): channels last
+            self.shape += (len(image.get_data_dtype().names),)
 
     def _image(self):
         return _nifti(self.path, os.stat(self.path).st_mtime_ns)
@@ -336,7 +317,8 @@ class NiftiVolume(_SliceReader):
         a = self.slice_axis
         k = z if self.ornt[a, 1] > 0 else self.file_shape[a] - 1 - z
         plane = np.expand_dims(self._plane(a, k), a)  # the file's 3D layout, one voxel thick along a
-        return np.ascontiguousarray(apply_orientation(plane, self.ornt)[0])
+        image = np.ascontiguousarray(apply_orientation(plane, self.ornt)[0])
+        return np.stack([image[c] for c in image.dtype.names], -1) if image.dtype.names else image
 
     def _plane(self, a: int, k: int) -> np.ndarray:
         """Voxels ``k`` along file axis ``a``: the other two file axes, in file order."""
@@ -451,6 +433,8 @@ def open_volume(path) -> Volume:
             reader = NiftiVolume(str(p))
         elif name.endswith((".tif", ".tiff")):
             reader = TiffStack(str(p))
+        elif _is_dicom(p):
+            return _open_dicom(p)
         elif p.is_dir():
             reader = PngFolder(str(p))
         else:
@@ -471,8 +455,34 @@ def open_volume(path) -> Volume:
     rgb = len(reader.shape) == 4
     if not rgb and len(reader.shape) != 3:
         raise ValueError(f"cannot read {path}: shape {reader.shape} is not a grey or RGB volume")
+    space = getattr(reader, "space", None)
     return Volume(str(p), data, rgb, getattr(reader, "voxel_size", None), getattr(reader, "unit", None),
-                  getattr(reader, "space", None))
+                  space, None if space is None else Geometry.from_ras(space.affine))
+
+
+def _is_dicom(path: Path) -> bool:
+    from .dicom import holds_dicom, is_dicom
+
+    return holds_dicom(path) if path.is_dir() else is_dicom(path)
+
+
+def _open_dicom(path: Path) -> Volume:
+    """One DICOM series (a file, or a folder that holds one) as a volume in the patient, values in their unit."""
+    import dask.array as da
+
+    from .dicom import read_dicom
+
+    images, _ = read_dicom(path)
+    if len(images) != 1:
+        names = ", ".join(image.name for image in images)
+        raise ValueError(f"cannot read {path}: it holds {len(images)} series ({names}); give the folder of one")
+    image = images[0]
+    data = da.asarray(image.data)
+    if data.ndim - image.rgb == 2:
+        data = data[None]
+    data = data.rechunk((1, *data.shape[1:]))
+    return Volume(str(path), data, bool(image.rgb), image.geometry.spacing, "millimeter", None, image.geometry,
+                  image.clinical)
 
 
 class OmeZarrOutput:
@@ -485,8 +495,12 @@ class OmeZarrOutput:
 
     @classmethod
     def create(cls, path, shape: tuple[int, int, int], rgb: bool, voxel_size=None, unit=None,
-               name: str = "fused") -> OmeZarrOutput:
-        """A new, empty output of ``shape`` ``(Z, Y, X)`` (three channels when ``rgb``)."""
+               name: str = "fused", translation=None) -> OmeZarrOutput:
+        """A new, empty output of ``shape`` ``(Z, Y, X)`` (three channels when ``rgb``).
+
+        ``translation``: where voxel ``(0, 0, 0)`` lies ``(z, y, x)``, an OME-NGFF
+        translation after the scale.
+        """
         import zarr
 
         z, y, x = shape
@@ -498,11 +512,15 @@ class OmeZarrOutput:
         space = [{"name": a, "type": "space", **({"unit": unit} if unit else {})} for a in "zyx"]
         axes = ([{"name": "c", "type": "channel"}] if rgb else []) + space
         scale = ([1.0] if rgb else []) + [float(v) for v in (voxel_size or (1.0, 1.0, 1.0))]
+        transforms = [{"type": "scale", "scale": scale}]
+        if translation is not None:
+            offset = ([0.0] if rgb else []) + [float(v) for v in translation]
+            transforms.append({"type": "translation", "translation": offset})
         colours = ("FF0000", "00FF00", "0000FF") if rgb else ("FFFFFF",)
         group.attrs.update({
             "multiscales": [{
                 "version": "0.4", "name": name, "axes": axes,
-                "datasets": [{"path": cls.ARRAY, "coordinateTransformations": [{"type": "scale", "scale": scale}]}],
+                "datasets": [{"path": cls.ARRAY, "coordinateTransformations": transforms}],
             }],
             "omero": {"channels": [
                 {"color": c, "window": {"start": 0.0, "end": 1.0, "min": 0.0, "max": 1.0}, "active": True}

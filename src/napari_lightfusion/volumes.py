@@ -32,7 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from .lazy import fuse_lazy, volume_limits
-from .volume_io import OmeZarrOutput, Volume, check_same_grid, open_volume
+from .volume_io import OmeZarrOutput, Volume, open_volume
+from .volume_pairing import place_pair
 
 #: Schedulers of dask itself; anything with "://" is a dask.distributed address.
 LOCAL_SCHEDULERS = ("threads", "processes", "synchronous")
@@ -181,6 +182,9 @@ def fuse_volume(
     runner: Runner | None = None,
     progress: Callable[[int, int], None] | None = None,
     command: str | None = None,
+    colormap: str = "auto",
+    align: bool = False,
+    say: Callable[[str], None] | None = None,
 ) -> VolumeReport:
     """Fuse volume files ``a`` (anatomical) and ``b`` (functional) into the OME-Zarr ``out``.
 
@@ -188,9 +192,12 @@ def fuse_volume(
     volume (each input's range over all its slices), or the contrast window
     ``a_window`` / ``b_window`` ``(LO, HI)``. The output carries the voxel
     size of ``a`` (else ``b``). NIfTI inputs are read in canonical
-    orientation; two of them must lie on the same grid in the patient
-    (:func:`~napari_lightfusion.volume_io.check_same_grid`), and the sidecar
-    records the orientation and the input affine. An existing ``out``
+    orientation, DICOM series in their unit (SUV, HU); two volumes placed
+    in the patient (NIfTI, DICOM) are fused on the grid of ``a``, and are
+    checked for misregistration (registered when ``align``), and a grey PET
+    or SPECT volume goes through a colour table (``colormap``; see
+    :func:`~napari_lightfusion.volume_pairing.place_pair`, whose notes go to
+    ``say``); the sidecar records the orientation and the input affine. An existing ``out``
     written with the same settings is resumed (only missing slices are
     fused); one with other settings, or a folder that is not a fusion
     output, is refused.
@@ -203,12 +210,10 @@ def fuse_volume(
     _check_paths(a_path, b_path, out)
     windows = (_window(a_window, "the anatomical window"), _window(b_window, "the functional window"))
     va, vb = open_volume(a_path), open_volume(b_path)
-    check_same_grid(va, vb)
-    shape_a, shape_b = va.data.shape[:3], vb.data.shape[:3]
-    if shape_a != shape_b:
-        raise ValueError(f"the volumes differ in shape: {shape_a} and {shape_b}; resample one onto the other")
+    placement = place_pair(va, vb, preset=preset, colormap=colormap, align=align, say=say)
     network, digest = _weights_of(preset, weights)
-    settings = _settings(va, vb, network, digest, windows, balance)
+    settings = {**_settings(va, vb, network, digest, windows, balance), "colormap": placement.colormap,
+                "resampled": placement.resampled, "aligned": align}
 
     output = OmeZarrOutput(out)
     previous = output.read_sidecar() if out.exists() else None
@@ -219,14 +224,14 @@ def fuse_volume(
 
     if runner is None:
         with scheduler(scheduler_name) as fresh:
-            return _fuse_opened(va, vb, output, settings, previous, preset, weights, balance, device,
+            return _fuse_opened(va, vb, placement, output, settings, previous, preset, weights, balance, device,
                                 fresh, progress, command, start)
-    return _fuse_opened(va, vb, output, settings, previous, preset, weights, balance, device,
+    return _fuse_opened(va, vb, placement, output, settings, previous, preset, weights, balance, device,
                         runner, progress, command, start)
 
 
-def _fuse_opened(va, vb, output, settings, previous, preset, weights, balance, device, runner, progress,
-                 command, start) -> VolumeReport:
+def _fuse_opened(va, vb, placement, output, settings, previous, preset, weights, balance, device, runner,
+                 progress, command, start) -> VolumeReport:
     """The part of :func:`fuse_volume` that runs on the scheduler, once everything is checked."""
     out, shape_a = output.path, va.data.shape[:3]
     windows = [None if w is None else tuple(w) for w in settings["windows"]]
@@ -239,19 +244,22 @@ def _fuse_opened(va, vb, output, settings, previous, preset, weights, balance, d
                                          (windows[1], vb, "the functional volume"))
         )
     fused = fuse_lazy(
-        va.data, vb.data, preset, device, a_limits=limits[0], b_limits=limits[1],
-        a_rgb=va.rgb, b_rgb=vb.rgb, balance=balance, maps=False, weights=weights,
-        threads=None if runner.name == "synchronous" else 1,
+        preset=preset, device=device, balance=balance, maps=False, weights=weights,
+        threads=None if runner.name == "synchronous" else 1, **placement.inputs(va, vb, limits),
     ).fused
+    space = va.space or vb.space
+    geometry = va.geometry  # the output lies on the anatomical grid
     if previous is None:
         voxel = va.voxel_size or vb.voxel_size
         unit = va.unit if va.voxel_size else vb.unit
-        OmeZarrOutput.create(out, shape_a, fused.ndim == 4, voxel, unit, name=out.stem)
-    space = va.space or vb.space
+        OmeZarrOutput.create(out, shape_a, fused.ndim == 4, voxel, unit, name=out.stem,
+                             translation=geometry.origin if geometry else None)
     output.write_sidecar({
         "settings": settings, "limits": [list(v) for v in limits], "command": command,
         "status": "running", "voxel_size": list(va.voxel_size or vb.voxel_size or (1.0, 1.0, 1.0)),
         **({"orientation": {**space.record(), "from": "anatomical" if va.space else "functional"}} if space else {}),
+        **({"geometry": {"affine": geometry.affine.tolist()}} if geometry else {}),
+        **({"alignment": placement.record()["alignment"]} if placement.registration is not None else {}),
     })
     missing = output.missing()
     slices = shape_a[0]

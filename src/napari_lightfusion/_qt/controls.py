@@ -115,6 +115,11 @@ def build_controls(w, viewer) -> None:
     metrics = QGroupBox("Metrics (current slice)")
     box = QVBoxLayout(metrics)
     box.addWidget(w.table)
+    w.uptake = QLabel()
+    w.uptake.setWordWrap(True)
+    w.uptake.setToolTip("The functional image's own values (SUV) inside the hot spot the anatomy/function "
+                        "rows measure: uptake above its median, inside the anatomy")
+    box.addWidget(w.uptake)
     box.addLayout(row(w.copy_btn, w.csv_btn))
     w.body = QWidget()  # the controls, in a scroll area: a short dock scrolls instead of squashing rows
     layout = QVBoxLayout(w.body)

@@ -69,14 +69,12 @@ class ExportActions:
         fused = self.last_result().get("fused")
         if fused is None:
             return
-        path = self._ask_path("Export fused volume", f"{fused.name}.ome.zarr", "OME-Zarr (*.zarr)")
-        if path:
-            from .volume_export import export_fused
+        from .volume_export import ask_and_export
 
-            try:
-                export_fused(self.viewer, fused, path)
-            except ValueError as exc:
-                self._notify(show_error, str(exc))
+        try:
+            ask_and_export(self, self.viewer, fused, anatomical=self.pair()[0])
+        except ValueError as exc:
+            self._notify(show_error, str(exc))
 
     def _on_save_screenshot(self):
         if path := self._ask_path("Save screenshot", "lightfusion.png", "PNG (*.png)"):

@@ -21,10 +21,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..align import Misalignment, estimate_misalignment
 from ..baselines import fuse_baseline
-from ..displayed import as_displayed
+from ..displayed import as_displayed, needs_resampling
 from ..fusion import FusionPlan, FusionResult, plan_fusion
-from ..metrics import HOT_SPOT_MEASURES, METRICS, evaluate, hot_spot_scores
+from ..metrics import HOT_SPOT_MEASURES, METRICS, evaluate, hot_spot, hot_spot_scores
+from ..resample import ResampledView
 
 #: Column of the network in the metric table.
 NETWORK = "LightFusionNet"
@@ -112,6 +114,9 @@ class Request:
     baselines: tuple[str, ...] = ("average",)
     compare: bool = False
     balance: float | None = None
+    check_alignment: bool = False  # estimate whether the pair is out of register (a Fuse or Compare)
+    microscopy: bool = False  # channels of a microscope: phase correlation, not mutual information
+    unit: str = ""  # the functional layer's unit ("SUV": the uptake in the hot spot is reported)
     context: dict = field(default_factory=dict)  # GUI-side bookkeeping, unused here
 
 
@@ -132,6 +137,8 @@ class Outcome:
     map_limits: dict = field(default_factory=dict)  # contrast limits of each map ("attention:0": (lo, hi))
     lazy: bool = False  # the result's arrays are dask arrays, computed as napari shows them
     channel_maps: ChannelMaps | None = None  # every channel's maps of one slice (Map channel switches at once)
+    misalignment: Misalignment | None = None  # how far the functional image looks out of register (when checked)
+    uptake: dict | None = None  # SUVmax, SUVmean and voxels of the metric slice's hot spot (an SUV functional)
 
 
 #: Largest slice (pixels) whose every-channel maps a result keeps (16 channels x 2 maps x 2 inputs, float32:
@@ -265,6 +272,46 @@ class WarmUp:
         return not self._thread.is_alive()
 
 
+def uptake_in_hot_spot(inputs: dict, plan: FusionPlan, index: int | None) -> dict:
+    """SUVmax and SUVmean of the functional image inside the hot spot of one slice (``metrics.hot_spot``).
+
+    The hot spot is the one the "anatomy kept" / "function kept" rows
+    measure (from the streams the network saw); the values are the
+    functional layer's own (SUV), on the anatomical grid (resampled only
+    for this slice when it lies on another grid).
+    """
+    k = 0 if index is None else index
+    values = np.asarray(inputs["b"])
+    if needs_resampling(inputs):
+        shape = tuple(inputs["a"].shape[:-1] if inputs["a_rgb"] else inputs["a"].shape)
+        view = ResampledView(inputs["b"], inputs["b_matrix"], shape, inputs["a_matrix"])
+        values = view[k] if index is not None else view[:]
+    elif index is not None:
+        values = values[k]
+    mask = hot_spot(plan.pair.functional[k] * 255.0, plan.pair.anatomical[k] * 255.0)
+    inside = np.asarray(values, dtype=np.float64)[mask]
+    inside = inside[np.isfinite(inside)]
+    if not inside.size:
+        return {"SUVmax": float("nan"), "SUVmean": float("nan"), "voxels": 0}
+    return {"SUVmax": float(inside.max()), "SUVmean": float(inside.mean()), "voxels": int(inside.size)}
+
+
+def misalignment_of(inputs: dict, microscopy: bool) -> Misalignment | None:
+    """How far the functional image of captured ``inputs`` sits from the anatomical one (None: can't tell).
+
+    The cheap estimate of :func:`napari_lightfusion.align.estimate_misalignment`,
+    on the layers' data and placement as they are (before resampling);
+    an image it cannot compare (constant, say) is simply not checked.
+    """
+    try:
+        return estimate_misalignment(
+            np.asarray(inputs["a"]), inputs["a_matrix"], np.asarray(inputs["b"]), inputs["b_matrix"],
+            rgb_moving=bool(inputs["b_rgb"]), microscopy=microscopy,
+        )
+    except ValueError:
+        return None
+
+
 def failure(exc: Exception) -> str:
     """One line for an unexpected error of a job (e.g. out of memory on the device)."""
     text = str(exc).strip()
@@ -326,10 +373,14 @@ def run_request(request: Request, cache: PlanCache) -> Generator[int | Outcome, 
             out.map_limits = all_map_limits(out.result)
             yield out  # the layers can be written now; the metrics follow
             current = results[min(max(request.metric_index, 0), len(plan) - 1)]
+        if request.check_alignment:
+            out.misalignment = misalignment_of(request.inputs, request.microscopy)
         metric_index = out.index if out.index is not None else min(max(request.metric_index, 0), len(plan) - 1)
         if out.result.attention is not None:  # after the layers: a Map channel switch then needs no fusion
             out.channel_maps = channel_maps_of(plan, metric_index if out.stacked else None)
         out.table = metric_rows(current, plan, metric_index, request.baselines)
+        if request.unit == "SUV":
+            out.uptake = uptake_in_hot_spot(request.inputs, plan, metric_index if out.stacked else None)
         if request.compare:
             out.compare = {name: baseline_fused(plan, name) for name in request.baselines}
     except ValueError as exc:  # includes WeightError: bad inputs, presets, weights

@@ -111,6 +111,8 @@ class ResultView:
         grey_ndim = 2 if outcome.index is not None else len(layer_io.spatial_shape(ctx["like"]))
         written = outputs.write_set(self.viewer, ctx["set"], ctx["label"], ctx["names"], specs, ctx["like"],
                               grey_ndim, outcome.index, outcome.slices)
+        if ctx.get("alignment") is not None and "fused" in written:
+            written["fused"].metadata[outputs.MARK]["alignment"] = ctx["alignment"]
         self._live_index = outcome.index
         self._result = (ctx["set"], written, "compare" if outcome.request.compare else "full")
         self.figure_btn.setEnabled(True)

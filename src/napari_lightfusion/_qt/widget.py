@@ -31,10 +31,12 @@ from ..baselines import BASELINES
 from ..resample import iter_resample_layer
 from ..weights import all_presets
 from . import layer_io, outputs
+from .alignment import AlignPanel
 from .controls import ALL_BASELINES, MAP_TEXT, build_controls, collapsible
 from .exports import ExportActions
 from .finetune_panel import FinetunePanel
 from .jobs import Outcome, PlanCache, Request, WarmUp, run_lazy, run_request, warm_up
+from .readout import CursorReadout, unit_of, uptake_text
 from .results import ResultView
 
 __all__ = ["MAP_TEXT", "LightFusionWidget"]
@@ -97,9 +99,14 @@ class LightFusionWidget(ResultView, ExportActions, QWidget):
     # ------------------------------------------------------------------ UI
     def _build_ui(self):
         build_controls(self, self.viewer)
+        self.align_panel = AlignPanel(self.pair)
         self.finetune = FinetunePanel(self.viewer, self.pair, self._on_preset_saved)
         self.finetune_btn, _ = collapsible("Fine-tune a preset on this pair", self.finetune)
         body = self.body.layout()
+        body.insertWidget(body.indexOf(self.status) + 1, self.align_panel)
+        self.readout = CursorReadout(self.viewer, self.pair)
+        self.readout.setWordWrap(True)
+        body.insertWidget(1, self.readout)
         body.addWidget(self.finetune_btn)
         body.addWidget(self.finetune)
         body.addStretch(1)
@@ -186,6 +193,7 @@ class LightFusionWidget(ResultView, ExportActions, QWidget):
     def _on_pair_changed(self):
         """Watch the picked layers' data and contrast; guess the preset; check the shapes."""
         a, b = self.pair()
+        self.readout.update_text()
         for layer in self._watched:
             for name in WATCHED:
                 getattr(layer.events, name).disconnect(self._on_input_changed)
@@ -217,6 +225,7 @@ class LightFusionWidget(ResultView, ExportActions, QWidget):
         """The inputs or settings changed: clear the metrics and say what to do next."""
         if self._cancel_reason is None:
             self.table.show_table({})
+            self.uptake.setText("")
             self.status.setText(message or "Inputs or settings changed: press Fuse.")
 
     def _on_input_changed(self, event=None):
@@ -310,9 +319,12 @@ class LightFusionWidget(ResultView, ExportActions, QWidget):
             inputs, preset, self.device.currentText(), self.channel.currentData(), key,
             index=index if kind == "live" else None, metric_index=index,
             baselines=self._baselines(), compare=kind == "compare", balance=self.balance_value(),
+            check_alignment=kind in ("full", "compare"), microscopy=roles.is_microscopy(a, b),
+            unit=unit_of(b),
             context={"like": a, "inputs": (a, b), "names": names, "kind": kind,
                      "lazy": lazy.is_lazy(inputs["a"]) or lazy.is_lazy(inputs["b"]),
                      "set": (str(a.unique_id), str(b.unique_id), preset, None),
+                     "alignment": self.align_panel.record_for(b),
                      "label": outputs.set_label(*names, preset, self._moved_balance())},
         )
 
@@ -441,6 +453,11 @@ class LightFusionWidget(ResultView, ExportActions, QWidget):
         self._kept_maps = (outcome.channel_maps, outcome.request.context, outcome.slices) \
             if outcome.channel_maps is not None else None
         self.table.show_table(outcome.table)
+        self.uptake.setText(uptake_text(outcome))
+        found = outcome.misalignment
+        if found is not None and found.exceeds and not self.align_panel.busy:
+            names = outcome.request.context["names"]
+            self.align_panel.offer(found, found.message(*names), outcome.request.microscopy)
         if self._warm_needed:  # the warm-up gave way to this fusion: the slider still waits for it
             self._submit("warm")
         done = "." if not outcome.lazy else "; slices are fused as you view them (no metrics for a lazy volume)."
