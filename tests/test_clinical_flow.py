@@ -154,7 +154,7 @@ def test_fuse_volume_takes_dicom_folders_warns_aligns_and_writes_nifti(study, tm
     out = tmp_path / "fused.nii.gz"
     assert main(["fuse-volume", str(root / "MR"), str(root / "PET moved"), "--out", str(out), "--device", "cpu"]) == 0
     err = capsys.readouterr().err
-    assert "shifted by" in err and "--align" in err and "hot colour table" in err and "another grid" in err, err
+    assert "shifted by" in err and "--align" in err and "PET colour table" in err and "another grid" in err, err
     back = open_volume(out)
     assert back.rgb and back.data.shape[:3] == mr.data.shape
     np.testing.assert_allclose(back.geometry.affine, mr.geometry.affine, atol=1e-4)
@@ -167,4 +167,28 @@ def test_fuse_volume_takes_dicom_folders_warns_aligns_and_writes_nifti(study, tm
     record = OmeZarrOutput(aligned).read_sidecar()
     transform = np.array(record["alignment"]["world_transform"])
     np.testing.assert_allclose(transform[:3, 3], -MOVED, atol=1.0)
-    assert record["settings"]["aligned"] and record["settings"]["colormap"] == "hot"
+    assert record["settings"]["aligned"] and record["settings"]["colormap"] == "pet"
+
+
+def test_lazy_layers_on_other_grids_fuse_lazily_on_the_anatomical_grid(lightfusion, fuse_now, role):
+    import dask.array as da
+
+    from napari_lightfusion.resample import resample
+
+    viewer, widget = lightfusion
+    rng = np.random.default_rng(3)
+    mr, pet = rng.random((8, 32, 32)), rng.random((4, 16, 16)) * 5
+    a = viewer.add_image(da.from_array(mr, chunks=(1, 32, 32)), name="MRI", scale=(1.0, 1.0, 1.0))
+    b = viewer.add_image(da.from_array(pet, chunks=(1, 16, 16)), name="PET", scale=(2.0, 2.0, 2.0),
+                         colormap="inferno", contrast_limits=(0.0, 5.0))
+    widget.set_pair(a, b)
+    fuse_now(widget)
+    fused = role(viewer, "fused")
+    assert isinstance(fused.data, da.Array) and fused.data.shape == (8, 32, 32, 3)
+    on_grid = resample(pet, np.diag([2.0, 2.0, 2.0, 1.0]), mr.shape, np.eye(4))
+    table = np.asarray(b.colormap.map(np.linspace(0, 1, 256)), np.float32)[:, :3]
+    from napari_lightfusion import fuse
+
+    want = fuse(mr[3], colour.colourise(on_grid[3], (0.0, 5.0), table), "PET-MRI",
+                a_limits=tuple(a.contrast_limits)).fused
+    np.testing.assert_allclose(np.asarray(fused.data[3]), want, atol=1e-4)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from skimage.io import imread, imsave
 
+from napari_lightfusion import roles
 from napari_lightfusion.roles import (
     LayerInfo,
     guess_preset,
@@ -287,3 +288,24 @@ def test_the_plugin_samples_get_their_roles_and_preset(sample, preset):
     g = guess_preset(a, f)
     assert g.preset == preset
     assert (g.warning is None) == (preset is not None)
+
+
+def test_the_dicom_modality_outranks_names_and_a_tinted_grey_image_counts_as_colour():
+    from types import SimpleNamespace
+
+    from napari.utils.colormaps import ensure_colormap
+
+    def layer(name, modality="", colormap="gray"):
+        return SimpleNamespace(name=name, data=np.zeros((4, 8, 8), np.float32), rgb=False, source=None,
+                               metadata={"clinical": {"modality": modality}} if modality else {},
+                               colormap=ensure_colormap(colormap))
+
+    pet = layer("series 3 (SUV)", "PT", "inferno")
+    mr = layer("T2 haste of the PET study", "MR")  # the name says "PET", the tag says MR
+    assert roles.modality(mr).label == "MRI" and roles.modality(mr).source == "DICOM Modality"
+    info = roles.LayerInfo.from_layer(pet)
+    assert info.tinted and info.colour and info.dicom_modality == "PT"
+    assert not roles.LayerInfo.from_layer(mr).colour
+    assert roles.guess_preset(mr, pet).preset == "PET-MRI"
+    assert roles.short_name(pet) == "PET" and roles.short_name(layer("x")) == "x"
+    assert roles.is_microscopy(layer("GFP"), layer("phase")) and not roles.is_microscopy(mr, pet)

@@ -6,8 +6,8 @@ series or a whole study) and a ``.nii`` / ``.nii.gz`` file, and says
 ``None`` quickly for anything else, so that other readers get their turn.
 Each series becomes an image layer placed in millimetres in the patient
 (:mod:`napari_lightfusion.geometry`), with the display a clinical viewer
-starts with: CT in a soft-tissue window, PET and SPECT in the hot
-colormap from 0 added over the anatomy, MR at percentile limits. A series
+starts with: CT in a soft-tissue window, PET and SPECT in the PET
+colormap (black, red, yellow) from 0 added over the anatomy, MR at percentile limits. A series
 that cannot be read is reported as a notification naming it and its file,
 and the others open; when none can, the reader raises a ``ValueError`` of
 one line, which napari shows. napari is imported inside the functions only
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .colour import HOT
+from .colour import PET
 from .dicom import holds_dicom, is_dicom, read_dicom
 from .geometry import Geometry
 from .volume_io import open_volume
@@ -85,11 +85,11 @@ def _sample(data, rgb: bool = False) -> np.ndarray:
     return values[np.isfinite(values)]
 
 
-def _hot():
-    """The hot ramp of PET displays (:data:`napari_lightfusion.colour.HOT`) as a napari colormap."""
+def _pet():
+    """The PET ramp (:data:`napari_lightfusion.colour.PET`, black to yellow) as a napari colormap."""
     from napari.utils.colormaps import Colormap
 
-    return Colormap(HOT[:, 1:], controls=HOT[:, 0], name="hot (PET)")
+    return Colormap(PET[:, 1:], controls=PET[:, 0], name="PET (black-red-yellow)")
 
 
 def _in_memory(data):
@@ -110,7 +110,7 @@ def display(modality: str, unit: str, data, rgb: bool = False) -> dict:
     if modality in FUNCTIONAL:
         top = float(np.percentile(values, UPTAKE_PERCENTILE))
         top = max(top, MIN_SUV_TOP) if unit == "SUV" else top
-        return {"colormap": _hot(), "contrast_limits": (0.0, top if top > 0 else 1.0), **UPTAKE_BLENDING}
+        return {"colormap": _pet(), "contrast_limits": (0.0, top if top > 0 else 1.0), **UPTAKE_BLENDING}
     low, high = (float(v) for v in np.percentile(values, PERCENTILES))
     return {"colormap": "gray", "contrast_limits": (low, high if high > low else low + 1.0)}
 

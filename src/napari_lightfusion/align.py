@@ -1,32 +1,26 @@
 """Catching and correcting a misaligned pair: a shift estimate, rigid and translation registration.
 
-Real PET and MR of one patient are often a few millimetres out of register
-(the patient moved between scans), and microscope channels carry a chromatic
-shift. :func:`estimate_misalignment` measures the shift cheaply, so that the
-caller can warn before fusing; :func:`register_rigid` (medical) and
-:func:`register_translation` (microscopy) find the transform that puts the
-functional image in register. Following the project's rule that registration
-is a transform, not a resample of the user's data, the result is a world
-matrix ``T`` for the functional layer's data-to-world (``T @ matrix``, a
-napari ``affine`` of ``T @ current_affine``); the pixels are never touched.
+PET and MR of one patient are often a few millimetres out of register (the
+patient moved between scans); microscope channels carry a chromatic shift.
+:func:`estimate_misalignment` measures the shift cheaply, to warn before
+fusing; :func:`register_rigid` (medical) and :func:`register_translation`
+(microscopy) find a world matrix ``T`` that puts the functional layer in
+register as a transform (data-to-world ``T @ matrix``, a napari ``affine``
+of ``T @ current_affine``), never a resample of the user's data.
 
-Medical images are compared by Mattes mutual information (Mattes et al.,
-"PET-CT image registration in the chest using free-form deformations", IEEE
-TMI 2003), which needs no common contrast between the modalities, with
-SimpleITK: it is well kept, has wheels for every platform, and is ITK's
-registration framework, the one 3D Slicer builds on. Microscope channels of
-one camera share their structure, so scikit-image's sub-pixel
-``phase_cross_correlation`` is enough (and exact to a tenth of a pixel).
-
-Geometry: images are ``(Y, X)`` or ``(Z, Y, X)`` numpy (or dask) arrays with
-homogeneous data-to-world matrices in the layer's world (``z, y, x`` mm:
-superior, posterior, left; see :mod:`.geometry`). SimpleITK orders indices
-and points the other way round, ``x, y, z``, which makes its physical space
-the DICOM patient system LPS: :func:`to_sitk_image` and :func:`world_matrix`
-are the one place that converts. Speed: images are block-averaged
-(SimpleITK's BinShrink) to at most :data:`WORKING_VOXELS`, and the metric
-samples a seeded random subset of voxels, so results are deterministic. No
-Qt or napari here; SimpleITK is imported when first needed.
+Medical pairs are compared by Mattes mutual information (Mattes et al.,
+IEEE TMI 2003), which needs no common contrast, with SimpleITK: well kept,
+wheels for every platform, ITK's registration framework that 3D Slicer
+builds on. Channels of one microscope share their structure, so
+scikit-image's sub-pixel ``phase_cross_correlation`` does. Images are
+``(Y, X)`` or ``(Z, Y, X)`` numpy or dask arrays with data-to-world
+matrices in the layers' world (``z, y, x`` mm = S, P, L; :mod:`.geometry`);
+SimpleITK orders axes the other way round (its physical space is LPS), and
+:func:`to_sitk_image` and :func:`world_matrix` are the one place that
+converts. For speed the images are cut to their common field of view and
+block-averaged, and the metric samples a seeded random subset of voxels
+(the same answer each run, but for the rounding of threaded sums). No Qt
+or napari; SimpleITK is imported when first needed.
 """
 
 from __future__ import annotations
@@ -40,31 +34,29 @@ import numpy as np
 from .colour import luminance
 from .resample import resample
 
-#: Seed of the metric's random sampling: the same inputs always give the same answer.
+#: Seed of the metric's random sampling: the same inputs give the same answer (to ~1e-6 mm, threads' rounding).
 SEED = 1729
-#: Largest number of voxels of a working (block-averaged) image for the shift estimate and the rigid fit.
+#: Per fit (the translation of the estimate and of the rigid start, the rigid fit): most voxels of the sampled
+#: working image, how many of them the metric samples per resolution level, most iterations per level.
 WORKING_VOXELS = {"estimate": 1 << 17, "rigid": 1 << 19}
-#: Fraction of the working image's voxels that the metric samples (at least :data:`MIN_SAMPLES`).
-SAMPLING = 0.1
-MIN_SAMPLES = 8000
+SAMPLES = {"estimate": 5000, "rigid": 20000}
+ITERATIONS = {"estimate": 60, "rigid": 120}
 #: Histogram bins of Mattes mutual information.
 BINS = 32
-#: Most optimiser iterations per resolution level.
-ITERATIONS = {"estimate": 60, "rigid": 120}
-#: The finer image is blurred to the coarser one's resolution: a Gaussian of this times its voxel side.
+#: The finer image is blurred to the coarser one's resolution: a Gaussian of this times its largest voxel side.
 RESOLUTION = 2 / 3
 #: How far beyond the other image's field of view an image is kept (mm): more than any misalignment looked for.
 MARGIN_MM = 30.0
 #: Sub-pixel precision of phase correlation: 1 / this pixel.
 UPSAMPLE = 100
 
-#: World axis -> (name of its + direction, of its - direction), for patients and for microscope pixels.
+#: World axis -> (its + direction, its - direction): for patients, and for microscope pixels as displayed.
 PATIENT = {0: ("superior", "inferior"), 1: ("posterior", "anterior"), 2: ("left", "right")}
 PIXELS = {0: ("along +z", "along -z"), 1: ("down", "up"), 2: ("right", "left")}
 
 
 class Cancelled(Exception):
-    """Raised by :func:`register_rigid` when ``should_stop()`` asked it to stop."""
+    """Raised by :func:`register_rigid` when ``should_stop()`` returned true."""
 
 
 @dataclass(frozen=True)
@@ -72,7 +64,7 @@ class Misalignment:
     """How far the functional image's content sits from where the anatomical image says it should be.
 
     ``shift_mm``: the world vector (``z, y, x``, or ``y, x`` in 2D; mm, or
-    the layer's world units in microscopy) from where the content should be
+    the layers' world units in microscopy) from where the content should be
     to where it is. ``shift_px``: the same in pixels of the anatomical grid,
     along its index axes. ``threshold_mm``: about one voxel of the coarser
     grid (the largest voxel side of the two images).
@@ -93,23 +85,22 @@ class Misalignment:
 
     def message(self, anatomical_name: str, functional_name: str) -> str:
         """One line for the user: how far and which way, in patient directions (medical) or pixels (microscopy)."""
-        microscopy = self.method == "phase correlation"
-        vector, unit, names = (self.shift_px, "px", PIXELS) if microscopy else (self.shift_mm, "mm", PATIENT)
-        axes = range(3 - len(vector), 3)  # world axis of each component: a 2D image has y, x
+        pixels = self.method == "phase correlation"
+        vector, unit, names, digits = (self.shift_px, "px", PIXELS, 2) if pixels else (self.shift_mm, "mm", PATIENT, 1)
         size = float(np.linalg.norm(vector))
-        parts = [
-            f"{abs(v):.{2 if microscopy else 1}f} {unit} {names[a][0 if v > 0 else 1]}"
-            for a, v in sorted(zip(axes, vector), reverse=True)  # x (left/right) first, as radiologists say it
-            if abs(v) >= (0.01 if microscopy else 0.05)
-        ]
-        amount = f"{size:.2f}" if microscopy else (f"{size:.0f}" if size >= 3 else f"{size:.1f}")
+        amount = f"{size:.{digits}f}" if pixels or size < 3 else f"{size:.0f}"
         if not self.exceeds:
             return (
                 f"{functional_name} and {anatomical_name} look aligned (shift ~{amount} {unit}, "
-                f"within one voxel of {self.threshold_mm:.3g} {'world units' if microscopy else 'mm'})"
+                f"within one voxel: {self.threshold_mm:.3g} {'world units' if pixels else 'mm'})"
             )
+        axes = range(3 - len(vector), 3)  # the world axis of each component: 2D images have y, x
+        parts = [  # left/right first, then anterior/posterior, then superior/inferior, as radiologists say it
+            f"{abs(v):.{digits}f} {unit} {names[a][0 if v > 0 else 1]}"
+            for a, v in sorted(zip(axes, vector), reverse=True) if round(abs(v), digits) > 0
+        ]
         text = f"{functional_name} looks shifted by ~{amount} {unit} from {anatomical_name} ({', '.join(parts)})"
-        if microscopy and not math.isclose(size, self.distance_mm, rel_tol=1e-3):
+        if pixels and not math.isclose(size, self.distance_mm, rel_tol=1e-3):
             text += f"; {self.distance_mm:.3g} in world units"
         return text
 
@@ -118,10 +109,10 @@ class Misalignment:
 class Registration:
     """A transform that puts the functional image in register: set its data-to-world to ``world_transform @ matrix``.
 
-    ``world_transform``: ``(N + 1, N + 1)`` in the layer's world (``z, y, x``).
-    ``centre_mm``: the world point the fit was centred on (the anatomical
-    image's centre); ``metric`` names what ``metric_before`` and
-    ``metric_after`` measure (at the old and the new placement).
+    ``world_transform``: ``(N + 1, N + 1)`` in the layers' world (``z, y,
+    x``). ``centre_mm``: the centre of the anatomical image, where
+    :attr:`shift_mm` is measured. ``metric`` names what ``metric_before``
+    and ``metric_after`` measure (at the old and at the new placement).
     """
 
     world_transform: np.ndarray
@@ -132,9 +123,14 @@ class Registration:
     method: str
     library: str
 
+    def __post_init__(self):
+        matrix = np.array(self.world_transform, dtype=float)
+        matrix.setflags(write=False)
+        object.__setattr__(self, "world_transform", matrix)
+
     @property
     def shift_mm(self) -> tuple[float, ...]:
-        """The transform's translation: how far it moves the content at :attr:`centre_mm` (world axes)."""
+        """The translation: how far the transform moves the content at :attr:`centre_mm` (world axes)."""
         n = len(self.centre_mm)
         centre = np.asarray(self.centre_mm)
         return tuple(float(v) for v in self.world_transform[:n, :n] @ centre + self.world_transform[:n, n] - centre)
@@ -150,7 +146,8 @@ class Registration:
         """Plain JSON for a result's metadata: the matrix, what made it and how well it fits."""
         return {
             "world_transform": [[float(v) for v in row] for row in self.world_transform],
-            "axes": "y, x (mm)" if len(self.centre_mm) == 2 else "z, y, x (mm)",
+            "axes": "z, y, x" if len(self.centre_mm) == 3 else "y, x",
+            "centre_mm": list(self.centre_mm),
             "shift_mm": list(self.shift_mm),
             "rotation_deg": self.rotation_deg,
             "method": self.method,
@@ -169,11 +166,11 @@ def _flip(n: int) -> np.ndarray:
 
 
 def to_sitk_image(array: np.ndarray, matrix: np.ndarray):
-    """A float32 ``SimpleITK.Image`` of ``array`` placed by its data-to-world ``matrix``.
+    """A float32 ``SimpleITK.Image`` of ``array`` placed by its data-to-world ``matrix`` (any invertible one).
 
     SimpleITK's index and physical point are numpy's reversed, so its
-    physical space is the world read ``x, y, z`` (LPS). Spacing, origin and
-    direction come from the matrix: any invertible one (rotated, sheared).
+    physical space is the world read ``x, y, z`` (LPS); spacing, origin and
+    direction (rotation, shear) come from the matrix.
     """
     import SimpleITK as sitk
 
@@ -201,8 +198,8 @@ def world_matrix(transform, ndim: int) -> np.ndarray:
     return _flip(ndim) @ physical @ _flip(ndim)
 
 
-def _check(image, matrix, name: str, rgb: bool) -> np.ndarray:
-    """``image``'s data-to-world matrix, checked with its shape and type (nothing is read yet)."""
+def _check(image, matrix, name: str, rgb: bool) -> tuple[np.ndarray, tuple[int, ...]]:
+    """``image``'s matrix and spatial shape, checked with its type (nothing is read yet)."""
     shape = tuple(image.shape)
     if rgb and (len(shape) not in (3, 4) or shape[-1] not in (3, 4)):
         raise ValueError(f"the {name} image is not RGB(A) with the colour last: shape {shape}")
@@ -211,13 +208,15 @@ def _check(image, matrix, name: str, rgb: bool) -> np.ndarray:
         raise ValueError(f"the {name} image must be 2D (Y, X) or 3D (Z, Y, X), not shape {shape}")
     if np.dtype(image.dtype).kind not in "biuf":
         raise ValueError(f"the {name} image holds {image.dtype} values, not numbers")
+    if min(spatial) == 0:
+        raise ValueError(f"the {name} image is empty: shape {shape}")
     if min(spatial) < 4:
         raise ValueError(f"the {name} image is too small to align: {spatial}, at least 4 pixels along each axis")
     m = np.asarray(matrix, dtype=float)
     n = len(spatial)
     if m.shape != (n + 1, n + 1) or not np.isfinite(m).all() or abs(np.linalg.det(m[:n, :n])) < 1e-12:
         raise ValueError(f"the {name} image's data-to-world must be an invertible {n + 1}x{n + 1} matrix")
-    return m
+    return m, spatial
 
 
 def _values(image, name: str, rgb: bool) -> np.ndarray:
@@ -243,10 +242,9 @@ def _bounds(shape, matrix) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _crop(image, matrix, spatial, box):
-    """The part of ``image`` within :data:`MARGIN_MM` of the world ``box``, and its matrix (a view: nothing is read)."""
+    """The part of ``image`` within :data:`MARGIN_MM` of the world ``box``, and its matrix (a view: nothing read)."""
     n = len(spatial)
-    low, high = box[0] - MARGIN_MM, box[1] + MARGIN_MM
-    corners = np.array(np.meshgrid(*zip(low, high), indexing="ij")).reshape(n, -1)
+    corners = np.array(np.meshgrid(*zip(box[0] - MARGIN_MM, box[1] + MARGIN_MM), indexing="ij")).reshape(n, -1)
     index = np.linalg.solve(matrix[:n, :n], corners - matrix[:n, n:])
     start = np.clip(np.floor(index.min(axis=1)).astype(int), 0, spatial)
     stop = np.clip(np.ceil(index.max(axis=1)).astype(int) + 1, 0, spatial)
@@ -258,23 +256,17 @@ def _crop(image, matrix, spatial, box):
 
 
 def _pair(fixed, fixed_matrix, moving, moving_matrix, rgb_moving: bool):
-    """Both images checked, cut to their common field of view (plus a margin), read as float32."""
-    fixed_matrix = _check(fixed, fixed_matrix, "anatomical", False)
-    moving_matrix = _check(moving, moving_matrix, "functional", rgb_moving)
-    fixed_shape = tuple(fixed.shape)
-    moving_shape = tuple(moving.shape)[:-1] if rgb_moving else tuple(moving.shape)
+    """Both images checked, cut to their common field of view (plus a margin) and read as float32."""
+    fixed_matrix, fixed_shape = _check(fixed, fixed_matrix, "anatomical", False)
+    moving_matrix, moving_shape = _check(moving, moving_matrix, "functional", rgb_moving)
     if len(fixed_shape) != len(moving_shape):
-        raise ValueError(
-            f"cannot align a {len(moving_shape)}D functional image with a {len(fixed_shape)}D anatomical one"
-        )
+        raise ValueError(f"cannot align a {len(moving_shape)}D functional image with {len(fixed_shape)}D anatomy")
     fixed_box, moving_box = _bounds(fixed_shape, fixed_matrix), _bounds(moving_shape, moving_matrix)
     if np.any(np.maximum(fixed_box[0], moving_box[0]) > np.minimum(fixed_box[1], moving_box[1])):
         raise ValueError("the two images do not overlap in the world: check their scale and translate")
     fixed, fixed_matrix = _crop(fixed, fixed_matrix, fixed_shape, moving_box)
     moving, moving_matrix = _crop(moving, moving_matrix, moving_shape, fixed_box)
-    return (
-        _values(fixed, "anatomical", False), fixed_matrix, _values(moving, "functional", rgb_moving), moving_matrix
-    )
+    return _values(fixed, "anatomical", False), fixed_matrix, _values(moving, "functional", rgb_moving), moving_matrix
 
 
 def _spacing(matrix) -> np.ndarray:
@@ -283,7 +275,7 @@ def _spacing(matrix) -> np.ndarray:
 
 
 def _working(image, target_mm: float):
-    """``image`` block-averaged (BinShrink) to voxels of about ``target_mm``, never upsampled, 4 voxels wide at least."""
+    """``image`` block-averaged (BinShrink) to voxels of about ``target_mm``: never upsampled, 4 voxels wide."""
     import SimpleITK as sitk
 
     factors = [max(1, min(int(target_mm / s + 0.5), n // 4)) for s, n in zip(image.GetSpacing(), image.GetSize())]
@@ -294,11 +286,11 @@ def _working_pair(fixed, fixed_matrix, moving, moving_matrix, stage: str):
     """The pair in SimpleITK for Mattes MI: ``(sampled, interpolated, functional_sampled, step_mm)``.
 
     The metric samples the finer image (block-averaged to at most
-    :data:`WORKING_VOXELS`) and interpolates the coarser one. The finer image
-    is first blurred to the coarser one's resolution (a Gaussian of
-    :data:`RESOLUTION` times its largest voxel side): a sharp MR against a
+    ``WORKING_VOXELS[stage]``) and interpolates the coarser one, whose
+    largest voxel side is ``step_mm``. The finer image is blurred to the
+    coarser one's resolution (:data:`RESOLUTION`): a sharp MR against a
     blurred PET biases MI's optimum (by 2 degrees on the tests' synthetic
-    head; by 0.2 after the blur). ``step_mm`` is the coarser voxel side.
+    head, 0.2 after the blur).
     """
     import SimpleITK as sitk
 
@@ -307,26 +299,27 @@ def _working_pair(fixed, fixed_matrix, moving, moving_matrix, stage: str):
     pairs = [(fixed, fixed_matrix), (moving, moving_matrix)]
     (fine, fine_matrix), (coarse, coarse_matrix) = pairs[::-1] if functional_finer else pairs
     step = float(max(_spacing(coarse_matrix)))
-    sigma = RESOLUTION * step
     volume = math.prod(fine.shape) * math.prod(_spacing(fine_matrix))
-    sampled = _working(to_sitk_image(fine, fine_matrix), max(sigma / 2, (volume / WORKING_VOXELS[stage]) ** (1 / n)))
-    if min(sampled.GetSize()) >= 4:
-        sampled = sitk.SmoothingRecursiveGaussian(sampled, sigma)
-    return sampled, to_sitk_image(coarse, coarse_matrix), functional_finer, step
+    target = max(RESOLUTION * step / 2, (volume / WORKING_VOXELS[stage]) ** (1 / n))
+    sampled = _working(to_sitk_image(fine, fine_matrix), target)
+    sampled = sitk.SmoothingRecursiveGaussian(sampled, RESOLUTION * step)
+    interpolated = to_sitk_image(coarse, coarse_matrix)
+    if stage == "estimate":  # a translation to within a voxel needs no finer
+        interpolated = _working(interpolated, max(sampled.GetSpacing()))
+    return sampled, interpolated, functional_finer, step
 
 
-def _method(fixed_image, stage: str, step_mm: float):
+def _method(sampled, stage: str, step_mm: float):
     """A SimpleITK Mattes MI registration: two pyramid levels, seeded random sampling, regular-step descent."""
     import SimpleITK as sitk
 
     method = sitk.ImageRegistrationMethod()
     method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=BINS)
     method.SetMetricSamplingStrategy(method.RANDOM)
-    levels = [2, 1] if min(fixed_image.GetSize()) >= 16 else [1]
-    voxels = math.prod(fixed_image.GetSize())
-    method.SetMetricSamplingPercentagePerLevel(
-        [min(1.0, max(SAMPLING, MIN_SAMPLES * f ** fixed_image.GetDimension() / voxels)) for f in levels], SEED
-    )
+    levels = [2, 1] if min(sampled.GetSize()) >= 16 else [1]
+    voxels = math.prod(sampled.GetSize())
+    fractions = [min(1.0, SAMPLES[stage] * f ** sampled.GetDimension() / voxels) for f in levels]
+    method.SetMetricSamplingPercentagePerLevel(fractions, SEED)
     method.SetShrinkFactorsPerLevel(levels)
     method.SetSmoothingSigmasPerLevel([(f - 1) * step_mm for f in levels])
     method.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
@@ -339,38 +332,38 @@ def _method(fixed_image, stage: str, step_mm: float):
     return method
 
 
-def _run(method, fixed_image, moving_image) -> None:
+def _run(method, sampled, interpolated) -> None:
     """``method.Execute``, with SimpleITK's multi-line exception turned into a one-line ``ValueError``."""
     try:
-        method.Execute(fixed_image, moving_image)
+        method.Execute(sampled, interpolated)
     except RuntimeError as error:
         reason = str(error).strip().splitlines()[-1].rsplit(": ", 1)[-1]
         raise ValueError(f"registration failed: {reason}") from None
 
 
-def _translation(sampled, interpolated, step_mm: float, stage: str, watch=None) -> np.ndarray:
-    """The MI-optimal translation (SimpleITK physical space, sampled -> interpolated), from none."""
+def _translation(sampled, interpolated, step_mm: float, watch=None) -> np.ndarray:
+    """The MI-optimal translation (SimpleITK physical space, sampled -> interpolated image), from none."""
     import SimpleITK as sitk
 
     transform = sitk.TranslationTransform(sampled.GetDimension())
-    method = _method(sampled, stage, step_mm)
+    method = _method(sampled, "estimate", step_mm)
     method.SetInitialTransform(transform, inPlace=True)
     if watch:
-        watch(method)
+        watch(method, "estimate")
     _run(method, sampled, interpolated)
     return np.array(transform.GetOffset())
 
 
 def _placement(transform, ndim: int, functional_sampled: bool) -> np.ndarray:
     """The world matrix that puts the functional image in register, from a fitted SimpleITK transform."""
-    point_map = world_matrix(transform, ndim)  # sampled image's world -> interpolated image's
+    point_map = world_matrix(transform, ndim)  # the sampled image's world -> the interpolated image's
     return point_map if functional_sampled else np.linalg.inv(point_map)
 
 
 def _phase_shift(fixed, fixed_matrix, moving, moving_matrix) -> np.ndarray:
     """The world shift of ``moving``'s content from ``fixed``'s, by sub-pixel phase correlation on the fixed grid.
 
-    When both grids have the same axes and spacing, the moving image is read
+    When the grids have the same axes and spacing, the moving image is read
     at its own pixel centres (the fixed grid moved by the grids' fractional
     offset, added back after), so no interpolation blurs the sub-pixel shift.
     """
@@ -394,11 +387,11 @@ def estimate_misalignment(
     """How far the functional image (``moving``) sits from the anatomical one (``fixed``): a cheap check before fusing.
 
     Medical: a translation by Mattes mutual information on block-averaged
-    images (see :func:`_working_pair`). Microscopy: sub-pixel phase
-    correlation on the anatomical grid. Well under a second for a PET volume
-    against an MR; call it off the GUI thread. ``ValueError`` (one line) for
-    images that cannot be compared: empty, constant, all NaN, 2D against 3D,
-    not overlapping.
+    images (:func:`_working_pair`), a few tenths of a second for a PET
+    volume against an MR. Microscopy: sub-pixel phase correlation on the
+    anatomical grid. Run it off the GUI thread. ``ValueError`` (one line)
+    for images that cannot be compared: empty, constant, all NaN, 2D against
+    3D, not overlapping.
     """
     fixed, fixed_matrix, moving, moving_matrix = _pair(fixed, fixed_matrix, moving, moving_matrix, rgb_moving)
     n = fixed.ndim
@@ -408,10 +401,9 @@ def estimate_misalignment(
     else:
         import SimpleITK as sitk
 
-        sampled, interpolated, functional_sampled, step = _working_pair(
-            fixed, fixed_matrix, moving, moving_matrix, "estimate"
-        )
-        offset = _translation(sampled, interpolated, step, "estimate")
+        pair = _working_pair(fixed, fixed_matrix, moving, moving_matrix, "estimate")
+        sampled, interpolated, functional_sampled, step = pair
+        offset = _translation(sampled, interpolated, step)
         placement = _placement(sitk.TranslationTransform(n, [float(v) for v in offset]), n, functional_sampled)
         shift, method = -placement[:n, n], "mutual information"
     pixels = np.linalg.solve(fixed_matrix[:n, :n], shift)
@@ -419,63 +411,58 @@ def estimate_misalignment(
 
 
 def register_rigid(
-    fixed,
-    fixed_matrix,
-    moving,
-    moving_matrix,
-    *,
-    rgb_moving: bool = False,
-    progress: Callable[[float], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
+    fixed, fixed_matrix, moving, moving_matrix, *, rgb_moving: bool = False,
+    progress: Callable[[float], None] | None = None, should_stop: Callable[[], bool] | None = None,
 ) -> Registration:
     """The rigid transform (rotation and translation) that registers ``moving`` (functional) to ``fixed``.
 
-    Mattes mutual information with SimpleITK (Euler2D or Euler3D transform,
-    regular-step gradient descent, two pyramid levels of at most
-    ``ITERATIONS["rigid"]`` iterations), started from the MI translation and
-    centred on the common field of view. ``progress`` is called with the
-    fraction done (0 to 1) as the optimiser iterates; ``should_stop`` is
-    polled at each iteration and, when it returns true, the fit stops and
-    :class:`Cancelled` is raised. ``ValueError`` for images that cannot be
-    registered (see :func:`estimate_misalignment`).
+    Mattes mutual information with SimpleITK: a translation start (as
+    :func:`estimate_misalignment`), then an Euler2D/Euler3D transform about
+    the sampled image's centre, regular-step gradient descent over two
+    resolution levels of at most ``ITERATIONS["rigid"]`` iterations; about a
+    second for a PET volume against an MR. ``progress(fraction)`` (0 to 1)
+    is called as the optimiser iterates; ``should_stop()`` is polled at each
+    iteration and, once true, the fit stops and :class:`Cancelled` is
+    raised. ``ValueError`` as in :func:`estimate_misalignment`.
     """
     import SimpleITK as sitk
 
     fixed, fixed_matrix, moving, moving_matrix = _pair(fixed, fixed_matrix, moving, moving_matrix, rgb_moving)
     n = fixed.ndim
     sampled, interpolated, functional_sampled, step = _working_pair(fixed, fixed_matrix, moving, moving_matrix, "rigid")
-    state = {"stage": 0, "stopped": False}
-    stages = 2  # the translation start, then the rigid fit
+    stopped = []
 
-    def watch(method):
+    def check():
+        if stopped or (should_stop and should_stop()):
+            raise Cancelled("registration stopped")
+
+    def watch(method, stage: str):
+        start = 0.0 if stage == "estimate" else 0.5  # each fit is half of the work
         levels = len(method.GetMetricSamplingPercentagePerLevel())
 
         def iteration():
             if should_stop and should_stop():
-                state["stopped"] = True
+                stopped.append(True)
                 method.StopRegistration()
             if progress:
-                done = method.GetCurrentLevel() + min(1.0, method.GetOptimizerIteration() / ITERATIONS["rigid"])
-                progress((state["stage"] + done / levels) / stages)
+                done = method.GetCurrentLevel() + min(1.0, method.GetOptimizerIteration() / ITERATIONS[stage])
+                progress(start + 0.5 * done / levels)
 
         method.AddCommand(sitk.sitkIterationEvent, iteration)
 
-    offset = _translation(sampled, interpolated, step, "rigid", watch)
-    if state["stopped"]:
-        raise Cancelled("registration stopped")
-    centre = sampled.TransformContinuousIndexToPhysicalPoint([(s - 1) / 2 for s in sampled.GetSize()])
+    check()
+    offset = _translation(sampled, interpolated, step, watch)
+    check()
     transform = sitk.Euler3DTransform() if n == 3 else sitk.Euler2DTransform()
-    transform.SetCenter(centre)
+    transform.SetCenter(sampled.TransformContinuousIndexToPhysicalPoint([(s - 1) / 2 for s in sampled.GetSize()]))
     method = _method(sampled, "rigid", step)
     method.SetInitialTransform(transform)
     before = method.MetricEvaluate(sampled, interpolated)  # the images as placed now
     transform.SetTranslation([float(v) for v in offset])
     method.SetInitialTransform(transform, inPlace=True)  # after the change: SimpleITK copies on write
-    state["stage"] = 1
-    watch(method)
+    watch(method, "rigid")
     _run(method, sampled, interpolated)
-    if state["stopped"]:
-        raise Cancelled("registration stopped")
+    check()
     after = method.MetricEvaluate(sampled, interpolated)
     if progress:
         progress(1.0)
@@ -483,10 +470,10 @@ def register_rigid(
     return Registration(
         world_transform=_placement(transform, n, functional_sampled),
         centre_mm=tuple(float(v) for v in (low + high) / 2),
-        metric="Mattes mutual information (negative; lower is better)",
+        metric=f"Mattes mutual information, {BINS} bins (negative: lower is better)",
         metric_before=float(before),
         metric_after=float(after),
-        method=f"rigid (Euler{n}D), Mattes mutual information, 2 resolution levels",
+        method=f"rigid (Euler{n}DTransform), Mattes mutual information, regular-step gradient descent, 2 levels",
         library=f"SimpleITK {sitk.__version__}",
     )
 
@@ -494,9 +481,10 @@ def register_rigid(
 def register_translation(fixed, fixed_matrix, moving, moving_matrix, *, rgb_moving: bool = False) -> Registration:
     """The sub-pixel translation that registers one microscope channel (``moving``) to another (``fixed``).
 
-    Phase correlation (scikit-image), returned as a :class:`Registration`
-    whose metric is the Pearson correlation of the two on the fixed grid,
-    before and after. ``ValueError`` as in :func:`estimate_misalignment`.
+    Phase correlation (scikit-image, as :func:`estimate_misalignment` with
+    ``microscopy``), returned as a :class:`Registration` whose metric is the
+    Pearson correlation of the two on the fixed grid, before and after.
+    ``ValueError`` as in :func:`estimate_misalignment`.
     """
     import skimage
 

@@ -398,14 +398,18 @@ def _add_screenshot(sub):
                    help="README screenshot; the four docs screenshots go next to it")
     p.add_argument("--data", type=Path, default=None,
                    help="Harvard data root: show its PET-MRI test pair 23 (default: the synthetic sample)")
+    p.add_argument("--dicom", action="store_true",
+                   help="instead: a synthetic DICOM MR + PET study opened, fused and aligned (dicom_study.png and "
+                        "dicom_aligned.png next to --out)")
     p.set_defaults(run=_run_screenshot)
 
 
 def _run_screenshot(args):
     _prefer_pyqt6()
-    from .research.screenshot import make_screenshots
+    from .research.screenshot import make_dicom_screenshots, make_screenshots
 
-    for path in make_screenshots(args.out, args.data):
+    paths = make_dicom_screenshots(args.out.parent) if args.dicom else make_screenshots(args.out, args.data)
+    for path in paths:
         print(f"wrote {path}")
 
 
@@ -426,8 +430,9 @@ def _add_fuse_volume(sub):
                    help="auto (default): NIfTI for .nii/.nii.gz, else OME-Zarr; dicom: one Secondary Capture "
                         "image per slice (IM00001.dcm, ...), the study and patient of --dicom-source")
     p.add_argument("--dicom-source", type=Path, default=None, metavar="FILE_OR_FOLDER",
-                   help="with --format dicom: a DICOM file (or folder) of the anatomical series; the fused series "
-                        "joins its study and patient (default: a new study of patient ANONYMOUS)")
+                   help="with --format dicom: a DICOM file (or folder) of the series whose study and patient the fused "
+                        "series joins (default: the anatomical input when it is a DICOM series, else a new study of "
+                        "patient ANONYMOUS)")
     p.add_argument("--preset", default="PET-MRI", help="CT-MRI, PET-MRI or SPECT-MRI")
     p.add_argument("--weights", type=Path, default=None, help="a weight file instead of a preset")
     p.add_argument("--a-window", default=None, metavar="LO,HI",
@@ -435,9 +440,10 @@ def _add_fuse_volume(sub):
     p.add_argument("--b-window", default=None, metavar="LO,HI", help="contrast window of the functional volume")
     p.add_argument("--balance", type=float, default=None,
                    help="anatomy first (0) to function first (1), for networks trained with a balance input")
-    p.add_argument("--colormap", default="auto", choices=("auto", "hot", "none"),
+    p.add_argument("--colormap", default="auto", choices=("auto", "pet", "none"),
                    help="a grey functional volume (PET in SUV) is fused through this colour table, so the uptake "
-                        "shows in colour; auto (default): hot with PET-MRI/SPECT-MRI or a PET/SPECT DICOM series")
+                        "shows in colour; auto (default): the PET table (black, red, yellow) with PET-MRI/SPECT-MRI or a PET/SPECT "
+                        "DICOM series; none: fuse it grey")
     p.add_argument("--align", action="store_true",
                    help="register the functional volume to the anatomical one first (rigid, mutual information); "
                         "the transform goes into the output's record")

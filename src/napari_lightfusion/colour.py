@@ -90,8 +90,8 @@ def with_luma(rgb: np.ndarray, luma: np.ndarray, fused_y: np.ndarray) -> np.ndar
     return np.clip(out, 0.0, 1.0, out=out)
 
 
-#: The "hot" ramp of PET displays (black, red, yellow, white) as ``(position, R, G, B)`` control points;
-#: its luma rises monotonically with the uptake. The sample PET images are drawn with it too.
+#: The "hot" ramp (black, red, yellow, white) as ``(position, R, G, B)`` control points: the sample PET
+#: images are drawn with it.
 HOT = np.array([
     (0.00, 0.0, 0.0, 0.0),
     (0.35, 0.9, 0.0, 0.0),
@@ -100,11 +100,23 @@ HOT = np.array([
     (1.00, 1.0, 1.0, 1.0),
 ])
 
+#: The ramp PET and SPECT layers open with, and a grey functional volume is fused through on the command
+#: line: black, dark red, red, orange, yellow. Its luma rises with the uptake, and unlike :data:`HOT` it ends
+#: in a colour, not white: white has no chrominance, so the hottest uptake would come out of a fusion (which
+#: keeps the functional image's chrominance under the fused luma) as plain grey, like tissue.
+PET = np.array([
+    (0.00, 0.0, 0.0, 0.0),
+    (0.30, 0.55, 0.0, 0.0),
+    (0.60, 1.0, 0.1, 0.0),
+    (0.80, 1.0, 0.55, 0.0),
+    (1.00, 1.0, 1.0, 0.0),
+])
 
-def hot_lut(entries: int = 256) -> np.ndarray:
-    """:data:`HOT` as an ``(entries, 3)`` float32 colour table: the default for a grey PET or SPECT volume."""
+
+def colour_table(points: np.ndarray = PET, entries: int = 256) -> np.ndarray:
+    """A ramp of ``(position, R, G, B)`` control points as an ``(entries, 3)`` float32 colour table."""
     t = np.linspace(0.0, 1.0, entries)
-    return np.stack([np.interp(t, HOT[:, 0], HOT[:, c]) for c in (1, 2, 3)], axis=-1).astype(np.float32)
+    return np.stack([np.interp(t, points[:, 0], points[:, c]) for c in (1, 2, 3)], axis=-1).astype(np.float32)
 
 
 def colourise(image: np.ndarray, limits: tuple[float, float], lut: np.ndarray) -> np.ndarray:

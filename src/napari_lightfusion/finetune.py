@@ -19,9 +19,10 @@ widget's fine-tuning section both call it.
   Validation is the training loss and Qabf, SSIM and VIF
   (:mod:`napari_lightfusion.metrics`) on the held-out parts, before
   training, every ``validate_every`` steps and at the end.
-* The recipe (measured, ``DESIGN.md``): Adam 2e-3, batch 4, 64 x 64 crops
-  with random flips, the base's loss weights (its sidecar's
-  ``loss_weights``). The step rate matters more than the batch size.
+* The recipe (``docs/design.md``, "The fine-tuning recipe"): Adam 2e-3,
+  batch 4, 64 x 64 crops with random flips, the base's loss weights (its
+  sidecar's ``loss_weights``). The step rate matters more than the batch
+  size.
 * It stops after ``steps`` steps or ``minutes`` of wall time (whichever
   comes first), or when cancelled; the weights kept are those with the
   lowest validation loss seen (the base's own if nothing beat them).

@@ -372,3 +372,9 @@ def preset_warning(preset: str | None, anatomical, functional) -> str | None:
 def is_microscopy(*items) -> bool:
     """Whether the names of any of ``items`` (layers or :class:`LayerInfo`) say microscope channels."""
     return any((found := modality(item)) is not None and found.domain == "microscopy" for item in items)
+
+
+def short_name(item) -> str:
+    """What to call an image in a one-line message: its modality ("PET", "MRI") when known, else its name."""
+    found = modality(item)
+    return found.label if found is not None else _info(item).name

@@ -4,7 +4,7 @@ The command-line counterpart of what the widget does with two layers
 (:mod:`~napari_lightfusion.displayed`): two volumes that know where they
 lie in the patient (NIfTI, DICOM: :attr:`Volume.geometry`) are fused on
 the anatomical grid, the functional one resampled in world coordinates;
-a grey PET or SPECT volume is fused through a colour table so that its
+a grey PET or SPECT volume is fused through the PET colour table so that its
 uptake shows in the fused colour; the pair is checked for misregistration
 (:func:`napari_lightfusion.align.estimate_misalignment`) and, when asked,
 registered rigidly (:func:`~napari_lightfusion.align.register_rigid`) with
@@ -21,13 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .colour import hot_lut
+from .colour import colour_table
 from .displayed import as_displayed, same_grid
 from .volume_io import Volume
 
-#: ``--colormap`` choices: ``auto`` (the hot table for a grey functional volume fused with a PET or SPECT
-#: preset), ``hot``, ``none`` (fuse it grey).
-COLORMAPS = ("auto", "hot", "none")
+#: ``--colormap`` choices: ``auto`` (the PET table, :data:`napari_lightfusion.colour.PET`, for a grey
+#: functional volume fused with a PET or SPECT preset or read from a PET/SPECT series), ``pet``, ``none``
+#: (fuse it grey).
+COLORMAPS = ("auto", "pet", "none")
 
 #: Presets whose networks were trained on colour functional images.
 COLOUR_PRESETS = ("PET-MRI", "SPECT-MRI")
@@ -56,7 +57,7 @@ class Placement:
         return as_displayed({
             "a": va.data, "b": vb.data, "a_limits": limits[0], "b_limits": limits[1], "a_rgb": va.rgb,
             "b_rgb": vb.rgb, "a_matrix": va.matrix(), "b_matrix": self.b_matrix,
-            "b_lut": hot_lut() if self.colormap == "hot" else None,
+            "b_lut": colour_table() if self.colormap == "pet" else None,
         })
 
 
@@ -65,10 +66,10 @@ def _colormap(choice: str, vb: Volume, preset: str | None) -> str | None:
         raise ValueError(f"--colormap must be one of {', '.join(COLORMAPS)}, not {choice!r}")
     if vb.rgb or choice == "none":
         return None
-    if choice == "hot":
-        return "hot"
+    if choice == "pet":
+        return "pet"
     modality = (vb.clinical or {}).get("modality", "")
-    return "hot" if preset in COLOUR_PRESETS or modality in ("PT", "NM") else None
+    return "pet" if preset in COLOUR_PRESETS or modality in ("PT", "NM") else None
 
 
 def _check_overlap(va: Volume, b_matrix: np.ndarray, vb: Volume) -> None:
@@ -101,7 +102,7 @@ def place_pair(va: Volume, vb: Volume, *, preset: str | None, colormap: str = "a
                 "inferior to superior, anterior up and the patient's right on the left (RAS+ shown as S, P, L)")
     table = _colormap(colormap, vb, preset)
     if table:
-        say(f"{Path(vb.path).name} is grey: fused through the {table} colour table, so the uptake shows in colour "
+        say(f"{Path(vb.path).name} is grey: fused through the {table.upper()} colour table, so the uptake shows in colour "
             "(--colormap none fuses it grey)")
     placed = va.geometry is not None and vb.geometry is not None
     if not placed:

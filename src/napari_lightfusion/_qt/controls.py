@@ -46,7 +46,8 @@ TIPS = {
     "compare_btn": "Fuse, add the baseline result(s) and show everything side by side, labelled",
     "figure_btn": "Save one PNG of the labelled tiles with the metric table beneath",
     "cancel_btn": "Stop a running job between slices; no layer is half-written",
-    "volume_btn": "Write the lazily fused volume to an OME-Zarr folder, slice by slice (resumable)",
+    "volume_btn": ("Write the fused volume slice by slice: an OME-Zarr folder (resumable), a NIfTI file with the "
+                   "anatomical affine, or a DICOM series that joins the anatomical study"),
 }
 
 

@@ -116,7 +116,7 @@ class ResultView:
         self._live_index = outcome.index
         self._result = (ctx["set"], written, "compare" if outcome.request.compare else "full")
         self.figure_btn.setEnabled(True)
-        self.volume_btn.setVisible(outcome.lazy)
+        self.volume_btn.setVisible(outcome.lazy or (outcome.stacked and outcome.index is None))
         self._last_note = None
         res = outcome.result
         where = (f"slice {outcome.index}" if outcome.index is not None

@@ -456,8 +456,9 @@ class LightFusionWidget(ResultView, ExportActions, QWidget):
         self.uptake.setText(uptake_text(outcome))
         found = outcome.misalignment
         if found is not None and found.exceeds and not self.align_panel.busy:
-            names = outcome.request.context["names"]
-            self.align_panel.offer(found, found.message(*names), outcome.request.microscopy)
+            a, b = outcome.request.context["inputs"]
+            self.align_panel.offer(found, found.message(roles.short_name(a), roles.short_name(b)),
+                                   outcome.request.microscopy)
         if self._warm_needed:  # the warm-up gave way to this fusion: the slider still waits for it
             self._submit("warm")
         done = "." if not outcome.lazy else "; slices are fused as you view them (no metrics for a lazy volume)."

@@ -100,3 +100,56 @@ def make_screenshots(out_png: str | Path, data: str | Path | None = None, show: 
     finally:
         viewer.close()
     return written
+
+
+def make_dicom_screenshots(folder: str | Path, show: bool = True) -> list[Path]:
+    """``dicom_study.png`` and ``dicom_aligned.png`` in ``folder``: a synthetic DICOM study opened and fused.
+
+    The study (:mod:`.synthetic_study`: an MR at 1.5 x 1 x 1 mm, a PET in SUV
+    at 3 x 2 x 2 mm lying 6 mm left and 3 mm back of it) is written to a
+    temporary folder and opened with the plugin's reader, as File > Open
+    does; Fuse, then the first screenshot with the Align notification and
+    the value under the cursor (over a lesion); Align, Fuse again, the second.
+    """
+    import tempfile
+
+    import napari
+
+    from .synthetic_study import write_study
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    with tempfile.TemporaryDirectory() as tmp:
+        study = write_study(tmp)
+        viewer = napari.Viewer(show=show, title="napari-lightfusion")
+
+        def shot(name: str) -> None:
+            end = time.monotonic() + 0.5  # let the canvas (and the notification) draw
+            wait_until(lambda: time.monotonic() > end, 5.0)
+            written.append(save_png(viewer.screenshot(canvas_only=False, flash=False), folder / name))
+
+        try:
+            viewer.window.resize(*WINDOW)
+            mr = viewer.open(str(study["MR"]), plugin="napari-lightfusion")[0]
+            pet = viewer.open(str(study["PET"]), plugin="napari-lightfusion")[0]
+            _, widget = viewer.window.add_plugin_dock_widget("napari-lightfusion", "LightFusion")
+            widget.set_pair(mr, pet)
+            wait_until(lambda: not widget.busy, 120.0, "the network's warm-up")
+            widget.fuse()
+            wait_until(lambda: not widget.busy, 120.0, "the fusion")
+            hottest = np.unravel_index(int(np.argmax(pet.data)), pet.data.shape)
+            lesion = np.asarray(pet.data_to_world(hottest))  # the cursor on the hottest PET voxel
+            viewer.dims.set_point(0, float(lesion[0]))
+            viewer.reset_view()
+            viewer.cursor.position = tuple(lesion)
+            shot("dicom_study.png")
+            widget.align_panel.align()
+            wait_until(lambda: not widget.align_panel.busy, 120.0, "the alignment")
+            widget.fuse()
+            wait_until(lambda: not widget.busy, 120.0, "the fusion")
+            viewer.cursor.position = tuple(lesion)
+            shot("dicom_aligned.png")
+        finally:
+            viewer.close()
+    return written

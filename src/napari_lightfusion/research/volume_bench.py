@@ -18,7 +18,7 @@ each time (peak RSS from ``wait4``, so nothing else in this process counts):
   seconds to the first slice, peak RSS (beside that of a process that only
   imports the same modules), and the size of the volume that was *not* loaded.
 
-Examples (the README's figures)::
+Examples (the figures of docs/volumes.md)::
 
     nice -n 10 python -m napari_lightfusion.research.volume_bench volume --size 2048 --slices 20 60
     nice -n 10 python -m napari_lightfusion.research.volume_bench lazy --size 512 --slices 300
