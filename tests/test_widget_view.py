@@ -384,19 +384,20 @@ def test_the_balance_slider_is_for_conditioned_networks_and_refuses_live(
     widget.preset.activated.emit(widget.preset.currentIndex())
     wait_idle(widget)
     assert not widget.balance.isEnabled() and widget.balance_value() is None
+    assert widget.balance_label.text() == "b —"  # the slider says its value, and when it has none
     seen = []
     plan = jobs.plan_fusion
     monkeypatch.setattr(jobs, "plan_fusion", lambda *a, **k: (seen.append(k.get("balance")), plan(*a, **k))[1])
     monkeypatch.setattr(widget_module, "warm_up", lambda preset, device: 0.3)  # trained with a balance
     widget.preset.activated.emit(widget.preset.currentIndex())
     wait_idle(widget)
-    assert widget.balance.isEnabled() and widget.balance.value() == 30
+    assert widget.balance.isEnabled() and widget.balance.value() == 30 and widget.balance_label.text() == "b 0.30"
     fuse_now(widget)
     fused = role(viewer, "fused")
     assert fused.name == "MRI + PET · PET-MRI"  # the default b goes without saying
     widget.balance.setValue(80)
     wait_idle(widget)
-    assert seen == [0.3, 0.8] and role(viewer, "fused") is fused
+    assert seen == [0.3, 0.8] and role(viewer, "fused") is fused and widget.balance_label.text() == "b 0.80"
     assert fused.name == "MRI + PET · PET-MRI · b=0.80"  # a moved balance is in the name (screenshots)
     widget.balance.setValue(30)
     wait_idle(widget)

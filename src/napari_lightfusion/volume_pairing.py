@@ -102,8 +102,8 @@ def place_pair(va: Volume, vb: Volume, *, preset: str | None, colormap: str = "a
                 "inferior to superior, anterior up and the patient's right on the left (RAS+ shown as S, P, L)")
     table = _colormap(colormap, vb, preset)
     if table:
-        say(f"{Path(vb.path).name} is grey: fused through the {table.upper()} colour table, so the uptake shows in colour "
-            "(--colormap none fuses it grey)")
+        say(f"{Path(vb.path).name} is grey: fused through the {table.upper()} colour table, so the uptake shows "
+            "in colour (--colormap none fuses it grey)")
     placed = va.geometry is not None and vb.geometry is not None
     if not placed:
         if va.data.shape[:3] != vb.data.shape[:3]:

@@ -83,6 +83,10 @@ def build_controls(w, viewer) -> None:
     w.balance.setRange(0, 100)
     w.balance.setValue(50)
     w.balance.setEnabled(False)
+    w.balance_label = QLabel("b —")
+    w.balance_label.setMinimumWidth(48)
+    w.balance_label.setToolTip("b = 0: keep the anatomy in the hot spots; b = 1: keep the function; "
+                               "— : the preset's network takes no balance")
     w.device = combo(["auto", *available_devices()])
     w.show_map = combo(MAP_TEXT, list(outputs.MAP_CHOICES),
                        ["the fused image, no map"] + [outputs.MAP_MEANING[c.kind] for c in outputs.MAP_CHOICES[1:]])
@@ -108,7 +112,7 @@ def build_controls(w, viewer) -> None:
     form.addRow(w.pickers)
     form.addRow(w.resample_btn)
     form.addRow("Preset", w.preset)
-    form.addRow("Balance", row(QLabel("anatomy"), w.balance, QLabel("function")))
+    form.addRow("Balance", row(QLabel("anatomy 0"), w.balance, QLabel("1 function"), w.balance_label))
     form.addRow("Device", w.device)
     form.addRow("Show map", w.show_map)
     form.addRow("Map channel", w.channel)

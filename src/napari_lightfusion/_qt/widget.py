@@ -118,6 +118,7 @@ class LightFusionWidget(ResultView, ExportActions, QWidget):
         self.show_map.currentIndexChanged.connect(lambda *_: self._on_map_choice())
         self.channel.activated.connect(self._on_channel)
         self.balance.valueChanged.connect(lambda *_: self._on_balance())
+        self.balance.valueChanged.connect(lambda *_: self._show_balance())
         self.resample_btn.clicked.connect(self.resample)
         self.fuse_btn.clicked.connect(self.fuse)
         self.cancel_btn.clicked.connect(self.cancel)
@@ -172,6 +173,7 @@ class LightFusionWidget(ResultView, ExportActions, QWidget):
     def _warm_new_preset(self):
         """Load the picked preset's network; until it says its default b, fusions use that default."""
         self.balance.setEnabled(False)  # the slider's b belonged to the previous network
+        self._show_balance()
         self._warm_needed = True
         self._submit("warm")  # load the network now; it says whether Balance applies
 
@@ -398,6 +400,12 @@ class LightFusionWidget(ResultView, ExportActions, QWidget):
             self.balance.setValue(round(100 * balance))
             self.balance.blockSignals(False)
         self.balance.setEnabled(conditioned)
+        self._show_balance()
+
+    def _show_balance(self) -> None:
+        """The slider's b beside it (a dash while the network takes none)."""
+        value = self.balance_value()
+        self.balance_label.setText("b —" if value is None else f"b {value:.2f}")
 
     def _guard(self, slot):
         """``slot``, silenced once the widget is destroyed."""
