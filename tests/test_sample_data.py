@@ -90,3 +90,9 @@ def test_microscopy_sample_fuses():
     phase, gfp = sd.microscopy_pair(96)
     plan = plan_fusion(phase, gfp, "PET-MRI")
     assert plan.pair.colour is None and plan.pair.anatomical.max() == 1.0
+
+
+def test_the_sample_pet_is_shown_over_the_mri_not_hiding_it():
+    for sample in (sd.make_sample_pair(), sd.make_sample_stack()):
+        (_, mri, _), (_, pet, _) = sample
+        assert pet["blending"] == "additive" and pet["opacity"] < 1.0 and "blending" not in mri

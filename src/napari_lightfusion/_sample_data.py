@@ -78,11 +78,16 @@ def phantom_stack(slices: int = 16, size: int = 128) -> tuple[np.ndarray, np.nda
     return mri, pet
 
 
+#: How the sample PET is shown before fusion: added over the MRI, as a clinical viewer overlays uptake, so the
+#: pair reads as anatomy with uptake (not a red blob hiding the MRI) and the first Fuse visibly changes it.
+OVER_ANATOMY = {"blending": "additive", "opacity": 0.7}
+
+
 def make_sample_pair():
     """napari sample: the 2D phantom MRI (grey) and PET (RGB) pair, 256 x 256."""
     return [
         (phantom_mri(), {"name": "phantom MRI", "colormap": "gray"}, "image"),
-        (phantom_pet(), {"name": "phantom PET", "rgb": True, "opacity": 1.0}, "image"),
+        (phantom_pet(), {"name": "phantom PET", "rgb": True, **OVER_ANATOMY}, "image"),
     ]
 
 
@@ -91,7 +96,7 @@ def make_sample_stack():
     mri, pet = phantom_stack()
     return [
         (mri, {"name": "phantom MRI stack", "colormap": "gray"}, "image"),
-        (pet, {"name": "phantom PET stack", "rgb": True}, "image"),
+        (pet, {"name": "phantom PET stack", "rgb": True, **OVER_ANATOMY}, "image"),
     ]
 
 
