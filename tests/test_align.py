@@ -235,6 +235,9 @@ def test_a_2d_pair_is_caught_and_registered(head2d):
     assert result.world_transform.shape == (3, 3)
     assert corner_error(result.world_transform @ move, 2) < 1.5
     assert abs(result.rotation_deg - DEGREES) < 1.0
+    # the other way round (the functional image is the finer one, so it is the one sampled): the inverse motion
+    result = align.register_rigid(pet, pet_matrix, mr, np.linalg.inv(move) @ mr_matrix)
+    assert corner_error(result.world_transform @ np.linalg.inv(move), 2) < 1.5
 
 
 # --- microscopy ---------------------------------------------------------------------------------------------------
@@ -308,3 +311,14 @@ def test_the_module_loads_simpleitk_only_when_it_registers():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_simpleitk_errors_come_as_one_line():
+    """Two images that touch at a corner only: ITK finds no sample inside both, and says so in a ValueError."""
+    rng = np.random.default_rng(0)
+    corner = np.eye(4)
+    corner[:3, 3] = (15, 31, 31)
+    for call in (align.estimate_misalignment, align.register_rigid):
+        with pytest.raises(ValueError, match="registration failed: All samples map outside") as error:
+            call(rng.random((16, 32, 32)), np.eye(4), rng.random((16, 32, 32)), corner)
+        assert "\n" not in str(error.value)

@@ -36,7 +36,7 @@ from .resample import resample
 
 #: Seed of the metric's random sampling: the same inputs give the same answer (to ~1e-6 mm, threads' rounding).
 SEED = 1729
-#: Per fit (the translation of the estimate and of the rigid start, the rigid fit): most voxels of the sampled
+#: Per fit, "estimate" (the translation; also the rigid fit's start) and "rigid": most voxels of the sampled
 #: working image, how many of them the metric samples per resolution level, most iterations per level.
 WORKING_VOXELS = {"estimate": 1 << 17, "rigid": 1 << 19}
 SAMPLES = {"estimate": 5000, "rigid": 20000}
@@ -63,11 +63,10 @@ class Cancelled(Exception):
 class Misalignment:
     """How far the functional image's content sits from where the anatomical image says it should be.
 
-    ``shift_mm``: the world vector (``z, y, x``, or ``y, x`` in 2D; mm, or
-    the layers' world units in microscopy) from where the content should be
-    to where it is. ``shift_px``: the same in pixels of the anatomical grid,
-    along its index axes. ``threshold_mm``: about one voxel of the coarser
-    grid (the largest voxel side of the two images).
+    ``shift_mm``: the world vector (``z, y, x`` or ``y, x``; mm, or world
+    units in microscopy) from where the content should be to where it is;
+    ``shift_px``: the same in pixels along the anatomical grid's axes.
+    ``threshold_mm``: the largest voxel side of the two images.
     """
 
     shift_mm: tuple[float, ...]
@@ -110,8 +109,8 @@ class Registration:
     """A transform that puts the functional image in register: set its data-to-world to ``world_transform @ matrix``.
 
     ``world_transform``: ``(N + 1, N + 1)`` in the layers' world (``z, y,
-    x``). ``centre_mm``: the centre of the anatomical image, where
-    :attr:`shift_mm` is measured. ``metric`` names what ``metric_before``
+    x``). ``centre_mm``: the centre of the anatomical image (of its part
+    that overlaps the functional one), where :attr:`shift_mm` is measured. ``metric`` names what ``metric_before``
     and ``metric_after`` measure (at the old and at the new placement).
     """
 
@@ -144,17 +143,11 @@ class Registration:
 
     def record(self) -> dict:
         """Plain JSON for a result's metadata: the matrix, what made it and how well it fits."""
+        n = len(self.centre_mm)
         return {
-            "world_transform": [[float(v) for v in row] for row in self.world_transform],
-            "axes": "z, y, x" if len(self.centre_mm) == 3 else "y, x",
-            "centre_mm": list(self.centre_mm),
-            "shift_mm": list(self.shift_mm),
-            "rotation_deg": self.rotation_deg,
-            "method": self.method,
-            "library": self.library,
-            "metric": self.metric,
-            "metric_before": self.metric_before,
-            "metric_after": self.metric_after,
+            "world_transform": self.world_transform.tolist(), "axes": ("y, x", "z, y, x")[n - 2],
+            "centre_mm": list(self.centre_mm), "shift_mm": list(self.shift_mm), "rotation_deg": self.rotation_deg,
+            **{key: getattr(self, key) for key in ("method", "library", "metric", "metric_before", "metric_after")},
         }
 
 
@@ -229,7 +222,7 @@ def _values(image, name: str, rgb: bool) -> np.ndarray:
     if not finite.all():
         data = np.where(finite, data, data[finite].min())
     if data.max() == data.min():
-        raise ValueError(f"the {name} image is constant: there is nothing to align on")
+        raise ValueError(f"the {name} image is constant where the two overlap: there is nothing to align on")
     return data
 
 
@@ -419,8 +412,8 @@ def register_rigid(
     Mattes mutual information with SimpleITK: a translation start (as
     :func:`estimate_misalignment`), then an Euler2D/Euler3D transform about
     the sampled image's centre, regular-step gradient descent over two
-    resolution levels of at most ``ITERATIONS["rigid"]`` iterations; about a
-    second for a PET volume against an MR. ``progress(fraction)`` (0 to 1)
+    resolution levels of at most ``ITERATIONS["rigid"]`` iterations; a few
+    seconds for a PET volume against an MR. ``progress(fraction)`` (0 to 1)
     is called as the optimiser iterates; ``should_stop()`` is polled at each
     iteration and, once true, the fit stops and :class:`Cancelled` is
     raised. ``ValueError`` as in :func:`estimate_misalignment`.
@@ -457,13 +450,15 @@ def register_rigid(
     transform.SetCenter(sampled.TransformContinuousIndexToPhysicalPoint([(s - 1) / 2 for s in sampled.GetSize()]))
     method = _method(sampled, "rigid", step)
     method.SetInitialTransform(transform)
-    before = method.MetricEvaluate(sampled, interpolated)  # the images as placed now
+    volume = math.prod(sampled.GetSize()) * math.prod(sampled.GetSpacing())  # MetricEvaluate reads every voxel:
+    evaluated = _working(sampled, (volume / WORKING_VOXELS["estimate"]) ** (1 / n))  # the record's needs fewer
+    before = method.MetricEvaluate(evaluated, interpolated)  # the images as placed now
     transform.SetTranslation([float(v) for v in offset])
     method.SetInitialTransform(transform, inPlace=True)  # after the change: SimpleITK copies on write
     watch(method, "rigid")
     _run(method, sampled, interpolated)
     check()
-    after = method.MetricEvaluate(sampled, interpolated)
+    after = method.MetricEvaluate(evaluated, interpolated)
     if progress:
         progress(1.0)
     low, high = _bounds(fixed.shape, fixed_matrix)

@@ -118,7 +118,7 @@ def place_pair(va: Volume, vb: Volume, *, preset: str | None, colormap: str = "a
             "(world coordinates)")
     from . import align as registration
 
-    fixed, moving = np.asarray(va.data), np.asarray(vb.data)
+    fixed, moving = va.data, vb.data  # lazy: the registration reads only their common field of view
     try:
         found = registration.estimate_misalignment(fixed, va.matrix(), moving, b_matrix, rgb_moving=vb.rgb)
     except ValueError:
