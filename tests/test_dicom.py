@@ -27,7 +27,8 @@ from dicom_series import (
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset, FileMetaDataset
 
-from napari_lightfusion.dicom import is_dicom, read_dicom, suv_factor
+from napari_lightfusion.dicom import is_dicom, read_dicom
+from napari_lightfusion.suv import suv_factor
 
 RNG = np.random.default_rng(7)
 

@@ -113,7 +113,7 @@ def test_display_ct_window_pet_from_zero_mr_percentiles():
     assert display("CT", "HU", np.zeros((3, 4, 4)))["contrast_limits"] == SOFT_TISSUE
     pet = display("PT", "SUV", np.full((40, 8, 8), 0.5))
     assert pet["contrast_limits"] == (0.0, 3.0) and pet["blending"] == "additive"
-    assert pet["colormap"].name == "hot (PET)"
+    assert pet["colormap"].name == "PET (black-red-yellow)"
     values = RNG.uniform(0, 1000, (20, 30, 30))
     low, high = display("MR", "", values)["contrast_limits"]
     assert low == pytest.approx(5, abs=3) and high == pytest.approx(995, abs=3)
@@ -132,7 +132,7 @@ def test_a_study_opens_in_a_viewer_with_a_clinical_display(make_napari_viewer, t
     np.testing.assert_allclose(pet_layer.scale, pet.spacing)
     np.testing.assert_allclose(pet_layer.translate, pet.world(0, 0, 0))
     assert tuple(ct_layer.contrast_limits) == SOFT_TISSUE and ct_layer.colormap.name == "gray"
-    assert pet_layer.colormap.name == "hot (PET)" and pet_layer.blending == "additive"
+    assert pet_layer.colormap.name == "PET (black-red-yellow)" and pet_layer.blending == "additive"
     low, high = pet_layer.contrast_limits
     assert low == 0 and high >= 3.0
     assert pet_layer.metadata["clinical"]["suv"]["factor"] == pytest.approx(pet.suv_factor)

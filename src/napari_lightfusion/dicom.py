@@ -22,21 +22,20 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 
+from .dicom_tags import date_time, first_item, first_line, floats, number, text
 from .geometry import Geometry, canonical, slice_offsets, uniform_spacing
+from .suv import PET_UNITS, suv_factor
 
 #: Where a DICOM file's magic word "DICM" lies, after its 128-byte preamble.
 MAGIC_AT = 128
 
 #: :func:`holds_dicom` looks at this many files of a folder before saying it holds none.
 LOOK = 200
-
-#: PET Units (0054,1001) -> the unit its values are shown in, when SUV cannot be computed.
-PET_UNITS = {"BQML": "Bq/ml", "CNTS": "counts", "PROPCNTS": "counts", "GML": "SUV"}
 
 #: The tags that identify a series' patient, study and series, copied as text to ``clinical["dicom"]``.
 IDENTITY_TAGS = (
@@ -95,43 +94,6 @@ def holds_dicom(folder, look: int = LOOK) -> bool:
     return False
 
 
-def _line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _num(value, default):
-    """A DICOM number (DS, IS) as float; ``default`` when absent or empty."""
-    try:
-        return default if value is None or str(value).strip() == "" else float(value)
-    except (TypeError, ValueError):
-        return default
-
-
-def _floats(value) -> tuple | None:
-    return tuple(float(v) for v in value) if value not in (None, "") and len(value) else None
-
-
-def _first(sequence):
-    return sequence[0] if sequence else None
-
-
-def _text(value) -> str:
-    return "" if value is None else str(value)
-
-
-def _datetime(date, time=None) -> datetime | None:
-    """DA + TM (or one DT, its time zone dropped) as a datetime; ``None`` when absent or malformed."""
-    from pydicom.valuerep import DA, DT, TM
-
-    try:
-        if time is None:
-            return DT(str(date)).replace(tzinfo=None) if date else None
-        return datetime.combine(DA(str(date)), TM(str(time))) if date and time else None
-    except (TypeError, ValueError):
-        return None
-
-
 @dataclass(frozen=True)
 class _Header:
     """One file's header, read without the pixel data, and where its pixel data starts."""
@@ -165,14 +127,14 @@ def _header(path) -> _Header | None:
         ds = pydicom.dcmread(f, stop_before_pixels=True, force=True)
         at = f.tell()
     if "Rows" not in ds or "Columns" not in ds:
-        if "Image Storage" in UID(_text(ds.get("SOPClassUID"))).name:
+        if "Image Storage" in UID(text(ds.get("SOPClassUID"))).name:
             raise ValueError("its header is incomplete: the file is cut short")
         return None  # DICOMDIR, a report, a plan: no image
     return _Header(str(path), ds, at, os.path.getsize(path))
 
 
 def _frame_count(ds) -> int:
-    return int(_num(ds.get("NumberOfFrames"), 1))
+    return int(number(ds.get("NumberOfFrames"), 1))
 
 
 def find_series(paths) -> tuple[list[list[_Header]], list[str]]:
@@ -186,39 +148,39 @@ def find_series(paths) -> tuple[list[list[_Header]], list[str]]:
         try:
             header = _header(path)
         except Exception as exc:  # a damaged header is that file's problem only
-            problems.append(f"cannot read {path}: {_line(exc)}")
+            problems.append(f"cannot read {path}: {first_line(exc)}")
             continue
         if header is None:
             continue
         ds = header.ds
-        uid = _text(ds.get("SeriesInstanceUID")) or str(path.parent)
+        uid = text(ds.get("SeriesInstanceUID")) or str(path.parent)
         alone = _frame_count(ds) > 1 or "PerFrameFunctionalGroupsSequence" in ds
         groups.setdefault((uid, str(path) if alone else ""), []).append(header)
-    return sorted(groups.values(), key=lambda g: (_num(g[0].ds.get("SeriesNumber"), math.inf), g[0].path)), problems
+    return sorted(groups.values(), key=lambda g: (number(g[0].ds.get("SeriesNumber"), math.inf), g[0].path)), problems
 
 
 def _rescale(ds) -> tuple[float, float]:
-    slope = _num(ds.get("RescaleSlope"), None)
+    slope = number(ds.get("RescaleSlope"), None)
     if slope is None:
-        slope = _num(ds.get("DoseGridScaling"), 1.0)  # RT Dose: stored x DoseGridScaling = Gy
-    return slope, _num(ds.get("RescaleIntercept"), 0.0)
+        slope = number(ds.get("DoseGridScaling"), 1.0)  # RT Dose: stored x DoseGridScaling = Gy
+    return slope, number(ds.get("RescaleIntercept"), 0.0)
 
 
 def _acquired(ds) -> datetime | None:
-    return _datetime(ds.get("AcquisitionDateTime")) or _datetime(ds.get("AcquisitionDate"), ds.get("AcquisitionTime"))
+    return date_time(ds.get("AcquisitionDateTime")) or date_time(ds.get("AcquisitionDate"), ds.get("AcquisitionTime"))
 
 
 def _single(header: _Header) -> _Frame:
     ds = header.ds
-    place = [_floats(ds.get(k)) for k in ("ImagePositionPatient", "ImageOrientationPatient")]
-    spacing = _floats(ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing"))
+    place = [floats(ds.get(k)) for k in ("ImagePositionPatient", "ImageOrientationPatient")]
+    spacing = floats(ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing"))
     return _Frame(header.path, None, *place, spacing, *_rescale(ds), _acquired(ds))
 
 
 def _functional(ds, item, shared, sequence: str, keyword: str):
     """A tag of an enhanced file: in the frame's functional group, else the shared one, else at the top level."""
     for group in (item, shared):
-        inner = _first(group.get(sequence)) if group is not None else None
+        inner = first_item(group.get(sequence)) if group is not None else None
         if inner is not None and inner.get(keyword) is not None:
             return inner.get(keyword)
     return ds.get(keyword)
@@ -227,7 +189,7 @@ def _functional(ds, item, shared, sequence: str, keyword: str):
 def _enhanced(header: _Header) -> list[_Frame]:
     """The frames of an enhanced multi-frame file, placed by their PlanePositionSequence."""
     ds = header.ds
-    shared, n = _first(ds.get("SharedFunctionalGroupsSequence")), _frame_count(ds)
+    shared, n = first_item(ds.get("SharedFunctionalGroupsSequence")), _frame_count(ds)
     if len(ds.PerFrameFunctionalGroupsSequence) < n:
         raise ValueError(f"{header.path} describes fewer frames than its {n} (PerFrameFunctionalGroupsSequence)")
     frames = []
@@ -237,12 +199,12 @@ def _enhanced(header: _Header) -> list[_Frame]:
 
         content = tag("FrameContentSequence", "FrameAcquisitionDateTime")
         frames.append(_Frame(
-            header.path, i, _floats(tag("PlanePositionSequence", "ImagePositionPatient")),
-            _floats(tag("PlaneOrientationSequence", "ImageOrientationPatient")),
-            _floats(tag("PixelMeasuresSequence", "PixelSpacing")),
-            _num(tag("PixelValueTransformationSequence", "RescaleSlope"), 1.0),
-            _num(tag("PixelValueTransformationSequence", "RescaleIntercept"), 0.0),
-            _datetime(content) if content else _acquired(ds),
+            header.path, i, floats(tag("PlanePositionSequence", "ImagePositionPatient")),
+            floats(tag("PlaneOrientationSequence", "ImageOrientationPatient")),
+            floats(tag("PixelMeasuresSequence", "PixelSpacing")),
+            number(tag("PixelValueTransformationSequence", "RescaleSlope"), 1.0),
+            number(tag("PixelValueTransformationSequence", "RescaleIntercept"), 0.0),
+            date_time(content) if content else _acquired(ds),
         ))
     return frames
 
@@ -250,18 +212,18 @@ def _enhanced(header: _Header) -> list[_Frame]:
 def _stacked(header: _Header) -> list[_Frame]:
     """The frames of an NM (SPECT) or RT Dose volume: one position, offsets along the normal."""
     ds = header.ds
-    n, detector = _frame_count(ds), _first(ds.get("DetectorInformationSequence")) or {}
-    origin = _floats(ds.get("ImagePositionPatient") or detector.get("ImagePositionPatient"))
-    orientation = _floats(ds.get("ImageOrientationPatient") or detector.get("ImageOrientationPatient"))
+    n, detector = _frame_count(ds), first_item(ds.get("DetectorInformationSequence")) or {}
+    origin = floats(ds.get("ImagePositionPatient") or detector.get("ImagePositionPatient"))
+    orientation = floats(ds.get("ImageOrientationPatient") or detector.get("ImageOrientationPatient"))
     if ds.get("GridFrameOffsetVector"):  # RT Dose: relative offsets, or absolute ones starting at the position
         offsets = np.asarray(ds.GridFrameOffsetVector, float)
         offsets = offsets - offsets[0]
     else:
-        offsets = np.arange(n) * _num(ds.get("SpacingBetweenSlices"), math.nan)
+        offsets = np.arange(n) * number(ds.get("SpacingBetweenSlices"), math.nan)
     if origin is None or orientation is None or len(offsets) != n or not np.isfinite(offsets).all():
         raise ValueError(f"{header.path} holds {n} frames without their positions (a cine loop?), not a volume")
     normal = np.cross(orientation[:3], orientation[3:])
-    spacing = _floats(ds.get("PixelSpacing"))
+    spacing = floats(ds.get("PixelSpacing"))
     return [_Frame(header.path, i, tuple(np.asarray(origin) + d * normal), orientation, spacing, *_rescale(ds),
                    _acquired(ds)) for i, d in enumerate(offsets)]
 
@@ -286,7 +248,7 @@ def _transfer_syntax(ds):
 
 
 def _image_size(ds) -> tuple[int, int, int]:
-    return int(ds.Rows), int(ds.Columns), int(_num(ds.get("SamplesPerPixel"), 1))
+    return int(ds.Rows), int(ds.Columns), int(number(ds.get("SamplesPerPixel"), 1))
 
 
 def _check_pixels(headers: list[_Header]) -> None:
@@ -312,7 +274,7 @@ def _check_pixels(headers: list[_Header]) -> None:
                              f"({'; '.join(decoder.missing_dependencies)})")
         if syntax.is_encapsulated or syntax.is_deflated:
             continue
-        bits = int(_num(ds.get("BitsAllocated"), 16))
+        bits = int(number(ds.get("BitsAllocated"), 16))
         count = math.prod(size) * _frame_count(ds)
         expected = math.ceil(count / 8) if bits == 1 else count * (bits // 8)
         available = header.size - header.pixels_at - (8 if syntax.is_implicit_VR else 12)
@@ -335,7 +297,7 @@ def _place(frames: list[_Frame], ds) -> tuple[np.ndarray, Geometry]:
         raise ValueError(f"its slices lie in different planes ({frames[0].path} and {frames[off[0]].path})")
     positions = np.array([f.position for f in frames])
     order, offsets = slice_offsets(orientations[0], positions)
-    between = _num(ds.get("SpacingBetweenSlices"), 0.0) or _num(ds.get("SliceThickness"), 0.0) or 1.0
+    between = number(ds.get("SpacingBetweenSlices"), 0.0) or number(ds.get("SliceThickness"), 0.0) or 1.0
     if n > 1:
         along_row, down_column = orientations[0][:3], orientations[0][3:]
         normal = np.cross(along_row, down_column) / np.linalg.norm(np.cross(along_row, down_column))
@@ -353,96 +315,18 @@ def _place(frames: list[_Frame], ds) -> tuple[np.ndarray, Geometry]:
     return order, Geometry.from_dicom(orientations[0], positions[order[0]], spacing, between)
 
 
-def _missing(tag: str, reason: str) -> dict:
-    return {"missing": tag, "reason": reason}
-
-
-def _scan_time(ds, acquired) -> datetime | None:
-    """When decay is counted to (QIBA): SeriesDate/Time, unless later than the earliest acquisition (post-processed)."""
-    series = _datetime(ds.get("SeriesDate"), ds.get("SeriesTime"))
-    earliest = min(acquired) if acquired else None
-    return earliest if series is None or (earliest is not None and series > earliest) else series
-
-
-def _injection_time(drug, scan: datetime) -> datetime | None:
-    """RadiopharmaceuticalStartDateTime, else RadiopharmaceuticalStartTime on the scan's day (or the day before)."""
-    from pydicom.valuerep import TM
-
-    stamp = _datetime(drug.get("RadiopharmaceuticalStartDateTime"))
-    if stamp is not None:
-        return stamp
-    try:
-        injection = datetime.combine(scan.date(), TM(str(drug.get("RadiopharmaceuticalStartTime"))))
-    except (TypeError, ValueError):
-        return None
-    return injection - timedelta(days=1) if injection > scan else injection  # injected before midnight
-
-
-def suv_factor(ds, acquired=()) -> dict:
-    """SUV (body weight) per Bq/ml of a PET series, from its first slice's header ``ds``.
-
-    SUV = C [Bq/ml] x weight [g] / (dose [Bq] x 2^(-dt / T1/2)), with the
-    dose, half-life and injection time from RadiopharmaceuticalInformation-
-    Sequence and the weight from PatientWeight. With DecayCorrection START,
-    dt runs from the injection to the scan: SeriesDate/SeriesTime, or, as
-    QIBA's SUV profile says, the earliest slice's acquisition time
-    (``acquired``) when the series time is later (a series made after the
-    scan); without RadiopharmaceuticalStartDateTime, the start time on the
-    scan's day, the day before when it is later (dates across midnight).
-    ADMIN: no decay factor. Units GML are SUV already (factor 1).
-
-    Returns ``{"factor", "weight_kg", "dose_bq", "half_life_s", "decay_s",
-    "decay_correction"}``, or ``{"missing": TAG, "reason": one line}`` when
-    SUV cannot be computed (a missing or zero tag, Units not BQML).
-    """
-    units, correction = _text(ds.get("Units")).upper(), _text(ds.get("DecayCorrection")).upper()
-    weight = _num(ds.get("PatientWeight"), 0.0)
-    known = {"weight_kg": weight or None, "dose_bq": None, "half_life_s": None, "decay_s": None,
-             "decay_correction": correction}
-    if units == "GML":
-        return {"factor": 1.0, **known}
-    if units != "BQML":
-        return _missing("Units", f"Units is {units or 'missing'}, not BQML")
-    if not weight:
-        return _missing("PatientWeight", "PatientWeight is missing or zero")
-    drug = _first(ds.get("RadiopharmaceuticalInformationSequence"))
-    if drug is None:
-        return _missing("RadiopharmaceuticalInformationSequence", "RadiopharmaceuticalInformationSequence is missing")
-    dose, half_life = _num(drug.get("RadionuclideTotalDose"), 0.0), _num(drug.get("RadionuclideHalfLife"), 0.0)
-    if not dose:
-        return _missing("RadionuclideTotalDose", "RadionuclideTotalDose is missing or zero")
-    if correction == "ADMIN":
-        decay = 0.0
-    elif correction == "START":
-        if not half_life:
-            return _missing("RadionuclideHalfLife", "RadionuclideHalfLife is missing or zero")
-        scan = _scan_time(ds, acquired)
-        if scan is None:
-            return _missing("SeriesTime", "SeriesDate/SeriesTime and AcquisitionTime are missing")
-        injection = _injection_time(drug, scan)
-        if injection is None:
-            return _missing("RadiopharmaceuticalStartTime", "RadiopharmaceuticalStartTime is missing")
-        decay = (scan - injection).total_seconds()
-        if decay < 0:
-            return _missing("RadiopharmaceuticalStartDateTime", "the injection is recorded after the scan")
-    else:
-        return _missing("DecayCorrection", f"DecayCorrection is {correction or 'missing'}, not START or ADMIN")
-    factor = weight * 1000.0 / (dose * 2.0 ** (-decay / half_life)) if decay else weight * 1000.0 / dose
-    return {**known, "factor": factor, "dose_bq": dose, "half_life_s": half_life or None, "decay_s": decay}
-
-
 def _units(ds, modality: str, frames: list[_Frame]) -> tuple[str, dict | None, float, tuple[str, ...]]:
     """``(unit, suv record, factor applied to the values, notes)`` of a series."""
     if modality == "CT":
         return "HU", None, 1.0, ()
     if modality == "RTDOSE":
-        return ("Gy" if _text(ds.get("DoseUnits")).upper() == "GY" else ""), None, 1.0, ()
+        return ("Gy" if text(ds.get("DoseUnits")).upper() == "GY" else ""), None, 1.0, ()
     if modality != "PT":
         return "", None, 1.0, ()
     suv = suv_factor(ds, [f.acquired for f in frames if f.acquired is not None])
     if "factor" in suv:
         return "SUV", suv, suv["factor"], ()
-    stored = _text(ds.get("Units")).upper()
+    stored = text(ds.get("Units")).upper()
     unit = PET_UNITS.get(stored, stored.lower())
     return unit, suv, 1.0, (f"SUV not computed: {suv['reason']}; values in {unit or 'the stored units'}",)
 
@@ -472,7 +356,7 @@ class _Slices:
         try:
             image = pixel_array(frame.path, index=frame.index)
         except Exception as exc:  # a decoder's or a file's failure: this slice's problem, in one line
-            raise ValueError(f"cannot read the pixels of {frame.path}: {_line(exc)}") from None
+            raise ValueError(f"cannot read the pixels of {frame.path}: {first_line(exc)}") from None
         if image.shape != self.shape[1:]:
             raise ValueError(f"{frame.path} holds an image of shape {image.shape}, not {self.shape[1:]}")
         if self.rgb:
@@ -522,10 +406,10 @@ def read_series(headers: list[_Header]) -> DicomImage:
     _check_pixels(headers)
     order, geometry = _place(frames, ds)
     frames = [frames[i] for i in order]
-    modality = _text(ds.get("Modality")).upper()
+    modality = text(ds.get("Modality")).upper()
     unit, suv, factor, notes = _units(ds, modality, frames)
     rows, columns, samples = _image_size(ds)
-    if samples not in (1, 3) or (samples == 3 and int(_num(ds.get("BitsAllocated"), 8)) != 8):
+    if samples not in (1, 3) or (samples == 3 and int(number(ds.get("BitsAllocated"), 8)) != 8):
         raise ValueError(f"{headers[0].path}: images of {samples} samples per pixel are not supported")
     rgb = samples == 3
     reader = _Slices(frames, (len(frames), rows, columns) + ((3,) if rgb else ()), rgb, factor)
@@ -541,7 +425,7 @@ def read_series(headers: list[_Header]) -> DicomImage:
                 "geometry": geometry.affine.tolist()}
     if modality == "PT":
         clinical["suv"] = suv
-    clinical["dicom"] = {key: _text(ds.get(key)) for key in IDENTITY_TAGS}
+    clinical["dicom"] = {key: text(ds.get(key)) for key in IDENTITY_TAGS}
     return DicomImage(data, geometry, rgb, clinical, notes)
 
 
@@ -549,8 +433,8 @@ def _describe(headers: list[_Header], problem: str) -> str:
     """``problem`` after the series it is about (and where it is, when the problem does not say)."""
     ds = headers[0].ds
     where = headers[0].path if len(headers) == 1 else str(Path(headers[0].path).parent)
-    what = " ".join(filter(None, [_text(ds.get("Modality")), "series", _text(ds.get("SeriesNumber"))]))
-    description = _text(ds.get("SeriesDescription")).strip()
+    what = " ".join(filter(None, [text(ds.get("Modality")), "series", text(ds.get("SeriesNumber"))]))
+    description = text(ds.get("SeriesDescription")).strip()
     what += f" {description!r}" if description else ""
     return f"{what}: {problem}" if where in problem else f"{what} in {where}: {problem}"
 
@@ -568,7 +452,7 @@ def read_dicom(paths) -> tuple[list[DicomImage], list[str]]:
         try:
             images.append(read_series(headers))
         except Exception as exc:  # any failure is this series' own: report it, read the others
-            problems.append(_describe(headers, _line(exc)))
+            problems.append(_describe(headers, first_line(exc)))
     if not images:
         if not problems:
             raise ValueError(f"no DICOM image series found in {', '.join(map(str, paths))}")
