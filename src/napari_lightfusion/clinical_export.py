@@ -87,11 +87,12 @@ def output_format(path, requested: str = "auto") -> str:
 
 
 def volume_geometry(volume) -> Geometry:
-    """Where a :class:`~napari_lightfusion.volume_io.Volume` lies: its NIfTI space, else its voxel size in mm."""
+    """Where a :class:`~napari_lightfusion.volume_io.Volume` lies: its place in the patient (NIfTI, DICOM), else
+    its voxel size in mm."""
     from .volume_io import METRES
 
-    if volume.space is not None:
-        return Geometry.from_ras(volume.space.affine)
+    if volume.geometry is not None:
+        return volume.geometry
     to_mm = METRES.get(volume.unit, 1e-3) / 1e-3
     return Geometry(np.diag([*(v * to_mm for v in (volume.voxel_size or (1.0, 1.0, 1.0))), 1.0]))
 
