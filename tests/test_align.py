@@ -322,3 +322,17 @@ def test_simpleitk_errors_come_as_one_line():
         with pytest.raises(ValueError, match="registration failed: All samples map outside") as error:
             call(rng.random((16, 32, 32)), np.eye(4), rng.random((16, 32, 32)), corner)
         assert "\n" not in str(error.value)
+
+
+def test_a_registered_pair_stays_silent_and_a_shifted_one_speaks():
+    """The sample pair is registered by construction: no alarm; moved by 8 px, MI clearly gains: an alarm."""
+    from napari_lightfusion._sample_data import phantom_mri, phantom_pet
+
+    mri, pet = phantom_mri().astype(np.float64), phantom_pet().astype(np.float64)
+    here = align.estimate_misalignment(mri, np.eye(3), pet, np.eye(3), rgb_moving=True)
+    moved = np.eye(3)
+    moved[1, 2] = 8.0
+    there = align.estimate_misalignment(mri, np.eye(3), pet, moved, rgb_moving=True)
+    assert not here.exceeds and "look aligned" in here.message("MRI", "PET")
+    assert there.exceeds and there.gain >= align.MIN_GAIN > here.gain
+    assert abs(there.shift_mm[1] - 8.0) < 2.0
