@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 
 import numpy as np
@@ -11,8 +10,6 @@ import torch
 
 from napari_lightfusion.cli import main
 from napari_lightfusion.research import bench
-
-HAVE_ORT = importlib.util.find_spec("onnxruntime") is not None
 
 CPUINFO = """processor\t: 0
 model name\t: Intel(R) Xeon(R) Processor
@@ -51,7 +48,6 @@ def test_methods_take_turns():
     assert order == ["a", "b", "a", "a"] and set(times) == {"a", "b"}
 
 
-@pytest.mark.skipif(not HAVE_ORT, reason="no onnxruntime")
 def test_plain_export_is_the_same_network():
     from napari_lightfusion.weights import model_for
 

@@ -2,9 +2,10 @@
 
 import numpy as np
 import pytest
+from yuv import rgb_to_yuv
 
 from napari_lightfusion import fuse
-from napari_lightfusion.colour import luminance, rgb_to_yuv
+from napari_lightfusion.colour import luminance
 from napari_lightfusion.weights import PRESETS
 
 
@@ -65,7 +66,7 @@ def test_real_pairs_fuse_to_finite_images_in_range(harvard_root, dataset):
     for pair in load_pairs(harvard_root, "test", dataset, names):
         result = fuse(pair.anatomical, pair.other, preset=dataset)
         assert np.isfinite(result.fused).all()
-        assert 0 <= result.fused.min() and result.fused.max() <= 1
+        assert 0 <= result.fused.min() <= result.fused.max() <= 1
         assert result.fused.std() > 0.05
 
 

@@ -192,3 +192,20 @@ def test_lazy_layers_on_other_grids_fuse_lazily_on_the_anatomical_grid(lightfusi
     want = fuse(mr[3], colour.colourise(on_grid[3], (0.0, 5.0), table), "PET-MRI",
                 a_limits=tuple(a.contrast_limits)).fused
     np.testing.assert_allclose(np.asarray(fused.data[3]), want, atol=1e-4)
+
+
+def test_the_readout_shows_a_grey_rgb_image_as_one_value_and_colour_as_rgb():
+    from types import SimpleNamespace
+
+    from napari_lightfusion._qt.readout import value_at
+
+    def layer(data, rgb):
+        return SimpleNamespace(data=data, rgb=rgb, multiscale=False, metadata={},
+                               world_to_data=lambda world: np.asarray(world, float))
+
+    grey = np.full((4, 4, 3), 80, np.uint8)
+    colour = grey.copy()
+    colour[1, 2] = (200, 10, 0)
+    assert value_at(layer(grey, True), (1, 2)) == "80"
+    assert value_at(layer(colour, True), (1, 2)) == "RGB 200 10 0"
+    assert value_at(layer(grey, True), (9, 2)) == "outside"

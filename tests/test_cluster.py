@@ -22,12 +22,14 @@ distributed = pytest.importorskip("distributed", reason="dask.distributed is the
 @pytest.fixture(scope="module")
 def cluster():
     """Two single-threaded worker processes; a task on a worker that dies fails the run (no retry)."""
-    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
-        with distributed.LocalCluster(
+    with (
+        dask.config.set({"distributed.scheduler.allowed-failures": 0}),
+        distributed.LocalCluster(
             n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
-        ) as local:
-            with distributed.Client(local) as client:
-                yield local, client
+        ) as local,
+        distributed.Client(local) as client,
+    ):
+        yield local, client
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,9 @@
 """BT.601 YUV: round trip and the luminance the metrics use."""
 
 import numpy as np
+from yuv import rgb_to_yuv, yuv_to_rgb
 
-from napari_lightfusion.colour import grey, luminance, rgb_to_yuv, with_luma, yuv_to_rgb
+from napari_lightfusion.colour import grey, luminance, with_luma
 
 
 def recolour(fused_y, rgb):

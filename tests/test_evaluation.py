@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from skimage.io import imread, imsave
 
+from napari_lightfusion import metric_registry
 from napari_lightfusion.baselines import BASELINES
 from napari_lightfusion.metrics import METRICS
 from napari_lightfusion.research import contact_sheets, report, report_results, tables
@@ -101,7 +102,8 @@ def test_every_column_is_scored_printed_and_explained():
 def test_ranks_follow_the_direction_of_a_column(monkeypatch):
     means = {"a": {"X": 1.0}, "b": {"X": 2.0}}
     assert ranks(means, "X", "ab") == {"a": 2, "b": 1}
-    monkeypatch.setitem(tables._HIGHER_IS_BETTER, "X", False)
+    lower = metric_registry.Metric("X", "a test column", higher_is_better=False)
+    monkeypatch.setitem(metric_registry.REGISTRY, "X", lower)
     assert ranks(means, "X", "ab") == {"a": 1, "b": 2}
     text = report.metric_table(means, ["a", "b"], metrics=["X"])
     assert text.startswith("| Method | X ↓ |")
@@ -133,7 +135,7 @@ def test_weights_method_equals_preset_method(fake_root):
 
 def _table(values: dict[str, float], **overrides: dict[str, float]) -> dict[str, dict[str, float]]:
     """Every metric of each method set to one value, with per-metric overrides."""
-    means = {m: {k: v for k in tables.COLUMNS} for m, v in values.items()}
+    means = {m: dict.fromkeys(tables.COLUMNS, v) for m, v in values.items()}
     for metric, per_method in overrides.items():
         for method, v in per_method.items():
             means[method][metric] = v

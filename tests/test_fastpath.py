@@ -6,11 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("onnxruntime")
-
-from napari_lightfusion import fastpath  # noqa: E402
-from napari_lightfusion.model import LightFusionNet, blend_weight  # noqa: E402
-from napari_lightfusion.weights import model_for  # noqa: E402
+from napari_lightfusion import fastpath
+from napari_lightfusion.model import LightFusionNet, blend_weight
+from napari_lightfusion.weights import model_for
 
 TOL = 1e-4
 

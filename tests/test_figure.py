@@ -85,7 +85,7 @@ def test_bold_marks_the_best_cell(tmp_path, qapp):
     rule = dark.sum(axis=1) > 100
     text_rows = [b for b in _bands(dark.any(axis=1) & ~rule) if b.stop - b.start > 4]
     row_a = dark[text_rows[1]]  # header, then row A
-    cells = [b for b in _bands(np.convolve(row_a.any(axis=0), np.ones(9), "same") > 0)]
+    cells = list(_bands(np.convolve(row_a.any(axis=0), np.ones(9), "same") > 0))
     assert len(cells) == 3  # "A", "4.000", "4.000"
     en, sd = (row_a[:, c].sum() for c in cells[1:])
     assert en > 1.15 * sd, (en, sd)

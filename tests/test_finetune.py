@@ -146,7 +146,7 @@ def test_result_saves_loads_and_fuses(cells, tmp_path):
     assert side["loss_weights"] == {"intensity": 20.0, "gradient": 100.0, "ssim": 50.0}
     assert states_equal(load_model(tmp_path / "tuned.pt"), result.model)
     fused = fuse(*cells, weights=tmp_path / "tuned.pt", device="cpu").fused
-    assert fused.shape == (96, 96) and 0 <= fused.min() and fused.max() <= 1
+    assert fused.shape == (96, 96) and 0 <= fused.min() <= fused.max() <= 1
 
 
 @pytest.mark.parametrize("balance_loss", ["targets", "fade", "hotspot", "split"])

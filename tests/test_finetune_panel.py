@@ -61,14 +61,15 @@ def test_finetune_then_save_as_a_preset_that_fuses(cells_viewer, qtbot, errors):
     viewer, panel, (a, b), saved = cells_viewer
     before = [snapshot(layer) for layer in (a, b)]
     panel.base.setCurrentText("CT-MRI")
-    panel.steps.setValue(10)
+    panel.steps.setValue(60)  # the held-out loss improves at steps 50 and 60 (10 steps did not: nothing to save)
     with qtbot.waitSignal(panel.done, timeout=WAIT_MS):
         panel.start()
     qtbot.waitUntil(lambda: not panel.busy, timeout=WAIT_MS)
     result = panel.result
-    assert result is not None and result.steps == 10 and result.stopped == "steps"
+    assert result is not None and result.steps == 60 and result.stopped == "steps" and result.best_step > 0
     assert "before Qabf" in panel.summary.text() and "after Qabf" in panel.summary.text()
-    assert panel.bar.value() == 1000 and len(panel.plot.losses) == 10 and panel.plot.validations
+    assert "Kept the base" not in panel.summary.text()
+    assert panel.bar.value() == 1000 and len(panel.plot.losses) == 60 and panel.plot.validations
     assert panel.save_btn.isEnabled() and panel.name.text() == "GFP + phase contrast"
     panel.name.setText("cells")
     assert panel.save() == "cells" and saved == ["cells"]
@@ -83,6 +84,11 @@ def test_finetune_then_save_as_a_preset_that_fuses(cells_viewer, qtbot, errors):
     panel.save_btn.setEnabled(True)
     assert panel.save() is None and saved == ["cells"] and "exists already" in errors[-1]
     assert not errors[:-1]
+    # a second run offers a free name, not the one just saved
+    with qtbot.waitSignal(panel.done, timeout=WAIT_MS):
+        panel.start()
+    qtbot.waitUntil(lambda: not panel.busy, timeout=WAIT_MS)
+    assert panel.result.best_step > 0 and panel.name.text() == "cells 2" and panel.save() == "cells 2"
 
 
 def test_gui_thread_slots_stay_short_while_fine_tuning(cells_viewer, qtbot, time_slots):
@@ -95,12 +101,12 @@ def test_gui_thread_slots_stay_short_while_fine_tuning(cells_viewer, qtbot, time
     timer = QTimer(interval=20)
     timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
     timer.start()
-    panel.minutes.setValue(0.05)  # 3 s, in which the GUI keeps ticking
+    panel.steps.setValue(30)  # a few seconds, in which the GUI keeps ticking
     panel.start()
     qtbot.waitUntil(lambda: not panel.busy, timeout=WAIT_MS)
     timer.stop()
     names = [name for name, _, _ in calls]
-    assert names.count("_on_progress") >= 5 and "_on_returned" in names and panel.result.stopped == "time"
+    assert names.count("_on_progress") >= 5 and "_on_returned" in names and panel.result.stopped == "steps"
     worst_cpu = max(calls, key=lambda c: c[1])
     worst_wall = max(calls, key=lambda c: c[2])
     assert worst_cpu[1] < 0.1, f"{worst_cpu[0]} took {worst_cpu[1] * 1000:.0f} ms of GUI-thread CPU"
@@ -110,14 +116,15 @@ def test_gui_thread_slots_stay_short_while_fine_tuning(cells_viewer, qtbot, time
 
 def test_cancel_keeps_the_best_so_far_and_offers_it(cells_viewer, qtbot):
     _, panel, _, _ = cells_viewer
+    panel.base.setCurrentText("CT-MRI")
     panel.steps.setValue(100_000)
     panel.minutes.setValue(60)
     panel.start()
-    qtbot.waitUntil(lambda: bool(panel.plot.losses), timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: len(panel.plot.validations) >= 2, timeout=WAIT_MS)  # step 50 validated: better
     with qtbot.waitSignal(panel.done, timeout=WAIT_MS):
         panel.cancel()
     qtbot.waitUntil(lambda: not panel.busy, timeout=WAIT_MS)
-    assert panel.result.cancelled and 0 < panel.result.steps < 100_000
+    assert panel.result.cancelled and 50 <= panel.result.steps < 100_000 and panel.result.best_step >= 50
     assert panel.save_btn.isEnabled() and "cancelled" in panel.summary.text()
 
 
@@ -156,6 +163,47 @@ def test_worker_errors_come_back_as_one_line(make_napari_viewer, qtbot, errors):
     qtbot.waitUntil(lambda: not panel.busy, timeout=WAIT_MS)
     assert panel.result is None and not panel.save_btn.isEnabled()
     assert len(errors) == 1 and "too small" in errors[0] and "\n" not in errors[0]
+    assert panel.bar.value() == 0 and panel.bar.text() == "fine-tuning failed"  # not "100 %"
+
+
+def test_only_budgets_that_leave_time_to_train_are_offered(cells_viewer):
+    _, panel, _, _ = cells_viewer
+    panel.minutes.setValue(0.05)  # what used to be offered: preparing the pair alone took longer
+    assert panel.minutes.value() == panel.minutes.minimum() == panel_module.MIN_MINUTES == 0.5
+    assert "preparing the pair included" in panel.minutes.toolTip()
+
+
+def test_a_run_that_improves_nothing_keeps_the_base_and_offers_no_copy(cells_viewer, qtbot, monkeypatch, errors):
+    from napari_lightfusion.finetune import FinetuneConfig
+
+    _, panel, _, saved = cells_viewer
+    panel.base.setCurrentText("CT-MRI")
+    monkeypatch.setattr(panel, "config", lambda: FinetuneConfig(steps=3, minutes=None, lr=10.0))  # diverges
+    with qtbot.waitSignal(panel.done, timeout=WAIT_MS):
+        panel.start()
+    qtbot.waitUntil(lambda: not panel.busy, timeout=WAIT_MS)
+    assert panel.result.best_step == 0
+    assert "Kept the base: fine-tuning did not improve the held-out pairs, so 'CT-MRI' is unchanged" in (
+        panel.summary.text())
+    assert not panel.save_btn.isEnabled() and panel.name.text() == ""
+    assert panel.save() is None and saved == [] and "Kept the base" in errors[-1]
+
+
+def test_the_legend_sits_above_the_plotted_lines(qtbot):
+    plot = panel_module.LossPlot()
+    qtbot.addWidget(plot)
+    plot.resize(300, 110)
+    plot.add_losses([(s, 1.0 - 0.01 * s) for s in range(1, 60)])
+    for step, loss in ((0, 1.2), (50, 0.2)):  # the validation line ends top right and bottom right
+        plot.add_validation(step, loss)
+    legend, box = plot.areas()
+    assert legend.bottom() < box.top() and legend.width() == box.width()
+    assert not plot.grab().isNull()  # paints
+
+
+def test_free_names():
+    assert panel_module.free_name("cells", []) == "cells"
+    assert panel_module.free_name("cells", ["cells", "cells 2"]) == "cells 3"
 
 
 def test_suggested_names_are_valid_preset_names():

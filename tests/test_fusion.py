@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
+from yuv import rgb_to_yuv
 
 from napari_lightfusion import fuse
-from napari_lightfusion.colour import rgb_to_yuv
 from napari_lightfusion.inputs import prepare_pair, to_unit
 
 
@@ -21,7 +21,7 @@ def colour():
 def test_grey_pair_gives_grey_result_with_maps(grey):
     result = fuse(grey, grey[::-1], preset="CT-MRI", device="cpu")
     assert result.fused.shape == grey.shape and result.fused.dtype == np.float32
-    assert 0.0 <= result.fused.min() and result.fused.max() <= 1.0
+    assert 0.0 <= result.fused.min() <= result.fused.max() <= 1.0
     assert result.surprise.shape == result.attention.shape == (2, *grey.shape)
     assert result.seconds > 0 and result.device == "cpu" and result.preset == "CT-MRI"
 
@@ -177,7 +177,7 @@ def test_mix_network_gives_the_first_inputs_weight_in_either_input_order(grey, c
     ab = fuse(grey, colour, weights=mix_weights, device="cpu")
     ba = fuse(colour, grey, weights=mix_weights, device="cpu")
     assert ab.weight.shape == grey.shape and ab.weight.dtype == np.float32
-    assert 0.0 <= ab.weight.min() and ab.weight.max() <= 1.0 and ab.weight.std() > 0.01
+    assert 0.0 <= ab.weight.min() <= ab.weight.max() <= 1.0 and ab.weight.std() > 0.01
     np.testing.assert_allclose(ab.weight, 1.0 - ba.weight, atol=1e-6)
     assert np.array_equal(ab.attention[0], ba.attention[1])
     assert fuse(grey, colour, weights=mix_weights, maps=False).weight is None

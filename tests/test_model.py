@@ -32,10 +32,10 @@ def test_every_variant_fuses_to_unit_range(attention, conv):
     a, b = torch.rand(2, 1, 37, 45), torch.rand(2, 1, 37, 45)
     fused, maps = model(a, b, return_maps=True)
     assert fused.shape == (2, 1, 37, 45)
-    assert 0.0 <= fused.min() and fused.max() <= 1.0
+    assert 0.0 <= fused.min() <= fused.max() <= 1.0
     for att in maps["attention"]:
         assert att.shape == (2, 16, 37, 45)
-        assert 0.0 <= att.min() and att.max() <= 1.0
+        assert 0.0 <= att.min() <= att.max() <= 1.0
     has_surprise = maps["surprise"][0] is not None
     assert has_surprise == (attention == "pca")
 
@@ -229,4 +229,4 @@ def test_mix_network_has_a_three_channel_head_within_the_budget():
     assert count_parameters(model) <= 5000 and count_macs(model) <= 0.30e9
     x = torch.rand(2, 1, 24, 24)
     out = model(x, x.flip(-1), balance=0.4)
-    assert out.shape == (2, 1, 24, 24) and 0 <= out.min() and out.max() <= 1
+    assert out.shape == (2, 1, 24, 24) and 0 <= out.min() <= out.max() <= 1

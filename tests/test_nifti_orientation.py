@@ -14,10 +14,11 @@ import pytest
 import zarr
 
 from napari_lightfusion import fuse, volume_io
+from napari_lightfusion.batch import fuse_batch
 from napari_lightfusion.cli import main
 from napari_lightfusion.displayed import same_grid
 from napari_lightfusion.volume_io import OmeZarrOutput, open_volume
-from napari_lightfusion.volumes import fuse_batch, fuse_volume
+from napari_lightfusion.volumes import fuse_volume
 
 ZOOMS = (0.8, 0.9, 2.5)  # x, y, z in mm
 ORIGIN = (12.0, -30.0, 40.0)

@@ -11,9 +11,10 @@ import pytest
 from napari.components import ViewerModel
 from napari.layers import Image
 
-from napari_lightfusion import fuse, plan_fusion
+from napari_lightfusion import fuse, metric_registry, plan_fusion
 from napari_lightfusion._qt import jobs, layer_io, table_text
 from napari_lightfusion.baselines import fuse_baseline
+from napari_lightfusion.generators import Steps
 from napari_lightfusion.metrics import METRICS, evaluate, hot_spot_scores
 
 
@@ -24,12 +25,8 @@ def request(a, b, index=None, preset="PET-MRI", **kwargs):
 
 def drain(gen):
     """Run a job generator to the end: (yielded values, returned outcome)."""
-    seen = []
-    try:
-        while True:
-            seen.append(next(gen))
-    except StopIteration as stop:
-        return seen, stop.value
+    steps = Steps(gen)
+    return list(steps), steps.value
 
 
 # ---------------------------------------------------------------- metrics
@@ -42,12 +39,13 @@ def test_metric_rows_are_evaluate_on_the_normalised_streams(colour_pair):
     assert list(table) == [jobs.NETWORK, "average", "max"]
     anat, func = plan.pair.anatomical[0] * 255, plan.pair.functional[0] * 255
     hot = hot_spot_scores(result.fused * 255, anat, func)  # a colour pair: the hot-spot rows too
-    assert table[jobs.NETWORK] == {**evaluate(result.fused * 255, anat, func), **hot, jobs.TIME: result.seconds}
+    want = {**evaluate(result.fused * 255, anat, func), **hot, metric_registry.TIME: result.seconds}
+    assert table[jobs.NETWORK] == want
     for name in ("average", "max"):
         fused = fuse_baseline(name, *colour_pair, a_limits=(10.0, 200.0))
         want = evaluate(fused * 255, anat, func)
         assert {k: table[name][k] for k in METRICS} == pytest.approx(want, rel=1e-6, nan_ok=True)
-        assert table[name][jobs.TIME] >= 0
+        assert table[name][metric_registry.TIME] >= 0
 
 
 def test_grey_pairs_have_no_hot_spot_rows(colour_pair):
@@ -55,7 +53,7 @@ def test_grey_pairs_have_no_hot_spot_rows(colour_pair):
 
     plan = plan_fusion(colour_pair[0], luminance(colour_pair[1]), "CT-MRI")
     table = jobs.metric_rows(plan.run_slice(0), plan, 0, ("average",))
-    assert all(set(row) == {*METRICS, jobs.TIME} for row in table.values())
+    assert all(set(row) == {*METRICS, metric_registry.TIME} for row in table.values())
 
 
 def test_baseline_fused_matches_fuse_baseline_for_stacks(stack_pair):
@@ -66,15 +64,27 @@ def test_baseline_fused_matches_fuse_baseline_for_stacks(stack_pair):
 
 
 def test_tsv_and_csv_round_trip():
-    table = {jobs.NETWORK: {m: i + 0.123456789 for i, m in enumerate(METRICS)} | {jobs.TIME: 0.5},
-             "average": {m: float("nan") for m in jobs.ROWS}}
+    table = {jobs.NETWORK: {m: i + 0.123456789 for i, m in enumerate(METRICS)} | {metric_registry.TIME: 0.5},
+             "average": {m: float("nan") for m in metric_registry.ROWS}}
     tsv = table_text.to_tsv(table).splitlines()
     assert tsv[0] == f"metric\t{jobs.NETWORK}\taverage"
-    assert tsv[1] == "EN\t0.1235\tnan" and len(tsv) == len(jobs.ROWS) + 1
+    assert tsv[1] == "EN\t0.123456789\tnan" and len(tsv) == len(metric_registry.ROWS) + 1
     rows = list(csv.reader(io.StringIO(table_text.to_csv(table))))
-    assert rows[0] == ["metric", jobs.NETWORK, "average"] and [r[0] for r in rows[1:]] == list(jobs.ROWS)
+    assert rows[0] == ["metric", jobs.NETWORK, "average"] and [r[0] for r in rows[1:]] == list(metric_registry.ROWS)
     assert float(rows[2][1]) == table[jobs.NETWORK]["SD"] and math.isnan(float(rows[2][2]))
     assert table_text.to_tsv({}) == "" and table_text.to_csv({}) == ""
+
+
+def test_copy_and_csv_keep_every_digit():
+    """As the README says: what is pasted or saved reads back as the very float computed."""
+    values = dict.fromkeys(METRICS, math.nan) | {"EN": 1 / 3, "SD": np.float64(2 / 3), "SF": np.float32(0.1),
+                                                "Qabf": 1e-17, metric_registry.TIME: 0.000123456789}
+    table = {jobs.NETWORK: values}
+    for text, delimiter in ((table_text.to_tsv(table), "\t"), (table_text.to_csv(table), ",")):
+        cells = {row[0]: row[1] for row in csv.reader(io.StringIO(text), delimiter=delimiter)}
+        assert cells["EN"] == "0.3333333333333333" and cells["SD"] == "0.6666666666666666"  # not np.float64(...)
+        assert all(float(cells[k]) == float(v) for k, v in values.items() if not math.isnan(v))
+        assert cells["time (s)"] == "0.000123456789" and cells["VIF"] == "nan"
 
 
 # ------------------------------------------------------------------- jobs
@@ -86,7 +96,9 @@ def test_whole_job_yields_per_slice_and_equals_fuse(stack_pair):
     assert out.stacked and out.rgb and out.slices == 5
     want = fuse(*stack_pair, "PET-MRI", "cpu", a_limits=(0.0, 255.0), b_rgb=True)
     np.testing.assert_allclose(out.result.fused, want.fused, atol=1e-6)
-    np.testing.assert_allclose(out.result.attention, want.attention, atol=1e-6)
+    shown = np.isfinite(out.result.attention)  # the maps as the widget shows them: NaN off the object
+    assert shown.any() and not shown.all()
+    np.testing.assert_allclose(out.result.attention[shown], want.attention[shown], atol=1e-6)
     assert list(out.table) == [jobs.NETWORK, "max"] and out.compare == {}
 
 
@@ -170,8 +182,9 @@ def test_output_sets_update_in_place_and_never_overwrite_a_renamed_layer():
 
 
 def test_time_cells_read_in_milliseconds_or_seconds():
-    from napari_lightfusion._qt.table import row_label, time_text
+    from napari_lightfusion._qt.table import row_label
+    from napari_lightfusion.metric_registry import duration
 
-    assert [time_text(s) for s in (0.000213, 0.00121, 0.0123, 0.15, 1.5, math.nan)] == [
+    assert [duration(s) for s in (0.000213, 0.00121, 0.0123, 0.15, 1.5, math.nan)] == [
         "213 µs", "1.2 ms", "12 ms", "150 ms", "1.5 s", "nan"]
-    assert row_label(jobs.TIME) == "time ↓" and row_label("SSIM") == "SSIM ↑"
+    assert row_label(metric_registry.TIME) == "time ↓" and row_label("SSIM") == "SSIM ↑"

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
+import dask.array as da
 import numpy as np
 import pytest
 from scipy.ndimage import map_coordinates
 
-from napari_lightfusion.resample import (
-    data_to_world,
-    iter_resample,
-    iter_resample_layer,
-    resample,
-    resample_layer,
-)
+from napari_lightfusion.generators import Steps, run_to_end
+from napari_lightfusion.resample import data_to_world, full_resolution, iter_resample, iter_resample_layer, resample
 
 rng = np.random.default_rng(1)
 
@@ -75,14 +73,9 @@ def test_stack_with_anisotropic_slices():
 def test_chunks_report_progress_and_match_one_pass():
     img = rng.random((40, 50))
     matrix = affine((1.3, 0.7), (2.5, -4))
-    steps = iter_resample(img, matrix, (64, 64), np.eye(3), chunk_pixels=64 * 5)
-    progress = []
-    while True:
-        try:
-            progress.append(next(steps))
-        except StopIteration as done:
-            chunked = done.value
-            break
+    steps = Steps(iter_resample(img, matrix, (64, 64), np.eye(3), chunk_pixels=64 * 5))
+    progress = list(steps)
+    chunked = steps.value
     assert progress[-1] == (64, 64) and len(progress) == 13
     assert [d for d, _ in progress] == sorted(d for d, _ in progress)
     whole = resample(img, matrix, (64, 64), np.eye(3))
@@ -92,7 +85,6 @@ def test_chunks_report_progress_and_match_one_pass():
 
 
 def test_lazy_volume_gives_the_same_result():
-    da = pytest.importorskip("dask.array")
     vol = rng.random((6, 20, 20))
     lazy = da.from_array(vol, chunks=(1, 20, 20))
     matrix = affine((2, 1.5, 1.5), (1, -3, 2))
@@ -147,7 +139,7 @@ def test_resampled_layer_shows_the_functional_value_at_every_world_point():
 
     anat, func = _layers()
     before = func.data.copy(), tuple(func.scale), anat.data.copy()
-    data, kwargs = resample_layer(func, anat)
+    data, kwargs = run_to_end(iter_resample_layer(func, anat))
     new = Image(data, **kwargs)
     assert data.shape == anat.data.shape
     np.testing.assert_allclose(new.scale, anat.scale)
@@ -175,9 +167,21 @@ def test_layer_generator_reports_progress_and_returns_kwargs():
     assert next(steps) == (1, 3)
     rest = list(steps)
     assert rest == [(2, 3), (3, 3)]
-    data, kwargs = resample_layer(func, anat)
+    seen = []
+    data, kwargs = run_to_end(iter_resample_layer(func, anat), seen.append)
+    assert seen == [(1, 3), (2, 3), (3, 3)]
     assert data.shape == (3, 10, 10, 3) and kwargs["rgb"] is True
     np.testing.assert_array_equal(data[:, ::2, ::2], func.data)
+
+
+def test_a_multiscale_layer_is_read_at_full_resolution():
+    from napari.layers import Image
+
+    pyramid = [rng.random((16, 16)), rng.random((8, 8))]
+    np.testing.assert_array_equal(full_resolution(Image(pyramid, multiscale=True)), pyramid[0])
+    plain = rng.random((16, 16))
+    assert full_resolution(SimpleNamespace(data=plain, multiscale=False)) is plain
+    assert full_resolution(SimpleNamespace(data=plain)) is plain  # duck-typed: no multiscale attribute
 
 
 def test_masks_stay_masks():

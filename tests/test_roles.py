@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
+import dask.array as da
 import numpy as np
 import pytest
 from skimage.io import imread, imsave
+from synthetic_heads import as_png, ct_like, mr_like
 
 from napari_lightfusion import roles
 from napari_lightfusion.roles import (
@@ -60,7 +62,6 @@ def test_colour_in_a_later_slice_of_a_stack_is_seen():
 
 
 def test_lazy_volume_is_sampled_not_loaded():
-    da = pytest.importorskip("dask.array")
     read = []
 
     def block(x, block_info=None):
@@ -249,8 +250,7 @@ def test_harvard_ct_mri_pairs_loaded_as_rgb_guess_ct_mri(harvard_root, with_path
         mri = info(f"{mri_path.stem} [1]", mri_data, str(mri_path) if with_paths else None)
         assert ct.grey_rgb and mri.grey_rgb  # ... with equal channels
         a, f = guess_roles([ct, mri])
-        if with_paths:
-            assert (a, f) == (mri, ct)
+        assert (a, f) == (mri, ct)  # without paths the CT's values say CT: air, a saturated skull
         assert guess_preset(a, f).preset == "CT-MRI"
 
 
@@ -309,3 +309,73 @@ def test_the_dicom_modality_outranks_names_and_a_tinted_grey_image_counts_as_col
     assert roles.guess_preset(mr, pet).preset == "PET-MRI"
     assert roles.short_name(pet) == "PET" and roles.short_name(layer("x")) == "x"
     assert roles.is_microscopy(layer("GFP"), layer("phase")) and not roles.is_microscopy(mr, pet)
+
+
+# ---------------------------------------------------------------- values (names that say nothing)
+
+
+VALUE_PAIRS = {
+    "HU and float MR": (ct_like(), mr_like()),
+    "PNG 0..255": (as_png(ct_like(), -100, 300), as_png(mr_like(), 0, 700)),
+    "equal-channel RGB PNGs": (np.repeat(as_png(ct_like(), -100, 300)[..., None], 3, -1),
+                               np.repeat(as_png(mr_like(), 0, 700)[..., None], 3, -1)),
+    "stacks": (np.stack([ct_like(seed=s) for s in range(4)]), np.stack([mr_like(seed=s) for s in range(4)])),
+}
+
+
+@pytest.mark.parametrize("kind", list(VALUE_PAIRS))
+def test_values_tell_ct_from_mr_when_the_names_say_nothing(kind):
+    ct_data, mr_data = VALUE_PAIRS[kind]
+    ct, mr = info("b", ct_data), info("a", mr_data)
+    assert modality(ct).label == "CT" and modality(ct).source == "image"
+    assert modality(mr) is None  # nothing in an MR's values says MR: it is simply not CT
+    for order in ([mr, ct], [ct, mr]):  # opened MR first or CT first: the MR is the anatomy
+        assert guess_roles(order) == (mr, ct)
+    g = guess_preset(mr, ct)
+    assert (g.preset, g.reason, g.warning) == ("CT-MRI", "'b' looks like CT", None)
+    note = roles.role_note(mr, ct)
+    assert note.startswith("Roles guessed from the images: 'b' looks like CT (")
+    if kind != "PNG 0..255" and "RGB" not in kind:
+        assert "air at -1000 HU" in note and "bone peak" in note
+
+
+def test_a_ct_in_the_anatomical_picker_and_an_mr_pair_are_said():
+    ct, mr = info("b", ct_like()), info("a", mr_like())
+    g = guess_preset(ct, mr)  # chosen the wrong way round
+    assert g.preset == "CT-MRI" and "'b' looks like CT" in g.warning and "swap" in g.warning
+    t1, t2 = info("T1", GREY), info("T2", GREY)
+    g = guess_preset(t1, t2)
+    assert g.preset == "CT-MRI" and "both MRI" in g.reason
+    assert "'T1' and 'T2' are both MRI" in g.warning and "no preset was trained" in g.warning
+    assert preset_warning("CT-MRI", t1, t2) == g.warning
+    assert roles.role_note(t1, t2) is None  # the names told: nothing was guessed
+
+
+def test_unnamed_grey_pair_without_evidence_says_the_opening_order_decided():
+    a, b = info("a", mr_like()), info("b", mr_like(seed=1))
+    assert roles.role_note(a, b).startswith("Roles from the opening order:")
+    assert roles.role_note(info("MRI", GREY), info("PET", COLOUR)) is None
+    assert roles.role_note(a, None) is None
+
+
+def test_the_microscopy_warning_names_the_layers_and_what_said_microscopy():
+    pci = info("PCI", GREY)
+    gfp = info("cells 1", GREY, "/data/GFP/cells 1.tif")
+    warning = guess_preset(pci, gfp).warning
+    assert warning.startswith("'PCI' + 'cells 1': a microscopy pair")
+    assert "the folder name of 'cells 1' says GFP" in warning and "'GFP'" not in warning
+
+
+def test_values_are_read_from_a_sample_of_a_lazy_volume_once():
+    da = pytest.importorskip("dask.array")
+    read = []
+
+    def block(x, block_info=None):
+        read.append(block_info[None]["chunk-location"][0])
+        return np.broadcast_to(ct_like(64)[None], x.shape).copy()
+
+    lazy = da.zeros((200, 64, 64), dtype=np.int16, chunks=(1, 64, 64)).map_blocks(block, dtype=np.int16)
+    assert modality(info("series 4", lazy)).label == "CT"
+    assert 1 <= len(set(read)) <= 3
+    count = len(read)
+    assert modality(info("series 4", lazy)).label == "CT" and len(read) == count  # remembered

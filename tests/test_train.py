@@ -65,7 +65,8 @@ def test_train_writes_weights_sidecar_and_log_and_is_repeatable(data_root, tmp_p
     for key in ("model", "dataset", "loss_weights", "train", "source_commit", "train_seconds"):
         assert key in stored
     assert stored["train"]["epochs"] == 2 and stored["train"]["seed"] == 3
-    rows = list(csv.DictReader(open(tmp_path / "one" / "PET-MRI.log.csv")))
+    with open(tmp_path / "one" / "PET-MRI.log.csv", newline="") as log:
+        rows = list(csv.DictReader(log))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
     assert all(float(r["loss"]) > 0 for r in rows)
     load_model(weights)  # the sidecar and the file agree

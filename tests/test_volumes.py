@@ -11,9 +11,10 @@ import tifffile
 import zarr
 
 from napari_lightfusion import fuse
+from napari_lightfusion.batch import fuse_batch, read_manifest
 from napari_lightfusion.cli import main
 from napari_lightfusion.volume_io import OmeZarrOutput, open_volume
-from napari_lightfusion.volumes import fuse_batch, fuse_volume, read_manifest
+from napari_lightfusion.volumes import fuse_volume
 from napari_lightfusion.weights import preset_path, sha256
 
 
@@ -211,7 +212,8 @@ def test_batch_reports_each_pair_and_goes_on_after_a_failure(tmp_path, volumes, 
         rows = list(csv.DictReader(f))
     assert [r["status"] for r in rows] == ["done", "failed", "failed", "done"]
     assert "differ in shape" in rows[1]["error"] and "does not exist" in rows[2]["error"]
-    assert rows[2]["preset"] == "PET-MRI" and float(rows[0]["seconds"]) > 0
+    assert rows[2]["preset"] == "auto" and float(rows[0]["seconds"]) > 0  # guessed, but its file is missing
+    assert rows[0]["preset"] == "PET-MRI" and rows[0]["preset_reason"] == "as given"
     np.testing.assert_array_equal(fused_of(tmp_path / "cohort" / "four.zarr"),
                                   fuse(grey[:2], colour[:2], "SPECT-MRI", "cpu").fused)
     again = fuse_batch(manifest, tmp_path / "cohort", device="cpu")

@@ -18,14 +18,16 @@ import pytest
 from qtpy.QtGui import QFont, QFontMetrics, QFontMetricsF
 from qtpy.QtWidgets import QFileDialog, QWidget
 
+from napari_lightfusion import metric_registry
 from napari_lightfusion._qt import jobs
 from napari_lightfusion._qt import widget as widget_module
 from napari_lightfusion._qt.compare import CANVAS_TEXT_SCALE
-from napari_lightfusion._qt.jobs import ROWS
 from napari_lightfusion._qt.layer_io import grid_of
 from napari_lightfusion._qt.table import best_columns
 from napari_lightfusion.fusion import FusionPlan
-from napari_lightfusion.resample import resample_layer
+from napari_lightfusion.generators import run_to_end
+from napari_lightfusion.metric_registry import ROWS
+from napari_lightfusion.resample import iter_resample_layer
 
 
 @pytest.fixture
@@ -312,7 +314,7 @@ def test_resample_uses_world_coordinates_in_a_worker_and_adds_a_layer(lightfusio
     assert widget.busy  # in a worker
     wait_idle(widget)
     new = viewer.layers["PET resampled"]
-    want, _ = resample_layer(coarse, mri)
+    want, _ = run_to_end(iter_resample_layer(coarse, mri))
     np.testing.assert_array_equal(new.data, want)
     assert not new.data[:6].any() and new.data[8:].any()  # shifted by the translate, in world units
     assert widget.pair() == (mri, new) and len(viewer.layers) == 3
@@ -350,7 +352,8 @@ def test_the_exported_figure_gives_times_in_milliseconds(pair, qtbot, tmp_path, 
                         lambda tiles, table, path, **kw: seen.update(table=table, **kw) or path)
     widget.export_figure(tmp_path / "f.png")
     shown, network = seen["table"][jobs.NETWORK], widget.table_data[jobs.NETWORK]
-    assert jobs.TIME not in shown and shown["time (ms)"] == pytest.approx(network[jobs.TIME] * 1000)
+    time = metric_registry.TIME
+    assert time not in shown and shown["time (ms)"] == pytest.approx(network[time] * 1000)
     assert seen["directions"]["time (ms)"] == "↓"
 
 
@@ -487,7 +490,7 @@ def test_a_mix_network_offers_its_weight_map_and_other_networks_do_not(
     tip = widget.show_map.itemData(len(widget_module.MAP_TEXT), Qt.ItemDataRole.ToolTipRole)
     assert tip.startswith("1 = this pixel's value comes from MRI, 0 = from PET")
     weight = role(viewer, "weight")
-    assert not weight.visible and weight.name.startswith("mix weight (MRI 1, PET 0) · MRI + PET · mix test")
+    assert not weight.visible and weight.name.startswith("mix weight · MRI 1, PET 0 · MRI + PET · mix test")
     want = fuse(*colour_pair, weights=mix_preset, device="cpu", a_limits=tuple(viewer.layers["MRI"].contrast_limits))
     assert np.abs(weight.data - want.weight).max() <= 1e-4 and want.weight.std() > 0.01
     written = []

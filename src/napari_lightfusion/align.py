@@ -420,7 +420,10 @@ def _gain(sampled, interpolated, step_mm: float, offset) -> float:
         method = _method(sampled, "estimate", step_mm)
         method.SetMetricSamplingStrategy(method.NONE)
         method.SetInitialTransform(sitk.TranslationTransform(sampled.GetDimension(), [float(v) for v in shift]))
-        values.append(method.MetricEvaluate(sampled, interpolated))
+        try:
+            values.append(method.MetricEvaluate(sampled, interpolated))
+        except RuntimeError:  # too little overlap at one of them to measure: no evidence for the shift
+            return 0.0
     in_place, shifted = values  # negative MI: lower is better
     return float((in_place - shifted) / abs(in_place)) if in_place else 0.0
 

@@ -1,8 +1,10 @@
 """The ``lightfusion`` command: train, fuse, evaluate, ablate, bench, view, screenshot.
 
 Each subcommand parses its arguments and calls the Qt-free function that
-does the work; user errors (missing files, bad shapes, unknown presets)
-end as one line on stderr and exit status 2, never a traceback.
+does the work (``fuse``, ``fuse-volume`` and ``batch`` are in
+:mod:`napari_lightfusion.fuse_commands`); user errors (a bad option or
+value, missing files, bad shapes, unknown presets, an output that cannot
+be written) end as one line on stderr and exit status 2, never a traceback.
 """
 
 from __future__ import annotations
@@ -10,6 +12,15 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+
+from .fuse_commands import add_batch, add_fuse, add_fuse_volume
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors (a bad option or value) are one line and exit status 2, like the others."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _add_train(sub):
@@ -73,54 +84,6 @@ def _run_train(args):
         f"wrote {args.out / (args.dataset + '.pt')} in {sidecar['train_seconds']:.0f} s "
         f"(validation loss {sidecar['final_validation_loss']})"
     )
-
-
-def _add_fuse(sub):
-    p = sub.add_parser("fuse", help="fuse two registered image files into one")
-    p.add_argument("anatomical", type=Path, help="grey image (MRI, or the first channel)")
-    p.add_argument("functional", type=Path, help="PET/SPECT (colour) or CT image")
-    p.add_argument("--out", type=Path, required=True, help="fused image to write (.png, .tif)")
-    p.add_argument("--preset", default="PET-MRI",
-                   help="CT-MRI, PET-MRI, SPECT-MRI, a custom preset (lightfusion presets) or a .pt file")
-    p.add_argument("--weights", type=Path, default=None, help="a weight file instead of a preset")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
-    p.add_argument("--maps", type=Path, default=None,
-                   help="folder for surprise/attention TIFFs (and the mix weight, for a mix network)")
-    p.add_argument("--balance", type=float, default=None,
-                   help="b in [0, 1] for a balance-conditioned preset: anatomy first (0) to function first (1); "
-                        "default: the preset's own")
-    p.set_defaults(run=_run_fuse)
-
-
-def _run_fuse(args):
-    import numpy as np
-    from skimage.io import imread, imsave
-
-    from .fusion import fuse
-
-    inputs = {args.anatomical.resolve(), args.functional.resolve()}
-    if args.out.resolve() in inputs:
-        raise ValueError(f"--out {args.out} would overwrite an input image")
-    images = []
-    for path in (args.anatomical, args.functional):
-        if not path.is_file():
-            raise FileNotFoundError(f"no image file {path}")
-        try:
-            images.append(imread(path))
-        except Exception as exc:  # any reader failure is the file's fault: say so in one line
-            raise ValueError(f"cannot read {path} as an image: {exc}") from None
-    result = fuse(*images, preset=args.preset, device=args.device, weights=args.weights, balance=args.balance)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    imsave(args.out, (np.clip(result.fused, 0, 1) * 255).round().astype(np.uint8), check_contrast=False)
-    if args.maps is not None:
-        args.maps.mkdir(parents=True, exist_ok=True)
-        maps = {"attention": result.attention, "surprise": result.surprise}
-        for kind, pair in maps.items():
-            for stream, image in zip(("anatomical", "functional"), pair if pair is not None else ()):
-                imsave(args.maps / f"{kind}_{stream}.tif", image.astype(np.float32), check_contrast=False)
-        if result.weight is not None:  # 1: the value came from the anatomical image, 0: from the functional
-            imsave(args.maps / "mix_weight.tif", result.weight.astype(np.float32), check_contrast=False)
-    print(f"wrote {args.out} ({result.seconds * 1000:.0f} ms on {result.device})")
 
 
 def _add_finetune(sub):
@@ -236,13 +199,21 @@ def _prefer_pyqt6() -> None:
         os.environ["QT_API"] = "pyqt6"
 
 
+#: The window ``lightfusion view`` opens (at most 95 % of the screen): the canvas gets the larger part.
+VIEW_SIZE = (1600, 1000)
+
+
 def _run_view(args):
     _prefer_pyqt6()
     import napari
+    from qtpy.QtWidgets import QApplication
 
     viewer = napari.Viewer(title="napari-lightfusion")
     viewer.open_sample("napari-lightfusion", args.sample)
     viewer.window.add_plugin_dock_widget("napari-lightfusion", "LightFusion")
+    # napari's default window (~1045 x 640) leaves the canvas a strip beside the dock: take most of the screen
+    screen = QApplication.primaryScreen().availableGeometry()
+    viewer.window.resize(min(VIEW_SIZE[0], int(0.95 * screen.width())), min(VIEW_SIZE[1], int(0.95 * screen.height())))
     napari.run()
 
 
@@ -413,125 +384,16 @@ def _run_screenshot(args):
         print(f"wrote {path}")
 
 
-def _add_fuse_volume(sub):
-    p = sub.add_parser(
-        "fuse-volume", help="fuse two registered volumes (TIFF, zarr/OME-Zarr, NIfTI, PNG folder) into "
-                            "OME-Zarr, NIfTI or a DICOM series"
-    )
-    p.add_argument("anatomical", type=Path,
-                   help="grey volume (MRI; a DICOM series folder, NIfTI, ...); the output lies on its grid")
-    p.add_argument("functional", type=Path,
-                   help="PET/SPECT/CT volume, grey (e.g. PET in SUV) or colour; resampled onto the anatomical "
-                        "grid when both are placed in the patient (DICOM, NIfTI)")
-    p.add_argument("--out", type=Path, required=True,
-                   help="OME-Zarr folder to write (an interrupted one is resumed); a name ending in .nii or "
-                        ".nii.gz writes NIfTI; with --format dicom, a new folder for a DICOM series")
-    p.add_argument("--format", default="auto", choices=("auto", "ome-zarr", "nifti", "dicom"),
-                   help="auto (default): NIfTI for .nii/.nii.gz, else OME-Zarr; dicom: one Secondary Capture "
-                        "image per slice (IM00001.dcm, ...), the study and patient of --dicom-source")
-    p.add_argument("--dicom-source", type=Path, default=None, metavar="FILE_OR_FOLDER",
-                   help="with --format dicom: a DICOM file (or folder) of the series whose study and patient the fused "
-                        "series joins (default: the anatomical input when it is a DICOM series, else a new study of "
-                        "patient ANONYMOUS)")
-    p.add_argument("--preset", default="PET-MRI", help="CT-MRI, PET-MRI or SPECT-MRI")
-    p.add_argument("--weights", type=Path, default=None, help="a weight file instead of a preset")
-    p.add_argument("--a-window", default=None, metavar="LO,HI",
-                   help="contrast window of the anatomical volume (default: its full range); --a-window=-100,400")
-    p.add_argument("--b-window", default=None, metavar="LO,HI", help="contrast window of the functional volume")
-    p.add_argument("--balance", type=float, default=None,
-                   help="anatomy first (0) to function first (1), for networks trained with a balance input")
-    p.add_argument("--colormap", default="auto", choices=("auto", "pet", "none"),
-                   help="a grey functional volume (PET in SUV) is fused through this colour table, so the uptake "
-                        "shows in colour; auto (default): the PET table (black, red, yellow) with PET-MRI/SPECT-MRI or a PET/SPECT "
-                        "DICOM series; none: fuse it grey")
-    p.add_argument("--align", action="store_true",
-                   help="register the functional volume to the anatomical one first (rigid, mutual information); "
-                        "the transform goes into the output's record")
-    p.add_argument("--scheduler", default=None,
-                   help="threads (default), processes, synchronous or tcp://HOST:PORT of a dask.distributed "
-                        "scheduler (default: $DASK_SCHEDULER_ADDRESS when set)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
-    p.set_defaults(run=_run_fuse_volume)
-
-
-def _parse_window(text: str | None, option: str):
-    if text is None:
-        return None
-    try:
-        low, high = (float(v) for v in text.split(","))
-    except ValueError:
-        raise ValueError(f"{option} must be LO,HI (two numbers), not {text!r}") from None
-    return low, high
-
-
-def _command(args) -> str:
-    import shlex
-
-    return shlex.join(["lightfusion", *args.argv])
-
-
-def _run_fuse_volume(args):
-    from tqdm import tqdm
-
-    from .clinical_export import fuse_volume_as
-
-    windows = _parse_window(args.a_window, "--a-window"), _parse_window(args.b_window, "--b-window")
-    bars = []  # made when the first slice is due, so that an error is one line
-
-    def progress(done, total):
-        if not bars:
-            bars.append(tqdm(total=total, unit="slice", desc="fusing", file=sys.stderr))
-        bars[0].update(done - bars[0].n)
-
-    try:
-        report = fuse_volume_as(
-            args.anatomical, args.functional, args.out, fmt=args.format, dicom_source=args.dicom_source,
-            preset=args.preset, weights=args.weights,
-            a_window=windows[0], b_window=windows[1], balance=args.balance, device=args.device,
-            scheduler_name=args.scheduler, colormap=args.colormap, align=args.align,
-            progress=progress, command=_command(args), say=lambda line: print(line, file=sys.stderr),
-        )
-    finally:
-        for bar in bars:
-            bar.close()
-    print(f"wrote {report.out}: {report.fused} slices fused, {report.skipped} already there, "
-          f"{report.seconds:.1f} s")
-
-
-def _add_batch(sub):
-    p = sub.add_parser("batch", help="fuse a cohort: one pair of volumes per row of a CSV manifest")
-    p.add_argument("manifest", type=Path, help="CSV with the columns anatomical,functional,preset,output")
-    p.add_argument("--out", type=Path, required=True, help="folder for the outputs and summary.csv")
-    p.add_argument("--scheduler", default=None, help="as for fuse-volume")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
-    p.set_defaults(run=_run_batch)
-
-
-def _run_batch(args):
-    from .volumes import fuse_batch
-
-    def report(row):
-        detail = f"{row['slices_fused']} slices" if row["status"] == "done" else row["error"]
-        print(f"{row['status']:6} {row['output']}  {row['seconds']:.1f} s  {detail}", flush=True)
-
-    rows = fuse_batch(args.manifest, args.out, scheduler_name=args.scheduler, device=args.device,
-                      command=_command(args), on_pair=report)
-    failed = sum(row["status"] != "done" for row in rows)
-    if failed:
-        raise ValueError(f"{failed} of {len(rows)} pairs failed; see {args.out / 'summary.csv'}")
-    print(f"fused {len(rows)} pairs; summary in {args.out / 'summary.csv'}")
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand registered."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="lightfusion", description="LightFusionNet image fusion: train, fuse, evaluate, ablate, bench, view."
     )
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)
-    _add_fuse(sub)
-    _add_fuse_volume(sub)
-    _add_batch(sub)
+    add_fuse(sub)
+    add_fuse_volume(sub)
+    add_batch(sub)
     _add_finetune(sub)
     _add_presets(sub)
     _add_evaluate(sub)
@@ -543,18 +405,26 @@ def build_parser() -> argparse.ArgumentParser:
     _add_screenshot(sub)
     _add_balance_figure(sub)
     _add_default_balance(sub)
+    for command in sub.choices.values():
+        command.set_defaults(parser=command)  # to say which subcommand an unknown argument was given to
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``lightfusion`` console script."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        args.parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args.run(args)
-    except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as exc:
+    except ValueError as exc:
         print(f"lightfusion {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a file the command reads or writes: "Permission denied: out/x.png"
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"lightfusion {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"lightfusion {args.command}: interrupted", file=sys.stderr)

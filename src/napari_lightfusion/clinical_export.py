@@ -100,9 +100,8 @@ def volume_geometry(volume) -> Geometry:
 def _layout(volume) -> tuple[tuple[int, int, int], bool]:
     """(``(Z, Y, X)``, rgb) of a fused volume; ``ValueError`` for any other shape."""
     shape = tuple(int(n) for n in volume.shape)
-    if len(shape) == 3 or (len(shape) == 4 and shape[3] == 3):
-        if min(shape) > 0:
-            return shape[:3], len(shape) == 4
+    if (len(shape) == 3 or (len(shape) == 4 and shape[3] == 3)) and min(shape) > 0:
+        return shape[:3], len(shape) == 4
     raise ValueError(f"a fused volume is (Z, Y, X) grey or (Z, Y, X, 3) colour, not shape {shape}")
 
 
@@ -202,7 +201,7 @@ class NiftiWriter(_SliceWriter):
             header["cal_min"], header["cal_max"] = 0.0, 1.0
         self._raw = self._file = None
         with self._disk():
-            self._raw = open(self.temp, "wb")  # closed by _commit or _cleanup
+            self._raw = open(self.temp, "wb")  # noqa: SIM115 - kept open across write() calls; closed by _commit or _cleanup
             gz = path.name.lower().endswith(".gz")
             self._file = gzip.GzipFile(fileobj=self._raw, mode="wb", compresslevel=1, mtime=0, filename="") \
                 if gz else self._raw

@@ -12,7 +12,9 @@ The transform is the analogue YUV of ITU-R BT.601 (the "YUV" of the paper):
     U = 0.492 (B - Y)
     V = 0.877 (R - Y)
 
-with its exact inverse. All functions take and return float arrays in
+The fusion needs only Y (:func:`luminance`); :func:`with_luma` puts the
+fused Y in and keeps U and V where they fit (the tests check that in YUV,
+with ``tests/yuv.py``). All functions take and return float arrays in
 [0, 1] with the colour on the last axis.
 """
 
@@ -22,12 +24,10 @@ import numpy as np
 
 #: BT.601 luma weights for R, G, B.
 LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114])
-_U_SCALE = 0.492
-_V_SCALE = 0.877
 
 
 def luminance(rgb: np.ndarray) -> np.ndarray:
-    """BT.601 luma of an ``(..., 3)`` RGB array (the Y of :func:`rgb_to_yuv`)."""
+    """BT.601 luma of an ``(..., 3)`` RGB array (the Y of BT.601's YUV)."""
     return rgb[..., :3] @ LUMA_WEIGHTS
 
 
@@ -42,25 +42,6 @@ def grey(image: np.ndarray) -> np.ndarray:
     if image.ndim == 3 and image.shape[-1] in (3, 4):
         return luminance(image)
     return image
-
-
-def rgb_to_yuv(rgb: np.ndarray) -> np.ndarray:
-    """Split ``(..., 3)`` RGB into BT.601 Y, U, V on the last axis."""
-    rgb = np.asarray(rgb, dtype=np.float64)
-    y = luminance(rgb)
-    u = _U_SCALE * (rgb[..., 2] - y)
-    v = _V_SCALE * (rgb[..., 0] - y)
-    return np.stack([y, u, v], axis=-1)
-
-
-def yuv_to_rgb(yuv: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`rgb_to_yuv`; the result is not clipped."""
-    yuv = np.asarray(yuv, dtype=np.float64)
-    y, u, v = yuv[..., 0], yuv[..., 1], yuv[..., 2]
-    r = y + v / _V_SCALE
-    b = y + u / _U_SCALE
-    g = (y - LUMA_WEIGHTS[0] * r - LUMA_WEIGHTS[2] * b) / LUMA_WEIGHTS[1]
-    return np.stack([r, g, b], axis=-1)
 
 
 def with_luma(rgb: np.ndarray, luma: np.ndarray, fused_y: np.ndarray) -> np.ndarray:

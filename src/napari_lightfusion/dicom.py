@@ -27,8 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .dicom_tags import date_time, first_item, first_line, floats, number, text
+from .dicom_tags import date_time, first_item, floats, number, text
 from .geometry import Geometry, canonical, slice_offsets, uniform_spacing
+from .messages import first_line
 from .suv import PET_UNITS, suv_factor
 
 #: Where a DICOM file's magic word "DICM" lies, after its 128-byte preamble.
@@ -147,7 +148,7 @@ def find_series(paths) -> tuple[list[list[_Header]], list[str]]:
     for path in (p for given in paths for p in dicom_files(given)):
         try:
             header = _header(path)
-        except Exception as exc:  # a damaged header is that file's problem only
+        except Exception as exc:  # noqa: BLE001 - a damaged header is that file's problem only
             problems.append(f"cannot read {path}: {first_line(exc)}")
             continue
         if header is None:
@@ -355,7 +356,7 @@ class _Slices:
         frame = self.frames[z]
         try:
             image = pixel_array(frame.path, index=frame.index)
-        except Exception as exc:  # a decoder's or a file's failure: this slice's problem, in one line
+        except Exception as exc:  # noqa: BLE001 - a decoder's or a file's failure: this slice's problem, in one line
             raise ValueError(f"cannot read the pixels of {frame.path}: {first_line(exc)}") from None
         if image.shape != self.shape[1:]:
             raise ValueError(f"{frame.path} holds an image of shape {image.shape}, not {self.shape[1:]}")
@@ -451,7 +452,7 @@ def read_dicom(paths) -> tuple[list[DicomImage], list[str]]:
     for headers in groups:
         try:
             images.append(read_series(headers))
-        except Exception as exc:  # any failure is this series' own: report it, read the others
+        except Exception as exc:  # noqa: BLE001 - any failure is this series' own: report it, read the others
             problems.append(_describe(headers, first_line(exc)))
     if not images:
         if not problems:

@@ -11,12 +11,6 @@ from __future__ import annotations
 from datetime import datetime
 
 
-def first_line(exc: Exception) -> str:
-    """An exception's message as one line (its first; its type's name when it has none), for a user to read."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def number(value, default):
     """A DICOM number (DS, IS) as float; ``default`` when absent or empty."""
     try:

@@ -8,10 +8,10 @@ stream, not ``2 C``, and, for a network with a "blend" or "mix" output
 head, its per-pixel mix weight ``w`` in [0, 1] (1: the fused value comes
 from the anatomical input, 0: from the functional one).
 
-Backends: on the CPU the network runs through ONNX Runtime when it is
-installed (:mod:`napari_lightfusion.fastpath`, several times faster than
-eager PyTorch, same result within 1e-4), otherwise through PyTorch; CUDA and
-MPS always run PyTorch. ``backend="torch"`` (or the environment variable
+Backends: on the CPU the network runs through ONNX Runtime (a dependency:
+:mod:`napari_lightfusion.fastpath`, several times faster than eager
+PyTorch, same result within 1e-4); CUDA and MPS always run PyTorch.
+``backend="torch"`` (or the environment variable
 ``LIGHTFUSION_BACKEND=torch``) forces PyTorch. A model is never moved
 between devices: another device gets a cached copy (:func:`model_on`).
 
@@ -125,26 +125,22 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 def select_backend(device: torch.device, backend: str = "auto") -> str:
     """``"onnx"`` or ``"torch"``: which backend :func:`run_slice` uses on ``device``.
 
-    ``"auto"``: ONNX Runtime for the CPU when it is importable (and
-    ``LIGHTFUSION_BACKEND`` is not ``torch``), PyTorch otherwise.
-    ``"onnx"`` on a non-CPU device or without ONNX Runtime is a ``ValueError``.
+    ``"auto"``: ONNX Runtime for the CPU (unless ``LIGHTFUSION_BACKEND`` is
+    ``torch``), PyTorch otherwise. ``"onnx"`` on a non-CPU device is a
+    ``ValueError``.
     """
-    from . import fastpath
-
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     device = torch.device(device)
     if backend == "onnx":
         if device.type != "cpu":
             raise ValueError(f"the onnx backend runs on the CPU only, not {device}")
-        if not fastpath.available():
-            raise ValueError("the onnx backend needs onnxruntime (pip install onnxruntime)")
         return "onnx"
     if backend == "torch" or device.type != "cpu":
         return "torch"
     if os.environ.get("LIGHTFUSION_BACKEND", "").strip().lower() == "torch":
         return "torch"
-    return "onnx" if fastpath.available() else "torch"
+    return "onnx"
 
 
 @dataclass
@@ -264,7 +260,9 @@ def _backend(model, device, channel, backend, maps, balance):
         try:
             session = fastpath.session_for(model, channel, threads=1, maps=maps)
             return (lambda a, b: session.run(a, b, scale, shift)), True
-        except Exception as exc:  # an export or runtime that fails here must not stop a fusion
+        except ImportError:  # onnxruntime or onnx missing or broken: a broken install, not a fallback
+            raise
+        except Exception as exc:  # noqa: BLE001 - an export or runtime that fails here must not stop a fusion
             if backend == "onnx":
                 raise ValueError(f"the onnx backend failed: {exc}") from exc
             key = (type(exc).__name__, str(exc)[:200])
@@ -406,8 +404,8 @@ def run_slice(
 ) -> SliceOutput:
     """Fuse one grey pair ``(H, W)`` on ``device``, tiled when larger than ``tile``.
 
-    ``backend``: "auto" (ONNX Runtime on the CPU when installed, else
-    PyTorch), "onnx" or "torch" (see :func:`select_backend`). The inputs
+    ``backend``: "auto" (ONNX Runtime on the CPU, PyTorch on CUDA and
+    MPS), "onnx" or "torch" (see :func:`select_backend`). The inputs
     are float arrays in [0, 1] (as :func:`napari_lightfusion.inputs.prepare_pair`
     makes them); they are not modified. ``maps=False`` computes no map
     (all None). ``balance``: b in [0, 1] for a conditioned network (None:

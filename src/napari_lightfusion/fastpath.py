@@ -5,8 +5,8 @@ overhead and in layout conversions; ONNX Runtime's CPU provider fuses each
 convolution with its activation, can keep the whole graph in its blocked
 ``NCHWc`` layout (16 channels a block on AVX-512, 8 on AVX2) and plans its
 memory once. The engine (:mod:`napari_lightfusion.engine`) uses this module
-automatically for the CPU when ``onnxruntime`` can be imported, and PyTorch
-otherwise (and always for CUDA/MPS and for training).
+for the CPU (``onnxruntime`` and ``onnx`` are dependencies), and PyTorch for
+CUDA/MPS and for training.
 
 What is exported is not ``LightFusionNet.forward`` itself but an
 *equivalent* network (:class:`ExportNet`) built from the model's weights,
@@ -71,7 +71,6 @@ optimisation) takes about a second.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import io
 import threading
 import warnings
@@ -95,11 +94,6 @@ _BLOCK = 16
 _CACHE_SIZE = 6
 #: Symbolic names of the dynamic axes of every image-shaped tensor in the graph.
 _AXES = {0: "batch", 2: "height", 3: "width"}
-
-
-def available() -> bool:
-    """Whether ONNX Runtime can be imported here (the fast path is possible)."""
-    return importlib.util.find_spec("onnxruntime") is not None
 
 
 def _padded(n: int) -> int:
@@ -521,7 +515,7 @@ def export_onnx(
     net = export_net(model, channel, maps)
     sample = torch.rand(1, 1, 32, 32)
     names = ["fused", "maps"] if maps else ["fused"]
-    axes = {name: _AXES for name in ["a", "b", *names]}
+    axes = dict.fromkeys(["a", "b", *names], _AXES)
     axes["fused"] = {0: "batch", 1: "height", 2: "width"}
     buffer = io.BytesIO()
     with warnings.catch_warnings():
@@ -702,8 +696,3 @@ def session_for(
             _cache.popitem(last=False)
         return fast
 
-
-def clear_cache() -> None:
-    """Forget every cached session (frees their memory)."""
-    with _lock:
-        _cache.clear()

@@ -52,8 +52,10 @@ import torch
 
 from . import metrics
 from .engine import resolve_device
+from .generators import run_to_end
 from .inputs import PreparedPair, prepare_pair
 from .losses import HOT_SPOT_MODES, LossWeights, fusion_loss
+from .messages import first_line
 from .model import LightFusionNet
 from .weights import model_for, preset_path, read_sidecar, sha256
 
@@ -535,14 +537,7 @@ def finetune(
     Raises ``ValueError`` with one line for inputs it cannot use.
     """
     config = replace(config or FinetuneConfig(), **options)
-    steps = finetune_steps(pairs, base, config=config, device=device, cancel=cancel)
-    while True:
-        try:
-            update = next(steps)
-        except StopIteration as done:
-            return done.value
-        if progress is not None:
-            progress(update)
+    return run_to_end(finetune_steps(pairs, base, config=config, device=device, cancel=cancel), progress)
 
 
 # --------------------------------------------------------------------------
@@ -564,9 +559,8 @@ def read_image_file(path) -> np.ndarray:
         raise ValueError(f"no image file {path}")
     try:
         return np.asarray(imread(path))
-    except Exception as exc:  # any reader failure is the file's fault: say so in one line
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ValueError(f"cannot read {path} as an image: {first}") from None
+    except Exception as exc:  # noqa: BLE001 - any reader failure is the file's fault: say so in one line
+        raise ValueError(f"cannot read {path} as an image: {first_line(exc)}") from None
 
 
 def parse_pair(text: str) -> tuple[str, str]:

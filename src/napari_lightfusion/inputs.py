@@ -13,7 +13,8 @@ Intensities become floats in [0, 1]:
   int16 CT in Hounsfield units, other floats) is stretched from its finite
   minimum to its finite maximum.
 
-NaN and infinite pixels are treated as missing and become 0. Colour is the
+NaN and infinite pixels are treated as missing and become 0 (black);
+:func:`missing_pixels` counts them, so a caller can say so. Colour is the
 last axis when it has 3 (RGB) or 4 (RGBA, alpha dropped) entries, unless the
 caller says otherwise; a leading axis is a stack of slices.
 """
@@ -89,6 +90,31 @@ def check_shape(image, name: str, rgb: bool) -> None:
         raise ValueError(f"{name} has 2 channels on the last axis; give grey or RGB(A)")
     if image.dtype.kind not in "biuf":
         raise ValueError(f"{name} has data type {image.dtype}, which is not an image type")
+
+
+def missing_pixels(image, rgb: bool | None = None) -> int:
+    """How many pixels of ``image`` are NaN or infinite (in any colour channel); they are fused as 0.
+
+    Reads the image slice by slice (no temporary of its full size); an
+    integer or bool image has none. ``image`` is a numpy array (or anything
+    ``np.asarray`` takes without copying); ``rgb`` as for :func:`is_rgb`.
+    """
+    x = np.asarray(image)
+    if x.dtype.kind not in "fc" or x.size == 0:
+        return 0
+    colour = is_rgb(x, rgb)
+    planes = x if x.ndim > (3 if colour else 2) else x[None]
+    count = 0
+    for plane in planes:
+        bad = ~np.isfinite(plane)
+        count += int(np.count_nonzero(bad.any(axis=-1) if colour else bad))
+    return count
+
+
+def missing_note(name: str, count: int) -> str:
+    """One line saying that ``count`` pixels of ``name`` are NaN or infinite and fused as 0 (black)."""
+    are = "pixel is" if count == 1 else "pixels are"
+    return f"{count} {are} NaN or infinite in '{name}': fused as 0 (black)"
 
 
 def default_limits(dtype, low: float, high: float) -> tuple[float, float]:

@@ -40,6 +40,7 @@ from scipy import ndimage
 from skimage.metrics import structural_similarity
 
 from .colour import grey
+from .metric_registry import HOT_SPOT_MEASURES, METRICS
 
 __all__ = [
     "METRICS",
@@ -60,9 +61,6 @@ __all__ = [
     "function_kept",
     "hot_spot_scores",
 ]
-
-#: Names of the metrics returned by :func:`evaluate`, in table order.
-METRICS: tuple[str, ...] = ("EN", "SD", "SF", "AG", "MI", "SCD", "CC", "Qabf", "SSIM", "VIF")
 
 
 # --------------------------------------------------------------------------
@@ -463,9 +461,6 @@ def evaluate(fused, a, b) -> dict[str, float]:
 # --------------------------------------------------------------------------
 # clinical measures inside the hot spots (not among the ten metrics)
 
-#: Names of the two measures of :func:`hot_spot_scores`, in table order.
-HOT_SPOT_MEASURES: tuple[str, ...] = ("anatomy kept", "function kept")
-
 #: Functional luma above which a pixel counts as lit (0..255), for the median.
 HOT_SPOT_LIT = 5.0
 #: MRI value above which a pixel is inside the head (0..255).
@@ -537,7 +532,5 @@ def hot_spot_scores(fused, a, b) -> dict[str, float]:
     mask = hot_spot(b, a)
     if min(f.shape) < 7 or not mask.any():
         return {name: float("nan") for name in HOT_SPOT_MEASURES}
-    return {
-        "anatomy kept": float(_ssim_map(f, a)[mask].mean()),
-        "function kept": float(_ssim_map(f, b)[mask].mean()),
-    }
+    # anatomy kept: against the MRI; function kept: against the functional luma
+    return {name: float(_ssim_map(f, reference)[mask].mean()) for name, reference in zip(HOT_SPOT_MEASURES, (a, b))}

@@ -347,6 +347,17 @@ class LightFusionNet(nn.Module):
         return encoder + context + 2
 
     @property
+    def maps_radius(self) -> int:
+        """Pixels on each side that influence a pixel of the maps: :attr:`receptive_radius` less the decoder.
+
+        Within this many pixels of the edge the zero padding reaches the maps: a
+        flat background's features are a constant (the biases), the padding 0, so
+        the context prediction fails there and the surprise (and the attention made
+        from it) runs in a stripe along every edge. The widget shows no map there.
+        """
+        return self.receptive_radius - 2
+
+    @property
     def is_local(self) -> bool:
         """True when every output pixel depends only on a bounded neighbourhood."""
         return self.config.attention != "channel"

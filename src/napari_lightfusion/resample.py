@@ -28,6 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import affine_transform
 
+from .generators import run_to_end
+
 #: Most output pixels (per channel) computed in one chunk of :func:`iter_resample`.
 CHUNK_PIXELS = 1 << 20
 
@@ -226,12 +228,7 @@ def _resample_rows(moving, to_moving, spatial, shape, start, stop, order, channe
 
 def resample(moving, moving_affine, fixed_shape, fixed_affine, *, rgb: bool = False) -> np.ndarray:
     """:func:`iter_resample` run to the end: the resampled array, without progress."""
-    steps = iter_resample(moving, moving_affine, fixed_shape, fixed_affine, rgb=rgb)
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            return done.value
+    return run_to_end(iter_resample(moving, moving_affine, fixed_shape, fixed_affine, rgb=rgb))
 
 
 def spatial_kwargs(layer) -> dict:
@@ -250,12 +247,16 @@ def spatial_kwargs(layer) -> dict:
     return kwargs
 
 
-def _layer_data(layer):
+def full_resolution(layer):
+    """A napari image layer's data at full resolution: the first level of a multiscale layer, else its data.
+
+    Read duck-typed (``data``, ``multiscale``); lazy data stays lazy.
+    """
     return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
 
 
 def _spatial_shape(layer) -> tuple[int, ...]:
-    shape = tuple(_layer_data(layer).shape)
+    shape = tuple(full_resolution(layer).shape)
     return shape[:-1] if getattr(layer, "rgb", False) else shape
 
 
@@ -269,17 +270,7 @@ def iter_resample_layer(functional, anatomical, *, chunk_pixels: int = CHUNK_PIX
     """
     rgb = bool(getattr(functional, "rgb", False))
     data = yield from iter_resample(
-        _layer_data(functional), data_to_world(functional), _spatial_shape(anatomical),
+        full_resolution(functional), data_to_world(functional), _spatial_shape(anatomical),
         data_to_world(anatomical), rgb=rgb, chunk_pixels=chunk_pixels,
     )
     return data, {**spatial_kwargs(anatomical), "rgb": rgb}
-
-
-def resample_layer(functional, anatomical) -> tuple[np.ndarray, dict]:
-    """:func:`iter_resample_layer` run to the end: ``(data, kwargs)`` for a new layer."""
-    steps = iter_resample_layer(functional, anatomical)
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            return done.value

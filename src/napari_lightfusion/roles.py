@@ -21,6 +21,13 @@ Evidence, strongest first:
    CT test PNGs load as such RGB images), see :func:`is_grey_rgb`; a grey
    image shown through a colour table (a PET volume in SUV) is colour, as
    it is fused (:mod:`napari_lightfusion.displayed`).
+3. **Values**, when the names say nothing: a grey image whose values look
+   like CT (air at -1000 HU, a bone peak, a flat soft-tissue band; or the
+   same in a windowed 0..255 export) is CT, read from a few sampled slices
+   (:func:`napari_lightfusion.image_evidence.ct_evidence`). Nothing in the
+   values says MRI; an unnamed grey image beside such a CT ranks as the
+   anatomy. :func:`role_note` says when roles were guessed this way, or
+   from the opening order alone.
 
 Ranking: every image gets an *anatomy score*: MRI and transmitted-light
 microscopy 3, CT 2 (the anatomy beside PET, the functional side beside MRI,
@@ -37,11 +44,10 @@ from typing import Any
 
 import numpy as np
 
+from .image_evidence import ct_evidence, is_grey_rgb
+
 #: Presets this module can propose (the bundled ones, see weights.PRESETS).
 CLINICAL_PRESETS = ("CT-MRI", "PET-MRI", "SPECT-MRI")
-
-#: Most pixels per slice that :func:`is_grey_rgb` looks at.
-SAMPLE_PIXELS = 256 * 256
 
 # word -> (modality label, anatomy score, domain)
 _MRI = ("MRI", 3.0, "clinical")
@@ -51,18 +57,13 @@ _SPECT = ("SPECT", 1.0, "clinical")
 _LIGHT = ("transmitted light", 3.0, "microscopy")
 _FLUO = ("fluorescence", 1.0, "microscopy")
 _WORDS: dict[str, tuple[str, float, str]] = {
-    **dict.fromkeys(
-        ("mri", "mr", "t1", "t2", "t1w", "t2w", "t1ce", "t1gd", "flair", "dwi", "adc", "swi"), _MRI
-    ),
+    **dict.fromkeys(("mri", "mr", "t1", "t2", "t1w", "t2w", "t1ce", "t1gd", "flair", "dwi", "adc", "swi"), _MRI),
     **dict.fromkeys(("ct", "cect"), _CT),
     **dict.fromkeys(("pet", "fdg"), _PET),
     "spect": _SPECT,
     **dict.fromkeys(("phase", "brightfield", "dic", "transmitted"), _LIGHT),
-    **dict.fromkeys(
-        ("gfp", "egfp", "yfp", "cfp", "rfp", "mcherry", "tdtomato", "dapi", "hoechst", "fitc",
-         "tritc", "cy3", "cy5", "fluorescence", "fluorescent", "fluo"),
-        _FLUO,
-    ),
+    **dict.fromkeys(("gfp", "egfp", "yfp", "cfp", "rfp", "mcherry", "tdtomato", "dapi", "hoechst", "fitc", "tritc",
+                     "cy3", "cy5", "fluorescence", "fluorescent", "fluo"), _FLUO),
 }
 
 #: DICOM Modality (0008,0060) -> what it says, the strongest evidence when a reader recorded it.
@@ -76,7 +77,9 @@ _UNNAMED_GREY, _UNNAMED_COLOUR = 2.5, 0.5
 class Modality:
     """What the names say an image is: ``label`` ("MRI", "CT", "PET", "SPECT",
     "transmitted light", "fluorescence"), the word that said it, its anatomy
-    score, its domain ("clinical" or "microscopy") and where it was read."""
+    score, its domain ("clinical" or "microscopy") and where it was read
+    ("DICOM Modality", "layer name", "file name", "folder name", or "image":
+    then ``word`` says what in the values looks like it)."""
 
     label: str
     word: str
@@ -106,6 +109,8 @@ class LayerInfo:
     tinted: bool = False
     #: the DICOM Modality a reader recorded (``metadata["clinical"]["modality"]``: "MR", "CT", "PT", "NM")
     dicom_modality: str = ""
+    #: why a grey image's values look like CT (:func:`~napari_lightfusion.image_evidence.ct_evidence`), or ""
+    looks: str = ""
     layer: Any = field(default=None, compare=False, repr=False)
 
     @classmethod
@@ -114,19 +119,28 @@ class LayerInfo:
         """Describe ``data`` (numpy, dask or zarr; never materialised) named ``name``."""
         if rgb is None:
             rgb = len(data.shape) >= 3 and data.shape[-1] in (3, 4)
+        grey_rgb = bool(rgb) and is_grey_rgb(data)
         return cls(
             name=str(name), path=None if path is None else str(path), shape=tuple(data.shape),
-            dtype=str(data.dtype), rgb=bool(rgb), grey_rgb=bool(rgb) and is_grey_rgb(data), layer=layer,
+            dtype=str(data.dtype), rgb=bool(rgb), grey_rgb=grey_rgb,
+            looks=ct_evidence(data, bool(rgb)) if grey_rgb or not rgb else "", layer=layer,
         )
 
     @classmethod
     def from_layer(cls, layer) -> LayerInfo:
-        """Describe a napari image layer (read duck-typed: name, data, rgb, source.path, multiscale)."""
-        data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+        """Describe a napari image layer (read duck-typed: name, data, rgb, source.path, multiscale).
+
+        A multiscale layer is described by its finest level and its values read from its coarsest.
+        """
+        multiscale = getattr(layer, "multiscale", False)
         path = getattr(getattr(layer, "source", None), "path", None)
-        info = cls.from_array(layer.name, data, path, bool(getattr(layer, "rgb", False)), layer)
+        rgb = bool(getattr(layer, "rgb", False))
+        info = cls.from_array(layer.name, layer.data[-1] if multiscale else layer.data, path, rgb, layer)
+        if multiscale:
+            info = replace(info, shape=tuple(layer.data[0].shape))
         clinical = (getattr(layer, "metadata", None) or {}).get("clinical") or {}
-        return replace(info, tinted=not info.rgb and _tinted(layer),
+        tinted = not info.rgb and _tinted(layer)
+        return replace(info, tinted=tinted, looks="" if tinted else info.looks,
                        dicom_modality=str(clinical.get("modality", "")))
 
     @property
@@ -151,52 +165,6 @@ def _tinted(layer) -> bool:
 
 def _info(item) -> LayerInfo:
     return item if isinstance(item, LayerInfo) else LayerInfo.from_layer(item)
-
-
-# --------------------------------------------------------------------------
-# data
-
-
-def _sample(data) -> np.ndarray:
-    """A few strided slices of ``data`` (last axis colour) as numpy; lazy arrays read only those."""
-    lead = data.shape[:-3]
-    h, w = data.shape[-3], data.shape[-2]
-    step = max(1, int(np.ceil(np.sqrt(h * w / SAMPLE_PIXELS))))
-    spatial = (slice(None, None, step), slice(None, None, step), slice(0, 3))
-    if not lead:
-        return np.asarray(data[spatial])
-    picks = {tuple(int(round(f * (n - 1))) for n in lead) for f in (0.0, 0.5, 1.0)}
-    return np.stack([np.asarray(data[idx + spatial]) for idx in sorted(picks)])
-
-
-def is_grey_rgb(data) -> bool:
-    """Whether an RGB(A) image (colour on the last axis) has equal colour channels, i.e. is grey.
-
-    Harvard MRI and CT test PNGs load as RGB images with three equal
-    channels; treating them as colour made the widget guess the PET-MRI
-    preset for CT-MRI pairs. The check reads a strided sample of at most
-    :data:`SAMPLE_PIXELS` pixels per slice from at most three slices (first,
-    middle, last), so a dask or zarr volume is not loaded. Channels count as
-    equal when they differ by at most 1 % of the dtype's range (integers)
-    or of the sample's range (floats), which tolerates lossy compression.
-    Alpha is ignored. Returns False for data without a colour axis.
-    """
-    shape = tuple(data.shape)
-    if len(shape) < 3 or shape[-1] not in (3, 4) or 0 in shape:
-        return False
-    sample = _sample(data)
-    if sample.dtype == bool:
-        sample = sample.astype(np.uint8)
-    if sample.dtype.kind in "iu":
-        info = np.iinfo(sample.dtype)
-        tol = 0.01 * (float(info.max) - float(info.min))
-    else:
-        finite = sample[np.isfinite(sample)]
-        tol = 0.01 * float(np.ptp(finite)) if finite.size else 0.0
-    s = sample.astype(np.float64)
-    diff = np.maximum(np.abs(s[..., 0] - s[..., 1]), np.abs(s[..., 0] - s[..., 2]))
-    diff = diff[np.isfinite(diff)]
-    return bool(diff.size == 0 or diff.max() <= tol)
 
 
 # --------------------------------------------------------------------------
@@ -232,9 +200,11 @@ def _sources(info: LayerInfo) -> list[tuple[str, str]]:
 def modality(item) -> Modality | None:
     """What the names of ``item`` (a :class:`LayerInfo` or a napari layer) say it is, or None.
 
-    Reads the layer name, the file name, the file's folder and the folder
-    above it, in that order, and stops at the first that names exactly one
-    modality (so "CT-MRI", naming two, is skipped).
+    Reads the DICOM Modality, then the layer name, the file name, the
+    file's folder and the folder above it, in that order, and stops at the
+    first that names exactly one modality (so "CT-MRI", naming two, is
+    skipped); when none does, a grey image whose values look like CT is CT
+    (source "image").
     """
     info = _info(item)
     if info.dicom_modality in _DICOM_MODALITIES:
@@ -244,7 +214,17 @@ def modality(item) -> Modality | None:
         found = _modality_in(text, source)
         if found is not None:
             return found
-    return None
+    return Modality("CT", info.looks, _CT[1], "clinical", "image") if info.looks else None
+
+
+def _said(found: Modality, info: LayerInfo, why: bool = True) -> str:
+    """Where ``found`` was read, for a message: "file name says CT", "'b' looks like CT (air at ...)".
+
+    ``why=False`` leaves out what in the values looks like it (for the status line).
+    """
+    if found.source == "image":
+        return f"'{info.name}' looks like {found.label}" + (f" ({found.word})" if why else "")
+    return f"{found.source} says {found.word}"
 
 
 def _score(info: LayerInfo) -> float:
@@ -306,43 +286,57 @@ class PresetGuess:
     warning: str | None
 
 
-def _microscopy_message(mods) -> str:
-    words = " + ".join(repr(m.word) for m in mods if m is not None)
-    return (f"{words}: a microscopy pair, and no preset was trained for microscopy pairs; "
+def _microscopy_message(infos) -> str:
+    """The warning for a microscopy pair, naming its layers and what said microscopy."""
+    infos = [i for i in infos if i is not None]
+    names = " + ".join(repr(i.name) for i in infos)
+    said = next(f"the {m.source} of '{i.name}' says {m.word}" for i in infos
+                if (m := modality(i)) is not None and m.domain == "microscopy")
+    return (f"{names}: a microscopy pair ({said}), and no preset was trained for microscopy pairs; "
             "fine-tune one on your own pairs")
+
+
+def _same_kind(a: LayerInfo, f: LayerInfo) -> str | None:
+    """The modality both images of a pair are (MRI + MRI, CT + CT), which no preset was trained on, or None."""
+    ma, mf = modality(a), modality(f)
+    if ma is not None and mf is not None and ma.label == mf.label and ma.domain == "clinical":
+        return ma.label
+    return None
 
 
 def guess_preset(anatomical, functional) -> PresetGuess:
     """The preset that fits a pair (LayerInfo objects or napari layers; either may be None).
 
-    By names: SPECT -> "SPECT-MRI", PET -> "PET-MRI", CT -> "CT-MRI"; a
-    microscopy name (GFP, phase, ...) -> no preset, with a warning that no
-    preset was trained for microscopy and fine-tuning is available. Else by
-    data: a colour image in the pair (``fuse`` takes it as the functional
-    one) -> "PET-MRI", a grey pair (equal-channel RGB included) -> "CT-MRI". The warning of :func:`preset_warning` is
-    added when the names contradict the data.
+    By names (or values that look like CT): SPECT -> "SPECT-MRI", PET ->
+    "PET-MRI", a CT functional image -> "CT-MRI"; a microscopy name (GFP,
+    phase, ...) -> no preset, with a warning that no preset was trained for
+    microscopy and fine-tuning is available. Else by data: a colour image
+    in the pair (``fuse`` takes it as the functional one) -> "PET-MRI", a
+    grey pair (equal-channel RGB included) -> "CT-MRI", the grey preset,
+    also for a pair of one modality (MRI + MRI), which no preset fits. The
+    warning is :func:`preset_warning`'s for the preset guessed.
     """
     a = None if anatomical is None else _info(anatomical)
     f = None if functional is None else _info(functional)
-    mods = [None if i is None else modality(i) for i in (a, f)]
-    named = [m for m in mods if m is not None]
-    if any(m.domain == "microscopy" for m in named):
-        return PresetGuess(None, "microscopy pair", _microscopy_message(mods))
-    labels = {m.label: m for m in named}
-    for label, preset in (("SPECT", "SPECT-MRI"), ("PET", "PET-MRI")):
-        if label in labels:
-            m = labels[label]
-            return PresetGuess(preset, f"{m.source} says {m.word}", preset_warning(preset, a, f))
-    if mods[1] is not None and mods[1].label == "CT":
-        m = mods[1]
-        return PresetGuess("CT-MRI", f"{m.source} says {m.word}", preset_warning("CT-MRI", a, f))
-    if f is None:
-        return PresetGuess(None, "no functional image", None)
+    found = [(m, i) for i in (a, f) if i is not None and (m := modality(i)) is not None]
+    labels = {m.label: (m, i) for m, i in found}
     colour = next((i for i in (f, a) if i is not None and i.colour), None)
-    if colour is not None:
-        return PresetGuess("PET-MRI", f"'{colour.name}' is a colour image", None)
-    why = "its colour channels are equal" if f.rgb else "it is grey"
-    return PresetGuess("CT-MRI", f"'{f.name}' is grey ({why})", None)
+    if any(m.domain == "microscopy" for m, _ in found):
+        return PresetGuess(None, "a microscopy pair", _microscopy_message((a, f)))
+    if "SPECT" in labels or "PET" in labels:
+        preset = "SPECT-MRI" if "SPECT" in labels else "PET-MRI"
+        reason = _said(*labels[preset[:-4]])
+    elif f is None:
+        return PresetGuess(None, "no functional image", None)
+    elif a is not None and (same := _same_kind(a, f)):
+        preset, reason = "CT-MRI", f"both {same}: no preset fits"
+    elif found and found[-1][1] is f and found[-1][0].label == "CT":
+        preset, reason = "CT-MRI", _said(*found[-1], why=False)
+    elif colour is not None:
+        preset, reason = "PET-MRI", f"'{colour.name}' is a colour image"
+    else:
+        preset, reason = "CT-MRI", f"'{f.name}' is grey ({'its colour channels are equal' if f.rgb else 'it is grey'})"
+    return PresetGuess(preset, reason, preset_warning(preset, a, f))
 
 
 def preset_warning(preset: str | None, anatomical, functional) -> str | None:
@@ -350,22 +344,53 @@ def preset_warning(preset: str | None, anatomical, functional) -> str | None:
 
     A grey pair (equal-channel RGB counts as grey) with the PET-MRI or
     SPECT-MRI preset, a pair with a colour image (the functional one, as
-    ``fuse`` treats it) with CT-MRI, or a clinical preset on a
-    pair whose names say microscopy. Custom presets are never questioned.
+    ``fuse`` treats it) with CT-MRI, a clinical preset on a pair whose names
+    say microscopy, a pair of one modality (MRI + MRI: no preset was trained
+    on one), or CT-MRI with the CT as the anatomical image (the preset
+    expects the MRI there). Custom presets are never questioned.
     """
     if preset not in CLINICAL_PRESETS or functional is None:
         return None
     a = None if anatomical is None else _info(anatomical)
     f = _info(functional)
-    mods = [modality(i) for i in (a, f) if i is not None]
-    if any(m is not None and m.domain == "microscopy" for m in mods):
-        return _microscopy_message(mods)
+    if any(m is not None and m.domain == "microscopy" for m in (modality(i) for i in (a, f) if i is not None)):
+        return _microscopy_message((a, f))
     colour = next((i for i in (f, a) if i is not None and i.colour), None)
     if preset in ("PET-MRI", "SPECT-MRI") and colour is None:
         return f"'{f.name}' is grey but {preset} expects a colour {preset[:-4]} image: CT-MRI fits grey pairs"
     if preset == "CT-MRI" and colour is not None:
         return (f"'{colour.name}' is in colour but CT-MRI expects a grey CT image: "
                 "PET-MRI or SPECT-MRI fits colour images")
+    if a is None:
+        return None
+    if same := _same_kind(a, f):
+        return (f"'{a.name}' and '{f.name}' are both {same}: no preset was trained on {same} + {same} pairs; "
+                f"{preset} fuses '{f.name}' as its {preset[:-4]} (fine-tune a preset on such pairs)")
+    ma = modality(a)
+    if preset == "CT-MRI" and ma is not None and ma.label == "CT":
+        return (f"{_said(ma, a)}, but it is the anatomical image: CT-MRI expects the MRI there and "
+                f"the CT as the functional image; swap the two")
+    return None
+
+
+def role_note(anatomical, functional) -> str | None:
+    """One line saying how the roles of a guessed pair were decided, when the names did not tell, else None.
+
+    "Roles guessed from the images: 'b' looks like CT (...)" when values
+    decided (:mod:`napari_lightfusion.image_evidence`); "Roles from the
+    opening order: ..." when nothing did (two grey images whose names,
+    DICOM tags and values say nothing).
+    """
+    if anatomical is None or functional is None:
+        return None
+    infos = (_info(anatomical), _info(functional))
+    mods = [modality(i) for i in infos]
+    seen = [_said(m, i) for m, i in zip(mods, infos) if m is not None and m.source == "image"]
+    if seen:
+        return "Roles guessed from the images: " + "; ".join(seen)
+    if mods == [None, None] and not any(i.colour for i in infos):
+        return (f"Roles from the opening order: nothing in the names or values of '{infos[0].name}' and "
+                f"'{infos[1].name}' says which is the anatomy; check them")
     return None
 
 

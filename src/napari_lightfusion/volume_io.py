@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from .geometry import Geometry
+from .messages import first_line
 
 #: Unit names (as files write them) -> OME-NGFF unit names.
 UNITS = {
@@ -443,7 +444,7 @@ def open_volume(path) -> Volume:
                 "or a folder of PNG slices"
             )
     except Exception as exc:  # any reader failure is the file's fault: say so in one line
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         if first.startswith(f"cannot read {path}"):
             raise
         raise ValueError(f"cannot read {path}: {first}") from None

@@ -1,4 +1,4 @@
-"""Fusing whole volumes to OME-Zarr, and cohorts of them, on any dask scheduler.
+"""Fusing whole volumes to OME-Zarr on any dask scheduler.
 
 :func:`fuse_volume` is ``lightfusion fuse-volume``: it opens both inputs
 lazily (:func:`napari_lightfusion.volume_io.open_volume`), builds the lazy
@@ -8,8 +8,7 @@ Memory therefore stays at a few slices per worker whatever the volume's
 depth, and a rerun after an interruption fuses only the missing slices (the
 output records the contrast limits, so the rerun does not rescan).
 
-:func:`fuse_batch` is ``lightfusion batch``: one row of a CSV manifest per
-pair, a summary CSV, and a failing pair does not stop the others.
+Cohorts of them (``lightfusion batch``) are :mod:`napari_lightfusion.batch`.
 
 Schedulers (:func:`scheduler`): ``threads`` (default), ``processes``,
 ``synchronous`` or the address of a dask.distributed scheduler
@@ -20,7 +19,6 @@ network on one thread, so the output does not depend on the scheduler.
 
 from __future__ import annotations
 
-import csv
 import os
 import threading
 import time
@@ -40,12 +38,6 @@ LOCAL_SCHEDULERS = ("threads", "processes", "synchronous")
 
 #: How often the progress of a volume is looked up on disk, seconds.
 PROGRESS_SECONDS = 0.5
-
-#: Columns of a batch manifest (``preset`` may be left out or empty: PET-MRI).
-MANIFEST_COLUMNS = ("anatomical", "functional", "preset", "output")
-
-#: Columns of the summary a batch writes.
-SUMMARY_COLUMNS = ("output", "anatomical", "functional", "preset", "status", "seconds", "slices_fused", "error")
 
 
 @dataclass
@@ -328,77 +320,3 @@ def _write_graph(fused, out: Path):
         meta=np.empty((0,), np.int64), concatenate=True,
         name=f"lightfusion-write-{tokenize(fused.name, str(out.resolve()))}",
     )
-
-
-def read_manifest(path) -> list[dict]:
-    """The rows of a batch manifest; ``ValueError`` for a missing file or column, or repeated outputs."""
-    path = Path(path)
-    try:
-        with path.open(newline="") as f:
-            reader = csv.DictReader(f)
-            columns = [c.strip() for c in (reader.fieldnames or [])]
-            rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k} for row in reader]
-    except OSError as exc:
-        raise ValueError(f"cannot read the manifest {path}: {exc.strerror or exc}") from None
-    lacking = [c for c in ("anatomical", "functional", "output") if c not in columns]
-    if lacking:
-        raise ValueError(f"the manifest {path} lacks the column(s) {', '.join(lacking)}; "
-                         f"its columns must be {','.join(MANIFEST_COLUMNS)}")
-    outputs = [row["output"] for row in rows]
-    repeated = sorted({o for o in outputs if outputs.count(o) > 1})
-    if repeated:
-        raise ValueError(f"the manifest {path} names the output {repeated[0]} more than once")
-    base = path.parent
-    for row in rows:
-        for key in ("anatomical", "functional"):
-            if row[key] and not Path(row[key]).is_absolute():
-                row[key] = str(base / row[key])
-        row["preset"] = row.get("preset") or "PET-MRI"
-    return rows
-
-
-def fuse_batch(
-    manifest,
-    out_dir,
-    *,
-    scheduler_name: str | None = None,
-    device: str = "auto",
-    command: str | None = None,
-    on_pair: Callable[[dict], None] | None = None,
-) -> list[dict]:
-    """Fuse every pair of ``manifest`` into ``out_dir``; write ``out_dir/summary.csv``.
-
-    Each pair's row in the summary has its status (``done`` or ``failed``),
-    seconds, the slices fused by this run and the error (one line). A
-    failing pair is reported and the batch goes on; rerunning resumes the
-    pairs that were interrupted. ``on_pair(row)`` is called after each pair.
-    """
-    rows = read_manifest(manifest)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    summary = []
-    with scheduler(scheduler_name) as runner:
-        for row in rows:
-            name = row["output"] if row["output"].endswith(".zarr") else row["output"] + ".zarr"
-            start = time.perf_counter()
-            entry = {"output": name, "anatomical": row["anatomical"], "functional": row["functional"],
-                     "preset": row["preset"], "status": "done", "slices_fused": 0, "error": ""}
-            try:
-                if not row["anatomical"] or not row["functional"] or not row["output"]:
-                    raise ValueError("the row lacks an anatomical, functional or output entry")
-                report = fuse_volume(row["anatomical"], row["functional"], out_dir / name, preset=row["preset"],
-                                     device=device, runner=runner, command=command)
-                entry["slices_fused"] = report.fused
-            except Exception as exc:  # one pair's failure is recorded, the batch goes on
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                entry.update(status="failed", error=first if isinstance(exc, ValueError)
-                             else f"{type(exc).__name__}: {first}")
-            entry["seconds"] = round(time.perf_counter() - start, 3)
-            summary.append(entry)
-            if on_pair is not None:
-                on_pair(entry)
-    with (out_dir / "summary.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=SUMMARY_COLUMNS)
-        writer.writeheader()
-        writer.writerows(summary)
-    return summary

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import re
 from functools import lru_cache
 from importlib.resources import files
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from .messages import first_line
 from .model import LightFusionNet, ModelConfig
 
 #: Presets bundled in ``resources/weights``; each was trained on that dataset.
@@ -156,9 +158,10 @@ def load_model(path: Path) -> LightFusionNet:
         model = LightFusionNet(ModelConfig(**sidecar["model"]))
         state = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(state)
+    except (pickle.UnpicklingError, EOFError):
+        raise WeightError(f"{path} is not a LightFusion weight file (torch cannot read it)") from None
     except (KeyError, TypeError, RuntimeError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise WeightError(f"weight file {path} does not fit LightFusionNet: {first}") from None
+        raise WeightError(f"weight file {path} does not fit LightFusionNet: {first_line(exc)}") from None
     return model.eval()
 
 

@@ -25,7 +25,7 @@ from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QHBoxLayout, QPushButton, QVBoxLayout, QWidget
 
 from .. import align
-from ..resample import data_to_world
+from ..resample import data_to_world, full_resolution
 from .progress import JobProgress
 
 
@@ -103,7 +103,7 @@ class AlignPanel(QWidget):
         self.setVisible(True)
         self.progress.start(100, f"Aligning '{b.name}'")
         self.align_btn.setText("Cancel align")
-        data = [ly.data[0] if getattr(ly, "multiscale", False) else ly.data for ly in (a, b)]
+        data = [full_resolution(ly) for ly in (a, b)]
         self._worker = create_worker(
             _registration, data[0], data_to_world(a), data[1], data_to_world(b), bool(b.rgb), self._microscopy,
             self.progressed.emit, self._stop,

@@ -12,6 +12,7 @@ import weakref
 
 import numpy as np
 
+from ..resample import full_resolution
 from .layer_io import data_index, display_name, grid_of, is_colour, spatial_shape
 
 
@@ -33,7 +34,9 @@ def show_grid(viewer, layers: list) -> None:
     other pairs' inputs: each would be an unlabelled tile); the layers that
     are not the plugin's are shown again when the grid is switched off.
     An input of ``layers`` keeps its visibility, so a hidden input simply
-    leaves no tile.
+    leaves no tile. The inputs' tiles come in the order given (the
+    anatomical one first, as in the exported figure): an anatomical layer
+    above the functional one in the layer list is moved just below it.
     """
     from .outputs import info
 
@@ -44,7 +47,12 @@ def show_grid(viewer, layers: list) -> None:
             layer.visible = False
             if info(layer) is None:
                 others.append(layer)
-    # the grid reads the list bottom-up: our tiles go to the top in order (inputs stay put)
+    # the grid reads the list bottom-up: the inputs in order, then our tiles at the top in order
+    inputs = [ly for ly in layers if info(ly) is None]
+    for first, second in zip(inputs, inputs[1:]):
+        at, below = viewer.layers.index(first), viewer.layers.index(second)
+        if at > below:
+            viewer.layers.move(at, below)
     for layer in layers:
         if info(layer) is not None:
             viewer.layers.move(viewer.layers.index(layer), len(viewer.layers))
@@ -107,7 +115,7 @@ def tile_image(layer, point) -> np.ndarray:
     colour data is shown as it is (floats in [0, 1], integers by their
     range). The layer is not modified.
     """
-    data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+    data = full_resolution(layer)
     if len(spatial_shape(layer)) == 3:
         data = data[data_index(layer, point)]
     data = np.asarray(data)

@@ -7,8 +7,8 @@ from pathlib import Path
 from napari.utils.notifications import show_error
 from qtpy.QtWidgets import QApplication, QFileDialog
 
+from ..metric_registry import TIME
 from . import compare
-from .jobs import TIME
 from .table_text import to_csv, to_tsv
 
 #: The time column of an exported figure.

@@ -19,10 +19,10 @@ import numpy as np
 from qtpy.QtCore import QRect, Qt
 from qtpy.QtGui import QColor, QFont, QFontMetrics, QGuiApplication, QImage, QPainter, QPen
 
-from ..metrics import HOT_SPOT_MEASURES, METRICS
+from ..metric_registry import METRICS, REGISTRY
 
-#: Which way is better for each metric: all ten grow with quality.
-DIRECTIONS: dict[str, str] = dict.fromkeys((*METRICS, *HOT_SPOT_MEASURES), "↑")
+#: Which way is better for each reported number ("↑" or "↓", from the metric registry).
+DIRECTIONS: dict[str, str] = {name: info.arrow for name, info in REGISTRY.items()}
 
 #: Smallest tile edge, pixels.
 MIN_TILE = 256
@@ -124,7 +124,7 @@ def export_figure(
     is scaled to fit a ``tile_size`` square (at least :data:`MIN_TILE`),
     keeping its aspect, under its label. ``table``: ``{method: {metric:
     value}}``; columns in ``metrics`` order (default: the ten of
-    :data:`~napari_lightfusion.metrics.METRICS` that the table holds, then
+    :data:`~napari_lightfusion.metric_registry.METRICS` that the table holds, then
     any other keys). ``directions``: ``{metric: "↑" or "↓"}`` (default
     :data:`DIRECTIONS`): shown in the header, and the best value of each
     such column is bold. ``title`` goes above, ``caption`` (e.g. the preset)

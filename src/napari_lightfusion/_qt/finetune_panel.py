@@ -5,9 +5,13 @@ on the two layers the dock widget has picked (``get_pair()``), in a napari
 worker thread, with a progress bar, a live readout of the training loss and
 the validation scores and a small loss plot. At the end it shows the
 validation before and after and offers to save the weights as a custom
-preset; ``on_saved(name)`` then tells the dock widget, which lists and
-selects it. Nothing heavy runs on the GUI thread: the slots only copy
-numbers into labels and repaint the plot.
+preset under a free name; ``on_saved(name)`` then tells the dock widget,
+which lists and selects it. A run whose best weights are the base's (no
+validation improved on step 0) says so and offers nothing to save. The
+time budget counts preparing the pair and the first validation too, so
+the shortest offered (:data:`MIN_MINUTES`) leaves room for training steps.
+Nothing heavy runs on the GUI thread: the slots only copy numbers into
+labels and repaint the plot.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from collections.abc import Callable
 import numpy as np
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import QPointF, Qt, Signal
+from qtpy.QtCore import QPointF, QRect, Qt, Signal
 from qtpy.QtGui import QColor, QPainter, QPen, QPolygonF
 from qtpy.QtWidgets import (
     QComboBox,
@@ -39,12 +43,16 @@ from qtpy.QtWidgets import (
 from ..displayed import as_displayed
 from ..engine import available_devices
 from ..finetune import FinetuneConfig, FinetuneResult, Progress, finetune_steps
+from ..generators import Steps
 from ..inputs import prepare_pair
+from ..messages import described, first_line
 from ..weights import all_presets, custom_presets, save_custom_preset
 from .layer_io import check_pair, fusion_inputs
 
 #: Least time between two progress reports sent to the GUI thread, seconds.
 REPORT_EVERY_S = 0.1
+#: Shortest time budget offered, minutes: preparing a pair and validating the base take seconds.
+MIN_MINUTES = 0.5
 
 
 def finetune_job(inputs: dict, base: str, config: FinetuneConfig, device: str, cancel: threading.Event):
@@ -60,13 +68,9 @@ def finetune_job(inputs: dict, base: str, config: FinetuneConfig, device: str, c
             np.asarray(inputs["a"]), np.asarray(inputs["b"]),
             inputs["a_limits"], inputs["b_limits"], inputs["a_rgb"], inputs["b_rgb"],
         )
-        steps = finetune_steps([pair], base, config=config, device=device, cancel=cancel)
+        steps = Steps(finetune_steps([pair], base, config=config, device=device, cancel=cancel))
         losses, last, counted = [], 0.0, 0
-        while True:
-            try:
-                update = next(steps)
-            except StopIteration as done:
-                return {"result": done.value}
+        for update in steps:
             if update.step > counted:  # the last step is reported twice: trained, then validated
                 losses.append((update.step, update.loss))
                 counted = update.step
@@ -75,11 +79,11 @@ def finetune_job(inputs: dict, base: str, config: FinetuneConfig, device: str, c
                 last = now
                 yield update, losses
                 losses = []
+        return {"result": steps.value}
     except ValueError as exc:  # bad inputs, presets, weights: the user can fix these
-        return {"error": str(exc).splitlines()[0]}
+        return {"error": first_line(exc)}
     except Exception as exc:  # noqa: BLE001 - e.g. out of memory: report in one line, stay usable
-        first = (str(exc).strip().splitlines() or [""])[0]
-        return {"error": f"fine-tuning failed: {type(exc).__name__}: {first}"}
+        return {"error": f"fine-tuning failed: {described(exc)}"}
 
 
 class LossPlot(QWidget):
@@ -104,10 +108,19 @@ class LossPlot(QWidget):
             self.validations.append((step, loss))
             self.update()
 
+    def areas(self) -> tuple[QRect, QRect]:
+        """``(legend, plot)``: the legend's strip above the plot's box, so that no line runs under it."""
+        strip = self.fontMetrics().height() + 2
+        inner = self.rect().adjusted(4, 2, -4, -4)
+        return QRect(inner.left(), inner.top(), inner.width(), strip), inner.adjusted(0, strip + 2, 0, 0)
+
     def paintEvent(self, event):  # noqa: N802 - Qt's name
         painter = QPainter(self)
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        rect = self.rect().adjusted(4, 4, -4, -4)
+        legend, rect = self.areas()
+        painter.setPen(QPen(QColor(200, 200, 200)))
+        painter.drawText(legend, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
+                         "training (grey), validation (blue) loss")
         painter.setPen(QPen(QColor(90, 90, 90)))
         painter.drawRect(rect)
         points = self.losses + self.validations
@@ -136,15 +149,26 @@ class LossPlot(QWidget):
                 painter.drawPolyline(QPolygonF(line))
             for p in line:
                 painter.drawEllipse(p, 2.5, 2.5)
-        painter.setPen(QPen(QColor(200, 200, 200)))
-        painter.drawText(rect.adjusted(4, 2, -4, -2), Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignTop,
-                         "training (grey), validation (blue) loss")
 
 
 def suggested_name(anatomical: str, functional: str) -> str:
     """A preset name from the two layer names, in the characters a preset name may hold."""
     name = re.sub(r"[^A-Za-z0-9 ._+-]+", "-", f"{functional} + {anatomical}").strip(" ._+-")
     return name[:60] or "my preset"
+
+
+def free_name(name: str, taken) -> str:
+    """``name``, or ``name 2``, ``name 3``... : the first that is not in ``taken`` (the presets listed)."""
+    taken = set(taken)
+    if name not in taken:
+        return name
+    return next(f"{name[:56]} {k}" for k in range(2, len(taken) + 3) if f"{name[:56]} {k}" not in taken)
+
+
+def kept_base_text(base: str) -> str:
+    """What a run whose best weights are the base's says: the preset is unchanged, nothing to save."""
+    return (f"Kept the base: fine-tuning did not improve the held-out pairs, so '{base}' is unchanged "
+            "and there is nothing new to save.")
 
 
 def _scores(values: dict) -> str:
@@ -173,7 +197,7 @@ class FinetunePanel(QWidget):
         self._layers: tuple[str, str] | None = None
 
         self.base = QComboBox()
-        self.minutes = QDoubleSpinBox(decimals=2, minimum=0.05, maximum=120.0, singleStep=0.5, value=2.0)
+        self.minutes = QDoubleSpinBox(decimals=1, minimum=MIN_MINUTES, maximum=120.0, singleStep=0.5, value=2.0)
         self.minutes.setSuffix(" min")
         self.steps = QSpinBox(minimum=0, maximum=1_000_000, singleStep=100, value=0)
         self.steps.setSpecialValueText("no limit")
@@ -217,7 +241,7 @@ class FinetunePanel(QWidget):
         layout.addLayout(save)
         tips = {
             self.base: "The preset (bundled or your own) the fine-tuning starts from",
-            self.minutes: "Stop after this much time (the best weights so far are kept)",
+            self.minutes: "Stop after this much time, preparing the pair included (the best weights so far are kept)",
             self.steps: "Stop after this many training steps instead (no limit: the time budget decides)",
             self.start_btn: "Train on random crops of the two picked layers; part of each is held out to validate",
             self.save_btn: "Keep the fine-tuned weights as a preset of this name, listed with the bundled ones",
@@ -292,6 +316,9 @@ class FinetunePanel(QWidget):
         """Save the result as a custom preset named in the name field; return the name (None if refused)."""
         if self.result is None:
             return None
+        if self.result.best_step == 0:
+            show_error(f"LightFusion: {kept_base_text(self.result.base)}")
+            return None
         name = self.name.text().strip()
         if not name:
             show_error("LightFusion: give the new preset a name")
@@ -303,7 +330,7 @@ class FinetunePanel(QWidget):
         try:
             save_custom_preset(name, model=self.result.model, sidecar=self.result.sidecar(**extra))
         except (ValueError, OSError) as exc:
-            show_error(f"LightFusion: {str(exc).splitlines()[0]}")
+            show_error(f"LightFusion: {first_line(exc)}")
             return None
         show_info(f"LightFusion: saved preset '{name}'")
         self.refresh_presets()
@@ -330,21 +357,25 @@ class FinetunePanel(QWidget):
         error = outcome.get("error")
         if error is not None:
             self.readout.setText(error)
+            self.bar.setValue(0)  # nothing was trained: the bar does not read 100 %
+            self.bar.setFormat("fine-tuning failed")
             show_error(f"LightFusion: {error}")
             self.done.emit(error)
             return
         result = self.result = outcome["result"]
         self.bar.setValue(1000)
         ended = {"steps": "step limit", "time": "time budget", "cancelled": "cancelled"}[result.stopped]
+        kept = result.best_step == 0
         self.summary.setText(
             f"Validation on {result.validation_images} held-out part(s): "
             f"before {_scores(result.before)}; after {_scores(result.after)} "
             f"(best at step {result.best_step} of {result.steps}, {result.seconds:.0f} s on {result.device}, "
-            f"{ended})."
+            f"{ended})." + (f" {kept_base_text(result.base)}" if kept else "")
         )
-        self.save_btn.setEnabled(True)
-        if not self.name.text().strip():
-            self.name.setText(suggested_name(*self._layers) if self._layers else "")
+        self.save_btn.setEnabled(not kept)
+        name = self.name.text().strip() or (suggested_name(*self._layers) if self._layers else "")
+        if not kept and name:  # a name saved by a previous run is taken now: offer a free one
+            self.name.setText(free_name(name, all_presets()))
         self.done.emit(result)
 
     def _on_finished(self) -> None:

@@ -9,7 +9,8 @@ and returns an :class:`Outcome` that the widget turns into layers and a
 table. A job yields its :class:`Outcome` as soon as everything is fused, so
 that the layers appear before the metrics are computed. Errors a user can
 fix come back as ``Outcome.error`` (one line), not as exceptions. Lazy
-(dask) inputs go through :func:`run_lazy` instead.
+(dask) inputs go through :func:`run_lazy` instead. The maps a job returns
+are shown inside the anatomical image's object only (:mod:`.map_view`).
 """
 
 from __future__ import annotations
@@ -22,18 +23,17 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..align import Misalignment, estimate_misalignment
-from ..baselines import fuse_baseline
 from ..displayed import as_displayed, needs_resampling
 from ..fusion import FusionPlan, FusionResult, plan_fusion
-from ..metrics import HOT_SPOT_MEASURES, METRICS, evaluate, hot_spot, hot_spot_scores
+from ..messages import described
+from ..metric_registry import TIME
+from ..metrics import evaluate, hot_spot, hot_spot_scores
 from ..resample import ResampledView
+from .lazy_compare import lazy_baseline, pair_baseline, shown_lazily, slice_plan, slice_result
+from .map_view import all_map_limits, given_first, masked, object_mask, shown
 
 #: Column of the network in the metric table.
 NETWORK = "LightFusionNet"
-#: Row with the time each method took for the slice.
-TIME = "time (s)"
-#: Row names of the metric table, in order (the hot-spot rows are filled for colour pairs only).
-ROWS = (*METRICS, *HOT_SPOT_MEASURES, TIME)
 
 
 # --------------------------------------------------------------------------
@@ -52,11 +52,8 @@ def baseline_fused(plan: FusionPlan, name: str, index: int | None = None) -> np.
     (a stack for a stack). The baseline gets the plan's normalised streams
     (already in [0, 1], so ``fuse_baseline`` keeps them as they are).
     """
-    pair = plan.pair
-    second = pair.colour if pair.colour is not None else pair.functional
-    pick = slice(None) if index is None else index
-    out = fuse_baseline(name, pair.anatomical[pick], second[pick], a_rgb=False, b_rgb=pair.colour is not None)
-    return out if index is not None or pair.stacked else out[0]
+    out = pair_baseline(plan.pair, name, slice(None) if index is None else index)
+    return out if index is not None or plan.pair.stacked else out[0]
 
 
 def metric_rows(
@@ -153,14 +150,16 @@ class ChannelMaps:
     index: int | None
     surprise: np.ndarray | None
     attention: np.ndarray
+    mask: np.ndarray | None = None  # (H, W): where the maps are shown (:func:`.map_view.object_mask`)
 
     def pick(self, channel: int | None) -> dict[str, np.ndarray]:
-        """``{"surprise:0": (H, W), ...}``: the mean over channels (``None``) or one channel's maps."""
+        """``{"surprise:0": (H, W), ...}``: the mean over channels (``None``) or one channel's maps, as shown."""
         out = {}
         for kind in ("surprise", "attention"):
             maps = getattr(self, kind)
             for stream in range(2 if maps is not None else 0):
-                out[f"{kind}:{stream}"] = maps[stream].mean(axis=0) if channel is None else maps[stream, channel]
+                data = maps[stream].mean(axis=0) if channel is None else maps[stream, channel]
+                out[f"{kind}:{stream}"] = data if self.mask is None else masked(data[None], self.mask)[0]
         return out
 
 
@@ -176,24 +175,7 @@ def channel_maps_of(plan: FusionPlan, index: int | None) -> ChannelMaps | None:
     if pair.swapped:  # the network saw them the other way round: back to the order given
         surprise = None if surprise is None else surprise[::-1]
         attention = attention[::-1]
-    return ChannelMaps(index, surprise, attention)
-
-
-def map_limits(maps: np.ndarray) -> tuple[float, float]:
-    """Contrast limits for a map: its 1st to 99.5th percentile (never empty)."""
-    lo, hi = np.percentile(maps, [1.0, 99.5]) if maps.size else (0.0, 1.0)
-    return float(lo), float(hi if hi > lo else lo + 1e-6)
-
-
-def all_map_limits(result: FusionResult, index: int | None = None) -> dict[str, tuple[float, float]]:
-    """``{"surprise:0": (lo, hi), ...}`` of a result's maps (of slice ``index`` of a stack, when given)."""
-    out = {}
-    for kind in ("surprise", "attention"):
-        maps = getattr(result, kind)
-        for stream in range(2 if maps is not None else 0):
-            data = maps[stream] if index is None else maps[stream][index]
-            out[f"{kind}:{stream}"] = map_limits(np.asarray(data))
-    return out
+    return ChannelMaps(index, surprise, attention, object_mask(given_first(plan)[k], plan.model.maps_radius))
 
 
 class PlanCache:
@@ -272,23 +254,26 @@ class WarmUp:
         return not self._thread.is_alive()
 
 
-def uptake_in_hot_spot(inputs: dict, plan: FusionPlan, index: int | None) -> dict:
+def uptake_in_hot_spot(inputs: dict, plan: FusionPlan, index: int | None, at: int | None = None) -> dict:
     """SUVmax and SUVmean of the functional image inside the hot spot of one slice (``metrics.hot_spot``).
 
     The hot spot is the one the "anatomy kept" / "function kept" rows
-    measure (from the streams the network saw); the values are the
-    functional layer's own (SUV), on the anatomical grid (resampled only
-    for this slice when it lies on another grid).
+    measure (from the streams the network saw: slice ``at`` of ``plan``,
+    by default ``index``); the values are the functional layer's own (SUV)
+    of slice ``index`` (None: the image), on the anatomical grid (resampled
+    only for this slice when it lies on another grid). A lazy layer is read
+    for this slice only.
     """
     k = 0 if index is None else index
-    values = np.asarray(inputs["b"])
+    values = inputs["b"]
     if needs_resampling(inputs):
         shape = tuple(inputs["a"].shape[:-1] if inputs["a_rgb"] else inputs["a"].shape)
         view = ResampledView(inputs["b"], inputs["b_matrix"], shape, inputs["a_matrix"])
         values = view[k] if index is not None else view[:]
     elif index is not None:
         values = values[k]
-    mask = hot_spot(plan.pair.functional[k] * 255.0, plan.pair.anatomical[k] * 255.0)
+    s = k if at is None else at
+    mask = hot_spot(plan.pair.functional[s] * 255.0, plan.pair.anatomical[s] * 255.0)
     inside = np.asarray(values, dtype=np.float64)[mask]
     inside = inside[np.isfinite(inside)]
     if not inside.size:
@@ -314,29 +299,40 @@ def misalignment_of(inputs: dict, microscopy: bool) -> Misalignment | None:
 
 def failure(exc: Exception) -> str:
     """One line for an unexpected error of a job (e.g. out of memory on the device)."""
-    text = str(exc).strip()
-    return f"fusion failed: {type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+    return f"fusion failed: {described(exc)}"
 
 
 def run_lazy(request: Request) -> Outcome:
     """A fusion of lazy (dask, zarr, memory-mapped) inputs: dask arrays that napari computes per slice.
 
-    Nothing is fused here but the current slice (to set the maps' contrast
-    limits); there are no metrics and no baselines for a lazy volume.
+    The fused image, its maps (shown inside the object only) and Compare's
+    baselines stay lazy. Only the current slice is fused here: the metric
+    table, the uptake and the maps' contrast limits are of that slice
+    (:mod:`.lazy_compare`); napari then shows it from the lazy fusion's cache.
     """
     from .. import lazy
 
     out = Outcome(request, lazy=True)
     try:
         inputs = as_displayed(request.inputs)
-        out.result = lazy.fuse_lazy(
+        result = lazy.fuse_lazy(
             inputs["a"], inputs["b"], request.preset, request.device, a_limits=inputs["a_limits"],
             b_limits=inputs["b_limits"], a_rgb=inputs["a_rgb"], b_rgb=inputs["b_rgb"],
             balance=request.balance, channel=request.channel,
         )
         out.stacked = len(inputs["a"].shape) - bool(inputs["a_rgb"]) == 3
-        out.slices = out.result.fused.shape[0] if out.stacked else 1
-        out.map_limits = all_map_limits(out.result, min(request.metric_index, out.slices - 1) if out.stacked else None)
+        out.slices = result.fused.shape[0] if out.stacked else 1
+        index = min(max(request.metric_index, 0), out.slices - 1) if out.stacked else None
+        plan = slice_plan(inputs, request, index)
+        out.result = shown_lazily(result, inputs, plan.model.maps_radius)
+        current = slice_result(out.result, index)
+        out.map_limits = all_map_limits(out.result, index)
+        out.table = metric_rows(current, plan, 0, request.baselines)
+        if request.unit == "SUV":
+            out.uptake = uptake_in_hot_spot(request.inputs, plan, index, at=0)
+        if request.compare:
+            out.compare = {name: lazy_baseline(inputs, name) if out.stacked else
+                           baseline_fused(plan, name) for name in request.baselines}
     except ValueError as exc:
         out.error = str(exc)
     except Exception as exc:  # noqa: BLE001 - e.g. an unreadable chunk: report, stay usable
@@ -360,14 +356,14 @@ def run_request(request: Request, cache: PlanCache) -> Generator[int | Outcome, 
         out.slices, out.stacked, out.rgb = len(plan), plan.pair.stacked, plan.pair.colour is not None
         if request.index is not None and plan.pair.stacked:
             out.index = min(max(request.index, 0), len(plan) - 1)
-            out.result = plan.run_slice(out.index)
+            out.result = shown(plan.run_slice(out.index), plan, out.index)
             out.map_limits = all_map_limits(out.result)
             yield out  # the layers can be updated now; the metrics follow
             current = out.result
         else:
             results = []
             for i in range(len(plan)):
-                results.append(plan.run_slice(i))
+                results.append(shown(plan.run_slice(i), plan, i))
                 yield i
             out.result = plan.join(results)
             out.map_limits = all_map_limits(out.result)

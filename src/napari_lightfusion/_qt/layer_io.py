@@ -14,12 +14,10 @@ import numpy as np
 from napari.layers import Image
 
 from ..displayed import needs_resampling
-from ..resample import data_to_world
+from ..resample import data_to_world, full_resolution
 
 #: Key in ``layer.metadata`` that marks a layer this plugin wrote.
 MARK = "lightfusion"
-#: Spatial properties copied from the first input to every output layer.
-SPATIAL = ("scale", "translate", "rotate", "shear", "units", "axis_labels")
 
 
 def is_output(layer) -> bool:
@@ -37,20 +35,63 @@ def image_layers(layers) -> list:
     return [ly for ly in layers if isinstance(ly, Image) and not is_output(ly)]
 
 
-def display_name(layer) -> str:
-    """The name that says which image a layer is, for naming results.
+#: DICOM Modality (0008,0060) -> the word a result's name uses for it.
+MODALITY_WORDS = {"MR": "MRI", "CT": "CT", "PT": "PET", "NM": "SPECT"}
 
-    A layer opened from a file and still named after it (``"23"``,
-    ``"23 [1]"``) is called by its folder and file stem (``"MRI 23"``), so
-    that two files named ``23.png`` give two different names; otherwise
-    the layer's own name.
-    """
+
+def _file(layer) -> Path | None:
+    """The file ``layer`` was opened from while it is still named after it (``"23"``, ``"23 [1]"``), else None."""
     path = getattr(getattr(layer, "source", None), "path", None)
-    if path:
-        path = Path(str(path))
-        if layer.name.split(" [")[0] == path.stem and path.parent.name:
-            return f"{path.parent.name} {path.stem}"
+    if not path:
+        return None
+    path = Path(str(path))
+    return path if layer.name.split(" [")[0] == path.stem and path.parent.name else None
+
+
+def _reader_parts(layer) -> tuple[str, str] | None:
+    """``(modality word, series)`` of a layer the project's reader named ``"MR · T1 MPRAGE"``, else None."""
+    modality = str(((getattr(layer, "metadata", None) or {}).get("clinical") or {}).get("modality", ""))
+    head, sep, series = layer.name.partition(" · ")
+    return (MODALITY_WORDS[modality], series) if sep and head == modality and modality in MODALITY_WORDS else None
+
+
+def display_name(layer) -> str:
+    """The short name that says which image a layer is, for naming results.
+
+    A layer the project's reader named ``"<modality> · <series>"`` is
+    called by its modality's word (``"PT · PET AC FDG brain (SUV)"`` ->
+    ``"PET"``); a layer opened from a file and still named after it, whose
+    file name has no letter (``"23"``, ``"23 [1]"``), by its folder and file
+    stem (``"MRI 23"``), so that two files named ``23.png`` give two
+    different names; any other layer by its own name.
+    """
+    parts = _reader_parts(layer)
+    if parts is not None:
+        return parts[0]
+    path = _file(layer)
+    if path is not None and not any(c.isalpha() for c in path.stem):
+        return f"{path.parent.name} {path.stem}"
     return layer.name
+
+
+def display_names(a, b) -> tuple[str, str]:
+    """The names of a pair's two inputs for its results: :func:`display_name` of each, told apart.
+
+    Two files of one name in different folders are called by folder and
+    name (``"MRI scan"``, ``"PET scan"``); two series of one modality by
+    their series (``"T1 MPRAGE"``, ``"T2 FLAIR"``); otherwise two layers
+    that would share a name keep their own names.
+    """
+    files = _file(a), _file(b)
+    if all(files) and files[0].stem == files[1].stem and files[0].parent.name != files[1].parent.name:
+        return tuple(f"{f.parent.name} {f.stem}" for f in files)
+    names = display_name(a), display_name(b)
+    if names[0] != names[1] or a is b:
+        return names
+    series = _reader_parts(a), _reader_parts(b)
+    if all(series) and series[0][1] != series[1][1]:
+        return series[0][1], series[1][1]
+    return a.name, b.name
 
 
 def spatial_shape(layer) -> tuple[int, ...]:
@@ -105,7 +146,7 @@ def fusion_inputs(a, b) -> dict:
     for key, layer in (("a", a), ("b", b)):
         colour = is_colour(layer)
         # the worker thread turns lazy (dask, zarr) data into numpy, not the GUI thread
-        out[key] = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+        out[key] = full_resolution(layer)
         out[f"{key}_limits"] = None if colour else tuple(float(v) for v in layer.contrast_limits)
         out[f"{key}_rgb"] = colour
         out[f"{key}_matrix"] = data_to_world(layer)
@@ -117,15 +158,6 @@ def data_index(layer, point) -> int:
     """Index along the first (slice) axis of ``layer``'s data at world ``point``."""
     z = layer.world_to_data(point)[0]
     return int(np.clip(round(float(z)), 0, layer.data.shape[0] - 1))
-
-
-def spatial_kwargs(layer) -> dict:
-    """The spatial metadata of ``layer`` as keyword arguments for a new layer."""
-    kwargs = {name: getattr(layer, name) for name in SPATIAL if hasattr(layer, name)}
-    kwargs["affine"] = layer.affine.affine_matrix
-    if "units" in kwargs:
-        kwargs["units"] = tuple(str(u) for u in layer.units)
-    return kwargs
 
 
 def grid_of(viewer):

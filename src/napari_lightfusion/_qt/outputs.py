@@ -10,6 +10,14 @@ updates that set in place; any other key adds a new set, so an earlier
 result is never overwritten. A layer the user renamed or whose data
 someone else changed leaves its set for good (its key is dropped) and is
 never written again.
+
+Names follow one rule: what the layer is comes first, then which input
+it is about, then the pair and how it was fused, the anatomical input
+first: ``"attention · PET · MRI 23 + PET 23 · PET-MRI"``. napari's layer
+list elides long names in the middle, so the words that tell two layers
+of a set apart stay in view. The fused image is named by the set itself
+(``"MRI 23 + PET 23 · PET-MRI"``), a baseline by its method and the pair
+(``"laplacian · MRI 23 + PET 23"``), as the Compare tiles show them.
 """
 
 from __future__ import annotations
@@ -21,7 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .layer_io import MARK, is_colour, spatial_kwargs
+from ..resample import spatial_kwargs
+from .layer_io import MARK, is_colour
 
 #: Colour maps of the maps: surprise and attention black at 0 (additive over grey); the mix
 #: weight diverging, red at 0 (the second input, the functional one) through light grey (an
@@ -75,18 +84,30 @@ def set_label(a_name: str, b_name: str, preset: str | None, balance: float | Non
     return label if balance is None else f"{label} · b={balance:.2f}"
 
 
+def stream_names(names: tuple[str, str]) -> tuple[str, str]:
+    """What a layer's name calls each input: its name less the words both share (``"MRI 23"`` -> ``"MRI"``).
+
+    The pair's names themselves when that leaves one empty or both alike.
+    """
+    words = [name.split() for name in names]
+    shared = set(words[0]) & set(words[1])
+    short = tuple(" ".join(w for w in ws if w not in shared) or name for ws, name in zip(words, names))
+    return short if short[0] != short[1] else tuple(names)
+
+
 def role_name(label: str, role: str, names: tuple[str, str]) -> str:
-    """The layer name of ``role`` in the set ``label``; the fused layer is the label itself."""
+    """The layer name of ``role`` in the set ``label``: what it is, which input, the set (module docstring)."""
     if role == "fused":
         return label
-    kind, _, rest = role.partition(":")  # what the layer is comes first: long names are elided in the middle
+    kind, _, rest = role.partition(":")
+    a, b = stream_names(names)
     if kind == "weight":
-        return f"mix weight ({names[0]} 1, {names[1]} 0) · {label}"
+        return f"mix weight · {a} 1, {b} 0 · {label}"
     if kind in MAP_COLORMAPS:
-        return f"{kind} of {names[int(rest)]} · {label}"
+        return f"{kind} · {(a, b)[int(rest)]} · {label}"
     if kind == "baseline":  # short enough for a Compare tile; a baseline needs no preset
         return f"{rest} · {names[0]} + {names[1]}"
-    return f"{names[0]} (grey) · {label}"  # the backdrop of the maps
+    return f"grey · {a} · {label}"  # the backdrop of the maps
 
 
 def info(layer) -> dict | None:

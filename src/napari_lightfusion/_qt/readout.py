@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 from qtpy.QtWidgets import QLabel
 
+from ..resample import full_resolution
 from .layer_io import display_name, is_colour
 
 
@@ -26,7 +27,7 @@ def unit_of(layer) -> str:
 
 def value_at(layer, world) -> str:
     """A layer's value at world position ``world``, as text with its unit ("outside" off the image)."""
-    data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+    data = full_resolution(layer)
     point = np.asarray(layer.world_to_data(world), dtype=float)
     spatial = data.shape[:-1] if is_colour(layer) else data.shape
     point = point[-len(spatial):]
@@ -34,8 +35,9 @@ def value_at(layer, world) -> str:
     if len(index) != len(spatial) or any(not 0 <= i < n for i, n in zip(index, spatial)):
         return "outside"
     value = np.asarray(data[index])
-    if is_colour(layer):
+    if is_colour(layer) and np.ptp(value[:3]) > 0:
         return "RGB " + " ".join(f"{int(v)}" if value.dtype.kind in "iu" else f"{float(v):.2f}" for v in value[:3])
+    value = value[0] if is_colour(layer) else value  # a grey image stored as RGB (the Harvard PNGs): its grey
     number = float(value)
     text = f"{number:.0f}" if value.dtype.kind in "iub" or abs(number) >= 100 else f"{number:.3g}"
     unit = unit_of(layer)

@@ -6,10 +6,32 @@ import time
 
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtGui import QFont, QFontMetricsF
-from qtpy.QtWidgets import QMainWindow
+from qtpy.QtWidgets import QGroupBox, QMainWindow
 
 from . import compare, layer_io, outputs
-from .jobs import map_limits
+from .map_view import make_room, map_limits
+
+
+def metrics_title(viewer, ndim: int, index: int | None) -> tuple[str, str]:
+    """The metric group's title and tooltip: which slice the numbers are for, and whether it is the one on view.
+
+    ``ndim`` is the anatomical layer's number of spatial axes, ``index`` the
+    slice of its stack (its first axis) the table describes, None for a
+    single image. The network fuses a stack slice by slice along that axis
+    (axial slices for the project's volumes); a view of another plane (dims
+    order rolled, or 3D) does not show what the numbers describe, and the
+    title says so.
+    """
+    if index is None:
+        return "Metrics (the image)", "Metrics of the fused image and of the baselines"
+    axis = viewer.dims.ndim - ndim  # the world axis of the stack's slices
+    axial = viewer.dims.ndisplay == 2 and axis not in viewer.dims.displayed
+    tip = (f"Metrics of axial slice {index}: the network fuses the stack slice by slice along its first "
+           "(axial) axis, and the numbers are for that slice")
+    if axial:
+        return f"Metrics (axial slice {index})", tip
+    return (f"Metrics (axial slice {index}, not the plane on view)",
+            f"{tip}, not for the plane on view: set the view back to axial slices to see it")
 
 
 class ResultView:
@@ -22,6 +44,7 @@ class ResultView:
     _result = None
     _live_index = None
     _kept_maps = None  # (ChannelMaps, request context, slices) of the last result, for the Map channel
+    _metric_slice = None  # (spatial axes of the anatomical layer, slice) the metric table describes
 
     @property
     def table_data(self) -> dict:
@@ -46,7 +69,14 @@ class ResultView:
         box = self.show_map
         box.setToolTip(box.itemData(box.currentIndex(), Qt.ItemDataRole.ToolTipRole) or "")
         if self._result is not None:
-            outputs.show_map(self._result[1], self.map_choice())
+            self._show_choice(self._result[1])
+
+    def _show_choice(self, layers: dict) -> None:
+        """Show the chosen map of the set ``layers`` (or its fused image), its colour bar clear of the image."""
+        choice = self.map_choice()
+        outputs.show_map(layers, choice)
+        if choice is not None and choice.role in layers:
+            make_room(self.viewer, layers[choice.role])
 
     def _offer_weight(self, names: tuple[str, str] | None) -> None:
         """Offer "mix weight" in "Show map" for a result that has one (``names``: its inputs), else not.
@@ -113,8 +143,13 @@ class ResultView:
                               grey_ndim, outcome.index, outcome.slices)
         if ctx.get("alignment") is not None and "fused" in written:
             written["fused"].metadata[outputs.MARK]["alignment"] = ctx["alignment"]
+        self._show_choice(written)  # a new set shows the chosen map, with its colour bar
         self._live_index = outcome.index
         self._result = (ctx["set"], written, "compare" if outcome.request.compare else "full")
+        index = outcome.index
+        if index is None and outcome.stacked:
+            index = min(max(outcome.request.metric_index, 0), outcome.slices - 1)
+        self._describe_metrics(len(layer_io.spatial_shape(ctx["like"])), index)
         self.figure_btn.setEnabled(True)
         self.volume_btn.setVisible(outcome.lazy or (outcome.stacked and outcome.index is None))
         self._last_note = None
@@ -125,6 +160,22 @@ class ResultView:
         self.status.setText(f"Fused {where} with {res.preset or 'custom weights'} on {res.device}: "
                             f"{wall:.3f} s from click to layer (network {res.seconds:.3f} s); metrics follow.")
         self.results_written.emit(dict(written))
+
+    def _describe_metrics(self, ndim: int, index: int | None) -> None:
+        """Title the metric group with the slice the table describes (and follow later changes of the view)."""
+        if self._metric_slice is None:  # the first result: the title follows the dims from now on
+            for event in (self.viewer.dims.events.order, self.viewer.dims.events.ndisplay):
+                event.connect(self._guard(self._title_metrics))
+        self._metric_slice = (ndim, index)
+        self._title_metrics()
+
+    def _title_metrics(self, *_):
+        """Set the metric group's title and tooltip (:func:`metrics_title`) for the view as it is now."""
+        box = self.table.parentWidget()  # the group box the controls put the table in
+        if isinstance(box, QGroupBox) and self._metric_slice is not None:
+            title, tip = metrics_title(self.viewer, *self._metric_slice)
+            box.setTitle(title)
+            box.setToolTip(tip)
 
     def _write_baselines(self, outcome):
         """Add the baselines of a comparison to its set and show the set as a labelled grid."""

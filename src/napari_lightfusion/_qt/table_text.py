@@ -1,8 +1,11 @@
-"""The dock's metric table as text: cells as shown, TSV for the clipboard, CSV for a file.
+"""The dock's metric table as text: TSV for the clipboard, CSV for a file, every digit kept.
 
 A table is ``{column: {row: value}}`` as :func:`.jobs.metric_rows` makes
-it (columns: the network, then the baselines; rows: :data:`.jobs.ROWS`).
-No Qt here.
+it (columns: the network, then the baselines; rows:
+:data:`napari_lightfusion.metric_registry.ROWS`). Each value is written as
+the ``repr`` of its float (:func:`napari_lightfusion.metric_registry.exact`),
+so that a pasted or saved number is the one computed; the time row is in
+seconds. No Qt here.
 """
 
 from __future__ import annotations
@@ -10,20 +13,19 @@ from __future__ import annotations
 import csv
 import io
 
-import numpy as np
-
-from .jobs import ROWS
+from ..metric_registry import ROWS, exact
 
 
-def format_value(value: float) -> str:
-    """A table cell: four significant digits, "nan" for undefined."""
-    return "nan" if value is None or not np.isfinite(value) else f"{value:.4g}"
+def to_rows(table: dict[str, dict[str, float]]) -> list[list[str]]:
+    """Header ``["metric", column...]`` then one row per metric, every value with all its digits.
 
-
-def to_rows(table: dict[str, dict[str, float]], fmt=format_value) -> list[list[str]]:
-    """Header ``["metric", column...]`` then one row per metric, cells as text."""
+    Rows that no column has (the hot-spot measures of a grey pair) are left
+    out, as the dock hides them; a metric a column has but could not compute
+    is "nan".
+    """
     columns = list(table)
-    return [["metric", *columns]] + [[row] + [fmt(table[c].get(row, float("nan"))) for c in columns] for row in ROWS]
+    rows = [row for row in ROWS if any(row in table[c] for c in columns)]
+    return [["metric", *columns]] + [[row] + [exact(table[c].get(row, float("nan"))) for c in columns] for row in rows]
 
 
 def to_tsv(table: dict[str, dict[str, float]]) -> str:
@@ -32,7 +34,7 @@ def to_tsv(table: dict[str, dict[str, float]]) -> str:
 
 
 def to_csv(table: dict[str, dict[str, float]]) -> str:
-    """The table as CSV text with full precision (``repr`` of each float)."""
+    """The table as CSV text."""
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerows(to_rows(table, fmt=repr) if table else [])
+    csv.writer(buffer, lineterminator="\n").writerows(to_rows(table) if table else [])
     return buffer.getvalue()

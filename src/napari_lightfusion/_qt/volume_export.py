@@ -28,7 +28,8 @@ from qtpy.QtWidgets import QFileDialog
 
 from ..clinical_export import DicomSeriesWriter, NiftiWriter, output_format
 from ..geometry import Geometry
-from ..resample import data_to_world
+from ..messages import first_line
+from ..resample import data_to_world, full_resolution
 from ..volume_io import OmeZarrOutput, ngff_unit
 
 #: The save dialog's filters and the format each one asks for.
@@ -41,7 +42,7 @@ FILTERS = {
 
 def _stack_of(layer):
     """(data ``(Z, Y, X[, C])``, rgb, voxel size, unit) of an image layer; ``ValueError`` if unusable."""
-    data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+    data = full_resolution(layer)
     rgb = bool(getattr(layer, "rgb", False))
     spatial = data.ndim - rgb
     if spatial not in (2, 3):
@@ -112,7 +113,7 @@ def _write_in_order(data, writer, rgb: bool):
 def _clinical_writer(kind: str, path: Path, layer, data, rgb: bool, anatomical):
     """A NIfTI or DICOM writer for ``layer``'s data, placed (and, for DICOM, filed) like ``anatomical``."""
     like = anatomical if anatomical is not None else layer
-    spatial = tuple(like.data[0].shape if getattr(like, "multiscale", False) else like.data.shape)
+    spatial = tuple(full_resolution(like).shape)
     spatial = spatial[: len(spatial) - bool(getattr(like, "rgb", False))]
     if tuple(data.shape[3 - len(spatial) : 3]) != spatial:
         raise ValueError(f"{layer.name} {tuple(data.shape[:3])} is not on the grid of {like.name} {spatial}; "
@@ -170,8 +171,7 @@ def export_fused(viewer, layer, path, *, anatomical=None, fmt: str = "auto"):
             show_info(f"export of {layer.name} stopped; nothing was written to {path.name}")
 
     def failed(exc):
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        show_error(f"export of {layer.name} failed: {first}")
+        show_error(f"export of {layer.name} failed: {first_line(exc)}")
 
     worker.returned.connect(finished)
     worker.aborted.connect(stopped)

@@ -30,7 +30,7 @@ from .. import lazy, roles
 from ..baselines import BASELINES
 from ..resample import iter_resample_layer
 from ..weights import all_presets
-from . import layer_io, outputs
+from . import layer_io, outputs, pair_notes
 from .alignment import AlignPanel
 from .controls import ALL_BASELINES, MAP_TEXT, build_controls, collapsible
 from .exports import ExportActions
@@ -148,7 +148,7 @@ class LightFusionWidget(ResultView, ExportActions, QWidget):
         return self.pickers.pair()
 
     def set_pair(self, anatomical, functional):
-        """Pick the two layers to fuse (as a user would in the pickers)."""
+        """Pick the two layers to fuse (as a user would in the pickers); ``ValueError`` for a non-image layer."""
         self.pickers.set_pair(anatomical, functional)
 
     def _notify(self, show, message: str) -> None:
@@ -206,14 +206,12 @@ class LightFusionWidget(ResultView, ExportActions, QWidget):
         self._last_note = None
         message = None
         if a is not None and b is not None and a is not b:
-            guess = roles.guess_preset(a, b)
-            if self._auto_preset and guess.preset is not None and guess.preset != self.preset.currentText():
-                self.preset.setCurrentText(guess.preset)
+            switch, warning, message = pair_notes.preset_advice(a, b, self.preset.currentText(), self._auto_preset)
+            if switch is not None:
+                self.preset.setCurrentText(switch)
                 self._warm_new_preset()
-            warning = guess.warning if self._auto_preset else roles.preset_warning(self.preset.currentText(), a, b)
             if warning:
                 self._notify(show_warning, warning)
-            message = f"Preset {self.preset.currentText()} ({guess.reason}). Press Fuse."
         pair = a is not None and b is not None and a is not b
         problem = layer_io.check_pair(a, b) if pair else None
         grid = layer_io.grid_note(a, b) if pair and problem is None else None
@@ -238,9 +236,9 @@ class LightFusionWidget(ResultView, ExportActions, QWidget):
 
     def _on_step(self, event=None):
         a, _ = self.pair()
-        if self.live.isChecked() and a is not None and len(layer_io.spatial_shape(a)) == 3:
-            if layer_io.data_index(a, self.viewer.dims.point) != self._live_index:
-                self.request_live()
+        stack = self.live.isChecked() and a is not None and len(layer_io.spatial_shape(a)) == 3
+        if stack and layer_io.data_index(a, self.viewer.dims.point) != self._live_index:
+            self.request_live()
 
     def resample(self):
         """Resample the functional layer onto the anatomical grid (world coordinates) in a worker.
@@ -309,6 +307,8 @@ class LightFusionWidget(ResultView, ExportActions, QWidget):
                 self._notify(show_error, problem[1])
             return None
         inputs = layer_io.fusion_inputs(a, b)
+        if kind != "live" and (note := pair_notes.fuse_note(a, b, inputs)):
+            self._notify(show_warning, note)  # too small for some metrics, NaN pixels
         stacked = len(layer_io.spatial_shape(a)) == 3
         index = layer_io.data_index(a, self.viewer.dims.point) if stacked else 0
         key = (id(a), id(b), id(inputs["a"]), id(inputs["b"]), self._version,
@@ -316,7 +316,7 @@ class LightFusionWidget(ResultView, ExportActions, QWidget):
                inputs["a_matrix"].tobytes(), inputs["b_matrix"].tobytes(),
                None if inputs["b_lut"] is None else inputs["b_lut"].tobytes())
         preset = self.preset.currentText()
-        names = (layer_io.display_name(a), layer_io.display_name(b))
+        names = layer_io.display_names(a, b)
         return Request(
             inputs, preset, self.device.currentText(), self.channel.currentData(), key,
             index=index if kind == "live" else None, metric_index=index,
@@ -354,7 +354,7 @@ class LightFusionWidget(ResultView, ExportActions, QWidget):
             like = request.context["like"]
             slices = 1 if request.index is not None or len(layer_io.spatial_shape(like)) == 2 else like.data.shape[0]
             if request.context["lazy"]:  # dask layers: napari computes the slices it shows
-                request.index, request.compare, slices = None, False, 0
+                request.index, slices = None, 0
                 worker = create_worker(run_lazy, request)
             else:
                 worker = create_worker(run_request, request, self._cache)
@@ -469,7 +469,7 @@ class LightFusionWidget(ResultView, ExportActions, QWidget):
                                    outcome.request.microscopy)
         if self._warm_needed:  # the warm-up gave way to this fusion: the slider still waits for it
             self._submit("warm")
-        done = "." if not outcome.lazy else "; slices are fused as you view them (no metrics for a lazy volume)."
+        done = "." if not outcome.lazy else "; slices are fused as you view them (metrics: the current slice)."
         self.status.setText(self.status.text().replace("; metrics follow.", done))
         if outcome.compare:
             self._write_baselines(outcome)

@@ -232,7 +232,6 @@ def run_case(case: dict) -> dict:
 
     from .. import __version__
     from ..engine import DEFAULT_TILE, model_on, resolve_device, run_slice, run_stack, select_backend
-    from ..fastpath import available
     from ..fusion import fuse
     from ..model import count_macs
     from ..weights import model_for
@@ -260,7 +259,7 @@ def run_case(case: dict) -> dict:
                 torch.cuda.synchronize(device)
             return out
 
-    plain = plain_onnx_session(model, threads) if not gpu and available() and kind != "big" else None
+    plain = plain_onnx_session(model, threads) if not gpu and kind != "big" else None
     row = {
         "case": "", "kind": kind, "size": size, "slices": slices, "backend": backend, "device": device.type,
         "threads": threads, "tile": tile, "repeats": repeats, "clock": clock,
@@ -467,18 +466,10 @@ def _machine() -> str:
         f"{os.cpu_count()} CPUs",
         f"Python {platform.python_version()}",
     ]
-    try:
-        import torch
+    import onnxruntime
+    import torch
 
-        parts.append(f"torch {torch.__version__}")
-    except ImportError:  # pragma: no cover
-        pass
-    try:
-        import onnxruntime
-
-        parts.append(f"onnxruntime {onnxruntime.__version__}")
-    except ImportError:
-        parts.append("no onnxruntime")
+    parts += [f"torch {torch.__version__}", f"onnxruntime {onnxruntime.__version__}"]
     return "machine: " + ", ".join(parts)
 
 

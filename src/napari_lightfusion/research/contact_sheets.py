@@ -125,10 +125,7 @@ def save_png(path: Path, image: np.ndarray) -> Path:
 def contact_pairs(data_root: Path, dataset: str, count: int = 3) -> list[Pair]:
     """``count`` test pairs spread evenly over the sorted test set (first, middle, last)."""
     names = pair_names(data_root, "test", dataset)
-    if len(names) <= count:
-        picked = names
-    else:
-        picked = [names[int(round(i))] for i in np.linspace(0, len(names) - 1, count)]
+    picked = names if len(names) <= count else [names[int(round(i))] for i in np.linspace(0, len(names) - 1, count)]
     return load_pairs(data_root, "test", dataset, picked)
 
 

@@ -12,7 +12,8 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .tables import COLUMNS, DECIMALS, higher_is_better, ranks
+from ..metric_registry import arrow
+from .tables import COLUMNS, DECIMALS, ranks
 
 
 def fmt(value: float | None, decimals: int = 3) -> str:
@@ -69,7 +70,7 @@ def metric_table(
     labels = labels or {}
     extra = extra or {}
     found = marks(means, rows, metrics) if mark else {}
-    head = ["Method", *extra, *(f"{m} {'↑' if higher_is_better(m) else '↓'}" for m in metrics)]
+    head = ["Method", *extra, *(f"{m} {arrow(m)}" for m in metrics)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         cells = [labels.get(row, row), *(extra[c].get(row, "") for c in extra)]

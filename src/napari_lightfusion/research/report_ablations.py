@@ -83,7 +83,7 @@ def ablations_markdown(summary: dict) -> str:
         + (f"{summary['timing_repeats']} calls" if summary["timing_repeats"] else "no calls (timing skipped)")
         + f" of `fuse(..., weights=...)` on an in-memory {summary['size']}×{summary['size']} grey + RGB pair, "
         f"{summary['threads']} torch "
-        "thread(s) (the engine's automatic backend: ONNX Runtime when installed), after all training had "
+        "thread(s) (the engine's automatic backend: ONNX Runtime on the CPU), after all training had "
         "finished; other work on the machine inflates it.",
         "- The paper reports these ablations without Qabf, SSIM and VIF and with SF/AG about four times "
         "lower than the common definitions used here; compare rows within a table, not with the paper's numbers.",

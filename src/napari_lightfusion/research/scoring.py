@@ -106,7 +106,7 @@ def evaluate_dataset(
         names = split_pairs
     if limit is not None:
         names = names[: max(0, int(limit))]
-    table = EvalTable(dataset, list(names), {m: [] for m in methods}, {m: 0.0 for m in methods})
+    table = EvalTable(dataset, list(names), {m: [] for m in methods}, dict.fromkeys(methods, 0.0))
     iterator: Iterable[str] = names
     if progress:
         from tqdm import tqdm

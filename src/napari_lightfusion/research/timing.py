@@ -123,14 +123,11 @@ def efficiency(
             "flops": None,
             "ms": timed(lambda name=name: fuse_baseline(name, mri, other)),
         }
-    try:
-        import torch
+    import torch
 
-        from ..engine import select_backend
+    from ..engine import select_backend
 
-        backend = select_backend(torch.device("cpu"))
-    except (ImportError, ValueError):  # an engine without backends: plain PyTorch
-        backend = "torch"
+    backend = select_backend(torch.device("cpu"))
     out["_meta"] = {
         "backend": backend,
         "threads": threads,
