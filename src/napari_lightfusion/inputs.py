@@ -159,30 +159,49 @@ def to_unit(image: np.ndarray, limits: tuple[float, float] | None = None) -> np.
         else:  # the finite values' range, without copying them out
             low, high = x.min(initial=np.inf, where=finite), x.max(initial=-np.inf, where=finite)
         low, high = default_limits(x.dtype, low, high)
-    # halves throughout, so that a range near the float64 limit cannot overflow to inf;
-    # integers of up to 16 bits are exact in float32, which is then enough (and faster)
-    small = x.dtype.kind in "iu" and x.dtype.itemsize <= 2
-    span = 0.5 * high - 0.5 * low
     with np.errstate(invalid="ignore", over="ignore"):  # non-finite inputs are zeroed below
-        if x.dtype == np.float32 and (low, high) == (0.0, 1.0):
-            out = np.clip(x, 0.0, 1.0)  # what the formula below gives, in one pass
-        else:
-            out = x.astype(np.float32 if small else np.float64)  # a copy: updated in place below
-            out *= 0.5
-            out -= 0.5 * low
-            if span > 0:
-                out /= span
-            else:
-                out[...] = 0.0
-            np.clip(out, 0.0, 1.0, out=out)
+        out = _stretched(x, low, high)
     if finite is not None and not finite.all():
         out[~finite] = 0.0
     return out.astype(np.float32, copy=False)
 
 
+def _stretched(x: np.ndarray, low: float, high: float) -> np.ndarray:
+    """``(x - low) / (high - low)`` clipped to [0, 1], in as few passes over the image as its type allows.
+
+    Integers of up to 16 bits are exact in float32 and cannot overflow it:
+    one subtraction, one multiplication. Floats are worked in halves, so
+    that a range near the type's limit cannot overflow to inf, float32
+    staying float32 (no float64 on the hot path); other types in float64.
+    """
+    span = high - low
+    if x.dtype.kind in "iu" and x.dtype.itemsize <= 2 and np.isfinite(span):
+        out = x.astype(np.float32)
+        if low:
+            out -= np.float32(low)
+        out *= np.float32(1.0 / span) if span > 0 else np.float32(0.0)
+        return np.clip(out, 0.0, 1.0, out=out)
+    if x.dtype == np.float32 and (low, high) == (0.0, 1.0):
+        return np.clip(x, 0.0, 1.0)  # what the halves below give, in one pass
+    out = x.astype(np.float32 if x.dtype == np.float32 else np.float64)  # a copy: updated in place below
+    half_span = 0.5 * high - 0.5 * low
+    out *= 0.5
+    out -= 0.5 * low
+    if half_span > 0:
+        out /= half_span
+    else:
+        out[...] = 0.0
+    return np.clip(out, 0.0, 1.0, out=out)
+
+
 def _luma(rgb: np.ndarray) -> np.ndarray:
-    """BT.601 luma of float32 RGB in [0, 1], as float32 (:func:`~napari_lightfusion.colour.luminance`)."""
-    return rgb @ LUMA_WEIGHTS.astype(np.float32)
+    """BT.601 luma of float32 RGB in [0, 1], as float32 (:func:`~napari_lightfusion.colour.luminance`),
+    plane by plane (a product over a last axis of three entries is several times slower)."""
+    r, g, b = (np.float32(w) for w in LUMA_WEIGHTS)
+    out = np.multiply(rgb[..., 0], r, dtype=np.float32)
+    out += g * rgb[..., 1]
+    out += b * rgb[..., 2]
+    return out
 
 
 def prepare_pair(
