@@ -104,6 +104,22 @@ def notes(monkeypatch):
     return seen
 
 
+@pytest.fixture(autouse=True)
+def torch_threads_restored():
+    """Every test leaves torch's process-wide thread count as it found it.
+
+    The command lines set it (``--threads``) for their process; run in this
+    one, a test would otherwise hand its count to every later test (the fast
+    path's accuracy tests run ONNX Runtime and PyTorch on torch's count).
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != before:
+        torch.set_num_threads(before)
+
+
 @pytest.fixture
 def private_presets(tmp_path, monkeypatch):
     """A private custom-presets folder (``LIGHTFUSION_PRESETS_DIR``) and one torch thread for the test."""
@@ -173,7 +189,7 @@ def fingerprint(layer) -> tuple:
 
 def outputs(viewer) -> list:
     """The layers the plugin wrote."""
-    from napari_lightfusion._qt.layer_io import MARK
+    from napari_lightfusion.session.layer_io import MARK
 
     return [ly for ly in viewer.layers if MARK in ly.metadata]
 

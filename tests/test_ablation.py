@@ -10,9 +10,9 @@ import pytest
 from skimage.io import imsave
 
 from napari_lightfusion.metrics import METRICS
+from napari_lightfusion.pair_data import is_validation
 from napari_lightfusion.research import ablation
 from napari_lightfusion.research import ablation_variants as av
-from napari_lightfusion.research.data import is_validation
 from napari_lightfusion.research.tables import COLUMNS
 
 TRAIN_NAMES = ["1.png", "2.png", "3.png", "4.png", "8.png"]  # 8.png falls in the validation split
@@ -138,7 +138,7 @@ def test_other_schedules_or_altered_weights_are_not_reused(first_run):
 def test_ablations_md_has_every_table_schedule_cost_and_metrics(first_run):
     text = first_run["doc"].read_text()
     assert text.startswith("# ") and "{" not in text  # every placeholder filled in
-    assert "`lightfusion ablate --data " in text and "--epochs 1 --workers 1 --threads 1 --doc " in text
+    assert "`lightfusion-research ablate --data " in text and "--epochs 1 --workers 1 --threads 1 --doc " in text
     assert "--lr" not in text.splitlines()[2] and "--limit" not in text.splitlines()[2]
     for key in ("## Table 3", "## Table 4A", "## Table 4B", "## Table 5", "## Table D", "## Cost"):
         assert key in text, key
@@ -166,7 +166,7 @@ def test_parallel_workers_train_what_is_missing_and_reuse_the_rest(first_run, fa
 
 def test_made_by_line_has_lr_threads_and_limit_when_given(first_run, fake_root, tmp_path):
     """The command in the document reproduces the run: --lr, --threads and --limit included."""
-    from napari_lightfusion.cli import main
+    from napari_lightfusion.research.cli import main
     from napari_lightfusion.research.train import TrainConfig
 
     out_dir, doc = tmp_path / "ablations", tmp_path / "ablations.md"
@@ -176,5 +176,5 @@ def test_made_by_line_has_lr_threads_and_limit_when_given(first_run, fake_root, 
             "--threads", "2", "--limit", "1", "--doc", str(doc)]
     assert main(argv) == 0
     made_by = doc.read_text().splitlines()[2]
-    assert f"`lightfusion {' '.join(argv)}`" in made_by.replace(" --workers 1", "")
+    assert f"`lightfusion-research {' '.join(argv)}`" in made_by.replace(" --workers 1", "")
     assert "Trial run" in doc.read_text()

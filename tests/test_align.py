@@ -21,7 +21,7 @@ import pytest
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
-from napari_lightfusion import align
+from napari_lightfusion import align, mutual_information
 from napari_lightfusion.resample import resample
 
 #: (centre, semi-axes) in mm of a head of scale 1 (z, y, x), MR value, PET value; later parts cover earlier ones.
@@ -117,13 +117,13 @@ def test_to_sitk_image_places_every_voxel_where_its_matrix_says():
         [[1.5, 0.2, 0], [0, 0.8, 0.1], [0, 0, 2.5]]
     )  # rotated and sheared: an affine already set on a layer
     matrix[:3, 3] = (-40.0, 12.5, 7.0)
-    image = align.to_sitk_image(np.zeros((5, 6, 7)), matrix)
+    image = mutual_information.to_sitk_image(np.zeros((5, 6, 7)), matrix)
     assert image.GetSize() == (7, 6, 5)
     for index in [(0, 0, 0), (4, 5, 6), (2, 1, 3)]:
         point = image.TransformIndexToPhysicalPoint([int(i) for i in index[::-1]])
         np.testing.assert_allclose(point[::-1], matrix[:3, :3] @ index + matrix[:3, 3], atol=1e-9)
     plane = np.array([[0.0, -2.0, 3.0], [1.5, 0.0, -4.0], [0, 0, 1]])
-    image = align.to_sitk_image(np.zeros((4, 9)), plane)
+    image = mutual_information.to_sitk_image(np.zeros((4, 9)), plane)
     np.testing.assert_allclose(image.TransformIndexToPhysicalPoint((8, 3))[::-1], plane[:2, :2] @ (3, 8) + plane[:2, 2])
 
 
@@ -133,7 +133,7 @@ def test_world_matrix_maps_points_as_simpleitk_does():
     euler = sitk.Euler3DTransform((1.0, -2.0, 3.0), 0.1, -0.2, 0.05, (4.0, 5.0, -6.0))
     plane = sitk.Euler2DTransform((1.0, 2.0), 0.3, (-3.0, 0.5))
     for transform, n in [(euler, 3), (plane, 2), (sitk.TranslationTransform(3, (1.0, 2.0, 3.0)), 3)]:
-        matrix = align.world_matrix(transform, n)
+        matrix = mutual_information.world_matrix(transform, n)
         for world in np.random.default_rng(1).normal(0, 50, (4, n)):
             np.testing.assert_allclose(transform.TransformPoint(world[::-1].tolist())[::-1],
                                        matrix[:n, :n] @ world + matrix[:n, n], atol=1e-9)

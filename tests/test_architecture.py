@@ -1,10 +1,14 @@
-"""The package's dependency rules: the runtime imports neither ``_qt`` nor ``research``; ``_qt`` not ``research``.
+"""The package's dependency rules, in tiers: the runtime, then ``session``, then ``_qt``; ``research`` beside them.
 
 The runtime is every module at the package top (the network, weights,
 engine, fast path, inputs, colour, metrics, baselines, ...). It must import
-with Qt, napari and the two sub-packages unavailable, so that scripts,
-notebooks and the command line use it without a GUI stack. Modules are
-found by walking the package, so new ones are covered as they are added.
+with Qt, napari and the sub-packages unavailable, so that scripts,
+notebooks and the command line use it without a GUI stack. ``session`` (the
+dock's evented model, its jobs and the napari-layer side) may use napari
+and the runtime but never Qt: it imports, and is tested, without a display.
+``_qt`` holds the widgets; neither it nor ``session`` imports ``research``.
+Modules are found by walking the package, so new ones are covered as they
+are added.
 """
 
 from __future__ import annotations
@@ -16,21 +20,19 @@ from pathlib import Path
 import napari_lightfusion
 
 PACKAGE = Path(napari_lightfusion.__file__).parent
-SUBPACKAGES = ("_qt", "research")
+SUBPACKAGES = ("_qt", "research", "session")
+
+#: Qt, its bindings, napari's Qt side, and the Qt edge.
+QT = ["napari_lightfusion._qt", "qtpy", "PyQt6", "PyQt5", "PySide6", "PySide2", "napari._qt", "napari.qt"]
 
 #: What the runtime must do without.
-GUI_AND_SUBPACKAGES = [
-    "napari_lightfusion._qt", "napari_lightfusion.research", "qtpy", "PyQt6", "PyQt5", "PySide6", "PySide2", "napari",
-]
+GUI_AND_SUBPACKAGES = [*QT, "napari_lightfusion.research", "napari_lightfusion.session", "napari"]
 
 
-def runtime_modules(include_cli: bool = False) -> list[str]:
-    """Dotted names of the modules at the package top (``cli`` only when asked)."""
-    return [
-        f"napari_lightfusion.{info.name}"
-        for info in pkgutil.iter_modules(napari_lightfusion.__path__)
-        if not info.ispkg and (include_cli or info.name != "cli")
-    ]
+def runtime_modules() -> list[str]:
+    """Dotted names of the modules at the package top (``cli``, the ``lightfusion`` command, too)."""
+    return [f"napari_lightfusion.{info.name}" for info in pkgutil.iter_modules(napari_lightfusion.__path__)
+            if not info.ispkg]
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -55,16 +57,22 @@ def _inside(name: str, package: str) -> bool:
     return name == package or name.startswith(package + ".")
 
 
+def session_modules() -> list[str]:
+    """Dotted names of the modules of the ``session`` tier."""
+    return [f"napari_lightfusion.session.{info.name}" for info in pkgutil.iter_modules([str(PACKAGE / "session")])]
+
+
 def test_imported_modules_resolves_relative_imports():
-    found = imported_modules(PACKAGE / "_qt" / "jobs.py")
-    assert "napari_lightfusion.fusion" in found and "napari_lightfusion._qt" not in found
+    found = imported_modules(PACKAGE / "session" / "jobs.py")
+    assert "napari_lightfusion.fusion" in found and "napari_lightfusion.session" not in found
     assert "napari_lightfusion.research.tables" in imported_modules(PACKAGE / "research" / "scoring.py")
-    assert "napari_lightfusion.research.evaluation" in imported_modules(PACKAGE / "cli.py")  # lazily, in a function
+    assert "napari_lightfusion.research.evaluation" in imported_modules(PACKAGE / "research" / "cli.py")  # lazily
 
 
-def test_the_runtime_imports_without_qt_napari_research_or_the_qt_edge(run_blocked):
+def test_the_runtime_imports_without_qt_napari_or_the_subpackages(run_blocked):
     modules = runtime_modules()
     assert {"napari_lightfusion.fusion", "napari_lightfusion.engine", "napari_lightfusion.inputs"} <= set(modules)
+    assert "napari_lightfusion.cli" in modules  # the lightfusion command is runtime, held to the same rules
     code = (
         "import importlib, sys\n"
         f"for name in {modules!r}:\n"
@@ -77,7 +85,8 @@ def test_the_runtime_imports_without_qt_napari_research_or_the_qt_edge(run_block
 
 
 def test_the_block_stops_napari_and_research(run_blocked):
-    for module in ("napari", "qtpy", "napari_lightfusion.research.evaluation", "napari_lightfusion._qt.widget"):
+    for module in ("napari", "qtpy", "napari_lightfusion.research.evaluation", "napari_lightfusion._qt.widget",
+                   "napari_lightfusion.session.model"):
         proc = run_blocked(["python", "-c", f"import {module}"], GUI_AND_SUBPACKAGES)
         assert proc.returncode != 0 and "blocked by the test" in proc.stderr, module
 
@@ -85,11 +94,11 @@ def test_the_block_stops_napari_and_research(run_blocked):
 def test_the_command_line_builds_its_parser_without_research_or_qt(run_blocked):
     proc = run_blocked(["lightfusion", "--help"], GUI_AND_SUBPACKAGES)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "evaluate" in proc.stdout
+    assert "fuse-volume" in proc.stdout
 
 
 def test_no_runtime_module_imports_qt_edge_or_research_even_lazily():
-    """Only ``cli`` may, inside the subcommands that need them."""
+    """``cli`` neither: the research commands are ``lightfusion-research`` (``research/cli.py``)."""
     offenders = {}
     for name in runtime_modules():
         path = PACKAGE / f"{name.rsplit('.', 1)[1]}.py"
@@ -102,15 +111,39 @@ def test_no_runtime_module_imports_qt_edge_or_research_even_lazily():
     assert not offenders, offenders
 
 
-def test_no_qt_module_imports_research():
-    files = sorted((PACKAGE / "_qt").rglob("*.py"))
-    assert PACKAGE / "_qt" / "widget.py" in files
+def test_no_qt_or_session_module_imports_research():
+    files = sorted([*(PACKAGE / "_qt").rglob("*.py"), *(PACKAGE / "session").rglob("*.py")])
+    assert PACKAGE / "_qt" / "widget.py" in files and PACKAGE / "session" / "model.py" in files
     offenders = {}
     for path in files:
         bad = sorted(m for m in imported_modules(path) if _inside(m, "napari_lightfusion.research"))
         if bad:
             offenders[str(path.relative_to(PACKAGE))] = bad
     assert not offenders, offenders
+
+
+def test_no_session_module_imports_qt_even_lazily():
+    """The session tier is napari and the runtime only: the widgets import it, never the other way round."""
+    offenders = {}
+    for path in sorted((PACKAGE / "session").rglob("*.py")):
+        bad = sorted(m for m in imported_modules(path) if any(_inside(m, q) for q in QT))
+        if bad:
+            offenders[str(path.relative_to(PACKAGE))] = bad
+    assert not offenders, offenders
+
+
+def test_the_session_tier_imports_without_qt(run_blocked):
+    modules = session_modules()
+    assert {"napari_lightfusion.session.model", "napari_lightfusion.session.jobs"} <= set(modules)
+    code = (
+        "import importlib\n"
+        f"for name in {modules!r}:\n"
+        "    importlib.import_module(name)\n"
+        "print('imported')\n"
+    )
+    proc = run_blocked(["python", "-c", code], [*QT, "napari_lightfusion.research"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "imported" in proc.stdout
 
 
 def _module_graph() -> dict[str, set[str]]:

@@ -1,15 +1,13 @@
-"""``lightfusion bench``: its reference methods, its turns, its GPU rows and its peak estimate."""
+"""``lightfusion-research bench``: its reference methods, its turns, its GPU rows and its peak estimate."""
 
 from __future__ import annotations
-
-import re
 
 import numpy as np
 import pytest
 import torch
 
-from napari_lightfusion.cli import main
-from napari_lightfusion.research import bench
+from napari_lightfusion.research import bench, bench_table
+from napari_lightfusion.research.cli import main
 
 CPUINFO = """processor\t: 0
 model name\t: Intel(R) Xeon(R) Processor
@@ -20,32 +18,47 @@ bogomips\t: 5200.00
 
 
 def test_peak_is_cores_clock_lanes_and_two_fma_units():
-    peak, how = bench.cpu_peak_gmacs(2, CPUINFO)
+    peak, how = bench_table.cpu_peak_gmacs(2, CPUINFO)
     assert peak == pytest.approx(2 * 2.6 * 16 * 2)
     assert "AVX-512F" in how and "2.60 GHz" in how
     avx2 = CPUINFO.replace(" avx512f avx512bw", "").replace("cpu MHz\t\t: 2600.000\n", "")
-    peak, how = bench.cpu_peak_gmacs(1, avx2)
+    peak, how = bench_table.cpu_peak_gmacs(1, avx2)
     assert peak == pytest.approx(1 * 2.6 * 8 * 2) and "AVX2" in how  # clock from bogomips / 2
-    assert bench.cpu_peak_gmacs(1, "processor : 0\n")[0] is None
+    assert bench_table.cpu_peak_gmacs(1, "processor : 0\n")[0] is None
 
 
-def test_one_thread_and_one_core_are_singular():
-    assert "(1 core x 2.60 GHz" in "(" + bench.cpu_peak_gmacs(1, CPUINFO)[1]
-    assert "2 cores x" in bench.cpu_peak_gmacs(2, CPUINFO)[1]
-    row = {"case": "64x64 pair", "kind": "pair", "backend": "onnx", "fast_ms": 1.0, "fuse_ms": 1.0, "eager_ms": 2.0,
-           "speedup": 2.0, "peak_rss_mib": 1.0, "base_rss_mib": 1.0, "load": 0.1, "threads": 1, "tile": 512,
-           "repeats": 3, "clock": "cpu"}
-    text = bench.format_table([row])
-    assert "\n1 thread, tile 512" in text and "1 threads" not in text and "1 cores" not in text
-    assert not re.search(r"reaches (\d+)-\1 %", text)  # one row: one percentage, not "15-15 %"
-    assert "\n2 threads, tile 512" in bench.format_table([{**row, "threads": 2}])
+ROW = {"case": "64x64 pair", "kind": "pair", "backend": "onnx", "net_ms": 1.0, "fuse_ms": 1.1, "fuse_ratio": 1.1,
+       "prepare_ms": 0.05, "colour_ms": None, "rest_ms": 0.05, "eager_ms": 2.0, "peak_rss_mib": 1.0,
+       "base_rss_mib": 1.0, "load": 0.1, "threads": 1, "tile": 512, "repeats": 3, "block": 5, "clock": "cpu"}
 
 
-def test_methods_take_turns():
+def test_the_table_says_thread_and_core_in_the_singular_and_leaves_out_empty_columns():
+    assert "(1 core x 2.60 GHz" in "(" + bench_table.cpu_peak_gmacs(1, CPUINFO)[1]
+    assert "2 cores x" in bench_table.cpu_peak_gmacs(2, CPUINFO)[1]
+    text = bench_table.format_table([ROW])
+    assert "\n1 thread, tile 512" in text and "1 threads" not in text
+    header = text.splitlines()[0]
+    assert "| fuse / network |" in header and "| inputs ms |" in header
+    assert "colour ms" not in header and "OpenVINO" not in header  # no row has them
+    assert "| 1.10 |" in text.splitlines()[2]
+    assert "\n2 threads, tile 512" in bench_table.format_table([{**ROW, "threads": 2}])
+
+
+def test_methods_take_turns_in_blocks_with_an_untimed_first_call():
     order = []
-    times = bench.interleaved_ms({"a": lambda: order.append("a"), "b": lambda: order.append("b")},
-                                 {"a": 3, "b": 1}, warmup=0)
-    assert order == ["a", "b", "a", "a"] and set(times) == {"a", "b"}
+    times = bench.blocks_ms({"a": lambda: order.append("a"), "b": lambda: order.append("b")},
+                            {"a": 3, "b": 1}, block=2)
+    # a: untimed + 2 timed; b: untimed + 1 timed; then a's last block: untimed + 1 timed
+    assert "".join(order) == "aaabbaa" and set(times) == {"a", "b"}
+
+
+def test_a_pair_case_splits_fuses_overhead_and_times_the_references():
+    row = bench.run_case({"kind": "pair", "size": 48, "colour": True, "repeats": 2, "block": 1, "threads": 1})
+    for key in ("net_ms", "fuse_ms", "prepare_ms", "colour_ms", "maps_ms", "eager_ms", "plain_ms"):
+        assert row[key] > 0, key
+    assert row["rest_ms"] == pytest.approx(row["fuse_ms"] - row["net_ms"] - row["prepare_ms"] - row["colour_ms"])
+    assert row["fuse_ratio"] == pytest.approx(row["fuse_ms"] / row["net_ms"])
+    assert row["case"] == "48x48 colour pair" and row["gmacs"] > 0
 
 
 def test_plain_export_is_the_same_network():
@@ -67,7 +80,7 @@ def test_device_without_it_is_a_one_line_error(monkeypatch, capsys):
 
 
 def test_gpu_rows_follow_the_cpu_rows(monkeypatch):
-    """What `lightfusion bench --device cuda` runs and prints, without a GPU (the cases are faked)."""
+    """What `lightfusion-research bench --device cuda` runs and prints, without a GPU (the cases are faked)."""
     from napari_lightfusion import engine
 
     monkeypatch.setattr(engine, "resolve_device", lambda device="auto": torch.device(device))
@@ -77,28 +90,30 @@ def test_gpu_rows_follow_the_cpu_rows(monkeypatch):
         cases.append(case)
         slices = case.get("slices", 1)
         return {"case": case["kind"], "kind": case["kind"], "device": case.get("device", "cpu"),
-                "backend": "torch" if "device" in case else "onnx", "slices": slices, "fast_ms": 10.0 * slices,
-                "fuse_ms": 1.0, "eager_ms": 2.0, "speedup": 0.2, "peak_rss_mib": 1.0, "base_rss_mib": 1.0,
+                "backend": "torch" if "device" in case else "onnx", "slices": slices, "fuse_ms": 10.0 * slices,
+                "net_ms": 1.0, "eager_ms": 2.0, "peak_rss_mib": 1.0, "base_rss_mib": 1.0,
                 "load": 0.1, "threads": 2, "tile": 512, "repeats": 1, "gmacs": 1.0}
 
     monkeypatch.setattr(bench, "run_in_subprocess", fake)
     rows = bench.run_benchmark(1, 2, (64,), (4, 64), 128, device="cuda")
     assert [(c["kind"], c.get("device", "cpu")) for c in cases] == [
-        ("pair", "cpu"), ("stack", "cpu"), ("big", "cpu"), ("pair", "cuda"), ("stack", "cuda")]
-    assert "stack throughput, slices/s: cpu 100.0, cuda 100.0." in bench.format_table(rows)
+        ("pair", "cpu"), ("pair", "cpu"), ("stack", "cpu"), ("big", "cpu"), ("pair", "cuda"), ("pair", "cuda"),
+        ("stack", "cuda")]
+    assert [c.get("colour") for c in cases if c["kind"] == "pair"] == [False, True] * 2
+    assert "stack throughput through fuse(), slices/s: cpu 100.0, cuda 100.0." in bench_table.format_table(rows)
 
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_stack_case_runs():
     row = bench.run_case({"kind": "stack", "size": 64, "slices": 4, "repeats": 1, "threads": 2, "device": "cuda"})
-    assert row["device"] == "cuda" and row["backend"] == "torch" and row["fast_ms"] > 0 and row["plain_ms"] is None
+    assert row["device"] == "cuda" and row["backend"] == "torch" and row["net_ms"] > 0 and "plain_ms" not in row
 
 
 def test_cpu_clock_counts_work_not_waiting():
     import time
 
-    times = bench.interleaved_ms({"sleep": lambda: time.sleep(0.05)}, {"sleep": 2}, warmup=0, clock="cpu")
+    times = bench.blocks_ms({"sleep": lambda: time.sleep(0.05)}, {"sleep": 2}, clock="cpu")
     assert times["sleep"] < 20
     with pytest.raises(ValueError, match="unknown clock"):
         bench.run_benchmark(1, 1, (32,), None, None, clock="sundial")

@@ -43,7 +43,7 @@ def test_fused_phantom_keeps_the_bright_structures_of_both(preset):
 
 
 def test_real_pet_mri_pair_shows_mri_anatomy_with_pet_colour(harvard_root):
-    from napari_lightfusion.research.data import load_pairs
+    from napari_lightfusion.pair_data import load_pairs
 
     pair = load_pairs(harvard_root, "test", "PET-MRI")[5]
     fused = fuse(pair.anatomical, pair.other, preset="PET-MRI").fused
@@ -60,7 +60,7 @@ def test_real_pet_mri_pair_shows_mri_anatomy_with_pet_colour(harvard_root):
 
 @pytest.mark.parametrize("dataset", PRESETS)
 def test_real_pairs_fuse_to_finite_images_in_range(harvard_root, dataset):
-    from napari_lightfusion.research.data import load_pairs, pair_names
+    from napari_lightfusion.pair_data import load_pairs, pair_names
 
     names = pair_names(harvard_root, "test", dataset)[:2]
     for pair in load_pairs(harvard_root, "test", dataset, names):
@@ -77,7 +77,7 @@ def test_bundled_network_beats_pixel_average_where_docs_say_it_does(harvard_root
     On every third test pair; docs/results.md has all pairs, and says that
     CT-MRI is behind the average on MI.
     """
-    from napari_lightfusion.research.data import pair_names
+    from napari_lightfusion.pair_data import pair_names
     from napari_lightfusion.research.methods import baseline_method, network_method
     from napari_lightfusion.research.scoring import evaluate_dataset
 

@@ -17,7 +17,7 @@ from skimage.io import imsave
 
 from napari_lightfusion._sample_data import phantom_mri, phantom_pet
 from napari_lightfusion.cli import main
-from napari_lightfusion.volume_io import OmeZarrOutput
+from napari_lightfusion.ome_zarr_output import OmeZarrOutput
 
 
 def status(args) -> int:
@@ -121,8 +121,8 @@ def test_an_os_error_of_the_work_is_one_line(files, capsys, monkeypatch):
 
 def test_a_colour_nifti_fuses_and_three_volumes_are_refused_saying_how_to_convert(files, capsys):
     """RGB24 (what the project writes for colour) is read as colour; a 4D NIfTI of 3 volumes is one line."""
-    from napari_lightfusion.clinical_export import RGB24
-    from napari_lightfusion.volume_io import open_volume
+    from napari_lightfusion.nifti_writer import RGB24
+    from napari_lightfusion.volume_reader import open_volume
 
     rng = np.random.default_rng(2)
     colour = rng.integers(0, 255, (20, 24, 5, 3)).astype(np.uint8)  # x, y, z, RGB
@@ -183,12 +183,12 @@ def test_a_full_disk_stops_fuse_volume_in_one_line_and_a_rerun_resumes(files, ca
 
 
 def test_a_full_disk_while_writing_nifti_is_one_line_and_a_rerun_finishes(files, capsys, monkeypatch):
-    from napari_lightfusion import clinical_export
+    from napari_lightfusion.nifti_writer import NiftiWriter
 
     out = files / "o.nii.gz"
     command = ["fuse-volume", str(files / "a.tif"), str(files / "b.tif"), "--device", "cpu", "--out", str(out)]
     with monkeypatch.context() as patch:
-        _failing_after(patch, clinical_export.NiftiWriter, "_write", 3)
+        _failing_after(patch, NiftiWriter, "_write", 3)
         assert main(command) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err == (f"lightfusion fuse-volume: error: disk full after 3 of 5 slices in {out}; "

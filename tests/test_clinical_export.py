@@ -3,6 +3,7 @@
 import errno
 import gzip
 import json
+from types import SimpleNamespace
 
 import nibabel
 import numpy as np
@@ -14,15 +15,12 @@ from pydicom.dataset import validate_file_meta
 
 import napari_lightfusion
 from napari_lightfusion.cli import main
-from napari_lightfusion.clinical_export import (
-    NiftiWriter,
-    output_format,
-    read_dicom_source,
-    write_dicom_series,
-    write_nifti,
-)
+from napari_lightfusion.clinical_export import output_format
+from napari_lightfusion.dicom_series_writer import read_dicom_source, write_dicom_series
 from napari_lightfusion.geometry import Geometry, canonical, slice_offsets, uniform_spacing
-from napari_lightfusion.volume_io import OmeZarrOutput, open_volume
+from napari_lightfusion.nifti_writer import NiftiWriter, write_nifti
+from napari_lightfusion.ome_zarr_output import OmeZarrOutput
+from napari_lightfusion.volume_reader import open_volume
 from napari_lightfusion.volumes import fuse_volume
 from napari_lightfusion.zarr_reader import get_reader
 
@@ -368,9 +366,9 @@ def test_the_widget_exports_nifti_and_dicom_placed_and_filed_like_the_anatomy(ma
     notes, errors = [], []
     monkeypatch.setattr(volume_export.QFileDialog, "getSaveFileName",  # a NIfTI asked for under a zarr name
                         lambda *a, **k: (str(tmp_path / "x.zarr"), "NIfTI file (*.nii.gz *.nii)"))
-    widget = type("Widget", (), {"last_result": lambda self: {"fused": fused}, "pair": lambda self: (anatomical, None),
-                                 "viewer": viewer, "_notify": lambda self, show, message: notes.append(message)})()
-    ExportActions._on_export_volume(widget)
+    session = SimpleNamespace(result=SimpleNamespace(layers={"fused": fused}), pair=(anatomical, None),
+                              say=lambda kind, message: notes.append(message))
+    ExportActions(viewer, session, None, None).ask_volume()
     assert len(notes) == 1 and "ends with .nii" in notes[0] and not (tmp_path / "x.zarr").exists()
     other = viewer.add_image(grey[:, :16], name="other grid")
     with pytest.raises(ValueError, match="is not on the grid of other grid"):
@@ -411,7 +409,7 @@ def test_a_stopped_dicom_export_leaves_nothing_and_a_zarr_export_reopens_in_plac
 
 
 def test_the_project_dicom_reader_opens_the_series_where_it_was_written(tmp_path, grey, colour):
-    from napari_lightfusion.dicom import read_dicom
+    from napari_lightfusion.dicom_reader import read_dicom
 
     for name, volume in (("grey", grey), ("colour", colour)):
         write_dicom_series(tmp_path / name, volume, OBLIQUE, source=SOURCE)

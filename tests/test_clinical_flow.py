@@ -147,7 +147,8 @@ def test_the_cursor_readout_gives_each_input_in_its_unit(lightfusion, study):
 
 def test_fuse_volume_takes_dicom_folders_warns_aligns_and_writes_nifti(study, tmp_path, capsys):
     from napari_lightfusion.cli import main
-    from napari_lightfusion.volume_io import OmeZarrOutput, open_volume
+    from napari_lightfusion.ome_zarr_output import OmeZarrOutput
+    from napari_lightfusion.volume_reader import open_volume
 
     root, written = study
     mr = open_volume(root / "MR")
@@ -197,7 +198,7 @@ def test_lazy_layers_on_other_grids_fuse_lazily_on_the_anatomical_grid(lightfusi
 def test_the_readout_shows_a_grey_rgb_image_as_one_value_and_colour_as_rgb():
     from types import SimpleNamespace
 
-    from napari_lightfusion._qt.readout import value_at
+    from napari_lightfusion.session.readouts import value_at
 
     def layer(data, rgb):
         return SimpleNamespace(data=data, rgb=rgb, multiscale=False, metadata={},

@@ -13,7 +13,7 @@ import tifffile
 import zarr
 
 from napari_lightfusion.cli import main
-from napari_lightfusion.volume_io import OmeZarrOutput
+from napari_lightfusion.ome_zarr_output import OmeZarrOutput
 from napari_lightfusion.volumes import fuse_volume
 
 distributed = pytest.importorskip("distributed", reason="dask.distributed is the [cluster] extra")
@@ -63,7 +63,7 @@ def test_the_cluster_writes_the_threaded_result_bit_for_bit(cluster, pair, capsy
 
 def _slow_writes(seconds: float) -> None:
     """Run on each worker: every slice write waits ``seconds`` first (0 restores the plain write)."""
-    from napari_lightfusion.volume_io import OmeZarrOutput as Output
+    from napari_lightfusion.ome_zarr_output import OmeZarrOutput as Output
 
     plain = getattr(Output, "_plain_write", Output.write)
     Output._plain_write = plain

@@ -1,4 +1,4 @@
-"""Reading DICOM series (napari_lightfusion.dicom): order, placement in the patient, HU and SUV, bad input.
+"""Reading DICOM series (napari_lightfusion.dicom_reader): order, placement in the patient, HU and SUV, bad input.
 
 The series are written by ``tests/dicom_series.py`` the way scanners write
 them (shuffled files, meaningless names, per-slice PET slopes); pydicom's
@@ -27,7 +27,8 @@ from dicom_series import (
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset, FileMetaDataset
 
-from napari_lightfusion.dicom import is_dicom, read_dicom
+from napari_lightfusion.dicom_files import is_dicom
+from napari_lightfusion.dicom_reader import read_dicom
 from napari_lightfusion.suv import suv_factor
 
 RNG = np.random.default_rng(7)

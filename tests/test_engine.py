@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from napari_lightfusion import engine
-from napari_lightfusion.engine import resolve_device, run_slice, select_backend, tile_spans
+from napari_lightfusion import engine, tiling
+from napari_lightfusion.engine import resolve_device, run_slice, select_backend
 from napari_lightfusion.model import LightFusionNet
+from napari_lightfusion.tiling import tile_spans
 from napari_lightfusion.weights import model_for
 
 BACKENDS = ["torch", "onnx"]
@@ -190,7 +191,7 @@ def test_tiled_equals_untiled(model, image_pair, backend, tile):
 def test_smallest_tiles_are_still_exact(model, image_pair, backend):
     a, b = (x[:37, :45] for x in image_pair)
     whole = run_slice(model, a, b, CPU, tile=4096, backend=backend)
-    tiled = run_slice(model, a, b, CPU, tile=engine.MIN_TILE, backend=backend)  # 3 x 3 tiles, halo 9
+    tiled = run_slice(model, a, b, CPU, tile=tiling.MIN_TILE, backend=backend)  # 3 x 3 tiles, halo 9
     assert np.abs(tiled.fused - whole.fused).max() <= 1e-4
 
 
@@ -234,13 +235,13 @@ def test_one_tile_rule_for_engine_and_fuse(model, image_pair, tile):
 def test_smallest_tile_is_accepted_everywhere(model, image_pair):
     from napari_lightfusion import fuse
 
-    assert engine.check_tile(np.int64(engine.MIN_TILE)) == engine.MIN_TILE == 16
+    assert tiling.check_tile(np.int64(tiling.MIN_TILE)) == tiling.MIN_TILE == 16
     a, b = (x[:20, :20] for x in image_pair)
-    assert fuse(a, b, device="cpu", tile=engine.MIN_TILE).fused.shape == (20, 20)
+    assert fuse(a, b, device="cpu", tile=tiling.MIN_TILE).fused.shape == (20, 20)
 
 
 def test_default_tile_bounds_memory():
-    assert 256 <= engine.DEFAULT_TILE <= 1024
+    assert 256 <= tiling.DEFAULT_TILE <= 1024
 
 
 # --- channel selection ---------------------------------------------------------------------
@@ -435,7 +436,7 @@ def test_cuda_matches_the_cpu(model, image_pair, maps):
     ((160, 100), 192, 2, (80, 100)), ((200, 200), 192, 4, (100, 100)), ((100, 90), 192, 2, (100, 90)),
 ])
 def test_tiles_are_even_within_the_limit_and_feed_the_threads(shape, tile, tiles, want):
-    core = engine.tile_grid(*shape, tile, tiles)
+    core = tiling.tile_grid(*shape, tile, tiles)
     assert core == want and max(core) <= tile
     for length, edge in zip(shape, core):
         cores = [c1 - c0 for _, _, c0, c1 in tile_spans(length, edge, 9)]
@@ -540,8 +541,8 @@ def test_threads_sharing_a_mix_network_get_their_own_weight(image_pair):
 
 
 def test_a_gpu_forward_takes_several_whole_slices_the_cpu_one_tile_of_pixels():
-    assert engine.slices_per_forward(CPU, 512, 512, 512) == 1
-    assert engine.slices_per_forward(CPU, 512, 128, 128) == 16
-    assert engine.slices_per_forward(torch.device("cuda"), 512, 512, 512) == engine.GPU_BATCH_PIXELS // 512**2 > 1
-    assert engine.slices_per_forward(torch.device("cuda"), 2048, 1024, 1024) == 4  # a larger tile is the budget
-    assert engine.slices_per_forward(torch.device("mps"), 512, 4000, 4000) == 1
+    assert tiling.slices_per_forward(CPU, 512, 512, 512) == 1
+    assert tiling.slices_per_forward(CPU, 512, 128, 128) == 16
+    assert tiling.slices_per_forward(torch.device("cuda"), 512, 512, 512) == tiling.GPU_BATCH_PIXELS // 512**2 > 1
+    assert tiling.slices_per_forward(torch.device("cuda"), 2048, 1024, 1024) == 4  # a larger tile is the budget
+    assert tiling.slices_per_forward(torch.device("mps"), 512, 4000, 4000) == 1

@@ -235,7 +235,7 @@ def test_colormap_and_stretch():
 
 def test_write_results_writes_tables_quality_bar_and_contact_sheet(fake_root, tmp_path):
     out = tmp_path / "docs" / "results.md"
-    command = f"lightfusion evaluate --data {fake_root} --out {out}"
+    command = f"lightfusion-research evaluate --data {fake_root} --out {out}"
     computed = ev.write_results(
         fake_root, out, datasets=["PET-MRI"], progress=False, timing_repeats=1, command=command
     )
@@ -263,7 +263,8 @@ def test_write_results_with_limit_says_it_is_a_trial(fake_root, tmp_path):
     ev.write_results(fake_root, out, datasets=["PET-MRI"], limit=1, progress=False, timing_repeats=0, contact=False)
     text = out.read_text()
     assert "Trial run" in text and "PET-MRI 1" in text
-    assert f"Made by `lightfusion evaluate --data {fake_root} --out {out} --datasets PET-MRI --limit 1`" in text
+    assert f"Made by `lightfusion-research evaluate --data {fake_root} --out {out} --datasets PET-MRI --limit 1`" \
+        in text
 
 
 def test_write_results_rejects_a_wrong_root(tmp_path):

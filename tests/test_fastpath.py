@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_lightfusion import fastpath
+from napari_lightfusion import fastpath, onnx_export
 from napari_lightfusion.model import LightFusionNet, blend_weight
 from napari_lightfusion.weights import model_for
 
@@ -109,7 +109,7 @@ def test_generic_export_runs_the_mix_head():
     """An attention variant with the mix head (GenericNet), at initial weights: the gain stays near 1."""
     torch.manual_seed(12)
     model = LightFusionNet(attention="spatial", output="mix", balance=0.3).eval()
-    assert isinstance(fastpath.export_net(model), fastpath.GenericNet)
+    assert isinstance(onnx_export.export_net(model), onnx_export.GenericNet)
     for balance in (0.0, 0.7):
         assert_matches(model, *pair((31, 26), seed=8), balance=balance)
 
@@ -156,7 +156,7 @@ def test_conditioned_graph_stays_in_the_blocked_layout(tmp_path):
     import onnx
     import onnxruntime as ort
 
-    data, _, held = fastpath.export_onnx(conditioned(5), maps=False)
+    data, _, held = onnx_export.export_onnx(conditioned(5), maps=False)
     assert held
     options = ort.SessionOptions()
     options.optimized_model_filepath = str(tmp_path / "optimised.onnx")
@@ -171,7 +171,7 @@ def test_conditioned_graph_stays_in_the_blocked_layout(tmp_path):
 ])
 def test_rewritten_network_matches_for_other_shapes(config, channel):
     model = stressed(1, **config)
-    assert isinstance(fastpath.export_net(model), fastpath.ExportNet)
+    assert isinstance(onnx_export.export_net(model), onnx_export.ExportNet)
     assert_matches(model, *pair((45, 38), seed=4), channel=channel)
 
 
@@ -182,7 +182,7 @@ def test_rewritten_network_matches_for_other_shapes(config, channel):
 def test_last_leaky_relu_is_a_relu_pair_where_the_block_has_room(config, paired):
     """C/2 channels and their negatives fit in a 16-channel block up to C = 16; the result matches either way."""
     model = stressed(3, **config)
-    net = fastpath.ExportNet(model, maps=False)
+    net = onnx_export.ExportNet(model, maps=False)
     assert (net.decoder[-2].activation is torch.nn.functional.relu) == paired
     assert_matches(model, *pair((33, 40), seed=6), maps=False)
 
@@ -190,7 +190,7 @@ def test_last_leaky_relu_is_a_relu_pair_where_the_block_has_room(config, paired)
 @pytest.mark.parametrize("attention", ["conv", "channel", "spatial"])
 def test_other_attentions_use_the_generic_export(attention):
     model = stressed(2, attention=attention)
-    assert isinstance(fastpath.export_net(model), fastpath.GenericNet)
+    assert isinstance(onnx_export.export_net(model), onnx_export.GenericNet)
     assert_matches(model, *pair((30, 41), seed=5), channel=2 if attention == "spatial" else None)
 
 
@@ -225,7 +225,7 @@ def test_session_uses_the_requested_threads(preset):
 def test_export_does_not_touch_the_model(preset):
     before = {k: v.clone() for k, v in preset.state_dict().items()}
     training = preset.training
-    fastpath.export_onnx(preset, channel=2)
+    onnx_export.export_onnx(preset, channel=2)
     assert preset.training == training
     for k, v in preset.state_dict().items():
         assert torch.equal(v, before[k]), k
@@ -243,4 +243,8 @@ def test_fingerprint_follows_every_weight_change():
     assert changed != first
     with torch.no_grad():
         model.encoder_a[0][0].weight[0, 0, 0, 0] += 0.5
-    assert fastpath.fingerprint(model) not in (first, changed)
+    third = fastpath.fingerprint(model)
+    assert third not in (first, changed)
+    conv = model.encoder_a[0][0]
+    conv.weight = torch.nn.Parameter(conv.weight.detach().clone() * 2.0)  # a new tensor object
+    assert fastpath.fingerprint(model) not in (first, changed, third)

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from skimage.io import imsave
 
 from napari_lightfusion._sample_data import microscopy_pair, phantom_mri, phantom_pet, phantom_stack
@@ -35,15 +36,31 @@ def run(capsys, *args):
     return code, out, err.strip().splitlines()[-1] if err.strip() else ""
 
 
-def test_finetune_writes_weights_and_a_sidecar_and_saves_a_preset(cell_files, tmp_path, capsys, presets):
+@pytest.fixture
+def poor_base(tmp_path):
+    """An untrained network as a weight file: a few steps improve on it."""
+    import torch
+
+    from napari_lightfusion.model import LightFusionNet, ModelConfig
+    from napari_lightfusion.weights import save_weights
+
+    torch.manual_seed(0)
+    path = tmp_path / "untrained.pt"
+    save_weights(LightFusionNet(ModelConfig(output="intensity", balance=0.0)), path, {"dataset": None})
+    return path
+
+
+def test_finetune_writes_weights_and_a_sidecar_and_saves_a_preset(cell_files, tmp_path, capsys, presets, poor_base):
     out = tmp_path / "tuned" / "cells.pt"
     pair = f"{cell_files[0]}:{cell_files[1]}"
-    code, stdout, _ = run(capsys, pair, "--from", "CT-MRI", "--out", out, "--steps", 4, "--seed", 3,
-                          "--save-as", "cells", "--device", "cpu")
-    assert code == 0 and "wrote" in stdout and "Qabf" in stdout and "custom preset 'cells'" in stdout
+    code, stdout, _ = run(capsys, pair, "--from", poor_base, "--loss", "CT-MRI", "--out", out, "--steps", 4,
+                          "--seed", 3, "--save-as", "cells", "--device", "cpu")
+    assert code == 0 and "improved on your held-out pairs" in stdout and "custom preset 'cells'" in stdout
+    assert f"base: {poor_base} (given)" in stdout and "loss: fade balance loss" in stdout and "(CT-MRI given)" in stdout
     side = json.loads(out.with_suffix(".json").read_text())
     tune = side["finetune"]
-    assert tune["base"] == "CT-MRI" and tune["steps_taken"] == 4 and tune["seed"] == 3 and tune["device"] == "cpu"
+    assert tune["base"] == str(poor_base) and tune["steps_taken"] == 4 and tune["seed"] == 3
+    assert tune["device"] == "cpu" and tune["improved"] is True and side["objective"]["balance_loss"] == "fade"
     assert side["pairs"] == [
         {"anatomical": str(cell_files[0]), "functional": str(cell_files[1]),
          "sha256": [sha256(cell_files[0]), sha256(cell_files[1])]}
@@ -55,9 +72,28 @@ def test_finetune_writes_weights_and_a_sidecar_and_saves_a_preset(cell_files, tm
 
     assert main(["presets"]) == 0
     listing = capsys.readouterr().out
-    assert "cells" in listing and "fine-tuned from CT-MRI, 4 steps on 1 pair" in listing and "PET-MRI" in listing
+    assert "cells" in listing and f"fine-tuned from {poor_base}, 4 steps on 1 pair" in listing and "PET-MRI" in listing
     assert main(["presets", "--remove", "cells"]) == 0
     assert not (presets / "cells.pt").exists()
+
+
+def test_auto_is_the_default_and_a_run_that_does_not_beat_its_base_says_so(cell_files, tmp_path, capsys, presets):
+    from napari_lightfusion.weights import PRESETS, model_for
+
+    out = tmp_path / "kept.pt"
+    code, stdout, _ = run(capsys, f"{cell_files[0]}:{cell_files[1]}", "--out", out, "--steps", 3, "--lr", 10,
+                          "--save-as", "copy", "--device", "cpu")  # a learning rate that can only hurt
+    assert code == 0, stdout
+    assert "base: " in stdout and "the best held-out score of 3 presets: CT-MRI " in stdout
+    base = next(name for name in PRESETS if f"base: {name} (" in stdout)
+    assert "loss: " in stdout and f"(what {base}, the best preset on your held-out pairs, was trained with)" in stdout
+    assert ("kept the base: fine-tuning did not improve Qabf/SSIM/VIF on your held-out pairs" in stdout
+            and f"the weights of '{base}', unchanged" in stdout and "not saved as custom preset 'copy'" in stdout)
+    kept = load_model(out)
+    assert all(torch.equal(a, b) for a, b in zip(kept.state_dict().values(), model_for(base).state_dict().values()))
+    side = json.loads(out.with_suffix(".json").read_text())
+    assert side["finetune"]["improved"] is False and side["finetune"]["base"] == base
+    assert set(side["finetune"]["candidates"]) == set(PRESETS) and not (presets / "copy.pt").exists()
 
 
 def test_folder_of_pairs_and_tiff_stacks_and_a_custom_base(tmp_path, capsys):
@@ -100,11 +136,12 @@ def _garbage(tmp_path):
         (lambda t, a, b: [], "give pairs"),
         (lambda t, a, b: [f"{a}{b}"], "ANATOMICAL:FUNCTIONAL"),
         (lambda t, a, b: [f"{a}:{b}", "--from", "XR-MRI"], "unknown preset"),
+        (lambda t, a, b: [f"{a}:{b}", "--loss", "XR-MRI"], "unknown preset"),
         (lambda t, a, b: [f"{a}:{b}", "--save-as", "CT-MRI"], "bundled"),
         (lambda t, a, b: [f"{a}:{b}", "--device", "cuda:99"], "not available"),
     ],
     ids=["unregistered", "empty folder", "no folder", "unreadable", "missing", "budget", "steps", "no pairs",
-         "no colon", "preset", "save-as bundled", "device"],
+         "no colon", "preset", "loss preset", "save-as bundled", "device"],
 )
 def test_errors_are_one_line_and_leave_no_file(cell_files, tmp_path, capsys, arguments, message):
     imsave(tmp_path / "small.png", np.zeros((64, 60), np.uint8), check_contrast=False)

@@ -32,6 +32,28 @@ def warm_optimiser():
 
 
 @pytest.fixture
+def untrained(presets):
+    """A custom preset "untrained": a random network, which any fine-tuning improves at once."""
+    from napari_lightfusion.model import LightFusionNet, ModelConfig
+    from napari_lightfusion.weights import save_custom_preset
+
+    torch.manual_seed(0)
+    save_custom_preset("untrained", model=LightFusionNet(ModelConfig(balance=0.0)), sidecar={"dataset": None})
+    return "untrained"
+
+
+#: A quick recipe for the "untrained" base: it improves within a few steps (the panel's own budget is tested apart).
+QUICK = dict(minutes=None, lr=5e-3, validate_every=5, crop=32)
+
+
+def pick(panel, base):
+    """Untick "Pick the best preset" and start from ``base``."""
+    panel.refresh_presets(base)
+    panel.auto_base.setChecked(False)
+    assert panel.base.isEnabled() and panel.base_choice() == base
+
+
+@pytest.fixture
 def errors(monkeypatch):
     shown = []
     monkeypatch.setattr(panel_module, "show_error", shown.append)
@@ -57,23 +79,26 @@ def snapshot(layer):
     return layer.data.copy(), tuple(layer.contrast_limits)
 
 
-def test_finetune_then_save_as_a_preset_that_fuses(cells_viewer, qtbot, errors):
+def test_finetune_then_save_as_a_preset_that_fuses(cells_viewer, qtbot, errors, untrained, monkeypatch):
+    from napari_lightfusion.finetune import FinetuneConfig
+
     viewer, panel, (a, b), saved = cells_viewer
     before = [snapshot(layer) for layer in (a, b)]
-    panel.base.setCurrentText("CT-MRI")
-    panel.steps.setValue(60)  # the held-out loss improves at steps 50 and 60 (10 steps did not: nothing to save)
+    pick(panel, untrained)
+    monkeypatch.setattr(panel, "config", lambda: FinetuneConfig(steps=20, **QUICK))
     with qtbot.waitSignal(panel.done, timeout=WAIT_MS):
         panel.start()
     qtbot.waitUntil(lambda: not panel.busy, timeout=WAIT_MS)
     result = panel.result
-    assert result is not None and result.steps == 60 and result.stopped == "steps" and result.best_step > 0
-    assert "before Qabf" in panel.summary.text() and "after Qabf" in panel.summary.text()
-    assert "Kept the base" not in panel.summary.text()
-    assert panel.bar.value() == 1000 and len(panel.plot.losses) == 60 and panel.plot.validations
+    assert result is not None and result.steps == 20 and result.stopped == "steps" and result.improved
+    summary = panel.summary.text()
+    assert f"before Qabf {result.before['Qabf']:.3f}" in summary and f"after Qabf {result.after['Qabf']:.3f}" in summary
+    assert "Base: untrained (given" in summary and "Kept the base" not in summary and "Improved on your" in summary
+    assert panel.bar.value() == 1000 and len(panel.plot.losses) == 20 and panel.plot.validations
     assert panel.save_btn.isEnabled() and panel.name.text() == "GFP + phase contrast"
     panel.name.setText("cells")
     assert panel.save() == "cells" and saved == ["cells"]
-    assert "cells" in custom_presets() and [panel.base.itemText(i) for i in range(panel.base.count())][-1] == "cells"
+    assert "cells" in custom_presets() and [panel.base.itemText(i) for i in range(panel.base.count())][-2] == "cells"
     fused = fuse(a.data, b.data, preset="cells", device="cpu", a_limits=a.contrast_limits,
                  b_limits=b.contrast_limits).fused
     assert fused.shape == (64, 64) and np.isfinite(fused).all()
@@ -114,17 +139,28 @@ def test_gui_thread_slots_stay_short_while_fine_tuning(cells_viewer, qtbot, time
     assert len(ticks) > 50 and np.diff(ticks).max() < 0.5
 
 
-def test_cancel_keeps_the_best_so_far_and_offers_it(cells_viewer, qtbot):
+def test_cancel_keeps_the_best_so_far_and_offers_it(cells_viewer, qtbot, untrained, monkeypatch):
+    from napari_lightfusion.finetune import FinetuneConfig
+    from napari_lightfusion.training import held_out_score
+
     _, panel, _, _ = cells_viewer
-    panel.base.setCurrentText("CT-MRI")
-    panel.steps.setValue(100_000)
-    panel.minutes.setValue(60)
+    pick(panel, untrained)
+    monkeypatch.setattr(panel, "config", lambda: FinetuneConfig(steps=100_000, **QUICK))
+    seen, slot = [], panel._on_progress
+    monkeypatch.setattr(panel, "_on_progress", lambda value: (seen.append(value[0]), slot(value)))
     panel.start()
-    qtbot.waitUntil(lambda: len(panel.plot.validations) >= 2, timeout=WAIT_MS)  # step 50 validated: better
+
+    def gained():  # a validated state 1 % better than the base
+        if not seen or not seen[-1].best_step:
+            return False
+        return held_out_score(seen[-1].best) > 1.01 * held_out_score(seen[0].best)
+
+    qtbot.waitUntil(gained, timeout=WAIT_MS)
     with qtbot.waitSignal(panel.done, timeout=WAIT_MS):
         panel.cancel()
     qtbot.waitUntil(lambda: not panel.busy, timeout=WAIT_MS)
-    assert panel.result.cancelled and 50 <= panel.result.steps < 100_000 and panel.result.best_step >= 50
+    result = panel.result
+    assert result.cancelled and result.steps < 100_000 and result.improved and result.best_step >= seen[-1].best_step
     assert panel.save_btn.isEnabled() and "cancelled" in panel.summary.text()
 
 
@@ -177,16 +213,32 @@ def test_a_run_that_improves_nothing_keeps_the_base_and_offers_no_copy(cells_vie
     from napari_lightfusion.finetune import FinetuneConfig
 
     _, panel, _, saved = cells_viewer
-    panel.base.setCurrentText("CT-MRI")
+    pick(panel, "CT-MRI")
     monkeypatch.setattr(panel, "config", lambda: FinetuneConfig(steps=3, minutes=None, lr=10.0))  # diverges
     with qtbot.waitSignal(panel.done, timeout=WAIT_MS):
         panel.start()
     qtbot.waitUntil(lambda: not panel.busy, timeout=WAIT_MS)
     assert panel.result.best_step == 0
-    assert "Kept the base: fine-tuning did not improve the held-out pairs, so 'CT-MRI' is unchanged" in (
-        panel.summary.text())
+    assert ("Kept the base: fine-tuning did not improve Qabf/SSIM/VIF on your held-out pairs, so 'CT-MRI' is "
+            "unchanged") in panel.summary.text()
+    assert f"before Qabf {panel.result.before['Qabf']:.3f}" in panel.summary.text()
     assert not panel.save_btn.isEnabled() and panel.name.text() == ""
     assert panel.save() is None and saved == [] and "Kept the base" in errors[-1]
+
+
+def test_the_base_is_picked_by_held_out_score_by_default(cells_viewer, qtbot):
+    _, panel, _, _ = cells_viewer
+    assert panel.auto_base.isChecked() and not panel.base.isEnabled() and panel.base_choice() == "auto"
+    panel.base.setCurrentText("CT-MRI")  # the dock widget's preset: used only when unticked
+    assert panel.base_choice() == "auto"
+    panel.steps.setValue(2)
+    with qtbot.waitSignal(panel.done, timeout=WAIT_MS):
+        panel.start()
+    qtbot.waitUntil(lambda: not panel.busy, timeout=WAIT_MS)
+    result = panel.result
+    assert set(result.candidates) == {"CT-MRI", "PET-MRI", "SPECT-MRI"}
+    assert f"Base: {result.base} (the best held-out score of 3 presets: CT-MRI " in panel.summary.text()
+    assert "Loss: " in panel.summary.text() and "Held-out (1 part(s)" in panel.summary.text()
 
 
 def test_the_legend_sits_above_the_plotted_lines(qtbot):

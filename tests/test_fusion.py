@@ -19,7 +19,7 @@ def colour():
 
 
 def test_grey_pair_gives_grey_result_with_maps(grey):
-    result = fuse(grey, grey[::-1], preset="CT-MRI", device="cpu")
+    result = fuse(grey, grey[::-1], preset="CT-MRI", device="cpu", maps=True)
     assert result.fused.shape == grey.shape and result.fused.dtype == np.float32
     assert 0.0 <= result.fused.min() <= result.fused.max() <= 1.0
     assert result.surprise.shape == result.attention.shape == (2, *grey.shape)
@@ -27,7 +27,7 @@ def test_grey_pair_gives_grey_result_with_maps(grey):
 
 
 def test_colour_functional_keeps_its_chrominance(grey, colour):
-    result = fuse(grey, colour, preset="PET-MRI")
+    result = fuse(grey, colour, preset="PET-MRI", maps=True)
     assert result.fused.shape == colour.shape
     yuv_in = rgb_to_yuv(colour / 255.0)
     yuv_out = rgb_to_yuv(result.fused.astype(np.float64))
@@ -36,18 +36,18 @@ def test_colour_functional_keeps_its_chrominance(grey, colour):
 
 
 def test_argument_order_does_not_change_the_image_but_orders_the_maps(grey, colour):
-    ab = fuse(grey, colour)
-    ba = fuse(colour, grey)
+    ab = fuse(grey, colour, maps=True)
+    ba = fuse(colour, grey, maps=True)
     assert np.array_equal(ab.fused, ba.fused)
     assert np.array_equal(ab.attention[0], ba.attention[1])
 
 
 def test_stacks_fuse_slice_by_slice(grey):
     stack = np.stack([grey, grey[::-1], grey.T[:40, :52] if False else grey * 0.5])
-    result = fuse(stack, stack[:, ::-1], preset="CT-MRI")
+    result = fuse(stack, stack[:, ::-1], preset="CT-MRI", maps=True)
     assert result.fused.shape == stack.shape
     assert result.attention.shape == (2, *stack.shape)
-    single = fuse(stack[1], stack[1, ::-1], preset="CT-MRI")
+    single = fuse(stack[1], stack[1, ::-1], preset="CT-MRI", maps=True)
     assert np.allclose(result.fused[1], single.fused, atol=1e-6)
 
 
@@ -108,8 +108,8 @@ def test_unknown_preset_and_missing_device_are_refused(grey):
 
 
 def test_single_channel_maps_differ_from_the_mean(grey):
-    mean = fuse(grey, grey[::-1], preset="CT-MRI")
-    one = fuse(grey, grey[::-1], preset="CT-MRI", channel=3)
+    mean = fuse(grey, grey[::-1], preset="CT-MRI", maps=True)
+    one = fuse(grey, grey[::-1], preset="CT-MRI", channel=3, maps=True)
     assert np.array_equal(mean.fused, one.fused)
     assert not np.allclose(mean.attention, one.attention)
 
@@ -124,8 +124,8 @@ def test_values_near_the_float64_limit_normalise_without_overflow():
 def test_without_maps_only_the_image_comes_back(grey, colour):
     stack = np.stack([grey, grey[::-1]])
     for a, b in ((grey, colour), (stack, stack[:, ::-1])):
-        with_maps = fuse(a, b, preset="CT-MRI")
-        without = fuse(a, b, preset="CT-MRI", maps=False)
+        with_maps = fuse(a, b, preset="CT-MRI", maps=True)
+        without = fuse(a, b, preset="CT-MRI")  # the default: no maps
         assert without.surprise is None and without.attention is None
         assert without.fused.shape == with_maps.fused.shape
         assert np.abs(without.fused - with_maps.fused).max() <= 1e-5
@@ -174,8 +174,8 @@ def mix_weights(tmp_path):
 
 def test_mix_network_gives_the_first_inputs_weight_in_either_input_order(grey, colour, mix_weights):
     """The weight is the first given input's share, like the maps' order: swapping the inputs gives 1 - w."""
-    ab = fuse(grey, colour, weights=mix_weights, device="cpu")
-    ba = fuse(colour, grey, weights=mix_weights, device="cpu")
+    ab = fuse(grey, colour, weights=mix_weights, device="cpu", maps=True)
+    ba = fuse(colour, grey, weights=mix_weights, device="cpu", maps=True)
     assert ab.weight.shape == grey.shape and ab.weight.dtype == np.float32
     assert 0.0 <= ab.weight.min() <= ab.weight.max() <= 1.0 and ab.weight.std() > 0.01
     np.testing.assert_allclose(ab.weight, 1.0 - ba.weight, atol=1e-6)
@@ -188,7 +188,7 @@ def test_a_stacks_weight_is_the_slices_weights(grey, mix_weights):
     from napari_lightfusion import plan_fusion
 
     stack = np.stack([grey, grey[::-1], grey[:, ::-1]])
-    plan = plan_fusion(stack, stack[:, ::-1], weights=mix_weights, device="cpu")
+    plan = plan_fusion(stack, stack[:, ::-1], weights=mix_weights, device="cpu", maps=True)
     whole = plan.run()
     joined = plan.join([plan.run_slice(k) for k in range(len(plan))])
     assert whole.weight.shape == stack.shape
@@ -209,6 +209,6 @@ def test_blend_weight_says_which_input_each_fused_value_came_from(grey, tmp_path
             p.mul_(2.0)
     save_weights(net, tmp_path / "blend.pt", {})
     other = grey[::-1].copy()
-    result = fuse(grey, other, weights=tmp_path / "blend.pt", device="cpu", a_limits=(0, 1), b_limits=(0, 1))
+    result = fuse(grey, other, weights=tmp_path / "blend.pt", device="cpu", a_limits=(0, 1), b_limits=(0, 1), maps=True)
     assert ((result.weight > 0.01) & (result.weight < 0.99)).any()
     np.testing.assert_allclose(result.fused, result.weight * grey + (1 - result.weight) * other, atol=1e-4)

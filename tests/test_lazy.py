@@ -41,8 +41,9 @@ def test_is_lazy(tmp_path):
 
 def test_lazy_equals_eager_with_the_whole_volumes_limits(stacks):
     grey, colour = stacks
-    lazy = fuse_lazy(da.from_array(grey, chunks=(4, 20, 52)), colour, preset="PET-MRI", device="cpu", sample=None)
-    eager = fuse(grey, colour, preset="PET-MRI", device="cpu")
+    lazy = fuse_lazy(da.from_array(grey, chunks=(4, 20, 52)), colour, preset="PET-MRI", device="cpu", sample=None,
+                     maps=True)
+    eager = fuse(grey, colour, preset="PET-MRI", device="cpu", maps=True)
     assert isinstance(lazy.fused, da.Array) and lazy.fused.shape == eager.fused.shape == (6, 40, 52, 3)
     assert lazy.fused.chunks[0] == (1,) * 6
     assert lazy.attention.shape == lazy.surprise.shape == (2, 6, 40, 52)
@@ -54,8 +55,8 @@ def test_lazy_equals_eager_with_the_whole_volumes_limits(stacks):
 def test_given_limits_are_used_and_inputs_swap_like_fuse(stacks):
     grey, colour = stacks
     limits = (500.0, 2500.0)
-    lazy = fuse_lazy(colour, grey, preset="PET-MRI", device="cpu", b_limits=limits)
-    eager = fuse(colour, grey, preset="PET-MRI", device="cpu", b_limits=limits)
+    lazy = fuse_lazy(colour, grey, preset="PET-MRI", device="cpu", b_limits=limits, maps=True)
+    eager = fuse(colour, grey, preset="PET-MRI", device="cpu", b_limits=limits, maps=True)
     np.testing.assert_array_equal(lazy.fused[2].compute(), eager.fused[2])
     np.testing.assert_array_equal(lazy.attention[:, 2].compute(), eager.attention[:, 2])
 
@@ -63,7 +64,7 @@ def test_given_limits_are_used_and_inputs_swap_like_fuse(stacks):
 def test_only_the_asked_slice_is_read(stacks):
     grey, colour = stacks
     reads_a, reads_b = [], []
-    lazy = fuse_lazy(counted(grey, reads_a), counted(colour, reads_b), device="cpu", a_limits=(0, 4000))
+    lazy = fuse_lazy(counted(grey, reads_a), counted(colour, reads_b), device="cpu", a_limits=(0, 4000), maps=True)
     assert reads_a == [0] and sorted(set(reads_b)) == [0]  # the check reads slice 0; uint8 needs no scan
     lazy.fused[4].compute()
     assert reads_a == [0, 4] and reads_b[-1] == 4
@@ -81,7 +82,7 @@ def test_a_slice_and_its_maps_cost_one_network_run(stacks, monkeypatch):
     runs = []
     original = FusionPlan.run_slice
     monkeypatch.setattr(FusionPlan, "run_slice", lambda self, i: runs.append(i) or original(self, i))
-    lazy = fuse_lazy(grey, colour, device="cpu")
+    lazy = fuse_lazy(grey, colour, device="cpu", maps=True)
     lazy.fused[1].compute()
     lazy.attention[:, 1].compute()
     lazy.surprise[:, 1].compute()
@@ -96,7 +97,7 @@ def test_zarr_input_and_single_images(tmp_path, stacks):
     eager = fuse(grey, colour[..., 0], preset="CT-MRI", device="cpu")
     assert lazy.attention is None and lazy.surprise is None
     np.testing.assert_array_equal(lazy.fused.compute(), eager.fused)
-    single = fuse_lazy(da.from_array(grey[2]), colour[2], device="cpu", a_limits=(0, 4000))
+    single = fuse_lazy(da.from_array(grey[2]), colour[2], device="cpu", a_limits=(0, 4000), maps=True)
     assert single.fused.shape == (40, 52, 3) and single.attention.shape == (2, 40, 52)
     np.testing.assert_array_equal(
         single.fused.compute(), fuse(grey[2], colour[2], device="cpu", a_limits=(0, 4000)).fused
@@ -106,7 +107,7 @@ def test_zarr_input_and_single_images(tmp_path, stacks):
 def test_a_slice_with_nothing_finite_fuses_as_the_low_limit():
     stack = np.random.default_rng(2).random((3, 24, 24)).astype(np.float32) * 5
     stack[1] = np.nan
-    lazy = fuse_lazy(stack, stack[::-1].copy(), preset="CT-MRI", device="cpu", sample=None)
+    lazy = fuse_lazy(stack, stack[::-1].copy(), preset="CT-MRI", device="cpu", sample=None, maps=True)
     out = lazy.fused.compute()
     assert np.isfinite(out).all()
     np.testing.assert_array_equal(out[0], fuse(stack[0], stack[2], "CT-MRI", "cpu", a_limits=(
@@ -147,11 +148,23 @@ def test_lazy_weight_map_of_a_mix_network_equals_the_eager_one(tmp_path, stacks)
     path = tmp_path / "mix.pt"
     save_weights(LightFusionNet(output="mix", balance=0.3).eval(), path, {})
     grey, colour = stacks
-    lazy = fuse_lazy(da.from_array(grey), colour, weights=path, device="cpu", sample=None)
-    eager = fuse(grey, colour, weights=path, device="cpu")
+    lazy = fuse_lazy(da.from_array(grey), colour, weights=path, device="cpu", sample=None, maps=True)
+    eager = fuse(grey, colour, weights=path, device="cpu", maps=True)
     assert lazy.weight.shape == grey.shape and lazy.weight.chunks[0] == (1,) * 6
     np.testing.assert_array_equal(lazy.weight[2].compute(), eager.weight[2])
-    single = fuse_lazy(da.from_array(grey[1]), colour[1], weights=path, device="cpu", a_limits=(0, 4000))
+    single = fuse_lazy(da.from_array(grey[1]), colour[1], weights=path, device="cpu", a_limits=(0, 4000), maps=True)
     assert single.weight.shape == (40, 52)
     assert fuse_lazy(grey, colour, weights=path, device="cpu", maps=False).weight is None
     assert fuse_lazy(grey, colour, preset="SPECT-MRI", device="cpu").weight is None  # an intensity head
+
+
+def test_one_thread_a_slice_leaves_the_process_threads_alone(stacks):
+    """A dask task fusing a slice with one thread must not set torch's thread count for the whole process."""
+    import torch
+
+    grey, colour = stacks
+    before = torch.get_num_threads()
+    want = fuse(grey[1], colour[1], preset="PET-MRI", device="cpu", a_limits=(0, 4000)).fused
+    lazy = fuse_lazy(grey, colour, preset="PET-MRI", device="cpu", a_limits=(0, 4000), threads=1)
+    np.testing.assert_array_equal(lazy.fused[1].compute(), want)
+    assert torch.get_num_threads() == before

@@ -8,8 +8,9 @@ import pytest
 
 from napari_lightfusion import metric_registry as reg
 from napari_lightfusion import metrics
-from napari_lightfusion._qt import figure, jobs, table
+from napari_lightfusion._qt import figure, table
 from napari_lightfusion.research import report, tables
+from napari_lightfusion.session import jobs
 
 
 def test_the_registry_names_what_the_code_computes():

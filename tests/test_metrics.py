@@ -16,6 +16,7 @@ import pytest
 from scipy import ndimage
 
 from napari_lightfusion import metrics as m
+from napari_lightfusion import statistical_metrics as sm
 
 
 @contextlib.contextmanager
@@ -74,23 +75,23 @@ def test_metric_names_in_table_order():
 
 def test_en_two_equally_frequent_levels_is_one_bit():
     # p = (1/2, 1/2): -2 * 1/2 * log2(1/2) = 1 bit.
-    assert m.en(np.array([[0.0, 255.0], [0.0, 255.0]])) == pytest.approx(1.0, abs=1e-12)
+    assert sm.en(np.array([[0.0, 255.0], [0.0, 255.0]])) == pytest.approx(1.0, abs=1e-12)
 
 
 def test_en_unequal_levels():
     # p = (1/2, 1/4, 1/4): 1/2 * 1 + 2 * 1/4 * 2 = 1.5 bits.
-    assert m.en(np.array([[7.0, 7.0], [8.0, 9.0]])) == pytest.approx(1.5, abs=1e-12)
+    assert sm.en(np.array([[7.0, 7.0], [8.0, 9.0]])) == pytest.approx(1.5, abs=1e-12)
 
 
 def test_en_clips_and_rounds_to_uint8_levels():
     # -7 -> 0, 0.4 -> 0, 300 -> 255, 254.6 -> 255: two equal levels = 1 bit.
     # Without rounding there would be 4 levels (2 bits).
-    assert m.en(np.array([[-7.0, 0.4], [300.0, 254.6]])) == pytest.approx(1.0, abs=1e-12)
+    assert sm.en(np.array([[-7.0, 0.4], [300.0, 254.6]])) == pytest.approx(1.0, abs=1e-12)
 
 
 def test_en_constant_is_zero():
     with strict():
-        value = m.en(np.full((5, 6), 42.0))
+        value = sm.en(np.full((5, 6), 42.0))
     assert value == 0.0 and math.copysign(1.0, value) == 1.0  # 0.0, not -0.0
 
 
@@ -99,13 +100,13 @@ def test_en_constant_is_zero():
 
 def test_sd_is_population_std():
     # mean 1, deviations +-1: sqrt((1 + 1) / 2) = 1 (sample std would be sqrt 2).
-    assert m.sd(np.array([[0.0, 2.0]])) == pytest.approx(1.0, abs=1e-12)
+    assert sm.sd(np.array([[0.0, 2.0]])) == pytest.approx(1.0, abs=1e-12)
 
 
 def test_sd_shift_invariant_and_scales():
     a = textured()
-    assert m.sd(a + 10.0) == pytest.approx(m.sd(a), rel=1e-12)
-    assert m.sd(0.5 * a) == pytest.approx(0.5 * m.sd(a), rel=1e-12)
+    assert sm.sd(a + 10.0) == pytest.approx(sm.sd(a), rel=1e-12)
+    assert sm.sd(0.5 * a) == pytest.approx(0.5 * sm.sd(a), rel=1e-12)
 
 
 # ---------------------------------------------------------------------- SF
@@ -114,7 +115,7 @@ def test_sd_shift_invariant_and_scales():
 def test_sf_2x2():
     # [[0, 1], [2, 3]]: horizontal diffs 1, 1 -> RF^2 = 1;
     # vertical diffs 2, 2 -> CF^2 = 4; SF = sqrt(5).
-    assert m.sf(np.array([[0.0, 1.0], [2.0, 3.0]])) == pytest.approx(math.sqrt(5.0), abs=1e-12)
+    assert sm.sf(np.array([[0.0, 1.0], [2.0, 3.0]])) == pytest.approx(math.sqrt(5.0), abs=1e-12)
 
 
 def test_sf_means_over_own_number_of_differences():
@@ -123,14 +124,14 @@ def test_sf_means_over_own_number_of_differences():
     # vertical:   4 diffs 0, 0, 3, 3 squared -> CF^2 = 18 / 4 = 4.5
     # SF = sqrt(5.5). (Dividing both by the 6 pixels would give sqrt(3.5).)
     f = np.array([[0.0, 1.0], [0.0, 1.0], [3.0, 4.0]])
-    assert m.sf(f) == pytest.approx(math.sqrt(5.5), abs=1e-12)
+    assert sm.sf(f) == pytest.approx(math.sqrt(5.5), abs=1e-12)
 
 
 def test_sf_constant_is_zero():
     with strict():
-        assert m.sf(np.full((4, 4), 9.0)) == 0.0
+        assert sm.sf(np.full((4, 4), 9.0)) == 0.0
         # A single row has no vertical differences: CF^2 counts 0. RF^2 = (1 + 4) / 2.
-        assert m.sf(np.array([[0.0, 1.0, 3.0]])) == pytest.approx(math.sqrt(2.5), abs=1e-12)
+        assert sm.sf(np.array([[0.0, 1.0, 3.0]])) == pytest.approx(math.sqrt(2.5), abs=1e-12)
 
 
 # ---------------------------------------------------------------------- AG
@@ -140,14 +141,14 @@ def test_ag_linear_ramp():
     # F = 3 j + 4 i: Gx = 3 and Gy = 4 everywhere (border included),
     # sqrt((9 + 16) / 2) = 5 / sqrt(2).
     i, j = np.mgrid[0:4, 0:5].astype(float)
-    assert m.ag(3.0 * j + 4.0 * i) == pytest.approx(5.0 / math.sqrt(2.0), abs=1e-12)
+    assert sm.ag(3.0 * j + 4.0 * i) == pytest.approx(5.0 / math.sqrt(2.0), abs=1e-12)
 
 
 def test_ag_one_sided_at_border():
     # Rows [0, 1, 4, 9]: Gx = [1-0, (4-0)/2, (9-1)/2, 9-4] = [1, 2, 4, 5],
     # Gy = 0; AG = mean(Gx) / sqrt(2) = 3 / sqrt(2).
     f = np.array([[0.0, 1.0, 4.0, 9.0]] * 2)
-    assert m.ag(f) == pytest.approx(3.0 / math.sqrt(2.0), abs=1e-12)
+    assert sm.ag(f) == pytest.approx(3.0 / math.sqrt(2.0), abs=1e-12)
 
 
 # ---------------------------------------------------------------------- MI
@@ -157,7 +158,7 @@ def test_mi_identical_images_is_twice_the_entropy_in_nats():
     # Four equally frequent levels: H = ln 4 nats; MI(F, F) = H, so
     # MI = 2 ln 4 = 4 ln 2.
     f = np.array([[0.0, 50.0], [100.0, 200.0]] * 2)
-    assert m.mi(f, f, f) == pytest.approx(4.0 * math.log(2.0), abs=1e-12)
+    assert sm.mi(f, f, f) == pytest.approx(4.0 * math.log(2.0), abs=1e-12)
 
 
 def test_mi_independent_images_is_zero():
@@ -165,7 +166,7 @@ def test_mi_independent_images_is_zero():
     # joint histogram is the product of the marginals, MI = 0.
     f = np.array([[0.0, 0.0], [255.0, 255.0]])
     a = np.array([[0.0, 255.0], [0.0, 255.0]])
-    assert m.mi(f, a, a) == pytest.approx(0.0, abs=1e-12)
+    assert sm.mi(f, a, a) == pytest.approx(0.0, abs=1e-12)
 
 
 def test_mi_sources_determined_by_fused():
@@ -175,12 +176,12 @@ def test_mi_sources_determined_by_fused():
     f = levels * 10.0
     a = (levels // 2) * 255.0
     b = (levels % 2) * 255.0
-    assert m.mi(f, a, b) == pytest.approx(2.0 * math.log(2.0), abs=1e-12)
+    assert sm.mi(f, a, b) == pytest.approx(2.0 * math.log(2.0), abs=1e-12)
 
 
 def test_mi_symmetric_in_sources(trio):
     f, a, b = trio
-    assert m.mi(f, a, b) == pytest.approx(m.mi(f, b, a), rel=1e-12)
+    assert sm.mi(f, a, b) == pytest.approx(sm.mi(f, b, a), rel=1e-12)
 
 
 # --------------------------------------------------------------- SCD and CC
@@ -196,51 +197,51 @@ def test_cc_of_sum_of_orthogonal_sources():
     # same for B, so CC = 1/sqrt(2).
     a, b = 100.0 + _P, 100.0 + _Q
     f = 100.0 + _P + _Q
-    assert m.cc(f, a, b) == pytest.approx(1.0 / math.sqrt(2.0), abs=1e-12)
+    assert sm.cc(f, a, b) == pytest.approx(1.0 / math.sqrt(2.0), abs=1e-12)
 
 
 def test_cc_identity_and_sign(trio):
     _, a, b = trio
-    assert m.cc(a, a, a) == pytest.approx(1.0, abs=1e-12)
+    assert sm.cc(a, a, a) == pytest.approx(1.0, abs=1e-12)
     # Correlation is affine invariant with the sign of the slope.
-    assert m.cc(2.0 * a + 10.0, a, a) == pytest.approx(1.0, abs=1e-12)
-    assert m.cc(255.0 - a, a, a) == pytest.approx(-1.0, abs=1e-12)
+    assert sm.cc(2.0 * a + 10.0, a, a) == pytest.approx(1.0, abs=1e-12)
+    assert sm.cc(255.0 - a, a, a) == pytest.approx(-1.0, abs=1e-12)
 
 
 def test_scd_of_sum_is_two():
     # F = A + B (integers, exact): F - B = A and F - A = B, so SCD = 1 + 1 = 2.
     a = textured(seed=3)
     b = textured(seed=4)
-    assert m.scd(a + b, a, b) == pytest.approx(2.0, abs=1e-12)
+    assert sm.scd(a + b, a, b) == pytest.approx(2.0, abs=1e-12)
 
 
 def test_scd_hand_example():
     # A = 100 + P, B = 100 + Q, F = A: F - B = P - Q, r(P - Q, P) = 4 / sqrt(8 * 4)
     # = 1/sqrt(2); F - A = 0 is constant, its correlation counts 0. SCD = 1/sqrt(2).
     a, b = 100.0 + _P, 100.0 + _Q
-    assert m.scd(a, a, b) == pytest.approx(1.0 / math.sqrt(2.0), abs=1e-12)
+    assert sm.scd(a, a, b) == pytest.approx(1.0 / math.sqrt(2.0), abs=1e-12)
 
 
 def test_scd_and_cc_symmetric_in_sources(trio):
     f, a, b = trio
-    assert m.scd(f, a, b) == pytest.approx(m.scd(f, b, a), rel=1e-12)
-    assert m.cc(f, a, b) == pytest.approx(m.cc(f, b, a), rel=1e-12)
+    assert sm.scd(f, a, b) == pytest.approx(sm.scd(f, b, a), rel=1e-12)
+    assert sm.cc(f, a, b) == pytest.approx(sm.cc(f, b, a), rel=1e-12)
 
 
 def test_correlations_of_constant_images_are_zero():
     # F = A = B: F - A = F - B = 0 are constant, so SCD = 0 + 0.
     a = textured()
     with strict():
-        assert m.scd(a, a, a) == 0.0
+        assert sm.scd(a, a, a) == 0.0
         # A constant fused image correlates with nothing.
-        assert m.cc(np.full_like(a, 7.0), a, a) == 0.0
+        assert sm.cc(np.full_like(a, 7.0), a, a) == 0.0
         # A constant source counts 0; the other gives 1: CC = 1/2.
-        assert m.cc(a, a, np.full_like(a, 7.0)) == pytest.approx(0.5, abs=1e-12)
+        assert sm.cc(a, a, np.full_like(a, 7.0)) == pytest.approx(0.5, abs=1e-12)
         # F = A + 0.1: F - A and F - B are 0.1 up to rounding noise (~1e-14),
         # which must count as constant rather than correlate at random.
         f = a + 0.1
         assert np.ptp(f - a) > 0  # the noise is really there
-        assert m.scd(f, a, a) == 0.0
+        assert sm.scd(f, a, a) == 0.0
 
 
 # -------------------------------------------------------------------- Qabf
@@ -400,7 +401,7 @@ def test_evaluate_keys_order_and_values(trio):
     res = m.evaluate(f, a, b)
     assert tuple(res) == m.METRICS
     assert all(isinstance(v, float) and math.isfinite(v) for v in res.values())
-    assert res["EN"] == pytest.approx(m.en(f))
+    assert res["EN"] == pytest.approx(sm.en(f))
     assert res["Qabf"] == pytest.approx(m.qabf(f, a, b))
     assert res["VIF"] == pytest.approx(m.vif(f, a, b))
 
@@ -425,7 +426,7 @@ def test_evaluate_rgb_weights():
     r[::2, :, 0] = 200.0
     grey = np.repeat(textured((8, 8))[..., None], 3, axis=-1)
     assert m.evaluate(r, grey, grey)["SD"] == pytest.approx(29.9, abs=1e-9)
-    assert m.evaluate(grey, grey, grey)["SD"] == pytest.approx(m.sd(grey[..., 0]), rel=1e-9)
+    assert m.evaluate(grey, grey, grey)["SD"] == pytest.approx(sm.sd(grey[..., 0]), rel=1e-9)
 
 
 def test_evaluate_rejects_bad_shapes():

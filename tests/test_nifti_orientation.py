@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 import zarr
 
-from napari_lightfusion import fuse, volume_io
+from napari_lightfusion import fuse, nifti_reader
 from napari_lightfusion.batch import fuse_batch
 from napari_lightfusion.cli import main
 from napari_lightfusion.displayed import same_grid
-from napari_lightfusion.volume_io import OmeZarrOutput, open_volume
+from napari_lightfusion.ome_zarr_output import OmeZarrOutput
+from napari_lightfusion.volume_reader import open_volume
 from napari_lightfusion.volumes import fuse_volume
 
 ZOOMS = (0.8, 0.9, 2.5)  # x, y, z in mm
@@ -211,7 +212,7 @@ def peak_of_reading(volume, z) -> tuple[np.ndarray, int]:
 @pytest.mark.parametrize("perm, flip", [((0, 1, 2), ()), ((2, 0, 1), (1,))])
 def test_a_slice_read_does_not_load_the_volume(tmp_path, monkeypatch, perm, flip):
     """A 32 MiB uncompressed file: one 0.5 MiB slice is read with a few MiB, axial axis last or first."""
-    monkeypatch.setattr(volume_io, "SLAB_BYTES", 2**20)  # the axial-first file is read in 1 MiB slabs
+    monkeypatch.setattr(nifti_reader, "SLAB_BYTES", 2**20)  # the axial-first file is read in 1 MiB slabs
     big = np.random.default_rng(2).integers(0, 4000, (64, 512, 512), dtype=np.int16)
     path = store(tmp_path / "big.nii", big, perm, flip)
     del big

@@ -52,6 +52,9 @@ def test_wheel_holds_manifest_and_weights(wheel):
         next(n for n in names if n.endswith("entry_points.txt"))
     ).decode()
     assert "napari.manifest" in entry and "napari_lightfusion:napari.yaml" in entry
+    scripts = entry.split("[console_scripts]")[1].split("[")[0]
+    assert "lightfusion = napari_lightfusion.cli:main" in scripts  # the user commands
+    assert "lightfusion-research = napari_lightfusion.research.cli:main" in scripts  # the research tools
 
 
 def test_plugin_and_weights_load_from_the_unpacked_wheel_alone(wheel, tmp_path):

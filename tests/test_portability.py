@@ -14,7 +14,7 @@ from skimage.io import imread, imsave
 
 import napari_lightfusion
 from napari_lightfusion._sample_data import phantom_mri, phantom_pet
-from napari_lightfusion.research import bench
+from napari_lightfusion.research import bench_table
 
 UNIX_ONLY = ["resource"]
 
@@ -47,7 +47,7 @@ def test_every_module_outside_qt_imports_without_resource(run_blocked):
 def test_cli_help_and_fuse_without_resource(run_blocked, tmp_path):
     proc = run_blocked(["lightfusion", "--help"], UNIX_ONLY)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "fuse" in proc.stdout and "bench" in proc.stdout
+    assert "fuse" in proc.stdout and "lightfusion-research" in proc.stdout
     mri, pet, out = tmp_path / "mri.png", tmp_path / "pet.png", tmp_path / "fused.png"
     imsave(mri, np.round(phantom_mri(48) * 255).astype(np.uint8), check_contrast=False)
     imsave(pet, phantom_pet(48), check_contrast=False)
@@ -59,9 +59,9 @@ def test_cli_help_and_fuse_without_resource(run_blocked, tmp_path):
 
 def test_bench_table_says_when_peak_memory_is_unavailable():
     row = {
-        "case": "64x64 pair", "backend": "torch", "fast_ms": 1.0, "fuse_ms": 2.0, "eager_ms": 3.0, "speedup": 3.0,
+        "case": "64x64 pair", "backend": "torch", "net_ms": 1.0, "fuse_ms": 2.0, "eager_ms": 3.0,
         "peak_rss_mib": None, "base_rss_mib": None, "load": 0.5, "threads": 1, "tile": 512, "repeats": 3,
     }
-    text = bench.format_table([row])
-    assert "| 64x64 pair | torch | 1.0 | 2.0 | 3.0 | 3.0x | - | 0.50 |" in text
+    text = bench_table.format_table([row])
+    assert "| 64x64 pair | torch | 1.0 | 2.0 | 3.0 | 0.50 |" in text
     assert "peak RSS not available on this platform" in text

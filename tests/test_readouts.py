@@ -1,4 +1,4 @@
-"""The widget's Qt-free parts: fusion jobs, metric tables (readouts) and layer helpers (layers)."""
+"""The dock's Qt-free parts (``napari_lightfusion.session``): fusion jobs, metric tables and layer helpers."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from napari.components import ViewerModel
 from napari.layers import Image
 
 from napari_lightfusion import fuse, metric_registry, plan_fusion
-from napari_lightfusion._qt import jobs, layer_io, table_text
 from napari_lightfusion.baselines import fuse_baseline
 from napari_lightfusion.generators import Steps
 from napari_lightfusion.metrics import METRICS, evaluate, hot_spot_scores
+from napari_lightfusion.session import jobs, layer_io, table_text
 
 
 def request(a, b, index=None, preset="PET-MRI", **kwargs):
@@ -91,10 +91,11 @@ def test_copy_and_csv_keep_every_digit():
 
 
 def test_whole_job_yields_per_slice_and_equals_fuse(stack_pair):
-    seen, out = drain(jobs.run_request(request(*stack_pair, metric_index=3, baselines=("max",)), jobs.PlanCache()))
+    seen, out = drain(jobs.run_request(request(*stack_pair, metric_index=3, baselines=("max",), maps=True),
+                                       jobs.PlanCache()))
     assert seen == [0, 1, 2, 3, 4, out] and out.error is None and out.index is None
-    assert out.stacked and out.rgb and out.slices == 5
-    want = fuse(*stack_pair, "PET-MRI", "cpu", a_limits=(0.0, 255.0), b_rgb=True)
+    assert out.stacked and out.rgb and out.slices == 5 and out.weighted
+    want = fuse(*stack_pair, "PET-MRI", "cpu", a_limits=(0.0, 255.0), b_rgb=True, maps=True)
     np.testing.assert_allclose(out.result.fused, want.fused, atol=1e-6)
     shown = np.isfinite(out.result.attention)  # the maps as the widget shows them: NaN off the object
     assert shown.any() and not shown.all()
@@ -111,10 +112,24 @@ def test_live_job_fuses_one_slice_and_compare_adds_baselines(stack_pair):
     assert out.compare["average"].shape == (5, 48, 48, 3)
 
 
+def test_a_job_computes_maps_only_when_its_request_asks(colour_pair):
+    cache = jobs.PlanCache()
+    _, plain = drain(jobs.run_request(request(*colour_pair), cache))
+    assert plain.result.attention is None and plain.result.weight is None and plain.channel_maps is None
+    assert plain.weighted and plain.map_limits == {}  # the network has a mix weight, not computed
+    _, mapped = drain(jobs.run_request(request(*colour_pair, maps=True), cache))
+    assert mapped.result.attention.shape == (2, 64, 64) and mapped.result.weight is not None
+    assert mapped.channel_maps is not None and set(mapped.map_limits) == {
+        f"{k}:{s}" for k in ("surprise", "attention") for s in (0, 1)}
+    np.testing.assert_array_equal(plain.result.fused, mapped.result.fused)
+
+
 def test_plan_cache_reuses_until_the_key_changes(colour_pair):
     cache = jobs.PlanCache()
     first = cache.get(request(*colour_pair))
     assert cache.get(request(*colour_pair)) is first
+    with_maps = cache.get(request(*colour_pair, maps=True))
+    assert with_maps.maps and with_maps.pair is first.pair  # the same normalised pair, maps on
     changed = request(*colour_pair)
     changed.key = ("test", 2)
     assert cache.get(changed) is not first
@@ -137,8 +152,8 @@ def test_job_errors_come_back_as_one_line(colour_pair, a_shape, preset, message)
 def test_candidates_and_pair_checks(colour_pair):
     mri = Image(colour_pair[0], name="mri")
     pet = Image(colour_pair[1], name="pet", rgb=True)
-    out = Image(colour_pair[0], name="x", metadata={layer_io.MARK: "fused"})
-    assert layer_io.image_layers([out, pet, mri]) == [pet, mri]
+    assert layer_io.is_output(Image(colour_pair[0], name="x", metadata={layer_io.MARK: "fused"}))
+    assert not layer_io.is_output(mri)
     assert layer_io.check_pair(mri, pet) is None
     half = Image(colour_pair[1][:32], rgb=True, name="half")
     assert layer_io.check_pair(mri, half) is None  # fused on the anatomical grid
@@ -156,7 +171,7 @@ def test_data_index_follows_scale_and_translate():
 
 
 def test_output_sets_update_in_place_and_never_overwrite_a_renamed_layer():
-    from napari_lightfusion._qt import outputs
+    from napari_lightfusion.session import outputs
 
     viewer = ViewerModel()
     like = viewer.add_image(np.zeros((8, 8)), scale=(2, 3), translate=(1, -1), name="mri")

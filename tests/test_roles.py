@@ -11,15 +11,10 @@ import pytest
 from skimage.io import imread, imsave
 from synthetic_heads import as_png, ct_like, mr_like
 
-from napari_lightfusion import roles
-from napari_lightfusion.roles import (
-    LayerInfo,
-    guess_preset,
-    guess_roles,
-    is_grey_rgb,
-    modality,
-    preset_warning,
-)
+from napari_lightfusion import modalities, roles
+from napari_lightfusion.image_evidence import is_grey_rgb
+from napari_lightfusion.modalities import LayerInfo, modality
+from napari_lightfusion.roles import guess_preset, guess_roles, preset_warning
 
 rng = np.random.default_rng(0)
 GREY = rng.integers(0, 256, (32, 32), dtype=np.uint8)
@@ -302,10 +297,10 @@ def test_the_dicom_modality_outranks_names_and_a_tinted_grey_image_counts_as_col
 
     pet = layer("series 3 (SUV)", "PT", "inferno")
     mr = layer("T2 haste of the PET study", "MR")  # the name says "PET", the tag says MR
-    assert roles.modality(mr).label == "MRI" and roles.modality(mr).source == "DICOM Modality"
-    info = roles.LayerInfo.from_layer(pet)
+    assert modalities.modality(mr).label == "MRI" and modalities.modality(mr).source == "DICOM Modality"
+    info = modalities.LayerInfo.from_layer(pet)
     assert info.tinted and info.colour and info.dicom_modality == "PT"
-    assert not roles.LayerInfo.from_layer(mr).colour
+    assert not modalities.LayerInfo.from_layer(mr).colour
     assert roles.guess_preset(mr, pet).preset == "PET-MRI"
     assert roles.short_name(pet) == "PET" and roles.short_name(layer("x")) == "x"
     assert roles.is_microscopy(layer("GFP"), layer("phase")) and not roles.is_microscopy(mr, pet)

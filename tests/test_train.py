@@ -1,18 +1,36 @@
-"""Training: the loss falls, runs are repeatable, and the outputs are complete."""
+"""Training: the shared core (crops, objective, schedule, best state), and ``research.train`` over it."""
 
 import csv
 import json
+import math
 
 import numpy as np
 import pytest
 import torch
 from skimage.io import imsave
 
-from napari_lightfusion.losses import fusion_loss
-from napari_lightfusion.model import LightFusionNet
-from napari_lightfusion.research.data import is_validation, load_pairs, pair_names, read_image
-from napari_lightfusion.research.train import TrainConfig, random_batch, train
-from napari_lightfusion.weights import load_model, sha256
+from napari_lightfusion.losses import LossWeights
+from napari_lightfusion.model import LightFusionNet, ModelConfig
+from napari_lightfusion.objective import Objective, objective_of, with_hot_spots
+from napari_lightfusion.pair_data import is_validation, load_pairs, pair_names, planes, read_image
+from napari_lightfusion.research.train import TrainConfig, train
+from napari_lightfusion.training import (
+    Crops,
+    Schedule,
+    held_out_score,
+    lower_loss,
+    train_steps,
+    validate,
+)
+from napari_lightfusion.weights import PRESETS, load_model, preset_path, read_sidecar, sha256
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def phantom_pairs(n, size=64, seed=0):
@@ -38,25 +56,104 @@ def data_root(tmp_path):
     return tmp_path
 
 
-def test_a_few_steps_lower_the_loss(data_root):
-    torch.manual_seed(0)
-    from napari_lightfusion.research.train import pairs_to_tensor
+@pytest.fixture
+def arrays(data_root):
+    return planes(load_pairs(data_root, "train", "PET-MRI"))
 
-    images = pairs_to_tensor(load_pairs(data_root, "train", "PET-MRI"))
+
+def test_the_loop_lowers_the_loss_and_keeps_the_best_or_the_last_state(arrays):
+    torch.manual_seed(0)
     model = LightFusionNet()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    a, b = images[:, :1], images[:, 1:]
-    first, _ = fusion_loss(model(a, b), a, b)
-    for _ in range(40):
-        loss, _ = fusion_loss(model(a, b), a, b)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    assert loss.item() < 0.8 * first.item()
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    schedule = Schedule(steps=40, crop=32, lr=1e-2, validate_every=10)
+    steps = list(train_steps(model, Objective(), arrays[:9], arrays[9:], schedule, keep="last", rank=lower_loss,
+                             measures=()))
+    losses = [p.validation["loss"] for p in steps if p.validation is not None]
+    assert [p.step for p in steps if p.validation is not None] == [0, 10, 20, 30, 40]
+    assert losses[-1] < 0.95 * losses[0]
+    assert validate(model, arrays[9:], Objective(), measures=())["loss"] == pytest.approx(losses[-1], rel=1e-5)
+
+    model.load_state_dict(start)  # again, with a rank that prefers the worst loss: the start is kept
+    list(train_steps(model, Objective(), arrays[:9], arrays[9:], schedule, keep="best",
+                     rank=lambda v: v["loss"], measures=()))
+    assert all(torch.equal(start[k], v) for k, v in model.state_dict().items())
+
+
+def test_the_schedule_decays_the_learning_rate_every_lr_step_steps(arrays):
+    model = LightFusionNet(ModelConfig(balance=0.2))
+    schedule = Schedule(steps=7, crop=16, lr=1e-3, lr_step=3, lr_gamma=0.5, validate_every=None)
+    seen = [p.lr for p in train_steps(model, Objective(balance=0.2), arrays[:4], arrays[4:5], schedule,
+                                      rank=lower_loss, measures=()) if p.terms]
+    assert seen == pytest.approx([1e-3] * 3 + [5e-4] * 3 + [2.5e-4])
+
+
+def test_crops_are_seeded_flipped_and_carry_the_hot_spot(arrays):
+    images = with_hot_spots(arrays)
+    first = Crops(images, 16, seed=1).batch(4)
+    again = Crops(images, 16, seed=1).batch(4)
+    other = Crops(images, 16, seed=2).batch(4)
+    assert first[0].shape == first[1].shape == first[2].shape == (4, 1, 16, 16)
+    assert all(torch.equal(x, y) for x, y in zip(first, again)) and not torch.equal(first[0], other[0])
+    assert set(first[2].unique().tolist()) <= {0.0, 1.0}
+    assert Crops([np.zeros((2, 20, 40), np.float32)], 64, seed=0).crop == 20  # no bigger than the smallest part
+    a, b, hot = Crops(arrays, 16, seed=0).batch(2)
+    assert hot is None
+
+
+def test_hot_spot_plane_is_the_metrics_hot_spot(data_root):
+    from napari_lightfusion.colour import grey
+    from napari_lightfusion.metrics import hot_spot
+
+    pair = load_pairs(data_root, "train", "PET-MRI")[0]
+    (image,) = with_hot_spots(planes([pair]))
+    expected = hot_spot(grey(pair.other) * 255, pair.anatomical * 255)
+    assert image.shape == (3, 64, 64) and np.array_equal(image[2], expected.astype(np.float32))
+
+
+def test_balance_is_drawn_per_batch_around_its_default():
+    rng = np.random.default_rng(0)
+    assert Objective().draw(rng) is None  # the paper's network
+    draws = [Objective(balance=0.3, default_share=0.25).draw(rng) for _ in range(2000)]
+    assert all(0.0 <= d <= 1.0 for d in draws)
+    assert 0.2 < sum(d == 0.3 for d in draws) / len(draws) < 0.3
+    assert 0.4 < np.mean([d for d in draws if d != 0.3]) < 0.6  # the rest uniform
+    unconditioned = Objective(balance=0.3).for_model(LightFusionNet())
+    assert {unconditioned.draw(rng) for _ in range(20)} == {0.3}  # it cannot take b: trained at the default only
+
+
+def test_each_bundled_presets_objective_comes_from_its_sidecar():
+    found = {name: objective_of(read_sidecar(preset_path(name))) for name in PRESETS}
+    assert found["CT-MRI"] == Objective(LossWeights(), 0.0, "fade", 0.25, 1.0, 10.0)
+    assert found["PET-MRI"] == Objective(LossWeights(), 0.35, "split", 0.25, 2.0, 10.0)
+    assert found["SPECT-MRI"].balance_loss == "hotspot" and found["SPECT-MRI"].default_share == 0.5
+    assert found["PET-MRI"].needs_hot_spots and not found["CT-MRI"].needs_hot_spots
+    assert Objective.from_dict(found["PET-MRI"].to_dict()) == found["PET-MRI"]
+    assert objective_of({"objective": found["SPECT-MRI"].to_dict()}) == found["SPECT-MRI"]
+    assert objective_of({}) == Objective()  # nothing recorded: the paper's loss, Eq. 5
+    assert found["PET-MRI"].describe() == ("split balance loss (hot-spot weight 2), default b 0.35 (25% of batches "
+                                           "there, the rest b uniform), Eq. 5 weights")
+    assert "(every batch there)" in Objective(balance=0.0, default_share=1.0).describe()
+    assert Objective(LossWeights(100, 50, 20)).describe() == "the paper's loss, weights 100/50/20"
+    with pytest.raises(ValueError, match="balance loss"):
+        Objective(balance_loss="sideways")
+
+
+def test_held_out_score_is_the_geometric_mean_of_qabf_ssim_vif():
+    assert held_out_score({"Qabf": 0.5, "SSIM": 1.0, "VIF": 2.0, "loss": 9.0}) == pytest.approx(1.0)
+    assert held_out_score({"Qabf": 0.8, "SSIM": 0.8, "VIF": 0.8}) == pytest.approx(0.8)
+    assert held_out_score({"Qabf": float("nan"), "SSIM": 0.5, "VIF": 2.0}) == pytest.approx(1.0)  # the others
+    assert math.isnan(held_out_score({"Qabf": float("nan"), "SSIM": float("nan"), "VIF": float("nan")}))
+    assert held_out_score({"Qabf": 0.7, "SSIM": 1.0, "VIF": 0.0}) == 0.0  # lost everything: the lowest score
+
+
+def test_validate_scores_the_held_out_arrays(arrays):
+    model = LightFusionNet()
+    values = validate(model, arrays[:2], Objective(), measures=("Qabf", "SSIM", "VIF", "MI"))
+    assert set(values) == {"loss", "Qabf", "SSIM", "VIF", "MI"} and all(np.isfinite(list(values.values())))
 
 
 def test_train_writes_weights_sidecar_and_log_and_is_repeatable(data_root, tmp_path):
-    config = TrainConfig(epochs=2, crop=32, seed=3)
+    config = TrainConfig(epochs=2, crop=32, seed=3, val_every=1)
     side = train(data_root, "PET-MRI", tmp_path / "one", config, progress=False)
     again = train(data_root, "PET-MRI", tmp_path / "two", config, progress=False)
     weights = tmp_path / "one" / "PET-MRI.pt"
@@ -68,8 +165,17 @@ def test_train_writes_weights_sidecar_and_log_and_is_repeatable(data_root, tmp_p
     with open(tmp_path / "one" / "PET-MRI.log.csv", newline="") as log:
         rows = list(csv.DictReader(log))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
-    assert all(float(r["loss"]) > 0 for r in rows)
+    assert all(float(r["loss"]) > 0 for r in rows) and all(r["val_loss"] for r in rows)
+    assert float(rows[-1]["val_loss"]) == pytest.approx(stored["final_validation_loss"], abs=1e-6)
     load_model(weights)  # the sidecar and the file agree
+
+
+def test_the_last_epoch_is_validated_when_it_is_off_the_interval(data_root, tmp_path):
+    side = train(data_root, "PET-MRI", tmp_path, TrainConfig(epochs=3, crop=32, val_every=2), progress=False)
+    with open(tmp_path / "PET-MRI.log.csv", newline="") as log:
+        rows = list(csv.DictReader(log))
+    assert [bool(r["val_loss"]) for r in rows] == [False, True, True]
+    assert float(rows[-1]["val_loss"]) == pytest.approx(side["final_validation_loss"], abs=1e-6)
 
 
 def test_validation_split_is_by_name_and_disjoint():
@@ -77,15 +183,6 @@ def test_validation_split_is_by_name_and_disjoint():
     val = [n for n in names if is_validation(n)]
     assert 150 < len(val) < 250  # about 10 %
     assert val == [n for n in names if is_validation(n)]  # deterministic
-
-
-def test_random_batch_shapes_and_flips_are_seeded():
-    images = torch.rand(5, 2, 40, 40)
-    g1, g2 = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
-    a1, b1 = random_batch(images, 4, 16, g1)
-    a2, b2 = random_batch(images, 4, 16, g2)
-    assert a1.shape == b1.shape == (4, 1, 16, 16)
-    assert torch.equal(a1, a2) and torch.equal(b1, b2)
 
 
 def test_reader_normalises_grey_stored_as_rgb(tmp_path):
@@ -102,44 +199,13 @@ def test_missing_dataset_folder_is_a_clear_error(tmp_path):
         pair_names(tmp_path, "train", "XR-MRI")
 
 
-def test_balance_is_drawn_per_batch_around_its_default():
-    from napari_lightfusion.model import ModelConfig
-    from napari_lightfusion.research.train import draw_balance
-
-    g = torch.Generator().manual_seed(0)
-    assert draw_balance(TrainConfig(), g) is None  # the paper's network
-    config = TrainConfig(model=ModelConfig(balance=0.3), default_share=0.25)
-    draws = [draw_balance(config, g) for _ in range(2000)]
-    assert all(0.0 <= d <= 1.0 for d in draws)
-    at_default = sum(d == 0.3 for d in draws) / len(draws)
-    assert 0.2 < at_default < 0.3
-    assert 0.4 < np.mean([d for d in draws if d != 0.3]) < 0.6  # the rest uniform
-
-
-def test_training_a_conditioned_network_writes_its_default_balance(data_root, tmp_path):
-    from napari_lightfusion.model import ModelConfig
-
-    config = TrainConfig(epochs=1, crop=32, model=ModelConfig(balance=0.25))
+@pytest.mark.parametrize("balance_loss", ["targets", "split"])
+def test_training_a_conditioned_network_writes_its_default_balance(data_root, tmp_path, balance_loss):
+    config = TrainConfig(epochs=1, crop=32, model=ModelConfig(balance=0.25), balance_loss=balance_loss)
     side = train(data_root, "PET-MRI", tmp_path, config, progress=False)
     assert side["model"]["balance"] == 0.25 and side["device"] == "cpu"
     model = load_model(tmp_path / "PET-MRI.pt")
     assert model.conditioned and model.config.balance == 0.25
     scale, _ = model.condition(1.0)
     assert not torch.equal(scale, torch.ones_like(scale))  # the conditioning was trained
-
-
-def test_hot_spot_plane_travels_with_the_crops(data_root):
-    from napari_lightfusion.metrics import hot_spot
-    from napari_lightfusion.research.train import pairs_to_tensor
-
-    pairs = load_pairs(data_root, "train", "PET-MRI")
-    images = pairs_to_tensor(pairs, hot_spots=True)
-    assert images.shape[1] == 3
-    p = pairs[0]
-    from napari_lightfusion.colour import grey
-
-    expected = hot_spot(grey(p.other) * 255, p.anatomical * 255)
-    assert torch.equal(images[0, 2], torch.from_numpy(expected.astype(np.float32)))
-    a, b, hot = random_batch(images, 3, 16, torch.Generator().manual_seed(0))
-    assert a.shape == b.shape == hot.shape == (3, 1, 16, 16)
-    assert set(hot.unique().tolist()) <= {0.0, 1.0}
+    assert objective_of(side) == config.objective()  # what fine-tuning will read back

@@ -9,7 +9,7 @@ import zarr
 
 from napari_lightfusion._qt.volume_export import export_fused
 from napari_lightfusion.lazy import fuse_lazy
-from napari_lightfusion.volume_io import OmeZarrOutput
+from napari_lightfusion.ome_zarr_output import OmeZarrOutput
 
 WAIT_MS = 60_000
 

@@ -13,7 +13,8 @@ import zarr
 from napari_lightfusion import fuse
 from napari_lightfusion.batch import fuse_batch, read_manifest
 from napari_lightfusion.cli import main
-from napari_lightfusion.volume_io import OmeZarrOutput, open_volume
+from napari_lightfusion.ome_zarr_output import OmeZarrOutput
+from napari_lightfusion.volume_reader import open_volume
 from napari_lightfusion.volumes import fuse_volume
 from napari_lightfusion.weights import preset_path, sha256
 

@@ -5,7 +5,9 @@ and drive the widget through its scripting surface (``set_pair``, ``fuse``,
 ``compare``, ``busy``, ``results_written``). The bundled weights may be
 placeholders: nothing here judges fusion quality, only that the widget
 shows exactly what the Qt-free functions compute. What a user sees (default
-view, names, labels, progress, stale state) is in test_widget_view.py.
+view, names, labels, progress, stale state) is in test_widget_view.py. A
+fusion computes the maps only while one is shown: tests of maps pick one
+first (:func:`show_map`).
 """
 
 from __future__ import annotations
@@ -18,15 +20,20 @@ from qtpy.QtWidgets import QApplication, QFileDialog
 
 from napari_lightfusion import fuse, plan_fusion
 from napari_lightfusion._qt import widget as widget_module
-from napari_lightfusion._qt.jobs import NETWORK
-from napari_lightfusion._qt.layer_io import grid_of
-from napari_lightfusion._qt.table_text import to_tsv
 from napari_lightfusion.baselines import fuse_baseline
 from napari_lightfusion.fusion import FusionPlan
 from napari_lightfusion.metric_registry import ROWS, TIME
 from napari_lightfusion.metrics import METRICS, evaluate, hot_spot_scores
 from napari_lightfusion.resample import resample
+from napari_lightfusion.session.jobs import NETWORK
+from napari_lightfusion.session.layer_io import grid_of
+from napari_lightfusion.session.table_text import to_tsv
 from napari_lightfusion.weights import WeightError
+
+
+def show_map(widget, text: str = "attention: functional") -> None:
+    """Pick a map in "Show map" (before a Fuse: the Fuse computes the maps)."""
+    widget.show_map.setCurrentIndex(widget_module.MAP_TEXT.index(text))
 
 
 def assert_shown(data, want, atol: float) -> None:
@@ -44,7 +51,8 @@ def test_manifest_docks_the_widget(make_napari_viewer):
     assert widget.channel.count() == 17  # mean + 16 channels
 
 
-def test_grey_pair_fuses_what_is_seen(lightfusion, grey_pair, qtbot, outputs, fingerprint, fuse_now, role):
+def test_grey_pair_fuses_what_is_seen(lightfusion, grey_pair, qtbot, outputs, fingerprint, fuse_now, role,
+                                      wait_idle):
     viewer, widget = lightfusion
     a = viewer.add_image(grey_pair[0], name="mri", contrast_limits=(20, 200), scale=(0.5, 0.7),
                          translate=(3, -2))
@@ -53,7 +61,11 @@ def test_grey_pair_fuses_what_is_seen(lightfusion, grey_pair, qtbot, outputs, fi
     widget.set_pair(a, b)
     before = [fingerprint(a), fingerprint(b)]
     fuse_now(widget)
-    expected = fuse(grey_pair[0], grey_pair[1], "CT-MRI", "auto", a_limits=(20, 200), b_limits=(0, 500))
+    assert [ly.name for ly in outputs(viewer)] == ["mri + ct · CT-MRI"]  # no map on show: the fused image alone
+    show_map(widget)  # a map picked after the fusion: the maps are computed now
+    assert widget.busy
+    wait_idle(widget)
+    expected = fuse(grey_pair[0], grey_pair[1], "CT-MRI", "auto", a_limits=(20, 200), b_limits=(0, 500), maps=True)
     fused = role(viewer, "fused")
     assert not fused.rgb and fused.name == "mri + ct · CT-MRI"
     np.testing.assert_allclose(fused.data, expected.fused, atol=1e-6)
@@ -84,7 +96,7 @@ def test_colour_pair_twice_updates_layers_in_place(lightfusion, colour_pair, qtb
     expected = fuse(*colour_pair, "PET-MRI", "auto", a_limits=tuple(a.contrast_limits), b_rgb=True)
     np.testing.assert_allclose(fused.data, expected.fused, atol=1e-6)
     fuse_now(widget)
-    assert list(viewer.layers) == first and len(first) == 9  # same objects, no "[1]" (PET-MRI has a mix weight)
+    assert list(viewer.layers) == first and len(first) == 3  # same objects, no "[1]" (no map on show: no maps)
     assert [fingerprint(a), (b.data.tobytes(), b.visible)] == before
 
 
@@ -92,6 +104,7 @@ def test_stack_is_fused_whole(lightfusion, stack_pair, qtbot, fuse_now, role):
     viewer, widget = lightfusion
     viewer.add_image(stack_pair[0], name="mri stack")
     viewer.add_image(stack_pair[1], name="pet stack", rgb=True)
+    show_map(widget)
     fuse_now(widget)
     expected = fuse(*stack_pair, "PET-MRI", "auto", a_limits=(0.0, 255.0), b_rgb=True)
     fused = role(viewer, "fused")
@@ -152,7 +165,7 @@ def test_cancel_mid_stack_leaves_layers_as_they_were(
     qtbot.waitUntil(lambda: widget.progress.bar.value() >= 1, timeout=10_000)
     widget.cancel_btn.click()
     wait_idle(widget)
-    assert role(viewer, "fused") is fused and len(outputs(viewer)) == 7  # with PET-MRI's mix weight
+    assert role(viewer, "fused") is fused and len(outputs(viewer)) == 1  # the fused image (no map on show)
     np.testing.assert_array_equal(fused.data, kept)
     assert "Cancelled" in widget.status.text()
 
@@ -237,13 +250,14 @@ def test_channel_choice_switches_the_maps_at_once_without_a_fusion(lightfusion, 
     viewer, widget = lightfusion
     a = viewer.add_image(colour_pair[0], name="mri")
     viewer.add_image(colour_pair[1], name="pet")
+    show_map(widget)
     fuse_now(widget)
     att, sur = role(viewer, "attention:0"), role(viewer, "surprise:1")
     started = widget.jobs_started
     for k in (3, None):
         _pick_channel(widget, k)
         assert not widget.busy and widget.jobs_started == started  # no job: the kept maps are shown
-        expected = fuse(*colour_pair, "PET-MRI", "auto", channel=k, a_limits=tuple(a.contrast_limits))
+        expected = fuse(*colour_pair, "PET-MRI", "auto", channel=k, a_limits=tuple(a.contrast_limits), maps=True)
         assert role(viewer, "attention:0") is att and role(viewer, "surprise:1") is sur  # in place
         assert_shown(att.data, expected.attention[0], atol=1e-5)
         assert_shown(sur.data, expected.surprise[1], atol=1e-5)
@@ -256,13 +270,14 @@ def test_channel_choice_on_a_stack_switches_the_displayed_slice_at_once(
     viewer.add_image(stack_pair[0], name="mri stack")
     viewer.add_image(stack_pair[1], name="pet stack", rgb=True)
     viewer.dims.set_current_step(0, 2)
+    show_map(widget)
     fuse_now(widget)
     att = role(viewer, "attention:1")
     before = att.data.copy()
     started = widget.jobs_started
     _pick_channel(widget, 5)
     assert not widget.busy and widget.jobs_started == started
-    plan = plan_fusion(*stack_pair, "PET-MRI", channel=5, a_limits=(0.0, 255.0), b_rgb=True)
+    plan = plan_fusion(*stack_pair, "PET-MRI", channel=5, a_limits=(0.0, 255.0), b_rgb=True, maps=True)
     assert_shown(att.data[2], plan.run_slice(2).attention[1], atol=1e-5)
     np.testing.assert_array_equal(att.data[0], before[0])  # other slices wait for the next Fuse
     assert "slice 2" in widget.status.text()
@@ -271,7 +286,7 @@ def test_channel_choice_on_a_stack_switches_the_displayed_slice_at_once(
     assert widget.busy
     wait_idle(widget)
     assert_shown(att.data[0], plan_fusion(*stack_pair, "PET-MRI", channel=1, a_limits=(0.0, 255.0),
-                                          b_rgb=True).run_slice(0).attention[1], atol=1e-5)
+                                          b_rgb=True, maps=True).run_slice(0).attention[1], atol=1e-5)
 
 
 def test_live_follows_the_slider_and_contrast(lightfusion, stack_pair, qtbot, outputs, wait_idle, role):
@@ -290,7 +305,7 @@ def test_live_follows_the_slider_and_contrast(lightfusion, stack_pair, qtbot, ou
     viewer.dims.set_current_step(0, 3)
     qtbot.waitUntil(lambda: widget.live_slice == 3, timeout=30_000)
     wait_idle(widget)
-    assert role(viewer, "fused") is fused and len(outputs(viewer)) == 7  # with PET-MRI's mix weight
+    assert role(viewer, "fused") is fused and len(outputs(viewer)) == 1  # Live computes no map none shows
     np.testing.assert_allclose(fused.data[3], plan.run_slice(3).fused, atol=1e-6)
     a.contrast_limits = (0, 120)  # a contrast change re-fuses the current slice
     replan = plan_fusion(*stack_pair, "PET-MRI", a_limits=(0.0, 120.0), b_rgb=True)
@@ -307,8 +322,8 @@ def test_requests_never_queue_up(lightfusion, colour_pair, qtbot, monkeypatch, w
     widget.live.setChecked(True)
     for step in range(20):  # a burst of contrast drags
         viewer.layers["mri"].contrast_limits = (0, 255 - step)
-        if step == 10:
-            qtbot.wait(150)  # one debounced request fires in the middle
+        if step == 10:  # one debounced request fires in the middle
+            qtbot.waitUntil(lambda: widget.jobs_started > before, timeout=10_000)
     wait_idle(widget)
     assert 1 <= widget.jobs_started - before <= 2
 
@@ -333,7 +348,7 @@ def test_compare_adds_baselines_in_a_labelled_grid(lightfusion, colour_pair, qtb
     grid_of(viewer).enabled = True
     widget.compare()
     wait_idle(widget)
-    assert role(viewer, "baseline:laplacian") is baseline and len(viewer.layers) == 11
+    assert role(viewer, "baseline:laplacian") is baseline and len(viewer.layers) == 5  # 3 inputs, fused, baseline
 
 
 def test_save_screenshot_writes_a_picture(make_napari_viewer, colour_pair, qtbot, tmp_path, monkeypatch, fuse_now):

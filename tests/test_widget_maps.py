@@ -1,13 +1,17 @@
-"""What a newcomer still tripped over (issue 23, items 4-7), in a real napari viewer under Xvfb.
+"""What a newcomer still tripped over (issue 23, items 4-7), in a real napari viewer under Xvfb; maps only when asked.
 
 4 the maps show inside the object only, with contrast from there, no edge
 stripes and their colour bar beside the image; 5 Compare and the metric
 table on a lazy (dask) stack; 6 the metric group says which slice its
 numbers are for, and when the view shows another plane; 7 one naming rule,
 the anatomical input first, in the layers, the Compare tiles and the figure.
+Issue 22: a fusion computes the maps only while one is shown; a map picked
+after a fusion without them is computed then.
 """
 
 from __future__ import annotations
+
+import time
 
 import numpy as np
 import pytest
@@ -15,13 +19,14 @@ from napari.layers import Image
 from qtpy.QtWidgets import QGroupBox
 
 from napari_lightfusion import fuse, metric_registry, plan_fusion
-from napari_lightfusion._qt import jobs, layer_io, map_view
 from napari_lightfusion._qt import widget as widget_module
-from napari_lightfusion._qt.layer_io import grid_of
 from napari_lightfusion._sample_data import make_sample_pair
 from napari_lightfusion.baselines import fuse_baseline
 from napari_lightfusion.engine import run_slice
 from napari_lightfusion.inputs import to_unit
+from napari_lightfusion.session import jobs, layer_io, map_view
+from napari_lightfusion.session.layer_io import grid_of
+from napari_lightfusion.session.model import JobKind
 from napari_lightfusion.weights import model_for
 
 
@@ -68,16 +73,17 @@ def shown_viewer(make_napari_viewer, wait_idle):
 
 
 def test_a_map_shows_inside_the_head_with_its_contrast_from_there_and_its_colour_bar_beside_it(
-    shown_viewer, qtbot, fuse_now, role,
+    shown_viewer, qtbot, fuse_now, role, wait_idle,
 ):
     viewer, widget = shown_viewer
     mri, pet = viewer.layers
     fuse_now(widget)
     viewer.reset_view()
-    qtbot.wait(100)
-    want = fuse(mri.data, pet.data, "PET-MRI", "auto", a_limits=tuple(mri.contrast_limits), b_rgb=True)
+    qtbot.waitUntil(lambda: viewer.canvas.size[1] > 2 * map_view.COLORBAR_ROOM, timeout=5_000)  # laid out
+    want = fuse(mri.data, pet.data, "PET-MRI", "auto", a_limits=tuple(mri.contrast_limits), b_rgb=True, maps=True)
     np.testing.assert_allclose(role(viewer, "fused").data, want.fused, atol=1e-6)  # the fused image as fuse() gives it
     choose_map(widget, "attention: functional")
+    wait_idle(widget)  # the maps, computed now
     att = role(viewer, "attention:1")
     band = model_for("PET-MRI").maps_radius
     inside = map_view.object_mask(to_unit(mri.data, tuple(mri.contrast_limits)), band)
@@ -105,14 +111,73 @@ def pair_viewer(lightfusion, colour_pair):
     return viewer, widget
 
 
-def test_a_zoomed_view_is_kept_when_a_map_is_shown(pair_viewer, fuse_now):
+def test_a_zoomed_view_is_kept_when_a_map_is_shown(pair_viewer, fuse_now, wait_idle):
     viewer, widget = pair_viewer
     fuse_now(widget)
     viewer.scene.camera.zoom = 40.0  # into a detail: the user's view
     center = tuple(viewer.scene.camera.center)
     choose_map(widget, "surprise: anatomical")
+    wait_idle(widget)
     assert viewer.scene.camera.zoom == 40.0 and tuple(viewer.scene.camera.center) == center
 
+
+def test_fuse_computes_maps_only_while_one_is_shown_and_a_map_picked_later_is_computed_then(
+    pair_viewer, fuse_now, wait_idle, role, outputs, colour_pair,
+):
+    viewer, widget = pair_viewer
+    fuse_now(widget)
+    assert outputs(viewer) == [role(viewer, "fused")] and not widget.session.result.maps
+    started = widget.jobs_started
+    choose_map(widget, "surprise: functional")
+    assert widget.busy and widget.jobs_started == started + 1  # the maps are computed now, in a worker
+    assert role(viewer, "fused").visible  # the fused image stays until they are there
+    wait_idle(widget)
+    sur = role(viewer, "surprise:1")
+    want = fuse(*colour_pair, "PET-MRI", "auto", a_limits=tuple(viewer.layers["MRI"].contrast_limits), maps=True)
+    shown = np.isfinite(sur.data)
+    np.testing.assert_allclose(sur.data[shown], want.surprise[1][shown], atol=1e-5)
+    assert sur.visible and not role(viewer, "fused").visible and widget.session.result.maps
+    choose_map(widget, "attention: anatomical")  # the result has its maps now: shown at once
+    assert not widget.busy and widget.jobs_started == started + 1 and role(viewer, "attention:0").visible
+    fuse_now(widget)  # a map on show: Fuse computes the maps
+    assert widget.session.result.maps and role(viewer, "attention:0").visible
+    choose_map(widget, "none (fused image)")
+    fuse_now(widget)
+    assert not widget.session.result.maps and role(viewer, "fused").visible
+
+
+def test_a_map_picked_while_fuse_runs_is_computed_after_it(pair_viewer, qtbot, monkeypatch, wait_idle, role):
+    from napari_lightfusion.fusion import FusionPlan
+
+    viewer, widget = pair_viewer
+    wait_idle(widget)
+    slow = FusionPlan.run_slice
+    monkeypatch.setattr(FusionPlan, "run_slice", lambda self, i: (time.sleep(0.3), slow(self, i))[1])
+    widget.fuse()
+    qtbot.waitUntil(lambda: widget.session.job is JobKind.FUSE, timeout=10_000)
+    choose_map(widget, "attention: functional")  # no result yet: nothing to show it on
+    wait_idle(widget)
+    assert role(viewer, "attention:1").visible and widget.session.result.maps
+
+
+def test_live_computes_maps_only_while_one_is_shown(lightfusion, stack_pair, qtbot, wait_idle, role):
+    viewer, widget = lightfusion
+    viewer.add_image(stack_pair[0], name="mri stack")
+    viewer.add_image(stack_pair[1], name="pet stack", rgb=True)
+    viewer.dims.set_current_step(0, 1)
+    widget.live.setChecked(True)
+    qtbot.waitUntil(lambda: widget.live_slice == 1, timeout=30_000)
+    wait_idle(widget)
+    assert role(viewer, "attention:1") is None and not widget.session.result.maps
+    choose_map(widget, "attention: functional")  # the slice on view gets its maps
+    qtbot.waitUntil(lambda: role(viewer, "attention:1") is not None, timeout=30_000)
+    wait_idle(widget)
+    att = role(viewer, "attention:1")
+    assert np.isfinite(att.data[1]).any() and not att.data[3].any()
+    viewer.dims.set_current_step(0, 3)  # Live, with a map on show: the new slice comes with its maps
+    qtbot.waitUntil(lambda: widget.live_slice == 3, timeout=30_000)
+    wait_idle(widget)
+    assert role(viewer, "attention:1") is att and np.isfinite(att.data[3]).any()
 
 
 def test_the_edge_stripes_are_the_padding_and_the_band_covers_them():
@@ -144,6 +209,7 @@ def test_compare_on_a_stack_opened_lazily_gives_a_grid_baselines_and_metrics_of_
     widget.baseline.setCurrentText("laplacian")
     widget.compare()
     wait_idle(widget)
+    assert role(viewer, "attention:1") is None  # no map on show: none computed
     fused, baseline = role(viewer, "fused"), role(viewer, "baseline:laplacian")
     assert isinstance(fused.data, da.Array) and isinstance(baseline.data, da.Array)  # the layers stay lazy
     assert grid_of(viewer).enabled and [ly for ly in viewer.layers if ly.visible] == [
@@ -159,8 +225,11 @@ def test_compare_on_a_stack_opened_lazily_gives_a_grid_baselines_and_metrics_of_
                 np.testing.assert_allclose(widget.table_data[column][metric], value, rtol=1e-5, err_msg=metric)
     assert "metrics: the current slice" in widget.status.text()
     assert metric_box(widget).title() == "Metrics (axial slice 2)"
+    choose_map(widget, "attention: functional")  # computed now (lazily), the baselines kept in the result
+    wait_idle(widget)
     att = role(viewer, "attention:1")
-    assert np.isnan(np.asarray(att.data[2])[:3]).all()  # the lazy maps are shown as the others
+    assert isinstance(att.data, da.Array) and np.isnan(np.asarray(att.data[2])[:3]).all()  # shown as the others
+    assert "baseline:laplacian" in widget.last_result()
 
 
 # 6 ------------------------------------------------------------------ which slice the numbers are for
@@ -171,7 +240,7 @@ def metric_box(widget) -> QGroupBox:
 
 
 def test_the_metric_title_names_the_slice_and_says_when_the_view_shows_another_plane(
-    lightfusion, stack_pair, colour_pair, fuse_now, role,
+    lightfusion, stack_pair, colour_pair, fuse_now, role, wait_idle,
 ):
     viewer, widget = lightfusion
     viewer.add_image(stack_pair[0], name="mri stack")
@@ -192,6 +261,7 @@ def test_the_metric_title_names_the_slice_and_says_when_the_view_shows_another_p
     fuse_now(widget)
     assert box.title() == "Metrics (the image)"
     choose_map(widget, "attention: functional")  # a 2D map in a viewer that also holds a stack
+    wait_idle(widget)
     assert role(viewer, "attention:1").colorbar.visible
 
 
@@ -212,6 +282,7 @@ def test_names_put_what_and_which_first_without_repeating_folders(lightfusion, c
     grey = np.repeat(colour_pair[0][..., None], 3, -1)
     viewer.open(_save(tmp_path / "MRI" / "23.png", grey))  # as the Harvard test set is laid out
     viewer.open(_save(tmp_path / "PET" / "23.png", colour_pair[1]))
+    choose_map(widget, "attention: functional")  # so that Fuse computes (and names) the maps
     fuse_now(widget)
     label = "MRI 23 + PET 23 · PET-MRI"
     assert role(viewer, "fused").name == label
@@ -238,6 +309,7 @@ def test_dicom_series_names_give_short_result_names(lightfusion, colour_pair, fu
                           metadata={"clinical": {"modality": "PT", "unit": "SUV"}})
     widget.set_pair(mr, pt)
     widget.preset.setCurrentText("PET-MRI")
+    choose_map(widget, "attention: functional")
     fuse_now(widget)
     assert role(viewer, "fused").name == "MRI + PET · PET-MRI"
     assert role(viewer, "attention:1").name == "attention · PET · MRI + PET · PET-MRI"

@@ -19,6 +19,7 @@ from synthetic_heads import as_png, ct_like, mr_like
 
 from napari_lightfusion._sample_data import microscopy_pair
 from napari_lightfusion.metric_registry import HOT_SPOT_MEASURES
+from napari_lightfusion.session.model import JobKind
 
 CT_MR = {
     "HU and float MR": (ct_like(96), mr_like(96)),
@@ -142,7 +143,7 @@ def test_an_input_deleted_during_compare_leaves_its_picker_empty(lightfusion, co
     slow = FusionPlan.run_slice
     monkeypatch.setattr(FusionPlan, "run_slice", lambda self, i: (time.sleep(0.3), slow(self, i))[1])
     widget.compare()
-    qtbot.waitUntil(lambda: widget._kind == "compare", timeout=10_000)  # Compare is running
+    qtbot.waitUntil(lambda: widget.session.job is JobKind.COMPARE, timeout=10_000)  # Compare is running
     viewer.layers.remove(pet)
     wait_idle(widget)
     assert widget.pair() == (mri, None)

@@ -19,15 +19,16 @@ from qtpy.QtGui import QFont, QFontMetrics, QFontMetricsF
 from qtpy.QtWidgets import QFileDialog, QWidget
 
 from napari_lightfusion import metric_registry
-from napari_lightfusion._qt import jobs
 from napari_lightfusion._qt import widget as widget_module
-from napari_lightfusion._qt.compare import CANVAS_TEXT_SCALE
-from napari_lightfusion._qt.layer_io import grid_of
+from napari_lightfusion._qt import workers
 from napari_lightfusion._qt.table import best_columns
 from napari_lightfusion.fusion import FusionPlan
 from napari_lightfusion.generators import run_to_end
 from napari_lightfusion.metric_registry import ROWS
 from napari_lightfusion.resample import iter_resample_layer
+from napari_lightfusion.session import jobs
+from napari_lightfusion.session.compare import CANVAS_TEXT_SCALE
+from napari_lightfusion.session.layer_io import grid_of
 
 
 @pytest.fixture
@@ -39,20 +40,25 @@ def pair(lightfusion, colour_pair):
 # 1 ------------------------------------------------------------------ readable by default
 
 
-def test_after_fuse_the_fused_image_shows_and_maps_show_one_at_a_time(pair, qtbot, outputs, fuse_now, role):
+def test_after_fuse_the_fused_image_shows_and_maps_show_one_at_a_time(
+    pair, qtbot, outputs, fuse_now, role, wait_idle,
+):
     viewer, widget, mri, pet = pair
     fuse_now(widget)
-    assert [ly for ly in outputs(viewer) if ly.visible] == [role(viewer, "fused")]
+    assert outputs(viewer) == [role(viewer, "fused")]  # no map on show: Fuse computed none
     assert viewer.layers[-1] is role(viewer, "fused")  # on top: nothing covers it
     written = []
     widget.results_written.connect(written.append)
     widget.show_map.setCurrentIndex(widget_module.MAP_TEXT.index("attention: functional"))
-    assert not widget.busy and not written  # from the last result: no new fusion
+    assert widget.busy  # the maps are computed now, in a worker
+    wait_idle(widget)
+    assert len(written) == 1
     att = role(viewer, "attention:1")
     assert [ly for ly in outputs(viewer) if ly.visible] == [role(viewer, "backdrop"), att]
     assert att.colorbar.visible and not role(viewer, "surprise:1").colorbar.visible
     assert "high" in widget.show_map.toolTip()
     widget.show_map.setCurrentIndex(widget_module.MAP_TEXT.index("surprise: anatomical"))
+    assert not widget.busy and len(written) == 1  # from the result's maps: no new fusion
     assert [ly for ly in outputs(viewer) if ly.visible] == [role(viewer, "backdrop"), role(viewer, "surprise:0")]
     widget.show_map.setCurrentIndex(0)
     assert [ly for ly in outputs(viewer) if ly.visible] == [role(viewer, "fused")]
@@ -82,7 +88,7 @@ def test_a_renamed_result_and_another_pairs_result_are_never_overwritten(
     fuse_now(widget)
     fused = [ly.name for ly in outputs(viewer) if ly.metadata["lightfusion"]["role"] == "fused"]
     assert fused == ["keep me", "MRI + PET · SPECT-MRI", "MRI 2 + PET 2 · SPECT-MRI"]
-    assert len(outputs(viewer)) == 7 + 6 + 6  # every set complete (the first, PET-MRI's, with its mix weight)
+    assert len(outputs(viewer)) == 3  # one fused image each (no map on show: no maps)
 
 
 def test_refusing_the_same_pair_moves_its_layers_with_the_input(pair, qtbot, outputs, fuse_now):
@@ -236,6 +242,7 @@ def test_layers_come_before_the_metrics_and_the_status_gives_both_times(pair, qt
 
     monkeypatch.setattr(jobs, "metric_rows", gated_metrics)
     widget.results_written.connect(lambda written: (order.append(sorted(written)), layers_written.set()))
+    widget.show_map.setCurrentIndex(widget_module.MAP_TEXT.index("surprise: functional"))  # Fuse computes maps
     fuse_now(widget)
     assert order == [["attention:0", "attention:1", "backdrop", "fused", "surprise:0", "surprise:1", "weight"],
                      "metrics"]
@@ -246,7 +253,7 @@ def test_layers_come_before_the_metrics_and_the_status_gives_both_times(pair, qt
 
 def test_the_network_is_loaded_in_a_worker_when_the_widget_opens(make_napari_viewer, qtbot, monkeypatch, wait_idle):
     calls = []
-    monkeypatch.setattr(widget_module, "warm_up", lambda preset, device: calls.append((preset, device)))
+    monkeypatch.setattr(workers, "warm_up", lambda preset, device: calls.append((preset, device)))
     viewer = make_napari_viewer()
     widget = widget_module.LightFusionWidget(viewer)
     viewer.window.add_dock_widget(widget)
@@ -279,7 +286,7 @@ def test_no_stale_table_status_or_repeated_toasts(pair, stack_pair, qtbot, notes
     widget.live.setChecked(True)
     for z in range(3):
         viewer.dims.set_current_step(0, z)
-        qtbot.wait(150)
+        wait_idle(widget)  # the debounced Live request is made (and refused: the pair is 3D + 2D)
     viewer.layers.remove(mri)
     wait_idle(widget)
     toasts = notes["warning"] + notes["error"]
@@ -321,6 +328,17 @@ def test_resample_uses_world_coordinates_in_a_worker_and_adds_a_layer(lightfusio
 
 
 # scripting, balance, fine-tuning, lazy inputs --------------------------------------------
+
+
+def test_the_pickers_offer_the_image_layers_the_plugin_did_not_write(colour_pair):
+    from napari.layers import Image, Labels
+
+    from napari_lightfusion._qt.pickers import image_layers
+    from napari_lightfusion.session.layer_io import MARK
+
+    mri, pet = Image(colour_pair[0], name="mri"), Image(colour_pair[1], name="pet", rgb=True)
+    fused = Image(colour_pair[0], name="x", metadata={MARK: "fused"})
+    assert image_layers([fused, pet, Labels(np.zeros((4, 4), int)), mri]) == [pet, mri]
 
 
 def test_pickers_follow_renames_and_keep_the_users_pick(pair, colour_pair, qtbot):
@@ -383,7 +401,7 @@ def test_the_balance_slider_is_for_conditioned_networks_and_refuses_live(
     wait_idle(widget)
     conditioned = model_for(widget.preset.currentText()).config.balance is not None
     assert widget.balance.isEnabled() == conditioned
-    monkeypatch.setattr(widget_module, "warm_up", lambda preset, device: None)  # the paper's network
+    monkeypatch.setattr(workers, "warm_up", lambda preset, device: None)  # the paper's network
     widget.preset.activated.emit(widget.preset.currentIndex())
     wait_idle(widget)
     assert not widget.balance.isEnabled() and widget.balance_value() is None
@@ -391,7 +409,7 @@ def test_the_balance_slider_is_for_conditioned_networks_and_refuses_live(
     seen = []
     plan = jobs.plan_fusion
     monkeypatch.setattr(jobs, "plan_fusion", lambda *a, **k: (seen.append(k.get("balance")), plan(*a, **k))[1])
-    monkeypatch.setattr(widget_module, "warm_up", lambda preset, device: 0.3)  # trained with a balance
+    monkeypatch.setattr(workers, "warm_up", lambda preset, device: 0.3)  # trained with a balance
     widget.preset.activated.emit(widget.preset.currentIndex())
     wait_idle(widget)
     assert widget.balance.isEnabled() and widget.balance.value() == 30 and widget.balance_label.text() == "b 0.30"
@@ -405,7 +423,7 @@ def test_the_balance_slider_is_for_conditioned_networks_and_refuses_live(
     widget.balance.setValue(30)
     wait_idle(widget)
     assert role(viewer, "fused") is fused and fused.name == "MRI + PET · PET-MRI"
-    monkeypatch.setattr(widget_module, "warm_up", lambda preset, device: 0.65)  # a network with another default
+    monkeypatch.setattr(workers, "warm_up", lambda preset, device: 0.65)  # a network with another default
     widget.preset.activated.emit(widget.preset.currentIndex())
     wait_idle(widget)
     assert widget.balance.value() == 65  # the slider starts at the new network's default
@@ -422,7 +440,8 @@ def test_a_saved_fine_tuned_preset_is_listed_and_picked(pair, monkeypatch):
     assert widget.preset.currentText() == "my cells" and widget.preset.count() == 4
 
 
-def test_lazy_inputs_give_lazy_layers_and_a_volume_export(lightfusion, stack_pair, qtbot, fuse_now, role):
+def test_lazy_inputs_give_lazy_layers_and_a_volume_export(lightfusion, stack_pair, qtbot, fuse_now, role,
+                                                            tmp_path, monkeypatch):
     import dask.array as da
 
     viewer, widget = lightfusion
@@ -432,6 +451,12 @@ def test_lazy_inputs_give_lazy_layers_and_a_volume_export(lightfusion, stack_pai
     fused = role(viewer, "fused")
     assert isinstance(fused.data, da.Array) and fused.data.shape == (5, 48, 48, 3)
     assert widget.volume_btn.isVisibleTo(widget)
+    target = tmp_path / "fused.zarr"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(target), "OME-Zarr folder (*.zarr)"))
+    widget.volume_btn.click()  # the slices written show in the dock's progress bar, as every job's do
+    assert widget.export_progress.isVisibleTo(widget) and widget.export_progress.bar.maximum() == 5
+    qtbot.waitUntil(lambda: not widget.export_progress.isVisibleTo(widget), timeout=60_000)
+    assert target.is_dir()
 
 
 def test_screenshots_for_the_readme_and_docs(tmp_path):
@@ -474,7 +499,7 @@ def map_texts(widget) -> list[str]:
 
 
 def test_a_mix_network_offers_its_weight_map_and_other_networks_do_not(
-    mix_preset, lightfusion, colour_pair, qtbot, outputs, fuse_now, role,
+    mix_preset, lightfusion, colour_pair, qtbot, outputs, fuse_now, role, wait_idle,
 ):
     from qtpy.QtCore import Qt
 
@@ -486,17 +511,20 @@ def test_a_mix_network_offers_its_weight_map_and_other_networks_do_not(
     assert "mix weight" not in map_texts(widget)
     widget.preset.setCurrentText("mix test")
     fuse_now(widget)
-    assert map_texts(widget) == [*widget_module.MAP_TEXT, "mix weight"]
+    assert map_texts(widget) == [*widget_module.MAP_TEXT, "mix weight"]  # offered before it is computed
     tip = widget.show_map.itemData(len(widget_module.MAP_TEXT), Qt.ItemDataRole.ToolTipRole)
     assert tip.startswith("1 = this pixel's value comes from MRI, 0 = from PET")
-    weight = role(viewer, "weight")
-    assert not weight.visible and weight.name.startswith("mix weight · MRI 1, PET 0 · MRI + PET · mix test")
-    want = fuse(*colour_pair, weights=mix_preset, device="cpu", a_limits=tuple(viewer.layers["MRI"].contrast_limits))
-    assert np.abs(weight.data - want.weight).max() <= 1e-4 and want.weight.std() > 0.01
+    assert role(viewer, "weight") is None  # no map on show: none computed
     written = []
     widget.results_written.connect(written.append)
     widget.show_map.setCurrentIndex(map_texts(widget).index("mix weight"))
-    assert not widget.busy and not written  # from the last result: no new fusion
+    assert widget.busy  # computed now
+    wait_idle(widget)
+    weight = role(viewer, "weight")
+    assert len(written) == 1 and weight.name.startswith("mix weight · MRI 1, PET 0 · MRI + PET · mix test")
+    want = fuse(*colour_pair, weights=mix_preset, device="cpu", a_limits=tuple(viewer.layers["MRI"].contrast_limits),
+                maps=True)
+    assert np.abs(weight.data - want.weight).max() <= 1e-4 and want.weight.std() > 0.01
     assert [ly for ly in outputs(viewer) if ly.visible] == [role(viewer, "backdrop"), weight]
     assert weight.colorbar.visible and weight.colormap.name == "RdBu"
     assert tuple(weight.contrast_limits) == (0.0, 1.0) and widget.show_map.toolTip() == tip
@@ -519,11 +547,15 @@ def test_live_writes_the_weight_of_each_slice_in_place(mix_preset, lightfusion, 
     widget.preset.setCurrentText("mix test")
     viewer.dims.set_current_step(0, 1)
     widget.live.setChecked(True)
-    qtbot.waitUntil(lambda: role(viewer, "weight") is not None and widget.live_slice == 1, timeout=30_000)
+    qtbot.waitUntil(lambda: widget.live_slice == 1, timeout=30_000)
+    wait_idle(widget)
+    assert role(viewer, "weight") is None  # Live computes no map while none is shown
+    widget.show_map.setCurrentIndex(map_texts(widget).index("mix weight"))  # the slice on view gets its maps
+    qtbot.waitUntil(lambda: role(viewer, "weight") is not None, timeout=30_000)
     wait_idle(widget)
     weight = role(viewer, "weight")
     assert weight.data.shape == (5, 48, 48) and "mix weight" in map_texts(widget)
-    plan = plan_fusion(*stack_pair, None, weights=mix_preset, a_limits=(0.0, 255.0), b_rgb=True)
+    plan = plan_fusion(*stack_pair, None, weights=mix_preset, a_limits=(0.0, 255.0), b_rgb=True, maps=True)
     np.testing.assert_allclose(weight.data[1], plan.run_slice(1).weight, atol=1e-4)
     assert not weight.data[3].any()
     viewer.dims.set_current_step(0, 3)

@@ -22,9 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from .colour import PET
-from .dicom import holds_dicom, is_dicom, read_dicom
+from .dicom_files import holds_dicom, is_dicom
+from .dicom_reader import read_dicom
 from .geometry import Geometry
-from .volume_io import open_volume
+from .volume_reader import open_volume
 
 #: CT's soft-tissue window, W 400 / L 40, as contrast limits (HU).
 SOFT_TISSUE = (-160.0, 240.0)
@@ -158,7 +159,7 @@ def guess_modality(name: str) -> str:
 
 
 def read_nifti_layers(path) -> list[tuple]:
-    """npe2 reader: a NIfTI volume, read lazily by :func:`~napari_lightfusion.volume_io.open_volume`.
+    """npe2 reader: a NIfTI volume, read lazily by :func:`~napari_lightfusion.volume_reader.open_volume`.
 
     The volume comes in the canonical display axes (S, P, L); its
     ``space.affine`` (indices to RAS mm) becomes the layer's placement

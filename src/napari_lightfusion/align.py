@@ -8,19 +8,14 @@ fusing; :func:`register_rigid` (medical) and :func:`register_translation`
 register as a transform (data-to-world ``T @ matrix``, a napari ``affine``
 of ``T @ current_affine``), never a resample of the user's data.
 
-Medical pairs are compared by Mattes mutual information (Mattes et al.,
-IEEE TMI 2003), which needs no common contrast, with SimpleITK: well kept,
-wheels for every platform, ITK's registration framework that 3D Slicer
-builds on. Channels of one microscope share their structure, so
-scikit-image's sub-pixel ``phase_cross_correlation`` does. Images are
-``(Y, X)`` or ``(Z, Y, X)`` numpy or dask arrays with data-to-world
-matrices in the layers' world (``z, y, x`` mm = S, P, L; :mod:`.geometry`);
-SimpleITK orders axes the other way round (its physical space is LPS), and
-:func:`to_sitk_image` and :func:`world_matrix` are the one place that
-converts. For speed the images are cut to their common field of view and
-block-averaged, and the metric samples a seeded random subset of voxels
-(the same answer each run, but for the rounding of threaded sums). No Qt
-or napari; SimpleITK is imported when first needed.
+Medical pairs are compared by Mattes mutual information with SimpleITK
+(:mod:`napari_lightfusion.mutual_information`). Channels of one microscope
+share their structure, so scikit-image's sub-pixel ``phase_cross_correlation``
+does. Images are ``(Y, X)`` or ``(Z, Y, X)`` numpy or dask arrays with
+data-to-world matrices in the layers' world (``z, y, x`` mm = S, P, L;
+:mod:`.geometry`), checked and cut to their common field of view first
+(:mod:`napari_lightfusion.alignment_inputs`). No Qt or napari; SimpleITK is
+imported when first needed.
 """
 
 from __future__ import annotations
@@ -31,22 +26,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .colour import luminance
+from .alignment_inputs import bounds, matrix_spacing, prepare_pair
+from .mutual_information import (
+    BINS,
+    ITERATIONS,
+    WORKING_VOXELS,
+    block_average,
+    fit_translation,
+    fitted_placement,
+    mattes_method,
+    mi_gain,
+    run_registration,
+    working_pair,
+)
 from .resample import resample
 
-#: Seed of the metric's random sampling: the same inputs give the same answer (to ~1e-6 mm, threads' rounding).
-SEED = 1729
-#: Per fit, "estimate" (the translation; also the rigid fit's start) and "rigid": most voxels of the sampled
-#: working image, how many of them the metric samples per resolution level, most iterations per level.
-WORKING_VOXELS = {"estimate": 1 << 17, "rigid": 1 << 19}
-SAMPLES = {"estimate": 5000, "rigid": 20000}
-ITERATIONS = {"estimate": 60, "rigid": 120}
-#: Histogram bins of Mattes mutual information.
-BINS = 32
-#: The finer image is blurred to the coarser one's resolution: a Gaussian of this times its largest voxel side.
-RESOLUTION = 2 / 3
-#: How far beyond the other image's field of view an image is kept (mm): more than any misalignment looked for.
-MARGIN_MM = 30.0
 #: Sub-pixel precision of phase correlation: 1 / this pixel.
 UPSAMPLE = 100
 #: A shift found by mutual information is reported only when MI at the shift beats MI in place by this fraction.
@@ -157,208 +151,6 @@ class Registration:
         }
 
 
-def _flip(n: int) -> np.ndarray:
-    """Homogeneous reversal of ``n`` axes: numpy's ``(z, y, x)`` <-> SimpleITK's ``(x, y, z)``."""
-    flip = np.eye(n + 1)
-    flip[:n, :n] = np.eye(n)[::-1]
-    return flip
-
-
-def to_sitk_image(array: np.ndarray, matrix: np.ndarray):
-    """A float32 ``SimpleITK.Image`` of ``array`` placed by its data-to-world ``matrix`` (any invertible one).
-
-    SimpleITK's index and physical point are numpy's reversed, so its
-    physical space is the world read ``x, y, z`` (LPS); spacing, origin and
-    direction (rotation, shear) come from the matrix.
-    """
-    import SimpleITK as sitk
-
-    array = np.ascontiguousarray(array, dtype=np.float32)
-    n = array.ndim
-    physical = _flip(n) @ np.asarray(matrix, dtype=float) @ _flip(n)
-    spacing = np.linalg.norm(physical[:n, :n], axis=0)
-    image = sitk.GetImageFromArray(array)
-    image.SetSpacing([float(s) for s in spacing])
-    image.SetOrigin([float(v) for v in physical[:n, n]])
-    image.SetDirection([float(v) for v in (physical[:n, :n] / spacing).ravel()])
-    return image
-
-
-def world_matrix(transform, ndim: int) -> np.ndarray:
-    """A SimpleITK transform's point map (fixed -> moving physical space) as a world ``(N + 1, N + 1)`` matrix."""
-    physical = np.eye(ndim + 1)
-    if hasattr(transform, "GetMatrix"):  # Euler, versor, affine: x -> R (x - c) + c + t
-        rotation = np.array(transform.GetMatrix()).reshape(ndim, ndim)
-        centre = np.array(transform.GetCenter())
-        physical[:ndim, :ndim] = rotation
-        physical[:ndim, ndim] = np.array(transform.GetTranslation()) + centre - rotation @ centre
-    else:  # a translation
-        physical[:ndim, ndim] = transform.GetOffset()
-    return _flip(ndim) @ physical @ _flip(ndim)
-
-
-def _check(image, matrix, name: str, rgb: bool) -> tuple[np.ndarray, tuple[int, ...]]:
-    """``image``'s matrix and spatial shape, checked with its type (nothing is read yet)."""
-    shape = tuple(image.shape)
-    if rgb and (len(shape) not in (3, 4) or shape[-1] not in (3, 4)):
-        raise ValueError(f"the {name} image is not RGB(A) with the colour last: shape {shape}")
-    spatial = shape[:-1] if rgb else shape
-    if len(spatial) not in (2, 3):
-        raise ValueError(f"the {name} image must be 2D (Y, X) or 3D (Z, Y, X), not shape {shape}")
-    if np.dtype(image.dtype).kind not in "biuf":
-        raise ValueError(f"the {name} image holds {image.dtype} values, not numbers")
-    if min(spatial) == 0:
-        raise ValueError(f"the {name} image is empty: shape {shape}")
-    if min(spatial) < 4:
-        raise ValueError(f"the {name} image is too small to align: {spatial}, at least 4 pixels along each axis")
-    m = np.asarray(matrix, dtype=float)
-    n = len(spatial)
-    if m.shape != (n + 1, n + 1) or not np.isfinite(m).all() or abs(np.linalg.det(m[:n, :n])) < 1e-12:
-        raise ValueError(f"the {name} image's data-to-world must be an invertible {n + 1}x{n + 1} matrix")
-    return m, spatial
-
-
-def _values(image, name: str, rgb: bool) -> np.ndarray:
-    """``image`` read as finite float32 (the luminance of RGB; NaN as its lowest value); ``ValueError`` if flat."""
-    data = np.asarray(image)
-    data = (luminance(data.astype(np.float64)) if rgb else data).astype(np.float32)
-    finite = np.isfinite(data)
-    if not finite.any():
-        raise ValueError(f"the {name} image has no finite values (all NaN or infinite)")
-    if not finite.all():
-        data = np.where(finite, data, data[finite].min())
-    if data.max() == data.min():
-        raise ValueError(f"the {name} image is constant where the two overlap: there is nothing to align on")
-    return data
-
-
-def _bounds(shape, matrix) -> tuple[np.ndarray, np.ndarray]:
-    """The world box that an image's voxel centres span."""
-    n = len(shape)
-    corners = np.array(np.meshgrid(*[(0, s - 1) for s in shape], indexing="ij")).reshape(n, -1)
-    world = matrix[:n, :n] @ corners + matrix[:n, n:]
-    return world.min(axis=1), world.max(axis=1)
-
-
-def _crop(image, matrix, spatial, box):
-    """The part of ``image`` within :data:`MARGIN_MM` of the world ``box``, and its matrix (a view: nothing read)."""
-    n = len(spatial)
-    corners = np.array(np.meshgrid(*zip(box[0] - MARGIN_MM, box[1] + MARGIN_MM), indexing="ij")).reshape(n, -1)
-    index = np.linalg.solve(matrix[:n, :n], corners - matrix[:n, n:])
-    start = np.clip(np.floor(index.min(axis=1)).astype(int), 0, spatial)
-    stop = np.clip(np.ceil(index.max(axis=1)).astype(int) + 1, 0, spatial)
-    if np.any(stop - start < 4):
-        return image, matrix
-    shifted = matrix.copy()
-    shifted[:n, n] += matrix[:n, :n] @ start
-    return image[tuple(slice(a, b) for a, b in zip(start, stop))], shifted
-
-
-def _pair(fixed, fixed_matrix, moving, moving_matrix, rgb_moving: bool):
-    """Both images checked, cut to their common field of view (plus a margin) and read as float32."""
-    fixed_matrix, fixed_shape = _check(fixed, fixed_matrix, "anatomical", False)
-    moving_matrix, moving_shape = _check(moving, moving_matrix, "functional", rgb_moving)
-    if len(fixed_shape) != len(moving_shape):
-        raise ValueError(f"cannot align a {len(moving_shape)}D functional image with {len(fixed_shape)}D anatomy")
-    fixed_box, moving_box = _bounds(fixed_shape, fixed_matrix), _bounds(moving_shape, moving_matrix)
-    if np.any(np.maximum(fixed_box[0], moving_box[0]) > np.minimum(fixed_box[1], moving_box[1])):
-        raise ValueError("the two images do not overlap in the world: check their scale and translate")
-    fixed, fixed_matrix = _crop(fixed, fixed_matrix, fixed_shape, moving_box)
-    moving, moving_matrix = _crop(moving, moving_matrix, moving_shape, fixed_box)
-    return _values(fixed, "anatomical", False), fixed_matrix, _values(moving, "functional", rgb_moving), moving_matrix
-
-
-def _spacing(matrix) -> np.ndarray:
-    n = len(matrix) - 1
-    return np.linalg.norm(np.asarray(matrix)[:n, :n], axis=0)
-
-
-def _working(image, target_mm: float):
-    """``image`` block-averaged (BinShrink) to voxels of about ``target_mm``: never upsampled, 4 voxels wide."""
-    import SimpleITK as sitk
-
-    factors = [max(1, min(int(target_mm / s + 0.5), n // 4)) for s, n in zip(image.GetSpacing(), image.GetSize())]
-    return sitk.BinShrink(image, factors) if max(factors) > 1 else image
-
-
-def _working_pair(fixed, fixed_matrix, moving, moving_matrix, stage: str):
-    """The pair in SimpleITK for Mattes MI: ``(sampled, interpolated, functional_sampled, step_mm)``.
-
-    The metric samples the finer image (block-averaged to at most
-    ``WORKING_VOXELS[stage]``) and interpolates the coarser one, whose
-    largest voxel side is ``step_mm``. The finer image is blurred to the
-    coarser one's resolution (:data:`RESOLUTION`): a sharp MR against a
-    blurred PET biases MI's optimum (by 2 degrees on the tests' synthetic
-    head, 0.2 after the blur).
-    """
-    import SimpleITK as sitk
-
-    n = fixed.ndim
-    functional_finer = math.prod(_spacing(moving_matrix)) < math.prod(_spacing(fixed_matrix))
-    pairs = [(fixed, fixed_matrix), (moving, moving_matrix)]
-    (fine, fine_matrix), (coarse, coarse_matrix) = pairs[::-1] if functional_finer else pairs
-    step = float(max(_spacing(coarse_matrix)))
-    volume = math.prod(fine.shape) * math.prod(_spacing(fine_matrix))
-    target = max(RESOLUTION * step / 2, (volume / WORKING_VOXELS[stage]) ** (1 / n))
-    sampled = _working(to_sitk_image(fine, fine_matrix), target)
-    sampled = sitk.SmoothingRecursiveGaussian(sampled, RESOLUTION * step)
-    interpolated = to_sitk_image(coarse, coarse_matrix)
-    if stage == "estimate":  # a translation to within a voxel needs no finer
-        interpolated = _working(interpolated, max(sampled.GetSpacing()))
-    return sampled, interpolated, functional_finer, step
-
-
-def _method(sampled, stage: str, step_mm: float):
-    """A SimpleITK Mattes MI registration: two pyramid levels, seeded random sampling, regular-step descent."""
-    import SimpleITK as sitk
-
-    method = sitk.ImageRegistrationMethod()
-    method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=BINS)
-    method.SetMetricSamplingStrategy(method.RANDOM)
-    levels = [2, 1] if min(sampled.GetSize()) >= 16 else [1]
-    voxels = math.prod(sampled.GetSize())
-    fractions = [min(1.0, SAMPLES[stage] * f ** sampled.GetDimension() / voxels) for f in levels]
-    method.SetMetricSamplingPercentagePerLevel(fractions, SEED)
-    method.SetShrinkFactorsPerLevel(levels)
-    method.SetSmoothingSigmasPerLevel([(f - 1) * step_mm for f in levels])
-    method.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
-    method.SetInterpolator(sitk.sitkLinear)
-    method.SetOptimizerAsRegularStepGradientDescent(
-        learningRate=step_mm, minStep=0.01 * step_mm, numberOfIterations=ITERATIONS[stage],
-        relaxationFactor=0.7, gradientMagnitudeTolerance=1e-8,
-    )
-    method.SetOptimizerScalesFromPhysicalShift()
-    return method
-
-
-def _run(method, sampled, interpolated) -> None:
-    """``method.Execute``, with SimpleITK's multi-line exception turned into a one-line ``ValueError``."""
-    try:
-        method.Execute(sampled, interpolated)
-    except RuntimeError as error:
-        reason = str(error).strip().splitlines()[-1].rsplit(": ", 1)[-1]
-        raise ValueError(f"registration failed: {reason}") from None
-
-
-def _translation(sampled, interpolated, step_mm: float, watch=None) -> np.ndarray:
-    """The MI-optimal translation (SimpleITK physical space, sampled -> interpolated image), from none."""
-    import SimpleITK as sitk
-
-    transform = sitk.TranslationTransform(sampled.GetDimension())
-    method = _method(sampled, "estimate", step_mm)
-    method.SetInitialTransform(transform, inPlace=True)
-    if watch:
-        watch(method, "estimate")
-    _run(method, sampled, interpolated)
-    return np.array(transform.GetOffset())
-
-
-def _placement(transform, ndim: int, functional_sampled: bool) -> np.ndarray:
-    """The world matrix that puts the functional image in register, from a fitted SimpleITK transform."""
-    point_map = world_matrix(transform, ndim)  # the sampled image's world -> the interpolated image's
-    return point_map if functional_sampled else np.linalg.inv(point_map)
-
-
 def _phase_shift(fixed, fixed_matrix, moving, moving_matrix) -> np.ndarray:
     """The world shift of ``moving``'s content from ``fixed``'s, by sub-pixel phase correlation on the fixed grid.
 
@@ -386,46 +178,29 @@ def estimate_misalignment(
     """How far the functional image (``moving``) sits from the anatomical one (``fixed``): a cheap check before fusing.
 
     Medical: a translation by Mattes mutual information on block-averaged
-    images (:func:`_working_pair`), a few tenths of a second for a PET
+    images (:func:`working_pair`), a few tenths of a second for a PET
     volume against an MR. Microscopy: sub-pixel phase correlation on the
     anatomical grid. Run it off the GUI thread. ``ValueError`` (one line)
     for images that cannot be compared: empty, constant, all NaN, 2D against
     3D, not overlapping.
     """
-    fixed, fixed_matrix, moving, moving_matrix = _pair(fixed, fixed_matrix, moving, moving_matrix, rgb_moving)
+    fixed, fixed_matrix, moving, moving_matrix = prepare_pair(fixed, fixed_matrix, moving, moving_matrix, rgb_moving)
     n = fixed.ndim
-    threshold = float(max(*_spacing(fixed_matrix), *_spacing(moving_matrix)))
+    threshold = float(max(*matrix_spacing(fixed_matrix), *matrix_spacing(moving_matrix)))
     if microscopy:
         shift, method = _phase_shift(fixed, fixed_matrix, moving, moving_matrix), "phase correlation"
     else:
         import SimpleITK as sitk
 
-        pair = _working_pair(fixed, fixed_matrix, moving, moving_matrix, "estimate")
+        pair = working_pair(fixed, fixed_matrix, moving, moving_matrix, "estimate")
         sampled, interpolated, functional_sampled, step = pair
-        offset = _translation(sampled, interpolated, step)
-        placement = _placement(sitk.TranslationTransform(n, [float(v) for v in offset]), n, functional_sampled)
+        offset = fit_translation(sampled, interpolated, step)
+        placement = fitted_placement(sitk.TranslationTransform(n, [float(v) for v in offset]), n, functional_sampled)
         shift, method = -placement[:n, n], "mutual information"
-        gain = _gain(sampled, interpolated, step, offset)
+        gain = mi_gain(sampled, interpolated, step, offset)
     pixels = np.linalg.solve(fixed_matrix[:n, :n], shift)
     return Misalignment(tuple(float(v) for v in shift), tuple(float(v) for v in pixels), threshold, method,
                         gain if not microscopy else 1.0)
-
-
-def _gain(sampled, interpolated, step_mm: float, offset) -> float:
-    """Mattes MI's relative improvement at translation ``offset`` over none, on every voxel of the working pair."""
-    import SimpleITK as sitk
-
-    values = []
-    for shift in (np.zeros_like(offset), offset):
-        method = _method(sampled, "estimate", step_mm)
-        method.SetMetricSamplingStrategy(method.NONE)
-        method.SetInitialTransform(sitk.TranslationTransform(sampled.GetDimension(), [float(v) for v in shift]))
-        try:
-            values.append(method.MetricEvaluate(sampled, interpolated))
-        except RuntimeError:  # too little overlap at one of them to measure: no evidence for the shift
-            return 0.0
-    in_place, shifted = values  # negative MI: lower is better
-    return float((in_place - shifted) / abs(in_place)) if in_place else 0.0
 
 
 def register_rigid(
@@ -445,9 +220,9 @@ def register_rigid(
     """
     import SimpleITK as sitk
 
-    fixed, fixed_matrix, moving, moving_matrix = _pair(fixed, fixed_matrix, moving, moving_matrix, rgb_moving)
+    fixed, fixed_matrix, moving, moving_matrix = prepare_pair(fixed, fixed_matrix, moving, moving_matrix, rgb_moving)
     n = fixed.ndim
-    sampled, interpolated, functional_sampled, step = _working_pair(fixed, fixed_matrix, moving, moving_matrix, "rigid")
+    sampled, interpolated, functional_sampled, step = working_pair(fixed, fixed_matrix, moving, moving_matrix, "rigid")
     stopped = []
 
     def check():
@@ -469,26 +244,26 @@ def register_rigid(
         method.AddCommand(sitk.sitkIterationEvent, iteration)
 
     check()
-    offset = _translation(sampled, interpolated, step, watch)
+    offset = fit_translation(sampled, interpolated, step, watch)
     check()
     transform = sitk.Euler3DTransform() if n == 3 else sitk.Euler2DTransform()
     transform.SetCenter(sampled.TransformContinuousIndexToPhysicalPoint([(s - 1) / 2 for s in sampled.GetSize()]))
-    method = _method(sampled, "rigid", step)
+    method = mattes_method(sampled, "rigid", step)
     method.SetInitialTransform(transform)
     volume = math.prod(sampled.GetSize()) * math.prod(sampled.GetSpacing())  # MetricEvaluate reads every voxel:
-    evaluated = _working(sampled, (volume / WORKING_VOXELS["estimate"]) ** (1 / n))  # the record's needs fewer
+    evaluated = block_average(sampled, (volume / WORKING_VOXELS["estimate"]) ** (1 / n))  # the record's needs fewer
     before = method.MetricEvaluate(evaluated, interpolated)  # the images as placed now
     transform.SetTranslation([float(v) for v in offset])
     method.SetInitialTransform(transform, inPlace=True)  # after the change: SimpleITK copies on write
     watch(method, "rigid")
-    _run(method, sampled, interpolated)
+    run_registration(method, sampled, interpolated)
     check()
     after = method.MetricEvaluate(evaluated, interpolated)
     if progress:
         progress(1.0)
-    low, high = _bounds(fixed.shape, fixed_matrix)
+    low, high = bounds(fixed.shape, fixed_matrix)
     return Registration(
-        world_transform=_placement(transform, n, functional_sampled),
+        world_transform=fitted_placement(transform, n, functional_sampled),
         centre_mm=tuple(float(v) for v in (low + high) / 2),
         metric=f"Mattes mutual information, {BINS} bins (negative: lower is better)",
         metric_before=float(before),
@@ -508,7 +283,7 @@ def register_translation(fixed, fixed_matrix, moving, moving_matrix, *, rgb_movi
     """
     import skimage
 
-    fixed, fixed_matrix, moving, moving_matrix = _pair(fixed, fixed_matrix, moving, moving_matrix, rgb_moving)
+    fixed, fixed_matrix, moving, moving_matrix = prepare_pair(fixed, fixed_matrix, moving, moving_matrix, rgb_moving)
     n = fixed.ndim
     transform = np.eye(n + 1)
     transform[:n, n] = -_phase_shift(fixed, fixed_matrix, moving, moving_matrix)
@@ -516,7 +291,7 @@ def register_translation(fixed, fixed_matrix, moving, moving_matrix, *, rgb_movi
     def correlation(matrix) -> float:
         return float(np.corrcoef(fixed.ravel(), resample(moving, matrix, fixed.shape, fixed_matrix).ravel())[0, 1])
 
-    low, high = _bounds(fixed.shape, fixed_matrix)
+    low, high = bounds(fixed.shape, fixed_matrix)
     return Registration(
         world_transform=transform,
         centre_mm=tuple(float(v) for v in (low + high) / 2),

@@ -1,7 +1,7 @@
 """Reading DICOM tag values leniently: a number, a text, a date and time, a sequence's first item.
 
 Scanners leave tags out, write them empty or malformed; the readers
-(:mod:`napari_lightfusion.dicom`, :mod:`napari_lightfusion.suv`) ask for
+(:mod:`napari_lightfusion.dicom_reader`, :mod:`napari_lightfusion.suv`) ask for
 values through these and get a default instead of an exception. pydicom's
 value types (DS, IS, DA, TM, DT) do the parsing.
 """

@@ -15,12 +15,10 @@ PyTorch, same result within 1e-4); CUDA and MPS always run PyTorch.
 ``LIGHTFUSION_BACKEND=torch``) forces PyTorch. A model is never moved
 between devices: another device gets a cached copy (:func:`model_on`).
 
-Images larger than ``tile`` x ``tile`` are cut into tiles that overlap by
-the network's receptive radius; each tile's halo is discarded, so the tiled
-result equals the untiled one and peak memory stays bounded by the tile.
-The ONNX Runtime path also cuts every slice into tiles of at most
-:data:`CPU_TILE`, for the cache, and runs the tiles of all slices on a
-pool of threads, one tile a thread.
+Images larger than ``tile`` x ``tile`` are fused in overlapping tiles
+whose halos are discarded (:mod:`napari_lightfusion.tiling`: the tiled
+result equals the untiled one); the ONNX Runtime path runs the tiles of all
+slices on a pool of threads, one tile a thread.
 """
 
 from __future__ import annotations
@@ -37,34 +35,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .model import LightFusionNet
-
-#: Default tile edge in pixels (core, without halo): bounds peak memory. With
-#: 512 a 4096 x 4096 pair fuses in under 1.5 GiB (``lightfusion bench``), and
-#: the halo costs about 7 % extra work on large images.
-DEFAULT_TILE = 512
-
-#: Largest tile edge of the ONNX Runtime CPU path. A small tile keeps its
-#: feature maps (32 channels) near the core that computes them, a large one
-#: computes less halo: on one thread a 512 x 512 slice took 69 ms whole,
-#: 55 ms as nine tiles of 171 (15 % more pixels with the halo) and 52 ms as
-#: four of 256 (7 % more), CPU time; four tiles also share two threads
-#: evenly. 2 threads on separate tiles beat 2 threads on each operator.
-#: Tiles are cut evenly (:func:`tile_grid`).
-CPU_TILE = 256
-
-#: Most pixels one PyTorch forward takes on a GPU (whole slices stacked into
-#: a batch): one 512 x 512 slice per forward leaves an H200 launching kernels,
-#: at 1.7 ms a slice whatever its size (``lightfusion bench --device cuda``).
-#: A 100-slice 512 x 512 stack fused this way peaked at 1.2 GiB of GPU memory with the maps.
-GPU_BATCH_PIXELS = 8 * 512 * 512
-
-#: Smallest core edge the fast path cuts an image into so that every thread has a tile.
-MIN_SPLIT = 64
-
-#: Smallest tile edge :func:`run_slice` (and so ``fuse``) accepts: smaller
-#: tiles would be mostly halo and run the network thousands of times.
-MIN_TILE = 16
+from .model import LightFusionNet, check_balance
+from .tiling import CPU_TILE, DEFAULT_TILE, check_tile, slices_per_forward, tile_grid, tile_spans
 
 #: Backends :func:`run_slice` accepts.
 BACKENDS = ("auto", "onnx", "torch")
@@ -75,6 +47,9 @@ _fast_failed: set = set()
 _COPIES = 4
 _copies: OrderedDict = OrderedDict()
 _copies_lock = threading.Lock()
+
+#: The fast path's FiLM constants per (weights, balance) (:func:`_film`).
+_films: OrderedDict = OrderedDict()
 
 #: Held while a CUDA forward runs with cuDNN's TF32 flag off (:func:`full_precision`).
 _cudnn_flag_lock = threading.Lock()
@@ -156,13 +131,6 @@ class SliceOutput:
     surprise: np.ndarray | None  # (2, H, W): stream 1, stream 2
     attention: np.ndarray | None  # (2, H, W)
     weight: np.ndarray | None = None  # (H, W) in [0, 1]
-
-
-def check_tile(tile) -> int:
-    """``tile`` as an int, or a one-line ValueError unless it is a whole number >= :data:`MIN_TILE`."""
-    if isinstance(tile, bool) or not isinstance(tile, (int, np.integer)) or tile < MIN_TILE:
-        raise ValueError(f"tile must be a whole number of at least {MIN_TILE} pixels, not {tile!r}")
-    return int(tile)
 
 
 def model_on(model: LightFusionNet, device: torch.device) -> LightFusionNet:
@@ -252,9 +220,8 @@ def _backend(model, device, channel, backend, maps, balance):
     and slices side by side. Checks ``balance`` (ValueError out of [0, 1]);
     the fast path gets the network's ``(scale, shift)`` for it, computed once.
     """
-    with torch.no_grad():
-        scale, shift = (t.detach().float().cpu().numpy() for t in model.condition(balance))
     if select_backend(device, backend) == "onnx":
+        scale, shift = _film(model, balance)
         from . import fastpath
 
         try:
@@ -273,51 +240,35 @@ def _backend(model, device, channel, backend, maps, balance):
     return (lambda a, b: torch_forward(placed, a, b, device, channel, maps, balance)), False
 
 
+def _film(model: LightFusionNet, balance: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """The network's ``(scale, shift)`` for ``balance`` as numpy (``model.condition``), kept per weights and b.
+
+    Checks ``balance`` (ValueError out of [0, 1]). Kept because every
+    fusion asks and the two small linear layers cost a third of a
+    millisecond, a few per cent of a 256 x 256 fusion.
+    """
+    from .fastpath import fingerprint
+
+    key = (fingerprint(model), None if balance is None else check_balance(balance))
+    with _copies_lock:
+        if key in _films:
+            _films.move_to_end(key)
+            return _films[key]
+    with torch.no_grad():
+        film = tuple(t.detach().float().cpu().numpy() for t in model.condition(balance))
+    with _copies_lock:
+        _films[key] = film
+        while len(_films) > 16:
+            _films.popitem(last=False)
+    return film
+
+
 def _executor(workers: int) -> ThreadPoolExecutor:
     """A shared pool of ``workers`` threads for the fast path's tiles (made on first use)."""
     with _pools_lock:
         if workers not in _pools:
             _pools[workers] = ThreadPoolExecutor(workers, thread_name_prefix="lightfusion-cpu")
         return _pools[workers]
-
-
-def tile_grid(height: int, width: int, tile: int, tiles: int = 1) -> tuple[int, int]:
-    """Core height and width that cut an image into even tiles of at most ``tile``.
-
-    As few tiles as possible, all alike (512 with tiles of at most 192 gives
-    three cores of 171, not 192, 192 and a thin 128 whose halo would cost as
-    much as its core); then, while there are fewer than ``tiles`` (threads
-    with nothing to do) and the cores stay at least :data:`MIN_SPLIT` pixels,
-    the longer side is cut once more.
-    """
-    ny, nx = -(-height // tile), -(-width // tile)
-    while ny * nx < tiles:
-        if height / ny >= width / nx and height / (ny + 1) >= MIN_SPLIT:
-            ny += 1
-        elif width / (nx + 1) >= MIN_SPLIT:
-            nx += 1
-        else:
-            break
-    return -(-height // ny), -(-width // nx)
-
-
-def tile_spans(length: int, tile: int, halo: int) -> list[tuple[int, int, int, int]]:
-    """Cut ``[0, length)`` into cores of ``tile`` with ``halo`` context each side.
-
-    Returns ``(read_start, read_stop, core_start, core_stop)`` per tile.
-    """
-    spans = []
-    for start in range(0, length, tile):
-        stop = min(start + tile, length)
-        spans.append((max(0, start - halo), min(length, stop + halo), start, stop))
-    return spans
-
-
-def slices_per_forward(device: torch.device, tile: int, height: int, width: int) -> int:
-    """How many whole ``height`` x ``width`` slices one PyTorch forward takes:
-    as many as fit in ``tile`` x ``tile`` pixels, on a GPU in :data:`GPU_BATCH_PIXELS`."""
-    budget = tile * tile if torch.device(device).type == "cpu" else max(tile * tile, GPU_BATCH_PIXELS)
-    return max(1, budget // (height * width))
 
 
 def run_stack(
@@ -344,8 +295,8 @@ def run_stack(
     (default ``torch.get_num_threads()``), each tile on one thread. PyTorch
     runs slices one after another, several at once when they fit in
     ``tile`` x ``tile`` pixels together (on a GPU, in :data:`GPU_BATCH_PIXELS`),
-    tiled when larger than ``tile``.
-    Other arguments as :func:`run_slice`.
+    tiled when larger than ``tile``. ``backend``, ``maps`` and ``balance``
+    as :func:`run_slice` describes them.
     """
     tile = check_tile(tile)
     device = torch.device(device)
@@ -389,36 +340,21 @@ def run_stack(
     return SliceOutput(fused, surprise, attention, weight)
 
 
-def run_slice(
-    model: LightFusionNet,
-    anatomical: np.ndarray,
-    functional: np.ndarray,
-    device: torch.device,
-    channel: int | None = None,
-    tile: int = DEFAULT_TILE,
-    backend: str = "auto",
-    *,
-    maps: bool = True,
-    balance: float | None = None,
-    threads: int | None = None,
-) -> SliceOutput:
-    """Fuse one grey pair ``(H, W)`` on ``device``, tiled when larger than ``tile``.
+def run_slice(model: LightFusionNet, anatomical: np.ndarray, functional: np.ndarray, device, *args, **options
+              ) -> SliceOutput:
+    """Fuse one grey pair ``(H, W)`` on ``device``: :func:`run_stack` on a stack of one, arguments as there.
 
     ``backend``: "auto" (ONNX Runtime on the CPU, PyTorch on CUDA and
     MPS), "onnx" or "torch" (see :func:`select_backend`). The inputs
     are float arrays in [0, 1] (as :func:`napari_lightfusion.inputs.prepare_pair`
     makes them); they are not modified. ``maps=False`` computes no map
     (all None). ``balance``: b in [0, 1] for a conditioned network (None:
-    its default). ``threads``: CPU threads of the fast path (see
-    :func:`run_stack`).
+    its default). The maps come back ``(2, H, W)``, the weight ``(H, W)``.
     """
     anatomical, functional = np.asarray(anatomical), np.asarray(functional)
     if anatomical.ndim != 2 or anatomical.shape != functional.shape:
         raise ValueError(f"give two images (H, W) of one shape, not {anatomical.shape} and {functional.shape}")
-    out = run_stack(
-        model, anatomical[None], functional[None], device, channel, tile, backend,
-        maps=maps, balance=balance, threads=threads,
-    )
+    out = run_stack(model, anatomical[None], functional[None], device, *args, **options)
     first = lambda m: None if m is None else m[:, 0]  # noqa: E731
     weight = None if out.weight is None else out.weight[0]
     return SliceOutput(out.fused[0], first(out.surprise), first(out.attention), weight)

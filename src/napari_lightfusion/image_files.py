@@ -4,7 +4,7 @@
 registered 2D images (or TIFF stacks) in memory with :func:`fuse_files`.
 :func:`read_image` reads PNG, TIFF, JPEG and BMP files, and single DICOM
 images in their unit (CT in HU, PET in SUV, through
-:func:`napari_lightfusion.volume_io.open_volume`); a volume (a DICOM series
+:func:`napari_lightfusion.volume_reader.open_volume`); a volume (a DICOM series
 folder, NIfTI, zarr, a folder of slices) is refused with a pointer to
 ``fuse-volume``. Two DICOM images know where they lie in the patient: the
 functional one is put on the anatomical pixel grid in the anatomical
@@ -30,8 +30,9 @@ from pathlib import Path
 import numpy as np
 
 from .messages import first_line
+from .modalities import LayerInfo
 from .output_errors import check_output_place, output_errors
-from .roles import LayerInfo, guess_preset, preset_warning
+from .roles import guess_preset, preset_warning
 
 #: Names a fused image may be written under (``lightfusion fuse --out``, a batch row's output).
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
@@ -62,7 +63,7 @@ class PresetChoice:
 
 def choose_preset(anatomical: LayerInfo, functional: LayerInfo, given: str | None = "auto",
                   weights=None) -> PresetChoice:
-    """The preset for a pair described by two :class:`~napari_lightfusion.roles.LayerInfo`.
+    """The preset for a pair described by two :class:`~napari_lightfusion.modalities.LayerInfo`.
 
     ``given`` other than ``"auto"`` (or empty) is used as it is, with
     :func:`~napari_lightfusion.roles.preset_warning` when the pair looks
@@ -97,7 +98,7 @@ def _name(path: Path) -> str:
 
 
 def volume_info(volume) -> LayerInfo:
-    """A :class:`~napari_lightfusion.volume_io.Volume` described for :func:`choose_preset` (never loaded).
+    """A :class:`~napari_lightfusion.volume_reader.Volume` described for :func:`choose_preset` (never loaded).
 
     A grey PET or SPECT series counts as colour: it is fused through the PET colour table.
     """
@@ -108,13 +109,13 @@ def volume_info(volume) -> LayerInfo:
 
 
 def open_input(path):
-    """:func:`~napari_lightfusion.volume_io.open_volume`, refusing a 4D NIfTI of three volumes in one line.
+    """:func:`~napari_lightfusion.volume_reader.open_volume`, refusing a 4D NIfTI of three volumes in one line.
 
     Some tools save a colour volume as three NIfTI volumes (``X, Y, Z, 3``);
     it is not read as colour: the line says how to make the RGB24 volume
     that is.
     """
-    from .volume_io import open_volume
+    from .volume_reader import open_volume
 
     name = Path(path).name.lower()
     if name.endswith((".nii", ".nii.gz")) and Path(path).is_file():
@@ -166,7 +167,7 @@ class ImageFile:
 
 def _volume_kind(path: Path) -> str | None:
     """What kind of volume ``path`` is (``"a NIfTI volume"``, ...), or None for an image file."""
-    from .dicom import holds_dicom
+    from .dicom_files import holds_dicom
 
     name = path.name.lower()
     if name.endswith((".nii", ".nii.gz")):
@@ -180,7 +181,7 @@ def _volume_kind(path: Path) -> str | None:
 
 def read_image(path) -> ImageFile:
     """An input of :func:`fuse_files`; ``ValueError`` (one line) for a missing, unreadable or volume file."""
-    from .dicom import is_dicom
+    from .dicom_files import is_dicom
     from .inputs import is_rgb
 
     path = Path(path)

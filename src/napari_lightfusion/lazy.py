@@ -21,7 +21,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -142,11 +142,6 @@ def fuse_slice(spec: SliceSpec, z: int, a_block: np.ndarray, b_block: np.ndarray
             if key in _cache:
                 _cache.move_to_end(key)
                 return _cache[key]
-    if spec.threads:
-        import torch
-
-        if torch.get_num_threads() != spec.threads:
-            torch.set_num_threads(spec.threads)
     plan = plan_fusion(
         _slice_image(a_block, spec.a_rgb, spec.a_limits),
         _slice_image(b_block, spec.b_rgb, spec.b_limits),
@@ -161,7 +156,7 @@ def fuse_slice(spec: SliceSpec, z: int, a_block: np.ndarray, b_block: np.ndarray
         balance=spec.balance,
         maps=spec.maps,
     )
-    result = plan.run_slice(0)
+    result = replace(plan, threads=spec.threads or None).run_slice(0)
     if spec.maps:
         with _cache_lock:
             _cache[key] = result
@@ -193,7 +188,7 @@ def fuse_lazy(
     a_rgb: bool | None = None,
     b_rgb: bool | None = None,
     balance: float | None = None,
-    maps: bool = True,
+    maps: bool = False,
     weights: Path | None = None,
     channel: int | None = None,
     sample: int | None = LIMIT_SAMPLES,
@@ -208,14 +203,14 @@ def fuse_lazy(
     input is colour; ``surprise`` and ``attention`` are ``(2, Z, Y, X)`` in
     the order the inputs were given, ``weight`` (the mix weight of a blend
     or mix head, see :class:`~napari_lightfusion.fusion.FusionResult`)
-    ``(Z, Y, X)`` (``None`` with ``maps=False``; ``surprise`` and
+    ``(Z, Y, X)`` (``None`` unless ``maps=True``; ``surprise`` and
     ``weight`` are ``None`` too for networks without them).
 
     Contrast limits: ``a_limits``/``b_limits`` when given (the widget passes
     each layer's contrast limits); otherwise each input's range as
     :func:`napari_lightfusion.inputs.to_unit` defines it, *estimated* from
     ``sample`` evenly spaced slices (``sample=None``: every slice, exact,
-    read one slice at a time). ``threads``: torch / ONNX Runtime threads per
+    read one slice at a time). ``threads``: ONNX Runtime threads per
     slice (1 when dask runs several slices at once). Only slice 0 is read
     here, to check the pair, preset, device and channel (``ValueError``,
     one line, as :func:`napari_lightfusion.fuse` raises them).

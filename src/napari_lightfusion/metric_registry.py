@@ -3,7 +3,7 @@
 The ten fusion metrics of :mod:`napari_lightfusion.metrics` (EN ... VIF, in
 table order), the two hot-spot measures ("anatomy kept", "function kept")
 and the time a method took for a slice. The dock's table
-(``_qt/table.py``), Copy and Export CSV (``_qt/table_text.py``), the
+(``_qt/table.py``), Copy and Export CSV (``session/table_text.py``), the
 exported figure (``_qt/figure.py``) and the research tables
 (``research/tables.py``, which write ``docs/results.md`` and
 ``docs/ablations.md``) read them from here, so that a name, an arrow or a

@@ -3,7 +3,10 @@
 Ten metrics that image-fusion papers report, written so that the numbers
 compare with published tables: the conventions are those of the Python
 evaluator that most recent fusion work uses (and of the MATLAB code it
-ports), which are spelled out in each docstring.
+ports), which are spelled out in each docstring. EN, SD, SF, AG, MI, SCD
+and CC are in :mod:`napari_lightfusion.statistical_metrics`; Qabf, SSIM and
+VIF are here, with :func:`evaluate` (all ten together) and the clinical
+measures inside the functional hot spot, which are not among the ten.
 
 Conventions shared by all functions
 -----------------------------------
@@ -33,209 +36,22 @@ fusion methods and applications: A survey", Information Fusion 45 (2019)
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from scipy import ndimage
 from skimage.metrics import structural_similarity
 
-from .colour import grey
+from .metric_math import grey_image, three_images
 from .metric_registry import HOT_SPOT_MEASURES, METRICS
+from .statistical_metrics import ag, cc, en, mi, scd, sd, sf
 
 __all__ = [
-    "METRICS",
-    "en",
-    "sd",
-    "sf",
-    "ag",
-    "mi",
-    "scd",
-    "cc",
-    "qabf",
-    "ssim",
-    "vif",
-    "evaluate",
-    "HOT_SPOT_MEASURES",
-    "hot_spot",
-    "anatomy_kept",
-    "function_kept",
-    "hot_spot_scores",
+    "METRICS", "qabf", "ssim", "vif", "evaluate",
+    "HOT_SPOT_MEASURES", "hot_spot", "anatomy_kept", "function_kept", "hot_spot_scores",
 ]
 
 
 # --------------------------------------------------------------------------
-# helpers
-
-
-def _grey(img) -> np.ndarray:
-    """``img`` as a 2-D float64 array (:func:`napari_lightfusion.colour.grey`: RGB(A) reduced to BT.601 luma)."""
-    arr = grey(img)
-    if arr.ndim != 2:
-        raise ValueError(
-            f"expected a grey (H, W) or RGB (H, W, 3) image, got shape {np.shape(img)}"
-        )
-    return arr
-
-
-def _triple(f, a, b) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    f, a, b = _grey(f), _grey(a), _grey(b)
-    if not (f.shape == a.shape == b.shape):
-        raise ValueError(
-            f"fused and source images must have the same shape, got {f.shape}, {a.shape}, {b.shape}"
-        )
-    return f, a, b
-
-
-def _levels(img: np.ndarray) -> np.ndarray:
-    """Integer grey levels 0..255: clip, then round half to even (``np.round``)."""
-    return np.round(np.clip(img, 0.0, 255.0)).astype(np.intp).ravel()
-
-
-def _entropy(counts: np.ndarray, log) -> float:
-    """Entropy of a histogram of counts, with ``0 log 0 = 0``."""
-    p = counts[counts > 0] / counts.sum()
-    h = float(-(p * log(p)).sum())
-    return h if h > 0.0 else 0.0  # no -0.0 for a single level
-
-
-#: Grey-level range below which an image counts as constant in a correlation:
-#: differences such as ``(A + 0.1) - A`` are constant up to rounding noise
-#: (~1e-14 on a 0..255 scale), whose correlation would be meaningless.
-_FLAT = 1e-9
-
-
-def _corr(x: np.ndarray, y: np.ndarray) -> float:
-    """Pearson correlation; 0.0 (by convention) if either input is constant.
-
-    "Constant" means a range (max - min) below ``_FLAT`` = 1e-9 grey levels.
-    """
-    if x.size == 0 or np.ptp(x) < _FLAT or np.ptp(y) < _FLAT:
-        return 0.0
-    xm = x - x.mean()
-    ym = y - y.mean()
-    den = math.sqrt(float((xm * xm).sum()) * float((ym * ym).sum()))
-    if not den > 0.0 or not math.isfinite(den):
-        return 0.0
-    return float((xm * ym).sum() / den)
-
-
-# --------------------------------------------------------------------------
-# single-image metrics
-
-
-def en(f) -> float:
-    """Entropy EN, in bits.
-
-    ``EN = -sum_l p_l log2 p_l`` over the 256-bin histogram ``p`` of the
-    image clipped to 0..255 and rounded to integer grey levels (``0 log 0``
-    counts as 0). Shannon (1948); as a fusion metric: Roberts, van Aardt &
-    Ahmed, "Assessment of image fusion procedures using entropy, image
-    quality, and multispectral classification", J. Appl. Remote Sens. 2
-    (2008) 023522.
-    """
-    f = _grey(f)
-    if f.size == 0:
-        return 0.0
-    return _entropy(np.bincount(_levels(f), minlength=256), np.log2)
-
-
-def sd(f) -> float:
-    """Standard deviation SD (population, ``ddof=0``).
-
-    ``SD = sqrt(mean((F - mean(F))^2))``; a contrast measure, see Ma, Ma &
-    Li, Information Fusion 45 (2019) 153-178.
-    """
-    return float(np.std(_grey(f)))
-
-
-def sf(f) -> float:
-    """Spatial frequency SF.
-
-    ``SF = sqrt(RF^2 + CF^2)`` with ``RF^2 = mean((F[i, j] - F[i, j-1])^2)``
-    (horizontal neighbours, mean over the ``H (W-1)`` differences) and
-    ``CF^2 = mean((F[i, j] - F[i-1, j])^2)`` (vertical neighbours, over
-    ``(H-1) W``). Eskicioglu & Fisher, "Image quality measures and their
-    performance", IEEE Trans. Commun. 43 (1995) 2959-2965. An image with a
-    single row or column contributes 0 for the missing direction.
-    """
-    f = _grey(f)
-    dx = np.diff(f, axis=1)
-    dy = np.diff(f, axis=0)
-    rf2 = float(np.mean(dx * dx)) if dx.size else 0.0
-    cf2 = float(np.mean(dy * dy)) if dy.size else 0.0
-    return math.sqrt(rf2 + cf2)
-
-
-def ag(f) -> float:
-    """Average gradient AG.
-
-    ``AG = mean(sqrt((Gx^2 + Gy^2) / 2))`` with ``Gx, Gy`` from
-    ``np.gradient``: central differences ``(F[j+1] - F[j-1]) / 2`` inside,
-    one-sided differences at the border. Cui et al., "Detail preserved
-    fusion of visible and infrared images using regional saliency
-    extraction and multi-scale image decomposition", Opt. Commun. 341
-    (2015) 199-209. Images with fewer than 2 rows or columns give 0.0.
-    """
-    f = _grey(f)
-    if min(f.shape) < 2:
-        return 0.0
-    gy, gx = np.gradient(f)
-    return float(np.mean(np.sqrt((gx * gx + gy * gy) / 2.0)))
-
-
-# --------------------------------------------------------------------------
-# metrics against the two sources
-
-
-def _mi_pair(x: np.ndarray, y: np.ndarray) -> float:
-    joint = np.bincount(_levels(x) * 256 + _levels(y), minlength=256 * 256).reshape(256, 256)
-    hx = _entropy(joint.sum(axis=1), np.log)
-    hy = _entropy(joint.sum(axis=0), np.log)
-    hxy = _entropy(joint.ravel(), np.log)
-    return max(hx + hy - hxy, 0.0)
-
-
-def mi(f, a, b) -> float:
-    """Mutual information MI, in nats.
-
-    ``MI = MI(F, A) + MI(F, B)`` with ``MI(X, Y) = H(X) + H(Y) - H(X, Y)``
-    (natural log) from the 256 x 256 joint histogram of the integer grey
-    levels (clipped to 0..255 and rounded). Qu, Zhang & Yan, "Information
-    measure for performance of image fusion", Electron. Lett. 38 (2002)
-    313-315. For integer-valued images this equals scikit-learn's
-    ``mutual_info_score`` used by the reference evaluator.
-    """
-    f, a, b = _triple(f, a, b)
-    if f.size == 0:
-        return 0.0
-    return _mi_pair(f, a) + _mi_pair(f, b)
-
-
-def scd(f, a, b) -> float:
-    """Sum of the correlations of differences SCD.
-
-    ``SCD = r(F - B, A) + r(F - A, B)`` with ``r`` the Pearson correlation:
-    what the fused image adds to one source should correlate with the
-    other. Aslantas & Bendes, "A new image quality metric for image fusion:
-    The sum of the correlations of differences", AEU Int. J. Electron.
-    Commun. 69 (2015) 1890-1896. A correlation involving a constant image
-    (for instance ``F - A`` when ``F == A``) counts as 0.0.
-    """
-    f, a, b = _triple(f, a, b)
-    return _corr(f - b, a) + _corr(f - a, b)
-
-
-def cc(f, a, b) -> float:
-    """Correlation coefficient CC.
-
-    ``CC = (r(F, A) + r(F, B)) / 2`` with ``r`` the Pearson correlation.
-    Deshmukh & Bhosale, "Image fusion and image quality assessment of fused
-    images", Int. J. Image Process. 4 (2010) 484-508. A correlation
-    involving a constant image counts as 0.0.
-    """
-    f, a, b = _triple(f, a, b)
-    return 0.5 * (_corr(f, a) + _corr(f, b))
-
+# edges, structure and visual information against the two sources
 
 # Xydeas & Petrovic constants (L = 1: the weights are the edge strengths).
 _TG, _KG, _DG = 0.9994, -15.0, 0.5
@@ -296,7 +112,7 @@ def qabf(f, a, b) -> float:
     5.5e-4 per pixel. Returns nan when neither source has any edge
     (``sum(g_A + g_B) = 0``, i.e. both sources are entirely zero).
     """
-    f, a, b = _triple(f, a, b)
+    f, a, b = three_images(f, a, b)
     g_f, a_f = _sobel(f)
     g_a, a_a = _sobel(a)
     g_b, a_b = _sobel(b)
@@ -320,7 +136,7 @@ def ssim(f, a, b) -> float:
     Trans. Image Process. 13 (2004) 600-612. Its maximum is 2. Returns nan
     for images smaller than 7 x 7 (the window does not fit).
     """
-    f, a, b = _triple(f, a, b)
+    f, a, b = three_images(f, a, b)
     if min(f.shape) < 7:
         return float("nan")
     return float(
@@ -423,7 +239,7 @@ def vif(f, a, b) -> float:
     scales whose window no longer fits the image are skipped, and an image
     smaller than 17 x 17 gives nan. All four scales need at least 41 x 41.
     """
-    f, a, b = _triple(f, a, b)
+    f, a, b = three_images(f, a, b)
     return _vifp(a, f) + _vifp(b, f)
 
 
@@ -442,7 +258,7 @@ def evaluate(fused, a, b) -> dict[str, float]:
     of the functional source. Arrays on a 0..1 scale must be multiplied by
     255 first. Raises ``ValueError`` if the (reduced) shapes differ.
     """
-    f, a, b = _triple(fused, a, b)
+    f, a, b = three_images(fused, a, b)
     values = {
         "EN": en(f),
         "SD": sd(f),
@@ -475,7 +291,7 @@ def hot_spot(b, a) -> np.ndarray:
     the pixels with ``Y_f > 5`` and the MRI is above 10 (inside the head, so
     that uptake over background does not count). Empty when nothing is lit.
     """
-    y, m = _grey(b), _grey(a)
+    y, m = grey_image(b), grey_image(a)
     if y.shape != m.shape:
         raise ValueError(f"functional and MRI images must have the same shape, got {y.shape}, {m.shape}")
     lit = y > HOT_SPOT_LIT
@@ -490,7 +306,7 @@ def _ssim_map(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def _mean_in_hot_spot(f, a, b, reference: str) -> float:
-    f, a, b = _triple(f, a, b)
+    f, a, b = three_images(f, a, b)
     mask = hot_spot(b, a)
     if min(f.shape) < 7 or not mask.any():
         return float("nan")
@@ -528,7 +344,7 @@ def hot_spot_scores(fused, a, b) -> dict[str, float]:
     luma); ``a`` is the MRI and ``b`` the functional source. The SSIM map is
     computed once per reference.
     """
-    f, a, b = _triple(fused, a, b)
+    f, a, b = three_images(fused, a, b)
     mask = hot_spot(b, a)
     if min(f.shape) < 7 or not mask.any():
         return {name: float("nan") for name in HOT_SPOT_MEASURES}

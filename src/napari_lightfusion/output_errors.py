@@ -65,7 +65,7 @@ def output_errors(target, slices: SliceCount | None = None, resumable: bool = Fa
     ``slices``: the progress seen so far, for "disk full after N of M
     slices"; ``resumable``: a rerun picks up where this one stopped (it
     says so). A writer's own one-line "disk full ..." ``ValueError`` (the
-    NIfTI and DICOM writers of :mod:`napari_lightfusion.clinical_export`)
+    NIfTI and DICOM writers, :class:`napari_lightfusion.slice_writer.SliceWriter`)
     becomes a :class:`DiskFull` with the same advice.
     """
     target = Path(target)

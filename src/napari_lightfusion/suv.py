@@ -4,7 +4,7 @@ SUV = C [Bq/ml] x weight [g] / (dose [Bq] x 2^(-dt / T1/2)): the activity
 concentration the scanner stores, normalised by the injected dose (decayed
 to the scan) per gram of patient. :func:`suv_factor` gives the factor and
 what it was made of, or the tag that is missing, so the reader can keep
-Bq/ml and say why (:mod:`napari_lightfusion.dicom`).
+Bq/ml and say why (:mod:`napari_lightfusion.dicom_reader`).
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ import numpy as np
 
 from .colour import colour_table
 from .displayed import as_displayed, same_grid
-from .volume_io import Volume
+from .volume_reader import Volume
 
 #: ``--colormap`` choices: ``auto`` (the PET table, :data:`napari_lightfusion.colour.PET`, for a grey
 #: functional volume fused with a PET or SPECT preset or read from a PET/SPECT series), ``pet``, ``none``

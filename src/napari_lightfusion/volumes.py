@@ -1,9 +1,11 @@
 """Fusing whole volumes to OME-Zarr on any dask scheduler.
 
 :func:`fuse_volume` is ``lightfusion fuse-volume``: it opens both inputs
-lazily (:func:`napari_lightfusion.volume_io.open_volume`), builds the lazy
+lazily (:func:`napari_lightfusion.volume_reader.open_volume`), builds the lazy
 fusion (:func:`napari_lightfusion.lazy.fuse_lazy`, without maps) and writes
-each slice that is not on disk yet as one chunk, one dask task per slice.
+each slice that is not on disk yet as one chunk, one dask task per slice
+(so reading, fusing and writing of different slices overlap on the
+scheduler's threads or workers).
 Memory therefore stays at a few slices per worker whatever the volume's
 depth, and a rerun after an interruption fuses only the missing slices (the
 output records the contrast limits, so the rerun does not rescan).
@@ -30,8 +32,9 @@ from pathlib import Path
 import numpy as np
 
 from .lazy import fuse_lazy, volume_limits
-from .volume_io import OmeZarrOutput, Volume, open_volume
+from .ome_zarr_output import OmeZarrOutput
 from .volume_pairing import place_pair
+from .volume_reader import Volume, open_volume
 
 #: Schedulers of dask itself; anything with "://" is a dask.distributed address.
 LOCAL_SCHEDULERS = ("threads", "processes", "synchronous")

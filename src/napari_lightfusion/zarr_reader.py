@@ -4,7 +4,7 @@ napari's own zarr reader opens a fused volume with scale ``[1, 1, 1]`` (a
 3 mm-slice volume flattened in 3D) and a colour one as a channel slider.
 :func:`get_reader` (the ``napari.yaml`` reader contribution) claims only
 folders whose group has the ``lightfusion`` record
-(:data:`~napari_lightfusion.volume_io.RECORD`) and leaves every other zarr
+(:data:`~napari_lightfusion.ome_zarr_output.RECORD`) and leaves every other zarr
 to the other readers. :func:`read_fused` gives one image layer, lazily
 (dask, one chunk per slice): placed by the record's geometry (the
 anatomical volume's ``(z, y, x)`` -> patient affine; ``scale``/``translate``,
@@ -19,7 +19,8 @@ import json
 from pathlib import Path
 
 from .geometry import Geometry
-from .volume_io import RECORD, ngff_unit
+from .ngff_units import ngff_unit
+from .ome_zarr_output import RECORD
 
 
 def _attributes(path) -> dict | None:

@@ -1,4 +1,6 @@
-"""The Qt edge: the dock widget, reading and writing napari layers, and the worker jobs.
+"""The Qt edge: the dock widget and its parts, and the napari workers that run the session's jobs.
 
-Imports the Qt-free runtime (the package top), never :mod:`napari_lightfusion.research`.
+Holds widgets only; what they show and do without Qt is in
+:mod:`napari_lightfusion.session` (and the runtime at the package top),
+which this package imports. Never imports :mod:`napari_lightfusion.research`.
 """

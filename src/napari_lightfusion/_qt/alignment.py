@@ -1,7 +1,7 @@
 """Align: the functional layer put in register with the anatomical one, as a transform on its affine.
 
 Each Fuse estimates whether the pair is out of register (in its worker,
-:func:`napari_lightfusion._qt.jobs.run_request`); when it is, the widget
+:func:`napari_lightfusion.session.jobs.run_request`); when it is, the widget
 calls :meth:`AlignPanel.offer`: a notification says by how much and carries
 an **Align** button, and the dock shows one too. Align runs a rigid
 registration by mutual information (:func:`napari_lightfusion.align.register_rigid`;

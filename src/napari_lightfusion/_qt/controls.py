@@ -1,16 +1,16 @@
-"""The dock's controls and their layout (no behaviour: the widget wires them)."""
+"""The dock's control kinds and layout pieces (no behaviour: the widget creates, places and wires its controls)."""
 
 from __future__ import annotations
 
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
-    QCheckBox,
     QComboBox,
     QFormLayout,
     QFrame,
     QGroupBox,
     QHBoxLayout,
     QLabel,
+    QLayout,
     QPushButton,
     QScrollArea,
     QSlider,
@@ -19,27 +19,22 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..baselines import BASELINES
-from ..engine import available_devices
 from ..model import ModelConfig
-from ..weights import all_presets
-from . import outputs
-from .pickers import PairPicker
-from .progress import JobProgress
-from .table import MetricTable
+from ..session import outputs
 
 ALL_BASELINES = "all baselines"
 #: Text of each "Show map" choice, in the order of :data:`outputs.MAP_CHOICES` (a result with a mix
 #: weight adds "mix weight", :data:`outputs.WEIGHT_CHOICE`, after them).
 MAP_TEXT = ("none (fused image)", "surprise: anatomical", "surprise: functional",
             "attention: anatomical", "attention: functional")
-#: Tooltip of each control.
+#: Tooltip of each control, by the widget's name for it.
 TIPS = {
     "preset": "Network weights; guessed from the inputs' names and colours, choose to override",
     "balance": ("Networks trained with a balance only: left keeps more anatomy, right more function; "
                 "re-fuses the current slice as you move it"),
     "show_map": ("Show one surprise or attention map, or the mix weight of a network that mixes its inputs, "
-                 "(with its colour bar) over the grey anatomical image"),
+                 "(with its colour bar) over the grey anatomical image; Fuse computes the maps only while "
+                 "one is shown"),
     "channel": "Maps: mean over the network's channels, or one channel (shown at once from the last result)",
     "baseline": "Classical method(s) in the metric table and in Compare",
     "live": "Re-fuse the current slice when the slider, an input's data or contrast changes",
@@ -48,6 +43,8 @@ TIPS = {
     "cancel_btn": "Stop a running job between slices; no layer is half-written",
     "volume_btn": ("Write the fused volume slice by slice: an OME-Zarr folder (resumable), a NIfTI file with the "
                    "anatomical affine, or a DICOM series that joins the anatomical study"),
+    "uptake": ("The functional image's own values (SUV) inside the hot spot the anatomy/function "
+               "rows measure: uptake above its median, inside the anatomy"),
 }
 
 
@@ -61,6 +58,77 @@ def combo(items, data=None, tips=None) -> QComboBox:
     return box
 
 
+class MapBox(QComboBox):
+    """"Show map": the fused image or one map (item data: its :class:`~napari_lightfusion.session.outputs.MapChoice`).
+
+    Each choice's meaning is its tooltip, and the box's while it is picked;
+    "mix weight" is offered while the result on show has one (:meth:`offer_weight`).
+    """
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        tips = ["the fused image, no map"] + [outputs.MAP_MEANING[c.kind] for c in outputs.MAP_CHOICES[1:]]
+        for i, (text, choice) in enumerate(zip(MAP_TEXT, outputs.MAP_CHOICES)):
+            self.addItem(text, choice)
+            self.setItemData(i, tips[i], Qt.ItemDataRole.ToolTipRole)
+        self.currentIndexChanged.connect(self._show_tip)
+
+    def _show_tip(self, *_) -> None:
+        self.setToolTip(self.itemData(self.currentIndex(), Qt.ItemDataRole.ToolTipRole) or "")
+
+    def show_choice(self, choice: outputs.MapChoice | None) -> None:
+        """Pick ``choice`` (the fused image when it is not offered)."""
+        self.setCurrentIndex(next((i for i in range(self.count()) if self.itemData(i) == choice), 0))
+
+    def offer_weight(self, names: tuple[str, str] | None) -> None:
+        """Offer "mix weight" for a result that has one (``names``: its inputs, for the tooltip), else not."""
+        at = next((i for i in range(self.count()) if self.itemData(i) == outputs.WEIGHT_CHOICE), -1)
+        if names is None:
+            if at >= 0:
+                self.removeItem(at)
+            return
+        if at < 0:
+            self.addItem("mix weight", outputs.WEIGHT_CHOICE)
+            at = self.count() - 1
+        self.setItemData(at, outputs.weight_meaning(names), Qt.ItemDataRole.ToolTipRole)
+        if self.currentIndex() == at:
+            self._show_tip()
+
+
+def channel_box() -> QComboBox:
+    """"Map channel": the mean of the network's channels (item data None) or one channel (its number)."""
+    width = ModelConfig().width
+    return combo(["mean of all"] + [f"channel {k}" for k in range(width)], [None, *range(width)])
+
+
+def balance_slider() -> tuple[QSlider, QLabel]:
+    """The balance slider (0..100, off until the network says it takes one) and the label that says its b."""
+    slider = QSlider(Qt.Orientation.Horizontal)
+    slider.setRange(0, 100)
+    slider.setValue(50)
+    slider.setEnabled(False)
+    label = QLabel("b —")
+    label.setMinimumWidth(48)
+    label.setToolTip("b = 0: keep the anatomy in the hot spots; b = 1: keep the function; "
+                     "— : the preset's network takes no balance")
+    return slider, label
+
+
+def button(text: str, *, enabled: bool = True, visible: bool = True) -> QPushButton:
+    """A push button, enabled and shown as asked."""
+    out = QPushButton(text)
+    out.setEnabled(enabled)
+    out.setVisible(visible)
+    return out
+
+
+def wrapped(text: str = "") -> QLabel:
+    """A label whose text wraps at the dock's width."""
+    label = QLabel(text)
+    label.setWordWrap(True)
+    return label
+
+
 def row(*widgets) -> QHBoxLayout:
     """The widgets side by side."""
     out = QHBoxLayout()
@@ -69,99 +137,65 @@ def row(*widgets) -> QHBoxLayout:
     return out
 
 
-def build_controls(w, viewer) -> None:
-    """Create the controls as attributes of the widget ``w`` and lay them out in it.
+def form(rows) -> QFormLayout:
+    """A form of ``rows``: a widget alone, or ``(label, widget or layout)``."""
+    out = QFormLayout()
+    out.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+    for item in rows:
+        if isinstance(item, tuple):
+            out.addRow(*item)
+        else:
+            out.addRow(item)
+    return out
 
-    They go in ``w.body`` (laid out top to bottom), inside a vertical
-    scroll area ``w.scroll`` that fills ``w``.
+
+def group(title: str, items) -> QGroupBox:
+    """A titled box of ``items`` (widgets or layouts) from top to bottom."""
+    box = QGroupBox(title)
+    _fill(QVBoxLayout(box), items)
+    return box
+
+
+def _fill(layout: QVBoxLayout, items) -> None:
+    for item in items:
+        if isinstance(item, QLayout):
+            layout.addLayout(item)
+        else:
+            layout.addWidget(item)
+
+
+def scrolled(owner: QWidget, items) -> QScrollArea:
+    """Lay ``items`` out top to bottom in a vertical scroll area that fills ``owner``; returns the area.
+
+    A short dock then scrolls instead of squashing its rows.
     """
-    w.pickers = PairPicker(viewer)
-    w.resample_btn = QPushButton("Resample functional onto anatomical grid")
-    w.resample_btn.setVisible(False)
-    w.preset = combo(all_presets())
-    w.balance = QSlider(Qt.Orientation.Horizontal)
-    w.balance.setRange(0, 100)
-    w.balance.setValue(50)
-    w.balance.setEnabled(False)
-    w.balance_label = QLabel("b —")
-    w.balance_label.setMinimumWidth(48)
-    w.balance_label.setToolTip("b = 0: keep the anatomy in the hot spots; b = 1: keep the function; "
-                               "— : the preset's network takes no balance")
-    w.device = combo(["auto", *available_devices()])
-    w.show_map = combo(MAP_TEXT, list(outputs.MAP_CHOICES),
-                       ["the fused image, no map"] + [outputs.MAP_MEANING[c.kind] for c in outputs.MAP_CHOICES[1:]])
-    width = ModelConfig().width
-    w.channel = combo(["mean of all"] + [f"channel {k}" for k in range(width)], [None, *range(width)])
-    w.baseline = combo([*BASELINES, ALL_BASELINES])
-    w.fuse_btn, w.cancel_btn = QPushButton("Fuse"), QPushButton("Cancel")
-    w.cancel_btn.setEnabled(False)
-    w.live = QCheckBox("Live (follow slice and contrast)")
-    w.compare_btn, w.figure_btn = QPushButton("Compare"), QPushButton("Export figure…")
-    w.figure_btn.setEnabled(False)
-    w.volume_btn = QPushButton("Export fused volume…")
-    w.volume_btn.setVisible(False)
-    w.shot_btn = QPushButton("Save screenshot…")
-    w.progress = JobProgress()
-    w.status = QLabel("Pick two registered images and press Fuse.")
-    w.status.setWordWrap(True)
-    w.table = MetricTable()
-    w.copy_btn, w.csv_btn = QPushButton("Copy"), QPushButton("Export CSV…")
-
-    form = QFormLayout()
-    form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
-    form.addRow(w.pickers)
-    form.addRow(w.resample_btn)
-    form.addRow("Preset", w.preset)
-    form.addRow("Balance", row(QLabel("anatomy 0"), w.balance, QLabel("1 function"), w.balance_label))
-    form.addRow("Device", w.device)
-    form.addRow("Show map", w.show_map)
-    form.addRow("Map channel", w.channel)
-    form.addRow("Baseline", w.baseline)
-    metrics = QGroupBox("Metrics (current slice)")
-    box = QVBoxLayout(metrics)
-    box.addWidget(w.table)
-    w.uptake = QLabel()
-    w.uptake.setWordWrap(True)
-    w.uptake.setToolTip("The functional image's own values (SUV) inside the hot spot the anatomy/function "
-                        "rows measure: uptake above its median, inside the anatomy")
-    box.addWidget(w.uptake)
-    box.addLayout(row(w.copy_btn, w.csv_btn))
-    w.body = QWidget()  # the controls, in a scroll area: a short dock scrolls instead of squashing rows
-    layout = QVBoxLayout(w.body)
-    layout.addLayout(form)
-    layout.addLayout(row(w.fuse_btn, w.cancel_btn))
-    layout.addWidget(w.live)
-    layout.addWidget(w.progress)
-    layout.addWidget(w.status)
-    layout.addLayout(row(w.compare_btn, w.figure_btn))
-    layout.addWidget(w.volume_btn)
-    layout.addWidget(metrics)
-    layout.addWidget(w.shot_btn)
-    for name, tip in TIPS.items():
-        getattr(w, name).setToolTip(tip)
+    body = QWidget()
+    layout = QVBoxLayout(body)
+    _fill(layout, items)
+    layout.addStretch(1)
     scroll = QScrollArea()
     scroll.setWidgetResizable(True)
     scroll.setFrameShape(QFrame.Shape.NoFrame)
     scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-    scroll.setWidget(w.body)
-    w.scroll = scroll
-    outer = QVBoxLayout(w)
+    scroll.setWidget(body)
+    outer = QVBoxLayout(owner)
     outer.setContentsMargins(0, 0, 0, 0)
     outer.addWidget(scroll)
+    return scroll
 
 
-def collapsible(title: str, content) -> tuple[QToolButton, object]:
+def collapsible(title: str, content) -> QToolButton:
     """A header button that shows and hides ``content`` (collapsed at first)."""
-    button = QToolButton()
-    button.setText(title)
-    button.setCheckable(True)
-    button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-    button.setArrowType(Qt.ArrowType.RightArrow)
+    header = QToolButton()
+    header.setText(title)
+    header.setCheckable(True)
+    header.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+    header.setArrowType(Qt.ArrowType.RightArrow)
     content.setVisible(False)
 
     def toggle(on: bool) -> None:
-        button.setArrowType(Qt.ArrowType.DownArrow if on else Qt.ArrowType.RightArrow)
+        header.setArrowType(Qt.ArrowType.DownArrow if on else Qt.ArrowType.RightArrow)
         content.setVisible(on)
 
-    button.toggled.connect(toggle)
-    return button, content
+    header.toggled.connect(toggle)
+    return header

@@ -3,13 +3,17 @@
 :class:`FinetunePanel` runs :func:`napari_lightfusion.finetune.finetune_steps`
 on the two layers the dock widget has picked (``get_pair()``), in a napari
 worker thread, with a progress bar, a live readout of the training loss and
-the validation scores and a small loss plot. At the end it shows the
-validation before and after and offers to save the weights as a custom
-preset under a free name; ``on_saved(name)`` then tells the dock widget,
-which lists and selects it. A run whose best weights are the base's (no
-validation improved on step 0) says so and offers nothing to save. The
-time budget counts preparing the pair and the first validation too, so
-the shortest offered (:data:`MIN_MINUTES`) leaves room for training steps.
+the held-out scores and a small loss plot. By default (*Pick the best
+preset*) the base is the preset that scores best on the held-out part of
+the pair, as ``lightfusion finetune --from auto`` does; unticked, the base
+is the preset in the list (which follows the preset the widget fuses
+with). At the end it shows which base and which loss were used and why,
+the held-out Qabf, SSIM and VIF before and after, and offers to save the
+weights as a custom preset under a free name; ``on_saved(name)`` then tells
+the dock widget, which lists and selects it. A run that did not beat its
+base on the held-out part says so ("Kept the base: ...") and offers nothing
+to save. The time budget counts preparing the pair and scoring the presets
+too, so the shortest offered (:data:`MIN_MINUTES`) leaves room for training steps.
 Nothing heavy runs on the GUI thread: the slots only copy numbers into
 labels and repaint the plot.
 """
@@ -27,6 +31,7 @@ from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QPointF, QRect, Qt, Signal
 from qtpy.QtGui import QColor, QPainter, QPen, QPolygonF
 from qtpy.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
@@ -42,12 +47,12 @@ from qtpy.QtWidgets import (
 
 from ..displayed import as_displayed
 from ..engine import available_devices
-from ..finetune import FinetuneConfig, FinetuneResult, Progress, finetune_steps
+from ..finetune import AUTO, KEPT_BASE, FinetuneConfig, FinetuneResult, Progress, finetune_steps
 from ..generators import Steps
 from ..inputs import prepare_pair
 from ..messages import described, first_line
+from ..session.layer_io import check_pair, fusion_inputs
 from ..weights import all_presets, custom_presets, save_custom_preset
-from .layer_io import check_pair, fusion_inputs
 
 #: Least time between two progress reports sent to the GUI thread, seconds.
 REPORT_EVERY_S = 0.1
@@ -166,13 +171,14 @@ def free_name(name: str, taken) -> str:
 
 
 def kept_base_text(base: str) -> str:
-    """What a run whose best weights are the base's says: the preset is unchanged, nothing to save."""
-    return (f"Kept the base: fine-tuning did not improve the held-out pairs, so '{base}' is unchanged "
-            "and there is nothing new to save.")
+    """What a run that did not beat its base says: the preset is unchanged, nothing to save."""
+    return f"{KEPT_BASE[0].upper()}{KEPT_BASE[1:]}, so '{base}' is unchanged and there is nothing new to save."
 
 
-def _scores(values: dict) -> str:
-    return ", ".join(f"{name} {values[name]:.3f}" for name in ("Qabf", "SSIM", "VIF"))
+def summary_text(result: FinetuneResult) -> str:
+    """The end of a run (:meth:`FinetuneResult.report`): base and loss and why, held-out scores, verdict."""
+    lines = [*result.report()[:-1], kept_base_text(result.base) if result.kept_base else result.verdict]
+    return "\n".join(line[0].upper() + line[1:] for line in lines)
 
 
 class FinetunePanel(QWidget):
@@ -196,7 +202,10 @@ class FinetunePanel(QWidget):
         self._cancel: threading.Event | None = None
         self._layers: tuple[str, str] | None = None
 
+        self.auto_base = QCheckBox("Pick the best preset")
+        self.auto_base.setChecked(True)
         self.base = QComboBox()
+        self.base.setEnabled(False)
         self.minutes = QDoubleSpinBox(decimals=1, minimum=MIN_MINUTES, maximum=120.0, singleStep=0.5, value=2.0)
         self.minutes.setSuffix(" min")
         self.steps = QSpinBox(minimum=0, maximum=1_000_000, singleStep=100, value=0)
@@ -220,7 +229,10 @@ class FinetunePanel(QWidget):
         self.save_btn.setEnabled(False)
 
         form = QFormLayout()
-        form.addRow("Start from", self.base)
+        start_from = QHBoxLayout()
+        start_from.addWidget(self.auto_base)
+        start_from.addWidget(self.base, 1)
+        form.addRow("Start from", start_from)
         form.addRow("Time budget", self.minutes)
         form.addRow("Steps", self.steps)
         form.addRow("Device", self.device)
@@ -240,7 +252,8 @@ class FinetunePanel(QWidget):
         layout.addWidget(self.summary)
         layout.addLayout(save)
         tips = {
-            self.base: "The preset (bundled or your own) the fine-tuning starts from",
+            self.auto_base: "Score every preset on the held-out part of the pair and start from the best",
+            self.base: "The preset (bundled or your own) the fine-tuning starts from, when not picked by score",
             self.minutes: "Stop after this much time, preparing the pair included (the best weights so far are kept)",
             self.steps: "Stop after this many training steps instead (no limit: the time budget decides)",
             self.start_btn: "Train on random crops of the two picked layers; part of each is held out to validate",
@@ -251,6 +264,7 @@ class FinetunePanel(QWidget):
         self.start_btn.clicked.connect(self.start)
         self.cancel_btn.clicked.connect(self.cancel)
         self.save_btn.clicked.connect(self.save)
+        self.auto_base.toggled.connect(lambda on: self.base.setEnabled(not on))
         self.refresh_presets()
 
     # ------------------------------------------------------------------ API
@@ -267,6 +281,10 @@ class FinetunePanel(QWidget):
         self.base.addItems(all_presets())
         if current in all_presets():
             self.base.setCurrentText(current)
+
+    def base_choice(self) -> str:
+        """What the run starts from: "auto" (the best preset on the held-out part) or the listed preset."""
+        return AUTO if self.auto_base.isChecked() else self.base.currentText()
 
     def config(self) -> FinetuneConfig:
         """The recipe with the panel's budget."""
@@ -297,7 +315,7 @@ class FinetunePanel(QWidget):
         self.start_btn.setEnabled(False)
         self.cancel_btn.setEnabled(True)
         worker = create_worker(
-            finetune_job, fusion_inputs(a, b), self.base.currentText(), self.config(),
+            finetune_job, fusion_inputs(a, b), self.base_choice(), self.config(),
             self.device.currentText(), self._cancel, _start_thread=False,
         )
         worker.yielded.connect(self._on_progress)
@@ -316,7 +334,7 @@ class FinetunePanel(QWidget):
         """Save the result as a custom preset named in the name field; return the name (None if refused)."""
         if self.result is None:
             return None
-        if self.result.best_step == 0:
+        if not self.result.improved:
             show_error(f"LightFusion: {kept_base_text(self.result.base)}")
             return None
         name = self.name.text().strip()
@@ -350,7 +368,8 @@ class FinetunePanel(QWidget):
         text = f"step {update.step}"
         if np.isfinite(update.loss):
             text += f" · loss {update.loss:.2f}"
-        text += f" · {update.seconds:.0f} s · best validation at step {update.best_step}: {_scores(update.best)}"
+        best = ", ".join(f"{name} {update.best[name]:.3f}" for name in ("Qabf", "SSIM", "VIF"))
+        text += f" · {update.seconds:.0f} s · best held-out at step {update.best_step}: {best}"
         self.readout.setText(text)
 
     def _on_returned(self, outcome: dict) -> None:
@@ -364,14 +383,8 @@ class FinetunePanel(QWidget):
             return
         result = self.result = outcome["result"]
         self.bar.setValue(1000)
-        ended = {"steps": "step limit", "time": "time budget", "cancelled": "cancelled"}[result.stopped]
-        kept = result.best_step == 0
-        self.summary.setText(
-            f"Validation on {result.validation_images} held-out part(s): "
-            f"before {_scores(result.before)}; after {_scores(result.after)} "
-            f"(best at step {result.best_step} of {result.steps}, {result.seconds:.0f} s on {result.device}, "
-            f"{ended})." + (f" {kept_base_text(result.base)}" if kept else "")
-        )
+        kept = not result.improved
+        self.summary.setText(summary_text(result))
         self.save_btn.setEnabled(not kept)
         name = self.name.text().strip() or (suggested_name(*self._layers) if self._layers else "")
         if not kept and name:  # a name saved by a previous run is taken now: offer a free one

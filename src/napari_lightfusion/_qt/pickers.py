@@ -19,7 +19,12 @@ from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QFormLayout, QHBoxLayout, QLabel, QPushButton, QWidget
 
 from ..roles import guess_roles, role_note
-from . import layer_io
+from ..session import layer_io
+
+
+def image_layers(layers) -> list:
+    """The layers a user can pick: napari Image layers not written by this plugin."""
+    return [ly for ly in layers if isinstance(ly, Image) and not layer_io.is_output(ly)]
 
 
 def guess_pair(layers) -> tuple:
@@ -28,7 +33,7 @@ def guess_pair(layers) -> tuple:
     The two layers opened last, when they are of one shape: a second pair
     opened is the pair guessed. Otherwise every layer, newest first on ties.
     """
-    images = layer_io.image_layers(layers)
+    images = image_layers(layers)
     newest = images[-2:]
     if len(images) > 2 and layer_io.spatial_shape(newest[0]) == layer_io.spatial_shape(newest[1]):
         return guess_roles(newest)
@@ -86,7 +91,7 @@ class PairPicker(QWidget):
         self.refresh()
 
     def _choices(self, _widget=None) -> list[tuple[str, object]]:
-        return [(layer.name, layer) for layer in layer_io.image_layers(self.viewer.layers)]
+        return [(layer.name, layer) for layer in image_layers(self.viewer.layers)]
 
     def pair(self) -> tuple:
         """The picked (anatomical, functional) layers (None where nothing is picked)."""

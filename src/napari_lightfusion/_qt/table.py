@@ -18,7 +18,7 @@ from qtpy.QtGui import QBrush, QColor, QFont
 from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem
 
 from ..metric_registry import ROWS, higher_is_better, metric
-from .jobs import NETWORK
+from ..session.jobs import NETWORK
 
 #: Short header of a column (full name in its tooltip).
 SHORT = {NETWORK: "LFNet", "average": "avg", "laplacian": "Lap", "alpha": "α"}

@@ -1,12 +1,13 @@
 """"Export fused volume…": write a (lazy or eager) fused layer to OME-Zarr, NIfTI or DICOM off the GUI thread.
 
 The slices are computed (a lazy layer fuses them now) and written one at a
-time in a napari worker, with a progress bar in napari's activity panel;
-``worker.quit()`` stops it between slices. The format follows the save
+time in a napari worker, its progress in the dock's
+:class:`~napari_lightfusion._qt.progress.JobProgress` (the bar every job of
+the dock shows); ``worker.quit()`` stops it between slices. The format follows the save
 dialog (:func:`ask_and_export`): its filter, or the name (``.zarr``,
 ``.nii`` / ``.nii.gz``; a DICOM series goes to a new folder).
 
-* OME-Zarr (:class:`napari_lightfusion.volume_io.OmeZarrOutput`): every
+* OME-Zarr (:class:`napari_lightfusion.ome_zarr_output.OmeZarrOutput`): every
   slice written is complete, and exporting the same layer to the same folder
   again writes only the slices still missing; the anatomical geometry goes
   to its record, so napari reopens it in place (``napari_lightfusion.zarr_reader``).
@@ -19,6 +20,7 @@ dialog (:func:`ask_and_export`): its filter, or the name (``.zarr``,
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -26,11 +28,14 @@ from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtWidgets import QFileDialog
 
-from ..clinical_export import DicomSeriesWriter, NiftiWriter, output_format
+from ..clinical_export import output_format
+from ..dicom_series_writer import DicomSeriesWriter
 from ..geometry import Geometry
 from ..messages import first_line
+from ..ngff_units import ngff_unit
+from ..nifti_writer import NiftiWriter
+from ..ome_zarr_output import OmeZarrOutput
 from ..resample import data_to_world, full_resolution
-from ..volume_io import OmeZarrOutput, ngff_unit
 
 #: The save dialog's filters and the format each one asks for.
 FILTERS = {
@@ -126,7 +131,7 @@ def _clinical_writer(kind: str, path: Path, layer, data, rgb: bool, anatomical):
                              description=f"LightFusion {layer.name}"[:64])
 
 
-def export_fused(viewer, layer, path, *, anatomical=None, fmt: str = "auto"):
+def export_fused(viewer, layer, path, *, anatomical=None, fmt: str = "auto", progress=None):
     """Write ``layer`` (a fused image layer, lazy or not) to ``path`` as OME-Zarr, NIfTI or a DICOM series.
 
     ``fmt`` (``auto``, ``ome-zarr``, ``nifti``, ``dicom``) with the name of
@@ -138,7 +143,9 @@ def export_fused(viewer, layer, path, *, anatomical=None, fmt: str = "auto"):
     bar, with a napari notification. A layer that cannot be written or a
     ``path`` that cannot take it is a ``ValueError`` (one line) raised at
     once, before anything is written. OME-Zarr values are float32, resumed
-    by exporting the same layer to the same ``path`` again.
+    by exporting the same layer to the same ``path`` again. ``progress``: a
+    :class:`~napari_lightfusion._qt.progress.JobProgress` that shows the
+    slices written (None: no progress shown, as from a script).
     """
     path = Path(path)
     kind = output_format(path, fmt)
@@ -150,8 +157,12 @@ def export_fused(viewer, layer, path, *, anatomical=None, fmt: str = "auto"):
     else:
         writer = _clinical_writer(kind, path, layer, data, rgb, anatomical)
         work, args, total = _write_in_order, (data, writer, rgb), writer.shape[0]
-    worker = create_worker(work, *args, _progress={"total": total, "desc": f"Exporting {layer.name}"},
-                           _start_thread=False, _ignore_errors=True)
+    worker = create_worker(work, *args, _start_thread=False, _ignore_errors=True)
+    if progress is not None:
+        done = itertools.count(1)
+        progress.start(total, f"Exporting {layer.name}")
+        worker.yielded.connect(lambda _: progress.step(next(done)))
+        worker.finished.connect(progress.stop)
 
     def status(message: str) -> None:
         if hasattr(viewer, "status"):
@@ -180,7 +191,7 @@ def export_fused(viewer, layer, path, *, anatomical=None, fmt: str = "auto"):
     return worker
 
 
-def ask_and_export(parent, viewer, layer, anatomical=None):
+def ask_and_export(parent, viewer, layer, anatomical=None, progress=None):
     """The "Export fused volume…" dialog: pick a file or folder and a format, then :func:`export_fused`.
 
     Returns the worker, or ``None`` when the dialog was cancelled; a choice
@@ -191,4 +202,4 @@ def ask_and_export(parent, viewer, layer, anatomical=None):
                                                ";;".join(FILTERS))
     if not path:
         return None
-    return export_fused(viewer, layer, path, anatomical=anatomical, fmt=FILTERS.get(chosen, "auto"))
+    return export_fused(viewer, layer, path, anatomical=anatomical, fmt=FILTERS.get(chosen, "auto"), progress=progress)

@@ -10,7 +10,7 @@ whose sha256 checks) are reused, so an interrupted run resumes. The
 test-set scores are cached beside them in ``eval.json``, keyed by the
 weights' sha256, the test pairs and the table columns.
 
-Entry point for the command line: :func:`run_ablations` (``lightfusion
+Entry point for the command line: :func:`run_ablations` (``lightfusion-research
 ablate --data ROOT --out-dir runs/ablations --epochs N --workers 2 --doc
 docs/ablations.md``); :mod:`.report_ablations` writes the document.
 """
@@ -23,9 +23,9 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from ..pair_data import pair_names
 from ..weights import sha256
 from .ablation_variants import DATASET, REFERENCE, Variant, train_config, variants
-from .data import pair_names
 from .methods import network_method
 from .report import command_line
 from .report_ablations import ablations_markdown

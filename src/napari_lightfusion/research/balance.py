@@ -9,7 +9,7 @@ measured the same way. A b *dominates* pixel average when both measures are
 at or above the average's at once.
 
 Entry point for the command line: :func:`write_balance_figure`
-(``lightfusion balance-figure --data ROOT --out docs/balance.png``).
+(``lightfusion-research balance-figure --data ROOT --out docs/balance.png``).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import numpy as np
 from ..baselines import fuse_baseline
 from ..colour import grey
 from ..metrics import HOT_SPOT_MEASURES, hot_spot_scores
+from ..pair_data import DATASETS, load_pairs, split_names
 from .contact_sheets import assemble_sheet, save_png
-from .data import DATASETS, load_pairs, split_names
 from .scoring import nanmean
 
 #: The b values of a curve.

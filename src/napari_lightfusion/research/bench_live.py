@@ -1,10 +1,11 @@
-"""``lightfusion bench-live``: latency from a slider move to updated layers, with Live on.
+"""``lightfusion-research bench-live``: latency from a slider move to updated layers, with Live on.
 
 Opens a napari viewer (needs a display; run under ``xvfb-run`` on a headless
 machine) with a synthetic grey + RGB stack of each size, docks the
 LightFusion widget, turns Live on, and for each slice moves the dims slider
 and waits, processing Qt events, until the widget has written that slice's
-fused layer and maps (and then until the metric table is filled). The latency is what a user sees: the debounce
+fused layer (its maps only while one is shown), and then until the metric
+table is filled. The latency is what a user sees: the debounce
 (:data:`napari_lightfusion._qt.widget.DEBOUNCE_MS`), the fusion in the worker
 thread, the metric table, and the layer updates on the GUI thread.
 """

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..baselines import BASELINES, fuse_baseline
-from .data import DATASETS, Pair, load_pairs, pair_names
+from ..pair_data import DATASETS, Pair, load_pairs, pair_names
 from .tables import LIGHTFUSIONNET
 
 #: Grey of the lines between contact-sheet tiles (the images have black backgrounds).
@@ -146,7 +146,7 @@ def contact_sheet(pairs: list[Pair], dataset: str, preset: str | None = None) ->
 
     rows = []
     for pair in pairs:
-        result = fuse(pair.anatomical, pair.other, preset=preset or dataset, device="cpu")
+        result = fuse(pair.anatomical, pair.other, preset=preset or dataset, device="cpu", maps=True)
         surprise = None if result.surprise is None else result.surprise[1]
         tiles = [
             pair.anatomical,

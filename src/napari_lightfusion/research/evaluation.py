@@ -6,9 +6,9 @@ modules of their own: :mod:`.methods` (what is fused), :mod:`.scoring`
 columns and ranks), :mod:`.quality_bar`, :mod:`.timing` (efficiency),
 :mod:`.contact_sheets` (images) and :mod:`.report_results` (the text).
 
-Entry points for the command line: :func:`write_results` (``lightfusion
+Entry points for the command line: :func:`write_results` (``lightfusion-research
 evaluate --data ROOT --out docs/results.md``) and :func:`score_weights`
-(``lightfusion score``).
+(``lightfusion-research score``).
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ..baselines import BASELINES
+from ..pair_data import DATASETS, load_pairs, pair_names
 from ..weights import model_for
 from .balance import FUNCTIONAL, balance_curve
 from .contact_sheets import contact_pairs, contact_sheet, save_png
-from .data import DATASETS, load_pairs, pair_names
 from .methods import baseline_method, default_methods, network_method
 from .quality_bar import MIN_TOP2, QualityBar, quality_bar
 from .report import command_line, metric_table
@@ -40,7 +40,7 @@ def score_weights(
 ) -> str:
     """A markdown table of the mean measures of weight files (and the baselines) on one test set.
 
-    For ``lightfusion score``: comparing training runs (two loss weightings,
+    For ``lightfusion-research score``: comparing training runs (two loss weightings,
     two learning rates) on the same pairs with the same code as Table 1.
     Rows are named by the weight files' parent folder and stem. With
     ``balances``, a balance-conditioned file gets one row per b (the others
@@ -110,7 +110,7 @@ def write_results(
     quality bar, and ``contact_<dataset>.png`` beside ``out_md``; then the
     efficiency table. ``limit`` evaluates only the first ``limit`` pairs
     of each test set (a trial; the document says so). ``command`` is the
-    command line written at the top (default: the ``lightfusion evaluate``
+    command line written at the top (default: the ``lightfusion-research evaluate``
     line that passes these arguments). Returns what it computed.
     """
     data_root, out_md = Path(data_root), Path(out_md)

@@ -1,6 +1,6 @@
 """Fusion methods as the evaluation sees them: ``method(mri, other) -> fused``.
 
-Each test pair is read with :func:`napari_lightfusion.research.data.load_pairs`:
+Each test pair is read with :func:`napari_lightfusion.pair_data.load_pairs`:
 the anatomical MRI as a grey ``(H, W)`` float image in [0, 1] and the other
 image (CT grey, PET/SPECT RGB) as given. A *method* is any callable
 ``method(mri, other) -> fused`` returning a float image in [0, 1], grey or

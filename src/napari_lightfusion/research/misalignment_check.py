@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..align import estimate_misalignment
-from .data import load_pairs, pair_names
+from ..pair_data import load_pairs, pair_names
 
 #: The data sets checked.
 DATASETS = ("PET-MRI", "SPECT-MRI", "CT-MRI")

@@ -2,7 +2,7 @@
 
 Nothing here computes a measure: the documents (:mod:`.report_results` for
 ``docs/results.md``, :mod:`.report_ablations` for ``docs/ablations.md``,
-and ``lightfusion score``) are handed their numbers.
+and ``lightfusion-research score``) are handed their numbers.
 """
 
 from __future__ import annotations
@@ -80,13 +80,22 @@ def metric_table(
 
 
 def command_line(subcommand: str, **options) -> str:
-    """The ``lightfusion`` command line that passes ``options`` (for a document's "Made by" line).
+    """The ``lightfusion-research`` command line that passes ``options`` (for a document's "Made by" line).
 
     Options are written in the order given, ``out_dir=x`` as ``--out-dir x``;
     those that are ``None`` are left out; values are shell-quoted.
     """
-    parts = ["lightfusion", subcommand]
+    parts = ["lightfusion-research", subcommand]
     for name, value in options.items():
         if value is not None:
             parts += [f"--{name.replace('_', '-')}", shlex.quote(str(value))]
     return " ".join(parts)
+
+
+def document_head(title: str, made_by: str, limit_note: str | None) -> list[str]:
+    """The first lines of a generated document: its title, how it was made, and a trial-run warning if any."""
+    out = [f"# {title}", "", made_by, ""]
+    if limit_note is not None:
+        out += [f"> **Trial run:** {limit_note}", ""]
+    return out
+

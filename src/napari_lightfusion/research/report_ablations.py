@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .ablation_variants import PAPER_LR, PAPER_OUTPUT, REFERENCE, all_tables
-from .report import fmt, metric_table
+from .report import document_head, fmt, metric_table
 
 
 def ablations_markdown(summary: dict) -> str:
@@ -12,18 +12,12 @@ def ablations_markdown(summary: dict) -> str:
     trained_now = [n for n, r in results.items() if r["trained"]]
     reused = [n for n, r in results.items() if not r["trained"]]
     total = summary["train_seconds"] + summary["eval_seconds"]
-    out = [
-        "# LightFusionNet ablations on PET-MRI (the paper's Tables 3, 4 and 5)",
-        "",
+    out = document_head(
+        "LightFusionNet ablations on PET-MRI (the paper's Tables 3, 4 and 5)",
         f"Made by `{summary['command']}` on {summary['date']} (data root `{summary['data_root']}`, "
         f"weights in `{summary['out_dir']}`).",
-        "",
-    ]
-    if summary.get("limit") is not None:
-        out += [
-            f"> **Trial run:** only the first {summary['limit']} PET-MRI test pairs were scored.",
-            "",
-        ]
+        None if summary.get("limit") is None else f"only the first {summary['limit']} PET-MRI test pairs were scored.",
+    )
     out += [
         f"Each row is LightFusionNet with one change from the reference `{REFERENCE.name}` "
         "(attention / convolution / width C / reduction R / loss weighting), which is trained once and "

@@ -9,7 +9,7 @@ from ..metrics import METRICS
 from .balance import balance_markdown
 from .contact_sheets import contact_columns
 from .quality_bar import MIN_TOP2, QualityBar
-from .report import fmt, metric_table
+from .report import document_head, fmt, metric_table
 from .tables import CROSS, DECIMALS, LIGHTFUSIONNET, MEASURES, TABLE1_METHODS, cross_name
 
 
@@ -161,19 +161,14 @@ def results_markdown(computed: Mapping, folder: Path) -> str:
     tables = computed["tables"]
     bars = computed["bars"]
     min_top2 = next(iter(bars.values())).min_top2 if bars else MIN_TOP2
-    out = [
-        "# LightFusionNet: evaluation on the Harvard test sets",
-        "",
+    out = document_head(
+        "LightFusionNet: evaluation on the Harvard test sets",
         f"Made by `{computed['command']}` on {computed['date']} (data root `{computed['data_root']}`, "
         f"{computed['seconds'] / 60:.1f} min, Python {computed['python']}).",
-        "",
-    ]
-    if computed.get("limit") is not None:
-        out += [
-            f"> **Trial run:** only the first {computed['limit']} test pairs of each dataset were evaluated; "
-            "these numbers are not the full test sets.",
-            "",
-        ]
+        None if computed.get("limit") is None else (
+            f"only the first {computed['limit']} test pairs of each dataset were evaluated; "
+            "these numbers are not the full test sets."),
+    )
     out += [
         "Test pairs: " + ", ".join(f"{d} {len(t.pairs)}" for d, t in tables.items()) + ".",
         "",

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..colour import grey
 from ..metrics import evaluate
-from .data import load_pairs, split_names
+from ..pair_data import load_pairs, split_names
 from .methods import Method, resolve_methods
 from .tables import COLUMNS, EXTRA_MEASURES
 

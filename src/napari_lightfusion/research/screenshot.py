@@ -84,6 +84,7 @@ def make_screenshots(out_png: str | Path, data: str | Path | None = None, show: 
         viewer.reset_view()
         shot("widget_fused.png")
         widget.show_map.setCurrentText("attention: functional")
+        wait_until(lambda: not widget.busy, 120.0, "the maps")  # computed when a map is first shown
         viewer.layers.selection.active = widget.last_result()["attention:1"]  # its controls: colour map, limits
         shot("widget_map.png")
         widget.show_map.setCurrentIndex(0)

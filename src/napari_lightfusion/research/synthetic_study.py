@@ -1,7 +1,7 @@
 """A synthetic DICOM study of one "patient": an MR and a PET on their own grids, the PET a few mm out of register.
 
 No real PET DICOM can be shipped or fetched here, so the DICOM screenshot
-(``lightfusion screenshot --dicom``) writes one the way scanners do
+(``lightfusion-research screenshot --dicom``) writes one the way scanners do
 (:mod:`.dicom_writer`): an MR at 1.5 x 1 x 1 mm from scikit-image's
 Shepp-Logan phantom stacked into a head (the anatomy of the plugin's sample
 stack), and an FDG-like PET in Bq/ml (a slope per slice, decay and weight

@@ -15,7 +15,7 @@ and averaged over a test set. The ten metrics of
 To add a measure, describe it in :mod:`napari_lightfusion.metric_registry`
 and append one :class:`Measure` with a ``compute`` function to
 :data:`EXTRA_MEASURES`: the scores, the means, every table
-(``docs/results.md``, ``lightfusion score``, ``docs/ablations.md``,
+(``docs/results.md``, ``lightfusion-research score``, ``docs/ablations.md``,
 best/second marks included) and "How to read this" pick it up from there.
 The quality bar keeps to the ten metrics.
 """

@@ -2,7 +2,7 @@
 
 Timings are medians of repeated calls after a warm-up, on in-memory arrays
 (nothing timed reads or writes files). Used by the results' efficiency
-table, the ablations and ``lightfusion bench``.
+table, the ablations and ``lightfusion-research bench``.
 """
 
 from __future__ import annotations

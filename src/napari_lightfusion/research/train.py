@@ -1,34 +1,34 @@
-"""Training LightFusionNet on registered pairs (the recipe of the paper).
+"""Training LightFusionNet on the atlas pairs (``lightfusion train``): a recipe over the training core.
 
-Adam, learning rate halved every 50 epochs, batch 4, random 64 x 64 crops
-with flips, seeded. The validation split is carved out of ``train/`` by file
-name (:func:`napari_lightfusion.research.data.is_validation`); ``test/`` is never read.
-The result is a weight file plus a JSON sidecar that says how it was made
-and holds its sha256, which :mod:`napari_lightfusion.weights` checks on load.
-
-A network with ``ModelConfig.balance`` set is trained for the whole balance
-range: each batch draws b (its default with probability
-``TrainConfig.default_share``, else uniform in [0, 1]), conditions the
-network on it and moves the loss's targets with it
-(:func:`napari_lightfusion.losses.fusion_loss`).
+Adam, the learning rate halved every 50 epochs, batch 4, random 64 x 64
+crops with flips, seeded: :func:`napari_lightfusion.training.train_steps`
+runs it, with the objective of :class:`TrainConfig` (the loss weights, and
+for a balance-conditioned network how b is drawn and shapes the loss,
+:class:`napari_lightfusion.objective.Objective`). The validation split is
+carved out of ``train/`` by file name
+(:func:`napari_lightfusion.pair_data.is_validation`); ``test/`` is never
+read. The result is a weight file (the last state, as the paper trains)
+plus a JSON sidecar that says how it was made and holds its sha256, which
+:mod:`napari_lightfusion.weights` checks on load, and a per-epoch loss log.
 """
 
 from __future__ import annotations
 
 import csv
 import subprocess
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..colour import grey
-from ..losses import HOT_SPOT_MODES, LossWeights, fusion_loss
+from ..generators import Steps
+from ..losses import LossWeights
 from ..model import LightFusionNet, ModelConfig
+from ..objective import Objective, with_hot_spots
+from ..pair_data import is_validation, load_pairs, pair_names, planes
+from ..training import Schedule, lower_loss, train_steps
 from ..weights import save_weights, sha256
-from .data import Pair, is_validation, load_pairs, pair_names
 
 
 @dataclass
@@ -58,53 +58,11 @@ class TrainConfig:
     #: (the balance conditioning of a paper network) keep their initialisation
     init: str | None = None
 
-
-def pairs_to_tensor(pairs: list[Pair], hot_spots: bool = False) -> torch.Tensor:
-    """Stack pairs as ``(N, 2, H, W)``: anatomical, then luminance of the other.
-
-    With ``hot_spots``, a third channel holds each pair's functional hot spot
-    (:func:`napari_lightfusion.metrics.hot_spot`, 1 inside, 0 outside), found
-    on the whole image before any crop.
-    """
-    from ..metrics import hot_spot
-
-    def planes(p: Pair):
-        a, b = p.anatomical, grey(p.other)
-        return [a, b, hot_spot(b * 255, a * 255)] if hot_spots else [a, b]
-
-    stack = np.stack([np.stack(planes(p)) for p in pairs])
-    return torch.from_numpy(stack.astype(np.float32))
-
-
-def random_batch(images: torch.Tensor, size: int, crop: int, generator: torch.Generator):
-    """Draw ``size`` random crops with random horizontal and vertical flips: (anatomical, functional[, more]).
-
-    ``images`` is ``(N, K, H, W)``; one ``(size, 1, crop, crop)`` tensor per plane comes back.
-    """
-    n, _, h, w = images.shape
-    idx = torch.randint(n, (size,), generator=generator)
-    ys = torch.randint(h - crop + 1, (size,), generator=generator)
-    xs = torch.randint(w - crop + 1, (size,), generator=generator)
-    flips = torch.rand(size, 2, generator=generator) < 0.5
-    crops = []
-    for i, y, x, (fh, fv) in zip(idx.tolist(), ys.tolist(), xs.tolist(), flips.tolist()):
-        c = images[i, :, y : y + crop, x : x + crop]
-        if fh:
-            c = c.flip(-1)
-        if fv:
-            c = c.flip(-2)
-        crops.append(c)
-    batch = torch.stack(crops)
-    return batch.split(1, dim=1)
-
-
-def draw_balance(config: TrainConfig, generator: torch.Generator) -> float | None:
-    """The balance of one batch: None for the paper's network, else the default or uniform in [0, 1]."""
-    default = config.model.balance
-    if default is None:
-        return None
-    u, v = torch.rand(2, generator=generator).tolist()
-    return float(default) if u < config.default_share else v
+    def objective(self) -> Objective:
+        """The loss this recipe trains with."""
+        return Objective(weights=self.weights, balance=self.model.balance, balance_loss=self.balance_loss,
+                         default_share=self.default_share, hot_spot_weight=self.hot_spot_weight,
+                         film_lr_scale=self.film_lr_scale)
 
 
 def start_from(model: LightFusionNet, path: str) -> str:
@@ -152,69 +110,73 @@ def train(
     ``config`` defaults to the paper's recipe (:class:`TrainConfig`).
     """
     config = TrainConfig() if config is None else config
+    objective = config.objective()
     torch.manual_seed(config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
     names = pair_names(data_root, "train", dataset)
     train_names = [n for n in names if not is_validation(n)]
     val_names = [n for n in names if is_validation(n)]
-    hot = config.model.balance is not None and config.balance_loss in HOT_SPOT_MODES
-    train_images = pairs_to_tensor(load_pairs(data_root, "train", dataset, train_names), hot)
-    val_images = pairs_to_tensor(load_pairs(data_root, "train", dataset, val_names), hot)
+    train_images = planes(load_pairs(data_root, "train", dataset, train_names))
+    val_images = planes(load_pairs(data_root, "train", dataset, val_names))
+    if objective.needs_hot_spots:
+        train_images, val_images = with_hot_spots(train_images), with_hot_spots(val_images)
 
-    train_images, val_images = train_images.to(device), val_images.to(device)
     model = LightFusionNet(config.model)
     init_sha = start_from(model, config.init) if config.init else None
     model = model.to(device)
-    film = [p for n, p in model.named_parameters() if n.startswith("film.")]
-    rest = [p for n, p in model.named_parameters() if not n.startswith("film.")]
-    groups = [{"params": rest}] + ([{"params": film, "lr": config.lr * config.film_lr_scale}] if film else [])
-    optimiser = torch.optim.Adam(groups, lr=config.lr)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimiser, config.lr_step, config.lr_gamma)
-    steps = max(1, len(train_names) // config.batch_size)
+    per_epoch = max(1, len(train_names) // config.batch_size)
+    schedule = Schedule(
+        steps=config.epochs * per_epoch, batch_size=config.batch_size, crop=config.crop, lr=config.lr,
+        lr_step=config.lr_step * per_epoch, lr_gamma=config.lr_gamma, validate_every=config.val_every * per_epoch,
+        seed=config.seed,
+    )
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     log_path = out / f"{dataset}.log.csv"
     commit = source_commit()  # of the code that starts training, not of what is checked out when it ends
-    start = time.perf_counter()
-    epochs = range(config.epochs)
+    bar = None
     if progress:
         from tqdm import tqdm
 
-        epochs = tqdm(epochs, desc=f"train {dataset}", unit="epoch")
+        bar = tqdm(total=config.epochs, desc=f"train {dataset}", unit="epoch")
+    steps = Steps(train_steps(model, objective, train_images, val_images, schedule, device=device, keep="last",
+                              rank=lower_loss, measures=()))
     with open(log_path, "w", newline="") as log_file:
         log = csv.writer(log_file)
         log.writerow(["epoch", "lr", "loss", "intensity", "gradient", "ssim", "val_loss"])
-        for epoch in epochs:
-            model.train()
-            sums = np.zeros(4)
-            for _ in range(steps):
-                a, b, *mask = random_batch(train_images, config.batch_size, config.crop, generator)
-                balance = draw_balance(config, generator)
-                fused = model(a, b, balance=balance)
-                loss, terms = fusion_loss(
-                    fused, a, b, config.weights, balance or 0.0, config.balance_loss, *mask,
-                    hot_weight=config.hot_spot_weight,
-                )
-                optimiser.zero_grad(set_to_none=True)
-                loss.backward()
-                optimiser.step()
-                sums += [loss.item(), *(terms[k].item() for k in ("intensity", "gradient", "ssim"))]
-            lr = scheduler.get_last_lr()[0]
-            scheduler.step()
-            val = ""
-            last = epoch == config.epochs - 1
-            if len(val_images) and ((epoch + 1) % config.val_every == 0 or last):
-                val = validation_loss(model, val_images, config.weights, config.balance_loss)
-            log.writerow([epoch + 1, lr, *(sums / steps).round(6).tolist(), val])
-            log_file.flush()
-            if progress:
-                epochs.set_postfix(loss=f"{sums[0] / steps:.3f}")
-    wall = time.perf_counter() - start
-    model = model.cpu()
-    val_images = val_images.cpu()
 
-    weight_path = out / f"{dataset}.pt"
+        def write(row):
+            log.writerow(row)
+            log_file.flush()
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{row[2]:.3f}")
+
+        sums, pending = np.zeros(4), None
+        for update in steps:
+            if not update.terms:  # the start, or the validation after a last step that was not validated
+                if pending is not None and update.validation is not None:
+                    write([*pending[:-1], round(update.validation["loss"], 6)])
+                    pending = None
+                continue
+            sums += [update.loss, *(update.terms[k] for k in ("intensity", "gradient", "ssim"))]
+            if update.step % per_epoch:
+                continue
+            epoch = update.step // per_epoch
+            row = [epoch, update.lr, *(sums / per_epoch).round(6).tolist(), ""]
+            sums = np.zeros(4)
+            if update.validation is not None:
+                row[-1] = round(update.validation["loss"], 6)
+            elif epoch == config.epochs and val_images:
+                pending = row  # validated by the next update
+                continue
+            write(row)
+    if bar is not None:
+        bar.close()
+    run = steps.value
+    model = model.cpu()
+    final = run.validations[-1][1]["loss"] if val_images else None
+
     sidecar = {
         "dataset": dataset,
         "model": config.model.to_dict(),
@@ -222,24 +184,12 @@ def train(
         "loss_weights": config.weights.to_dict(),
         "train_pairs": len(train_names),
         "validation_pairs": val_names,
-        "final_validation_loss": validation_loss(model, val_images, config.weights, config.balance_loss)
-        if len(val_images)
-        else None,
+        "final_validation_loss": None if final is None else round(final, 6),
         "init_sha256": init_sha,
         "source_commit": commit,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "device": str(device),
-        "train_seconds": round(wall, 1),
+        "train_seconds": round(run.seconds, 1),
     }
-    return save_weights(model, weight_path, sidecar)
-
-
-@torch.no_grad()
-def validation_loss(model: LightFusionNet, images: torch.Tensor, weights: LossWeights, mode: str = "targets") -> float:
-    """Total loss on whole validation images, in evaluation mode, at the network's default balance."""
-    model.eval()
-    a, b, *mask = images.split(1, dim=1)
-    balance = model.config.balance or 0.0
-    loss, _ = fusion_loss(model(a, b), a, b, weights, balance, mode, *mask)
-    return round(loss.item(), 6)
+    return save_weights(model, out / f"{dataset}.pt", sidecar)

@@ -108,7 +108,7 @@ def lazy_slice(a: str, b: str, index: int) -> None:
     from napari_lightfusion.lazy import fuse_lazy
 
     start = time.perf_counter()
-    result = fuse_lazy(da.from_zarr(a), da.from_zarr(b), preset="CT-MRI")
+    result = fuse_lazy(da.from_zarr(a), da.from_zarr(b), preset="CT-MRI", maps=True)
     np.asarray(result.fused[index])
     np.asarray(result.attention[:, index])
     print(f"{time.perf_counter() - start:.3f}")

@@ -5,7 +5,7 @@ it (columns: the network, then the baselines; rows:
 :data:`napari_lightfusion.metric_registry.ROWS`). Each value is written as
 the ``repr`` of its float (:func:`napari_lightfusion.metric_registry.exact`),
 so that a pasted or saved number is the one computed; the time row is in
-seconds. No Qt here.
+seconds.
 """
 
 from __future__ import annotations

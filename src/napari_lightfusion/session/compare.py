@@ -1,6 +1,6 @@
 """Compare: the inputs, the fused image and the baselines side by side, labelled, and as one figure.
 
-No Qt here. :func:`show_grid` puts a result's layers next to each other in
+:func:`show_grid` puts a result's layers next to each other in
 napari's grid and labels every tile with its layer name (``layer.name_overlay``).
 :func:`tiles` renders what each tile shows (the current slice, through the
 layer's contrast limits and colour map) for the exported figure.

@@ -1,16 +1,19 @@
-"""What the widget computes off the GUI thread: fusion jobs, metric tables, baselines.
+"""What the dock computes off the GUI thread: fusion jobs, metric tables, baselines.
 
-The tables as text (TSV, CSV) are in :mod:`.table_text`.
+The tables as text (TSV, CSV) are in :mod:`.table_text`, the network's
+warm-up in :mod:`.warm_up`.
 
-No Qt here. The widget captures a :class:`Request` on the GUI thread and
-runs :func:`run_request` in a napari ``thread_worker``; the generator yields
+:mod:`.requests` captures a :class:`Request` on the GUI thread and the
+widget runs :func:`run_request` in a napari ``thread_worker``; the generator yields
 once per fused slice (progress, and the points where Cancel can stop it)
 and returns an :class:`Outcome` that the widget turns into layers and a
 table. A job yields its :class:`Outcome` as soon as everything is fused, so
 that the layers appear before the metrics are computed. Errors a user can
 fix come back as ``Outcome.error`` (one line), not as exceptions. Lazy
-(dask) inputs go through :func:`run_lazy` instead. The maps a job returns
-are shown inside the anatomical image's object only (:mod:`.map_view`).
+(dask) inputs go through :func:`run_lazy` instead. A job computes the
+maps only when its request asks for them (``Request.maps``: a map is on
+show); they are shown inside the anatomical image's object only
+(:mod:`.map_view`).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -30,7 +33,7 @@ from ..metric_registry import TIME
 from ..metrics import evaluate, hot_spot, hot_spot_scores
 from ..resample import ResampledView
 from .lazy_compare import lazy_baseline, pair_baseline, shown_lazily, slice_plan, slice_result
-from .map_view import all_map_limits, given_first, masked, object_mask, shown
+from .map_view import ChannelMaps, all_map_limits, channel_maps_of, shown
 
 #: Column of the network in the metric table.
 NETWORK = "LightFusionNet"
@@ -98,6 +101,7 @@ class Request:
     ready for :func:`plan_fusion` in the worker by ``displayed.as_displayed``.
     ``index``: fuse only this slice of a stack (Live), or ``None`` for everything. ``metric_index``: the slice the
     metric table describes. ``compare``: also fuse the baselines whole.
+    ``maps``: compute the surprise, attention and mix weight maps too.
     ``key`` identifies the inputs' state for the plan cache.
     """
 
@@ -114,7 +118,8 @@ class Request:
     check_alignment: bool = False  # estimate whether the pair is out of register (a Fuse or Compare)
     microscopy: bool = False  # channels of a microscope: phase correlation, not mutual information
     unit: str = ""  # the functional layer's unit ("SUV": the uptake in the hot spot is reported)
-    context: dict = field(default_factory=dict)  # GUI-side bookkeeping, unused here
+    maps: bool = False
+    origin: object = None  # where the result goes (a :class:`.requests.Origin`), unused here
 
 
 @dataclass
@@ -133,49 +138,10 @@ class Outcome:
     shown: bool = False  # the widget has already written the layers (Live, before the metrics)
     map_limits: dict = field(default_factory=dict)  # contrast limits of each map ("attention:0": (lo, hi))
     lazy: bool = False  # the result's arrays are dask arrays, computed as napari shows them
+    weighted: bool = False  # the network has a per-pixel mix weight (a map it can show, with ``maps``)
     channel_maps: ChannelMaps | None = None  # every channel's maps of one slice (Map channel switches at once)
     misalignment: Misalignment | None = None  # how far the functional image looks out of register (when checked)
     uptake: dict | None = None  # SUVmax, SUVmean and voxels of the metric slice's hot spot (an SUV functional)
-
-
-#: Largest slice (pixels) whose every-channel maps a result keeps (16 channels x 2 maps x 2 inputs, float32:
-#: 256 bytes a pixel, 64 MiB at this size); larger ones re-run the network when the Map channel changes.
-CHANNEL_MAP_PIXELS = 512 * 512
-
-
-@dataclass
-class ChannelMaps:
-    """Every channel's maps of slice ``index`` (None: a 2D result): ``(2, C, H, W)`` each, inputs in order."""
-
-    index: int | None
-    surprise: np.ndarray | None
-    attention: np.ndarray
-    mask: np.ndarray | None = None  # (H, W): where the maps are shown (:func:`.map_view.object_mask`)
-
-    def pick(self, channel: int | None) -> dict[str, np.ndarray]:
-        """``{"surprise:0": (H, W), ...}``: the mean over channels (``None``) or one channel's maps, as shown."""
-        out = {}
-        for kind in ("surprise", "attention"):
-            maps = getattr(self, kind)
-            for stream in range(2 if maps is not None else 0):
-                data = maps[stream].mean(axis=0) if channel is None else maps[stream, channel]
-                out[f"{kind}:{stream}"] = data if self.mask is None else masked(data[None], self.mask)[0]
-        return out
-
-
-def channel_maps_of(plan: FusionPlan, index: int | None) -> ChannelMaps | None:
-    """Every channel's maps of slice ``index`` of ``plan`` (None for a slice too large to keep, or no maps)."""
-    from ..engine import channel_maps
-
-    pair = plan.pair
-    if not plan.maps or pair.anatomical[0].size > CHANNEL_MAP_PIXELS:
-        return None
-    k = 0 if index is None else index
-    surprise, attention = channel_maps(plan.model, pair.anatomical[k], pair.functional[k], plan.device, plan.balance)
-    if pair.swapped:  # the network saw them the other way round: back to the order given
-        surprise = None if surprise is None else surprise[::-1]
-        attention = attention[::-1]
-    return ChannelMaps(index, surprise, attention, object_mask(given_first(plan)[k], plan.model.maps_radius))
 
 
 class PlanCache:
@@ -187,7 +153,7 @@ class PlanCache:
         self._plan = None
 
     def get(self, request: Request) -> FusionPlan:
-        """The plan for ``request``, made (and kept) when its key changed."""
+        """The plan for ``request``, made (and kept) when its key changed; with maps as the request asks."""
         key = (*request.key, request.preset, request.device, request.channel, request.balance)
         with self._lock:
             if self._key != key:
@@ -198,60 +164,8 @@ class PlanCache:
                     **as_displayed(request.inputs), **extra,
                 )
                 self._key = key
-            return self._plan
-
-
-def warm_up(preset: str, device: str) -> float | None:
-    """Load the preset's network and build its inference session, so that the first Fuse is fast.
-
-    Runs in a worker when the widget opens and when the preset changes.
-    Returns the network's default balance (None: it is not conditioned on
-    one, as the paper's networks). Failures are left for the first real
-    fusion to report (with its inputs, in one line).
-    """
-    from .. import engine, fastpath
-    from ..weights import model_for
-
-    try:
-        model = model_for(preset)
-        if engine.select_backend(engine.resolve_device(device)) == "onnx":
-            fastpath.session_for(model, None)
-    except Exception:  # noqa: BLE001 - reported by the fusion that needs it
-        return None
-    return model.config.balance
-
-
-class WarmUp:
-    """:func:`warm_up` in a plain thread, polled by the widget.
-
-    Not a napari worker: it holds no Qt object, so a viewer closed (or an
-    application quit) while the network loads leaves nothing behind that
-    could be signalled after Qt deleted it. Not a daemon thread either:
-    Python waits the second or so it needs at exit, instead of killing it
-    inside torch or ONNX Runtime (which aborts the process). ``load`` is the
-    function run (:func:`warm_up` unless a caller passes another).
-    """
-
-    abort_requested = False
-
-    def __init__(self, preset: str, device: str, load=None):
-        self.result = None
-        self.preset = preset  #: the preset it loads
-        self._load = load or warm_up
-        self._thread = threading.Thread(target=self._run, args=(preset, device), name="lightfusion-warm-up")
-
-    def _run(self, preset, device):
-        self.result = self._load(preset, device)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def quit(self) -> None:
-        """Nothing to stop: loading a network is short and has no side effect but a cache."""
-
-    @property
-    def done(self) -> bool:
-        return not self._thread.is_alive()
+            plan = self._plan
+        return plan if plan.maps == request.maps else replace(plan, maps=request.maps)
 
 
 def uptake_in_hot_spot(inputs: dict, plan: FusionPlan, index: int | None, at: int | None = None) -> dict:
@@ -318,12 +232,13 @@ def run_lazy(request: Request) -> Outcome:
         result = lazy.fuse_lazy(
             inputs["a"], inputs["b"], request.preset, request.device, a_limits=inputs["a_limits"],
             b_limits=inputs["b_limits"], a_rgb=inputs["a_rgb"], b_rgb=inputs["b_rgb"],
-            balance=request.balance, channel=request.channel,
+            balance=request.balance, channel=request.channel, maps=request.maps,
         )
         out.stacked = len(inputs["a"].shape) - bool(inputs["a_rgb"]) == 3
         out.slices = result.fused.shape[0] if out.stacked else 1
         index = min(max(request.metric_index, 0), out.slices - 1) if out.stacked else None
         plan = slice_plan(inputs, request, index)
+        out.weighted = plan.model.has_weight
         out.result = shown_lazily(result, inputs, plan.model.maps_radius)
         current = slice_result(out.result, index)
         out.map_limits = all_map_limits(out.result, index)
@@ -354,6 +269,7 @@ def run_request(request: Request, cache: PlanCache) -> Generator[int | Outcome, 
     try:
         plan = cache.get(request)
         out.slices, out.stacked, out.rgb = len(plan), plan.pair.stacked, plan.pair.colour is not None
+        out.weighted = plan.model.has_weight
         if request.index is not None and plan.pair.stacked:
             out.index = min(max(request.index, 0), len(plan) - 1)
             out.result = shown(plan.run_slice(out.index), plan, out.index)

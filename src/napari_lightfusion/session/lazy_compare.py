@@ -1,6 +1,6 @@
 """The metric table and Compare for a lazy volume: the current slice now, everything else lazily.
 
-No Qt here. :func:`~napari_lightfusion._qt.jobs.run_lazy` fuses a lazy
+:func:`~napari_lightfusion.session.jobs.run_lazy` fuses a lazy
 (dask, zarr, memory-mapped) pair with :func:`napari_lightfusion.lazy.fuse_lazy`:
 napari computes the slices it shows. The metric table needs one slice at
 once: :func:`slice_plan` prepares the current slice with the contrast
@@ -90,7 +90,7 @@ def lazy_baseline(inputs: dict, method: str):
     """Baseline ``method`` of a displayed lazy stack pair (``as_displayed``), a dask array computed per slice.
 
     Each slice is normalised as the network's is (:func:`slice_plan`) and
-    fused as :func:`~napari_lightfusion._qt.jobs.baseline_fused` fuses it:
+    fused as :func:`~napari_lightfusion.session.jobs.baseline_fused` fuses it:
     grey ``(Z, Y, X)``, or ``(Z, Y, X, 3)`` when either input is colour.
     """
     import dask.array as da

@@ -1,8 +1,8 @@
-"""The napari-layer side of the widget's inputs: listing, naming, checking, reading.
+"""The napari-layer side of the dock's inputs: naming, checking, reading.
 
-No Qt here. Functions take napari layers (or, for the pure ones, numpy
+Functions take napari layers (or, for the pure ones, numpy
 arrays) and never modify an input layer. Output layers (see
-:mod:`napari_lightfusion._qt.outputs`) are marked with
+:mod:`napari_lightfusion.session.outputs`) are marked with
 ``metadata["lightfusion"]`` so that the pickers can leave them out.
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from napari.layers import Image
 
 from ..displayed import needs_resampling
 from ..resample import data_to_world, full_resolution
@@ -28,11 +27,6 @@ def is_output(layer) -> bool:
 def is_colour(layer) -> bool:
     """Whether an image layer shows colour (RGB/RGBA data)."""
     return bool(getattr(layer, "rgb", False))
-
-
-def image_layers(layers) -> list:
-    """The image layers a user can fuse: napari Image layers not written by us."""
-    return [ly for ly in layers if isinstance(ly, Image) and not is_output(ly)]
 
 
 #: DICOM Modality (0008,0060) -> the word a result's name uses for it.

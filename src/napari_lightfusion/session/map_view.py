@@ -1,6 +1,6 @@
-"""How the widget shows a surprise or attention map: inside the object only, with its contrast from there.
+"""How the dock shows a surprise or attention map: inside the object only, with its contrast from there.
 
-No Qt here. Three things made the maps hard to read (issue 23):
+Three things made the maps hard to read (issue 23):
 
 * the background: outside the head the maps are flat but not low (the
   features of a black background are the network's biases), so a map's
@@ -20,14 +20,19 @@ No Qt here. Three things made the maps hard to read (issue 23):
   fits the view so that the image ends left of it.
 
 A map layer's data is the network's map with NaN where it is not shown.
+Every channel's maps of the slice on view are kept (:class:`ChannelMaps`),
+so that the Map channel switches without running the network again.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.ndimage import binary_fill_holes
 
 from ..colour import LUMA_WEIGHTS
+from ..fusion import FusionPlan
 from ..inputs import to_unit
 from ..metrics import HOT_SPOT_MRI
 
@@ -142,6 +147,46 @@ def all_map_limits(result, index: int | None = None) -> dict[str, tuple[float, f
             data = maps[stream] if index is None else maps[stream][index]
             out[f"{kind}:{stream}"] = map_limits(np.asarray(data))
     return out
+
+
+#: Largest slice (pixels) whose every-channel maps a result keeps (16 channels x 2 maps x 2 inputs, float32:
+#: 256 bytes a pixel, 64 MiB at this size); larger ones re-run the network when the Map channel changes.
+CHANNEL_MAP_PIXELS = 512 * 512
+
+
+@dataclass
+class ChannelMaps:
+    """Every channel's maps of slice ``index`` (None: a 2D result): ``(2, C, H, W)`` each, inputs in order."""
+
+    index: int | None
+    surprise: np.ndarray | None
+    attention: np.ndarray
+    mask: np.ndarray | None = None  # (H, W): where the maps are shown (:func:`object_mask`)
+
+    def pick(self, channel: int | None) -> dict[str, np.ndarray]:
+        """``{"surprise:0": (H, W), ...}``: the mean over channels (``None``) or one channel's maps, as shown."""
+        out = {}
+        for kind in ("surprise", "attention"):
+            maps = getattr(self, kind)
+            for stream in range(2 if maps is not None else 0):
+                data = maps[stream].mean(axis=0) if channel is None else maps[stream, channel]
+                out[f"{kind}:{stream}"] = data if self.mask is None else masked(data[None], self.mask)[0]
+        return out
+
+
+def channel_maps_of(plan: FusionPlan, index: int | None) -> ChannelMaps | None:
+    """Every channel's maps of slice ``index`` of ``plan`` (None for a slice too large to keep, or no maps)."""
+    from ..engine import channel_maps
+
+    pair = plan.pair
+    if not plan.maps or pair.anatomical[0].size > CHANNEL_MAP_PIXELS:
+        return None
+    k = 0 if index is None else index
+    surprise, attention = channel_maps(plan.model, pair.anatomical[k], pair.functional[k], plan.device, plan.balance)
+    if pair.swapped:  # the network saw them the other way round: back to the order given
+        surprise = None if surprise is None else surprise[::-1]
+        attention = attention[::-1]
+    return ChannelMaps(index, surprise, attention, object_mask(given_first(plan)[k], plan.model.maps_radius))
 
 
 def make_room(viewer, layer) -> bool:

@@ -1,6 +1,6 @@
 """What the dock says about a picked pair: the preset it guesses, and what a Fuse will not show.
 
-No Qt here: :func:`preset_advice` turns the guesses of
+:func:`preset_advice` turns the guesses of
 :mod:`napari_lightfusion.roles` into what the widget does when the pair
 changes (the preset to switch to, a warning, the status line), and
 :func:`fuse_note` is the one line a Fuse or Compare notifies about its

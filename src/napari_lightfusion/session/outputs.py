@@ -1,6 +1,6 @@
 """The widget's output layers: named after their inputs, tracked by metadata, never lost.
 
-No Qt here. A fusion writes one *set* of layers (fused image, the four maps,
+A fusion writes one *set* of layers (fused image, the four maps,
 the mix weight of a network with a blend or mix head, a grey backdrop for
 the maps, baselines of a comparison). Every layer of a
 set carries ``metadata["lightfusion"] = {"role", "set", "key", "name"}``:
@@ -216,7 +216,8 @@ def _write_set(viewer, key, label, names, specs, like, grey_ndim, index, slices)
             full = data if whole else np.zeros(shape, np.float32)
             layer = _add(viewer, key, set_id, role, name, full, like, rgb, dict(style), multiscale)
         elif whole:
-            layer.data = data
+            if layer.data is not data:  # the backdrop holds the input's own array: each write re-slices
+                layer.data = data
             _copy_spatial(layer, like)
         if layer.name != name and info(layer)["name"] != name:  # a moved balance renames the set
             layer.name = name

@@ -1,0 +1,57 @@
+"""``lightfusion-research bench --profile EDGE``: where the fast path's time goes, operator by operator."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def profile_fast_path(size: int = 512, repeats: int = 10, preset: str = "PET-MRI") -> list[tuple[str, float, float]]:
+    """Where the fast path's time goes on one ``size`` x ``size`` slice without maps.
+
+    ONNX Runtime's own profile (``enable_profiling``) of the engine's tiles
+    of one slice, run ``repeats`` times on one thread, summed by operator
+    type. Returns ``(operator, share of the total, milliseconds per slice)``,
+    largest first.
+    """
+    import tempfile
+
+    import numpy as np
+    import torch
+
+    from ..fastpath import make_session
+    from ..tiling import CPU_TILE, tile_grid, tile_spans
+    from ..weights import model_for
+
+    model = model_for(preset)
+    rng = np.random.default_rng(0)
+    a, b = rng.random((2, size, size), dtype=np.float32)
+    core_h, core_w = tile_grid(size, size, CPU_TILE)
+    halo = model.receptive_radius
+    tiles = [(y, x) for y in tile_spans(size, core_h, halo) for x in tile_spans(size, core_w, halo)]
+    with tempfile.TemporaryDirectory() as folder:
+        fast = make_session(model, threads=1, maps=False, profile=str(Path(folder) / "fast"))
+        with torch.no_grad():
+            scale, shift = (t.numpy() for t in model.condition(None))
+        for _ in range(repeats + 1):  # the first pass plans the memory of each tile shape
+            for (y0, y1, _, _), (x0, x1, _, _) in tiles:
+                fast.run(a[None, y0:y1, x0:x1], b[None, y0:y1, x0:x1], scale, shift)
+        session = fast.for_balance(scale, shift) if fast.conditioned else fast.session
+        events = json.loads(Path(session.end_profiling()).read_text())
+    totals: dict = {}
+    for event in events:
+        if event.get("cat") == "Node" and event.get("name", "").endswith("_kernel_time"):
+            op = event["args"]["op_name"]
+            totals[op] = totals.get(op, 0) + event["dur"]
+    whole = sum(totals.values()) or 1
+    runs = repeats + 1
+    rows = [(op, t / whole, t / 1e3 / runs) for op, t in totals.items()]
+    return sorted(rows, key=lambda r: -r[1])
+
+
+def format_profile(rows: list[tuple[str, float, float]], size: int) -> str:
+    """The rows of :func:`profile_fast_path` as a markdown table."""
+    lines = [f"| operator ({size}x{size} slice, one thread) | share | ms per slice |", "|---|---:|---:|"]
+    lines += [f"| {op} | {100 * share:.1f} % | {ms:.2f} |" for op, share, ms in rows]
+    lines.append(f"| total | 100 % | {sum(r[2] for r in rows):.2f} |")
+    return "\n".join(lines)
