@@ -183,8 +183,13 @@ def role_fixture():
 def fingerprint(layer) -> tuple:
     """What must never change on an input layer: data hash, contrast limits, visibility."""
     data = np.ascontiguousarray(layer.data)
-    return (hashlib.sha256(data.tobytes()).hexdigest(), data.shape, tuple(layer.contrast_limits),
-            layer.visible, layer.opacity)
+    return (
+        hashlib.sha256(data.tobytes()).hexdigest(),
+        data.shape,
+        tuple(layer.contrast_limits),
+        layer.visible,
+        layer.opacity,
+    )
 
 
 def outputs(viewer) -> list:

@@ -10,7 +10,7 @@ import numpy as np
 
 def _head(size: int):
     """Row and column coordinates in [-1, 1] and the elliptic radius of a head filling the slice."""
-    yy, xx = np.mgrid[-1:1:size * 1j, -1:1:size * 1j]
+    yy, xx = np.mgrid[-1 : 1 : size * 1j, -1 : 1 : size * 1j]
     return yy, xx, np.hypot(yy / 0.9, xx / 0.75)
 
 
@@ -30,7 +30,7 @@ def mr_like(size: int = 96, seed: int = 0) -> np.ndarray:
     yy, xx, r = _head(size)
     image = np.abs(rng.normal(0, 3, r.shape))
     inside = r < 1.0
-    image[inside] = (400 + 150 * np.sin(3 * xx) * np.cos(2 * yy) + 100 * np.exp(-4 * r ** 2))[inside]
+    image[inside] = (400 + 150 * np.sin(3 * xx) * np.cos(2 * yy) + 100 * np.exp(-4 * r**2))[inside]
     return image.astype(np.float32)
 
 

@@ -49,9 +49,18 @@ def test_the_variants_are_the_papers_with_one_shared_reference():
     names = [v.name for v in av.variants(lr=1e-3)]
     assert names[0] == "pca/dsc/16/4/eq5" and len(names) == len(set(names)) == 13
     for expected in (
-        "conv/dsc/16/4/eq5", "channel/dsc/16/4/eq5", "spatial/dsc/16/4/eq5", "pca/standard/16/4/eq5",
-        "pca/dsc/8/4/eq5", "pca/dsc/32/4/eq5", "pca/dsc/16/2/eq5", "pca/dsc/16/8/eq5", "pca/dsc/16/4/table5",
-        "pca/dsc/16/4/eq5/blend", "pca/dsc/16/4/eq5/mix", "pca/dsc/16/4/eq5/lr0.0001",
+        "conv/dsc/16/4/eq5",
+        "channel/dsc/16/4/eq5",
+        "spatial/dsc/16/4/eq5",
+        "pca/standard/16/4/eq5",
+        "pca/dsc/8/4/eq5",
+        "pca/dsc/32/4/eq5",
+        "pca/dsc/16/2/eq5",
+        "pca/dsc/16/8/eq5",
+        "pca/dsc/16/4/table5",
+        "pca/dsc/16/4/eq5/blend",
+        "pca/dsc/16/4/eq5/mix",
+        "pca/dsc/16/4/eq5/lr0.0001",
     ):
         assert expected in names
     # a run at the paper's learning rate needs no separate lr rows
@@ -82,15 +91,10 @@ def first_run(fake_root, tmp_path_factory):
             fake_root, out_dir, epochs=1, doc=doc, progress=False, timing_repeats=1, size=32
         )
         mtimes = {p: p.stat().st_mtime_ns for p in out_dir.glob("*/PET-MRI.pt")}
-        again = ablation.run_ablations(
-            fake_root, out_dir, epochs=1, doc=doc, progress=False, timing_repeats=0, size=32
-        )
+        again = ablation.run_ablations(fake_root, out_dir, epochs=1, doc=doc, progress=False, timing_repeats=0, size=32)
     finally:
         ablation.train = real_train
-    return {
-        "out_dir": out_dir, "doc": doc, "summary": summary, "again": again,
-        "calls": calls, "mtimes": mtimes,
-    }
+    return {"out_dir": out_dir, "doc": doc, "summary": summary, "again": again, "calls": calls, "mtimes": mtimes}
 
 
 def test_every_variant_is_trained_once_and_scored(first_run):
@@ -153,9 +157,7 @@ def test_parallel_workers_train_what_is_missing_and_reuse_the_rest(first_run, fa
     out_dir = tmp_path / "ablations"
     shutil.copytree(first_run["out_dir"], out_dir)
     shutil.rmtree(out_dir / "pca-dsc-8-4-eq5")
-    summary = ablation.run_ablations(
-        fake_root, out_dir, epochs=1, workers=2, progress=False, timing_repeats=0, size=32
-    )
+    summary = ablation.run_ablations(fake_root, out_dir, epochs=1, workers=2, progress=False, timing_repeats=0, size=32)
     assert summary["workers"] == 2
     trained = [name for name, res in summary["results"].items() if res["trained"]]
     assert trained == ["pca/dsc/8/4/eq5"]
@@ -172,8 +174,23 @@ def test_made_by_line_has_lr_threads_and_limit_when_given(first_run, fake_root, 
     out_dir, doc = tmp_path / "ablations", tmp_path / "ablations.md"
     shutil.copytree(first_run["out_dir"], out_dir)
     lr = TrainConfig().lr  # the recipe's: the weights are reused, only the scores are redone
-    argv = ["ablate", "--data", str(fake_root), "--out-dir", str(out_dir), "--epochs", "1", "--lr", str(lr),
-            "--threads", "2", "--limit", "1", "--doc", str(doc)]
+    argv = [
+        "ablate",
+        "--data",
+        str(fake_root),
+        "--out-dir",
+        str(out_dir),
+        "--epochs",
+        "1",
+        "--lr",
+        str(lr),
+        "--threads",
+        "2",
+        "--limit",
+        "1",
+        "--doc",
+        str(doc),
+    ]
     assert main(argv) == 0
     made_by = doc.read_text().splitlines()[2]
     assert f"`lightfusion-research {' '.join(argv)}`" in made_by.replace(" --workers 1", "")

@@ -59,7 +59,7 @@ def draw(shape, matrix, column: int) -> np.ndarray:
     world = (matrix[:n, :n] @ index + matrix[:n, n:]) / SCALE
     out = np.zeros(index.shape[1])
     for centre, axes, *values in PARTS:
-        inside = (((world - np.array(centre[3 - n:])[:, None]) / np.array(axes[3 - n:])[:, None]) ** 2).sum(0) <= 1
+        inside = (((world - np.array(centre[3 - n :])[:, None]) / np.array(axes[3 - n :])[:, None]) ** 2).sum(0) <= 1
         out[inside] = values[column]
     return out.reshape(shape)
 
@@ -73,7 +73,7 @@ def make_head(mr_shape, mr_spacing, pet_shape, pet_spacing, mr_matrix=None):
     fine_shape = tuple(int(s * pet_spacing) + 8 for s in pet_shape)
     fine_matrix = grid(fine_shape, 1.0)
     fine = ndimage.gaussian_filter(draw(fine_shape, fine_matrix, 1), 2.0)
-    pet_matrix = grid(pet_shape, pet_spacing, np.array((0.7, -0.4, 1.1))[3 - n:])
+    pet_matrix = grid(pet_shape, pet_spacing, np.array((0.7, -0.4, 1.1))[3 - n :])
     pet = resample(fine, fine_matrix, pet_shape, pet_matrix) + rng.normal(0, 0.02, pet_shape)
     return mr.astype(np.float32), mr_matrix, pet.astype(np.float32), pet_matrix
 
@@ -93,7 +93,7 @@ def motion(shift, degrees, axis=(0.3, 0.2, 1.0)) -> np.ndarray:
 
 def corner_error(matrix, n: int) -> float:
     """The largest distance ``matrix`` moves a corner of the head's bounding box, in mm (0 for identity)."""
-    half = np.array([22, 30, 26])[3 - n:] * SCALE
+    half = np.array([22, 30, 26])[3 - n :] * SCALE
     corners = np.array(np.meshgrid(*[(-h, h) for h in half], indexing="ij")).reshape(n, -1)
     return float(np.linalg.norm(matrix[:n, :n] @ corners + matrix[:n, n:] - corners, axis=0).max())
 
@@ -135,8 +135,9 @@ def test_world_matrix_maps_points_as_simpleitk_does():
     for transform, n in [(euler, 3), (plane, 2), (sitk.TranslationTransform(3, (1.0, 2.0, 3.0)), 3)]:
         matrix = mutual_information.world_matrix(transform, n)
         for world in np.random.default_rng(1).normal(0, 50, (4, n)):
-            np.testing.assert_allclose(transform.TransformPoint(world[::-1].tolist())[::-1],
-                                       matrix[:n, :n] @ world + matrix[:n, n], atol=1e-9)
+            np.testing.assert_allclose(
+                transform.TransformPoint(world[::-1].tolist())[::-1], matrix[:n, :n] @ world + matrix[:n, n], atol=1e-9
+            )
 
 
 # --- the shift estimate -------------------------------------------------------------------------------------------
@@ -306,8 +307,7 @@ def test_a_few_nan_voxels_are_background(head2d):
 
 def test_the_module_loads_simpleitk_only_when_it_registers():
     code = (
-        "import sys, napari_lightfusion.align\n"
-        "print('SimpleITK' in sys.modules, 'skimage.registration' in sys.modules)"
+        "import sys, napari_lightfusion.align\nprint('SimpleITK' in sys.modules, 'skimage.registration' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]

@@ -31,8 +31,11 @@ GUI_AND_SUBPACKAGES = [*QT, "napari_lightfusion.research", "napari_lightfusion.s
 
 def runtime_modules() -> list[str]:
     """Dotted names of the modules at the package top (``cli``, the ``lightfusion`` command, too)."""
-    return [f"napari_lightfusion.{info.name}" for info in pkgutil.iter_modules(napari_lightfusion.__path__)
-            if not info.ispkg]
+    return [
+        f"napari_lightfusion.{info.name}"
+        for info in pkgutil.iter_modules(napari_lightfusion.__path__)
+        if not info.ispkg
+    ]
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -85,8 +88,13 @@ def test_the_runtime_imports_without_qt_napari_or_the_subpackages(run_blocked):
 
 
 def test_the_block_stops_napari_and_research(run_blocked):
-    for module in ("napari", "qtpy", "napari_lightfusion.research.evaluation", "napari_lightfusion._qt.widget",
-                   "napari_lightfusion.session.model"):
+    for module in (
+        "napari",
+        "qtpy",
+        "napari_lightfusion.research.evaluation",
+        "napari_lightfusion._qt.widget",
+        "napari_lightfusion.session.model",
+    ):
         proc = run_blocked(["python", "-c", f"import {module}"], GUI_AND_SUBPACKAGES)
         assert proc.returncode != 0 and "blocked by the test" in proc.stderr, module
 
@@ -103,8 +111,7 @@ def test_no_runtime_module_imports_qt_edge_or_research_even_lazily():
     for name in runtime_modules():
         path = PACKAGE / f"{name.rsplit('.', 1)[1]}.py"
         bad = sorted(
-            m for m in imported_modules(path)
-            if any(_inside(m, f"napari_lightfusion.{sub}") for sub in SUBPACKAGES)
+            m for m in imported_modules(path) if any(_inside(m, f"napari_lightfusion.{sub}") for sub in SUBPACKAGES)
         )
         if bad:
             offenders[name] = bad
@@ -135,12 +142,7 @@ def test_no_session_module_imports_qt_even_lazily():
 def test_the_session_tier_imports_without_qt(run_blocked):
     modules = session_modules()
     assert {"napari_lightfusion.session.model", "napari_lightfusion.session.jobs"} <= set(modules)
-    code = (
-        "import importlib\n"
-        f"for name in {modules!r}:\n"
-        "    importlib.import_module(name)\n"
-        "print('imported')\n"
-    )
+    code = f"import importlib\nfor name in {modules!r}:\n    importlib.import_module(name)\nprint('imported')\n"
     proc = run_blocked(["python", "-c", code], [*QT, "napari_lightfusion.research"])
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "imported" in proc.stdout
@@ -181,7 +183,7 @@ def test_no_import_cycles_even_through_function_level_imports():
         path.append(module)
         for target in sorted(graph[module]):
             if state.get(target) == "open":
-                cycles.append(" -> ".join([*path[path.index(target):], target]))
+                cycles.append(" -> ".join([*path[path.index(target) :], target]))
             elif target not in state:
                 visit(target)
         path.pop()

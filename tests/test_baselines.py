@@ -93,9 +93,7 @@ def test_constant_inputs():
 
 def test_laplacian_levels():
     # halve while the coarsest level keeps >= 2 pixels on its short side, at most 4 times
-    assert [bl.laplacian_levels((s, s)) for s in (1, 2, 3, 4, 5, 8, 9, 16, 17, 512)] == [
-        0, 0, 1, 1, 2, 2, 3, 3, 4, 4
-    ]
+    assert [bl.laplacian_levels((s, s)) for s in (1, 2, 3, 4, 5, 8, 9, 16, 17, 512)] == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
     assert bl.laplacian_levels((1, 300)) == 0
     assert bl.laplacian_levels((300, 40)) == 4
 

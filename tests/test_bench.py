@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_lightfusion.research import bench, bench_table
+from napari_lightfusion.research import bench, bench_references, bench_table
 from napari_lightfusion.research.cli import main
 
 CPUINFO = """processor\t: 0
@@ -27,9 +27,26 @@ def test_peak_is_cores_clock_lanes_and_two_fma_units():
     assert bench_table.cpu_peak_gmacs(1, "processor : 0\n")[0] is None
 
 
-ROW = {"case": "64x64 pair", "kind": "pair", "backend": "onnx", "net_ms": 1.0, "fuse_ms": 1.1, "fuse_ratio": 1.1,
-       "prepare_ms": 0.05, "colour_ms": None, "rest_ms": 0.05, "eager_ms": 2.0, "peak_rss_mib": 1.0,
-       "base_rss_mib": 1.0, "load": 0.1, "threads": 1, "tile": 512, "repeats": 3, "block": 5, "clock": "cpu"}
+ROW = {
+    "case": "64x64 pair",
+    "kind": "pair",
+    "backend": "onnx",
+    "net_ms": 1.0,
+    "fuse_ms": 1.1,
+    "fuse_ratio": 1.1,
+    "prepare_ms": 0.05,
+    "colour_ms": None,
+    "rest_ms": 0.05,
+    "eager_ms": 2.0,
+    "peak_rss_mib": 1.0,
+    "base_rss_mib": 1.0,
+    "load": 0.1,
+    "threads": 1,
+    "tile": 512,
+    "repeats": 3,
+    "block": 5,
+    "clock": "cpu",
+}
 
 
 def test_the_table_says_thread_and_core_in_the_singular_and_leaves_out_empty_columns():
@@ -46,8 +63,7 @@ def test_the_table_says_thread_and_core_in_the_singular_and_leaves_out_empty_col
 
 def test_methods_take_turns_in_blocks_with_an_untimed_first_call():
     order = []
-    times = bench.blocks_ms({"a": lambda: order.append("a"), "b": lambda: order.append("b")},
-                            {"a": 3, "b": 1}, block=2)
+    times = bench.blocks_ms({"a": lambda: order.append("a"), "b": lambda: order.append("b")}, {"a": 3, "b": 1}, block=2)
     # a: untimed + 2 timed; b: untimed + 1 timed; then a's last block: untimed + 1 timed
     assert "".join(order) == "aaabbaa" and set(times) == {"a", "b"}
 
@@ -69,7 +85,7 @@ def test_plain_export_is_the_same_network():
     a, b = rng.random((2, 40, 52), dtype=np.float32)
     with torch.inference_mode():
         want = model(torch.from_numpy(a)[None, None], torch.from_numpy(b)[None, None]).numpy()
-    assert np.abs(bench.plain_onnx_session(model, 1)(a, b) - want).max() <= 1e-4
+    assert np.abs(bench_references.plain_onnx_session(model, 1)(a, b) - want).max() <= 1e-4
 
 
 def test_device_without_it_is_a_one_line_error(monkeypatch, capsys):
@@ -89,16 +105,35 @@ def test_gpu_rows_follow_the_cpu_rows(monkeypatch):
     def fake(case):
         cases.append(case)
         slices = case.get("slices", 1)
-        return {"case": case["kind"], "kind": case["kind"], "device": case.get("device", "cpu"),
-                "backend": "torch" if "device" in case else "onnx", "slices": slices, "fuse_ms": 10.0 * slices,
-                "net_ms": 1.0, "eager_ms": 2.0, "peak_rss_mib": 1.0, "base_rss_mib": 1.0,
-                "load": 0.1, "threads": 2, "tile": 512, "repeats": 1, "gmacs": 1.0}
+        return {
+            "case": case["kind"],
+            "kind": case["kind"],
+            "device": case.get("device", "cpu"),
+            "backend": "torch" if "device" in case else "onnx",
+            "slices": slices,
+            "fuse_ms": 10.0 * slices,
+            "net_ms": 1.0,
+            "eager_ms": 2.0,
+            "peak_rss_mib": 1.0,
+            "base_rss_mib": 1.0,
+            "load": 0.1,
+            "threads": 2,
+            "tile": 512,
+            "repeats": 1,
+            "gmacs": 1.0,
+        }
 
     monkeypatch.setattr(bench, "run_in_subprocess", fake)
     rows = bench.run_benchmark(1, 2, (64,), (4, 64), 128, device="cuda")
     assert [(c["kind"], c.get("device", "cpu")) for c in cases] == [
-        ("pair", "cpu"), ("pair", "cpu"), ("stack", "cpu"), ("big", "cpu"), ("pair", "cuda"), ("pair", "cuda"),
-        ("stack", "cuda")]
+        ("pair", "cpu"),
+        ("pair", "cpu"),
+        ("stack", "cpu"),
+        ("big", "cpu"),
+        ("pair", "cuda"),
+        ("pair", "cuda"),
+        ("stack", "cuda"),
+    ]
     assert [c.get("colour") for c in cases if c["kind"] == "pair"] == [False, True] * 2
     assert "stack throughput through fuse(), slices/s: cpu 100.0, cuda 100.0." in bench_table.format_table(rows)
 

@@ -24,7 +24,7 @@ def test_fused_phantom_keeps_the_bright_structures_of_both(preset):
     mri, pet = phantom()
     fused = fuse(mri, pet if preset != "CT-MRI" else luminance(pet), preset=preset).fused
     y = luminance(fused) if fused.ndim == 3 else fused
-    ring = (mri > 0.7)
+    ring = mri > 0.7
     hot = np.zeros_like(mri, bool)
     hot[60:69, 60:69] = True
     yy, xx = np.mgrid[:128, :128]

@@ -35,8 +35,11 @@ def test_fuse_writes_a_colour_image_and_the_maps_and_leaves_inputs_alone(pair_fi
     fused = imread(out)
     assert fused.shape == (64, 64, 3) and fused.dtype == np.uint8 and fused.max() > 0
     assert sorted(p.name for p in maps.iterdir()) == [
-        "attention_anatomical.tif", "attention_functional.tif", "mix_weight.tif",  # PET-MRI is a mix network
-        "surprise_anatomical.tif", "surprise_functional.tif",
+        "attention_anatomical.tif",
+        "attention_functional.tif",
+        "mix_weight.tif",  # PET-MRI is a mix network
+        "surprise_anatomical.tif",
+        "surprise_functional.tif",
     ]
     weight = imread(maps / "mix_weight.tif")
     assert weight.shape == (64, 64) and 0 <= weight.min() <= weight.max() <= 1
@@ -169,8 +172,10 @@ def test_fuse_warns_of_a_shifted_dicom_image_and_aligns_it(ct_slice, tmp_path, c
     itself = tmp_path / "itself.png"
     assert main(["fuse", path, path, "--out", str(itself), "--device", "cpu"]) == 0
     inner = (slice(8, -8), slice(8, -8))  # the rolled-in border differs
-    assert np.abs(imread(aligned)[inner].astype(int) - imread(itself)[inner]).mean() < \
-        np.abs(imread(plain)[inner].astype(int) - imread(itself)[inner]).mean() / 3
+    assert (
+        np.abs(imread(aligned)[inner].astype(int) - imread(itself)[inner]).mean()
+        < np.abs(imread(plain)[inner].astype(int) - imread(itself)[inner]).mean() / 3
+    )
 
 
 def test_fuse_says_align_does_not_apply_to_images_not_placed_in_the_patient(pair_files, tmp_path, capsys):
@@ -186,13 +191,19 @@ def dicom_study(tmp_path):
     zz, yy, xx = np.mgrid[:6, :32, :32]
     head = ((yy - 16) / 12.0) ** 2 + ((xx - 16) / 10.0) ** 2 < 1
     mr = np.where(head, 600.0 + 200 * np.sin(yy / 2.0), 20.0)
-    uptake = np.where(head, 5000.0, 0.0)[::1, ::2, ::2] + 20000 * np.exp(-((yy - 12) ** 2 + (xx - 20) ** 2) / 8.0)[
-        :, ::2, ::2]
+    uptake = (
+        np.where(head, 5000.0, 0.0)[::1, ::2, ::2]
+        + 20000 * np.exp(-((yy - 12) ** 2 + (xx - 20) ** 2) / 8.0)[:, ::2, ::2]
+    )
     frame = "1.2.826.0.1.3680043.8.498.777"
-    return (write_mr_series(tmp_path / "MR", mr, spacing=(2.0, 1.0, 1.0), origin=(-16.0, -16.0, -6.0),
-                            frame_of_reference_uid=frame),
-            write_pet_series(tmp_path / "PET", uptake, spacing=(2.0, 2.0, 2.0), origin=(-16.0, -16.0, -6.0),
-                             frame_of_reference_uid=frame))
+    return (
+        write_mr_series(
+            tmp_path / "MR", mr, spacing=(2.0, 1.0, 1.0), origin=(-16.0, -16.0, -6.0), frame_of_reference_uid=frame
+        ),
+        write_pet_series(
+            tmp_path / "PET", uptake, spacing=(2.0, 2.0, 2.0), origin=(-16.0, -16.0, -6.0), frame_of_reference_uid=frame
+        ),
+    )
 
 
 def test_fuse_volume_guesses_pet_mri_from_the_dicom_modality(dicom_study, tmp_path, capsys):
@@ -236,8 +247,9 @@ def test_batch_fuses_2d_pairs_and_volumes_under_the_names_given(tmp_path, capsys
     rng = np.random.default_rng(1)
     volume = rng.integers(0, 4000, (3, 24, 20)).astype(np.int16)
     for name, data in (("a.nii.gz", volume), ("b.nii.gz", volume[:, ::-1].copy())):
-        nibabel.save(nibabel.Nifti1Image(np.ascontiguousarray(data.T), np.diag([-1.0, -1.0, 2.0, 1.0])),
-                     str(tmp_path / name))
+        nibabel.save(
+            nibabel.Nifti1Image(np.ascontiguousarray(data.T), np.diag([-1.0, -1.0, 2.0, 1.0])), str(tmp_path / name)
+        )
     manifest = tmp_path / "cohort.csv"
     manifest.write_text(
         "anatomical,functional,preset,output\n"
@@ -252,18 +264,30 @@ def test_batch_fuses_2d_pairs_and_volumes_under_the_names_given(tmp_path, capsys
     printed = capsys.readouterr().out
     assert "pet11.png" in printed and "preset SPECT-MRI (folder name says SPECT)" in printed, printed
     assert sorted(p.name for p in out.iterdir()) == [
-        "ct1.tif", "forced.jpg", "pet11.png", "summary.csv", "volume.nii.gz", "volume.nii.gz.json", "volume.zarr",
+        "ct1.tif",
+        "forced.jpg",
+        "pet11.png",
+        "summary.csv",
+        "volume.nii.gz",
+        "volume.nii.gz.json",
+        "volume.zarr",
         "volume.zarr.json",
     ]
-    np.testing.assert_array_equal(imread(out / "pet11.png"), _fused_uint8(imread(spect[0]), imread(spect[1]),
-                                                                          "SPECT-MRI"))
+    np.testing.assert_array_equal(
+        imread(out / "pet11.png"), _fused_uint8(imread(spect[0]), imread(spect[1]), "SPECT-MRI")
+    )
     np.testing.assert_array_equal(imread(out / "ct1.tif"), _fused_uint8(imread(ct[0]), imread(ct[1]), "CT-MRI"))
     assert imread(out / "forced.jpg").shape == (48, 48)  # PET-MRI as given, on a grey pair
     assert open_volume(out / "volume.nii.gz").data.shape == (3, 24, 20)
     with (out / "summary.csv").open() as f:
         rows = {row["output"]: row for row in csv.DictReader(f)}
     assert [rows[n]["preset"] for n in ("pet11.png", "ct1.tif", "forced.jpg", "volume.nii.gz", "volume.zarr")] == [
-        "SPECT-MRI", "CT-MRI", "PET-MRI", "CT-MRI", "CT-MRI"]
+        "SPECT-MRI",
+        "CT-MRI",
+        "PET-MRI",
+        "CT-MRI",
+        "CT-MRI",
+    ]
     assert rows["ct1.tif"]["preset_reason"] == "folder name says CT"
     assert rows["volume.nii.gz"]["preset_reason"] == "'b' is grey (it is grey)"  # no names, grey: CT-MRI
     assert "expects a colour" in rows["forced.jpg"]["notes"]  # PET-MRI on a grey pair is questioned
@@ -288,11 +312,13 @@ def test_batch_reports_each_rows_misregistration_and_aligns_with_align(tmp_path,
     zz, yy, xx = np.mgrid[:12, :40, :40]
     blob = ((yy - 20) / 12.0) ** 2 + ((xx - 18) / 9.0) ** 2 + ((zz - 6) / 5.0) ** 2 < 1
     mr = (np.where(blob, 800.0, 50.0) + 150 * np.sin(yy / 2.5) * blob).astype(np.float32)
-    pet = np.roll(np.where(blob, 4.0, 0.2) + 8 * np.exp(-((yy - 16) ** 2 + (xx - 22) ** 2) / 10.0), (3, 4),
-                  axis=(1, 2)).astype(np.float32)
+    pet = np.roll(
+        np.where(blob, 4.0, 0.2) + 8 * np.exp(-((yy - 16) ** 2 + (xx - 22) ** 2) / 10.0), (3, 4), axis=(1, 2)
+    ).astype(np.float32)
     for name, data in (("mr.nii.gz", mr), ("pet.nii.gz", pet)):
-        nibabel.save(nibabel.Nifti1Image(np.ascontiguousarray(data.T), np.diag([-2.0, -2.0, 2.0, 1.0])),
-                     str(tmp_path / name))
+        nibabel.save(
+            nibabel.Nifti1Image(np.ascontiguousarray(data.T), np.diag([-2.0, -2.0, 2.0, 1.0])), str(tmp_path / name)
+        )
     manifest = tmp_path / "m.csv"
     manifest.write_text("anatomical,functional,preset,output\nmr.nii.gz,pet.nii.gz,,one\n")
     assert main(["batch", str(manifest), "--out", str(tmp_path / "plain"), "--device", "cpu"]) == 0
@@ -313,14 +339,18 @@ def test_batch_writes_a_dicom_series_for_a_format_column_of_dicom(tmp_path):
     from napari_lightfusion.volume_reader import open_volume
 
     rng = np.random.default_rng(3)
-    tifffile.imwrite(tmp_path / "a.tif", rng.integers(0, 4000, (3, 16, 20)).astype(np.uint16),
-                     photometric="minisblack")
+    tifffile.imwrite(tmp_path / "a.tif", rng.integers(0, 4000, (3, 16, 20)).astype(np.uint16), photometric="minisblack")
     tifffile.imwrite(tmp_path / "b.tif", rng.integers(0, 255, (3, 16, 20, 3)).astype(np.uint8), photometric="rgb")
     manifest = tmp_path / "m.csv"
     manifest.write_text("anatomical,functional,preset,output,format\na.tif,b.tif,,series,dicom\na.tif,b.tif,,z,\n")
     rows = fuse_batch(manifest, tmp_path / "out", device="cpu", scheduler_name="synchronous")
-    assert [(r["output"], r["status"], r["preset"]) for r in rows] == [("series", "done", "PET-MRI"),
-                                                                      ("z.zarr", "done", "PET-MRI")]
-    assert sorted(p.name for p in (tmp_path / "out" / "series").iterdir()) == ["IM00001.dcm", "IM00002.dcm",
-                                                                              "IM00003.dcm"]
+    assert [(r["output"], r["status"], r["preset"]) for r in rows] == [
+        ("series", "done", "PET-MRI"),
+        ("z.zarr", "done", "PET-MRI"),
+    ]
+    assert sorted(p.name for p in (tmp_path / "out" / "series").iterdir()) == [
+        "IM00001.dcm",
+        "IM00002.dcm",
+        "IM00003.dcm",
+    ]
     assert open_volume(tmp_path / "out" / "series").data.shape == (3, 16, 20, 3)

@@ -42,34 +42,38 @@ def files(tmp_path):
     imsave(tmp_path / "pet.png", phantom_pet(32), check_contrast=False)
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a torch file")
-    junk.with_suffix(".json").write_text(json.dumps({"sha256": hashlib.sha256(junk.read_bytes()).hexdigest(),
-                                                     "model": {}}))
+    junk.with_suffix(".json").write_text(
+        json.dumps({"sha256": hashlib.sha256(junk.read_bytes()).hexdigest(), "model": {}})
+    )
     (tmp_path / "afile").write_text("a file, not a folder")
     (tmp_path / "folder.png").mkdir()
     rng = np.random.default_rng(0)
-    tifffile.imwrite(tmp_path / "a.tif", rng.integers(0, 4000, (5, 24, 20)).astype(np.uint16),
-                     photometric="minisblack")
+    tifffile.imwrite(tmp_path / "a.tif", rng.integers(0, 4000, (5, 24, 20)).astype(np.uint16), photometric="minisblack")
     tifffile.imwrite(tmp_path / "b.tif", rng.integers(0, 255, (5, 24, 20, 3)).astype(np.uint8), photometric="rgb")
     return tmp_path
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--out", "{d}/noext"], "give an image file name ending in .png"),
-    (["--out", "{d}/x.xyz"], "give an image file name ending in .png"),
-    (["--out", "{d}/x.nii.gz"], "fuse-volume"),
-    (["--out", "{d}/afile/x.png"], "afile is a file, not a folder"),
-    (["--out", "{d}/folder.png"], "it is a folder"),
-    (["--out", "{d}/mri.png"], "would overwrite an input"),
-    (["--out", "{d}/x.png", "--maps", "{d}/afile"], "--maps"),
-    (["--out", "{d}/x.png", "--balance", "abc"], "invalid float value: 'abc'"),
-    (["--out", "{d}/x.png", "--balance", "1.5"], "balance"),
-    (["--out", "{d}/x.png", "--device", "tpu"], "tpu"),
-    (["--out", "{d}/x.png", "--preset", "XRAY"], "XRAY"),
-    (["--out", "{d}/x.png", "--weights", "{d}/junk.pt"], "not a LightFusion weight file"),
-    (["--out", "{d}/x.png", "--weights", "{d}/none.pt"], "none.pt"),
-    (["--out", "{d}/x.png", "--unknown"], "unrecognized arguments: --unknown"),
-    ([], "required: --out"),
-], ids=lambda v: v if isinstance(v, str) else None)
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--out", "{d}/noext"], "give an image file name ending in .png"),
+        (["--out", "{d}/x.xyz"], "give an image file name ending in .png"),
+        (["--out", "{d}/x.nii.gz"], "fuse-volume"),
+        (["--out", "{d}/afile/x.png"], "afile is a file, not a folder"),
+        (["--out", "{d}/folder.png"], "it is a folder"),
+        (["--out", "{d}/mri.png"], "would overwrite an input"),
+        (["--out", "{d}/x.png", "--maps", "{d}/afile"], "--maps"),
+        (["--out", "{d}/x.png", "--balance", "abc"], "invalid float value: 'abc'"),
+        (["--out", "{d}/x.png", "--balance", "1.5"], "balance"),
+        (["--out", "{d}/x.png", "--device", "tpu"], "tpu"),
+        (["--out", "{d}/x.png", "--preset", "XRAY"], "XRAY"),
+        (["--out", "{d}/x.png", "--weights", "{d}/junk.pt"], "not a LightFusion weight file"),
+        (["--out", "{d}/x.png", "--weights", "{d}/none.pt"], "none.pt"),
+        (["--out", "{d}/x.png", "--unknown"], "unrecognized arguments: --unknown"),
+        ([], "required: --out"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else None,
+)
 def test_bad_fuse_options_and_outputs_are_one_line(files, capsys, extra, message):
     args = ["fuse", str(files / "mri.png"), str(files / "pet.png"), *(a.format(d=files) for a in extra)]
     before = sorted(p.name for p in files.iterdir())
@@ -78,21 +82,30 @@ def test_bad_fuse_options_and_outputs_are_one_line(files, capsys, extra, message
     assert sorted(p.name for p in files.iterdir()) == before
 
 
-@pytest.mark.parametrize("out, extra, message", [
-    ("x.png", [], "names an image file: fuse-volume writes OME-Zarr"),
-    ("afile/x.zarr", [], "afile is a file, not a folder"),
-    ("afile", [], "not a lightfusion output"),
-    ("x.zarr", ["--format", "nifti"], "ends with .nii"),
-    ("x.zarr", ["--balance", "2"], "balance"),
-    ("x.zarr", ["--device", "tpu"], "tpu"),
-    ("x.zarr", ["--preset", "XRAY"], "XRAY"),
-    ("x.zarr", ["--weights", "{d}/junk.pt"], "not a LightFusion weight file"),
-    ("x.zarr", ["--a-window", "1,2,3"], "LO,HI"),
-    ("x.zarr", ["--colormap", "jet"], "invalid choice: 'jet'"),
-])
+@pytest.mark.parametrize(
+    "out, extra, message",
+    [
+        ("x.png", [], "names an image file: fuse-volume writes OME-Zarr"),
+        ("afile/x.zarr", [], "afile is a file, not a folder"),
+        ("afile", [], "not a lightfusion output"),
+        ("x.zarr", ["--format", "nifti"], "ends with .nii"),
+        ("x.zarr", ["--balance", "2"], "balance"),
+        ("x.zarr", ["--device", "tpu"], "tpu"),
+        ("x.zarr", ["--preset", "XRAY"], "XRAY"),
+        ("x.zarr", ["--weights", "{d}/junk.pt"], "not a LightFusion weight file"),
+        ("x.zarr", ["--a-window", "1,2,3"], "LO,HI"),
+        ("x.zarr", ["--colormap", "jet"], "invalid choice: 'jet'"),
+    ],
+)
 def test_bad_fuse_volume_options_and_outputs_are_one_line(files, capsys, out, extra, message):
-    args = ["fuse-volume", str(files / "a.tif"), str(files / "b.tif"), "--out", str(files / out),
-            *(a.format(d=files) for a in extra)]
+    args = [
+        "fuse-volume",
+        str(files / "a.tif"),
+        str(files / "b.tif"),
+        "--out",
+        str(files / out),
+        *(a.format(d=files) for a in extra),
+    ]
     before = sorted(p.name for p in files.iterdir())
     assert status(args) == 2
     assert message in one_line(capsys, "fuse-volume")
@@ -129,15 +142,32 @@ def test_a_colour_nifti_fuses_and_three_volumes_are_refused_saying_how_to_conver
     affine = np.diag([-1.0, -1.0, 2.0, 1.0])
     nibabel.save(nibabel.Nifti1Image(colour.copy().view(RGB24)[..., 0], affine), str(files / "rgb24.nii.gz"))
     nibabel.save(nibabel.Nifti1Image(colour, affine), str(files / "three.nii.gz"))
-    nibabel.save(nibabel.Nifti1Image(rng.integers(0, 900, (20, 24, 5)).astype(np.int16), affine),
-                 str(files / "t1.nii.gz"))
+    nibabel.save(
+        nibabel.Nifti1Image(rng.integers(0, 900, (20, 24, 5)).astype(np.int16), affine), str(files / "t1.nii.gz")
+    )
     out = files / "fused.zarr"
-    assert main(["fuse-volume", str(files / "t1.nii.gz"), str(files / "rgb24.nii.gz"), "--out", str(out),
-                 "--device", "cpu"]) == 0
+    assert (
+        main(
+            ["fuse-volume", str(files / "t1.nii.gz"), str(files / "rgb24.nii.gz"), "--out", str(out), "--device", "cpu"]
+        )
+        == 0
+    )
     assert "preset PET-MRI ('rgb24' is a colour image)" in capsys.readouterr().err
     assert open_volume(out).rgb
-    assert main(["fuse-volume", str(files / "t1.nii.gz"), str(files / "three.nii.gz"), "--out",
-                 str(files / "no.zarr"), "--device", "cpu"]) == 2
+    assert (
+        main(
+            [
+                "fuse-volume",
+                str(files / "t1.nii.gz"),
+                str(files / "three.nii.gz"),
+                "--out",
+                str(files / "no.zarr"),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 2
+    )
     err = one_line(capsys, "fuse-volume")
     assert "4D NIfTI of 3 volumes" in err and "RGB24" in err and not (files / "no.zarr").exists()
     from napari_lightfusion.cli import build_parser
@@ -165,8 +195,16 @@ def _fused(path) -> np.ndarray:
 
 
 def test_a_full_disk_stops_fuse_volume_in_one_line_and_a_rerun_resumes(files, capsys, monkeypatch):
-    command = ["fuse-volume", str(files / "a.tif"), str(files / "b.tif"), "--device", "cpu",
-               "--scheduler", "synchronous", "--out"]
+    command = [
+        "fuse-volume",
+        str(files / "a.tif"),
+        str(files / "b.tif"),
+        "--device",
+        "cpu",
+        "--scheduler",
+        "synchronous",
+        "--out",
+    ]
     assert main([*command, str(files / "whole.zarr")]) == 0
     capsys.readouterr()
     out = files / "o.zarr"
@@ -175,7 +213,8 @@ def test_a_full_disk_stops_fuse_volume_in_one_line_and_a_rerun_resumes(files, ca
         assert main([*command, str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert "Traceback" not in err and err.splitlines()[-1] == (
-        f"lightfusion fuse-volume: error: disk full after 2 of 5 slices in {out}; free space and run again to resume")
+        f"lightfusion fuse-volume: error: disk full after 2 of 5 slices in {out}; free space and run again to resume"
+    )
     assert len(OmeZarrOutput(out).missing()) == 3
     assert main([*command, str(out)]) == 0
     assert "3 slices fused, 2 already there" in capsys.readouterr().out
@@ -191,8 +230,9 @@ def test_a_full_disk_while_writing_nifti_is_one_line_and_a_rerun_finishes(files,
         _failing_after(patch, NiftiWriter, "_write", 3)
         assert main(command) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert err == (f"lightfusion fuse-volume: error: disk full after 3 of 5 slices in {out}; "
-                   "free space and run again to resume")
+    assert err == (
+        f"lightfusion fuse-volume: error: disk full after 3 of 5 slices in {out}; free space and run again to resume"
+    )
     assert not out.exists() and not [p for p in files.iterdir() if ".partial-" in p.name]
     assert main(command) == 0
     assert "0 slices fused, 5 already there" in capsys.readouterr().out  # the working copy was kept
@@ -202,16 +242,18 @@ def test_a_full_disk_while_writing_nifti_is_one_line_and_a_rerun_finishes(files,
 
 def test_a_full_disk_stops_a_batch_and_a_rerun_resumes(files, capsys, monkeypatch):
     manifest = files / "m.csv"
-    manifest.write_text("anatomical,functional,preset,output\n"
-                        "a.tif,b.tif,,one\na.tif,b.tif,SPECT-MRI,two\na.tif,b.tif,CT-MRI,three\n")
-    command = ["batch", str(manifest), "--out", str(files / "cohort"), "--device", "cpu", "--scheduler",
-               "synchronous"]
+    manifest.write_text(
+        "anatomical,functional,preset,output\na.tif,b.tif,,one\na.tif,b.tif,SPECT-MRI,two\na.tif,b.tif,CT-MRI,three\n"
+    )
+    command = ["batch", str(manifest), "--out", str(files / "cohort"), "--device", "cpu", "--scheduler", "synchronous"]
     with monkeypatch.context() as patch:
         _failing_after(patch, OmeZarrOutput, "write", 7)  # the first pair, and 2 slices of the second
         assert main(command) == 2
     err = capsys.readouterr().err.strip()
-    assert err == (f"lightfusion batch: error: disk full after 2 of 5 slices in {files / 'cohort' / 'two.zarr'}; "
-                   "free space and run again to resume")
+    assert err == (
+        f"lightfusion batch: error: disk full after 2 of 5 slices in {files / 'cohort' / 'two.zarr'}; "
+        "free space and run again to resume"
+    )
     with (files / "cohort" / "summary.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert [r["status"] for r in rows] == ["done", "failed", "not run"]
@@ -265,8 +307,7 @@ def small_disk(tmp_path):
 def test_a_real_full_disk_stops_fuse_volume_and_a_rerun_after_freeing_space_resumes(tmp_path, small_disk, capsys):
     mount, grow = small_disk
     rng = np.random.default_rng(4)
-    tifffile.imwrite(tmp_path / "a.tif", rng.integers(0, 4000, (8, 64, 64)).astype(np.uint16),
-                     photometric="minisblack")
+    tifffile.imwrite(tmp_path / "a.tif", rng.integers(0, 4000, (8, 64, 64)).astype(np.uint16), photometric="minisblack")
     tifffile.imwrite(tmp_path / "b.tif", rng.integers(0, 255, (8, 64, 64, 3)).astype(np.uint8), photometric="rgb")
     command = ["fuse-volume", str(tmp_path / "a.tif"), str(tmp_path / "b.tif"), "--device", "cpu", "--out"]
     assert main([*command, str(tmp_path / "whole.zarr")]) == 0

@@ -35,8 +35,9 @@ def test_lightfusion_of_a_research_command_names_the_command_to_run_in_one_line(
     assert cli.main(argv) == 2
     captured = capsys.readouterr()
     err = captured.err.strip()
-    assert err == (f"lightfusion {argv[0]}: error: {argv[0]} is a research tool, run it as "
-                   f"lightfusion-research {' '.join(argv)}")
+    assert err == (
+        f"lightfusion {argv[0]}: error: {argv[0]} is a research tool, run it as lightfusion-research {' '.join(argv)}"
+    )
     assert captured.out == ""
 
 
@@ -71,8 +72,22 @@ def test_a_bad_research_option_is_one_line_named_after_its_command(capsys):
 
 
 def test_train_refuses_an_unknown_weighting(tmp_path, capsys):
-    assert main(["train", "--data", str(tmp_path), "--dataset", "PET-MRI", "--out", str(tmp_path / "o"),
-                 "--weighting", "paper"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(tmp_path),
+                "--dataset",
+                "PET-MRI",
+                "--out",
+                str(tmp_path / "o"),
+                "--weighting",
+                "paper",
+            ]
+        )
+        == 2
+    )
     assert "unknown weighting" in capsys.readouterr().err
 
 
@@ -126,8 +141,10 @@ def test_score_refuses_a_missing_weight_file(tmp_path, capsys):
 def test_score_prints_one_row_per_weight_file_and_baseline(small_root, capsys):
     from napari_lightfusion.weights import preset_path
 
-    assert main(["score", str(preset_path("PET-MRI")), "--data", str(small_root), "--dataset", "PET-MRI",
-                 "--baselines"]) == 0
+    assert (
+        main(["score", str(preset_path("PET-MRI")), "--data", str(small_root), "--dataset", "PET-MRI", "--baselines"])
+        == 0
+    )
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")][1:]
     assert [r.split("|")[1].strip() for r in rows] == ["average", "max", "laplacian", "alpha", "weights/PET-MRI"]
 
@@ -135,8 +152,21 @@ def test_score_prints_one_row_per_weight_file_and_baseline(small_root, capsys):
 def test_score_gives_a_conditioned_network_one_row_per_balance(small_root, capsys):
     from napari_lightfusion.weights import preset_path
 
-    assert main(["score", str(preset_path("PET-MRI")), "--data", str(small_root), "--dataset", "PET-MRI",
-                 "--balance", "0,1"]) == 0
+    assert (
+        main(
+            [
+                "score",
+                str(preset_path("PET-MRI")),
+                "--data",
+                str(small_root),
+                "--dataset",
+                "PET-MRI",
+                "--balance",
+                "0,1",
+            ]
+        )
+        == 0
+    )
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")][1:]
     assert [r.split("|")[1].strip() for r in rows] == ["weights/PET-MRI b=0", "weights/PET-MRI b=1"]
     assert rows[0].split("|")[2:] != rows[1].split("|")[2:]  # b changes the scores
@@ -158,8 +188,19 @@ def test_score_on_the_validation_pairs_reads_only_those_of_train(small_root, cap
         for name in (held_out, trained_on):
             shutil.copy(small_root / "test" / "PET-MRI" / modality / "1.png", folder / name)
     shutil.rmtree(small_root / "test")
-    assert main(["score", str(preset_path("PET-MRI")), "--data", str(small_root), "--dataset", "PET-MRI",
-                 "--split", "validation"]) == 0
+    assert (
+        main(
+            [
+                "score",
+                str(preset_path("PET-MRI")),
+                "--data",
+                str(small_root),
+                "--dataset",
+                "PET-MRI",
+                "--split",
+                "validation",
+            ]
+        )
+        == 0
+    )
     assert "1 PET-MRI validation pairs." in capsys.readouterr().out
-
-

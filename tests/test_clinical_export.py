@@ -31,30 +31,83 @@ AXIAL = Geometry(np.array([[3.0, 0, 0, -40], [0, 0.9, 0, -100], [0, 0, 0.8, 20],
 
 #: The same spacing turned 20 degrees about the head-foot axis (an oblique acquisition).
 _t = np.deg2rad(20)
-OBLIQUE = Geometry(np.array([[1, 0, 0, 0], [0, np.cos(_t), -np.sin(_t), 0], [0, np.sin(_t), np.cos(_t), 0],
-                             [0, 0, 0, 1.0]]) @ AXIAL.affine)
+OBLIQUE = Geometry(
+    np.array([[1, 0, 0, 0], [0, np.cos(_t), -np.sin(_t), 0], [0, np.sin(_t), np.cos(_t), 0], [0, 0, 0, 1.0]])
+    @ AXIAL.affine
+)
 
 #: What the project's DICOM reader keeps of an anatomical series (layer.metadata["clinical"]["dicom"]).
 SOURCE = {
-    "StudyInstanceUID": "1.2.826.0.1.3680043.8.498.1001", "SeriesInstanceUID": "1.2.826.0.1.3680043.8.498.1002",
-    "FrameOfReferenceUID": "1.2.826.0.1.3680043.8.498.1003", "SOPClassUID": "1.2.840.10008.5.1.4.1.1.4",
-    "Modality": "MR", "SeriesDescription": "T1 MPRAGE", "SeriesNumber": "7", "PatientName": "Müller^Anna",
-    "PatientID": "P123", "PatientBirthDate": "19700101", "PatientSex": "F", "StudyID": "S1",
-    "StudyDate": "20240102", "StudyTime": "101500", "AccessionNumber": "ACC9", "ReferringPhysicianName": "House^G",
+    "StudyInstanceUID": "1.2.826.0.1.3680043.8.498.1001",
+    "SeriesInstanceUID": "1.2.826.0.1.3680043.8.498.1002",
+    "FrameOfReferenceUID": "1.2.826.0.1.3680043.8.498.1003",
+    "SOPClassUID": "1.2.840.10008.5.1.4.1.1.4",
+    "Modality": "MR",
+    "SeriesDescription": "T1 MPRAGE",
+    "SeriesNumber": "7",
+    "PatientName": "Müller^Anna",
+    "PatientID": "P123",
+    "PatientBirthDate": "19700101",
+    "PatientSex": "F",
+    "StudyID": "S1",
+    "StudyDate": "20240102",
+    "StudyTime": "101500",
+    "AccessionNumber": "ACC9",
+    "ReferringPhysicianName": "House^G",
     "Manufacturer": "Scanner Co",
 }
 
 #: Secondary Capture IOD attributes of type 1 (a value) and 2 (present), and those a viewer places slices by.
 REQUIRED = (
-    "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID", "StudyDate", "StudyTime",
-    "ReferringPhysicianName", "StudyID", "AccessionNumber", "Modality", "SeriesInstanceUID", "SeriesNumber",
-    "Manufacturer", "ConversionType", "InstanceNumber", "PatientOrientation", "SamplesPerPixel",
-    "PhotometricInterpretation", "Rows", "Columns", "BitsAllocated", "BitsStored", "HighBit", "PixelRepresentation",
-    "PixelData", "SOPClassUID", "SOPInstanceUID", "SpecificCharacterSet", "ImageOrientationPatient",
-    "ImagePositionPatient", "PixelSpacing", "SliceThickness", "FrameOfReferenceUID",
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyInstanceUID",
+    "StudyDate",
+    "StudyTime",
+    "ReferringPhysicianName",
+    "StudyID",
+    "AccessionNumber",
+    "Modality",
+    "SeriesInstanceUID",
+    "SeriesNumber",
+    "Manufacturer",
+    "ConversionType",
+    "InstanceNumber",
+    "PatientOrientation",
+    "SamplesPerPixel",
+    "PhotometricInterpretation",
+    "Rows",
+    "Columns",
+    "BitsAllocated",
+    "BitsStored",
+    "HighBit",
+    "PixelRepresentation",
+    "PixelData",
+    "SOPClassUID",
+    "SOPInstanceUID",
+    "SpecificCharacterSet",
+    "ImageOrientationPatient",
+    "ImagePositionPatient",
+    "PixelSpacing",
+    "SliceThickness",
+    "FrameOfReferenceUID",
 )
-TYPE_1 = ("StudyInstanceUID", "Modality", "SeriesInstanceUID", "ConversionType", "SamplesPerPixel",
-          "PhotometricInterpretation", "Rows", "Columns", "BitsAllocated", "PixelData", "SOPClassUID", "SOPInstanceUID")
+TYPE_1 = (
+    "StudyInstanceUID",
+    "Modality",
+    "SeriesInstanceUID",
+    "ConversionType",
+    "SamplesPerPixel",
+    "PhotometricInterpretation",
+    "Rows",
+    "Columns",
+    "BitsAllocated",
+    "PixelData",
+    "SOPClassUID",
+    "SOPInstanceUID",
+)
 
 
 @pytest.fixture(scope="module")
@@ -98,8 +151,9 @@ def test_nifti_round_trip_gives_the_geometry_and_the_voxels(tmp_path, grey, colo
     np.testing.assert_allclose(itk.GetSpacing(), (0.8, 0.9, 3.0), atol=1e-6)
 
 
-@pytest.mark.parametrize("geometry", [OBLIQUE, Geometry(AXIAL.affine @ np.diag([1.0, 1, -1, 1]))],
-                         ids=["oblique", "rows to the right"])
+@pytest.mark.parametrize(
+    "geometry", [OBLIQUE, Geometry(AXIAL.affine @ np.diag([1.0, 1, -1, 1]))], ids=["oblique", "rows to the right"]
+)
 def test_nifti_keeps_the_place_in_the_patient_of_any_geometry(tmp_path, grey, geometry):
     write_nifti(tmp_path / "f.nii.gz", grey, geometry)
     back = open_volume(tmp_path / "f.nii.gz")  # read in canonical orientation, as every NIfTI input
@@ -143,8 +197,18 @@ def test_a_dicom_series_joins_the_source_study_and_reads_back_in_place(tmp_path,
         else:
             assert (ds.PhotometricInterpretation, ds.SamplesPerPixel) == ("MONOCHROME2", 1)
         np.testing.assert_array_equal(ds.pixel_array, as_uint8(volume[z]))
-        for key in ("StudyInstanceUID", "FrameOfReferenceUID", "PatientName", "PatientID", "PatientBirthDate",
-                    "PatientSex", "StudyID", "StudyDate", "AccessionNumber", "ReferringPhysicianName"):
+        for key in (
+            "StudyInstanceUID",
+            "FrameOfReferenceUID",
+            "PatientName",
+            "PatientID",
+            "PatientBirthDate",
+            "PatientSex",
+            "StudyID",
+            "StudyDate",
+            "AccessionNumber",
+            "ReferringPhysicianName",
+        ):
             assert str(ds[key].value) == SOURCE[key], key
         assert ds.ReferencedSeriesSequence[0].SeriesInstanceUID == SOURCE["SeriesInstanceUID"]
         assert SOURCE["SeriesInstanceUID"] in ds.DerivationDescription
@@ -239,10 +303,19 @@ def test_a_full_disk_or_an_interruption_leaves_the_nifti_as_it_was(tmp_path, gre
 
 def test_the_format_follows_the_name_unless_asked():
     assert [output_format(n) for n in ("a.zarr", "a.ome.zarr", "a", "a.NII.GZ", "a.nii")] == [
-        "ome-zarr", "ome-zarr", "ome-zarr", "nifti", "nifti"]
+        "ome-zarr",
+        "ome-zarr",
+        "ome-zarr",
+        "nifti",
+        "nifti",
+    ]
     assert output_format("series", "dicom") == "dicom" and output_format("a.nii.gz", "nifti") == "nifti"
-    for name, fmt, message in [("a.zarr", "nifti", "ends with .nii"), ("a.nii", "dicom", "NIfTI file name"),
-                               ("a.zarr", "dicom", "OME-Zarr name"), ("a", "png", "unknown format")]:
+    for name, fmt, message in [
+        ("a.zarr", "nifti", "ends with .nii"),
+        ("a.nii", "dicom", "NIfTI file name"),
+        ("a.zarr", "dicom", "OME-Zarr name"),
+        ("a", "png", "unknown format"),
+    ]:
         with pytest.raises(ValueError, match=message):
             output_format(name, fmt)
 
@@ -253,8 +326,15 @@ def test_the_format_follows_the_name_unless_asked():
 def written_zarr(path, volume, geometry: Geometry | None, voxel=(3.0, 0.9, 0.8)):
     """An OME-Zarr output as fuse-volume writes it (the record with the geometry when one is given)."""
     rgb = volume.ndim == 4
-    output = OmeZarrOutput.create(path, volume.shape[:3], rgb, voxel, "millimeter", name="fused pair",
-                                  translation=geometry.origin if geometry else None)
+    output = OmeZarrOutput.create(
+        path,
+        volume.shape[:3],
+        rgb,
+        voxel,
+        "millimeter",
+        name="fused pair",
+        translation=geometry.origin if geometry else None,
+    )
     for z, image in enumerate(volume):
         output.write(z, image)
     output.write_sidecar({"settings": {}, **({"geometry": {"affine": geometry.affine.tolist()}} if geometry else {})})
@@ -266,31 +346,41 @@ def test_the_reader_claims_only_lightfusion_outputs_and_places_them(tmp_path, gr
     import npe2
 
     npe2.PluginManager.instance().discover()  # as napari does at start
-    zarr.open_group(str(tmp_path / "other.zarr"), mode="w", zarr_format=2).create_array("0", shape=(2, 4, 4),
-                                                                                       dtype="f4")
+    zarr.open_group(str(tmp_path / "other.zarr"), mode="w", zarr_format=2).create_array(
+        "0", shape=(2, 4, 4), dtype="f4"
+    )
     assert get_reader(str(tmp_path / "other.zarr")) is None and get_reader(str(tmp_path)) is None
-    [(data, kwargs, kind)] = npe2.read([str(written_zarr(tmp_path / "c.zarr", colour, AXIAL))], stack=False,
-                                       plugin_name="napari-lightfusion")
+    [(data, kwargs, kind)] = npe2.read(
+        [str(written_zarr(tmp_path / "c.zarr", colour, AXIAL))], stack=False, plugin_name="napari-lightfusion"
+    )
     assert kind == "image" and kwargs["rgb"] and kwargs["name"] == "fused pair" and isinstance(data, da.Array)
     assert data.shape == (6, 32, 30, 3) and data.chunksize == (1, 32, 30, 3)
     assert kwargs["scale"] == pytest.approx((3.0, 0.9, 0.8)) and kwargs["translate"] == pytest.approx(AXIAL.origin)
     np.testing.assert_array_equal(data.compute(), colour)
-    [(data, kwargs, _)] = npe2.read([str(written_zarr(tmp_path / "g.zarr", grey, OBLIQUE))], stack=False,
-                                    plugin_name="napari-lightfusion")
+    [(data, kwargs, _)] = npe2.read(
+        [str(written_zarr(tmp_path / "g.zarr", grey, OBLIQUE))], stack=False, plugin_name="napari-lightfusion"
+    )
     assert not kwargs["rgb"] and kwargs["contrast_limits"] == (0.0, 1.0) and kwargs["colormap"] == "gray"
     np.testing.assert_allclose(kwargs["affine"], OBLIQUE.affine)
-    [(_, kwargs, _)] = npe2.read([str(written_zarr(tmp_path / "n.zarr", grey, None))], stack=False,
-                                 plugin_name="napari-lightfusion")  # no geometry: the OME-NGFF scale
+    [(_, kwargs, _)] = npe2.read(
+        [str(written_zarr(tmp_path / "n.zarr", grey, None))], stack=False, plugin_name="napari-lightfusion"
+    )  # no geometry: the OME-NGFF scale
     assert kwargs["scale"] == pytest.approx((3.0, 0.9, 0.8)) and "translate" not in kwargs
 
 
 def test_fuse_volume_records_the_geometry_and_napari_opens_it_in_place(make_napari_viewer, tmp_path, grey, colour):
     write_nifti(tmp_path / "mr.nii.gz", grey, AXIAL)
     write_nifti(tmp_path / "pet.nii.gz", colour, AXIAL)
-    fuse_volume(tmp_path / "mr.nii.gz", tmp_path / "pet.nii.gz", tmp_path / "out.zarr", device="cpu",
-                scheduler_name="synchronous")
+    fuse_volume(
+        tmp_path / "mr.nii.gz",
+        tmp_path / "pet.nii.gz",
+        tmp_path / "out.zarr",
+        device="cpu",
+        scheduler_name="synchronous",
+    )
     transforms = zarr.open_group(str(tmp_path / "out.zarr"), mode="r").attrs["multiscales"][0]["datasets"][0][
-        "coordinateTransformations"]
+        "coordinateTransformations"
+    ]
     assert transforms[1] == {"type": "translation", "translation": pytest.approx([0.0, *AXIAL.origin])}
     viewer = make_napari_viewer()
     [layer] = viewer.open(str(tmp_path / "out.zarr"), plugin="napari-lightfusion")
@@ -306,16 +396,35 @@ def test_cli_writes_nifti_and_dicom_where_the_anatomy_lies(tmp_path, grey, colou
     write_nifti(tmp_path / "mr.nii.gz", grey, AXIAL)
     write_nifti(tmp_path / "pet.nii.gz", colour, AXIAL)
     write_dicom_series(tmp_path / "mr_dicom", grey[:2], AXIAL, source=SOURCE)  # the anatomical series' files
-    inputs = [str(tmp_path / "mr.nii.gz"), str(tmp_path / "pet.nii.gz"), "--device", "cpu",
-              "--scheduler", "synchronous"]
+    inputs = [
+        str(tmp_path / "mr.nii.gz"),
+        str(tmp_path / "pet.nii.gz"),
+        "--device",
+        "cpu",
+        "--scheduler",
+        "synchronous",
+    ]
     assert main(["fuse-volume", *inputs, "--out", str(tmp_path / "ref.zarr")]) == 0
     fused = np.moveaxis(zarr.open_group(str(tmp_path / "ref.zarr"), mode="r")["0"][:], 0, -1)
     assert main(["fuse-volume", *inputs, "--out", str(tmp_path / "fused.nii.gz")]) == 0
     back = open_volume(tmp_path / "fused.nii.gz")
     np.testing.assert_array_equal(back.data.compute(), as_uint8(fused))
     assert_same_geometry(Geometry.from_ras(back.space.affine), AXIAL)
-    assert main(["fuse-volume", *inputs, "--out", str(tmp_path / "fused_dicom"), "--format", "dicom",
-                 "--dicom-source", str(tmp_path / "mr_dicom")]) == 0
+    assert (
+        main(
+            [
+                "fuse-volume",
+                *inputs,
+                "--out",
+                str(tmp_path / "fused_dicom"),
+                "--format",
+                "dicom",
+                "--dicom-source",
+                str(tmp_path / "mr_dicom"),
+            ]
+        )
+        == 0
+    )
     _, datasets = read_series(tmp_path / "fused_dicom")
     assert datasets[0].StudyInstanceUID == SOURCE["StudyInstanceUID"] and datasets[0].PatientID == "P123"
     assert_same_geometry(geometry_of(datasets), AXIAL)
@@ -339,8 +448,9 @@ def wait(qtbot, worker):
         pass
 
 
-def test_the_widget_exports_nifti_and_dicom_placed_and_filed_like_the_anatomy(make_napari_viewer, qtbot, tmp_path,
-                                                                            grey, colour, monkeypatch):
+def test_the_widget_exports_nifti_and_dicom_placed_and_filed_like_the_anatomy(
+    make_napari_viewer, qtbot, tmp_path, grey, colour, monkeypatch
+):
     import dask.array as da
 
     from napari_lightfusion._qt import volume_export
@@ -348,26 +458,38 @@ def test_the_widget_exports_nifti_and_dicom_placed_and_filed_like_the_anatomy(ma
 
     viewer = make_napari_viewer()
     anatomical = viewer.add_image(grey, name="mr", metadata={"clinical": {"dicom": SOURCE}}, **OBLIQUE.layer_kwargs())
-    fused = viewer.add_image(da.from_array(colour, chunks=(1, 32, 30, 3)), rgb=True, name="fused",
-                             affine=OBLIQUE.affine)
+    fused = viewer.add_image(
+        da.from_array(colour, chunks=(1, 32, 30, 3)), rgb=True, name="fused", affine=OBLIQUE.affine
+    )
     wait(qtbot, volume_export.export_fused(viewer, fused, tmp_path / "f.nii.gz", anatomical=anatomical))
     back = open_volume(tmp_path / "f.nii.gz")
     want, where = canonical(as_uint8(colour), OBLIQUE, rgb=True)
     assert_same_geometry(Geometry.from_ras(back.space.affine), where)
     np.testing.assert_array_equal(back.data.compute(), want)
-    monkeypatch.setattr(volume_export.QFileDialog, "getSaveFileName",
-                        lambda *a, **k: (str(tmp_path / "series"), "DICOM series folder (*)"))
+    monkeypatch.setattr(
+        volume_export.QFileDialog,
+        "getSaveFileName",
+        lambda *a, **k: (str(tmp_path / "series"), "DICOM series folder (*)"),
+    )
     wait(qtbot, volume_export.ask_and_export(None, viewer, fused, anatomical))
     _, datasets = read_series(tmp_path / "series")
-    assert datasets[0].StudyInstanceUID == SOURCE["StudyInstanceUID"] and datasets[0].SeriesDescription == \
-        "LightFusion fused"
+    assert (
+        datasets[0].StudyInstanceUID == SOURCE["StudyInstanceUID"]
+        and datasets[0].SeriesDescription == "LightFusion fused"
+    )
     assert_same_geometry(geometry_of(datasets), OBLIQUE)
 
     notes, errors = [], []
-    monkeypatch.setattr(volume_export.QFileDialog, "getSaveFileName",  # a NIfTI asked for under a zarr name
-                        lambda *a, **k: (str(tmp_path / "x.zarr"), "NIfTI file (*.nii.gz *.nii)"))
-    session = SimpleNamespace(result=SimpleNamespace(layers={"fused": fused}), pair=(anatomical, None),
-                              say=lambda kind, message: notes.append(message))
+    monkeypatch.setattr(
+        volume_export.QFileDialog,
+        "getSaveFileName",  # a NIfTI asked for under a zarr name
+        lambda *a, **k: (str(tmp_path / "x.zarr"), "NIfTI file (*.nii.gz *.nii)"),
+    )
+    session = SimpleNamespace(
+        result=SimpleNamespace(layers={"fused": fused}),
+        pair=(anatomical, None),
+        say=lambda kind, message: notes.append(message),
+    )
     ExportActions(viewer, session, None, None).ask_volume()
     assert len(notes) == 1 and "ends with .nii" in notes[0] and not (tmp_path / "x.zarr").exists()
     other = viewer.add_image(grey[:, :16], name="other grid")
@@ -380,8 +502,9 @@ def test_the_widget_exports_nifti_and_dicom_placed_and_filed_like_the_anatomy(ma
     assert len(errors) == 1 and "disk full after 0 of 6 slices" in errors[0] and not (tmp_path / "full").exists()
 
 
-def test_a_stopped_dicom_export_leaves_nothing_and_a_zarr_export_reopens_in_place(make_napari_viewer, qtbot,
-                                                                                  tmp_path, colour):
+def test_a_stopped_dicom_export_leaves_nothing_and_a_zarr_export_reopens_in_place(
+    make_napari_viewer, qtbot, tmp_path, colour
+):
     import time
 
     import dask.array as da

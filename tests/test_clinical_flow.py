@@ -57,12 +57,34 @@ def study(tmp_path_factory):
         return tuple(origin[::-1])
 
     written = {
-        "mr": write_mr_series(root / "MR", mr, spacing=mr_spacing, origin=lps(mr_origin),
-                              frame_of_reference_uid=frame, study_uid=study_uid, series_number=2),
-        "pet": write_pet_series(root / "PET", still, spacing=pet_spacing, origin=lps(pet_origin),
-                                frame_of_reference_uid=frame, study_uid=study_uid, series_number=3),
-        "moved": write_pet_series(root / "PET moved", moved, spacing=pet_spacing, origin=lps(pet_origin),
-                                  frame_of_reference_uid=frame, study_uid=study_uid, series_number=4, seed=1),
+        "mr": write_mr_series(
+            root / "MR",
+            mr,
+            spacing=mr_spacing,
+            origin=lps(mr_origin),
+            frame_of_reference_uid=frame,
+            study_uid=study_uid,
+            series_number=2,
+        ),
+        "pet": write_pet_series(
+            root / "PET",
+            still,
+            spacing=pet_spacing,
+            origin=lps(pet_origin),
+            frame_of_reference_uid=frame,
+            study_uid=study_uid,
+            series_number=3,
+        ),
+        "moved": write_pet_series(
+            root / "PET moved",
+            moved,
+            spacing=pet_spacing,
+            origin=lps(pet_origin),
+            frame_of_reference_uid=frame,
+            study_uid=study_uid,
+            series_number=4,
+            seed=1,
+        ),
     }
     return root, written
 
@@ -77,8 +99,9 @@ def _luma(layer) -> np.ndarray:
     return colour.luminance(np.asarray(layer.data, dtype=np.float64))
 
 
-def test_dicom_pet_and_mr_fuse_on_the_mr_grid_in_colour_after_align(lightfusion, study, qtbot, role, wait_idle,
-                                                                      fingerprint, fuse_now):
+def test_dicom_pet_and_mr_fuse_on_the_mr_grid_in_colour_after_align(
+    lightfusion, study, qtbot, role, wait_idle, fingerprint, fuse_now
+):
     from napari.utils.notifications import notification_manager
 
     viewer, widget = lightfusion
@@ -161,8 +184,21 @@ def test_fuse_volume_takes_dicom_folders_warns_aligns_and_writes_nifti(study, tm
     np.testing.assert_allclose(back.geometry.affine, mr.geometry.affine, atol=1e-4)
 
     aligned = tmp_path / "aligned.zarr"
-    assert main(["fuse-volume", str(root / "MR"), str(root / "PET moved"), "--out", str(aligned), "--device", "cpu",
-                 "--align"]) == 0
+    assert (
+        main(
+            [
+                "fuse-volume",
+                str(root / "MR"),
+                str(root / "PET moved"),
+                "--out",
+                str(aligned),
+                "--device",
+                "cpu",
+                "--align",
+            ]
+        )
+        == 0
+    )
     err = capsys.readouterr().err
     assert "aligned PET moved" in err and "shifted by" not in err, err
     record = OmeZarrOutput(aligned).read_sidecar()
@@ -180,8 +216,13 @@ def test_lazy_layers_on_other_grids_fuse_lazily_on_the_anatomical_grid(lightfusi
     rng = np.random.default_rng(3)
     mr, pet = rng.random((8, 32, 32)), rng.random((4, 16, 16)) * 5
     a = viewer.add_image(da.from_array(mr, chunks=(1, 32, 32)), name="MRI", scale=(1.0, 1.0, 1.0))
-    b = viewer.add_image(da.from_array(pet, chunks=(1, 16, 16)), name="PET", scale=(2.0, 2.0, 2.0),
-                         colormap="inferno", contrast_limits=(0.0, 5.0))
+    b = viewer.add_image(
+        da.from_array(pet, chunks=(1, 16, 16)),
+        name="PET",
+        scale=(2.0, 2.0, 2.0),
+        colormap="inferno",
+        contrast_limits=(0.0, 5.0),
+    )
     widget.set_pair(a, b)
     fuse_now(widget)
     fused = role(viewer, "fused")
@@ -190,8 +231,9 @@ def test_lazy_layers_on_other_grids_fuse_lazily_on_the_anatomical_grid(lightfusi
     table = np.asarray(b.colormap.map(np.linspace(0, 1, 256)), np.float32)[:, :3]
     from napari_lightfusion import fuse
 
-    want = fuse(mr[3], colour.colourise(on_grid[3], (0.0, 5.0), table), "PET-MRI",
-                a_limits=tuple(a.contrast_limits)).fused
+    want = fuse(
+        mr[3], colour.colourise(on_grid[3], (0.0, 5.0), table), "PET-MRI", a_limits=tuple(a.contrast_limits)
+    ).fused
     np.testing.assert_allclose(np.asarray(fused.data[3]), want, atol=1e-4)
 
 
@@ -201,8 +243,9 @@ def test_the_readout_shows_a_grey_rgb_image_as_one_value_and_colour_as_rgb():
     from napari_lightfusion.session.readouts import value_at
 
     def layer(data, rgb):
-        return SimpleNamespace(data=data, rgb=rgb, multiscale=False, metadata={},
-                               world_to_data=lambda world: np.asarray(world, float))
+        return SimpleNamespace(
+            data=data, rgb=rgb, multiscale=False, metadata={}, world_to_data=lambda world: np.asarray(world, float)
+        )
 
     grey = np.full((4, 4, 3), 80, np.uint8)
     colour = grey.copy()

@@ -38,7 +38,7 @@ def pair(tmp_path_factory):
     folder = tmp_path_factory.mktemp("pair")
     rng = np.random.default_rng(0)
     zz, yy, xx = np.mgrid[:24, :256, :256]
-    grey = (2000 + 1500 * np.sin(xx / 9.0 + zz / 3.0) * np.cos(yy / 7.0) + rng.normal(0, 50, xx.shape))
+    grey = 2000 + 1500 * np.sin(xx / 9.0 + zz / 3.0) * np.cos(yy / 7.0) + rng.normal(0, 50, xx.shape)
     colour = np.stack([(xx + zz) % 256, (2 * yy) % 256, (xx * yy // 64) % 256], -1)
     tifffile.imwrite(folder / "a.tif", grey.astype(np.uint16), photometric="minisblack")
     tifffile.imwrite(folder / "b.tif", colour.astype(np.uint8), photometric="rgb")
@@ -53,8 +53,22 @@ def volume(path) -> np.ndarray:
 def test_the_cluster_writes_the_threaded_result_bit_for_bit(cluster, pair, capsys):
     local, client = cluster
     out = pair / "cluster.zarr"
-    assert main(["fuse-volume", str(pair / "a.tif"), str(pair / "b.tif"), "--out", str(out),
-                 "--device", "cpu", "--scheduler", local.scheduler_address]) == 0
+    assert (
+        main(
+            [
+                "fuse-volume",
+                str(pair / "a.tif"),
+                str(pair / "b.tif"),
+                "--out",
+                str(out),
+                "--device",
+                "cpu",
+                "--scheduler",
+                local.scheduler_address,
+            ]
+        )
+        == 0
+    )
     assert "24 slices fused" in capsys.readouterr().out
     np.testing.assert_array_equal(volume(out), volume(pair / "threads.zarr"))
     threads = client.run(lambda: __import__("torch").get_num_threads())

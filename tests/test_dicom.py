@@ -56,8 +56,14 @@ def _voxel_at(image, world) -> tuple[int, ...]:
 
 def test_pet_with_per_slice_slopes_is_in_suv_within_one_percent(tmp_path):
     activity = _activity()
-    written = write_pet_series(tmp_path / "pet", activity, weight_kg=82.0, dose_bq=350e6,
-                               injection_time=datetime(2024, 1, 2, 9, 0), series_time=datetime(2024, 1, 2, 10, 5))
+    written = write_pet_series(
+        tmp_path / "pet",
+        activity,
+        weight_kg=82.0,
+        dose_bq=350e6,
+        injection_time=datetime(2024, 1, 2, 9, 0),
+        series_time=datetime(2024, 1, 2, 10, 5),
+    )
     slopes = {float(pydicom.dcmread(f, stop_before_pixels=True).RescaleSlope) for f in written.files}
     assert len(slopes) == len(written.files)  # a slope per slice, as PET scanners write
     by_hand = 82.0 * 1000 / (350e6 * 2 ** (-(65 * 60) / 6586.2))  # weight [g] / decayed dose [Bq]
@@ -74,8 +80,13 @@ def test_pet_with_per_slice_slopes_is_in_suv_within_one_percent(tmp_path):
 
 
 def test_decay_across_midnight_without_start_datetime(tmp_path):
-    written = write_pet_series(tmp_path / "pet", _activity((4, 8, 8)), start_datetime=False,
-                               injection_time=datetime(2024, 1, 1, 23, 30), series_time=datetime(2024, 1, 2, 0, 30))
+    written = write_pet_series(
+        tmp_path / "pet",
+        _activity((4, 8, 8)),
+        start_datetime=False,
+        injection_time=datetime(2024, 1, 1, 23, 30),
+        series_time=datetime(2024, 1, 2, 0, 30),
+    )
     record = _one(written.folder).clinical["suv"]
     assert record["decay_s"] == 3600.0
     assert record["factor"] == pytest.approx(written.suv_factor, rel=1e-9)
@@ -93,14 +104,21 @@ def test_series_time_after_the_acquisition_counts_decay_from_the_earliest_slice(
     assert _one(written.folder).clinical["suv"]["decay_s"] == 3630.0
 
 
-@pytest.mark.parametrize(("omit", "tags", "tag", "unit"), [
-    (("PatientWeight",), None, "PatientWeight", "Bq/ml"),
-    (("RadionuclideTotalDose",), None, "RadionuclideTotalDose", "Bq/ml"),
-    (("RadiopharmaceuticalStartTime", "RadiopharmaceuticalStartDateTime"), None, "RadiopharmaceuticalStartTime",
-     "Bq/ml"),
-    ((), {"Units": "CNTS"}, "Units", "counts"),
-    ((), {"PatientWeight": "0"}, "PatientWeight", "Bq/ml"),
-])
+@pytest.mark.parametrize(
+    ("omit", "tags", "tag", "unit"),
+    [
+        (("PatientWeight",), None, "PatientWeight", "Bq/ml"),
+        (("RadionuclideTotalDose",), None, "RadionuclideTotalDose", "Bq/ml"),
+        (
+            ("RadiopharmaceuticalStartTime", "RadiopharmaceuticalStartDateTime"),
+            None,
+            "RadiopharmaceuticalStartTime",
+            "Bq/ml",
+        ),
+        ((), {"Units": "CNTS"}, "Units", "counts"),
+        ((), {"PatientWeight": "0"}, "PatientWeight", "Bq/ml"),
+    ],
+)
 def test_suv_falls_back_to_the_stored_unit_naming_the_tag(tmp_path, omit, tags, tag, unit):
     written = write_pet_series(tmp_path / "pet", _activity((4, 8, 8)), omit=omit, tags=tags)
     image = _one(written.folder)
@@ -203,8 +221,10 @@ def test_a_study_folder_gives_one_image_per_series_and_skips_what_is_not_an_imag
     images, problems = read_dicom(tmp_path)
     assert problems == []
     assert [i.clinical["modality"] for i in images] == ["CT", "PT"]  # SeriesNumber order
-    assert {i.clinical["dicom"]["FrameOfReferenceUID"] for i in images} == {pet.frame_of_reference_uid,
-                                                                             ct.frame_of_reference_uid}
+    assert {i.clinical["dicom"]["FrameOfReferenceUID"] for i in images} == {
+        pet.frame_of_reference_uid,
+        ct.frame_of_reference_uid,
+    }
     assert len({pet.frame_of_reference_uid, ct.frame_of_reference_uid}) == 2
 
 
@@ -214,8 +234,9 @@ def test_the_clinical_record_has_the_agreed_shape_and_no_name_shows_the_patient(
     for image in images:
         record = image.clinical
         json.dumps(record)  # plain JSON
-        expected = {"modality", "unit", "source", "files", "geometry", "dicom"} | ({"suv"} if record["modality"] ==
-                                                                                  "PT" else set())
+        expected = {"modality", "unit", "source", "files", "geometry", "dicom"} | (
+            {"suv"} if record["modality"] == "PT" else set()
+        )
         assert set(record) == expected and record["source"] == "dicom"
         np.testing.assert_allclose(record["geometry"], image.geometry.affine)
         assert record["dicom"]["PatientID"] == PATIENT["PatientID"]
@@ -263,8 +284,13 @@ def test_uneven_spacing_is_refused(tmp_path):
 
 def test_mixed_image_sizes_in_one_series_are_refused(tmp_path):
     first = write_mr_series(tmp_path / "mr", RNG.integers(0, 99, (4, 16, 16)))
-    write_mr_series(tmp_path / "mr", RNG.integers(0, 99, (2, 8, 8)), series_uid=first.series_uid,
-                    origin=(-32.0, -32.0, 20.0), seed=1)
+    write_mr_series(
+        tmp_path / "mr",
+        RNG.integers(0, 99, (2, 8, 8)),
+        series_uid=first.series_uid,
+        origin=(-32.0, -32.0, 20.0),
+        seed=1,
+    )
     _bad(first.folder, "differ in size")
 
 

@@ -10,8 +10,17 @@ from napari_lightfusion.resample import ResampledView, resample
 
 
 def inputs(a, b, b_matrix, lut=None, b_rgb=False):
-    return {"a": a, "b": b, "a_limits": (0.0, 1.0), "b_limits": (0.0, 10.0), "a_rgb": False, "b_rgb": b_rgb,
-            "a_matrix": np.eye(a.ndim + 1), "b_matrix": b_matrix, "b_lut": lut}
+    return {
+        "a": a,
+        "b": b,
+        "a_limits": (0.0, 1.0),
+        "b_limits": (0.0, 10.0),
+        "a_rgb": False,
+        "b_rgb": b_rgb,
+        "a_matrix": np.eye(a.ndim + 1),
+        "b_matrix": b_matrix,
+        "b_lut": lut,
+    }
 
 
 def test_the_pet_table_rises_in_luma_and_ends_in_a_colour():
@@ -47,8 +56,9 @@ def test_a_lazy_pair_stays_lazy_and_equals_the_eager_one():
     a, b = rng.random((6, 16, 16)), rng.random((3, 8, 8)) * 10
     coarse = np.diag([2.0, 2.0, 2.0, 1.0])
     eager = as_displayed(inputs(a, b, coarse, colour_table()))
-    lazy = as_displayed(inputs(da.from_array(a, chunks=(1, 16, 16)), da.from_array(b, chunks=(1, 8, 8)), coarse,
-                               colour_table()))
+    lazy = as_displayed(
+        inputs(da.from_array(a, chunks=(1, 16, 16)), da.from_array(b, chunks=(1, 8, 8)), coarse, colour_table())
+    )
     assert isinstance(lazy["b"], da.Array) and lazy["b"].shape == (6, 16, 16, 3) and lazy["b_rgb"]
     np.testing.assert_allclose(lazy["b"].compute(), eager["b"], atol=1e-6)
     assert eager["b_limits"] is None and eager["b"].dtype == np.float32

@@ -430,11 +430,19 @@ def test_cuda_matches_the_cpu(model, image_pair, maps):
             assert np.abs(got - want).max() <= 1e-3, name
 
 
-@pytest.mark.parametrize("shape, tile, tiles, want", [
-    ((512, 512), 192, 1, (171, 171)), ((256, 256), 192, 1, (128, 128)), ((100, 100), 192, 1, (100, 100)),
-    ((513, 300), 256, 1, (171, 150)), ((17, 17), 16, 1, (9, 9)),
-    ((160, 100), 192, 2, (80, 100)), ((200, 200), 192, 4, (100, 100)), ((100, 90), 192, 2, (100, 90)),
-])
+@pytest.mark.parametrize(
+    "shape, tile, tiles, want",
+    [
+        ((512, 512), 192, 1, (171, 171)),
+        ((256, 256), 192, 1, (128, 128)),
+        ((100, 100), 192, 1, (100, 100)),
+        ((513, 300), 256, 1, (171, 150)),
+        ((17, 17), 16, 1, (9, 9)),
+        ((160, 100), 192, 2, (80, 100)),
+        ((200, 200), 192, 4, (100, 100)),
+        ((100, 90), 192, 2, (100, 90)),
+    ],
+)
 def test_tiles_are_even_within_the_limit_and_feed_the_threads(shape, tile, tiles, want):
     core = tiling.tile_grid(*shape, tile, tiles)
     assert core == want and max(core) <= tile

@@ -122,10 +122,7 @@ def test_methods_by_name_and_unknown_names(fake_root):
 def test_weights_method_equals_preset_method(fake_root):
     from napari_lightfusion.weights import preset_path
 
-    methods = {
-        "preset": network_method(preset="PET-MRI"),
-        "file": network_method(weights=preset_path("PET-MRI")),
-    }
+    methods = {"preset": network_method(preset="PET-MRI"), "file": network_method(weights=preset_path("PET-MRI"))}
     table = evaluate_dataset(fake_root, "PET-MRI", methods, limit=1)
     assert table.means["preset"] == table.means["file"]
 
@@ -158,8 +155,7 @@ def test_quality_bar_passes_when_ahead_and_often_in_the_top_two():
 
 def test_quality_bar_fails_when_behind_average_on_one_metric():
     means = _table(
-        {"average": 1.0, "max": 3.0, "laplacian": 1.5, "alpha": 0.5, "LightFusionNet": 2.0},
-        VIF={"LightFusionNet": 0.9},
+        {"average": 1.0, "max": 3.0, "laplacian": 1.5, "alpha": 0.5, "LightFusionNet": 2.0}, VIF={"LightFusionNet": 0.9}
     )
     bar = quality_bar(means)
     assert bar.ahead["VIF"] is False and not bar.ahead_of_average
@@ -180,7 +176,9 @@ def test_quality_bar_fails_when_rarely_in_the_top_two():
 def test_quality_bar_counts_best_and_threshold():
     means = _table(
         {"average": 1.0, "max": 3.0, "laplacian": 2.5, "alpha": 0.5, "LightFusionNet": 2.0},
-        EN={"LightFusionNet": 4.0}, SD={"LightFusionNet": 2.7}, MI={"LightFusionNet": float("nan")},
+        EN={"LightFusionNet": 4.0},
+        SD={"LightFusionNet": 2.7},
+        MI={"LightFusionNet": float("nan")},
     )
     bar = quality_bar(means, min_top2=2)
     assert bar.best == ["EN"] and bar.top2 == ["EN", "SD"] and bar.enough_top2
@@ -236,15 +234,19 @@ def test_colormap_and_stretch():
 def test_write_results_writes_tables_quality_bar_and_contact_sheet(fake_root, tmp_path):
     out = tmp_path / "docs" / "results.md"
     command = f"lightfusion-research evaluate --data {fake_root} --out {out}"
-    computed = ev.write_results(
-        fake_root, out, datasets=["PET-MRI"], progress=False, timing_repeats=1, command=command
-    )
+    computed = ev.write_results(fake_root, out, datasets=["PET-MRI"], progress=False, timing_repeats=1, command=command)
     text = out.read_text()
     assert text.startswith("# ")
     assert f"`{command}`" in text.splitlines()[2]
     for heading in (
-        "## How to read this", "## Quality bar", "### PET-MRI: ", "## Table 1", "## Table 2",
-        "### PET-MRI test, SPECT-MRI weights", "## Efficiency", "## Contact sheets",
+        "## How to read this",
+        "## Quality bar",
+        "### PET-MRI: ",
+        "## Table 1",
+        "## Table 2",
+        "### PET-MRI test, SPECT-MRI weights",
+        "## Efficiency",
+        "## Contact sheets",
     ):
         assert heading in text, heading
     assert "| LightFusionNet (SPECT-MRI weights) |" in text
@@ -263,8 +265,9 @@ def test_write_results_with_limit_says_it_is_a_trial(fake_root, tmp_path):
     ev.write_results(fake_root, out, datasets=["PET-MRI"], limit=1, progress=False, timing_repeats=0, contact=False)
     text = out.read_text()
     assert "Trial run" in text and "PET-MRI 1" in text
-    assert f"Made by `lightfusion-research evaluate --data {fake_root} --out {out} --datasets PET-MRI --limit 1`" \
-        in text
+    assert (
+        f"Made by `lightfusion-research evaluate --data {fake_root} --out {out} --datasets PET-MRI --limit 1`" in text
+    )
 
 
 def test_write_results_rejects_a_wrong_root(tmp_path):

@@ -94,9 +94,9 @@ def conditioned(seed, **config):
     return model
 
 
-@pytest.mark.parametrize("config", [
-    {}, {"output": "blend"}, {"output": "mix"}, {"attention": "spatial"}, {"attention": "channel"},
-])
+@pytest.mark.parametrize(
+    "config", [{}, {"output": "blend"}, {"output": "mix"}, {"attention": "spatial"}, {"attention": "channel"}]
+)
 @pytest.mark.parametrize("maps", [True, False])
 def test_conditioned_networks_match_for_every_balance(config, maps):
     model = conditioned(9, **config)
@@ -165,20 +165,32 @@ def test_conditioned_graph_stays_in_the_blocked_layout(tmp_path):
     assert ops.count("ReorderInput") == 0 and ops.count("ReorderOutput") == 1, ops
 
 
-@pytest.mark.parametrize("config, channel", [
-    ({}, 1), ({"conv": "standard"}, None), ({"width": 24, "reduction": 3}, None),
-    ({"width": 8, "reduction": 1}, 7), ({"output": "mix"}, None), ({"output": "mix", "conv": "standard"}, 2),
-])
+@pytest.mark.parametrize(
+    "config, channel",
+    [
+        ({}, 1),
+        ({"conv": "standard"}, None),
+        ({"width": 24, "reduction": 3}, None),
+        ({"width": 8, "reduction": 1}, 7),
+        ({"output": "mix"}, None),
+        ({"output": "mix", "conv": "standard"}, 2),
+    ],
+)
 def test_rewritten_network_matches_for_other_shapes(config, channel):
     model = stressed(1, **config)
     assert isinstance(onnx_export.export_net(model), onnx_export.ExportNet)
     assert_matches(model, *pair((45, 38), seed=4), channel=channel)
 
 
-@pytest.mark.parametrize("config, paired", [
-    ({}, True), ({"conv": "standard"}, True), ({"width": 8, "reduction": 1}, True),
-    ({"width": 24, "reduction": 3}, False),
-])
+@pytest.mark.parametrize(
+    "config, paired",
+    [
+        ({}, True),
+        ({"conv": "standard"}, True),
+        ({"width": 8, "reduction": 1}, True),
+        ({"width": 24, "reduction": 3}, False),
+    ],
+)
 def test_last_leaky_relu_is_a_relu_pair_where_the_block_has_room(config, paired):
     """C/2 channels and their negatives fit in a 16-channel block up to C = 16; the result matches either way."""
     model = stressed(3, **config)

@@ -58,12 +58,15 @@ def test_table_and_caption_are_drawn_beneath(tmp_path, qapp):
     captioned = render(tmp_path, "captioned", tiles, caption="LightFusionNet preset: CT-MRI")
     assert with_table.shape[0] > without.shape[0] + 3 * 20  # header + two rows
     assert captioned.shape[0] > with_table.shape[0]
-    assert (with_table[without.shape[0]:] < 100).any()  # ink beneath the tiles
+    assert (with_table[without.shape[0] :] < 100).any()  # ink beneath the tiles
 
 
 def test_best_value_per_metric_follows_the_direction():
-    table = {"A": {"EN": 1.0, "t": 3.0, "Q": float("nan")}, "B": {"EN": 2.0, "t": 2.0, "Q": 0.5},
-             "C": {"EN": 2.0, "t": 4.0}}
+    table = {
+        "A": {"EN": 1.0, "t": 3.0, "Q": float("nan")},
+        "B": {"EN": 2.0, "t": 2.0, "Q": 0.5},
+        "C": {"EN": 2.0, "t": 4.0},
+    }
     assert _best(table, "EN", "↑") == {"B", "C"}  # ties are all bold
     assert _best(table, "t", "↓") == {"B"}
     assert _best(table, "t", None) == set()
@@ -79,8 +82,7 @@ def _bands(mask: np.ndarray) -> list[slice]:
 def test_bold_marks_the_best_cell(tmp_path, qapp):
     # one row holds "4.000" twice: best (bold) for EN (higher is better), not for SD (lower is better)
     table = {"A": {"EN": 4.0, "SD": 4.0}, "B": {"EN": 3.0, "SD": 3.0}}
-    img = render(tmp_path, "bold", [("", np.full((8, 8), 255, np.uint8))], table,
-                 directions={"EN": "↑", "SD": "↓"})
+    img = render(tmp_path, "bold", [("", np.full((8, 8), 255, np.uint8))], table, directions={"EN": "↑", "SD": "↓"})
     dark = img[..., :3].min(axis=-1) < 128
     rule = dark.sum(axis=1) > 100
     text_rows = [b for b in _bands(dark.any(axis=1) & ~rule) if b.stop - b.start > 4]
@@ -120,9 +122,17 @@ def test_harvard_pet_mri_comparison(tmp_path, qapp, harvard_root):
 
     mri = imread(harvard_root / "test" / "PET-MRI" / "MRI" / "23.png")
     pet = imread(harvard_root / "test" / "PET-MRI" / "PET" / "23.png")
-    fused = {"LightFusionNet": fuse(mri, pet, preset="PET-MRI", device="cpu").fused,
-             "Pixel max": fuse_baseline("max", mri, pet), "Average": fuse_baseline("average", mri, pet)}
+    fused = {
+        "LightFusionNet": fuse(mri, pet, preset="PET-MRI", device="cpu").fused,
+        "Pixel max": fuse_baseline("max", mri, pet),
+        "Average": fuse_baseline("average", mri, pet),
+    }
     table = {name: evaluate(img * 255, mri.astype(float), pet.astype(float)) for name, img in fused.items()}
-    img = render(tmp_path, "harvard", [("MRI", mri), ("PET", pet), *fused.items()], table,
-                 caption="LightFusionNet preset: PET-MRI")
+    img = render(
+        tmp_path,
+        "harvard",
+        [("MRI", mri), ("PET", pet), *fused.items()],
+        table,
+        caption="LightFusionNet preset: PET-MRI",
+    )
     assert img.shape[1] >= 5 * MIN_TILE and set(table["Average"]) == set(METRICS)

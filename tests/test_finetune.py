@@ -79,13 +79,16 @@ def test_auto_scores_every_preset_and_starts_from_the_best(cells, poor_base, pre
     recorded = objective_of(read_sidecar(preset_path(result.base)))
     assert result.objective_from == result.base and result.objective == replace(recorded, default_share=1.0)
     assert result.sidecar()["finetune"]["candidates"][result.base]["Qabf"] == pytest.approx(
-        result.before["Qabf"], abs=1e-6)
+        result.before["Qabf"], abs=1e-6
+    )
 
 
 def test_the_loss_comes_from_the_best_preset_on_the_pairs_not_from_the_base(cells, monkeypatch):
-    scores = {"CT-MRI": {"Qabf": 0.5, "SSIM": 1.0, "VIF": 0.5, "loss": 1.0},
-              "PET-MRI": {"Qabf": 0.4, "SSIM": 1.0, "VIF": 0.4, "loss": 1.0},
-              "SPECT-MRI": {"Qabf": 0.6, "SSIM": 1.0, "VIF": 0.6, "loss": 1.0}}
+    scores = {
+        "CT-MRI": {"Qabf": 0.5, "SSIM": 1.0, "VIF": 0.5, "loss": 1.0},
+        "PET-MRI": {"Qabf": 0.4, "SSIM": 1.0, "VIF": 0.4, "loss": 1.0},
+        "SPECT-MRI": {"Qabf": 0.6, "SSIM": 1.0, "VIF": 0.6, "loss": 1.0},
+    }
     monkeypatch.setattr(finetune_choice, "score_presets", lambda held, names: dict(scores))
     result = finetune([cells], "PET-MRI", steps=2, **FAST)
     assert result.base == "PET-MRI" and result.base_reason.startswith("given; held-out scores CT-MRI 0.630")
@@ -140,8 +143,7 @@ def test_cancel_keeps_the_best_state_so_far(cells, poor_base):
 
 def test_time_budget_stops_and_a_budget_too_small_is_an_error(cells, poor_base):
     finetune([cells], poor_base, steps=1, **FAST)  # the first optimiser imports parts of torch (seconds, once)
-    result = finetune([cells], poor_base, loss="CT-MRI", minutes=1.5 / 60, crop=32, validate_every=1000,
-                      device="cpu")
+    result = finetune([cells], poor_base, loss="CT-MRI", minutes=1.5 / 60, crop=32, validate_every=1000, device="cpu")
     assert result.stopped == "time" and result.steps >= 1
     with pytest.raises(ValueError, match="too small for one step") as exc:
         finetune([cells], "PET-MRI", minutes=1e-9, crop=32, device="cpu")
@@ -227,8 +229,9 @@ def test_a_conditioned_base_trains_with_the_objective_its_sidecar_records(cells,
     train = {"default_share": 0.5, "balance_loss": balance_loss, "film_lr_scale": 10.0, "hot_spot_weight": 2.0}
     path = str(tmp_path / "conditioned.pt")
     save_weights(base, path, {"dataset": None, "train": train})
-    result = finetune([cells], path, loss=path, steps=6, validate_every=6, crop=32, minutes=None,
-                      default_share=None)  # the objective's share of batches at the default b, not 1
+    result = finetune(
+        [cells], path, loss=path, steps=6, validate_every=6, crop=32, minutes=None, default_share=None
+    )  # the objective's share of batches at the default b, not 1
     assert result.model.config.balance == 0.3 and result.model.conditioned
     assert result.model.config.output == base.config.output and result.objective.hot_spot_weight == 2.0
     assert result.objective.balance_loss == balance_loss and result.objective.film_lr_scale == 10.0

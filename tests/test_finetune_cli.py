@@ -53,8 +53,24 @@ def poor_base(tmp_path):
 def test_finetune_writes_weights_and_a_sidecar_and_saves_a_preset(cell_files, tmp_path, capsys, presets, poor_base):
     out = tmp_path / "tuned" / "cells.pt"
     pair = f"{cell_files[0]}:{cell_files[1]}"
-    code, stdout, _ = run(capsys, pair, "--from", poor_base, "--loss", "CT-MRI", "--out", out, "--steps", 4,
-                          "--seed", 3, "--save-as", "cells", "--device", "cpu")
+    code, stdout, _ = run(
+        capsys,
+        pair,
+        "--from",
+        poor_base,
+        "--loss",
+        "CT-MRI",
+        "--out",
+        out,
+        "--steps",
+        4,
+        "--seed",
+        3,
+        "--save-as",
+        "cells",
+        "--device",
+        "cpu",
+    )
     assert code == 0 and "improved on your held-out pairs" in stdout and "custom preset 'cells'" in stdout
     assert f"base: {poor_base} (given)" in stdout and "loss: fade balance loss" in stdout and "(CT-MRI given)" in stdout
     side = json.loads(out.with_suffix(".json").read_text())
@@ -62,8 +78,11 @@ def test_finetune_writes_weights_and_a_sidecar_and_saves_a_preset(cell_files, tm
     assert tune["base"] == str(poor_base) and tune["steps_taken"] == 4 and tune["seed"] == 3
     assert tune["device"] == "cpu" and tune["improved"] is True and side["objective"]["balance_loss"] == "fade"
     assert side["pairs"] == [
-        {"anatomical": str(cell_files[0]), "functional": str(cell_files[1]),
-         "sha256": [sha256(cell_files[0]), sha256(cell_files[1])]}
+        {
+            "anatomical": str(cell_files[0]),
+            "functional": str(cell_files[1]),
+            "sha256": [sha256(cell_files[0]), sha256(cell_files[1])],
+        }
     ]
     assert set(side["validation"]["before"]) == {"loss", "Qabf", "SSIM", "VIF"} and side["train_seconds"] >= 0
     assert side["sha256"] == sha256(out)
@@ -81,14 +100,29 @@ def test_auto_is_the_default_and_a_run_that_does_not_beat_its_base_says_so(cell_
     from napari_lightfusion.weights import PRESETS, model_for
 
     out = tmp_path / "kept.pt"
-    code, stdout, _ = run(capsys, f"{cell_files[0]}:{cell_files[1]}", "--out", out, "--steps", 3, "--lr", 10,
-                          "--save-as", "copy", "--device", "cpu")  # a learning rate that can only hurt
+    code, stdout, _ = run(
+        capsys,
+        f"{cell_files[0]}:{cell_files[1]}",
+        "--out",
+        out,
+        "--steps",
+        3,
+        "--lr",
+        10,
+        "--save-as",
+        "copy",
+        "--device",
+        "cpu",
+    )  # a learning rate that can only hurt
     assert code == 0, stdout
     assert "base: " in stdout and "the best held-out score of 3 presets: CT-MRI " in stdout
     base = next(name for name in PRESETS if f"base: {name} (" in stdout)
     assert "loss: " in stdout and f"(what {base}, the best preset on your held-out pairs, was trained with)" in stdout
-    assert ("kept the base: fine-tuning did not improve Qabf/SSIM/VIF on your held-out pairs" in stdout
-            and f"the weights of '{base}', unchanged" in stdout and "not saved as custom preset 'copy'" in stdout)
+    assert (
+        "kept the base: fine-tuning did not improve Qabf/SSIM/VIF on your held-out pairs" in stdout
+        and f"the weights of '{base}', unchanged" in stdout
+        and "not saved as custom preset 'copy'" in stdout
+    )
     kept = load_model(out)
     assert all(torch.equal(a, b) for a, b in zip(kept.state_dict().values(), model_for(base).state_dict().values()))
     side = json.loads(out.with_suffix(".json").read_text())
@@ -108,8 +142,20 @@ def test_folder_of_pairs_and_tiff_stacks_and_a_custom_base(tmp_path, capsys):
     imsave(tmp_path / "mri.tif", mri, check_contrast=False)
     imsave(tmp_path / "pet.tif", pet, check_contrast=False)
     first = tmp_path / "first.pt"
-    code, _, _ = run(capsys, "--pairs", folder, f"{tmp_path / 'mri.tif'}:{tmp_path / 'pet.tif'}",
-                     "--from", "PET-MRI", "--out", first, "--steps", 2, "--device", "cpu")
+    code, _, _ = run(
+        capsys,
+        "--pairs",
+        folder,
+        f"{tmp_path / 'mri.tif'}:{tmp_path / 'pet.tif'}",
+        "--from",
+        "PET-MRI",
+        "--out",
+        first,
+        "--steps",
+        2,
+        "--device",
+        "cpu",
+    )
     assert code == 0
     side = json.loads(first.with_suffix(".json").read_text())
     assert len(side["pairs"]) == 3 and side["finetune"]["train_images"] == 2 + 4
@@ -140,8 +186,21 @@ def _garbage(tmp_path):
         (lambda t, a, b: [f"{a}:{b}", "--save-as", "CT-MRI"], "bundled"),
         (lambda t, a, b: [f"{a}:{b}", "--device", "cuda:99"], "not available"),
     ],
-    ids=["unregistered", "empty folder", "no folder", "unreadable", "missing", "budget", "steps", "no pairs",
-         "no colon", "preset", "loss preset", "save-as bundled", "device"],
+    ids=[
+        "unregistered",
+        "empty folder",
+        "no folder",
+        "unreadable",
+        "missing",
+        "budget",
+        "steps",
+        "no pairs",
+        "no colon",
+        "preset",
+        "loss preset",
+        "save-as bundled",
+        "device",
+    ],
 )
 def test_errors_are_one_line_and_leave_no_file(cell_files, tmp_path, capsys, arguments, message):
     imsave(tmp_path / "small.png", np.zeros((64, 60), np.uint8), check_contrast=False)

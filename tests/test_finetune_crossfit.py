@@ -51,8 +51,21 @@ def test_the_target_is_within_3_percent_and_mi_not_below():
 
 def test_one_case_runs_as_a_user_would_and_prints_its_row(atlas, tmp_path, capsys):
     doc = tmp_path / "crossfit.md"
-    code = main(["crossfit", "--data", str(atlas), "--steps", "2", "--threads", "1", "--cases", "PET-MRI:CT-MRI",
-                 "--doc", str(doc)])
+    code = main(
+        [
+            "crossfit",
+            "--data",
+            str(atlas),
+            "--steps",
+            "2",
+            "--threads",
+            "1",
+            "--cases",
+            "PET-MRI:CT-MRI",
+            "--doc",
+            str(doc),
+        ]
+    )
     out, err = capsys.readouterr()
     assert code == 0, err
     rows = [line for line in out.splitlines() if line.startswith("| PET-MRI -> CT-MRI")]

@@ -99,8 +99,9 @@ def test_finetune_then_save_as_a_preset_that_fuses(cells_viewer, qtbot, errors, 
     panel.name.setText("cells")
     assert panel.save() == "cells" and saved == ["cells"]
     assert "cells" in custom_presets() and [panel.base.itemText(i) for i in range(panel.base.count())][-2] == "cells"
-    fused = fuse(a.data, b.data, preset="cells", device="cpu", a_limits=a.contrast_limits,
-                 b_limits=b.contrast_limits).fused
+    fused = fuse(
+        a.data, b.data, preset="cells", device="cpu", a_limits=a.contrast_limits, b_limits=b.contrast_limits
+    ).fused
     assert fused.shape == (64, 64) and np.isfinite(fused).all()
     for layer, (data, limits) in zip((a, b), before):
         assert np.array_equal(layer.data, data) and tuple(layer.contrast_limits) == limits
@@ -219,8 +220,9 @@ def test_a_run_that_improves_nothing_keeps_the_base_and_offers_no_copy(cells_vie
         panel.start()
     qtbot.waitUntil(lambda: not panel.busy, timeout=WAIT_MS)
     assert panel.result.best_step == 0
-    assert ("Kept the base: fine-tuning did not improve Qabf/SSIM/VIF on your held-out pairs, so 'CT-MRI' is "
-            "unchanged") in panel.summary.text()
+    assert (
+        "Kept the base: fine-tuning did not improve Qabf/SSIM/VIF on your held-out pairs, so 'CT-MRI' is unchanged"
+    ) in panel.summary.text()
     assert f"before Qabf {panel.result.before['Qabf']:.3f}" in panel.summary.text()
     assert not panel.save_btn.isEnabled() and panel.name.text() == ""
     assert panel.save() is None and saved == [] and "Kept the base" in errors[-1]

@@ -51,9 +51,7 @@ def test_stacks_fuse_slice_by_slice(grey):
     assert np.allclose(result.fused[1], single.fused, atol=1e-6)
 
 
-@pytest.mark.parametrize(
-    "dtype,scale", [(np.uint8, 255), (np.uint16, 4000), (np.int16, 1000), (np.float64, 7.5)]
-)
+@pytest.mark.parametrize("dtype,scale", [(np.uint8, 255), (np.uint16, 4000), (np.int16, 1000), (np.float64, 7.5)])
 def test_integer_and_float_types_are_accepted(grey, dtype, scale):
     data = (grey * scale).astype(dtype)
     result = fuse(data, data, preset="CT-MRI")

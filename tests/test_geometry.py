@@ -23,8 +23,9 @@ def test_an_axial_series_is_a_scale_and_a_translate_in_mm():
     kwargs = g.layer_kwargs()
     assert kwargs["scale"] == pytest.approx((3.0, 0.9, 0.8)) and kwargs["translate"] == pytest.approx((-50, -120, -100))
     for k, r, c in [(0, 0, 0), (2, 5, 7)]:
-        np.testing.assert_allclose((g.affine @ [k, r, c, 1])[:3],
-                                   lps_of(AXIAL, (-100, -120, -50), (0.9, 0.8), 3.0, k, r, c))
+        np.testing.assert_allclose(
+            (g.affine @ [k, r, c, 1])[:3], lps_of(AXIAL, (-100, -120, -50), (0.9, 0.8), 3.0, k, r, c)
+        )
 
 
 def test_dicom_planes_round_trip():
@@ -67,8 +68,9 @@ def test_slices_are_stacked_by_position_along_the_normal():
     assert uniform_spacing(offsets) == pytest.approx(3.0)
 
 
-@pytest.mark.parametrize("offsets, why", [([0, 3, 9, 12], "missing slice"), ([0, 3, 4, 7], "uneven"),
-                                           ([0, 0, 0], "same position")])
+@pytest.mark.parametrize(
+    "offsets, why", [([0, 3, 9, 12], "missing slice"), ([0, 3, 4, 7], "uneven"), ([0, 0, 0], "same position")]
+)
 def test_gaps_and_uneven_spacing_are_refused(offsets, why):
     with pytest.raises(ValueError, match=why):
         uniform_spacing(offsets)

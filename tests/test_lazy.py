@@ -41,8 +41,9 @@ def test_is_lazy(tmp_path):
 
 def test_lazy_equals_eager_with_the_whole_volumes_limits(stacks):
     grey, colour = stacks
-    lazy = fuse_lazy(da.from_array(grey, chunks=(4, 20, 52)), colour, preset="PET-MRI", device="cpu", sample=None,
-                     maps=True)
+    lazy = fuse_lazy(
+        da.from_array(grey, chunks=(4, 20, 52)), colour, preset="PET-MRI", device="cpu", sample=None, maps=True
+    )
     eager = fuse(grey, colour, preset="PET-MRI", device="cpu", maps=True)
     assert isinstance(lazy.fused, da.Array) and lazy.fused.shape == eager.fused.shape == (6, 40, 52, 3)
     assert lazy.fused.chunks[0] == (1,) * 6
@@ -110,9 +111,17 @@ def test_a_slice_with_nothing_finite_fuses_as_the_low_limit():
     lazy = fuse_lazy(stack, stack[::-1].copy(), preset="CT-MRI", device="cpu", sample=None, maps=True)
     out = lazy.fused.compute()
     assert np.isfinite(out).all()
-    np.testing.assert_array_equal(out[0], fuse(stack[0], stack[2], "CT-MRI", "cpu", a_limits=(
-        float(np.nanmin(stack)), float(np.nanmax(stack))), b_limits=(float(np.nanmin(stack)), float(np.nanmax(stack)))
-    ).fused)
+    np.testing.assert_array_equal(
+        out[0],
+        fuse(
+            stack[0],
+            stack[2],
+            "CT-MRI",
+            "cpu",
+            a_limits=(float(np.nanmin(stack)), float(np.nanmax(stack))),
+            b_limits=(float(np.nanmin(stack)), float(np.nanmax(stack))),
+        ).fused,
+    )
 
 
 @pytest.mark.parametrize(

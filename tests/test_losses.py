@@ -148,6 +148,7 @@ def test_split_mode_is_the_paper_outside_the_hot_spot_and_the_balance_inside():
     _, terms1 = fusion_loss(function_first, a, b, balance=1.0, mode="split", hot=hot)
     assert terms0["intensity"].item() == pytest.approx(0.0, abs=1e-6)
     assert terms1["intensity"].item() == pytest.approx(0.0, abs=1e-6)
+
     # a change inside the hot spot does not reach the intensity term, and b picks the source there
     def hot_term(fused, balance):
         return fusion_loss(fused, a, b, balance=balance, mode="split", hot=hot)[1]["hot_spot"].item()

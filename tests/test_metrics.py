@@ -31,6 +31,7 @@ def strict():
         warnings.simplefilter("error")
         yield
 
+
 # Xydeas & Petrovic sigmoids, written out independently of the module.
 TG, KG, DG, TA, KA, DA = 0.9994, -15.0, 0.5, 0.9879, -22.0, 0.8
 
@@ -256,9 +257,7 @@ def test_sobel_of_impulse():
     g, alpha = m._sobel(img)
     r2, q = math.sqrt(2.0), math.pi / 4
     np.testing.assert_allclose(g, [[r2, 2, r2], [2, 0, 2], [r2, 2, r2]], atol=1e-12)
-    np.testing.assert_allclose(
-        alpha, [[-q, 2 * q, q], [0, 2 * q, 0], [q, 2 * q, -q]], atol=1e-12
-    )
+    np.testing.assert_allclose(alpha, [[-q, 2 * q, q], [0, 2 * q, 0], [q, 2 * q, -q]], atol=1e-12)
 
 
 def test_edge_preservation_orientation_term():
@@ -443,8 +442,18 @@ def test_evaluate_constant_images_without_warnings():
     c = np.full((24, 24), 100.0)
     with strict():
         res = m.evaluate(c, c, c)
-    expected = {"EN": 0.0, "SD": 0.0, "SF": 0.0, "AG": 0.0, "MI": 0.0, "SCD": 0.0,
-                "CC": 0.0, "Qabf": Q_PERFECT, "SSIM": 2.0, "VIF": 2.0}
+    expected = {
+        "EN": 0.0,
+        "SD": 0.0,
+        "SF": 0.0,
+        "AG": 0.0,
+        "MI": 0.0,
+        "SCD": 0.0,
+        "CC": 0.0,
+        "Qabf": Q_PERFECT,
+        "SSIM": 2.0,
+        "VIF": 2.0,
+    }
     for name, value in expected.items():
         assert res[name] == pytest.approx(value, abs=1e-9), name
     # All-zero sources: no edges, Qabf is nan by design, the rest finite.

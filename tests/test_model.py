@@ -3,13 +3,7 @@
 import pytest
 import torch
 
-from napari_lightfusion.model import (
-    ATTENTIONS,
-    LightFusionNet,
-    ModelConfig,
-    count_macs,
-    count_parameters,
-)
+from napari_lightfusion.model import ATTENTIONS, LightFusionNet, ModelConfig, count_macs, count_parameters
 
 
 def test_default_size_is_within_the_paper_budget():

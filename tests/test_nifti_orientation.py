@@ -112,10 +112,22 @@ def test_two_voxel_orders_of_a_pair_fuse_to_the_same_output(tmp_path, pair):
     store(tmp_path / "b_lps.nii.gz", b)
     store(tmp_path / "a_sra.nii", a, (2, 0, 1), (1, 2))  # axial axis first, x flipped
     store(tmp_path / "b_ras.nii.gz", b, (0, 1, 2), (0, 1))
-    fuse_volume(tmp_path / "a_lps.nii", tmp_path / "b_lps.nii.gz", tmp_path / "one.zarr", preset="CT-MRI",
-                device="cpu", scheduler_name="synchronous")
-    fuse_volume(tmp_path / "a_sra.nii", tmp_path / "b_ras.nii.gz", tmp_path / "two.zarr", preset="CT-MRI",
-                device="cpu", scheduler_name="synchronous")
+    fuse_volume(
+        tmp_path / "a_lps.nii",
+        tmp_path / "b_lps.nii.gz",
+        tmp_path / "one.zarr",
+        preset="CT-MRI",
+        device="cpu",
+        scheduler_name="synchronous",
+    )
+    fuse_volume(
+        tmp_path / "a_sra.nii",
+        tmp_path / "b_ras.nii.gz",
+        tmp_path / "two.zarr",
+        preset="CT-MRI",
+        device="cpu",
+        scheduler_name="synchronous",
+    )
     one = fused_of(tmp_path / "one.zarr")
     np.testing.assert_array_equal(one, fused_of(tmp_path / "two.zarr"))
     np.testing.assert_array_equal(one, fuse(a, b, "CT-MRI", "cpu").fused)
@@ -125,8 +137,14 @@ def test_the_sidecar_records_the_orientation_and_leads_back_to_the_file(tmp_path
     a, b = pair
     store(tmp_path / "a.nii", a, (2, 0, 1), (1, 2))
     store(tmp_path / "b.nii", b, (0, 1, 2), (0, 1))
-    fuse_volume(tmp_path / "a.nii", tmp_path / "b.nii", tmp_path / "o.zarr", preset="CT-MRI", device="cpu",
-                scheduler_name="synchronous")
+    fuse_volume(
+        tmp_path / "a.nii",
+        tmp_path / "b.nii",
+        tmp_path / "o.zarr",
+        preset="CT-MRI",
+        device="cpu",
+        scheduler_name="synchronous",
+    )
     record = json.loads((tmp_path / "o.zarr.json").read_text())["orientation"]
     assert record["canonical"] == "RAS+" and record["axes"] == {"z": "S", "y": "P", "x": "L"}
     assert record["from"] == "anatomical" and record["input_axcodes"] == "SRA"
@@ -175,8 +193,20 @@ def test_volumes_that_do_not_overlap_are_a_one_line_error_in_the_cli_and_in_a_ba
     store(tmp_path / "a.nii", a)
     store(tmp_path / "b.nii", b)
     store(tmp_path / "moved.nii", b, affine=lps_affine(origin=(500.0, 0.0, 0.0)))
-    assert main(["fuse-volume", str(tmp_path / "a.nii"), str(tmp_path / "moved.nii"), "--out",
-                 str(tmp_path / "x.zarr"), "--device", "cpu"]) == 2
+    assert (
+        main(
+            [
+                "fuse-volume",
+                str(tmp_path / "a.nii"),
+                str(tmp_path / "moved.nii"),
+                "--out",
+                str(tmp_path / "x.zarr"),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()  # what it read, then the one-line error
     assert "do not overlap" in err[-1] and sum("error" in line for line in err) == 1
     manifest = tmp_path / "cohort.csv"

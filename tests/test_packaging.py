@@ -19,9 +19,7 @@ import pytest
 from napari_lightfusion.weights import PRESETS
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.skipif(
-    not (ROOT / "pyproject.toml").exists(), reason="needs the source tree (pyproject.toml)"
-)
+pytestmark = pytest.mark.skipif(not (ROOT / "pyproject.toml").exists(), reason="needs the source tree (pyproject.toml)")
 
 
 @pytest.fixture(scope="module")
@@ -31,12 +29,16 @@ def wheel(tmp_path_factory):
     # copy the tree so the build never writes into the checkout
     src = out / "src-tree"
     shutil.copytree(
-        ROOT, src, symlinks=True,
+        ROOT,
+        src,
+        symlinks=True,
         ignore=shutil.ignore_patterns(".git", ".venv", "runs", "docs", "*.egg-info", "__pycache__"),
     )
     subprocess.run(
         [sys.executable, "-m", "build", "--wheel", "--no-isolation", "-o", str(out), str(src)],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     (path,) = out.glob("napari_lightfusion-*.whl")
     return path
@@ -48,9 +50,7 @@ def test_wheel_holds_manifest_and_weights(wheel):
     for preset in PRESETS:
         assert f"napari_lightfusion/resources/weights/{preset}.pt" in names
         assert f"napari_lightfusion/resources/weights/{preset}.json" in names
-    entry = zipfile.ZipFile(wheel).read(
-        next(n for n in names if n.endswith("entry_points.txt"))
-    ).decode()
+    entry = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "napari.manifest" in entry and "napari_lightfusion:napari.yaml" in entry
     scripts = entry.split("[console_scripts]")[1].split("[")[0]
     assert "lightfusion = napari_lightfusion.cli:main" in scripts  # the user commands
@@ -82,8 +82,7 @@ print("ok", len(manifest.contributions.widgets))
 
 def test_npe2_validates_the_installed_plugin():
     done = subprocess.run(
-        [sys.executable, "-m", "npe2", "validate", "napari-lightfusion"],
-        capture_output=True, text=True,
+        [sys.executable, "-m", "npe2", "validate", "napari-lightfusion"], capture_output=True, text=True
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
 

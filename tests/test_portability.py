@@ -59,8 +59,17 @@ def test_cli_help_and_fuse_without_resource(run_blocked, tmp_path):
 
 def test_bench_table_says_when_peak_memory_is_unavailable():
     row = {
-        "case": "64x64 pair", "backend": "torch", "net_ms": 1.0, "fuse_ms": 2.0, "eager_ms": 3.0,
-        "peak_rss_mib": None, "base_rss_mib": None, "load": 0.5, "threads": 1, "tile": 512, "repeats": 3,
+        "case": "64x64 pair",
+        "backend": "torch",
+        "net_ms": 1.0,
+        "fuse_ms": 2.0,
+        "eager_ms": 3.0,
+        "peak_rss_mib": None,
+        "base_rss_mib": None,
+        "load": 0.5,
+        "threads": 1,
+        "tile": 512,
+        "repeats": 3,
     }
     text = bench_table.format_table([row])
     assert "| 64x64 pair | torch | 1.0 | 2.0 | 3.0 | 0.50 |" in text

@@ -63,8 +63,15 @@ def report_counts(request):
 
 def _shape(layout: str, z: int, h: int, w: int) -> tuple[int, ...]:
     return {
-        "2d": (h, w), "stack": (z, h, w), "rgb": (h, w, 3), "rgba": (h, w, 4), "two": (h, w, 2),
-        "stack_rgb": (z, h, w, 3), "1d": (w,), "5d": (1, z, h, w, 3), "empty": (0, w),
+        "2d": (h, w),
+        "stack": (z, h, w),
+        "rgb": (h, w, 3),
+        "rgba": (h, w, 4),
+        "two": (h, w, 2),
+        "stack_rgb": (z, h, w, 3),
+        "1d": (w,),
+        "5d": (1, z, h, w, 3),
+        "empty": (0, w),
     }[layout]
 
 
@@ -138,8 +145,10 @@ def cases(draw):
     layout = draw(st.sampled_from(LAYOUTS))
     a = draw(images(z, h, w, layout))
     same = draw(st.integers(0, 5)) > 0
-    b = draw(images(z, h, w, layout if draw(st.booleans()) else None)) if same else draw(
-        images(draw(st.integers(1, 3)), draw(st.integers(1, 24)), draw(st.integers(1, 24)))
+    b = (
+        draw(images(z, h, w, layout if draw(st.booleans()) else None))
+        if same
+        else draw(images(draw(st.integers(1, 3)), draw(st.integers(1, 24)), draw(st.integers(1, 24))))
     )
     kwargs = {"device": "cpu"}
     if draw(st.booleans()):

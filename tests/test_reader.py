@@ -83,7 +83,8 @@ def test_npe2_reads_a_folder_a_file_and_a_nifti(tmp_path):
     ras = affine @ np.array([7, 0, 5, 1.0])
     index = np.linalg.solve(expected.affine, np.r_[ras[2], -ras[1], -ras[0], 1.0])[:3]
     assert np.asarray(data)[tuple(np.round(index).astype(int))] == pytest.approx(
-        np.asarray(nibabel.load(path).dataobj)[7, 0, 5])
+        np.asarray(nibabel.load(path).dataobj)[7, 0, 5]
+    )
 
 
 def test_the_manifest_offers_extension_less_dicom_names_to_the_plugin_alone(tmp_path):
@@ -106,7 +107,11 @@ def test_nifti_in_colour_and_with_several_volumes(tmp_path):
 
 def test_modality_is_guessed_from_the_words_of_a_nifti_name():
     assert [guess_modality(n) for n in ("PET_suv.nii.gz", "ct-head.nii", "sub-1_T1w.nii.gz", "brain.nii")] == [
-        "PT", "CT", "MR", ""]
+        "PT",
+        "CT",
+        "MR",
+        "",
+    ]
 
 
 def test_display_ct_window_pet_from_zero_mr_percentiles():
@@ -121,8 +126,13 @@ def test_display_ct_window_pet_from_zero_mr_percentiles():
 
 def test_a_study_opens_in_a_viewer_with_a_clinical_display(make_napari_viewer, tmp_path, shown):
     pet = write_pet_series(tmp_path / "study" / "pet", _pet(), series_number=4)
-    ct = write_ct_series(tmp_path / "study" / "ct", RNG.integers(-900, 900, (10, 24, 24)), series_number=2,
-                         study_uid=pet.study_uid, frame_of_reference_uid=pet.frame_of_reference_uid)
+    ct = write_ct_series(
+        tmp_path / "study" / "ct",
+        RNG.integers(-900, 900, (10, 24, 24)),
+        series_number=2,
+        study_uid=pet.study_uid,
+        frame_of_reference_uid=pet.frame_of_reference_uid,
+    )
     (tmp_path / "study" / "DICOMDIR.txt").write_text("index")
     viewer = make_napari_viewer()
     layers = viewer.open(str(tmp_path / "study"), plugin=PLUGIN)

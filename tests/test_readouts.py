@@ -64,8 +64,10 @@ def test_baseline_fused_matches_fuse_baseline_for_stacks(stack_pair):
 
 
 def test_tsv_and_csv_round_trip():
-    table = {jobs.NETWORK: {m: i + 0.123456789 for i, m in enumerate(METRICS)} | {metric_registry.TIME: 0.5},
-             "average": {m: float("nan") for m in metric_registry.ROWS}}
+    table = {
+        jobs.NETWORK: {m: i + 0.123456789 for i, m in enumerate(METRICS)} | {metric_registry.TIME: 0.5},
+        "average": {m: float("nan") for m in metric_registry.ROWS},
+    }
     tsv = table_text.to_tsv(table).splitlines()
     assert tsv[0] == f"metric\t{jobs.NETWORK}\taverage"
     assert tsv[1] == "EN\t0.123456789\tnan" and len(tsv) == len(metric_registry.ROWS) + 1
@@ -77,8 +79,13 @@ def test_tsv_and_csv_round_trip():
 
 def test_copy_and_csv_keep_every_digit():
     """As the README says: what is pasted or saved reads back as the very float computed."""
-    values = dict.fromkeys(METRICS, math.nan) | {"EN": 1 / 3, "SD": np.float64(2 / 3), "SF": np.float32(0.1),
-                                                "Qabf": 1e-17, metric_registry.TIME: 0.000123456789}
+    values = dict.fromkeys(METRICS, math.nan) | {
+        "EN": 1 / 3,
+        "SD": np.float64(2 / 3),
+        "SF": np.float32(0.1),
+        "Qabf": 1e-17,
+        metric_registry.TIME: 0.000123456789,
+    }
     table = {jobs.NETWORK: values}
     for text, delimiter in ((table_text.to_tsv(table), "\t"), (table_text.to_csv(table), ",")):
         cells = {row[0]: row[1] for row in csv.reader(io.StringIO(text), delimiter=delimiter)}
@@ -91,8 +98,9 @@ def test_copy_and_csv_keep_every_digit():
 
 
 def test_whole_job_yields_per_slice_and_equals_fuse(stack_pair):
-    seen, out = drain(jobs.run_request(request(*stack_pair, metric_index=3, baselines=("max",), maps=True),
-                                       jobs.PlanCache()))
+    seen, out = drain(
+        jobs.run_request(request(*stack_pair, metric_index=3, baselines=("max",), maps=True), jobs.PlanCache())
+    )
     assert seen == [0, 1, 2, 3, 4, out] and out.error is None and out.index is None
     assert out.stacked and out.rgb and out.slices == 5 and out.weighted
     want = fuse(*stack_pair, "PET-MRI", "cpu", a_limits=(0.0, 255.0), b_rgb=True, maps=True)
@@ -120,7 +128,8 @@ def test_a_job_computes_maps_only_when_its_request_asks(colour_pair):
     _, mapped = drain(jobs.run_request(request(*colour_pair, maps=True), cache))
     assert mapped.result.attention.shape == (2, 64, 64) and mapped.result.weight is not None
     assert mapped.channel_maps is not None and set(mapped.map_limits) == {
-        f"{k}:{s}" for k in ("surprise", "attention") for s in (0, 1)}
+        f"{k}:{s}" for k in ("surprise", "attention") for s in (0, 1)
+    }
     np.testing.assert_array_equal(plain.result.fused, mapped.result.fused)
 
 
@@ -191,8 +200,9 @@ def test_output_sets_update_in_place_and_never_overwrite_a_renamed_layer():
     third.data = np.zeros((8, 8), np.float32)  # someone else's edit
     assert "fused" not in outputs.set_layers(viewer, "k")
     stack = viewer.add_image(np.zeros((5, 8, 8)), name="stack")
-    live = outputs.write_set(viewer, "live", "x", ("a", "b"), [("fused", np.ones((8, 8), np.float32), {})], stack, 2,
-                       index=2, slices=5)["fused"]
+    live = outputs.write_set(
+        viewer, "live", "x", ("a", "b"), [("fused", np.ones((8, 8), np.float32), {})], stack, 2, index=2, slices=5
+    )["fused"]
     assert live.data.shape == (5, 8, 8) and not live.rgb and live.data[2].all() and not live.data[3].any()
 
 
@@ -201,5 +211,11 @@ def test_time_cells_read_in_milliseconds_or_seconds():
     from napari_lightfusion.metric_registry import duration
 
     assert [duration(s) for s in (0.000213, 0.00121, 0.0123, 0.15, 1.5, math.nan)] == [
-        "213 µs", "1.2 ms", "12 ms", "150 ms", "1.5 s", "nan"]
+        "213 µs",
+        "1.2 ms",
+        "12 ms",
+        "150 ms",
+        "1.5 s",
+        "nan",
+    ]
     assert row_label(metric_registry.TIME) == "time ↓" and row_label("SSIM") == "SSIM ↑"

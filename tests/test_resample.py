@@ -88,8 +88,9 @@ def test_lazy_volume_gives_the_same_result():
     vol = rng.random((6, 20, 20))
     lazy = da.from_array(vol, chunks=(1, 20, 20))
     matrix = affine((2, 1.5, 1.5), (1, -3, 2))
-    np.testing.assert_allclose(resample(lazy, matrix, (10, 24, 24), np.eye(4)),
-                               resample(vol, matrix, (10, 24, 24), np.eye(4)))
+    np.testing.assert_allclose(
+        resample(lazy, matrix, (10, 24, 24), np.eye(4)), resample(vol, matrix, (10, 24, 24), np.eye(4))
+    )
 
 
 def test_inputs_are_never_modified():
@@ -121,8 +122,14 @@ def _layers():
     from napari.layers import Image
 
     anat = Image(rng.random((40, 40)), scale=(0.9, 1.1), translate=(2, -1), rotate=20, name="MRI")
-    func = Image(rng.random((14, 12)), scale=(3, 3.5), translate=(-1, 4), shear=[0.1],
-                 affine=np.array([[1, 0, 0.5], [0.05, 1, 0], [0, 0, 1]]), name="PET")
+    func = Image(
+        rng.random((14, 12)),
+        scale=(3, 3.5),
+        translate=(-1, 4),
+        shear=[0.1],
+        affine=np.array([[1, 0, 0.5], [0.05, 1, 0], [0, 0, 1]]),
+        name="PET",
+    )
     return anat, func
 
 
@@ -196,6 +203,8 @@ def test_runtime_module_needs_neither_napari_nor_qt():
     import subprocess
     import sys
 
-    code = ("import sys, napari_lightfusion.resample; "
-            "assert not {m.split('.')[0] for m in sys.modules} & {'napari', 'qtpy', 'PyQt6', 'PyQt5', 'PySide6'}")
+    code = (
+        "import sys, napari_lightfusion.resample; "
+        "assert not {m.split('.')[0] for m in sys.modules} & {'napari', 'qtpy', 'PyQt6', 'PyQt5', 'PySide6'}"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -74,10 +74,21 @@ def test_lazy_volume_is_sampled_not_loaded():
 
 @pytest.mark.parametrize(
     ("name", "label"),
-    [("MRI 23", "MRI"), ("mri", "MRI"), ("T2_FLAIR", "MRI"), ("MRI23", "MRI"), ("ct", "CT"),
-     ("PET 23", "PET"), ("SPECT-7", "SPECT"), ("GFP", "fluorescence"), ("mCherry", "fluorescence"),
-     ("DAPI nuclei", "fluorescence"), ("phase", "transmitted light"),
-     ("bright field", "transmitted light"), ("DIC", "transmitted light")],
+    [
+        ("MRI 23", "MRI"),
+        ("mri", "MRI"),
+        ("T2_FLAIR", "MRI"),
+        ("MRI23", "MRI"),
+        ("ct", "CT"),
+        ("PET 23", "PET"),
+        ("SPECT-7", "SPECT"),
+        ("GFP", "fluorescence"),
+        ("mCherry", "fluorescence"),
+        ("DAPI nuclei", "fluorescence"),
+        ("phase", "transmitted light"),
+        ("bright field", "transmitted light"),
+        ("DIC", "transmitted light"),
+    ],
 )
 def test_layer_names_name_the_modality(name, label):
     assert modality(info(name, GREY)).label == label
@@ -264,8 +275,10 @@ def test_runtime_module_needs_neither_napari_nor_qt():
     import subprocess
     import sys
 
-    code = ("import sys, napari_lightfusion.roles; "
-            "assert not {m.split('.')[0] for m in sys.modules} & {'napari', 'qtpy', 'PyQt6', 'PyQt5', 'PySide6'}")
+    code = (
+        "import sys, napari_lightfusion.roles; "
+        "assert not {m.split('.')[0] for m in sys.modules} & {'napari', 'qtpy', 'PyQt6', 'PyQt5', 'PySide6'}"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
@@ -276,8 +289,10 @@ def test_runtime_module_needs_neither_napari_nor_qt():
 def test_the_plugin_samples_get_their_roles_and_preset(sample, preset):
     from napari_lightfusion import _sample_data
 
-    layers = [LayerInfo.from_array(kw["name"], data, rgb=kw.get("rgb", False))
-              for data, kw, _ in getattr(_sample_data, sample)()]
+    layers = [
+        LayerInfo.from_array(kw["name"], data, rgb=kw.get("rgb", False))
+        for data, kw, _ in getattr(_sample_data, sample)()
+    ]
     a, f = guess_roles(reversed(layers))  # whatever order they were added in
     assert (a, f) == (layers[0], layers[1])
     g = guess_preset(a, f)
@@ -291,9 +306,14 @@ def test_the_dicom_modality_outranks_names_and_a_tinted_grey_image_counts_as_col
     from napari.utils.colormaps import ensure_colormap
 
     def layer(name, modality="", colormap="gray"):
-        return SimpleNamespace(name=name, data=np.zeros((4, 8, 8), np.float32), rgb=False, source=None,
-                               metadata={"clinical": {"modality": modality}} if modality else {},
-                               colormap=ensure_colormap(colormap))
+        return SimpleNamespace(
+            name=name,
+            data=np.zeros((4, 8, 8), np.float32),
+            rgb=False,
+            source=None,
+            metadata={"clinical": {"modality": modality}} if modality else {},
+            colormap=ensure_colormap(colormap),
+        )
 
     pet = layer("series 3 (SUV)", "PT", "inferno")
     mr = layer("T2 haste of the PET study", "MR")  # the name says "PET", the tag says MR
@@ -312,8 +332,10 @@ def test_the_dicom_modality_outranks_names_and_a_tinted_grey_image_counts_as_col
 VALUE_PAIRS = {
     "HU and float MR": (ct_like(), mr_like()),
     "PNG 0..255": (as_png(ct_like(), -100, 300), as_png(mr_like(), 0, 700)),
-    "equal-channel RGB PNGs": (np.repeat(as_png(ct_like(), -100, 300)[..., None], 3, -1),
-                               np.repeat(as_png(mr_like(), 0, 700)[..., None], 3, -1)),
+    "equal-channel RGB PNGs": (
+        np.repeat(as_png(ct_like(), -100, 300)[..., None], 3, -1),
+        np.repeat(as_png(mr_like(), 0, 700)[..., None], 3, -1),
+    ),
     "stacks": (np.stack([ct_like(seed=s) for s in range(4)]), np.stack([mr_like(seed=s) for s in range(4)])),
 }
 

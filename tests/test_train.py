@@ -14,14 +14,7 @@ from napari_lightfusion.model import LightFusionNet, ModelConfig
 from napari_lightfusion.objective import Objective, objective_of, with_hot_spots
 from napari_lightfusion.pair_data import is_validation, load_pairs, pair_names, planes, read_image
 from napari_lightfusion.research.train import TrainConfig, train
-from napari_lightfusion.training import (
-    Crops,
-    Schedule,
-    held_out_score,
-    lower_loss,
-    train_steps,
-    validate,
-)
+from napari_lightfusion.training import Crops, Schedule, held_out_score, lower_loss, train_steps, validate
 from napari_lightfusion.weights import PRESETS, load_model, preset_path, read_sidecar, sha256
 
 
@@ -66,24 +59,33 @@ def test_the_loop_lowers_the_loss_and_keeps_the_best_or_the_last_state(arrays):
     model = LightFusionNet()
     start = {k: v.clone() for k, v in model.state_dict().items()}
     schedule = Schedule(steps=40, crop=32, lr=1e-2, validate_every=10)
-    steps = list(train_steps(model, Objective(), arrays[:9], arrays[9:], schedule, keep="last", rank=lower_loss,
-                             measures=()))
+    steps = list(
+        train_steps(model, Objective(), arrays[:9], arrays[9:], schedule, keep="last", rank=lower_loss, measures=())
+    )
     losses = [p.validation["loss"] for p in steps if p.validation is not None]
     assert [p.step for p in steps if p.validation is not None] == [0, 10, 20, 30, 40]
     assert losses[-1] < 0.95 * losses[0]
     assert validate(model, arrays[9:], Objective(), measures=())["loss"] == pytest.approx(losses[-1], rel=1e-5)
 
     model.load_state_dict(start)  # again, with a rank that prefers the worst loss: the start is kept
-    list(train_steps(model, Objective(), arrays[:9], arrays[9:], schedule, keep="best",
-                     rank=lambda v: v["loss"], measures=()))
+    list(
+        train_steps(
+            model, Objective(), arrays[:9], arrays[9:], schedule, keep="best", rank=lambda v: v["loss"], measures=()
+        )
+    )
     assert all(torch.equal(start[k], v) for k, v in model.state_dict().items())
 
 
 def test_the_schedule_decays_the_learning_rate_every_lr_step_steps(arrays):
     model = LightFusionNet(ModelConfig(balance=0.2))
     schedule = Schedule(steps=7, crop=16, lr=1e-3, lr_step=3, lr_gamma=0.5, validate_every=None)
-    seen = [p.lr for p in train_steps(model, Objective(balance=0.2), arrays[:4], arrays[4:5], schedule,
-                                      rank=lower_loss, measures=()) if p.terms]
+    seen = [
+        p.lr
+        for p in train_steps(
+            model, Objective(balance=0.2), arrays[:4], arrays[4:5], schedule, rank=lower_loss, measures=()
+        )
+        if p.terms
+    ]
     assert seen == pytest.approx([1e-3] * 3 + [5e-4] * 3 + [2.5e-4])
 
 
@@ -130,8 +132,10 @@ def test_each_bundled_presets_objective_comes_from_its_sidecar():
     assert Objective.from_dict(found["PET-MRI"].to_dict()) == found["PET-MRI"]
     assert objective_of({"objective": found["SPECT-MRI"].to_dict()}) == found["SPECT-MRI"]
     assert objective_of({}) == Objective()  # nothing recorded: the paper's loss, Eq. 5
-    assert found["PET-MRI"].describe() == ("split balance loss (hot-spot weight 2), default b 0.35 (25% of batches "
-                                           "there, the rest b uniform), Eq. 5 weights")
+    assert found["PET-MRI"].describe() == (
+        "split balance loss (hot-spot weight 2), default b 0.35 (25% of batches "
+        "there, the rest b uniform), Eq. 5 weights"
+    )
     assert "(every batch there)" in Objective(balance=0.0, default_share=1.0).describe()
     assert Objective(LossWeights(100, 50, 20)).describe() == "the paper's loss, weights 100/50/20"
     with pytest.raises(ValueError, match="balance loss"):

@@ -22,8 +22,7 @@ def lazy_fused():
     return fuse_lazy(da.from_array(grey, chunks=(1, 48, 56)), colour, device="cpu", a_limits=(0, 4000)).fused
 
 
-def test_a_lazy_layer_is_exported_with_its_scale_and_napari_reopens_it(make_napari_viewer, qtbot, tmp_path,
-                                                                       lazy_fused):
+def test_a_lazy_layer_is_exported_with_its_scale_and_napari_reopens_it(make_napari_viewer, qtbot, tmp_path, lazy_fused):
     viewer = make_napari_viewer()
     layer = viewer.add_image(lazy_fused, rgb=True, name="fused", scale=(2.0, 0.5, 0.5))
     out = tmp_path / "fused.zarr"
@@ -58,8 +57,9 @@ def test_cancel_keeps_whole_slices_and_a_second_export_finishes(make_napari_view
     with qtbot.waitSignal(again.finished, timeout=WAIT_MS):
         pass
     assert OmeZarrOutput(out).missing() == []
-    np.testing.assert_array_equal(np.moveaxis(zarr.open_array(str(out / "0"), mode="r")[:], 0, -1),
-                                  lazy_fused.compute())
+    np.testing.assert_array_equal(
+        np.moveaxis(zarr.open_array(str(out / "0"), mode="r")[:], 0, -1), lazy_fused.compute()
+    )
 
 
 def test_what_cannot_be_exported_is_refused_at_once(make_napari_viewer, tmp_path):

@@ -57,8 +57,9 @@ def fused_of(out) -> np.ndarray:
 
 def test_readers_give_slices_and_voxel_sizes(tmp_path, volumes):
     grey, colour = volumes
-    tifffile.imwrite(tmp_path / "g.tif", grey, imagej=True, resolution=(2.0, 2.0),
-                     metadata={"spacing": 3.0, "unit": "micron"})
+    tifffile.imwrite(
+        tmp_path / "g.tif", grey, imagej=True, resolution=(2.0, 2.0), metadata={"spacing": 3.0, "unit": "micron"}
+    )
     tifffile.imwrite(tmp_path / "c.tif", colour, photometric="rgb")
     write_nifti(tmp_path / "g.nii", grey)
     write_nifti(tmp_path / "g.nii.gz", grey)
@@ -88,8 +89,15 @@ def test_fuse_volume_equals_fuse_and_writes_ome_zarr(tmp_path, volumes):
     write_nifti(tmp_path / "a.nii.gz", grey)
     write_png_folder(tmp_path / "b", colour)
     seen = []
-    report = fuse_volume(tmp_path / "a.nii.gz", tmp_path / "b", tmp_path / "out.zarr", preset="PET-MRI",
-                         device="cpu", progress=lambda done, total: seen.append((done, total)), command="a command")
+    report = fuse_volume(
+        tmp_path / "a.nii.gz",
+        tmp_path / "b",
+        tmp_path / "out.zarr",
+        preset="PET-MRI",
+        device="cpu",
+        progress=lambda done, total: seen.append((done, total)),
+        command="a command",
+    )
     assert (report.slices, report.fused, report.skipped) == (5, 5, 0)
     assert seen[-1] == (5, 5)
     np.testing.assert_array_equal(fused_of(tmp_path / "out.zarr"), fuse(grey, colour, "PET-MRI", "cpu").fused)
@@ -113,8 +121,15 @@ def test_windows_and_a_grey_pair(tmp_path, volumes):
     grey, colour = volumes
     tifffile.imwrite(tmp_path / "a.tif", grey)
     zarr.save_array(str(tmp_path / "b.zarr"), colour[..., 1], zarr_format=3)
-    fuse_volume(tmp_path / "a.tif", tmp_path / "b.zarr", tmp_path / "o.zarr", preset="CT-MRI", device="cpu",
-                a_window=(600, 1400), b_window=(20, 200))
+    fuse_volume(
+        tmp_path / "a.tif",
+        tmp_path / "b.zarr",
+        tmp_path / "o.zarr",
+        preset="CT-MRI",
+        device="cpu",
+        a_window=(600, 1400),
+        b_window=(20, 200),
+    )
     expected = fuse(grey, colour[..., 1], "CT-MRI", "cpu", a_limits=(600, 1400), b_limits=(20, 200)).fused
     np.testing.assert_array_equal(fused_of(tmp_path / "o.zarr"), expected)
 
@@ -130,8 +145,9 @@ def test_a_rerun_fuses_only_the_missing_slices(tmp_path, volumes):
         (out / "0" / str(z) / "0" / "0").unlink()
     (out / "0" / "7.abc.partial").write_bytes(b"half a chunk")  # what a killed write leaves
     assert OmeZarrOutput(out).missing() == [1, 3] and not (out / "0" / "7.abc.partial").exists()
-    again = fuse_volume(tmp_path / "a.tif", tmp_path / "b.tif", out, preset="CT-MRI", device="cpu",
-                        scheduler_name="synchronous")
+    again = fuse_volume(
+        tmp_path / "a.tif", tmp_path / "b.tif", out, preset="CT-MRI", device="cpu", scheduler_name="synchronous"
+    )
     assert (again.fused, again.skipped) == (2, 3)
     np.testing.assert_array_equal(fused_of(out), complete)
     done = fuse_volume(tmp_path / "a.tif", tmp_path / "b.tif", out, preset="CT-MRI", device="cpu")
@@ -181,15 +197,54 @@ def test_cli_fuse_volume_and_its_errors(tmp_path, volumes, capsys):
     tifffile.imwrite(tmp_path / "a.tif", grey)
     tifffile.imwrite(tmp_path / "b.tif", colour)
     out = tmp_path / "o.zarr"
-    assert main(["fuse-volume", str(tmp_path / "a.tif"), str(tmp_path / "b.tif"), "--out", str(out),
-                 "--device", "cpu", "--a-window=500,1500", "--scheduler", "synchronous"]) == 0
+    assert (
+        main(
+            [
+                "fuse-volume",
+                str(tmp_path / "a.tif"),
+                str(tmp_path / "b.tif"),
+                "--out",
+                str(out),
+                "--device",
+                "cpu",
+                "--a-window=500,1500",
+                "--scheduler",
+                "synchronous",
+            ]
+        )
+        == 0
+    )
     assert "5 slices fused" in capsys.readouterr().out
     side = json.loads((tmp_path / "o.zarr.json").read_text())
     assert side["command"].startswith("lightfusion fuse-volume") and side["limits"][0] == [500.0, 1500.0]
-    assert main(["fuse-volume", str(tmp_path / "a.tif"), str(tmp_path / "b.tif"), "--out", str(tmp_path / "x.zarr"),
-                 "--a-window", "1,2,3"]) == 2
-    assert main(["fuse-volume", str(tmp_path / "a.tif"), str(tmp_path / "b.tif"), "--out", str(tmp_path / "y.zarr"),
-                 "--scheduler", "carrier-pigeon"]) == 2
+    assert (
+        main(
+            [
+                "fuse-volume",
+                str(tmp_path / "a.tif"),
+                str(tmp_path / "b.tif"),
+                "--out",
+                str(tmp_path / "x.zarr"),
+                "--a-window",
+                "1,2,3",
+            ]
+        )
+        == 2
+    )
+    assert (
+        main(
+            [
+                "fuse-volume",
+                str(tmp_path / "a.tif"),
+                str(tmp_path / "b.tif"),
+                "--out",
+                str(tmp_path / "y.zarr"),
+                "--scheduler",
+                "carrier-pigeon",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and "LO,HI" in err[0] and "unknown scheduler" in err[1]
 
@@ -215,8 +270,9 @@ def test_batch_reports_each_pair_and_goes_on_after_a_failure(tmp_path, volumes, 
     assert "differ in shape" in rows[1]["error"] and "does not exist" in rows[2]["error"]
     assert rows[2]["preset"] == "auto" and float(rows[0]["seconds"]) > 0  # guessed, but its file is missing
     assert rows[0]["preset"] == "PET-MRI" and rows[0]["preset_reason"] == "as given"
-    np.testing.assert_array_equal(fused_of(tmp_path / "cohort" / "four.zarr"),
-                                  fuse(grey[:2], colour[:2], "SPECT-MRI", "cpu").fused)
+    np.testing.assert_array_equal(
+        fused_of(tmp_path / "cohort" / "four.zarr"), fuse(grey[:2], colour[:2], "SPECT-MRI", "cpu").fused
+    )
     again = fuse_batch(manifest, tmp_path / "cohort", device="cpu")
     assert [r["slices_fused"] for r in again if r["status"] == "done"] == [0, 0]
 
@@ -244,15 +300,33 @@ def test_the_volume_benchmark_measures_a_fresh_process(tmp_path):
 
 def test_ome_tiff_physical_sizes_give_the_voxel_size(tmp_path, volumes):
     grey, _ = volumes
-    tifffile.imwrite(tmp_path / "a.ome.tif", grey, ome=True, metadata={
-        "axes": "ZYX", "PhysicalSizeX": 0.25, "PhysicalSizeY": 0.3, "PhysicalSizeZ": 2.0, "PhysicalSizeZUnit": "mm",
-    })
+    tifffile.imwrite(
+        tmp_path / "a.ome.tif",
+        grey,
+        ome=True,
+        metadata={
+            "axes": "ZYX",
+            "PhysicalSizeX": 0.25,
+            "PhysicalSizeY": 0.3,
+            "PhysicalSizeZ": 2.0,
+            "PhysicalSizeZUnit": "mm",
+        },
+    )
     a = open_volume(tmp_path / "a.ome.tif")  # X and Y in OME's default unit, micrometres; Z in mm
     assert a.unit == "micrometer" and a.voxel_size == pytest.approx((2000.0, 0.3, 0.25))
     np.testing.assert_array_equal(a.data[4].compute(), grey[4])
-    tifffile.imwrite(tmp_path / "b.ome.tif", grey[0], ome=True, metadata={
-        "axes": "YX", "PhysicalSizeX": 0.5, "PhysicalSizeY": 0.5, "PhysicalSizeXUnit": "nm", "PhysicalSizeYUnit": "nm",
-    })
+    tifffile.imwrite(
+        tmp_path / "b.ome.tif",
+        grey[0],
+        ome=True,
+        metadata={
+            "axes": "YX",
+            "PhysicalSizeX": 0.5,
+            "PhysicalSizeY": 0.5,
+            "PhysicalSizeXUnit": "nm",
+            "PhysicalSizeYUnit": "nm",
+        },
+    )
     b = open_volume(tmp_path / "b.ome.tif")
     assert b.unit == "nanometer" and b.voxel_size == pytest.approx((1.0, 0.5, 0.5))
     tifffile.imwrite(tmp_path / "c.ome.tif", grey, ome=True, metadata={"axes": "ZYX"})

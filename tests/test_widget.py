@@ -51,13 +51,12 @@ def test_manifest_docks_the_widget(make_napari_viewer):
     assert widget.channel.count() == 17  # mean + 16 channels
 
 
-def test_grey_pair_fuses_what_is_seen(lightfusion, grey_pair, qtbot, outputs, fingerprint, fuse_now, role,
-                                      wait_idle):
+def test_grey_pair_fuses_what_is_seen(lightfusion, grey_pair, qtbot, outputs, fingerprint, fuse_now, role, wait_idle):
     viewer, widget = lightfusion
-    a = viewer.add_image(grey_pair[0], name="mri", contrast_limits=(20, 200), scale=(0.5, 0.7),
-                         translate=(3, -2))
-    b = viewer.add_image(grey_pair[1], name="ct", contrast_limits=(0, 500), visible=False, scale=(0.5, 0.7),
-                         translate=(3, -2))  # the same grid in the world: fused pixel by pixel
+    a = viewer.add_image(grey_pair[0], name="mri", contrast_limits=(20, 200), scale=(0.5, 0.7), translate=(3, -2))
+    b = viewer.add_image(
+        grey_pair[1], name="ct", contrast_limits=(0, 500), visible=False, scale=(0.5, 0.7), translate=(3, -2)
+    )  # the same grid in the world: fused pixel by pixel
     widget.set_pair(a, b)
     before = [fingerprint(a), fingerprint(b)]
     fuse_now(widget)
@@ -72,9 +71,11 @@ def test_grey_pair_fuses_what_is_seen(lightfusion, grey_pair, qtbot, outputs, fi
     np.testing.assert_allclose(fused.scale, a.scale)
     np.testing.assert_allclose(fused.translate, a.translate)
     names = {ly.name for ly in outputs(viewer)}
-    assert names == {"mri + ct · CT-MRI", "grey · mri · mri + ct · CT-MRI",
-                     "mix weight · mri 1, ct 0 · mri + ct · CT-MRI"} | {
-        f"{k} · {n} · mri + ct · CT-MRI" for k in ("surprise", "attention") for n in ("mri", "ct")}
+    assert names == {
+        "mri + ct · CT-MRI",
+        "grey · mri · mri + ct · CT-MRI",
+        "mix weight · mri 1, ct 0 · mri + ct · CT-MRI",
+    } | {f"{k} · {n} · mri + ct · CT-MRI" for k in ("surprise", "attention") for n in ("mri", "ct")}
     att = role(viewer, "attention:1")
     assert_shown(att.data, expected.attention[1], atol=1e-6)
     assert att.colormap.name == "inferno" and role(viewer, "surprise:1").colormap.name == "magma"
@@ -121,8 +122,10 @@ def test_metric_table_shows_evaluate(lightfusion, colour_pair, qtbot, tmp_path, 
     fuse_now(widget)
     plan = plan_fusion(*colour_pair, "PET-MRI", a_limits=(0.0, 255.0), b_rgb=True)
     anat, func = plan.pair.anatomical[0] * 255, plan.pair.functional[0] * 255
-    want = {NETWORK: evaluate(plan.run_slice(0).fused * 255, anat, func),
-            "max": evaluate(fuse_baseline("max", *colour_pair) * 255, anat, func)}
+    want = {
+        NETWORK: evaluate(plan.run_slice(0).fused * 255, anat, func),
+        "max": evaluate(fuse_baseline("max", *colour_pair) * 255, anat, func),
+    }
     headers = [widget.table.horizontalHeaderItem(c).toolTip() for c in range(widget.table.columnCount())]
     assert headers == [NETWORK, "max"]
     for c, column in enumerate(headers):
@@ -151,7 +154,7 @@ def _slow(monkeypatch, seconds=0.3):
 
 
 def test_cancel_mid_stack_leaves_layers_as_they_were(
-    lightfusion, stack_pair, qtbot, monkeypatch, outputs, wait_idle, fuse_now, role,
+    lightfusion, stack_pair, qtbot, monkeypatch, outputs, wait_idle, fuse_now, role
 ):
     viewer, widget = lightfusion
     viewer.add_image(stack_pair[0], name="mri stack")
@@ -183,7 +186,7 @@ def test_cancel_before_first_result_adds_no_layer(lightfusion, stack_pair, qtbot
 
 
 def test_a_pair_on_other_grids_fuses_on_the_anatomical_grid_and_offers_a_resample(
-    lightfusion, colour_pair, qtbot, notes, outputs, wait_idle, fingerprint, fuse_now, role,
+    lightfusion, colour_pair, qtbot, notes, outputs, wait_idle, fingerprint, fuse_now, role
 ):
     viewer, widget = lightfusion
     a = viewer.add_image(colour_pair[0], name="mri")
@@ -205,7 +208,7 @@ def test_a_pair_on_other_grids_fuses_on_the_anatomical_grid_and_offers_a_resampl
 
 
 def test_different_dimensionality_is_a_clear_error(
-    lightfusion, colour_pair, stack_pair, qtbot, notes, outputs, fuse_now, role,
+    lightfusion, colour_pair, stack_pair, qtbot, notes, outputs, fuse_now, role
 ):
     viewer, widget = lightfusion
     a = viewer.add_image(colour_pair[0], name="mri")
@@ -220,7 +223,7 @@ def test_different_dimensionality_is_a_clear_error(
 
 
 def test_weight_errors_are_notified_not_raised(
-    lightfusion, colour_pair, qtbot, notes, monkeypatch, outputs, wait_idle, fuse_now, role,
+    lightfusion, colour_pair, qtbot, notes, monkeypatch, outputs, wait_idle, fuse_now, role
 ):
     viewer, widget = lightfusion
     viewer.add_image(colour_pair[0], name="mri")
@@ -264,7 +267,7 @@ def test_channel_choice_switches_the_maps_at_once_without_a_fusion(lightfusion, 
 
 
 def test_channel_choice_on_a_stack_switches_the_displayed_slice_at_once(
-    lightfusion, stack_pair, qtbot, wait_idle, fuse_now, role,
+    lightfusion, stack_pair, qtbot, wait_idle, fuse_now, role
 ):
     viewer, widget = lightfusion
     viewer.add_image(stack_pair[0], name="mri stack")
@@ -285,8 +288,13 @@ def test_channel_choice_on_a_stack_switches_the_displayed_slice_at_once(
     _pick_channel(widget, 1)
     assert widget.busy
     wait_idle(widget)
-    assert_shown(att.data[0], plan_fusion(*stack_pair, "PET-MRI", channel=1, a_limits=(0.0, 255.0),
-                                          b_rgb=True, maps=True).run_slice(0).attention[1], atol=1e-5)
+    assert_shown(
+        att.data[0],
+        plan_fusion(*stack_pair, "PET-MRI", channel=1, a_limits=(0.0, 255.0), b_rgb=True, maps=True)
+        .run_slice(0)
+        .attention[1],
+        atol=1e-5,
+    )
 
 
 def test_live_follows_the_slider_and_contrast(lightfusion, stack_pair, qtbot, outputs, wait_idle, role):

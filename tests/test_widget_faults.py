@@ -36,7 +36,7 @@ def _workers_alive() -> int:
 
 
 def test_deleting_an_input_mid_run_leaves_no_stale_layer(
-    lightfusion, stack_pair, qtbot, slow_slices, errors, outputs, wait_idle,
+    lightfusion, stack_pair, qtbot, slow_slices, errors, outputs, wait_idle
 ):
     viewer, widget = lightfusion
     viewer.add_image(stack_pair[0], name="mri stack")
@@ -56,7 +56,7 @@ def test_deleting_an_input_mid_run_leaves_no_stale_layer(
 
 
 def test_hammering_fuse_runs_at_most_one_job_and_one_waiting(
-    lightfusion, colour_pair, qtbot, monkeypatch, errors, outputs, wait_idle,
+    lightfusion, colour_pair, qtbot, monkeypatch, errors, outputs, wait_idle
 ):
     viewer, widget = lightfusion
     viewer.add_image(colour_pair[0], name="mri")
@@ -72,7 +72,7 @@ def test_hammering_fuse_runs_at_most_one_job_and_one_waiting(
 
 @pytest.mark.parametrize("close", ["viewer", "dock"])
 def test_closing_mid_run_stops_the_worker(
-    make_napari_viewer, stack_pair, qtbot, slow_slices, errors, close, outputs, wait_idle,
+    make_napari_viewer, stack_pair, qtbot, slow_slices, errors, close, outputs, wait_idle
 ):
     viewer = make_napari_viewer()
     widget = widget_module.LightFusionWidget(viewer)
@@ -159,7 +159,12 @@ def test_closing_napari_while_the_network_loads_exits_cleanly(tmp_path):
         "    viewer.close()\n"
         "print('closed')\n"
     )
-    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
-                         env={**os.environ, "QT_API": os.environ.get("QT_API", "pyqt6")})
+    run = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "QT_API": os.environ.get("QT_API", "pyqt6")},
+    )
     assert run.returncode == 0 and "closed" in run.stdout, run.stderr[-2000:]
     assert "has been deleted" not in run.stderr

@@ -40,8 +40,12 @@ def canvas_box(viewer, layer) -> tuple[float, float, float, float]:
     (y0, x0), (y1, x1) = np.asarray(layer.extent.world)[:, -2:] + [[-0.5, -0.5], [0.5, 0.5]]  # pixel edges
     cy, cx = viewer.scene.camera.center[-2:]
     zoom = viewer.scene.camera.zoom
-    return (width / 2 + (x0 - cx) * zoom, height / 2 + (y0 - cy) * zoom,
-            width / 2 + (x1 - cx) * zoom, height / 2 + (y1 - cy) * zoom)
+    return (
+        width / 2 + (x0 - cx) * zoom,
+        height / 2 + (y0 - cy) * zoom,
+        width / 2 + (x1 - cx) * zoom,
+        height / 2 + (y1 - cy) * zoom,
+    )
 
 
 def canvas_pixel(viewer, layer, shot, point) -> np.ndarray:
@@ -73,7 +77,7 @@ def shown_viewer(make_napari_viewer, wait_idle):
 
 
 def test_a_map_shows_inside_the_head_with_its_contrast_from_there_and_its_colour_bar_beside_it(
-    shown_viewer, qtbot, fuse_now, role, wait_idle,
+    shown_viewer, qtbot, fuse_now, role, wait_idle
 ):
     viewer, widget = shown_viewer
     mri, pet = viewer.layers
@@ -122,7 +126,7 @@ def test_a_zoomed_view_is_kept_when_a_map_is_shown(pair_viewer, fuse_now, wait_i
 
 
 def test_fuse_computes_maps_only_while_one_is_shown_and_a_map_picked_later_is_computed_then(
-    pair_viewer, fuse_now, wait_idle, role, outputs, colour_pair,
+    pair_viewer, fuse_now, wait_idle, role, outputs, colour_pair
 ):
     viewer, widget = pair_viewer
     fuse_now(widget)
@@ -198,7 +202,7 @@ def test_the_edge_stripes_are_the_padding_and_the_band_covers_them():
 
 
 def test_compare_on_a_stack_opened_lazily_gives_a_grid_baselines_and_metrics_of_the_slice(
-    lightfusion, stack_pair, qtbot, wait_idle, role,
+    lightfusion, stack_pair, qtbot, wait_idle, role
 ):
     import dask.array as da
 
@@ -213,9 +217,14 @@ def test_compare_on_a_stack_opened_lazily_gives_a_grid_baselines_and_metrics_of_
     fused, baseline = role(viewer, "fused"), role(viewer, "baseline:laplacian")
     assert isinstance(fused.data, da.Array) and isinstance(baseline.data, da.Array)  # the layers stay lazy
     assert grid_of(viewer).enabled and [ly for ly in viewer.layers if ly.visible] == [
-        mri, viewer.layers["pet stack"], fused, baseline]
-    np.testing.assert_allclose(np.asarray(baseline.data[2]), fuse_baseline("laplacian", *(x[2] for x in stack_pair)),
-                               atol=1e-5)
+        mri,
+        viewer.layers["pet stack"],
+        fused,
+        baseline,
+    ]
+    np.testing.assert_allclose(
+        np.asarray(baseline.data[2]), fuse_baseline("laplacian", *(x[2] for x in stack_pair)), atol=1e-5
+    )
     plan = plan_fusion(stack_pair[0][2], stack_pair[1][2], "PET-MRI", a_limits=tuple(mri.contrast_limits), b_rgb=True)
     want = jobs.metric_rows(plan.run_slice(0), plan, 0, ("laplacian",))
     assert list(widget.table_data) == [jobs.NETWORK, "laplacian"]
@@ -240,7 +249,7 @@ def metric_box(widget) -> QGroupBox:
 
 
 def test_the_metric_title_names_the_slice_and_says_when_the_view_shows_another_plane(
-    lightfusion, stack_pair, colour_pair, fuse_now, role, wait_idle,
+    lightfusion, stack_pair, colour_pair, fuse_now, role, wait_idle
 ):
     viewer, widget = lightfusion
     viewer.add_image(stack_pair[0], name="mri stack")
@@ -276,8 +285,9 @@ def _save(path, image) -> str:
     return str(path)
 
 
-def test_names_put_what_and_which_first_without_repeating_folders(lightfusion, colour_pair, tmp_path,
-                                                                  fuse_now, role, outputs):
+def test_names_put_what_and_which_first_without_repeating_folders(
+    lightfusion, colour_pair, tmp_path, fuse_now, role, outputs
+):
     viewer, widget = lightfusion
     grey = np.repeat(colour_pair[0][..., None], 3, -1)
     viewer.open(_save(tmp_path / "MRI" / "23.png", grey))  # as the Harvard test set is laid out
@@ -305,8 +315,12 @@ def test_dicom_series_names_give_short_result_names(lightfusion, colour_pair, fu
     viewer, widget = lightfusion
     suv = colour_pair[1].astype(np.float32) @ np.array([0.3, 0.6, 0.1], np.float32) / 25.0
     mr = viewer.add_image(colour_pair[0], name="MR · T1 MPRAGE", metadata={"clinical": {"modality": "MR"}})
-    pt = viewer.add_image(suv, name="PT · PET AC FDG brain (SUV)", colormap="inferno",
-                          metadata={"clinical": {"modality": "PT", "unit": "SUV"}})
+    pt = viewer.add_image(
+        suv,
+        name="PT · PET AC FDG brain (SUV)",
+        colormap="inferno",
+        metadata={"clinical": {"modality": "PT", "unit": "SUV"}},
+    )
     widget.set_pair(mr, pt)
     widget.preset.setCurrentText("PET-MRI")
     choose_map(widget, "attention: functional")
@@ -318,7 +332,7 @@ def test_dicom_series_names_give_short_result_names(lightfusion, colour_pair, fu
 
 
 def test_compare_and_the_figure_put_the_anatomical_image_first_under_the_same_names(
-    lightfusion, grey_pair, qtbot, tmp_path, monkeypatch, wait_idle, role,
+    lightfusion, grey_pair, qtbot, tmp_path, monkeypatch, wait_idle, role
 ):
     from napari_lightfusion._qt import figure
 
@@ -336,4 +350,3 @@ def test_compare_and_the_figure_put_the_anatomical_image_first_under_the_same_na
     monkeypatch.setattr(figure, "export_figure", lambda tiles, table, path, **kw: seen.update(tiles=tiles) or path)
     widget.export_figure(tmp_path / "f.png")
     assert [label for label, _ in seen["tiles"]] == ["MRI", "CT", "LightFusionNet · CT-MRI", "laplacian"]
-

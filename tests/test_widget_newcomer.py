@@ -85,7 +85,8 @@ def test_the_microscopy_warning_names_the_layers_open(lightfusion, notes, tmp_pa
     widget.set_pair(pci, cells)
     warning = notes["warning"][-1]
     assert warning.startswith(
-        "LightFusion: 'PCI' + 'cells 1': a microscopy pair (the folder name of 'cells 1' says GFP)")
+        "LightFusion: 'PCI' + 'cells 1': a microscopy pair (the folder name of 'cells 1' says GFP)"
+    )
     assert "'GFP' +" not in warning and "'MRI'" not in warning
 
 
@@ -102,7 +103,8 @@ def test_a_3_by_3_pair_says_which_metrics_are_undefined(lightfusion, notes, fuse
     table = widget.table
     rows = [table.verticalHeaderItem(r).text().split()[0] for r in range(table.rowCount())]
     assert table.item(rows.index("SSIM"), 0).text() == "—" and "nan" not in {
-        table.item(r, c).text() for r in range(table.rowCount()) for c in range(table.columnCount())}
+        table.item(r, c).text() for r in range(table.rowCount()) for c in range(table.columnCount())
+    }
 
 
 def test_nan_pixels_are_counted_and_fused_as_black(lightfusion, notes, fuse_now, role):
@@ -130,8 +132,9 @@ def test_the_csv_of_a_grey_pair_has_no_hot_spot_rows(lightfusion, grey_pair, fus
     assert not any(cell == "nan" for r in rows for cell in r)
 
 
-def test_an_input_deleted_during_compare_leaves_its_picker_empty(lightfusion, colour_pair, qtbot, wait_idle,
-                                                                monkeypatch):
+def test_an_input_deleted_during_compare_leaves_its_picker_empty(
+    lightfusion, colour_pair, qtbot, wait_idle, monkeypatch
+):
     from napari_lightfusion.fusion import FusionPlan
 
     viewer, widget = lightfusion

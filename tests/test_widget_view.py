@@ -40,9 +40,7 @@ def pair(lightfusion, colour_pair):
 # 1 ------------------------------------------------------------------ readable by default
 
 
-def test_after_fuse_the_fused_image_shows_and_maps_show_one_at_a_time(
-    pair, qtbot, outputs, fuse_now, role, wait_idle,
-):
+def test_after_fuse_the_fused_image_shows_and_maps_show_one_at_a_time(pair, qtbot, outputs, fuse_now, role, wait_idle):
     viewer, widget, mri, pet = pair
     fuse_now(widget)
     assert outputs(viewer) == [role(viewer, "fused")]  # no map on show: Fuse computed none
@@ -68,7 +66,7 @@ def test_after_fuse_the_fused_image_shows_and_maps_show_one_at_a_time(
 
 
 def test_a_renamed_result_and_another_pairs_result_are_never_overwritten(
-    pair, colour_pair, qtbot, outputs, fuse_now, role,
+    pair, colour_pair, qtbot, outputs, fuse_now, role
 ):
     viewer, widget, mri, pet = pair
     fuse_now(widget)
@@ -119,8 +117,9 @@ def test_swapping_the_pickers_gives_a_new_named_set_without_suffixes(lightfusion
 # 3 ------------------------------------------------------------------ comparisons
 
 
-def test_compare_fits_the_view_labels_tiles_and_the_table_fits(make_napari_viewer, colour_pair, qtbot, tmp_path,
-                                                               monkeypatch, wait_idle, role):
+def test_compare_fits_the_view_labels_tiles_and_the_table_fits(
+    make_napari_viewer, colour_pair, qtbot, tmp_path, monkeypatch, wait_idle, role
+):
     from skimage.io import imread
 
     viewer = make_napari_viewer(show=True)  # laid out as a user sees it
@@ -179,7 +178,7 @@ def test_compare_fits_the_view_labels_tiles_and_the_table_fits(make_napari_viewe
 
 
 def test_files_named_alike_get_roles_preset_and_names_from_their_folders(
-    lightfusion, grey_pair, qtbot, tmp_path, fuse_now, role,
+    lightfusion, grey_pair, qtbot, tmp_path, fuse_now, role
 ):
     from skimage.io import imsave
 
@@ -244,8 +243,10 @@ def test_layers_come_before_the_metrics_and_the_status_gives_both_times(pair, qt
     widget.results_written.connect(lambda written: (order.append(sorted(written)), layers_written.set()))
     widget.show_map.setCurrentIndex(widget_module.MAP_TEXT.index("surprise: functional"))  # Fuse computes maps
     fuse_now(widget)
-    assert order == [["attention:0", "attention:1", "backdrop", "fused", "surprise:0", "surprise:1", "weight"],
-                     "metrics"]
+    assert order == [
+        ["attention:0", "attention:1", "backdrop", "fused", "surprise:0", "surprise:1", "weight"],
+        "metrics",
+    ]
     assert widget.table.columnCount() == 2
     found = re.search(r"(\d+\.\d+) s from click to layer \(network (\d+\.\d+) s\)", widget.status.text())
     assert found and float(found[1]) >= float(found[2]) > 0
@@ -366,8 +367,9 @@ def test_the_exported_figure_gives_times_in_milliseconds(pair, qtbot, tmp_path, 
     viewer, widget, mri, pet = pair
     fuse_now(widget)
     seen = {}
-    monkeypatch.setattr(figure, "export_figure",
-                        lambda tiles, table, path, **kw: seen.update(table=table, **kw) or path)
+    monkeypatch.setattr(
+        figure, "export_figure", lambda tiles, table, path, **kw: seen.update(table=table, **kw) or path
+    )
     widget.export_figure(tmp_path / "f.png")
     shown, network = seen["table"][jobs.NETWORK], widget.table_data[jobs.NETWORK]
     time = metric_registry.TIME
@@ -393,7 +395,7 @@ def test_a_short_dock_scrolls_instead_of_squashing_the_fine_tune_rows(pair, qtbo
 
 
 def test_the_balance_slider_is_for_conditioned_networks_and_refuses_live(
-    pair, qtbot, monkeypatch, wait_idle, fuse_now, role,
+    pair, qtbot, monkeypatch, wait_idle, fuse_now, role
 ):
     from napari_lightfusion.weights import model_for
 
@@ -440,8 +442,9 @@ def test_a_saved_fine_tuned_preset_is_listed_and_picked(pair, monkeypatch):
     assert widget.preset.currentText() == "my cells" and widget.preset.count() == 4
 
 
-def test_lazy_inputs_give_lazy_layers_and_a_volume_export(lightfusion, stack_pair, qtbot, fuse_now, role,
-                                                            tmp_path, monkeypatch):
+def test_lazy_inputs_give_lazy_layers_and_a_volume_export(
+    lightfusion, stack_pair, qtbot, fuse_now, role, tmp_path, monkeypatch
+):
     import dask.array as da
 
     viewer, widget = lightfusion
@@ -465,8 +468,13 @@ def test_screenshots_for_the_readme_and_docs(tmp_path):
     from napari_lightfusion.research.screenshot import MAX_BYTES, make_screenshots
 
     written = make_screenshots(tmp_path / "readme.png")  # the synthetic sample: no data needed
-    assert [p.name for p in written] == ["widget_fused.png", "widget_map.png", "readme.png",
-                                         "widget_compare.png", "comparison_figure.png"]
+    assert [p.name for p in written] == [
+        "widget_fused.png",
+        "widget_map.png",
+        "readme.png",
+        "widget_compare.png",
+        "comparison_figure.png",
+    ]
     for path in written:
         image = imread(path)
         assert path.stat().st_size <= MAX_BYTES and image[..., :3].std() > 10, path.name
@@ -499,7 +507,7 @@ def map_texts(widget) -> list[str]:
 
 
 def test_a_mix_network_offers_its_weight_map_and_other_networks_do_not(
-    mix_preset, lightfusion, colour_pair, qtbot, outputs, fuse_now, role, wait_idle,
+    mix_preset, lightfusion, colour_pair, qtbot, outputs, fuse_now, role, wait_idle
 ):
     from qtpy.QtCore import Qt
 
@@ -522,8 +530,9 @@ def test_a_mix_network_offers_its_weight_map_and_other_networks_do_not(
     wait_idle(widget)
     weight = role(viewer, "weight")
     assert len(written) == 1 and weight.name.startswith("mix weight · MRI 1, PET 0 · MRI + PET · mix test")
-    want = fuse(*colour_pair, weights=mix_preset, device="cpu", a_limits=tuple(viewer.layers["MRI"].contrast_limits),
-                maps=True)
+    want = fuse(
+        *colour_pair, weights=mix_preset, device="cpu", a_limits=tuple(viewer.layers["MRI"].contrast_limits), maps=True
+    )
     assert np.abs(weight.data - want.weight).max() <= 1e-4 and want.weight.std() > 0.01
     assert [ly for ly in outputs(viewer) if ly.visible] == [role(viewer, "backdrop"), weight]
     assert weight.colorbar.visible and weight.colormap.name == "RdBu"

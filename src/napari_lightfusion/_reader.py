@@ -54,8 +54,18 @@ NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
 #: Words of a NIfTI file's name that say its modality.
 MODALITY_WORDS = {
-    "pet": "PT", "pt": "PT", "suv": "PT", "spect": "NM", "ct": "CT",
-    "mr": "MR", "mri": "MR", "t1": "MR", "t1w": "MR", "t2": "MR", "t2w": "MR", "flair": "MR",
+    "pet": "PT",
+    "pt": "PT",
+    "suv": "PT",
+    "spect": "NM",
+    "ct": "CT",
+    "mr": "MR",
+    "mri": "MR",
+    "t1": "MR",
+    "t1w": "MR",
+    "t2": "MR",
+    "t2w": "MR",
+    "flair": "MR",
 }
 
 
@@ -134,8 +144,13 @@ def read_dicom_layers(path) -> list[tuple]:
             problems.append(f"{image.name}: {exc}")
             continue
         notes.extend(f"{image.name}: {note}" for note in image.notes)
-        kwargs = {"name": image.name, "metadata": {"clinical": clinical}, "rgb": image.rgb,
-                  **image.layer_kwargs(), **shown}
+        kwargs = {
+            "name": image.name,
+            "metadata": {"clinical": clinical},
+            "rgb": image.rgb,
+            **image.layer_kwargs(),
+            **shown,
+        }
         layers.append((_in_memory(image.data), kwargs, "image"))
     if not layers:
         raise ValueError(problems[0] + (f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""))
@@ -145,8 +160,10 @@ def read_dicom_layers(path) -> list[tuple]:
         notifications.show_info(note)
     frames = {layer[1]["metadata"]["clinical"]["dicom"]["FrameOfReferenceUID"] for layer in layers}
     if len(frames) > 1:
-        notifications.show_info(f"These {len(layers)} series lie in {len(frames)} frames of reference: "
-                                "their positions only agree once registered")
+        notifications.show_info(
+            f"These {len(layers)} series lie in {len(frames)} frames of reference: "
+            "their positions only agree once registered"
+        )
     return sorted(layers, key=lambda layer: layer[1]["metadata"]["clinical"]["modality"] in FUNCTIONAL)
 
 
@@ -173,9 +190,17 @@ def read_nifti_layers(path) -> list[tuple]:
     name = Path(path).name
     modality = guess_modality(name)
     clinical = {
-        "modality": modality, "unit": "", "source": "nifti", "geometry": geometry.affine.tolist(),
+        "modality": modality,
+        "unit": "",
+        "source": "nifti",
+        "geometry": geometry.affine.tolist(),
         "nifti": {"path": str(path), "affine_ras": [list(row) for row in volume.space.affine]},
     }
-    kwargs = {"name": re.sub(r"\.nii(\.gz)?$", "", name, flags=re.IGNORECASE), "metadata": {"clinical": clinical},
-              "rgb": rgb, **geometry.layer_kwargs(), **display(modality, "", data, rgb)}
+    kwargs = {
+        "name": re.sub(r"\.nii(\.gz)?$", "", name, flags=re.IGNORECASE),
+        "metadata": {"clinical": clinical},
+        "rgb": rgb,
+        **geometry.layer_kwargs(),
+        **display(modality, "", data, rgb),
+    }
     return [(_in_memory(data), kwargs, "image")]

@@ -90,13 +90,17 @@ class Misalignment:
         size = float(np.linalg.norm(vector))
         amount = f"{size:.{digits}f}" if pixels or size < 3 else f"{size:.0f}"
         if not self.exceeds:
-            why = (f"within one voxel: {self.threshold_mm:.3g} {'world units' if pixels else 'mm'}"
-                   if self.distance_mm <= self.threshold_mm else f"matching only {100 * self.gain:.1f} % better there")
+            why = (
+                f"within one voxel: {self.threshold_mm:.3g} {'world units' if pixels else 'mm'}"
+                if self.distance_mm <= self.threshold_mm
+                else f"matching only {100 * self.gain:.1f} % better there"
+            )
             return f"{functional_name} and {anatomical_name} look aligned (shift ~{amount} {unit}, {why})"
         axes = range(3 - len(vector), 3)  # the world axis of each component: 2D images have y, x
         parts = [  # left/right first, then anterior/posterior, then superior/inferior, as radiologists say it
             f"{abs(v):.{digits}f} {unit} {names[a][0 if v > 0 else 1]}"
-            for a, v in sorted(zip(axes, vector), reverse=True) if round(abs(v), digits) > 0
+            for a, v in sorted(zip(axes, vector), reverse=True)
+            if round(abs(v), digits) > 0
         ]
         text = f"{functional_name} looks shifted by ~{amount} {unit} from {anatomical_name} ({', '.join(parts)})"
         if pixels and not math.isclose(size, self.distance_mm, rel_tol=1e-3):
@@ -145,8 +149,11 @@ class Registration:
         """Plain JSON for a result's metadata: the matrix, what made it and how well it fits."""
         n = len(self.centre_mm)
         return {
-            "world_transform": self.world_transform.tolist(), "axes": ("y, x", "z, y, x")[n - 2],
-            "centre_mm": list(self.centre_mm), "shift_mm": list(self.shift_mm), "rotation_deg": self.rotation_deg,
+            "world_transform": self.world_transform.tolist(),
+            "axes": ("y, x", "z, y, x")[n - 2],
+            "centre_mm": list(self.centre_mm),
+            "shift_mm": list(self.shift_mm),
+            "rotation_deg": self.rotation_deg,
             **{key: getattr(self, key) for key in ("method", "library", "metric", "metric_before", "metric_after")},
         }
 
@@ -199,13 +206,24 @@ def estimate_misalignment(
         shift, method = -placement[:n, n], "mutual information"
         gain = mi_gain(sampled, interpolated, step, offset)
     pixels = np.linalg.solve(fixed_matrix[:n, :n], shift)
-    return Misalignment(tuple(float(v) for v in shift), tuple(float(v) for v in pixels), threshold, method,
-                        gain if not microscopy else 1.0)
+    return Misalignment(
+        tuple(float(v) for v in shift),
+        tuple(float(v) for v in pixels),
+        threshold,
+        method,
+        gain if not microscopy else 1.0,
+    )
 
 
 def register_rigid(
-    fixed, fixed_matrix, moving, moving_matrix, *, rgb_moving: bool = False,
-    progress: Callable[[float], None] | None = None, should_stop: Callable[[], bool] | None = None,
+    fixed,
+    fixed_matrix,
+    moving,
+    moving_matrix,
+    *,
+    rgb_moving: bool = False,
+    progress: Callable[[float], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> Registration:
     """The rigid transform (rotation and translation) that registers ``moving`` (functional) to ``fixed``.
 

@@ -91,4 +91,3 @@ def prepare_pair(fixed, fixed_matrix, moving, moving_matrix, rgb_moving: bool):
 def matrix_spacing(matrix) -> np.ndarray:
     n = len(matrix) - 1
     return np.linalg.norm(np.asarray(matrix)[:n, :n], axis=0)
-

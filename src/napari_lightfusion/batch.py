@@ -32,8 +32,18 @@ from .output_errors import DiskFull, SliceCount, check_output_place, output_erro
 MANIFEST_COLUMNS = ("anatomical", "functional", "preset", "output")
 
 #: Columns of the summary a batch writes.
-SUMMARY_COLUMNS = ("output", "anatomical", "functional", "preset", "preset_reason", "status", "seconds",
-                   "slices_fused", "notes", "error")
+SUMMARY_COLUMNS = (
+    "output",
+    "anatomical",
+    "functional",
+    "preset",
+    "preset_reason",
+    "status",
+    "seconds",
+    "slices_fused",
+    "notes",
+    "error",
+)
 
 
 def read_manifest(path) -> list[dict]:
@@ -48,8 +58,10 @@ def read_manifest(path) -> list[dict]:
         raise ValueError(f"cannot read the manifest {path}: {getattr(exc, 'strerror', None) or exc}") from None
     lacking = [c for c in ("anatomical", "functional", "output") if c not in columns]
     if lacking:
-        raise ValueError(f"the manifest {path} lacks the column(s) {', '.join(lacking)}; "
-                         f"its columns must be {','.join(MANIFEST_COLUMNS)} (and optionally format)")
+        raise ValueError(
+            f"the manifest {path} lacks the column(s) {', '.join(lacking)}; "
+            f"its columns must be {','.join(MANIFEST_COLUMNS)} (and optionally format)"
+        )
     outputs = [row["output"] for row in rows]
     repeated = sorted({o for o in outputs if outputs.count(o) > 1})
     if repeated:
@@ -82,8 +94,9 @@ def _two_dimensional(path: str) -> bool:
     return path.lower().endswith((".png", ".jpg", ".jpeg", ".bmp"))
 
 
-def _fuse_one(row: dict, out_dir: Path, runner, device: str, align: bool, command, entry: dict,
-              notes: list[str]) -> None:
+def _fuse_one(
+    row: dict, out_dir: Path, runner, device: str, align: bool, command, entry: dict, notes: list[str]
+) -> None:
     """Fuse one manifest row into ``out_dir``, filling in ``entry`` (output name, preset, slices fused)."""
     from .clinical_export import fuse_volume_as
 
@@ -92,8 +105,15 @@ def _fuse_one(row: dict, out_dir: Path, runner, device: str, align: bool, comman
     kind, entry["output"] = output_name(row["output"], row["format"])
     target = out_dir / entry["output"]
     if kind == "image":
-        report = fuse_files(row["anatomical"], row["functional"], target, preset=row["preset"], device=device,
-                            align=align, say=notes.append)
+        report = fuse_files(
+            row["anatomical"],
+            row["functional"],
+            target,
+            preset=row["preset"],
+            device=device,
+            align=align,
+            say=notes.append,
+        )
         entry.update(preset=report.choice.preset, preset_reason=report.choice.reason, slices_fused=report.slices)
         return
     flat = [p for p in (row["anatomical"], row["functional"]) if _two_dimensional(p)]
@@ -105,13 +125,25 @@ def _fuse_one(row: dict, out_dir: Path, runner, device: str, align: bool, comman
     if choice.warning:
         notes.append(f"warning: {choice.warning}")
     if align and not placed:
-        notes.append("--align does not apply: the volumes are not both placed in the patient (DICOM, NIfTI); "
-                     "fused voxel by voxel")
+        notes.append(
+            "--align does not apply: the volumes are not both placed in the patient (DICOM, NIfTI); "
+            "fused voxel by voxel"
+        )
     slices = SliceCount()
     with output_errors(target, slices, resumable=True):
-        report = fuse_volume_as(row["anatomical"], row["functional"], target, fmt=kind, preset=choice.preset,
-                                device=device, runner=runner, command=command, align=align and placed,
-                                progress=slices, say=notes.append)
+        report = fuse_volume_as(
+            row["anatomical"],
+            row["functional"],
+            target,
+            fmt=kind,
+            preset=choice.preset,
+            device=device,
+            runner=runner,
+            command=command,
+            align=align and placed,
+            progress=slices,
+            say=notes.append,
+        )
     entry["slices_fused"] = report.fused
 
 
@@ -149,17 +181,26 @@ def fuse_batch(
     with scheduler(scheduler_name) as runner:
         for row in rows:
             start, notes = time.perf_counter(), []
-            entry = {"output": row["output"], "anatomical": row["anatomical"], "functional": row["functional"],
-                     "preset": row["preset"], "preset_reason": "", "status": "done", "slices_fused": 0,
-                     "notes": "", "error": ""}
+            entry = {
+                "output": row["output"],
+                "anatomical": row["anatomical"],
+                "functional": row["functional"],
+                "preset": row["preset"],
+                "preset_reason": "",
+                "status": "done",
+                "slices_fused": 0,
+                "notes": "",
+                "error": "",
+            }
             if full is not None:  # every later row would fail the same way
                 entry.update(status="not run", error="the disk was full")
             else:
                 try:
                     _fuse_one(row, out_dir, runner, device, align, command, entry, notes)
                 except Exception as exc:  # noqa: BLE001 - one pair's failure is recorded, the batch goes on
-                    entry.update(status="failed",
-                                 error=first_line(exc) if isinstance(exc, ValueError) else described(exc))
+                    entry.update(
+                        status="failed", error=first_line(exc) if isinstance(exc, ValueError) else described(exc)
+                    )
                     full = first_line(exc) if isinstance(exc, DiskFull) else None
             entry.update(seconds=round(time.perf_counter() - start, 3), notes=" | ".join(notes))
             summary.append(entry)

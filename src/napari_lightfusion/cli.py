@@ -27,8 +27,18 @@ from .fuse_commands import add_batch, add_fuse, add_fuse_volume
 
 #: The subcommands of ``lightfusion-research`` (:mod:`napari_lightfusion.research.cli`; a test keeps the two
 #: lists equal): ``lightfusion NAME`` answers with the command to run instead.
-RESEARCH_COMMANDS = ("train", "evaluate", "score", "ablate", "bench", "bench-live", "screenshot", "balance-figure",
-                     "default-balance", "crossfit")
+RESEARCH_COMMANDS = (
+    "train",
+    "evaluate",
+    "score",
+    "ablate",
+    "bench",
+    "bench-live",
+    "screenshot",
+    "balance-figure",
+    "default-balance",
+    "crossfit",
+)
 
 
 class Parser(argparse.ArgumentParser):
@@ -110,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Fuse registered MRI with PET, SPECT or CT (or two microscopy channels) with LightFusionNet.",
         [add_fuse, add_fuse_volume, add_batch, add_finetune, _add_presets, _add_view],
         epilog=f"The research tools ({', '.join(RESEARCH_COMMANDS)}) are a command of their own: "
-               "lightfusion-research --help (or python -m napari_lightfusion.research --help).",
+        "lightfusion-research --help (or python -m napari_lightfusion.research --help).",
     )
 
 
@@ -146,8 +156,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((arg for arg in argv if not arg.startswith("-")), None)
     if command in RESEARCH_COMMANDS:
-        print(f"lightfusion {command}: error: {command} is a research tool, run it as "
-              f"{shlex.join(['lightfusion-research', *argv])}", file=sys.stderr)
+        print(
+            f"lightfusion {command}: error: {command} is a research tool, run it as "
+            f"{shlex.join(['lightfusion-research', *argv])}",
+            file=sys.stderr,
+        )
         return 2
     return run(build_parser(), argv)
 

@@ -87,25 +87,23 @@ def with_luma(rgb: np.ndarray, luma: np.ndarray, fused_y: np.ndarray) -> np.ndar
 
 #: The "hot" ramp (black, red, yellow, white) as ``(position, R, G, B)`` control points: the sample PET
 #: images are drawn with it.
-HOT = np.array([
-    (0.00, 0.0, 0.0, 0.0),
-    (0.35, 0.9, 0.0, 0.0),
-    (0.65, 1.0, 0.6, 0.0),
-    (0.85, 1.0, 1.0, 0.3),
-    (1.00, 1.0, 1.0, 1.0),
-])
+HOT = np.array(
+    [(0.00, 0.0, 0.0, 0.0), (0.35, 0.9, 0.0, 0.0), (0.65, 1.0, 0.6, 0.0), (0.85, 1.0, 1.0, 0.3), (1.00, 1.0, 1.0, 1.0)]
+)
 
 #: The ramp PET and SPECT layers open with, and a grey functional volume is fused through on the command
 #: line: black, dark red, red, orange, yellow. Its luma rises with the uptake, and unlike :data:`HOT` it ends
 #: in a colour, not white: white has no chrominance, so the hottest uptake would come out of a fusion (which
 #: keeps the functional image's chrominance under the fused luma) as plain grey, like tissue.
-PET = np.array([
-    (0.00, 0.0, 0.0, 0.0),
-    (0.30, 0.55, 0.0, 0.0),
-    (0.60, 1.0, 0.1, 0.0),
-    (0.80, 1.0, 0.55, 0.0),
-    (1.00, 1.0, 1.0, 0.0),
-])
+PET = np.array(
+    [
+        (0.00, 0.0, 0.0, 0.0),
+        (0.30, 0.55, 0.0, 0.0),
+        (0.60, 1.0, 0.1, 0.0),
+        (0.80, 1.0, 0.55, 0.0),
+        (1.00, 1.0, 1.0, 0.0),
+    ]
+)
 
 
 def colour_table(points: np.ndarray = PET, entries: int = 256) -> np.ndarray:

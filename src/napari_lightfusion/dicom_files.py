@@ -116,4 +116,3 @@ def find_series(paths) -> tuple[list[list[Header]], list[str]]:
         alone = frame_count(ds) > 1 or "PerFrameFunctionalGroupsSequence" in ds
         groups.setdefault((uid, str(path) if alone else ""), []).append(header)
     return sorted(groups.values(), key=lambda g: (number(g[0].ds.get("SeriesNumber"), math.inf), g[0].path)), problems
-

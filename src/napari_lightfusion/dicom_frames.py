@@ -78,18 +78,23 @@ def _enhanced(header: Header) -> list[Frame]:
         raise ValueError(f"{header.path} describes fewer frames than its {n} (PerFrameFunctionalGroupsSequence)")
     frames = []
     for i, item in enumerate(ds.PerFrameFunctionalGroupsSequence[:n]):
+
         def tag(sequence, keyword, item=item):
             return _functional(ds, item, shared, sequence, keyword)
 
         content = tag("FrameContentSequence", "FrameAcquisitionDateTime")
-        frames.append(Frame(
-            header.path, i, floats(tag("PlanePositionSequence", "ImagePositionPatient")),
-            floats(tag("PlaneOrientationSequence", "ImageOrientationPatient")),
-            floats(tag("PixelMeasuresSequence", "PixelSpacing")),
-            number(tag("PixelValueTransformationSequence", "RescaleSlope"), 1.0),
-            number(tag("PixelValueTransformationSequence", "RescaleIntercept"), 0.0),
-            date_time(content) if content else _acquired(ds),
-        ))
+        frames.append(
+            Frame(
+                header.path,
+                i,
+                floats(tag("PlanePositionSequence", "ImagePositionPatient")),
+                floats(tag("PlaneOrientationSequence", "ImageOrientationPatient")),
+                floats(tag("PixelMeasuresSequence", "PixelSpacing")),
+                number(tag("PixelValueTransformationSequence", "RescaleSlope"), 1.0),
+                number(tag("PixelValueTransformationSequence", "RescaleIntercept"), 0.0),
+                date_time(content) if content else _acquired(ds),
+            )
+        )
     return frames
 
 
@@ -108,8 +113,12 @@ def _stacked(header: Header) -> list[Frame]:
         raise ValueError(f"{header.path} holds {n} frames without their positions (a cine loop?), not a volume")
     normal = np.cross(orientation[:3], orientation[3:])
     spacing = floats(ds.get("PixelSpacing"))
-    return [Frame(header.path, i, tuple(np.asarray(origin) + d * normal), orientation, spacing, *_rescale(ds),
-                   _acquired(ds)) for i, d in enumerate(offsets)]
+    return [
+        Frame(
+            header.path, i, tuple(np.asarray(origin) + d * normal), orientation, spacing, *_rescale(ds), _acquired(ds)
+        )
+        for i, d in enumerate(offsets)
+    ]
 
 
 def series_frames(headers: list[Header]) -> list[Frame]:
@@ -154,8 +163,10 @@ def check_pixels(headers: list[Header]) -> None:
                 raise ValueError(f"{header.path}: its transfer syntax {syntax.name} is not supported") from None
         decoder = decoders[syntax]
         if not decoder.is_available:
-            raise ValueError(f"{header.path}: its pixel data is {syntax.name}, and no decoder for it is installed "
-                             f"({'; '.join(decoder.missing_dependencies)})")
+            raise ValueError(
+                f"{header.path}: its pixel data is {syntax.name}, and no decoder for it is installed "
+                f"({'; '.join(decoder.missing_dependencies)})"
+            )
         if syntax.is_encapsulated or syntax.is_deflated:
             continue
         bits = int(number(ds.get("BitsAllocated"), 16))
@@ -172,8 +183,10 @@ def place_frames(frames: list[Frame], ds) -> tuple[np.ndarray, Geometry]:
     spacing = frames[0].spacing or (1.0, 1.0)
     if any(f.position is None or f.orientation is None for f in frames):
         if n > 1:
-            raise ValueError(f"{frames[0].path} has no ImagePositionPatient / ImageOrientationPatient, so the "
-                             f"order of the series' {n} slices in the patient is unknown")
+            raise ValueError(
+                f"{frames[0].path} has no ImagePositionPatient / ImageOrientationPatient, so the "
+                f"order of the series' {n} slices in the patient is unknown"
+            )
         return np.zeros(1, int), Geometry.from_dicom((1, 0, 0, 0, 1, 0), (0, 0, 0), spacing, 1.0)
     orientations = np.array([f.orientation for f in frames])
     off = np.flatnonzero(np.abs(orientations - orientations[0]).max(axis=1) > ORIENTATION_TOLERANCE)
@@ -188,8 +201,9 @@ def place_frames(frames: list[Frame], ds) -> tuple[np.ndarray, Geometry]:
         step = positions[order[-1]] - positions[order[0]]
         tilt = math.degrees(math.atan2(np.linalg.norm(step - (step @ normal) * normal), abs(step @ normal)))
         if tilt > TILT_TOLERANCE_DEG:
-            raise ValueError(f"gantry tilt of {tilt:.1f}\u00b0 is not supported: resample the series first "
-                             f"({frames[order[0]].path})")
+            raise ValueError(
+                f"gantry tilt of {tilt:.1f}\u00b0 is not supported: resample the series first ({frames[order[0]].path})"
+            )
         try:
             between = uniform_spacing(offsets)
         except ValueError as exc:
@@ -197,4 +211,3 @@ def place_frames(frames: list[Frame], ds) -> tuple[np.ndarray, Geometry]:
             i = int(np.argmax(np.abs(steps - np.median(steps))))
             raise ValueError(f"{exc} ({frames[order[i]].path} and {frames[order[i + 1]].path})") from None
     return order, Geometry.from_dicom(orientations[0], positions[order[0]], spacing, between)
-

@@ -36,9 +36,23 @@ from .suv import PET_UNITS, suv_factor
 
 #: The tags that identify a series' patient, study and series, copied as text to ``clinical["dicom"]``.
 IDENTITY_TAGS = (
-    "StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID", "SOPClassUID", "Modality", "SeriesDescription",
-    "SeriesNumber", "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyID", "StudyDate",
-    "StudyTime", "AccessionNumber", "ReferringPhysicianName", "Manufacturer",
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "FrameOfReferenceUID",
+    "SOPClassUID",
+    "Modality",
+    "SeriesDescription",
+    "SeriesNumber",
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyID",
+    "StudyDate",
+    "StudyTime",
+    "AccessionNumber",
+    "ReferringPhysicianName",
+    "Manufacturer",
 )
 
 
@@ -141,15 +155,21 @@ def read_series(headers: list[Header]) -> DicomImage:
     rgb = samples == 3
     reader = _Slices(frames, (len(frames), rows, columns) + ((3,) if rgb else ()), rgb, factor)
     files = list(dict.fromkeys(f.path for f in frames))
-    token = tokenize([(f.path, f.index, f.slope, f.intercept) for f in frames], factor,
-                     [os.stat(p).st_mtime_ns for p in files])
+    token = tokenize(
+        [(f.path, f.index, f.slope, f.intercept) for f in frames], factor, [os.stat(p).st_mtime_ns for p in files]
+    )
     data = da.from_array(reader, chunks=(1, *reader.shape[1:]), asarray=True, fancy=False, name=f"dicom-{token}")
     if len(frames) == 1:
         data = data[0]
     else:
         data, geometry = canonical(data, geometry, rgb)
-    clinical = {"modality": modality, "unit": unit, "source": "dicom", "files": files,
-                "geometry": geometry.affine.tolist()}
+    clinical = {
+        "modality": modality,
+        "unit": unit,
+        "source": "dicom",
+        "files": files,
+        "geometry": geometry.affine.tolist(),
+    }
     if modality == "PT":
         clinical["suv"] = suv
     clinical["dicom"] = {key: text(ds.get(key)) for key in IDENTITY_TAGS}

@@ -50,9 +50,18 @@ class DicomSeriesWriter(SliceWriter):
     one patient in a PACS) and a new frame of reference.
     """
 
-    def __init__(self, folder, shape: tuple[int, int, int], rgb: bool, geometry: Geometry, *,
-                 source: dict | None = None, description: str = "LightFusion fused", modality: str = "OT",
-                 series_number: int | None = None):
+    def __init__(
+        self,
+        folder,
+        shape: tuple[int, int, int],
+        rgb: bool,
+        geometry: Geometry,
+        *,
+        source: dict | None = None,
+        description: str = "LightFusion fused",
+        modality: str = "OT",
+        series_number: int | None = None,
+    ):
         folder = Path(folder)
         check_empty(folder)
         direction = geometry.direction
@@ -110,12 +119,14 @@ def _normal(orientation) -> np.ndarray:
 def _letters(direction) -> str:
     """PatientOrientation of one LPS direction: its patient letters, most significant first."""
     names = (("L", "R"), ("P", "A"), ("H", "F"))
-    return "".join(names[a][0 if direction[a] > 0 else 1] for a in np.argsort(-np.abs(direction))
-                   if abs(direction[a]) > AXIS_TOLERANCE)
+    return "".join(
+        names[a][0 if direction[a] > 0 else 1]
+        for a in np.argsort(-np.abs(direction))
+        if abs(direction[a]) > AXIS_TOLERANCE
+    )
 
 
-def _series_attributes(source, geometry: Geometry, rgb: bool, description: str, modality: str,
-                       series_number) -> dict:
+def _series_attributes(source, geometry: Geometry, rgb: bool, description: str, modality: str, series_number) -> dict:
     """The attributes every image of the series shares (callables: a fresh value per image)."""
     from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence
@@ -148,29 +159,44 @@ def _series_attributes(source, geometry: Geometry, rgb: bool, description: str, 
         "SpecificCharacterSet": "ISO_IR 192",
         "SOPClassUID": SECONDARY_CAPTURE,
         "ImageType": ["DERIVED", "SECONDARY"],
-        "InstanceCreationDate": date, "InstanceCreationTime": time, "ContentDate": date, "ContentTime": time,
-        "DateOfSecondaryCapture": date, "TimeOfSecondaryCapture": time,
+        "InstanceCreationDate": date,
+        "InstanceCreationTime": time,
+        "ContentDate": date,
+        "ContentTime": time,
+        "DateOfSecondaryCapture": date,
+        "TimeOfSecondaryCapture": time,
         "PatientName": "ANONYMOUS" if anonymous else source.get("PatientName", ""),
         "PatientID": f"ANON-{uuid.uuid4().hex[:12].upper()}" if anonymous else source.get("PatientID", ""),
-        "PatientBirthDate": source.get("PatientBirthDate", ""), "PatientSex": source.get("PatientSex", ""),
+        "PatientBirthDate": source.get("PatientBirthDate", ""),
+        "PatientSex": source.get("PatientSex", ""),
         "StudyInstanceUID": study,
         "StudyDate": source.get("StudyDate", date if "StudyInstanceUID" not in source else ""),
         "StudyTime": source.get("StudyTime", time if "StudyInstanceUID" not in source else ""),
-        "StudyID": source.get("StudyID", ""), "AccessionNumber": source.get("AccessionNumber", ""),
+        "StudyID": source.get("StudyID", ""),
+        "AccessionNumber": source.get("AccessionNumber", ""),
         "ReferringPhysicianName": source.get("ReferringPhysicianName", ""),
-        "Modality": modality, "SeriesInstanceUID": generate_uid(), "SeriesNumber": series_number,
-        "SeriesDescription": description, "SeriesDate": date, "SeriesTime": time,
-        "Manufacturer": SOFTWARE, "SoftwareVersions": __version__, "ConversionType": "WSD",
+        "Modality": modality,
+        "SeriesInstanceUID": generate_uid(),
+        "SeriesNumber": series_number,
+        "SeriesDescription": description,
+        "SeriesDate": date,
+        "SeriesTime": time,
+        "Manufacturer": SOFTWARE,
+        "SoftwareVersions": __version__,
+        "ConversionType": "WSD",
         "SecondaryCaptureDeviceManufacturer": SOFTWARE,
         "SecondaryCaptureDeviceManufacturerModelName": "LightFusion",
         "SecondaryCaptureDeviceSoftwareVersions": __version__,
         "FrameOfReferenceUID": source.get("FrameOfReferenceUID") or generate_uid(),
         "PositionReferenceIndicator": "",
-        "BurnedInAnnotation": "NO", "LossyImageCompression": "00", "DerivationDescription": derivation[:1024],
+        "BurnedInAnnotation": "NO",
+        "LossyImageCompression": "00",
+        "DerivationDescription": derivation[:1024],
         "PatientOrientation": [_letters(orientation[:3]), _letters(orientation[3:])],
         "ImageOrientationPatient": [format_number_as_ds(v) for v in orientation],
         "PixelSpacing": [format_number_as_ds(v) for v in pixel_spacing],
-        "SliceThickness": format_number_as_ds(spacing), "SpacingBetweenSlices": format_number_as_ds(spacing),
+        "SliceThickness": format_number_as_ds(spacing),
+        "SpacingBetweenSlices": format_number_as_ds(spacing),
     }
     if "SeriesInstanceUID" in source:
         attributes["ReferencedSeriesSequence"] = referenced
@@ -179,9 +205,17 @@ def _series_attributes(source, geometry: Geometry, rgb: bool, description: str, 
     return attributes
 
 
-def write_dicom_series(folder, volume, geometry: Geometry, *, source: dict | None = None,
-                       description: str = "LightFusion fused", modality: str = "OT",
-                       series_number: int | None = None, progress=None) -> Path:
+def write_dicom_series(
+    folder,
+    volume,
+    geometry: Geometry,
+    *,
+    source: dict | None = None,
+    description: str = "LightFusion fused",
+    modality: str = "OT",
+    series_number: int | None = None,
+    progress=None,
+) -> Path:
     """Write ``volume`` as a DICOM derived series into the new (or empty) ``folder`` (see the module).
 
     ``source``: the anatomical series' record (:class:`DicomSeriesWriter`);
@@ -190,8 +224,16 @@ def write_dicom_series(folder, volume, geometry: Geometry, *, source: dict | Non
     ``progress(done, total)`` is called after each slice. Returns ``folder``.
     """
     shape, rgb = fused_layout(volume)
-    writer = DicomSeriesWriter(folder, shape, rgb, geometry, source=source, description=description,
-                               modality=modality, series_number=series_number)
+    writer = DicomSeriesWriter(
+        folder,
+        shape,
+        rgb,
+        geometry,
+        source=source,
+        description=description,
+        modality=modality,
+        series_number=series_number,
+    )
     return write_all(writer, volume, progress)
 
 
@@ -211,5 +253,3 @@ def read_dicom_source(path) -> dict:
         if "SeriesInstanceUID" in ds:  # an image, not a DICOMDIR
             return {k: str(ds.get(k)) for k in SOURCE_KEYS if ds.get(k) not in (None, "")}
     raise ValueError(f"no DICOM image in {path} to take the patient and study from")
-
-

@@ -89,11 +89,11 @@ def as_displayed(inputs: dict) -> dict:
         if is_lazy(b):
             import dask.array as da
 
-            b = da.asarray(b).map_blocks(colourise, limits, lut, dtype=np.float32, new_axis=b.ndim,
-                                         chunks=(*da.asarray(b).chunks, (3,)))
+            b = da.asarray(b).map_blocks(
+                colourise, limits, lut, dtype=np.float32, new_axis=b.ndim, chunks=(*da.asarray(b).chunks, (3,))
+            )
         else:
             b = colourise(b, limits, lut)
         out.update(b_limits=None, b_rgb=True)
     out["b"] = b
     return out
-

@@ -90,8 +90,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
             f"unknown device {device!r}; use auto, cpu, cuda or mps (available here: {', '.join(here)})"
         ) from None
     if resolved.type not in here or (
-        resolved.type == "cuda" and resolved.index is not None
-        and resolved.index >= torch.cuda.device_count()
+        resolved.type == "cuda" and resolved.index is not None and resolved.index >= torch.cuda.device_count()
     ):
         raise ValueError(f"device {str(device)!r} is not available here; available: {', '.join(here)}")
     return resolved
@@ -340,8 +339,9 @@ def run_stack(
     return SliceOutput(fused, surprise, attention, weight)
 
 
-def run_slice(model: LightFusionNet, anatomical: np.ndarray, functional: np.ndarray, device, *args, **options
-              ) -> SliceOutput:
+def run_slice(
+    model: LightFusionNet, anatomical: np.ndarray, functional: np.ndarray, device, *args, **options
+) -> SliceOutput:
     """Fuse one grey pair ``(H, W)`` on ``device``: :func:`run_stack` on a stack of one, arguments as there.
 
     ``backend``: "auto" (ONNX Runtime on the CPU, PyTorch on CUDA and

@@ -20,6 +20,7 @@ from .model import LightFusionNet
 #: channel counts are padded to multiples of 16, which suits both.
 BLOCK = 16
 
+
 def padded(n: int) -> int:
     """``n`` rounded up to a whole number of channel blocks."""
     return -(-n // BLOCK) * BLOCK

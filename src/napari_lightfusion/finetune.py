@@ -58,8 +58,18 @@ from .training import SCORED, Progress, Schedule, held_out_score, train_steps, v
 from .weights import model_for, preset_path, sha256
 
 __all__ = [
-    "KEPT_BASE", "FinetuneConfig", "FinetuneResult", "Progress", "finetune", "finetune_steps", "score_presets",
-    "folder_pairs", "parse_pair", "read_image_file", "read_pairs", "validate",
+    "KEPT_BASE",
+    "FinetuneConfig",
+    "FinetuneResult",
+    "Progress",
+    "finetune",
+    "finetune_steps",
+    "score_presets",
+    "folder_pairs",
+    "parse_pair",
+    "read_image_file",
+    "read_pairs",
+    "validate",
 ]
 
 #: What a run that did not beat its base says (the widget and the command line show it as it is).
@@ -102,9 +112,15 @@ class FinetuneConfig:
             raise ValueError(f"default_share must be in [0, 1], not {self.default_share}")
 
     def schedule(self) -> Schedule:
-        return Schedule(steps=self.steps, seconds=None if self.minutes is None else 60.0 * self.minutes,
-                        batch_size=self.batch_size, crop=self.crop, lr=self.lr,
-                        validate_every=self.validate_every, seed=self.seed)
+        return Schedule(
+            steps=self.steps,
+            seconds=None if self.minutes is None else 60.0 * self.minutes,
+            batch_size=self.batch_size,
+            crop=self.crop,
+            lr=self.lr,
+            validate_every=self.validate_every,
+            seed=self.seed,
+        )
 
 
 @dataclass
@@ -170,8 +186,10 @@ class FinetuneResult:
         before = held_out_score(self.before)
         if self.improved:
             after = held_out_score(self.after)
-            return (f"improved on your held-out pairs: score {before:.3f} -> {after:.3f} "
-                    f"({after / before - 1:+.1%}; {_scores(self.before)} -> {_scores(self.after)})")
+            return (
+                f"improved on your held-out pairs: score {before:.3f} -> {after:.3f} "
+                f"({after / before - 1:+.1%}; {_scores(self.before)} -> {_scores(self.after)})"
+            )
         tried = "" if not self.best_tuned else f", best fine-tuned {held_out_score(self.best_tuned):.3f}"
         return f"{KEPT_BASE} (score of '{self.base}' {before:.3f}{tried}); the result is '{self.base}' unchanged"
 
@@ -285,12 +303,14 @@ def finetune_steps(
     model = _fitted(copy.deepcopy(base_model), objective).to(device)  # never train the shared cached model
     before = {**candidates[base], "loss": validate(base_model, held, objective, ())["loss"]}  # on the CPU
 
-    steps = Steps(train_steps(model, objective, train, held, config.schedule(), device=device, cancel=cancel,
-                              started=start, first=before))
+    steps = Steps(
+        train_steps(
+            model, objective, train, held, config.schedule(), device=device, cancel=cancel, started=start, first=before
+        )
+    )
     yield from steps
     run = steps.value
-    tuned = run.best if run.best_step else max((v for s, v in run.validations if s), key=held_out_score,
-                                               default=None)
+    tuned = run.best if run.best_step else max((v for s, v in run.validations if s), key=held_out_score, default=None)
     improved = bool(run.best_step) and held_out_score(run.best) >= held_out_score(before) * (1 + config.min_gain)
     if not improved:
         model = copy.deepcopy(base_model)

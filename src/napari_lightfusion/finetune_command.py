@@ -17,14 +17,27 @@ from pathlib import Path
 def add_finetune(sub):
     p = sub.add_parser("finetune", help="fine-tune a preset on your own registered pairs (minutes on a CPU)")
     p.add_argument("pairs", nargs="*", help="ANATOMICAL:FUNCTIONAL image files (PNG, TIFF stacks)")
-    p.add_argument("--pairs", dest="folders", type=Path, action="append", default=[],
-                   help="a folder DIR/MRI/* with DIR/CT|PET|SPECT/* of the same names (repeatable)")
-    p.add_argument("--from", dest="base", default="auto",
-                   help="preset to start from (bundled, custom or a .pt file); auto (the default): the preset "
-                        "that scores best on your held-out pairs")
-    p.add_argument("--loss", default="auto",
-                   help="preset whose training loss (weights, balance loss, default b) to use; auto (the default): "
-                        "that of the preset that scores best on your held-out pairs")
+    p.add_argument(
+        "--pairs",
+        dest="folders",
+        type=Path,
+        action="append",
+        default=[],
+        help="a folder DIR/MRI/* with DIR/CT|PET|SPECT/* of the same names (repeatable)",
+    )
+    p.add_argument(
+        "--from",
+        dest="base",
+        default="auto",
+        help="preset to start from (bundled, custom or a .pt file); auto (the default): the preset "
+        "that scores best on your held-out pairs",
+    )
+    p.add_argument(
+        "--loss",
+        default="auto",
+        help="preset whose training loss (weights, balance loss, default b) to use; auto (the default): "
+        "that of the preset that scores best on your held-out pairs",
+    )
     p.add_argument("--out", type=Path, required=True, help="weight file to write (.pt, with its .json sidecar)")
     p.add_argument("--minutes", type=float, default=None, help="time budget (default 2, or none with --steps)")
     p.add_argument("--steps", type=int, default=None, help="stop after this many steps")
@@ -74,8 +87,7 @@ def run_finetune(args):
     def report(update):
         bar.update((update.step if args.steps else int(update.seconds)) - bar.n)
         if update.validation is not None:
-            bar.set_postfix(score=f"{held_out_score(update.validation):.3f}",
-                            best=f"{held_out_score(update.best):.3f}")
+            bar.set_postfix(score=f"{held_out_score(update.validation):.3f}", best=f"{held_out_score(update.best):.3f}")
 
     try:
         result = finetune(pairs, args.base, loss=args.loss, config=config, device=args.device, progress=report)
@@ -83,7 +95,7 @@ def run_finetune(args):
         bar.close()
     hashes = {path: sha256(path) for pair in paths for path in pair}
     sidecar = result.sidecar(
-        pairs=[{"anatomical": a, "functional": f, "sha256": [hashes[a], hashes[f]]} for a, f in paths],
+        pairs=[{"anatomical": a, "functional": f, "sha256": [hashes[a], hashes[f]]} for a, f in paths]
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     save_weights_atomic(result.model, args.out, sidecar)

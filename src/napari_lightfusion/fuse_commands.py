@@ -16,9 +16,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-PRESET_HELP = ("auto (default): guessed from the two files as the widget guesses it (DICOM Modality, file and folder "
-               "names, then colour or grey) and printed; or CT-MRI, PET-MRI, SPECT-MRI, a custom preset "
-               "(lightfusion presets) or a .pt file")
+PRESET_HELP = (
+    "auto (default): guessed from the two files as the widget guesses it (DICOM Modality, file and folder "
+    "names, then colour or grey) and printed; or CT-MRI, PET-MRI, SPECT-MRI, a custom preset "
+    "(lightfusion presets) or a .pt file"
+)
 
 
 class Notes:
@@ -62,24 +64,45 @@ def command_line(args) -> str:
 def add_fuse(sub) -> None:
     """Register ``lightfusion fuse``."""
     p = sub.add_parser("fuse", help="fuse two registered 2D images (PNG, TIFF, JPEG, one DICOM image) into one")
-    p.add_argument("anatomical", type=Path,
-                   help="grey image (MRI, or the first channel): PNG, TIFF (a stack too), JPEG, BMP or a DICOM image")
-    p.add_argument("functional", type=Path,
-                   help="PET/SPECT (colour, or a grey DICOM PET: fused through the PET colour table) or CT image")
-    p.add_argument("--out", type=Path, required=True,
-                   help="fused image to write: .png, .tif/.tiff (a stack needs .tif), .jpg/.jpeg or .bmp")
+    p.add_argument(
+        "anatomical",
+        type=Path,
+        help="grey image (MRI, or the first channel): PNG, TIFF (a stack too), JPEG, BMP or a DICOM image",
+    )
+    p.add_argument(
+        "functional",
+        type=Path,
+        help="PET/SPECT (colour, or a grey DICOM PET: fused through the PET colour table) or CT image",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="fused image to write: .png, .tif/.tiff (a stack needs .tif), .jpg/.jpeg or .bmp",
+    )
     p.add_argument("--preset", default="auto", help=PRESET_HELP)
     p.add_argument("--weights", type=Path, default=None, help="a weight file instead of a preset")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
-    p.add_argument("--maps", type=Path, default=None,
-                   help="folder for surprise/attention TIFFs (and the mix weight, for a mix network)")
-    p.add_argument("--balance", type=float, default=None,
-                   help="b in [0, 1] for a balance-conditioned preset: anatomy first (0) to function first (1); "
-                        "default: the preset's own")
-    p.add_argument("--align", action="store_true",
-                   help="two DICOM images: register the functional one to the anatomical one in its plane first "
-                        "(rigid, mutual information); without it a misregistration is only reported. Images not "
-                        "placed in the patient (PNG, TIFF) are fused as they are")
+    p.add_argument(
+        "--maps",
+        type=Path,
+        default=None,
+        help="folder for surprise/attention TIFFs (and the mix weight, for a mix network)",
+    )
+    p.add_argument(
+        "--balance",
+        type=float,
+        default=None,
+        help="b in [0, 1] for a balance-conditioned preset: anatomy first (0) to function first (1); "
+        "default: the preset's own",
+    )
+    p.add_argument(
+        "--align",
+        action="store_true",
+        help="two DICOM images: register the functional one to the anatomical one in its plane first "
+        "(rigid, mutual information); without it a misregistration is only reported. Images not "
+        "placed in the patient (PNG, TIFF) are fused as they are",
+    )
     p.set_defaults(run=_run_fuse)
 
 
@@ -88,8 +111,18 @@ def _run_fuse(args):
 
     _check_options(args.device, args.balance)
     notes = Notes()
-    report = fuse_files(args.anatomical, args.functional, args.out, preset=args.preset, weights=args.weights,
-                        device=args.device, balance=args.balance, maps=args.maps, align=args.align, say=notes)
+    report = fuse_files(
+        args.anatomical,
+        args.functional,
+        args.out,
+        preset=args.preset,
+        weights=args.weights,
+        device=args.device,
+        balance=args.balance,
+        maps=args.maps,
+        align=args.align,
+        say=notes,
+    )
     print(report.choice.line, file=sys.stderr)
     notes.flush()
     print(f"wrote {report.out} ({report.seconds * 1000:.0f} ms on {report.device})")
@@ -98,45 +131,83 @@ def _run_fuse(args):
 def add_fuse_volume(sub) -> None:
     """Register ``lightfusion fuse-volume``."""
     p = sub.add_parser(
-        "fuse-volume", help="fuse two registered volumes (DICOM series, NIfTI, TIFF, zarr/OME-Zarr, PNG folder) "
-                            "into OME-Zarr, NIfTI or a DICOM series"
+        "fuse-volume",
+        help="fuse two registered volumes (DICOM series, NIfTI, TIFF, zarr/OME-Zarr, PNG folder) "
+        "into OME-Zarr, NIfTI or a DICOM series",
     )
-    p.add_argument("anatomical", type=Path,
-                   help="grey volume (MRI; a DICOM series folder, NIfTI, ...); the output lies on its grid")
-    p.add_argument("functional", type=Path,
-                   help="PET/SPECT/CT volume: grey (PET in SUV, CT in HU; a grey PET or SPECT goes through the PET "
-                        "colour table, see --colormap) or colour (an RGB TIFF stack or PNG folder, zarr with the "
-                        "colour last, OME-Zarr with a c axis, an RGB24 NIfTI, a colour DICOM series; a 4D NIfTI of "
-                        "three volumes is not read as colour); resampled onto the anatomical grid when both are "
-                        "placed in the patient (DICOM, NIfTI)")
-    p.add_argument("--out", type=Path, required=True,
-                   help="OME-Zarr folder to write (NAME.zarr or a name without extension; an interrupted one is "
-                        "resumed); a name ending in .nii or .nii.gz writes NIfTI; with --format dicom, a new folder "
-                        "for a DICOM series")
-    p.add_argument("--format", default="auto", choices=("auto", "ome-zarr", "nifti", "dicom"),
-                   help="auto (default): NIfTI for .nii/.nii.gz, else OME-Zarr; dicom: one Secondary Capture "
-                        "image per slice (IM00001.dcm, ...), the study and patient of --dicom-source")
-    p.add_argument("--dicom-source", type=Path, default=None, metavar="FILE_OR_FOLDER",
-                   help="with --format dicom: a DICOM file (or folder) of the series whose study and patient the fused "
-                        "series joins (default: the anatomical input when it is a DICOM series, else a new study of "
-                        "patient ANONYMOUS)")
+    p.add_argument(
+        "anatomical",
+        type=Path,
+        help="grey volume (MRI; a DICOM series folder, NIfTI, ...); the output lies on its grid",
+    )
+    p.add_argument(
+        "functional",
+        type=Path,
+        help="PET/SPECT/CT volume: grey (PET in SUV, CT in HU; a grey PET or SPECT goes through the PET "
+        "colour table, see --colormap) or colour (an RGB TIFF stack or PNG folder, zarr with the "
+        "colour last, OME-Zarr with a c axis, an RGB24 NIfTI, a colour DICOM series; a 4D NIfTI of "
+        "three volumes is not read as colour); resampled onto the anatomical grid when both are "
+        "placed in the patient (DICOM, NIfTI)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="OME-Zarr folder to write (NAME.zarr or a name without extension; an interrupted one is "
+        "resumed); a name ending in .nii or .nii.gz writes NIfTI; with --format dicom, a new folder "
+        "for a DICOM series",
+    )
+    p.add_argument(
+        "--format",
+        default="auto",
+        choices=("auto", "ome-zarr", "nifti", "dicom"),
+        help="auto (default): NIfTI for .nii/.nii.gz, else OME-Zarr; dicom: one Secondary Capture "
+        "image per slice (IM00001.dcm, ...), the study and patient of --dicom-source",
+    )
+    p.add_argument(
+        "--dicom-source",
+        type=Path,
+        default=None,
+        metavar="FILE_OR_FOLDER",
+        help="with --format dicom: a DICOM file (or folder) of the series whose study and patient the fused "
+        "series joins (default: the anatomical input when it is a DICOM series, else a new study of "
+        "patient ANONYMOUS)",
+    )
     p.add_argument("--preset", default="auto", help=PRESET_HELP)
     p.add_argument("--weights", type=Path, default=None, help="a weight file instead of a preset")
-    p.add_argument("--a-window", default=None, metavar="LO,HI",
-                   help="contrast window of the anatomical volume (default: its full range); --a-window=-100,400")
+    p.add_argument(
+        "--a-window",
+        default=None,
+        metavar="LO,HI",
+        help="contrast window of the anatomical volume (default: its full range); --a-window=-100,400",
+    )
     p.add_argument("--b-window", default=None, metavar="LO,HI", help="contrast window of the functional volume")
-    p.add_argument("--balance", type=float, default=None,
-                   help="anatomy first (0) to function first (1), for networks trained with a balance input")
-    p.add_argument("--colormap", default="auto", choices=("auto", "pet", "none"),
-                   help="a grey functional volume (PET in SUV) is fused through this colour table, so the uptake "
-                        "shows in colour; auto (default): the PET table (black, red, yellow) with PET-MRI/SPECT-MRI "
-                        "or a PET/SPECT DICOM series; none: fuse it grey")
-    p.add_argument("--align", action="store_true",
-                   help="register the functional volume to the anatomical one first (rigid, mutual information; "
-                        "volumes placed in the patient: DICOM, NIfTI); the transform goes into the output's record")
-    p.add_argument("--scheduler", default=None,
-                   help="threads (default), processes, synchronous or tcp://HOST:PORT of a dask.distributed "
-                        "scheduler (default: $DASK_SCHEDULER_ADDRESS when set)")
+    p.add_argument(
+        "--balance",
+        type=float,
+        default=None,
+        help="anatomy first (0) to function first (1), for networks trained with a balance input",
+    )
+    p.add_argument(
+        "--colormap",
+        default="auto",
+        choices=("auto", "pet", "none"),
+        help="a grey functional volume (PET in SUV) is fused through this colour table, so the uptake "
+        "shows in colour; auto (default): the PET table (black, red, yellow) with PET-MRI/SPECT-MRI "
+        "or a PET/SPECT DICOM series; none: fuse it grey",
+    )
+    p.add_argument(
+        "--align",
+        action="store_true",
+        help="register the functional volume to the anatomical one first (rigid, mutual information; "
+        "volumes placed in the patient: DICOM, NIfTI); the transform goes into the output's record",
+    )
+    p.add_argument(
+        "--scheduler",
+        default=None,
+        help="threads (default), processes, synchronous or tcp://HOST:PORT of a dask.distributed "
+        "scheduler (default: $DASK_SCHEDULER_ADDRESS when set)",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     p.set_defaults(run=_run_fuse_volume)
 
@@ -158,9 +229,11 @@ def check_volume_output(out: Path, fmt: str) -> None:
     from .output_errors import check_output_place
 
     if out.name.lower().endswith(IMAGE_SUFFIXES):
-        raise ValueError(f"{out} names an image file: fuse-volume writes OME-Zarr (NAME.zarr, or a name without "
-                         "an extension), NIfTI (.nii, .nii.gz) or a DICOM series (--format dicom); "
-                         "fuse 2D images with lightfusion fuse")
+        raise ValueError(
+            f"{out} names an image file: fuse-volume writes OME-Zarr (NAME.zarr, or a name without "
+            "an extension), NIfTI (.nii, .nii.gz) or a DICOM series (--format dicom); "
+            "fuse 2D images with lightfusion fuse"
+        )
     output_format(out, fmt)
     check_output_place(out)
 
@@ -182,8 +255,10 @@ def _run_fuse_volume(args):
     if choice.warning:
         notes(f"warning: {choice.warning}")
     if args.align and not placed:
-        notes("--align does not apply: the volumes are not both placed in the patient (DICOM, NIfTI); "
-              "fused voxel by voxel")
+        notes(
+            "--align does not apply: the volumes are not both placed in the patient (DICOM, NIfTI); "
+            "fused voxel by voxel"
+        )
     slices, bars = SliceCount(), []  # the bar is made when the first slice is due, so that an error is one line
 
     def progress(done, total):
@@ -196,31 +271,48 @@ def _run_fuse_volume(args):
     try:
         with output_errors(args.out, slices, resumable=True):
             report = fuse_volume_as(
-                args.anatomical, args.functional, args.out, fmt=args.format, dicom_source=args.dicom_source,
-                preset=choice.preset, weights=args.weights,
-                a_window=windows[0], b_window=windows[1], balance=args.balance, device=args.device,
-                scheduler_name=args.scheduler, colormap=args.colormap, align=args.align and placed,
-                progress=progress, command=command_line(args), say=notes,
+                args.anatomical,
+                args.functional,
+                args.out,
+                fmt=args.format,
+                dicom_source=args.dicom_source,
+                preset=choice.preset,
+                weights=args.weights,
+                a_window=windows[0],
+                b_window=windows[1],
+                balance=args.balance,
+                device=args.device,
+                scheduler_name=args.scheduler,
+                colormap=args.colormap,
+                align=args.align and placed,
+                progress=progress,
+                command=command_line(args),
+                say=notes,
             )
     finally:
         for bar in bars:
             bar.close()
     notes.flush()
-    print(f"wrote {report.out}: {report.fused} slices fused, {report.skipped} already there, "
-          f"{report.seconds:.1f} s")
+    print(f"wrote {report.out}: {report.fused} slices fused, {report.skipped} already there, {report.seconds:.1f} s")
 
 
 def add_batch(sub) -> None:
     """Register ``lightfusion batch``."""
     p = sub.add_parser("batch", help="fuse a cohort: one pair (2D images or volumes) per row of a CSV manifest")
-    p.add_argument("manifest", type=Path,
-                   help="CSV with the columns anatomical,functional,preset,output (and optionally format: dicom), "
-                        "paths relative to it; an empty preset is guessed as fuse guesses it; the output's name says "
-                        "what is written: .png/.tif/.jpg an image (fused as fuse does), .nii/.nii.gz NIfTI, "
-                        "else OME-Zarr (NAME.zarr)")
+    p.add_argument(
+        "manifest",
+        type=Path,
+        help="CSV with the columns anatomical,functional,preset,output (and optionally format: dicom), "
+        "paths relative to it; an empty preset is guessed as fuse guesses it; the output's name says "
+        "what is written: .png/.tif/.jpg an image (fused as fuse does), .nii/.nii.gz NIfTI, "
+        "else OME-Zarr (NAME.zarr)",
+    )
     p.add_argument("--out", type=Path, required=True, help="folder for the outputs and summary.csv")
-    p.add_argument("--align", action="store_true",
-                   help="register each pair placed in the patient (DICOM, NIfTI) as fuse-volume --align does")
+    p.add_argument(
+        "--align",
+        action="store_true",
+        help="register each pair placed in the patient (DICOM, NIfTI) as fuse-volume --align does",
+    )
     p.add_argument("--scheduler", default=None, help="as for fuse-volume")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     p.set_defaults(run=_run_batch)
@@ -238,8 +330,15 @@ def _run_batch(args):
         for note in filter(None, row["notes"].split(" | ")):
             print(f"        {note}", flush=True)
 
-    rows = fuse_batch(args.manifest, args.out, scheduler_name=args.scheduler, device=args.device,
-                      align=args.align, command=command_line(args), on_pair=report)
+    rows = fuse_batch(
+        args.manifest,
+        args.out,
+        scheduler_name=args.scheduler,
+        device=args.device,
+        align=args.align,
+        command=command_line(args),
+        on_pair=report,
+    )
     failed = sum(row["status"] != "done" for row in rows)
     if failed:
         raise ValueError(f"{failed} of {len(rows)} pairs failed; see {args.out / 'summary.csv'}")

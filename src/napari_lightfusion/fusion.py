@@ -96,8 +96,15 @@ class FusionPlan:
         start = time.perf_counter()
         pair = self.pair
         out = run_stack(
-            self.model, pair.anatomical[slices], pair.functional[slices],
-            self.device, self.channel, self.tile, maps=self.maps, balance=self.balance, threads=self.threads,
+            self.model,
+            pair.anatomical[slices],
+            pair.functional[slices],
+            self.device,
+            self.channel,
+            self.tile,
+            maps=self.maps,
+            balance=self.balance,
+            threads=self.threads,
         )
         colour = None if pair.colour is None else pair.colour[slices]
         part = PreparedPair(pair.anatomical[slices], pair.functional[slices], colour, pair.swapped, stacked)
@@ -155,8 +162,7 @@ def plan_fusion(
     if balance is not None:
         balance = check_balance(balance)
     return FusionPlan(
-        pair, model, resolve_device(device), None if weights is not None else preset, channel, tile,
-        bool(maps), balance,
+        pair, model, resolve_device(device), None if weights is not None else preset, channel, tile, bool(maps), balance
     )
 
 

@@ -61,8 +61,9 @@ class PresetChoice:
         return f"preset {self.preset} ({self.reason})"
 
 
-def choose_preset(anatomical: LayerInfo, functional: LayerInfo, given: str | None = "auto",
-                  weights=None) -> PresetChoice:
+def choose_preset(
+    anatomical: LayerInfo, functional: LayerInfo, given: str | None = "auto", weights=None
+) -> PresetChoice:
     """The preset for a pair described by two :class:`~napari_lightfusion.modalities.LayerInfo`.
 
     ``given`` other than ``"auto"`` (or empty) is used as it is, with
@@ -84,8 +85,11 @@ def choose_preset(anatomical: LayerInfo, functional: LayerInfo, given: str | Non
         else:
             colour = anatomical.colour or functional.colour
             preset = "PET-MRI" if colour else "CT-MRI"
-            choice = PresetChoice(preset, f"{guess.reason}, none trained for it: {preset} fits a "
-                                          f"{'colour' if colour else 'grey'} pair", guess.warning)
+            choice = PresetChoice(
+                preset,
+                f"{guess.reason}, none trained for it: {preset} fits a {'colour' if colour else 'grey'} pair",
+                guess.warning,
+            )
     if weights is not None:
         return replace(choice, reason=f"{choice.reason}; the network is --weights {weights}")
     return choice
@@ -210,8 +214,7 @@ def check_image_output(out, inputs=()) -> Path:
     out = Path(out)
     name = out.name.lower()
     if name.endswith(VOLUME_SUFFIXES):
-        raise ValueError(f"{out} names a volume; fuse writes an image ({', '.join(IMAGE_SUFFIXES)}): "
-                         f"{USE_FUSE_VOLUME}")
+        raise ValueError(f"{out} names a volume; fuse writes an image ({', '.join(IMAGE_SUFFIXES)}): {USE_FUSE_VOLUME}")
     if not name.endswith(IMAGE_SUFFIXES):
         raise ValueError(f"cannot write {out}: give an image file name ending in {', '.join(IMAGE_SUFFIXES)}")
     if out.is_dir():
@@ -227,8 +230,10 @@ def _plane_matrices(a: ImageFile, b: ImageFile, say) -> tuple[np.ndarray, np.nda
     big_a, big_b = a.geometry.affine, b.geometry.affine
     relative = np.linalg.solve(big_a, big_b)  # b's (z, y, x) index -> a's
     if not np.allclose(relative[0, 1:3], 0.0, atol=1e-3):
-        raise ValueError(f"{b.path.name} and {a.path.name} lie in planes at an angle to each other; "
-                         f"fuse their series with lightfusion fuse-volume")
+        raise ValueError(
+            f"{b.path.name} and {a.path.name} lie in planes at an angle to each other; "
+            f"fuse their series with lightfusion fuse-volume"
+        )
     thickness = float(np.linalg.norm(big_a[:3, 0]))
     apart = abs(float(relative[0, 3])) * thickness
     if apart > thickness / 2:
@@ -248,15 +253,16 @@ def _pair_inputs(a: ImageFile, b: ImageFile, preset: str, align: bool, say) -> d
     tinted = b.geometry is not None and not b.rgb and (b.modality in UPTAKE_MODALITIES or preset in COLOUR_PRESETS)
     placed = a.geometry is not None and b.geometry is not None
     if align and not placed:
-        say(f"--align does not apply: {a.path.name} and {b.path.name} are not both placed in the patient "
-            "(DICOM images); fused as they are")
+        say(
+            f"--align does not apply: {a.path.name} and {b.path.name} are not both placed in the patient "
+            "(DICOM images); fused as they are"
+        )
     if not (tinted or placed):
         return {"a": a.data, "b": b.data}
     inputs = {"a": a.data, "b": b.data, "a_limits": None, "b_limits": None, "a_rgb": a.rgb, "b_rgb": b.rgb}
     if tinted:
         say(f"{b.path.name} is grey: fused through the PET colour table, so the uptake shows in colour")
-        inputs.update(b_lut=colour_table(), b_limits=default_limits(b.data.dtype, np.nanmin(b.data),
-                                                                    np.nanmax(b.data)))
+        inputs.update(b_lut=colour_table(), b_limits=default_limits(b.data.dtype, np.nanmin(b.data), np.nanmax(b.data)))
     if placed:
         inputs["a_matrix"], inputs["b_matrix"] = _plane_matrices(a, b, say)
         inputs["b_matrix"] = _register(a, b, inputs["a_matrix"], inputs["b_matrix"], align, say)
@@ -276,8 +282,10 @@ def _register(a: ImageFile, b: ImageFile, matrix_a, matrix_b, align: bool, say) 
             say(found.message(a.path.name, b.path.name) + "; run again with --align to register it")
         return matrix_b
     done = registration.register_rigid(a.data, matrix_a, b.data, matrix_b, rgb_moving=b.rgb)
-    say(f"aligned {b.path.name}: moved {float(np.linalg.norm(done.shift_mm)):.1f} mm, turned "
-        f"{done.rotation_deg:.1f} deg ({done.method})")
+    say(
+        f"aligned {b.path.name}: moved {float(np.linalg.norm(done.shift_mm)):.1f} mm, turned "
+        f"{done.rotation_deg:.1f} deg ({done.method})"
+    )
     return done.world_transform @ matrix_b
 
 
@@ -304,9 +312,19 @@ def _write(path: Path, image: np.ndarray) -> None:
         temp.unlink(missing_ok=True)
 
 
-def fuse_files(a, b, out, *, preset: str | None = "auto", weights=None, device: str = "auto",
-               balance: float | None = None, maps=None, align: bool = False,
-               say: Callable[[str], None] | None = None) -> ImageReport:
+def fuse_files(
+    a,
+    b,
+    out,
+    *,
+    preset: str | None = "auto",
+    weights=None,
+    device: str = "auto",
+    balance: float | None = None,
+    maps=None,
+    align: bool = False,
+    say: Callable[[str], None] | None = None,
+) -> ImageReport:
     """Fuse the image files ``a`` (anatomical) and ``b`` (functional) into the image file ``out``.
 
     ``preset``: a preset, or ``"auto"`` (:func:`choose_preset`); ``maps``:
@@ -332,8 +350,9 @@ def fuse_files(a, b, out, *, preset: str | None = "auto", weights=None, device: 
     if choice.warning:
         say(f"warning: {choice.warning}")
     inputs = _pair_inputs(first, second, choice.preset, align, say)
-    result = fuse(**inputs, preset=choice.preset, device=device, weights=weights, balance=balance,
-                  maps=maps is not None)
+    result = fuse(
+        **inputs, preset=choice.preset, device=device, weights=weights, balance=balance, maps=maps is not None
+    )
     with output_errors(out):
         _write(out, (np.clip(result.fused, 0, 1) * 255).round().astype(np.uint8))
     if maps is not None:

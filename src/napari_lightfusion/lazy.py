@@ -238,33 +238,69 @@ def fuse_lazy(
     check = plan_fusion(
         _slice_image(np.asarray(xa[:1]), rgb[0], a_limits),
         _slice_image(np.asarray(xb[:1]), rgb[1], b_limits),
-        preset, device, weights=weights, channel=channel,
-        a_limits=a_limits, b_limits=b_limits, a_rgb=rgb[0], b_rgb=rgb[1], balance=balance, maps=maps,
+        preset,
+        device,
+        weights=weights,
+        channel=channel,
+        a_limits=a_limits,
+        b_limits=b_limits,
+        a_rgb=rgb[0],
+        b_rgb=rgb[1],
+        balance=balance,
+        maps=maps,
     )
     spec = SliceSpec(
-        xa.name, xb.name, None if weights is not None else preset,
+        xa.name,
+        xb.name,
+        None if weights is not None else preset,
         None if weights is None else str(Path(weights).resolve()),
-        str(device), channel,
-        tuple(float(v) for v in a_limits), tuple(float(v) for v in b_limits),
-        rgb[0], rgb[1], balance, bool(maps), threads,
+        str(device),
+        channel,
+        tuple(float(v) for v in a_limits),
+        tuple(float(v) for v in b_limits),
+        rgb[0],
+        rgb[1],
+        balance,
+        bool(maps),
+        threads,
     )
     token = tokenize(spec)
     zs = da.arange(xa.shape[0], chunks=1)
     colour = rgb[0] or rgb[1]
     fused = da.blockwise(
-        _fused_block, "zyxc" if colour else "zyx",
-        zs, "z", xa, "zyxa", xb, "zyxb",
+        _fused_block,
+        "zyxc" if colour else "zyx",
+        zs,
+        "z",
+        xa,
+        "zyxa",
+        xb,
+        "zyxb",
         new_axes={"c": 3} if colour else None,
-        name=f"lightfusion-fused-{token}", dtype=np.float32,
+        name=f"lightfusion-fused-{token}",
+        dtype=np.float32,
         meta=np.empty((0,) * (4 if colour else 3), np.float32),
-        concatenate=True, spec=spec,
+        concatenate=True,
+        spec=spec,
     )
 
     def a_map(which: str):
         return da.blockwise(
-            _map_block, "mzyx", zs, "z", xa, "zyxa", xb, "zyxb",
-            new_axes={"m": 2}, name=f"lightfusion-{which}-{token}", dtype=np.float32,
-            meta=np.empty((0, 0, 0, 0), np.float32), concatenate=True, spec=spec, which=which,
+            _map_block,
+            "mzyx",
+            zs,
+            "z",
+            xa,
+            "zyxa",
+            xb,
+            "zyxb",
+            new_axes={"m": 2},
+            name=f"lightfusion-{which}-{token}",
+            dtype=np.float32,
+            meta=np.empty((0, 0, 0, 0), np.float32),
+            concatenate=True,
+            spec=spec,
+            which=which,
         )
 
     surprise = a_map("surprise") if maps and check.model.config.attention == "pca" else None
@@ -272,9 +308,19 @@ def fuse_lazy(
     weight = None
     if maps and check.model.has_weight:
         weight = da.blockwise(
-            _weight_block, "zyx", zs, "z", xa, "zyxa", xb, "zyxb",
-            name=f"lightfusion-weight-{token}", dtype=np.float32,
-            meta=np.empty((0, 0, 0), np.float32), concatenate=True, spec=spec,
+            _weight_block,
+            "zyx",
+            zs,
+            "z",
+            xa,
+            "zyxa",
+            xb,
+            "zyxb",
+            name=f"lightfusion-weight-{token}",
+            dtype=np.float32,
+            meta=np.empty((0, 0, 0), np.float32),
+            concatenate=True,
+            spec=spec,
         )
     if not stacked:
         fused = fused[0]

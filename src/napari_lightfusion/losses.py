@@ -65,10 +65,7 @@ class LossWeights:
 
 
 #: The two weightings the paper gives (intensity / gradient / SSIM).
-WEIGHTINGS = {
-    "eq5": LossWeights(20.0, 100.0, 50.0),
-    "table5": LossWeights(100.0, 50.0, 20.0),
-}
+WEIGHTINGS = {"eq5": LossWeights(20.0, 100.0, 50.0), "table5": LossWeights(100.0, 50.0, 20.0)}
 
 
 def _towards_b(paper_target, b_target, balance: float):
@@ -176,7 +173,12 @@ HOT_SPOT_MODES = ("hotspot", "split")
 
 
 def fusion_loss(
-    fused, a, b, weights: LossWeights = LossWeights(), balance: float = 0.0, mode: str = "targets",
+    fused,
+    a,
+    b,
+    weights: LossWeights = LossWeights(),
+    balance: float = 0.0,
+    mode: str = "targets",
     hot=None,
     hot_weight: float = 1.0,
 ):

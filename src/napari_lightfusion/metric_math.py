@@ -19,9 +19,7 @@ def grey_image(img) -> np.ndarray:
     """``img`` as a 2-D float64 array (:func:`napari_lightfusion.colour.grey`: RGB(A) reduced to BT.601 luma)."""
     arr = grey(img)
     if arr.ndim != 2:
-        raise ValueError(
-            f"expected a grey (H, W) or RGB (H, W, 3) image, got shape {np.shape(img)}"
-        )
+        raise ValueError(f"expected a grey (H, W) or RGB (H, W, 3) image, got shape {np.shape(img)}")
     return arr
 
 
@@ -29,9 +27,7 @@ def three_images(f, a, b) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The fused image and the two sources as grey 2-D arrays (:func:`grey_image`); ``ValueError`` unless one shape."""
     f, a, b = grey_image(f), grey_image(a), grey_image(b)
     if not (f.shape == a.shape == b.shape):
-        raise ValueError(
-            f"fused and source images must have the same shape, got {f.shape}, {a.shape}, {b.shape}"
-        )
+        raise ValueError(f"fused and source images must have the same shape, got {f.shape}, {a.shape}, {b.shape}")
     return f, a, b
 
 
@@ -66,4 +62,3 @@ def correlation(x: np.ndarray, y: np.ndarray) -> float:
     if not den > 0.0 or not math.isfinite(den):
         return 0.0
     return float((xm * ym).sum() / den)
-

@@ -111,11 +111,7 @@ TEN: tuple[Metric, ...] = (
         "activity there is.",
         decimals=2,
     ),
-    Metric(
-        "AG",
-        meaning="Average gradient: sharpness of detail",
-        about="average gradient magnitude: sharpness.",
-    ),
+    Metric("AG", meaning="Average gradient: sharpness of detail", about="average gradient magnitude: sharpness."),
     Metric(
         "MI",
         meaning="Mutual information with both sources (sum), nats: information carried over",

@@ -45,8 +45,16 @@ from .metric_registry import HOT_SPOT_MEASURES, METRICS
 from .statistical_metrics import ag, cc, en, mi, scd, sd, sf
 
 __all__ = [
-    "METRICS", "qabf", "ssim", "vif", "evaluate",
-    "HOT_SPOT_MEASURES", "hot_spot", "anatomy_kept", "function_kept", "hot_spot_scores",
+    "METRICS",
+    "qabf",
+    "ssim",
+    "vif",
+    "evaluate",
+    "HOT_SPOT_MEASURES",
+    "hot_spot",
+    "anatomy_kept",
+    "function_kept",
+    "hot_spot_scores",
 ]
 
 
@@ -139,10 +147,7 @@ def ssim(f, a, b) -> float:
     f, a, b = three_images(f, a, b)
     if min(f.shape) < 7:
         return float("nan")
-    return float(
-        structural_similarity(f, a, data_range=255.0)
-        + structural_similarity(f, b, data_range=255.0)
-    )
+    return float(structural_similarity(f, a, data_range=255.0) + structural_similarity(f, b, data_range=255.0))
 
 
 def _gauss1d(n: int, sigma: float) -> np.ndarray:

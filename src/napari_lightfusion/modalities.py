@@ -52,8 +52,27 @@ _WORDS: dict[str, tuple[str, float, str]] = {
     **dict.fromkeys(("pet", "fdg"), _PET),
     "spect": _SPECT,
     **dict.fromkeys(("phase", "brightfield", "dic", "transmitted"), _LIGHT),
-    **dict.fromkeys(("gfp", "egfp", "yfp", "cfp", "rfp", "mcherry", "tdtomato", "dapi", "hoechst", "fitc", "tritc",
-                     "cy3", "cy5", "fluorescence", "fluorescent", "fluo"), _FLUO),
+    **dict.fromkeys(
+        (
+            "gfp",
+            "egfp",
+            "yfp",
+            "cfp",
+            "rfp",
+            "mcherry",
+            "tdtomato",
+            "dapi",
+            "hoechst",
+            "fitc",
+            "tritc",
+            "cy3",
+            "cy5",
+            "fluorescence",
+            "fluorescent",
+            "fluo",
+        ),
+        _FLUO,
+    ),
 }
 
 #: DICOM Modality (0008,0060) -> what it says, the strongest evidence when a reader recorded it.
@@ -101,16 +120,22 @@ class LayerInfo:
     layer: Any = field(default=None, compare=False, repr=False)
 
     @classmethod
-    def from_array(cls, name: str, data, path: str | None = None, rgb: bool | None = None,
-                   layer: Any = None) -> LayerInfo:
+    def from_array(
+        cls, name: str, data, path: str | None = None, rgb: bool | None = None, layer: Any = None
+    ) -> LayerInfo:
         """Describe ``data`` (numpy, dask or zarr; never materialised) named ``name``."""
         if rgb is None:
             rgb = len(data.shape) >= 3 and data.shape[-1] in (3, 4)
         grey_rgb = bool(rgb) and is_grey_rgb(data)
         return cls(
-            name=str(name), path=None if path is None else str(path), shape=tuple(data.shape),
-            dtype=str(data.dtype), rgb=bool(rgb), grey_rgb=grey_rgb,
-            looks=ct_evidence(data, bool(rgb)) if grey_rgb or not rgb else "", layer=layer,
+            name=str(name),
+            path=None if path is None else str(path),
+            shape=tuple(data.shape),
+            dtype=str(data.dtype),
+            rgb=bool(rgb),
+            grey_rgb=grey_rgb,
+            looks=ct_evidence(data, bool(rgb)) if grey_rgb or not rgb else "",
+            layer=layer,
         )
 
     @classmethod
@@ -127,8 +152,9 @@ class LayerInfo:
             info = replace(info, shape=tuple(full_resolution(layer).shape))
         clinical = (getattr(layer, "metadata", None) or {}).get("clinical") or {}
         tinted = not info.rgb and _tinted(layer)
-        return replace(info, tinted=tinted, looks="" if tinted else info.looks,
-                       dicom_modality=str(clinical.get("modality", "")))
+        return replace(
+            info, tinted=tinted, looks="" if tinted else info.looks, dicom_modality=str(clinical.get("modality", ""))
+        )
 
     @property
     def colour(self) -> bool:
@@ -209,4 +235,3 @@ def name_ids(info: LayerInfo) -> set[str]:
     """Words of the names that are not modalities ("MRI 23" -> {"23"}), to match pairs."""
     texts = [info.name] + ([PurePath(info.path).stem] if info.path else [])
     return {w for t in texts for w in re.split(r"[^a-z0-9]+", t.lower()) if w and w not in _WORDS}
-

@@ -109,10 +109,7 @@ def check_balance(balance) -> float:
 def conv_block(cin: int, cout: int, kind: str, dilation: int = 1) -> nn.Sequential:
     """One 3x3 feature block: depthwise-separable or standard, then LeakyReLU."""
     if kind == "dsc":
-        layers = [
-            nn.Conv2d(cin, cin, 3, padding=dilation, dilation=dilation, groups=cin),
-            nn.Conv2d(cin, cout, 1),
-        ]
+        layers = [nn.Conv2d(cin, cin, 3, padding=dilation, dilation=dilation, groups=cin), nn.Conv2d(cin, cout, 1)]
     else:
         layers = [nn.Conv2d(cin, cout, 3, padding=dilation, dilation=dilation)]
     return nn.Sequential(*layers, nn.LeakyReLU(0.1, inplace=True))
@@ -123,9 +120,7 @@ class Bottleneck(nn.Sequential):
 
     def __init__(self, channels: int, reduction: int):
         hidden = max(1, channels // reduction)
-        super().__init__(
-            nn.Conv2d(channels, hidden, 1), nn.ReLU(inplace=True), nn.Conv2d(hidden, channels, 1)
-        )
+        super().__init__(nn.Conv2d(channels, hidden, 1), nn.ReLU(inplace=True), nn.Conv2d(hidden, channels, 1))
 
 
 class PredictiveContextAttention(nn.Module):
@@ -328,9 +323,7 @@ class LightFusionNet(nn.Module):
             balance = self.config.balance if self.conditioned else 0.0
         value = check_balance(balance)
         if not self.conditioned:
-            return torch.ones(c, dtype=ref.dtype, device=ref.device), torch.zeros(
-                c, dtype=ref.dtype, device=ref.device
-            )
+            return torch.ones(c, dtype=ref.dtype, device=ref.device), torch.zeros(c, dtype=ref.dtype, device=ref.device)
         return self.film(torch.tensor(value, dtype=ref.dtype, device=ref.device))
 
     @property

@@ -125,8 +125,11 @@ def mattes_method(sampled, stage: str, step_mm: float):
     method.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
     method.SetInterpolator(sitk.sitkLinear)
     method.SetOptimizerAsRegularStepGradientDescent(
-        learningRate=step_mm, minStep=0.01 * step_mm, numberOfIterations=ITERATIONS[stage],
-        relaxationFactor=0.7, gradientMagnitudeTolerance=1e-8,
+        learningRate=step_mm,
+        minStep=0.01 * step_mm,
+        numberOfIterations=ITERATIONS[stage],
+        relaxationFactor=0.7,
+        gradientMagnitudeTolerance=1e-8,
     )
     method.SetOptimizerScalesFromPhysicalShift()
     return method
@@ -175,4 +178,3 @@ def mi_gain(sampled, interpolated, step_mm: float, offset) -> float:
             return 0.0
     in_place, shifted = values  # negative MI: lower is better
     return float((in_place - shifted) / abs(in_place)) if in_place else 0.0
-

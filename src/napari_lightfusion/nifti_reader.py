@@ -99,8 +99,10 @@ class NiftiVolume(SliceReader):
         self.voxel_size = tuple(zooms[axes.index(d)] for d in range(3))
         self.unit = ngff_unit(image.header.get_xyzt_units()[0])
         self.space = Space(
-            input_affine=_rows(affine), input_axcodes="".join(aff2axcodes(affine)),
-            affine=_rows(affine @ inv_ornt_aff(self.ornt, self.file_shape)), shape=self.shape,
+            input_affine=_rows(affine),
+            input_axcodes="".join(aff2axcodes(affine)),
+            affine=_rows(affine @ inv_ornt_aff(self.ornt, self.file_shape)),
+            shape=self.shape,
         )
         if image.get_data_dtype().names:  # RGB24 (what write_nifti writes for colour): channels last
             self.shape += (len(image.get_data_dtype().names),)
@@ -147,4 +149,3 @@ def _check_affine(path: str, affine: np.ndarray) -> None:
         raise ValueError(
             f"cannot read {path}: its affine (sform/qform) is degenerate, not invertible; fix its header first"
         )
-

@@ -56,8 +56,9 @@ class NiftiWriter(SliceWriter):
         with self._disk():
             self._raw = open(self.temp, "wb")  # noqa: SIM115 - kept open across write() calls; closed by _commit or _cleanup
             gz = path.name.lower().endswith(".gz")
-            self._file = gzip.GzipFile(fileobj=self._raw, mode="wb", compresslevel=1, mtime=0, filename="") \
-                if gz else self._raw
+            self._file = (
+                gzip.GzipFile(fileobj=self._raw, mode="wb", compresslevel=1, mtime=0, filename="") if gz else self._raw
+            )
             header.write_to(self._file)
 
     def _write(self, z: int, image: np.ndarray) -> None:
@@ -90,5 +91,3 @@ def write_nifti(path, volume, geometry: Geometry, *, description: str = "", prog
     """
     shape, rgb = fused_layout(volume)
     return write_all(NiftiWriter(path, shape, rgb, geometry, description), volume, progress)
-
-

@@ -63,8 +63,16 @@ class Objective:
         """``(total, terms)`` of :func:`fusion_loss` at ``balance`` (None: the paper's loss)."""
         if balance is None:
             return fusion_loss(fused, a, b, self.weights)
-        return fusion_loss(fused, a, b, self.weights, balance, self.balance_loss,
-                           hot if self.needs_hot_spots else None, hot_weight=self.hot_spot_weight)
+        return fusion_loss(
+            fused,
+            a,
+            b,
+            self.weights,
+            balance,
+            self.balance_loss,
+            hot if self.needs_hot_spots else None,
+            hot_weight=self.hot_spot_weight,
+        )
 
     def for_model(self, model: LightFusionNet) -> Objective:
         """This objective as ``model`` can take it.
@@ -86,8 +94,11 @@ class Objective:
         if self.balance is None:
             return f"the paper's loss, {weights}"
         hot = f" (hot-spot weight {self.hot_spot_weight:g})" if self.balance_loss in HOT_SPOT_MODES else ""
-        share = ("every batch there" if self.default_share >= 1.0
-                 else f"{self.default_share:.0%} of batches there, the rest b uniform")
+        share = (
+            "every batch there"
+            if self.default_share >= 1.0
+            else f"{self.default_share:.0%} of batches there, the rest b uniform"
+        )
         return f"{self.balance_loss} balance loss{hot}, default b {self.balance:g} ({share}), {weights}"
 
     def to_dict(self) -> dict:

@@ -34,8 +34,16 @@ class OmeZarrOutput:
         self.path = Path(path)
 
     @classmethod
-    def create(cls, path, shape: tuple[int, int, int], rgb: bool, voxel_size=None, unit=None,
-               name: str = "fused", translation=None) -> OmeZarrOutput:
+    def create(
+        cls,
+        path,
+        shape: tuple[int, int, int],
+        rgb: bool,
+        voxel_size=None,
+        unit=None,
+        name: str = "fused",
+        translation=None,
+    ) -> OmeZarrOutput:
         """A new, empty output of ``shape`` ``(Z, Y, X)`` (three channels when ``rgb``).
 
         ``translation``: where voxel ``(0, 0, 0)`` lies ``(z, y, x)``, an OME-NGFF
@@ -46,8 +54,12 @@ class OmeZarrOutput:
         z, y, x = shape
         group = zarr.open_group(str(path), mode="w", zarr_format=2)
         group.create_array(
-            cls.ARRAY, shape=((3,) if rgb else ()) + (z, y, x), chunks=((3,) if rgb else ()) + (1, y, x),
-            dtype="float32", fill_value=0.0, chunk_key_encoding={"name": "v2", "separator": "/"},
+            cls.ARRAY,
+            shape=((3,) if rgb else ()) + (z, y, x),
+            chunks=((3,) if rgb else ()) + (1, y, x),
+            dtype="float32",
+            fill_value=0.0,
+            chunk_key_encoding={"name": "v2", "separator": "/"},
         )
         space = [{"name": a, "type": "space", **({"unit": unit} if unit else {})} for a in "zyx"]
         axes = ([{"name": "c", "type": "channel"}] if rgb else []) + space
@@ -57,16 +69,24 @@ class OmeZarrOutput:
             offset = ([0.0] if rgb else []) + [float(v) for v in translation]
             transforms.append({"type": "translation", "translation": offset})
         colours = ("FF0000", "00FF00", "0000FF") if rgb else ("FFFFFF",)
-        group.attrs.update({
-            "multiscales": [{
-                "version": "0.4", "name": name, "axes": axes,
-                "datasets": [{"path": cls.ARRAY, "coordinateTransformations": transforms}],
-            }],
-            "omero": {"channels": [
-                {"color": c, "window": {"start": 0.0, "end": 1.0, "min": 0.0, "max": 1.0}, "active": True}
-                for c in colours
-            ]},
-        })
+        group.attrs.update(
+            {
+                "multiscales": [
+                    {
+                        "version": "0.4",
+                        "name": name,
+                        "axes": axes,
+                        "datasets": [{"path": cls.ARRAY, "coordinateTransformations": transforms}],
+                    }
+                ],
+                "omero": {
+                    "channels": [
+                        {"color": c, "window": {"start": 0.0, "end": 1.0, "min": 0.0, "max": 1.0}, "active": True}
+                        for c in colours
+                    ]
+                },
+            }
+        )
         return cls(path)
 
     def array(self):

@@ -275,9 +275,7 @@ def _annotate_shapes(data: bytes) -> bytes:
     return graph_model.SerializeToString()
 
 
-def export_onnx(
-    model: LightFusionNet, channel: int | None = None, maps: bool = True
-) -> tuple[bytes, list[str], bool]:
+def export_onnx(model: LightFusionNet, channel: int | None = None, maps: bool = True) -> tuple[bytes, list[str], bool]:
     """Export the network (with channel-reduced maps, or without maps) to an in-memory ONNX model.
 
     Uses the TorchScript-based exporter (``dynamo=False``), which needs no
@@ -295,9 +293,15 @@ def export_onnx(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the legacy exporter announces its deprecation
         torch.onnx.export(
-            net, (sample, sample), buffer,
-            input_names=["a", "b"], output_names=names, dynamic_axes=axes,
-            opset_version=OPSET, do_constant_folding=True, dynamo=False,
+            net,
+            (sample, sample),
+            buffer,
+            input_names=["a", "b"],
+            output_names=names,
+            dynamic_axes=axes,
+            opset_version=OPSET,
+            do_constant_folding=True,
+            dynamo=False,
         )
     data = buffer.getvalue()
     return (_annotate_shapes(data) if net.same_size else data), names, net.conditioned

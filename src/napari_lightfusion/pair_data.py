@@ -36,11 +36,7 @@ from .inputs import PreparedPair, prepare_pair
 from .messages import first_line
 
 #: Atlas dataset name -> (anatomical modality, other modality): the bundled presets' pairs.
-DATASETS = {
-    "CT-MRI": ("MRI", "CT"),
-    "PET-MRI": ("MRI", "PET"),
-    "SPECT-MRI": ("MRI", "SPECT"),
-}
+DATASETS = {"CT-MRI": ("MRI", "CT"), "PET-MRI": ("MRI", "PET"), "SPECT-MRI": ("MRI", "SPECT")}
 
 #: Functional folders of the atlas layout, next to ``MRI/``.
 FUNCTIONAL_FOLDERS = ("CT", "PET", "SPECT")

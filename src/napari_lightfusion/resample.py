@@ -47,7 +47,7 @@ def _shear_matrix(shear, ndim: int) -> np.ndarray:
         mat = np.eye(n)
         mat[np.triu_indices(n, 1)] = shear
     out = np.eye(ndim)
-    out[ndim - len(mat):, ndim - len(mat):] = mat
+    out[ndim - len(mat) :, ndim - len(mat) :] = mat
     return out
 
 
@@ -92,13 +92,7 @@ def _cast(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
 
 
 def iter_resample(
-    moving,
-    moving_affine,
-    fixed_shape,
-    fixed_affine,
-    *,
-    rgb: bool = False,
-    chunk_pixels: int = CHUNK_PIXELS,
+    moving, moving_affine, fixed_shape, fixed_affine, *, rgb: bool = False, chunk_pixels: int = CHUNK_PIXELS
 ) -> Generator[tuple[int, int], None, np.ndarray]:
     """Resample ``moving`` onto the grid of a fixed image, chunk by chunk.
 
@@ -162,8 +156,9 @@ class _Resampling:
         return cls(shape, spatial, to_moving, mshape[-1] if rgb else None, 0 if dtype.kind == "b" else 1, dtype)
 
     def rows(self, moving, start: int, stop: int) -> np.ndarray:
-        return _resample_rows(moving, self.to_moving, self.spatial, self.shape, start, stop, self.order,
-                              self.channels, self.dtype)
+        return _resample_rows(
+            moving, self.to_moving, self.spatial, self.shape, start, stop, self.order, self.channels, self.dtype
+        )
 
 
 class ResampledView:
@@ -270,7 +265,11 @@ def iter_resample_layer(functional, anatomical, *, chunk_pixels: int = CHUNK_PIX
     """
     rgb = bool(getattr(functional, "rgb", False))
     data = yield from iter_resample(
-        full_resolution(functional), data_to_world(functional), _spatial_shape(anatomical),
-        data_to_world(anatomical), rgb=rgb, chunk_pixels=chunk_pixels,
+        full_resolution(functional),
+        data_to_world(functional),
+        _spatial_shape(anatomical),
+        data_to_world(anatomical),
+        rgb=rgb,
+        chunk_pixels=chunk_pixels,
     )
     return data, {**spatial_kwargs(anatomical), "rgb": rgb}

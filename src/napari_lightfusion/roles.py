@@ -94,10 +94,15 @@ def _microscopy_message(infos) -> str:
     """The warning for a microscopy pair, naming its layers and what said microscopy."""
     infos = [i for i in infos if i is not None]
     names = " + ".join(repr(i.name) for i in infos)
-    said = next(f"the {m.source} of '{i.name}' says {m.word}" for i in infos
-                if (m := modality(i)) is not None and m.domain == "microscopy")
-    return (f"{names}: a microscopy pair ({said}), and no preset was trained for microscopy pairs; "
-            "fine-tune one on your own pairs")
+    said = next(
+        f"the {m.source} of '{i.name}' says {m.word}"
+        for i in infos
+        if (m := modality(i)) is not None and m.domain == "microscopy"
+    )
+    return (
+        f"{names}: a microscopy pair ({said}), and no preset was trained for microscopy pairs; "
+        "fine-tune one on your own pairs"
+    )
 
 
 def _same_kind(a: LayerInfo, f: LayerInfo) -> str | None:
@@ -163,17 +168,22 @@ def preset_warning(preset: str | None, anatomical, functional) -> str | None:
     if preset in ("PET-MRI", "SPECT-MRI") and colour is None:
         return f"'{f.name}' is grey but {preset} expects a colour {preset[:-4]} image: CT-MRI fits grey pairs"
     if preset == "CT-MRI" and colour is not None:
-        return (f"'{colour.name}' is in colour but CT-MRI expects a grey CT image: "
-                "PET-MRI or SPECT-MRI fits colour images")
+        return (
+            f"'{colour.name}' is in colour but CT-MRI expects a grey CT image: PET-MRI or SPECT-MRI fits colour images"
+        )
     if a is None:
         return None
     if same := _same_kind(a, f):
-        return (f"'{a.name}' and '{f.name}' are both {same}: no preset was trained on {same} + {same} pairs; "
-                f"{preset} fuses '{f.name}' as its {preset[:-4]} (fine-tune a preset on such pairs)")
+        return (
+            f"'{a.name}' and '{f.name}' are both {same}: no preset was trained on {same} + {same} pairs; "
+            f"{preset} fuses '{f.name}' as its {preset[:-4]} (fine-tune a preset on such pairs)"
+        )
     ma = modality(a)
     if preset == "CT-MRI" and ma is not None and ma.label == "CT":
-        return (f"{_said(ma, a)}, but it is the anatomical image: CT-MRI expects the MRI there and "
-                f"the CT as the functional image; swap the two")
+        return (
+            f"{_said(ma, a)}, but it is the anatomical image: CT-MRI expects the MRI there and "
+            f"the CT as the functional image; swap the two"
+        )
     return None
 
 
@@ -193,8 +203,10 @@ def role_note(anatomical, functional) -> str | None:
     if seen:
         return "Roles guessed from the images: " + "; ".join(seen)
     if mods == [None, None] and not any(i.colour for i in infos):
-        return (f"Roles from the opening order: nothing in the names or values of '{infos[0].name}' and "
-                f"'{infos[1].name}' says which is the anatomy; check them")
+        return (
+            f"Roles from the opening order: nothing in the names or values of '{infos[0].name}' and "
+            f"'{infos[1].name}' says which is the anatomy; check them"
+        )
     return None
 
 

@@ -149,8 +149,5 @@ class PngFolder(SliceReader):
 
         image = iio.imread(self.files[z])
         if image.shape != self.shape[1:]:
-            raise ValueError(
-                f"slice {self.files[z]} has shape {image.shape}, the first slice {self.shape[1:]}"
-            )
+            raise ValueError(f"slice {self.files[z]} has shape {image.shape}, the first slice {self.shape[1:]}")
         return image.astype(self.dtype, copy=False)
-

@@ -108,4 +108,3 @@ def write_all(writer: SliceWriter, volume, progress: Callable[[int, int], None] 
             if progress is not None:
                 progress(z + 1, writer.shape[0])
     return writer.target
-

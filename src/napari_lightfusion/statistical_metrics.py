@@ -131,4 +131,3 @@ def cc(f, a, b) -> float:
     """
     f, a, b = three_images(f, a, b)
     return 0.5 * (correlation(f, a) + correlation(f, b))
-

@@ -61,8 +61,13 @@ def suv_factor(ds, acquired=()) -> dict:
     """
     units, correction = text(ds.get("Units")).upper(), text(ds.get("DecayCorrection")).upper()
     weight = number(ds.get("PatientWeight"), 0.0)
-    known = {"weight_kg": weight or None, "dose_bq": None, "half_life_s": None, "decay_s": None,
-             "decay_correction": correction}
+    known = {
+        "weight_kg": weight or None,
+        "dose_bq": None,
+        "half_life_s": None,
+        "decay_s": None,
+        "decay_correction": correction,
+    }
     if units == "GML":
         return {"factor": 1.0, **known}
     if units != "BQML":

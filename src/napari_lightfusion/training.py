@@ -90,8 +90,9 @@ def make_optimiser(model: LightFusionNet, lr: float, film_lr_scale: float = 1.0)
 
 
 @torch.no_grad()
-def validate(model: LightFusionNet, images: Sequence[np.ndarray], objective: Objective,
-             measures: Sequence[str] = SCORED) -> dict:
+def validate(
+    model: LightFusionNet, images: Sequence[np.ndarray], objective: Objective, measures: Sequence[str] = SCORED
+) -> dict:
     """Mean loss and ``measures`` of ``model`` on ``(K, h, w)`` held-out arrays, at the default b.
 
     Runs on the model's device. The measures take the images on 0..255 as :mod:`metrics` expects; nan
@@ -262,8 +263,9 @@ def train_steps(
     crops = Crops(train, schedule.crop, schedule.seed)
     torch.manual_seed(schedule.seed)
     optimiser = make_optimiser(model, schedule.lr, objective.film_lr_scale if model.conditioned else 1.0)
-    decay = (torch.optim.lr_scheduler.StepLR(optimiser, schedule.lr_step, schedule.lr_gamma)
-             if schedule.lr_step else None)
+    decay = (
+        torch.optim.lr_scheduler.StepLR(optimiser, schedule.lr_step, schedule.lr_gamma) if schedule.lr_step else None
+    )
 
     def check(step: int) -> dict:
         values = validate(model, held, objective, measures) if held else {"loss": float("nan")}
@@ -281,8 +283,16 @@ def train_steps(
         run.best = first
     else:
         check(0)
-    yield Progress(0, schedule.steps, time.perf_counter() - start, schedule.seconds, float("nan"),
-                   run.validations[0][1], run.best, 0)
+    yield Progress(
+        0,
+        schedule.steps,
+        time.perf_counter() - start,
+        schedule.seconds,
+        float("nan"),
+        run.validations[0][1],
+        run.best,
+        0,
+    )
 
     step = 0
     while True:
@@ -320,13 +330,32 @@ def train_steps(
         validation = None
         if schedule.validate_every and step % schedule.validate_every == 0:
             validation = check(step)
-        yield Progress(step, schedule.steps, time.perf_counter() - start, schedule.seconds, run.losses[-1],
-                       validation, run.best, run.best_step, lr, {k: v.item() for k, v in terms.items()})
+        yield Progress(
+            step,
+            schedule.steps,
+            time.perf_counter() - start,
+            schedule.seconds,
+            run.losses[-1],
+            validation,
+            run.best,
+            run.best_step,
+            lr,
+            {k: v.item() for k, v in terms.items()},
+        )
 
     if step and run.validations[-1][0] != step:  # score the last state too
         validation = check(step)
-        yield Progress(step, schedule.steps, time.perf_counter() - start, schedule.seconds, run.losses[-1],
-                       validation, run.best, run.best_step, lr)
+        yield Progress(
+            step,
+            schedule.steps,
+            time.perf_counter() - start,
+            schedule.seconds,
+            run.losses[-1],
+            validation,
+            run.best,
+            run.best_step,
+            lr,
+        )
     if keep == "best":
         model.load_state_dict(best_state[0])
     run.seconds = time.perf_counter() - start

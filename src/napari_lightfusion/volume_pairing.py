@@ -54,11 +54,19 @@ class Placement:
 
     def inputs(self, va: Volume, vb: Volume, limits) -> dict:
         """``fuse_lazy``'s keyword arguments: the functional volume on the anatomical grid, in its colours."""
-        return as_displayed({
-            "a": va.data, "b": vb.data, "a_limits": limits[0], "b_limits": limits[1], "a_rgb": va.rgb,
-            "b_rgb": vb.rgb, "a_matrix": va.matrix(), "b_matrix": self.b_matrix,
-            "b_lut": colour_table() if self.colormap == "pet" else None,
-        })
+        return as_displayed(
+            {
+                "a": va.data,
+                "b": vb.data,
+                "a_limits": limits[0],
+                "b_limits": limits[1],
+                "a_rgb": va.rgb,
+                "b_rgb": vb.rgb,
+                "a_matrix": va.matrix(),
+                "b_matrix": self.b_matrix,
+                "b_lut": colour_table() if self.colormap == "pet" else None,
+            }
+        )
 
 
 def _colormap(choice: str, vb: Volume, preset: str | None) -> str | None:
@@ -85,8 +93,15 @@ def _check_overlap(va: Volume, b_matrix: np.ndarray, vb: Volume) -> None:
         )
 
 
-def place_pair(va: Volume, vb: Volume, *, preset: str | None, colormap: str = "auto", align: bool = False,
-               say: Callable[[str], None] | None = None) -> Placement:
+def place_pair(
+    va: Volume,
+    vb: Volume,
+    *,
+    preset: str | None,
+    colormap: str = "auto",
+    align: bool = False,
+    say: Callable[[str], None] | None = None,
+) -> Placement:
     """Decide how ``vb`` (functional) is fused with ``va`` (anatomical); ``ValueError`` (one line) when it can't be.
 
     Both placed in the patient (NIfTI, DICOM): on another grid, ``vb`` is
@@ -98,24 +113,31 @@ def place_pair(va: Volume, vb: Volume, *, preset: str | None, colormap: str = "a
     say = say or (lambda line: None)
     for volume in (va, vb):
         if volume.space is not None:
-            say(f"{Path(volume.path).name}: file axes {volume.space.input_axcodes}, read as axial slices from "
-                "inferior to superior, anterior up and the patient's right on the left (RAS+ shown as S, P, L)")
+            say(
+                f"{Path(volume.path).name}: file axes {volume.space.input_axcodes}, read as axial slices from "
+                "inferior to superior, anterior up and the patient's right on the left (RAS+ shown as S, P, L)"
+            )
     table = _colormap(colormap, vb, preset)
     if table:
-        say(f"{Path(vb.path).name} is grey: fused through the {table.upper()} colour table, so the uptake shows "
-            "in colour (--colormap none fuses it grey)")
+        say(
+            f"{Path(vb.path).name} is grey: fused through the {table.upper()} colour table, so the uptake shows "
+            "in colour (--colormap none fuses it grey)"
+        )
     placed = va.geometry is not None and vb.geometry is not None
     if not placed:
         if va.data.shape[:3] != vb.data.shape[:3]:
-            raise ValueError(f"the volumes differ in shape: {va.data.shape[:3]} and {vb.data.shape[:3]}; "
-                             "resample one onto the other")
+            raise ValueError(
+                f"the volumes differ in shape: {va.data.shape[:3]} and {vb.data.shape[:3]}; resample one onto the other"
+            )
         return Placement(va.matrix(), table, False)
     b_matrix = vb.matrix()
     _check_overlap(va, b_matrix, vb)
     resampled = not same_grid(va.data.shape[:3], va.matrix(), vb.data.shape[:3], b_matrix)
     if resampled:
-        say(f"{Path(vb.path).name} lies on another grid: resampled onto the grid of {Path(va.path).name} "
-            "(world coordinates)")
+        say(
+            f"{Path(vb.path).name} lies on another grid: resampled onto the grid of {Path(va.path).name} "
+            "(world coordinates)"
+        )
     from . import align as registration
 
     fixed, moving = va.data, vb.data  # lazy: the registration reads only their common field of view
@@ -130,6 +152,8 @@ def place_pair(va: Volume, vb: Volume, *, preset: str | None, colormap: str = "a
         done = registration.register_rigid(fixed, va.matrix(), moving, b_matrix, rgb_moving=vb.rgb)
         b_matrix = done.world_transform @ b_matrix
         shift = float(np.linalg.norm(done.shift_mm))
-        say(f"aligned {Path(vb.path).name}: moved {shift:.1f} mm, turned {done.rotation_deg:.1f} deg "
-            f"({done.method}); the transform is in the output's record")
+        say(
+            f"aligned {Path(vb.path).name}: moved {shift:.1f} mm, turned {done.rotation_deg:.1f} deg "
+            f"({done.method}); the transform is in the output's record"
+        )
     return Placement(b_matrix, table, resampled or done is not None, found, done)

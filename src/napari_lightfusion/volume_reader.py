@@ -129,8 +129,9 @@ def open_volume(path) -> Volume:
         raise ValueError(f"{path} does not exist")
     name = p.name.lower()
     try:
-        if p.is_dir() and (name.endswith(".zarr") or (p / ".zgroup").exists() or (p / ".zarray").exists()
-                           or (p / "zarr.json").exists()):
+        if p.is_dir() and (
+            name.endswith(".zarr") or (p / ".zgroup").exists() or (p / ".zarray").exists() or (p / "zarr.json").exists()
+        ):
             return _open_zarr(str(p))
         if name.endswith((".nii", ".nii.gz")):
             reader = NiftiVolume(str(p))
@@ -152,15 +153,25 @@ def open_volume(path) -> Volume:
         raise ValueError(f"cannot read {path}: {first}") from None
     stat = p.stat()
     data = da.from_array(
-        reader, chunks=(1, *reader.shape[1:]), asarray=True, fancy=False,
+        reader,
+        chunks=(1, *reader.shape[1:]),
+        asarray=True,
+        fancy=False,
         name=f"read-{tokenize(str(p.resolve()), stat.st_mtime_ns, stat.st_size)}",
     )
     rgb = len(reader.shape) == 4
     if not rgb and len(reader.shape) != 3:
         raise ValueError(f"cannot read {path}: shape {reader.shape} is not a grey or RGB volume")
     space = getattr(reader, "space", None)
-    return Volume(str(p), data, rgb, getattr(reader, "voxel_size", None), getattr(reader, "unit", None),
-                  space, None if space is None else Geometry.from_ras(space.affine))
+    return Volume(
+        str(p),
+        data,
+        rgb,
+        getattr(reader, "voxel_size", None),
+        getattr(reader, "unit", None),
+        space,
+        None if space is None else Geometry.from_ras(space.affine),
+    )
 
 
 def _is_dicom(path: Path) -> bool:
@@ -184,5 +195,6 @@ def _open_dicom(path: Path) -> Volume:
     if data.ndim - image.rgb == 2:
         data = data[None]
     data = data.rechunk((1, *data.shape[1:]))
-    return Volume(str(path), data, bool(image.rgb), image.geometry.spacing, "millimeter", None, image.geometry,
-                  image.clinical)
+    return Volume(
+        str(path), data, bool(image.rgb), image.geometry.spacing, "millimeter", None, image.geometry, image.clinical
+    )

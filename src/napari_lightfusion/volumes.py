@@ -207,8 +207,12 @@ def fuse_volume(
     va, vb = open_volume(a_path), open_volume(b_path)
     placement = place_pair(va, vb, preset=preset, colormap=colormap, align=align, say=say)
     network, digest = _weights_of(preset, weights)
-    settings = {**_settings(va, vb, network, digest, windows, balance), "colormap": placement.colormap,
-                "resampled": placement.resampled, "aligned": align}
+    settings = {
+        **_settings(va, vb, network, digest, windows, balance),
+        "colormap": placement.colormap,
+        "resampled": placement.resampled,
+        "aligned": align,
+    }
 
     output = OmeZarrOutput(out)
     previous = output.read_sidecar() if out.exists() else None
@@ -219,14 +223,43 @@ def fuse_volume(
 
     if runner is None:
         with scheduler(scheduler_name) as fresh:
-            return _fuse_opened(va, vb, placement, output, settings, previous, preset, weights, balance, device,
-                                fresh, progress, command, start)
-    return _fuse_opened(va, vb, placement, output, settings, previous, preset, weights, balance, device,
-                        runner, progress, command, start)
+            return _fuse_opened(
+                va,
+                vb,
+                placement,
+                output,
+                settings,
+                previous,
+                preset,
+                weights,
+                balance,
+                device,
+                fresh,
+                progress,
+                command,
+                start,
+            )
+    return _fuse_opened(
+        va,
+        vb,
+        placement,
+        output,
+        settings,
+        previous,
+        preset,
+        weights,
+        balance,
+        device,
+        runner,
+        progress,
+        command,
+        start,
+    )
 
 
-def _fuse_opened(va, vb, placement, output, settings, previous, preset, weights, balance, device, runner,
-                 progress, command, start) -> VolumeReport:
+def _fuse_opened(
+    va, vb, placement, output, settings, previous, preset, weights, balance, device, runner, progress, command, start
+) -> VolumeReport:
     """The part of :func:`fuse_volume` that runs on the scheduler, once everything is checked."""
     out, shape_a = output.path, va.data.shape[:3]
     windows = [None if w is None else tuple(w) for w in settings["windows"]]
@@ -235,27 +268,42 @@ def _fuse_opened(va, vb, placement, output, settings, previous, preset, weights,
     else:
         limits = tuple(
             window if window is not None else _scan(runner, volume, name)
-            for window, volume, name in ((windows[0], va, "the anatomical volume"),
-                                         (windows[1], vb, "the functional volume"))
+            for window, volume, name in (
+                (windows[0], va, "the anatomical volume"),
+                (windows[1], vb, "the functional volume"),
+            )
         )
     fused = fuse_lazy(
-        preset=preset, device=device, balance=balance, maps=False, weights=weights,
-        threads=None if runner.name == "synchronous" else 1, **placement.inputs(va, vb, limits),
+        preset=preset,
+        device=device,
+        balance=balance,
+        maps=False,
+        weights=weights,
+        threads=None if runner.name == "synchronous" else 1,
+        **placement.inputs(va, vb, limits),
     ).fused
     space = va.space or vb.space
     geometry = va.geometry  # the output lies on the anatomical grid
     if previous is None:
         voxel = va.voxel_size or vb.voxel_size
         unit = va.unit if va.voxel_size else vb.unit
-        OmeZarrOutput.create(out, shape_a, fused.ndim == 4, voxel, unit, name=out.stem,
-                             translation=geometry.origin if geometry else None)
-    output.write_sidecar({
-        "settings": settings, "limits": [list(v) for v in limits], "command": command,
-        "status": "running", "voxel_size": list(va.voxel_size or vb.voxel_size or (1.0, 1.0, 1.0)),
-        **({"orientation": {**space.record(), "from": "anatomical" if va.space else "functional"}} if space else {}),
-        **({"geometry": {"affine": geometry.affine.tolist()}} if geometry else {}),
-        **({"alignment": placement.record()["alignment"]} if placement.registration is not None else {}),
-    })
+        OmeZarrOutput.create(
+            out, shape_a, fused.ndim == 4, voxel, unit, name=out.stem, translation=geometry.origin if geometry else None
+        )
+    output.write_sidecar(
+        {
+            "settings": settings,
+            "limits": [list(v) for v in limits],
+            "command": command,
+            "status": "running",
+            "voxel_size": list(va.voxel_size or vb.voxel_size or (1.0, 1.0, 1.0)),
+            **(
+                {"orientation": {**space.record(), "from": "anatomical" if va.space else "functional"}} if space else {}
+            ),
+            **({"geometry": {"affine": geometry.affine.tolist()}} if geometry else {}),
+            **({"alignment": placement.record()["alignment"]} if placement.registration is not None else {}),
+        }
+    )
     missing = output.missing()
     slices = shape_a[0]
     written = _write_graph(fused, out)
@@ -319,7 +367,15 @@ def _write_graph(fused, out: Path):
     zs = da.arange(fused.shape[0], chunks=1)
     index = "zyxc" if fused.ndim == 4 else "zyx"
     return da.blockwise(
-        _write_slice, "z", zs, "z", fused, index, path=str(out), dtype=np.int64,
-        meta=np.empty((0,), np.int64), concatenate=True,
+        _write_slice,
+        "z",
+        zs,
+        "z",
+        fused,
+        index,
+        path=str(out),
+        dtype=np.int64,
+        meta=np.empty((0,), np.int64),
+        concatenate=True,
         name=f"lightfusion-write-{tokenize(fused.name, str(out.resolve()))}",
     )

@@ -150,10 +150,7 @@ def load_model(path: Path) -> LightFusionNet:
         raise WeightError(f"weight file {path} is missing")
     sidecar = read_sidecar(path)
     if sha256(path) != sidecar.get("sha256"):
-        raise WeightError(
-            f"weight file {path} does not match the sha256 in its sidecar "
-            "(truncated or altered)"
-        )
+        raise WeightError(f"weight file {path} does not match the sha256 in its sidecar (truncated or altered)")
     try:
         model = LightFusionNet(ModelConfig(**sidecar["model"]))
         state = torch.load(path, map_location="cpu", weights_only=True)

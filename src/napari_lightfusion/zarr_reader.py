@@ -63,7 +63,9 @@ def read_fused(path) -> list[tuple]:
         placement = _ngff_placement(dataset, axes[1:] if rgb else axes, rgb)
     kwargs = {
         "name": multiscale.get("name") or path.name.split(".")[0],
-        "rgb": rgb, "multiscale": False, "contrast_limits": (0.0, 1.0),
+        "rgb": rgb,
+        "multiscale": False,
+        "contrast_limits": (0.0, 1.0),
         "metadata": {"fused_volume": {"path": str(path), **record}},
         **placement,
     }
@@ -78,7 +80,7 @@ def _ngff_placement(dataset: dict, space: list, rgb: bool) -> dict:
     for transform in dataset.get("coordinateTransformations", []):
         kind = transform.get("type")
         if kind in ("scale", "translation"):
-            values = [float(v) for v in transform[kind]][1 if rgb else 0:]
+            values = [float(v) for v in transform[kind]][1 if rgb else 0 :]
             placement["scale" if kind == "scale" else "translate"] = tuple(values)
     units = [ngff_unit(a.get("unit")) for a in space]
     if all(units):

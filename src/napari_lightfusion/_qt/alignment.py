@@ -35,8 +35,9 @@ def _registration(fixed, fixed_matrix, moving, moving_matrix, rgb: bool, microsc
         fixed, moving = np.asarray(fixed), np.asarray(moving)
         if microscopy:
             return align.register_translation(fixed, fixed_matrix, moving, moving_matrix, rgb_moving=rgb)
-        return align.register_rigid(fixed, fixed_matrix, moving, moving_matrix, rgb_moving=rgb,
-                                    progress=report, should_stop=stop.is_set)
+        return align.register_rigid(
+            fixed, fixed_matrix, moving, moving_matrix, rgb_moving=rgb, progress=report, should_stop=stop.is_set
+        )
     except align.Cancelled:
         return None
     except ValueError as exc:
@@ -55,8 +56,10 @@ class AlignPanel(QWidget):
         super().__init__(parent)
         self._pair = pair  # () -> (anatomical, functional) layers, as picked
         self.align_btn = QPushButton("Align functional to anatomical")
-        self.align_btn.setToolTip("Rigid registration by mutual information, written as the functional "
-                                  "layer's affine (its data is not changed); Undo align puts it back")
+        self.align_btn.setToolTip(
+            "Rigid registration by mutual information, written as the functional "
+            "layer's affine (its data is not changed); Undo align puts it back"
+        )
         self.undo_btn = QPushButton("Undo align")
         self.undo_btn.setEnabled(False)
         self.progress = JobProgress()
@@ -105,8 +108,15 @@ class AlignPanel(QWidget):
         self.align_btn.setText("Cancel align")
         data = [full_resolution(ly) for ly in (a, b)]
         self._worker = create_worker(
-            _registration, data[0], data_to_world(a), data[1], data_to_world(b), bool(b.rgb), self._microscopy,
-            self.progressed.emit, self._stop,
+            _registration,
+            data[0],
+            data_to_world(a),
+            data[1],
+            data_to_world(b),
+            bool(b.rgb),
+            self._microscopy,
+            self.progressed.emit,
+            self._stop,
         )
         target = weakref.ref(b)
         self._worker.returned.connect(lambda result: self._on_registered(result, target()))
@@ -125,8 +135,9 @@ class AlignPanel(QWidget):
         layer.affine = result.world_transform @ before
         self._records[id(layer)] = result.record()
         self.undo_btn.setEnabled(True)
-        show_info(f"LightFusion: aligned '{layer.name}' ({_summary(result)}); its data is unchanged, "
-                  "Undo align puts it back")
+        show_info(
+            f"LightFusion: aligned '{layer.name}' ({_summary(result)}); its data is unchanged, Undo align puts it back"
+        )
         self.aligned.emit()
 
     def _on_finished(self) -> None:

@@ -25,26 +25,39 @@ from ..session import outputs
 ALL_BASELINES = "all baselines"
 #: Text of each "Show map" choice, in the order of :data:`outputs.MAP_CHOICES` (a result with a mix
 #: weight adds "mix weight", :data:`outputs.WEIGHT_CHOICE`, after them).
-MAP_TEXT = ("none (fused image)", "surprise: anatomical", "surprise: functional",
-            "attention: anatomical", "attention: functional")
+MAP_TEXT = (
+    "none (fused image)",
+    "surprise: anatomical",
+    "surprise: functional",
+    "attention: anatomical",
+    "attention: functional",
+)
 #: Tooltip of each control, by the widget's name for it.
 TIPS = {
     "preset": "Network weights; guessed from the inputs' names and colours, choose to override",
-    "balance": ("Networks trained with a balance only: left keeps more anatomy, right more function; "
-                "re-fuses the current slice as you move it"),
-    "show_map": ("Show one surprise or attention map, or the mix weight of a network that mixes its inputs, "
-                 "(with its colour bar) over the grey anatomical image; Fuse computes the maps only while "
-                 "one is shown"),
+    "balance": (
+        "Networks trained with a balance only: left keeps more anatomy, right more function; "
+        "re-fuses the current slice as you move it"
+    ),
+    "show_map": (
+        "Show one surprise or attention map, or the mix weight of a network that mixes its inputs, "
+        "(with its colour bar) over the grey anatomical image; Fuse computes the maps only while "
+        "one is shown"
+    ),
     "channel": "Maps: mean over the network's channels, or one channel (shown at once from the last result)",
     "baseline": "Classical method(s) in the metric table and in Compare",
     "live": "Re-fuse the current slice when the slider, an input's data or contrast changes",
     "compare_btn": "Fuse, add the baseline result(s) and show everything side by side, labelled",
     "figure_btn": "Save one PNG of the labelled tiles with the metric table beneath",
     "cancel_btn": "Stop a running job between slices; no layer is half-written",
-    "volume_btn": ("Write the fused volume slice by slice: an OME-Zarr folder (resumable), a NIfTI file with the "
-                   "anatomical affine, or a DICOM series that joins the anatomical study"),
-    "uptake": ("The functional image's own values (SUV) inside the hot spot the anatomy/function "
-               "rows measure: uptake above its median, inside the anatomy"),
+    "volume_btn": (
+        "Write the fused volume slice by slice: an OME-Zarr folder (resumable), a NIfTI file with the "
+        "anatomical affine, or a DICOM series that joins the anatomical study"
+    ),
+    "uptake": (
+        "The functional image's own values (SUV) inside the hot spot the anatomy/function "
+        "rows measure: uptake above its median, inside the anatomy"
+    ),
 }
 
 
@@ -59,7 +72,7 @@ def combo(items, data=None, tips=None) -> QComboBox:
 
 
 class MapBox(QComboBox):
-    """"Show map": the fused image or one map (item data: its :class:`~napari_lightfusion.session.outputs.MapChoice`).
+    """ "Show map": the fused image or one map (item data: its :class:`~napari_lightfusion.session.outputs.MapChoice`).
 
     Each choice's meaning is its tooltip, and the box's while it is picked;
     "mix weight" is offered while the result on show has one (:meth:`offer_weight`).
@@ -96,7 +109,7 @@ class MapBox(QComboBox):
 
 
 def channel_box() -> QComboBox:
-    """"Map channel": the mean of the network's channels (item data None) or one channel (its number)."""
+    """ "Map channel": the mean of the network's channels (item data None) or one channel (its number)."""
     width = ModelConfig().width
     return combo(["mean of all"] + [f"channel {k}" for k in range(width)], [None, *range(width)])
 
@@ -109,8 +122,9 @@ def balance_slider() -> tuple[QSlider, QLabel]:
     slider.setEnabled(False)
     label = QLabel("b —")
     label.setMinimumWidth(48)
-    label.setToolTip("b = 0: keep the anatomy in the hot spots; b = 1: keep the function; "
-                     "— : the preset's network takes no balance")
+    label.setToolTip(
+        "b = 0: keep the anatomy in the hot spots; b = 1: keep the function; — : the preset's network takes no balance"
+    )
     return slider, label
 
 

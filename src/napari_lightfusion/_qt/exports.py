@@ -52,10 +52,20 @@ class ExportActions:
         labels = [compare.tile_label(layer) for layer in layers]
         tiles = [(label, image) for label, (_, image) in zip(labels, compare.tiles(self.viewer, layers))]
         # times in milliseconds: a baseline's 0.0012 s would print as "0.001"
-        table = {method: {(TIME_MS if k == TIME else k): (v * 1000 if k == TIME else v) for k, v in row.items()}
-                 for method, row in self.session.metrics.items()}
-        return Path(export_figure(tiles, table, path, caption=result.layers["fused"].name,
-                                  directions={**DIRECTIONS, TIME_MS: "↓"}, columns=min(len(tiles), 4)))
+        table = {
+            method: {(TIME_MS if k == TIME else k): (v * 1000 if k == TIME else v) for k, v in row.items()}
+            for method, row in self.session.metrics.items()
+        }
+        return Path(
+            export_figure(
+                tiles,
+                table,
+                path,
+                caption=result.layers["fused"].name,
+                directions={**DIRECTIONS, TIME_MS: "↓"},
+                columns=min(len(tiles), 4),
+            )
+        )
 
     def save_screenshot(self, path) -> Path:
         """Save what the canvas shows, cropped to the data at its resolution, as a PNG."""
@@ -67,22 +77,22 @@ class ExportActions:
         return path
 
     def ask_csv(self) -> None:
-        """"Export CSV…": ask where, then :meth:`export_csv`."""
+        """ "Export CSV…": ask where, then :meth:`export_csv`."""
         if path := self._ask_path("Export metrics", "lightfusion_metrics.csv", "CSV (*.csv)"):
             self.export_csv(path)
 
     def ask_figure(self) -> None:
-        """"Export figure…": ask where, then :meth:`export_figure`."""
+        """ "Export figure…": ask where, then :meth:`export_figure`."""
         if path := self._ask_path("Export figure", "lightfusion_comparison.png", "PNG (*.png)"):
             self.export_figure(path)
 
     def ask_screenshot(self) -> None:
-        """"Save screenshot…": ask where, then :meth:`save_screenshot`."""
+        """ "Save screenshot…": ask where, then :meth:`save_screenshot`."""
         if path := self._ask_path("Save screenshot", "lightfusion.png", "PNG (*.png)"):
             self.save_screenshot(path)
 
     def ask_volume(self) -> None:
-        """"Export fused volume…": the fused layer of the result on show, where and in which format the user says."""
+        """ "Export fused volume…": the fused layer of the result on show, where and in which format the user says."""
         result = self.session.result
         fused = None if result is None else result.layers.get("fused")
         if fused is None:

@@ -176,8 +176,13 @@ def export_figure(
     grid_w = ncol * tile + (ncol - 1) * _GAP
     grid_h = nrow * (label_h + tile) + (nrow - 1) * _GAP
     width = 2 * _MARGIN + max(grid_w, table_w, *(fm_body.horizontalAdvance(n) for n in notes), 0)
-    height = (2 * _MARGIN + title_h + grid_h + (_MARGIN + table_h if table_h else 0)
-              + (12 + note_h * len(notes) if notes else 0))
+    height = (
+        2 * _MARGIN
+        + title_h
+        + grid_h
+        + (_MARGIN + table_h if table_h else 0)
+        + (12 + note_h * len(notes) if notes else 0)
+    )
 
     image = QImage(width, height, QImage.Format.Format_RGB32)
     image.fill(QColor("white"))
@@ -200,16 +205,30 @@ def export_figure(
             p.setFont(label_font)
             p.setPen(_INK)
             p.drawText(QRect(x, top, tile, label_h), Qt.AlignmentFlag.AlignCenter, label)
-            q = _qimage(rgb).scaled(tile, tile, Qt.AspectRatioMode.KeepAspectRatio,
-                                    Qt.TransformationMode.SmoothTransformation)
+            q = _qimage(rgb).scaled(
+                tile, tile, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation
+            )
             box = QRect(x, top + label_h, tile, tile)
             p.fillRect(box, QColor("black"))
             p.drawImage(x + (tile - q.width()) // 2, top + label_h + (tile - q.height()) // 2, q)
         y += grid_h
         if table_h:
             y += _MARGIN
-            _draw_table(p, (width - table_w) // 2, y, name_w, col_w, headers, methods, metrics, cells,
-                        table, directions, body, bold)
+            _draw_table(
+                p,
+                (width - table_w) // 2,
+                y,
+                name_w,
+                col_w,
+                headers,
+                methods,
+                metrics,
+                cells,
+                table,
+                directions,
+                body,
+                bold,
+            )
             y += table_h
         if notes:
             y += 12

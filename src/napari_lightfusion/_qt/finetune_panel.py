@@ -69,10 +69,8 @@ def finetune_job(inputs: dict, base: str, config: FinetuneConfig, device: str, c
     """
     try:
         inputs = as_displayed(inputs)
-        pair = prepare_pair(
-            np.asarray(inputs["a"]), np.asarray(inputs["b"]),
-            inputs["a_limits"], inputs["b_limits"], inputs["a_rgb"], inputs["b_rgb"],
-        )
+        images = (np.asarray(inputs["a"]), np.asarray(inputs["b"]))
+        pair = prepare_pair(*images, inputs["a_limits"], inputs["b_limits"], inputs["a_rgb"], inputs["b_rgb"])
         steps = Steps(finetune_steps([pair], base, config=config, device=device, cancel=cancel))
         losses, last, counted = [], 0.0, 0
         for update in steps:
@@ -124,8 +122,8 @@ class LossPlot(QWidget):
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         legend, rect = self.areas()
         painter.setPen(QPen(QColor(200, 200, 200)))
-        painter.drawText(legend, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
-                         "training (grey), validation (blue) loss")
+        right = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
+        painter.drawText(legend, right, "training (grey), validation (blue) loss")
         painter.setPen(QPen(QColor(90, 90, 90)))
         painter.drawRect(rect)
         points = self.losses + self.validations
@@ -314,10 +312,8 @@ class FinetunePanel(QWidget):
         self.bar.setFormat("fine-tuning %p%")
         self.start_btn.setEnabled(False)
         self.cancel_btn.setEnabled(True)
-        worker = create_worker(
-            finetune_job, fusion_inputs(a, b), self.base_choice(), self.config(),
-            self.device.currentText(), self._cancel, _start_thread=False,
-        )
+        job = (fusion_inputs(a, b), self.base_choice(), self.config(), self.device.currentText(), self._cancel)
+        worker = create_worker(finetune_job, *job, _start_thread=False)
         worker.yielded.connect(self._on_progress)
         worker.returned.connect(self._on_returned)
         worker.finished.connect(self._on_finished)

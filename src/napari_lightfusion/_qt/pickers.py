@@ -63,10 +63,16 @@ class PairPicker(QWidget):
         self.auto = True  # guess the pair until the user picks a layer
         self._last = (None, None)
         self._removed = ""  # name of a picked layer that was removed while its picker stays empty
-        self.anatomical = ComboBox(choices=self._choices, nullable=True, tooltip=(
-            "Grey structural image (MRI, CT, phase contrast); fused as its contrast limits show it"))
-        self.functional = ComboBox(choices=self._choices, nullable=True, tooltip=(
-            "Functional image (PET/SPECT, usually colour; CT; fluorescence); its colour is kept"))
+        self.anatomical = ComboBox(
+            choices=self._choices,
+            nullable=True,
+            tooltip=("Grey structural image (MRI, CT, phase contrast); fused as its contrast limits show it"),
+        )
+        self.functional = ComboBox(
+            choices=self._choices,
+            nullable=True,
+            tooltip=("Functional image (PET/SPECT, usually colour; CT; fluorescence); its colour is kept"),
+        )
         self.swap_btn = QPushButton("Swap")
         self.swap_btn.setToolTip("Exchange the two images: the anatomical one becomes the functional one")
         self.swap_btn.clicked.connect(self.swap)
@@ -96,8 +102,9 @@ class PairPicker(QWidget):
     def pair(self) -> tuple:
         """The picked (anatomical, functional) layers (None where nothing is picked)."""
         layers = [ly for _, ly in self._choices()]
-        return tuple(next((ly for ly in layers if ly is combo.value), None)
-                     for combo in (self.anatomical, self.functional))
+        return tuple(
+            next((ly for ly in layers if ly is combo.value), None) for combo in (self.anatomical, self.functional)
+        )
 
     def set_pair(self, anatomical, functional) -> None:
         """Pick two layers, as a user would (the guesses stop); None leaves a picker empty.

@@ -20,8 +20,9 @@ class CursorReadout(QLabel):
         super().__init__(parent)
         self._viewer = viewer
         self._pair = pair  # () -> (anatomical, functional) layers, as picked
-        self.setToolTip("The value of each input under the cursor, in its unit (SUV, HU, ...), "
-                        "read from each layer's own grid")
+        self.setToolTip(
+            "The value of each input under the cursor, in its unit (SUV, HU, ...), read from each layer's own grid"
+        )
         alive = [True]
 
         def follow(event=None):

@@ -106,5 +106,8 @@ class MetricTable(QTableWidget):
     def best(self, row: str) -> set[str]:
         """The highlighted column(s) of ``row`` (what the table shows in bold)."""
         r = ROWS.index(row)
-        return {self.horizontalHeaderItem(c).toolTip() for c in range(self.columnCount())
-                if self.item(r, c) is not None and self.item(r, c).font().bold()}
+        return {
+            self.horizontalHeaderItem(c).toolTip()
+            for c in range(self.columnCount())
+            if self.item(r, c) is not None and self.item(r, c).font().bold()
+        }

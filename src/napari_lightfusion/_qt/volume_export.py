@@ -1,4 +1,4 @@
-""""Export fused volume…": write a (lazy or eager) fused layer to OME-Zarr, NIfTI or DICOM off the GUI thread.
+""" "Export fused volume…": write a (lazy or eager) fused layer to OME-Zarr, NIfTI or DICOM off the GUI thread.
 
 The slices are computed (a lazy layer fuses them now) and written one at a
 time in a napari worker, its progress in the dock's
@@ -74,8 +74,12 @@ def layer_geometry(layer) -> Geometry:
 
 def _output_for(path: Path, layer, data, rgb: bool, voxel, unit) -> OmeZarrOutput:
     """A new output, or the unfinished export of the same layer data at ``path`` (resumed)."""
-    identity = {"layer": layer.name, "shape": list(data.shape), "rgb": rgb,
-                "data": getattr(data, "name", None)}  # a dask array's name says how it is computed
+    identity = {
+        "layer": layer.name,
+        "shape": list(data.shape),
+        "rgb": rgb,
+        "data": getattr(data, "name", None),
+    }  # a dask array's name says how it is computed
     output = OmeZarrOutput(path)
     if path.exists():
         side = output.read_sidecar()
@@ -83,10 +87,17 @@ def _output_for(path: Path, layer, data, rgb: bool, voxel, unit) -> OmeZarrOutpu
             raise ValueError(f"{path} exists and holds something else; choose another folder")
         return output
     geometry = layer_geometry(layer)
-    output = OmeZarrOutput.create(path, tuple(data.shape[:3]), rgb, voxel, unit, name=layer.name,
-                                  translation=geometry.origin)
-    output.write_sidecar({"settings": identity, "metadata": _json_safe(layer.metadata), "voxel_size": list(voxel),
-                          "geometry": {"affine": geometry.affine.tolist()}})
+    output = OmeZarrOutput.create(
+        path, tuple(data.shape[:3]), rgb, voxel, unit, name=layer.name, translation=geometry.origin
+    )
+    output.write_sidecar(
+        {
+            "settings": identity,
+            "metadata": _json_safe(layer.metadata),
+            "voxel_size": list(voxel),
+            "geometry": {"affine": geometry.affine.tolist()},
+        }
+    )
     return output
 
 
@@ -121,14 +132,22 @@ def _clinical_writer(kind: str, path: Path, layer, data, rgb: bool, anatomical):
     spatial = tuple(full_resolution(like).shape)
     spatial = spatial[: len(spatial) - bool(getattr(like, "rgb", False))]
     if tuple(data.shape[3 - len(spatial) : 3]) != spatial:
-        raise ValueError(f"{layer.name} {tuple(data.shape[:3])} is not on the grid of {like.name} {spatial}; "
-                         "export a result fused on it")
+        raise ValueError(
+            f"{layer.name} {tuple(data.shape[:3])} is not on the grid of {like.name} {spatial}; "
+            "export a result fused on it"
+        )
     geometry = layer_geometry(like)
     if kind == "nifti":
         return NiftiWriter(path, tuple(data.shape[:3]), rgb, geometry, description=f"LightFusion {layer.name}")
     clinical = getattr(like, "metadata", {}).get("clinical") or {}
-    return DicomSeriesWriter(path, tuple(data.shape[:3]), rgb, geometry, source=clinical.get("dicom"),
-                             description=f"LightFusion {layer.name}"[:64])
+    return DicomSeriesWriter(
+        path,
+        tuple(data.shape[:3]),
+        rgb,
+        geometry,
+        source=clinical.get("dicom"),
+        description=f"LightFusion {layer.name}"[:64],
+    )
 
 
 def export_fused(viewer, layer, path, *, anatomical=None, fmt: str = "auto", progress=None):
@@ -198,8 +217,9 @@ def ask_and_export(parent, viewer, layer, anatomical=None, progress=None):
     that cannot be written is :func:`export_fused`'s ``ValueError``, for the
     caller to notify.
     """
-    path, chosen = QFileDialog.getSaveFileName(parent, "Export fused volume", f"{layer.name}.ome.zarr",
-                                               ";;".join(FILTERS))
+    path, chosen = QFileDialog.getSaveFileName(
+        parent, "Export fused volume", f"{layer.name}.ome.zarr", ";;".join(FILTERS)
+    )
     if not path:
         return None
     return export_fused(viewer, layer, path, anatomical=anatomical, fmt=FILTERS.get(chosen, "auto"), progress=progress)

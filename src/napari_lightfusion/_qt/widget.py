@@ -109,18 +109,15 @@ class LightFusionWidget(QWidget):
         for name, tip in controls.TIPS.items():
             getattr(self, name).setToolTip(tip)
         balance = controls.row(QLabel("anatomy 0"), self.balance, QLabel("1 function"), self.balance_label)
-        settings = controls.form([
-            self.pickers, self.resample_btn, ("Preset", self.preset), ("Balance", balance),
-            ("Device", self.device), ("Show map", self.show_map), ("Map channel", self.channel),
-            ("Baseline", self.baseline),
-        ])
-        metrics = controls.group("Metrics (current slice)", [
-            self.table, self.uptake, controls.row(self.copy_btn, self.csv_btn)])
-        self.scroll = controls.scrolled(self, [
-            settings, self.readout, controls.row(self.fuse_btn, self.cancel_btn), self.live, self.progress,
-            self.status, self.align_panel, controls.row(self.compare_btn, self.figure_btn), self.volume_btn,
-            self.export_progress, metrics, self.shot_btn, self.finetune_btn, self.finetune,
-        ])
+        rows = [("Preset", self.preset), ("Balance", balance), ("Device", self.device), ("Show map", self.show_map)]
+        rows += [("Map channel", self.channel), ("Baseline", self.baseline)]
+        settings = controls.form([self.pickers, self.resample_btn, *rows])
+        table = [self.table, self.uptake, controls.row(self.copy_btn, self.csv_btn)]
+        metrics = controls.group("Metrics (current slice)", table)
+        top = [settings, self.readout, controls.row(self.fuse_btn, self.cancel_btn), self.live, self.progress]
+        middle = [self.status, self.align_panel, controls.row(self.compare_btn, self.figure_btn), self.volume_btn]
+        bottom = [self.export_progress, metrics, self.shot_btn, self.finetune_btn, self.finetune]
+        self.scroll = controls.scrolled(self, [*top, *middle, *bottom])
         s = self.session
         s.preset, s.device, s.baselines = self.preset.currentText(), self.device.currentText(), self._baselines()
         s.channel = self.channel.currentData()
@@ -129,12 +126,17 @@ class LightFusionWidget(QWidget):
         """Show the session's fields in the controls (and its notices as napari notifications)."""
         s = self.session
         follow = [
-            (s.events.status, self.status.setText), (s.events.preset, self.preset.setCurrentText),
-            (s.events.balance, self._show_balance), (s.events.map_choice, self.show_map.show_choice),
-            (s.events.job, self._show_job), (s.events.result, self._show_result),
-            (s.events.metrics, self.table.show_table), (s.events.uptake, self.uptake.setText),
+            (s.events.status, self.status.setText),
+            (s.events.preset, self.preset.setCurrentText),
+            (s.events.balance, self._show_balance),
+            (s.events.map_choice, self.show_map.show_choice),
+            (s.events.job, self._show_job),
+            (s.events.result, self._show_result),
+            (s.events.metrics, self.table.show_table),
+            (s.events.uptake, self.uptake.setText),
             (s.events.grid_note, lambda note: self.resample_btn.setVisible(note is not None)),
-            (s.events.pair, lambda pair: self.readout.update_text()), (s.wanted, self._on_wanted),
+            (s.events.pair, lambda pair: self.readout.update_text()),
+            (s.wanted, self._on_wanted),
         ]
         for signal, slot in follow:
             signal.connect(self.jobs.guard(slot, 1))
@@ -365,8 +367,9 @@ class LightFusionWidget(QWidget):
         """The fused pair looks out of register: offer Align (unless an alignment runs)."""
         if not self.align_panel.busy:
             found, (a, b) = outcome.misalignment, outcome.request.origin.inputs
-            self.align_panel.offer(found, found.message(roles.short_name(a), roles.short_name(b)),
-                                   outcome.request.microscopy)
+            self.align_panel.offer(
+                found, found.message(roles.short_name(a), roles.short_name(b)), outcome.request.microscopy
+            )
 
     def _on_layer_removed(self, event) -> None:
         if any(event.value is ly for ly in self.session.job_layers):

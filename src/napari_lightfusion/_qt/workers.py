@@ -113,8 +113,11 @@ class JobRunner(QObject):
                 worker.yielded.connect(self.guard(self._on_yielded))
                 worker.aborted.connect(self.guard(s.aborted))
             worker.returned.connect(self.guard(self._on_outcome))
-            what = f"slice {request.index}" if request.index is not None else (
-                f"{steps} slices" if steps > 1 else "the image")
+            what = (
+                f"slice {request.index}"
+                if request.index is not None
+                else (f"{steps} slices" if steps > 1 else "the image")
+            )
             layers, text = origin.inputs, f"Fusing {what}"
         worker.finished.connect(self.guard(self._on_finished))
         self.progress.start(steps, text)

@@ -120,9 +120,7 @@ def run_variant(
             means, eval_seconds, evaluated = cached["means"], cached["seconds"], False
         else:
             start = time.perf_counter()
-            table = evaluate_dataset(
-                data_root, DATASET, {LIGHTFUSIONNET: network_method(weights=path)}, names=names
-            )
+            table = evaluate_dataset(data_root, DATASET, {LIGHTFUSIONNET: network_method(weights=path)}, names=names)
             eval_seconds = time.perf_counter() - start
             means = table.mean(LIGHTFUSIONNET)
             cache.write_text(
@@ -193,9 +191,7 @@ def run_ablations(
     started = time.perf_counter()
     todo = variants(lr)
     workers = max(1, int(workers))
-    jobs = [
-        (v, data_root, out_dir, epochs, lr, threads, limit, progress and workers == 1) for v in todo
-    ]
+    jobs = [(v, data_root, out_dir, epochs, lr, threads, limit, progress and workers == 1) for v in todo]
     results: dict[str, dict] = {}
     bar = None
     if progress:
@@ -240,8 +236,15 @@ def run_ablations(
     summary = {
         "command": command
         or command_line(
-            "ablate", data=data_root, out_dir=out_dir, epochs=epochs, lr=lr, workers=workers, threads=threads,
-            limit=limit, doc=doc,
+            "ablate",
+            data=data_root,
+            out_dir=out_dir,
+            epochs=epochs,
+            lr=lr,
+            workers=workers,
+            threads=threads,
+            limit=limit,
+            doc=doc,
         ),
         "date": _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
         "data_root": str(data_root),
@@ -263,4 +266,3 @@ def run_ablations(
         doc.parent.mkdir(parents=True, exist_ok=True)
         doc.write_text(ablations_markdown(summary))
     return summary
-

@@ -165,4 +165,3 @@ def train_config(variant: Variant, epochs: int, lr: float | None = None) -> Trai
     elif lr is not None:
         config.lr = float(lr)
     return config
-

@@ -39,14 +39,21 @@ SHOWN_BALANCES = (0.0, 0.5, 1.0)
 
 def hot_spot_means(fused_pairs: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict[str, float]:
     """Mean of each hot-spot measure over ``(fused, mri, other)`` triples in [0, 1]."""
-    rows = [hot_spot_scores(grey(f) * 255.0, np.asarray(m, np.float64) * 255.0, grey(o) * 255.0)
-            for f, m, o in fused_pairs]
+    rows = [
+        hot_spot_scores(grey(f) * 255.0, np.asarray(m, np.float64) * 255.0, grey(o) * 255.0) for f, m, o in fused_pairs
+    ]
     return {name: nanmean(r[name] for r in rows) for name in HOT_SPOT_MEASURES}
 
 
 def balance_curve(
-    data_root: Path, dataset: str, balances: Sequence[float] = BALANCES, limit: int | None = None,
-    preset: str | None = None, weights: Path | None = None, split: str = "test", refine: bool = False,
+    data_root: Path,
+    dataset: str,
+    balances: Sequence[float] = BALANCES,
+    limit: int | None = None,
+    preset: str | None = None,
+    weights: Path | None = None,
+    split: str = "test",
+    refine: bool = False,
 ) -> dict:
     """Hot-spot means of the network at each b and of the reference baselines on ``test/<dataset>``.
 
@@ -66,8 +73,11 @@ def balance_curve(
 
     def at(b):
         return hot_spot_means(
-            (fuse(p.anatomical, p.other, preset=preset, weights=weights, device="cpu", balance=b,
-                  maps=False).fused, p.anatomical, p.other)
+            (
+                fuse(p.anatomical, p.other, preset=preset, weights=weights, device="cpu", balance=b, maps=False).fused,
+                p.anatomical,
+                p.other,
+            )
             for p in pairs
         )
 
@@ -100,7 +110,7 @@ def crossing_steps(network: Mapping[float, Mapping[str, float]], anatomy: float,
 
 
 def pick_default_balance(
-    data_root: Path, dataset: str, weights: Path, like: Path, balances: Sequence[float] = BALANCES,
+    data_root: Path, dataset: str, weights: Path, like: Path, balances: Sequence[float] = BALANCES
 ) -> dict:
     """The default b for weight file ``weights``: the one that behaves most like weight file ``like``.
 
@@ -167,16 +177,22 @@ def balance_markdown(curves: Mapping[str, dict]) -> str:
             out.append(f"| {label} | {means['anatomy kept']:.3f} | {means['function kept']:.3f} |")
         for b, means in curve["network"].items():
             mark = "**" if b in wins else ""
-            out.append(f"| {mark}LightFusionNet b = {b:g}{mark} | {mark}{means['anatomy kept']:.3f}{mark} | "
-                       f"{mark}{means['function kept']:.3f}{mark} |")
+            out.append(
+                f"| {mark}LightFusionNet b = {b:g}{mark} | {mark}{means['anatomy kept']:.3f}{mark} | "
+                f"{mark}{means['function kept']:.3f}{mark} |"
+            )
         if wins:
             margin = max(min(curve["network"][b][k] - average[k] for k in HOT_SPOT_MEASURES) for b in wins)
-            verdict = (f"b = {', '.join(f'{b:g}' for b in wins)} (bold) dominate pixel average: both measures at "
-                       f"or above its own at once (by at most {margin:.3f} on the nearer one).")
+            verdict = (
+                f"b = {', '.join(f'{b:g}' for b in wins)} (bold) dominate pixel average: both measures at "
+                f"or above its own at once (by at most {margin:.3f} on the nearer one)."
+            )
         else:
             verdict = "No b measured dominates pixel average."
-        verdict += (" Measured: every 0.05, and every 0.01 between the two grid points where the curve crosses "
-                    "the average's anatomy kept.")
+        verdict += (
+            " Measured: every 0.05, and every 0.01 between the two grid points where the curve crosses "
+            "the average's anatomy kept."
+        )
         out += ["", verdict, ""]
     return "\n".join(out).rstrip()
 
@@ -246,22 +262,28 @@ def curve_plot(curves: Mapping[str, dict], size: int = 560) -> np.ndarray:
         legend_y += 24
     for name, kind in _MARKS.items():
         _mark(draw, kind, left + w + 24, legend_y + 8, 6, (60, 60, 60))
-        draw.text((left + w + 42, legend_y), f"pixel {name}" if name != "laplacian" else "Laplacian", fill=(0, 0, 0),
-                  font=font)
+        draw.text(
+            (left + w + 42, legend_y),
+            f"pixel {name}" if name != "laplacian" else "Laplacian",
+            fill=(0, 0, 0),
+            font=font,
+        )
         legend_y += 24
     draw.text((left + w + 12, legend_y + 4), "line: network, b=0..1", fill=(0, 0, 0), font=small)
     return np.asarray(image)
 
 
-def fused_strip(data_root: Path, name: str = "11.png", preset: str = "PET-MRI",
-                balances: Sequence[float] = SHOWN_BALANCES) -> np.ndarray:
+def fused_strip(
+    data_root: Path, name: str = "11.png", preset: str = "PET-MRI", balances: Sequence[float] = SHOWN_BALANCES
+) -> np.ndarray:
     """One PET-MRI test pair: MRI, PET and the network's fusion at each of ``balances``, labelled."""
     from ..fusion import fuse
 
     (pair,) = load_pairs(data_root, "test", "PET-MRI", [name])
     tiles = [pair.anatomical, pair.other]
-    tiles += [fuse(pair.anatomical, pair.other, preset=preset, device="cpu", balance=b, maps=False).fused
-              for b in balances]
+    tiles += [
+        fuse(pair.anatomical, pair.other, preset=preset, device="cpu", balance=b, maps=False).fused for b in balances
+    ]
     labels = ["MRI", "PET", *(f"b = {b:g}" for b in balances)]
     return assemble_sheet([tiles], labels)
 
@@ -277,8 +299,9 @@ def _stack(top: np.ndarray, bottom: np.ndarray, gap: int = 12) -> np.ndarray:
     return np.concatenate([pad(top), np.full((gap, width, 3), 255, np.uint8), pad(bottom)], axis=0)
 
 
-def write_balance_figure(data_root: Path, out_png: Path, limit: int | None = None,
-                         datasets: Sequence[str] = FUNCTIONAL) -> dict:
+def write_balance_figure(
+    data_root: Path, out_png: Path, limit: int | None = None, datasets: Sequence[str] = FUNCTIONAL
+) -> dict:
     """Measure the curves and write ``out_png``: the curve plot over one PET-MRI pair fused at three b.
 
     Returns the curves (as :func:`balance_curve` gives them) and, per

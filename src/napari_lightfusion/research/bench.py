@@ -85,70 +85,6 @@ def peak_rss_mib() -> float | None:
     return round(peak / 2**20 if sys.platform == "darwin" else peak / 2**10, 1)  # bytes on macOS, KiB elsewhere
 
 
-def plain_onnx_session(model, threads: int):
-    """``torch.onnx.export`` of ``model(a, b)`` as it is, in an ONNX Runtime session with default options.
-
-    The reference the fast path is measured against: what anyone would get
-    by exporting the network without rewriting it (``threads`` intra-op
-    threads; everything else ONNX Runtime's defaults).
-    """
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    session = ort.InferenceSession(_plain_onnx(model), options, providers=["CPUExecutionProvider"])
-    return lambda a, b: session.run(None, {"a": a[None, None], "b": b[None, None]})[0]
-
-
-def _plain_onnx(model) -> bytes:
-    """``torch.onnx.export`` of ``model(a, b)`` as it is, with dynamic batch, height and width."""
-    import io
-    import warnings
-
-    import torch
-
-    sample = torch.rand(1, 1, 32, 32)
-    axes = {name: {0: "batch", 2: "height", 3: "width"} for name in ("a", "b", "fused")}
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            model, (sample, sample), buffer, input_names=["a", "b"], output_names=["fused"],
-            dynamic_axes=axes, opset_version=17, dynamo=False,
-        )
-    return buffer.getvalue()
-
-
-def openvino_session(model, threads: int):
-    """The plain ONNX export (:func:`plain_onnx_session`'s) compiled by OpenVINO for the CPU; None without it."""
-    try:
-        import openvino as ov
-    except ImportError:
-        return None
-    import tempfile
-
-    data = _plain_onnx(model)
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "plain.onnx"
-        path.write_bytes(data)
-        compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_NUM_THREADS": threads})
-    request = compiled.create_infer_request()
-    return lambda a, b: request.infer({"a": a[None, None], "b": b[None, None]})[compiled.output(0)]
-
-
-def compiled_forward(model, device):
-    """``torch.compile`` (inductor) of ``model`` as a callable on two ``(H, W)`` float32 arrays."""
-    import torch
-
-    compiled = torch.compile(model)
-
-    def run(a, b):
-        with torch.inference_mode():
-            out = compiled(torch.from_numpy(a)[None, None].to(device), torch.from_numpy(b)[None, None].to(device))
-            return out.cpu().numpy()
-
-    return run
-
 #: Clocks a benchmark can time with: wall time, or the CPU time of the whole process.
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
@@ -209,6 +145,7 @@ def run_case(case: dict) -> dict:
     from ..model import count_macs
     from ..tiling import DEFAULT_TILE
     from ..weights import model_for
+    from .bench_references import compiled_forward, openvino_session, plain_onnx_session
     from .bench_table import cpu_peak_gmacs
 
     threads = int(case["threads"])
@@ -234,10 +171,21 @@ def run_case(case: dict) -> dict:
             return out
 
     row = {
-        "case": "", "kind": kind, "size": size, "slices": slices, "colour": colour,
-        "backend": select_backend(device), "device": device.type, "threads": threads, "tile": tile,
-        "repeats": repeats, "block": block, "clock": case.get("clock", "wall"),
-        "base_rss_mib": peak_rss_mib(), "load": round(load, 2), "version": __version__,
+        "case": "",
+        "kind": kind,
+        "size": size,
+        "slices": slices,
+        "colour": colour,
+        "backend": select_backend(device),
+        "device": device.type,
+        "threads": threads,
+        "tile": tile,
+        "repeats": repeats,
+        "block": block,
+        "clock": case.get("clock", "wall"),
+        "base_rss_mib": peak_rss_mib(),
+        "load": round(load, 2),
+        "version": __version__,
     }
     timed = lambda methods, runs: row.update(blocks_ms(methods, runs, block, row["clock"]))  # noqa: E731
     if kind == "big":
@@ -245,14 +193,13 @@ def run_case(case: dict) -> dict:
         b = rng.integers(0, 65535, (size, size), dtype=np.uint16)
         row["case"] = f"{size}x{size} grey pair (uint16, tiled){where}"
         pair = prepare_pair(a, b)
-        one = lambda: run_slice(model, pair.anatomical[0], pair.functional[0], device, tile=tile,  # noqa: E731
-                                maps=False)
-        timed({"net_ms": one, "fuse_ms": lambda: fuse(a, b, preset, device, tile=tile)},
-              {"net_ms": repeats, "fuse_ms": repeats})
+        units = (pair.anatomical[0], pair.functional[0])
+        methods = {"net_ms": lambda: run_slice(model, *units, device, tile=tile, maps=False)}
+        methods["fuse_ms"] = lambda: fuse(a, b, preset, device, tile=tile)
+        timed(methods, dict.fromkeys(methods, repeats))
         row["peak_rss_mib"] = peak_rss_mib()
-        tiled = lambda: run_slice(model, pair.anatomical[0], pair.functional[0], device, tile=tile,  # noqa: E731
-                                  backend="torch", maps=False)
-        timed({"eager_ms": tiled}, {"eager_ms": 1})
+        tiled = {"eager_ms": lambda: run_slice(model, *units, device, tile=tile, backend="torch", maps=False)}
+        timed(tiled, {"eager_ms": 1})
     else:
         shape = (size, size) if kind == "pair" else (slices, size, size)
         if kind not in ("pair", "stack"):
@@ -260,8 +207,11 @@ def run_case(case: dict) -> dict:
         mri, pet = _inputs(rng, shape, colour)
         pair = prepare_pair(mri, pet)
         fused_y = run_stack(model, pair.anatomical, pair.functional, device, tile=tile, maps=False).fused
-        row["case"] = (f"{size}x{size} {'colour' if colour else 'grey'} pair" if kind == "pair"
-                       else f"{slices}x{size}x{size} colour stack") + where
+        row["case"] = (
+            f"{size}x{size} {'colour' if colour else 'grey'} pair"
+            if kind == "pair"
+            else f"{slices}x{size}x{size} colour stack"
+        ) + where
         methods = {
             "net_ms": lambda: run_stack(model, pair.anatomical, pair.functional, device, tile=tile, maps=False),
             "fuse_ms": lambda: fuse(mri, pet, preset, device, tile=tile),
@@ -283,8 +233,11 @@ def run_case(case: dict) -> dict:
                 references["compile_ms"] = compiled_forward(placed, device)
         per_slice = {name: (lambda fn=fn: [fn(x, y) for x, y in zip(a, b)]) for name, fn in references.items()}
         timed(per_slice, {name: (max(2, repeats // 4) if kind == "pair" else 1) for name in per_slice})
-    row["rest_ms"] = None if "prepare_ms" not in row else (
-        row["fuse_ms"] - row["net_ms"] - row["prepare_ms"] - row.get("colour_ms", 0.0))
+    row["rest_ms"] = (
+        None
+        if "prepare_ms" not in row
+        else (row["fuse_ms"] - row["net_ms"] - row["prepare_ms"] - row.get("colour_ms", 0.0))
+    )
     row["fuse_ratio"] = row["fuse_ms"] / row["net_ms"]
     row["gmacs"] = count_macs(model, size, size) * slices / (row["net_ms"] / 1e3) / 1e9
     peak, _ = cpu_peak_gmacs(threads)
@@ -306,11 +259,14 @@ def run_in_subprocess(case: dict, timeout: float = 1800) -> dict:
     """Run :func:`run_case` in a fresh interpreter and return its row."""
     proc = subprocess.run(
         [sys.executable, "-m", "napari_lightfusion.research", "bench", "--case", json.dumps(case)],
-        capture_output=True, text=True, env=_child_env(int(case["threads"])), timeout=timeout,
+        capture_output=True,
+        text=True,
+        env=_child_env(int(case["threads"])),
+        timeout=timeout,
     )
     for line in proc.stdout.splitlines():
         if line.startswith(_MARK):
-            return json.loads(line[len(_MARK):])
+            return json.loads(line[len(_MARK) :])
     tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
     raise RuntimeError(f"benchmark case {case['kind']} {case['size']} failed: {tail}")
 
@@ -354,8 +310,10 @@ def run_benchmark(
     cases = []
     for size in sizes:
         scaled = round(repeats * min(1.0, (512 / size) ** 2))
-        cases += [{"kind": "pair", "size": size, "colour": colour, "repeats": max(3, min(repeats, scaled))}
-                  for colour in (False, True)]
+        cases += [
+            {"kind": "pair", "size": size, "colour": colour, "repeats": max(3, min(repeats, scaled))}
+            for colour in (False, True)
+        ]
     if stack:
         cases.append({"kind": "stack", "size": stack[1], "slices": stack[0], "repeats": 2, "block": 1})
     if big:
@@ -364,11 +322,19 @@ def run_benchmark(
         cases += [{**c, "device": str(gpu)} for c in cases if c["kind"] != "big"]
     rows = []
     for case in cases:
-        case = {"block": block, **case, "threads": threads, "preset": preset, "tile": tile, "clock": clock,
-                "compile": compile}
+        case = {
+            "block": block,
+            **case,
+            "threads": threads,
+            "preset": preset,
+            "tile": tile,
+            "clock": clock,
+            "compile": compile,
+        }
         if progress is not None:
-            progress(f"bench: {case['kind']} {case.get('slices', 1)}x{case['size']}^2 "
-                     f"on {case.get('device', 'cpu')} ...")
+            progress(
+                f"bench: {case['kind']} {case.get('slices', 1)}x{case['size']}^2 on {case.get('device', 'cpu')} ..."
+            )
         rows.append(run_in_subprocess(case))
     return rows
 
@@ -389,8 +355,15 @@ def run_from_args(args: argparse.Namespace) -> None:
     stack = None if args.stack.lower() == "none" else tuple(int(x) for x in args.stack.lower().split("x"))
     big = None if args.big.lower() in ("none", "0") else int(args.big)
     rows = run_benchmark(
-        args.repeats, args.threads, sizes, stack, big, tile=args.tile, device=getattr(args, "device", "cpu"),
-        clock=getattr(args, "clock", "wall"), block=getattr(args, "block", 5),
+        args.repeats,
+        args.threads,
+        sizes,
+        stack,
+        big,
+        tile=args.tile,
+        device=getattr(args, "device", "cpu"),
+        clock=getattr(args, "clock", "wall"),
+        block=getattr(args, "block", 5),
         compile=getattr(args, "compile", False),
         progress=lambda line: print(line, file=sys.stderr, flush=True),
     )

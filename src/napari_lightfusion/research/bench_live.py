@@ -44,8 +44,16 @@ def measure(sizes=(256, 512), slices: int = 8, timeout: float = 60.0, make_viewe
         finally:
             if make_viewer is None:
                 viewer.close()
-        rows.append({"size": size, "moves": len(layers), "median_ms": statistics.median(layers),
-                     "max_ms": max(layers), "table_ms": statistics.median(table), "debounce_ms": DEBOUNCE_MS})
+        rows.append(
+            {
+                "size": size,
+                "moves": len(layers),
+                "median_ms": statistics.median(layers),
+                "max_ms": max(layers),
+                "table_ms": statistics.median(table),
+                "debounce_ms": DEBOUNCE_MS,
+            }
+        )
     return rows
 
 
@@ -63,9 +71,14 @@ def _slider_latencies(viewer, widget, slices: int, timeout: float) -> tuple[list
 
 def format_rows(rows: list[dict]) -> str:
     """The rows of :func:`measure` as a markdown table."""
-    lines = ["| slice size | slider moves | layers updated, median ms | max ms | metric table, median ms "
-             "| of which debounce ms |", "|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| slice size | slider moves | layers updated, median ms | max ms | metric table, median ms "
+        "| of which debounce ms |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
-        lines.append(f"| {r['size']}x{r['size']} | {r['moves']} | {r['median_ms']:.0f} | {r['max_ms']:.0f} | "
-                     f"{r['table_ms']:.0f} | {r['debounce_ms']} |")
+        lines.append(
+            f"| {r['size']}x{r['size']} | {r['moves']} | {r['median_ms']:.0f} | {r['max_ms']:.0f} | "
+            f"{r['table_ms']:.0f} | {r['debounce_ms']} |"
+        )
     return "\n".join(lines)

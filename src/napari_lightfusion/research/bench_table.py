@@ -77,8 +77,10 @@ def format_table(rows: list[dict]) -> str:
     ``--compile``) are left out.
     """
     columns = [c for c in COLUMNS if any(r.get(c[1]) is not None for r in rows)]
-    lines = ["| " + " | ".join(c[0] for c in columns) + " |",
-             "|" + "|".join("---" if c[2] is None else "---:" for c in columns) + "|"]
+    lines = [
+        "| " + " | ".join(c[0] for c in columns) + " |",
+        "|" + "|".join("---" if c[2] is None else "---:" for c in columns) + "|",
+    ]
     lines += ["| " + " | ".join(_fmt(r.get(key), digits) for _, key, digits in columns) + " |" for r in rows]
     if rows:
         first = rows[0]
@@ -87,7 +89,7 @@ def format_table(rows: list[dict]) -> str:
         lines.extend(_throughput(rows))
         peak, how = cpu_peak_gmacs(threads)
         if peak:
-            lines.append(f"CPU peak ~{peak:.0f} GMAC/s ({how}); \"% of peak\" is the network's share of it.")
+            lines.append(f'CPU peak ~{peak:.0f} GMAC/s ({how}); "% of peak" is the network\'s share of it.')
         lines.append(_machine())
     return "\n".join(lines)
 
@@ -138,9 +140,13 @@ def _base_rss_text(rows: list[dict]) -> str:
 def _machine() -> str:
     """One line naming the CPU, its vector unit and the library versions."""
     _, how = cpu_peak_gmacs(1)
-    isa = how[how.find("(") + 1:how.find(")")] if "(" in how else "unknown ISA"
-    parts = [platform.processor() or platform.machine(), isa, f"{os.cpu_count()} CPUs",
-             f"Python {platform.python_version()}"]
+    isa = how[how.find("(") + 1 : how.find(")")] if "(" in how else "unknown ISA"
+    parts = [
+        platform.processor() or platform.machine(),
+        isa,
+        f"{os.cpu_count()} CPUs",
+        f"Python {platform.python_version()}",
+    ]
     import onnxruntime
     import torch
 

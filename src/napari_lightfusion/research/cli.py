@@ -20,10 +20,12 @@ from ..cli import make_parser, prefer_pyqt6, run
 from .crossfit import add_crossfit
 
 #: Said at the end of ``lightfusion-research --help``: the research scripts that are not subcommands.
-SCRIPTS = ("Two more research scripts run as modules: python -m napari_lightfusion.research.volume_bench "
-           "(memory and throughput of volume fusion, docs/volumes.md) and python -m "
-           "napari_lightfusion.research.misalignment_check (how often the misregistration warning is right). "
-           "Fusing and presets: lightfusion --help.")
+SCRIPTS = (
+    "Two more research scripts run as modules: python -m napari_lightfusion.research.volume_bench "
+    "(memory and throughput of volume fusion, docs/volumes.md) and python -m "
+    "napari_lightfusion.research.misalignment_check (how often the misregistration warning is right). "
+    "Fusing and presets: lightfusion --help."
+)
 
 
 def _add_train(sub):
@@ -38,21 +40,37 @@ def _add_train(sub):
     p.add_argument("--reduction", type=int, default=4)
     p.add_argument("--attention", default="pca")
     p.add_argument("--conv", default="dsc")
-    p.add_argument("--output", default="intensity",
-                   help="decoder output: intensity (the paper's), blend or mix (see model.py)")
+    p.add_argument(
+        "--output", default="intensity", help="decoder output: intensity (the paper's), blend or mix (see model.py)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--balance", type=float, default=None,
-                   help="train a balance-conditioned network (b in [0, 1], every b drawn per batch) "
-                        "with this default b; without it, the paper's unconditioned network")
+    p.add_argument(
+        "--balance",
+        type=float,
+        default=None,
+        help="train a balance-conditioned network (b in [0, 1], every b drawn per batch) "
+        "with this default b; without it, the paper's unconditioned network",
+    )
     p.add_argument("--crop", type=int, default=64, help="edge of the random training crops")
     p.add_argument("--init", default=None, help="weight file (or bundled preset name) to start from")
-    p.add_argument("--default-share", type=float, default=0.25,
-                   help="with --balance: share of batches trained at the default b (the rest uniform)")
-    p.add_argument("--balance-loss", default="targets",
-                   help="with --balance: how b changes the loss, targets, fade, hotspot or split (see losses.py)")
-    p.add_argument("--hot-spot-weight", type=float, default=1.0,
-                   help="with --balance-loss hotspot or split: weight of the hot-spot term (x the SSIM weight)")
+    p.add_argument(
+        "--default-share",
+        type=float,
+        default=0.25,
+        help="with --balance: share of batches trained at the default b (the rest uniform)",
+    )
+    p.add_argument(
+        "--balance-loss",
+        default="targets",
+        help="with --balance: how b changes the loss, targets, fade, hotspot or split (see losses.py)",
+    )
+    p.add_argument(
+        "--hot-spot-weight",
+        type=float,
+        default=1.0,
+        help="with --balance-loss hotspot or split: weight of the hot-spot term (x the SSIM weight)",
+    )
     p.add_argument("--device", default="cpu", help="torch device to train on: cpu, cuda, cuda:1, mps")
     p.set_defaults(run=_run_train)
 
@@ -116,10 +134,15 @@ def _add_score(sub):
     p.add_argument("--data", type=Path, required=True, help="harvard data root (holds test/)")
     p.add_argument("--dataset", required=True, help="CT-MRI, PET-MRI or SPECT-MRI")
     p.add_argument("--baselines", action="store_true", help="add the four baselines as rows")
-    p.add_argument("--balance", default=None,
-                   help="comma-separated b values: one row per b for balance-conditioned weight files")
-    p.add_argument("--split", default="test", choices=("test", "validation"),
-                   help="the test pairs, or the validation pairs of train/ (to choose between runs)")
+    p.add_argument(
+        "--balance", default=None, help="comma-separated b values: one row per b for balance-conditioned weight files"
+    )
+    p.add_argument(
+        "--split",
+        default="test",
+        choices=("test", "validation"),
+        help="the test pairs, or the validation pairs of train/ (to choose between runs)",
+    )
     p.set_defaults(run=_run_score)
 
 
@@ -127,8 +150,11 @@ def _run_score(args):
     from .evaluation import score_weights
 
     balances = [float(b) for b in args.balance.split(",")] if args.balance else None
-    print(score_weights(args.data, args.dataset, args.weights, baselines=args.baselines, balances=balances,
-                        split=args.split))
+    print(
+        score_weights(
+            args.data, args.dataset, args.weights, baselines=args.baselines, balances=balances, split=args.split
+        )
+    )
 
 
 def _add_ablate(sub):
@@ -148,8 +174,14 @@ def _run_ablate(args):
     from .ablation import run_ablations
 
     summary = run_ablations(
-        args.data, args.out_dir, args.epochs, args.threads,
-        workers=args.workers, doc=args.doc, lr=args.lr, limit=args.limit,
+        args.data,
+        args.out_dir,
+        args.epochs,
+        args.threads,
+        workers=args.workers,
+        doc=args.doc,
+        lr=args.lr,
+        limit=args.limit,
     )
     where = f"; wrote {args.doc}" if args.doc else ""
     print(f"{len(summary['results'])} variants, {summary['train_seconds'] / 60:.1f} CPU-min of training{where}")
@@ -164,10 +196,19 @@ def _add_bench(sub):
     p.add_argument("--big", default="4096", help="edge of the big pair, or none")
     p.add_argument("--tile", type=int, default=None)
     p.add_argument("--device", default="cpu", help="cpu, or a GPU (cuda) to run the pairs and the stack on too")
-    p.add_argument("--clock", default="wall", choices=("wall", "cpu"),
-                   help="wall time, or the process's CPU time (steady on a busy machine; use with --threads 1)")
-    p.add_argument("--profile", type=int, default=None, metavar="EDGE",
-                   help="instead: ONNX Runtime's profile of the fast path on one EDGE x EDGE slice, by operator")
+    p.add_argument(
+        "--clock",
+        default="wall",
+        choices=("wall", "cpu"),
+        help="wall time, or the process's CPU time (steady on a busy machine; use with --threads 1)",
+    )
+    p.add_argument(
+        "--profile",
+        type=int,
+        default=None,
+        metavar="EDGE",
+        help="instead: ONNX Runtime's profile of the fast path on one EDGE x EDGE slice, by operator",
+    )
     p.add_argument("--block", type=int, default=5, help="timed runs of one method before the next takes its turn")
     p.add_argument("--compile", action="store_true", help="add torch.compile as a reference (compiling takes minutes)")
     p.add_argument("--json", action="store_true", help="print the rows as JSON too")
@@ -205,8 +246,10 @@ def _add_balance_figure(sub):
 
 
 def _add_default_balance(sub):
-    p = sub.add_parser("default-balance",
-                       help="give a retrained balance-conditioned preset the default b that behaves like the old one")
+    p = sub.add_parser(
+        "default-balance",
+        help="give a retrained balance-conditioned preset the default b that behaves like the old one",
+    )
     p.add_argument("weights", type=Path, help="the retrained weight file (its sidecar is rewritten)")
     p.add_argument("--like", type=Path, required=True, help="the weight file it replaces")
     p.add_argument("--data", type=Path, required=True, help="harvard data root (holds train/)")
@@ -220,9 +263,11 @@ def _run_default_balance(args):
     choice = pick_default_balance(args.data, args.dataset, args.weights, args.like)
     set_default_balance(args.weights, choice)
     like, chosen = choice["like"], choice["chosen"]
-    print(f"{args.dataset}: {args.like} anatomy {like['anatomy kept']:.3f} function {like['function kept']:.3f}; "
-          f"b = {choice['balance']:g} gives {chosen['anatomy kept']:.3f} / {chosen['function kept']:.3f} "
-          f"on {choice['pairs']} validation pairs; written to {args.weights.with_suffix('.json')}")
+    print(
+        f"{args.dataset}: {args.like} anatomy {like['anatomy kept']:.3f} function {like['function kept']:.3f}; "
+        f"b = {choice['balance']:g} gives {chosen['anatomy kept']:.3f} / {chosen['function kept']:.3f} "
+        f"on {choice['pairs']} validation pairs; written to {args.weights.with_suffix('.json')}"
+    )
 
 
 def _run_balance_figure(args):
@@ -231,21 +276,34 @@ def _run_balance_figure(args):
     result = write_balance_figure(args.data, args.out, limit=args.limit)
     for dataset, curve in result["curves"].items():
         average = curve["baselines"]["average"]
-        print(f"{dataset}: pixel average anatomy {average['anatomy kept']:.3f} "
-              f"function {average['function kept']:.3f}; "
-              f"b dominating it: {', '.join(f'{b:g}' for b in result['dominating'][dataset]) or 'none'}")
+        print(
+            f"{dataset}: pixel average anatomy {average['anatomy kept']:.3f} "
+            f"function {average['function kept']:.3f}; "
+            f"b dominating it: {', '.join(f'{b:g}' for b in result['dominating'][dataset]) or 'none'}"
+        )
     print(f"wrote {args.out}")
 
 
 def _add_screenshot(sub):
     p = sub.add_parser("screenshot", help="save the README and docs screenshots of napari with the widget")
-    p.add_argument("--out", type=Path, default=Path("docs/screenshot.png"),
-                   help="README screenshot; the four docs screenshots go next to it")
-    p.add_argument("--data", type=Path, default=None,
-                   help="Harvard data root: show its PET-MRI test pair 23 (default: the synthetic sample)")
-    p.add_argument("--dicom", action="store_true",
-                   help="instead: a synthetic DICOM MR + PET study opened, fused and aligned (dicom_study.png and "
-                        "dicom_aligned.png next to --out)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("docs/screenshot.png"),
+        help="README screenshot; the four docs screenshots go next to it",
+    )
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="Harvard data root: show its PET-MRI test pair 23 (default: the synthetic sample)",
+    )
+    p.add_argument(
+        "--dicom",
+        action="store_true",
+        help="instead: a synthetic DICOM MR + PET study opened, fused and aligned (dicom_study.png and "
+        "dicom_aligned.png next to --out)",
+    )
     p.set_defaults(run=_run_screenshot)
 
 
@@ -263,8 +321,18 @@ def build_parser() -> argparse.ArgumentParser:
     return make_parser(
         "lightfusion-research",
         "LightFusionNet research tools: train, score and time the networks; make the figures of docs/.",
-        [_add_train, _add_evaluate, _add_score, _add_ablate, _add_bench, _add_bench_live, _add_screenshot,
-         _add_balance_figure, _add_default_balance, add_crossfit],
+        [
+            _add_train,
+            _add_evaluate,
+            _add_score,
+            _add_ablate,
+            _add_bench,
+            _add_bench_live,
+            _add_screenshot,
+            _add_balance_figure,
+            _add_default_balance,
+            add_crossfit,
+        ],
         epilog=SCRIPTS,
     )
 

@@ -23,9 +23,12 @@ from pathlib import Path
 
 #: ``(base preset, target pair)``: the six off-diagonal cases of the atlas.
 CASES = (
-    ("PET-MRI", "CT-MRI"), ("SPECT-MRI", "CT-MRI"),
-    ("CT-MRI", "PET-MRI"), ("SPECT-MRI", "PET-MRI"),
-    ("CT-MRI", "SPECT-MRI"), ("PET-MRI", "SPECT-MRI"),
+    ("PET-MRI", "CT-MRI"),
+    ("SPECT-MRI", "CT-MRI"),
+    ("CT-MRI", "PET-MRI"),
+    ("SPECT-MRI", "PET-MRI"),
+    ("CT-MRI", "SPECT-MRI"),
+    ("PET-MRI", "SPECT-MRI"),
 )
 #: The measures of the table and how close the fine-tuned network must come to the bundled preset.
 MEASURES = ("Qabf", "SSIM", "VIF", "MI")
@@ -72,9 +75,17 @@ def run_case(data_root: Path, base: str, target: str, config, bundled: dict, lim
         table = evaluate_dataset(data_root, target, {"tuned": network_method(weights=path)}, limit=limit)
     tuned = {m: table.means["tuned"][m] for m in MEASURES}
     return {
-        "case": f"{base} -> {target}", "base": base, "target": target, "tuned": tuned, "bundled": bundled,
-        "steps": result.steps, "seconds": seconds, "improved": result.improved,
-        "loss_from": result.objective_from, "test_pairs": len(table.pairs), "meets": meets(tuned, bundled),
+        "case": f"{base} -> {target}",
+        "base": base,
+        "target": target,
+        "tuned": tuned,
+        "bundled": bundled,
+        "steps": result.steps,
+        "seconds": seconds,
+        "improved": result.improved,
+        "loss_from": result.objective_from,
+        "test_pairs": len(table.pairs),
+        "meets": meets(tuned, bundled),
     }
 
 
@@ -87,8 +98,16 @@ def bundled_scores(data_root: Path, target: str, limit: int | None = None) -> di
     return {m: table.means["bundled"][m] for m in MEASURES}
 
 
-def crossfit(data_root: Path, cases=CASES, *, minutes: float | None = 2.0, steps: int | None = None,
-             threads: int = 2, limit: int | None = None, say=print) -> list[dict]:
+def crossfit(
+    data_root: Path,
+    cases=CASES,
+    *,
+    minutes: float | None = 2.0,
+    steps: int | None = None,
+    threads: int = 2,
+    limit: int | None = None,
+    say=print,
+) -> list[dict]:
     """Run ``cases`` one after the other (``say`` gets a line per case); return the rows."""
     import torch
 
@@ -120,20 +139,25 @@ def _cell(row: dict, measure: str) -> str:
 def row_text(row: dict) -> str:
     """One case as a line of text."""
     cells = "  ".join(f"{m} {_cell(row, m)}" for m in MEASURES)
-    return (f"{row['case']}: loss of {row['loss_from']}, {row['steps']} steps, {row['seconds']:.0f} s; {cells}; "
-            f"{'meets' if row['meets'] else 'misses'} the target")
+    return (
+        f"{row['case']}: loss of {row['loss_from']}, {row['steps']} steps, {row['seconds']:.0f} s; {cells}; "
+        f"{'meets' if row['meets'] else 'misses'} the target"
+    )
 
 
 def table(rows: list[dict]) -> str:
     """The markdown table: one row per case, fine-tuned / bundled (change) per measure."""
-    head = ("| case | loss of | steps | time (s) | " + " | ".join(f"{m} tuned / bundled" for m in MEASURES)
-            + " | target |")
+    head = (
+        "| case | loss of | steps | time (s) | " + " | ".join(f"{m} tuned / bundled" for m in MEASURES) + " | target |"
+    )
     lines = [head, "|" + "---|" * (5 + len(MEASURES))]
     for row in rows:
         cells = " | ".join(_cell(row, m) for m in MEASURES)
         kept = "" if row["improved"] else " (kept the base)"
-        lines.append(f"| {row['case']}{kept} | {row['loss_from']} | {row['steps']} | {row['seconds']:.0f} | {cells} | "
-                     f"{'met' if row['meets'] else 'missed'} |")
+        lines.append(
+            f"| {row['case']}{kept} | {row['loss_from']} | {row['steps']} | {row['seconds']:.0f} | {cells} | "
+            f"{'met' if row['meets'] else 'missed'} |"
+        )
     return "\n".join(lines)
 
 
@@ -141,22 +165,24 @@ def document(rows: list[dict], command: str, threads: int, load: tuple[float, fl
     """The markdown page: the command, the machine, the table, what the target is."""
     when = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     met = sum(row["meets"] for row in rows)
-    return "\n".join([
-        "# Fine-tuning across modality pairs: the six off-diagonal cases",
-        "",
-        f"Made by `{command}` on {when}, {threads} torch threads, load average "
-        f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1 / 5 / 15 min) at the start.",
-        "",
-        "Each case fine-tunes the bundled BASE preset on `train/PAIR` as `lightfusion finetune --pairs "
-        "train/PAIR --from BASE` does and scores it on the test pairs of PAIR against the bundled preset "
-        f"of PAIR. Target: within {WITHIN:.0%} on Qabf, SSIM and VIF, at or above it on MI. "
-        "Time: the fine-tuning call (reading the pairs, scoring the presets, training), not the scoring.",
-        "",
-        table(rows),
-        "",
-        f"{met} of {len(rows)} cases meet the target.",
-        "",
-    ])
+    return "\n".join(
+        [
+            "# Fine-tuning across modality pairs: the six off-diagonal cases",
+            "",
+            f"Made by `{command}` on {when}, {threads} torch threads, load average "
+            f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1 / 5 / 15 min) at the start.",
+            "",
+            "Each case fine-tunes the bundled BASE preset on `train/PAIR` as `lightfusion finetune --pairs "
+            "train/PAIR --from BASE` does and scores it on the test pairs of PAIR against the bundled preset "
+            f"of PAIR. Target: within {WITHIN:.0%} on Qabf, SSIM and VIF, at or above it on MI. "
+            "Time: the fine-tuning call (reading the pairs, scoring the presets, training), not the scoring.",
+            "",
+            table(rows),
+            "",
+            f"{met} of {len(rows)} cases meet the target.",
+            "",
+        ]
+    )
 
 
 def add_crossfit(sub):

@@ -40,7 +40,9 @@ SAGITTAL = (0.0, 1.0, 0.0, 0.0, 0.0, -1.0)
 CORONAL = (1.0, 0.0, 0.0, 0.0, 0.0, -1.0)
 
 SOP_CLASSES = {
-    "PT": "1.2.840.10008.5.1.4.1.1.128", "CT": "1.2.840.10008.5.1.4.1.1.2", "MR": "1.2.840.10008.5.1.4.1.1.4",
+    "PT": "1.2.840.10008.5.1.4.1.1.128",
+    "CT": "1.2.840.10008.5.1.4.1.1.2",
+    "MR": "1.2.840.10008.5.1.4.1.1.4",
 }
 ENHANCED_MR = "1.2.840.10008.5.1.4.1.1.4.1"
 
@@ -98,11 +100,28 @@ def _drop(ds: Dataset, omit) -> None:
             delattr(ds, name)
 
 
-def write_series(folder, volume, modality: str, *, spacing=(3.0, 2.0, 2.0), origin=(-32.0, -32.0, -20.0),
-                 orientation=AXIAL, positions=None, rescale=None, description="", series_number=1,
-                 series_time=datetime(2024, 1, 2, 10, 30), study_uid=None, series_uid=None,
-                 frame_of_reference_uid=None, shuffle=True, seed=0, omit=(), tags=None,
-                 series_tags=None) -> Written:
+def write_series(
+    folder,
+    volume,
+    modality: str,
+    *,
+    spacing=(3.0, 2.0, 2.0),
+    origin=(-32.0, -32.0, -20.0),
+    orientation=AXIAL,
+    positions=None,
+    rescale=None,
+    description="",
+    series_number=1,
+    series_time=datetime(2024, 1, 2, 10, 30),
+    study_uid=None,
+    series_uid=None,
+    frame_of_reference_uid=None,
+    shuffle=True,
+    seed=0,
+    omit=(),
+    tags=None,
+    series_tags=None,
+) -> Written:
     """Write ``volume`` (slices, rows, columns, in the unit shown) as one file per slice; see the module.
 
     ``rescale``: a function ``slice -> (stored uint16/int16 array, slope,
@@ -127,7 +146,7 @@ def write_series(folder, volume, modality: str, *, spacing=(3.0, 2.0, 2.0), orig
     rescale = rescale or (lambda image: (np.round(image).astype(np.uint16), 1.0, 0.0))
     names = [str(v) for v in rng.choice(10**9, n, replace=False) + 10**9]  # as exporters write: digits, no order
     files, values = [None] * n, np.zeros(volume.shape, np.float32)
-    for k in (rng.permutation(n) if shuffle else range(n)):
+    for k in rng.permutation(n) if shuffle else range(n):
         stored, slope, intercept = rescale(volume[k])
         values[k] = (stored.astype(np.float64) * slope + intercept).astype(np.float32)
         ds = Dataset()
@@ -161,15 +180,38 @@ def write_series(folder, volume, modality: str, *, spacing=(3.0, 2.0, 2.0), orig
         ds.file_meta = _meta(ds.SOPClassUID, ds.SOPInstanceUID)
         files[k] = folder / names[k]
         pydicom.dcmwrite(files[k], ds, enforce_file_format=True)
-    return Written(folder, files, values, positions, tuple(orientation), tuple(spacing), series_uid, study_uid,
-                   frame_of_reference_uid)
+    return Written(
+        folder,
+        files,
+        values,
+        positions,
+        tuple(orientation),
+        tuple(spacing),
+        series_uid,
+        study_uid,
+        frame_of_reference_uid,
+    )
 
 
-def write_pet_series(folder, volume_bq_ml, *, spacing=(3.27, 2.0, 2.0), weight_kg=75.0, dose_bq=370e6,
-                     half_life_s=6586.2, injection_time=datetime(2024, 1, 2, 9, 30),
-                     series_time=datetime(2024, 1, 2, 10, 30), units="BQML", decay_correction="START",
-                     start_datetime=True, per_slice_slopes=True, description="PET AC", omit=(), tags=None,
-                     **kwargs) -> Written:
+def write_pet_series(
+    folder,
+    volume_bq_ml,
+    *,
+    spacing=(3.27, 2.0, 2.0),
+    weight_kg=75.0,
+    dose_bq=370e6,
+    half_life_s=6586.2,
+    injection_time=datetime(2024, 1, 2, 9, 30),
+    series_time=datetime(2024, 1, 2, 10, 30),
+    units="BQML",
+    decay_correction="START",
+    start_datetime=True,
+    per_slice_slopes=True,
+    description="PET AC",
+    omit=(),
+    tags=None,
+    **kwargs,
+) -> Written:
     """A PET series in Bq/ml, stored int16 with a slope per slice (each slice's maximum is 32767).
 
     ``start_datetime``: write RadiopharmaceuticalStartDateTime as well as
@@ -199,15 +241,27 @@ def write_pet_series(folder, volume_bq_ml, *, spacing=(3.27, 2.0, 2.0), weight_k
     series.CorrectedImage = ["ATTN", "DECY", "NORM"]
     series.PatientWeight = f"{weight_kg:g}"
     series.RadiopharmaceuticalInformationSequence = Sequence([drug])
-    written = write_series(folder, volume, "PT", spacing=spacing, rescale=rescale, description=description,
-                           series_time=series_time, omit=omit, tags=tags, series_tags=series, **kwargs)
+    written = write_series(
+        folder,
+        volume,
+        "PT",
+        spacing=spacing,
+        rescale=rescale,
+        description=description,
+        series_time=series_time,
+        omit=omit,
+        tags=tags,
+        series_tags=series,
+        **kwargs,
+    )
     decay = 0.0 if decay_correction == "ADMIN" else (series_time - injection_time).total_seconds()
     written.suv_factor = weight_kg * 1000.0 / (dose_bq * 2.0 ** (-decay / half_life_s))
     return written
 
 
-def write_ct_series(folder, volume_hu, *, spacing=(2.5, 0.8, 0.8), description="Head soft tissue", tilt_deg=0.0,
-                    **kwargs) -> Written:
+def write_ct_series(
+    folder, volume_hu, *, spacing=(2.5, 0.8, 0.8), description="Head soft tissue", tilt_deg=0.0, **kwargs
+) -> Written:
     """A CT series in HU, stored uint16 with RescaleIntercept -1024 (values rounded to whole HU).
 
     ``tilt_deg``: a gantry tilt, as scanners write it: the slice plane is
@@ -215,8 +269,15 @@ def write_ct_series(folder, volume_hu, *, spacing=(2.5, 0.8, 0.8), description="
     (the patient's z), so they are not stacked along their normal.
     """
     volume = np.asarray(volume_hu, dtype=float)
-    tags = {"RescaleType": "HU", "KVP": "120", "GantryDetectorTilt": f"{tilt_deg:g}", "ConvolutionKernel": "B30f",
-            "WindowCenter": "40", "WindowWidth": "400", **kwargs.pop("tags", {})}
+    tags = {
+        "RescaleType": "HU",
+        "KVP": "120",
+        "GantryDetectorTilt": f"{tilt_deg:g}",
+        "ConvolutionKernel": "B30f",
+        "WindowCenter": "40",
+        "WindowWidth": "400",
+        **kwargs.pop("tags", {}),
+    }
     if tilt_deg:
         t = np.radians(tilt_deg)
         kwargs["orientation"] = (1.0, 0.0, 0.0, 0.0, float(np.cos(t)), float(np.sin(t)))
@@ -226,19 +287,35 @@ def write_ct_series(folder, volume_hu, *, spacing=(2.5, 0.8, 0.8), description="
     def rescale(image):
         return np.clip(np.round(image) + 1024, 0, 4095).astype(np.uint16), 1.0, -1024.0
 
-    return write_series(folder, volume, "CT", spacing=spacing, rescale=rescale, description=description,
-                        tags=tags, **kwargs)
+    return write_series(
+        folder, volume, "CT", spacing=spacing, rescale=rescale, description=description, tags=tags, **kwargs
+    )
 
 
 def write_mr_series(folder, volume, *, spacing=(1.2, 1.0, 1.0), description="T1 MPRAGE", **kwargs) -> Written:
     """An MR series as stored (uint16, no rescale tags: MR values have no unit)."""
-    tags = {"MagneticFieldStrength": "3", "EchoTime": "2.3", "RepetitionTime": "2300", "ScanningSequence": "GR",
-            **kwargs.pop("tags", {})}
+    tags = {
+        "MagneticFieldStrength": "3",
+        "EchoTime": "2.3",
+        "RepetitionTime": "2300",
+        "ScanningSequence": "GR",
+        **kwargs.pop("tags", {}),
+    }
     return write_series(folder, volume, "MR", spacing=spacing, description=description, tags=tags, **kwargs)
 
 
-def write_enhanced_mr(path, volume, *, spacing=(2.0, 1.0, 1.0), origin=(-10.0, -20.0, -30.0), orientation=AXIAL,
-                      slope=0.5, intercept=10.0, description="Enhanced T2", seed=0) -> Written:
+def write_enhanced_mr(
+    path,
+    volume,
+    *,
+    spacing=(2.0, 1.0, 1.0),
+    origin=(-10.0, -20.0, -30.0),
+    orientation=AXIAL,
+    slope=0.5,
+    intercept=10.0,
+    description="Enhanced T2",
+    seed=0,
+) -> Written:
     """One Enhanced MR Image Storage file: frames in shuffled order, each placed by PlanePositionSequence.
 
     PixelMeasures, PlaneOrientation and PixelValueTransformation are in the
@@ -283,5 +360,6 @@ def write_enhanced_mr(path, volume, *, spacing=(2.0, 1.0, 1.0), origin=(-10.0, -
     ds.file_meta = _meta(ENHANCED_MR, ds.SOPInstanceUID)
     pydicom.dcmwrite(path, ds, enforce_file_format=True)
     values = (stored.astype(np.float64) * slope + intercept).astype(np.float32)
-    return Written(path.parent, [path], values, positions, tuple(orientation), tuple(spacing), series_uid,
-                   study_uid, for_uid)
+    return Written(
+        path.parent, [path], values, positions, tuple(orientation), tuple(spacing), series_uid, study_uid, for_uid
+    )

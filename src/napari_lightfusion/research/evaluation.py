@@ -35,8 +35,14 @@ from .timing import efficiency
 
 
 def score_weights(
-    data_root: Path, dataset: str, weights: Iterable[Path], *, baselines: bool = False, progress: bool = True,
-    balances: Iterable[float] | None = None, split: str = "test",
+    data_root: Path,
+    dataset: str,
+    weights: Iterable[Path],
+    *,
+    baselines: bool = False,
+    progress: bool = True,
+    balances: Iterable[float] | None = None,
+    split: str = "test",
 ) -> str:
     """A markdown table of the mean measures of weight files (and the baselines) on one test set.
 
@@ -139,8 +145,11 @@ def write_results(
                 save_png(path, contact_sheet(shown, dataset))
                 sheets[dataset] = path
                 shown_names[dataset] = [p.name for p in shown]
-        curves = {d: balance_curve(data_root, d, limit=limit, refine=True) for d in datasets
-                  if d in FUNCTIONAL and model_for(d).conditioned}
+        curves = {
+            d: balance_curve(data_root, d, limit=limit, refine=True)
+            for d in datasets
+            if d in FUNCTIONAL and model_for(d).conditioned
+        }
         timing_dataset = "PET-MRI" if "PET-MRI" in datasets else datasets[0]
         first = load_pairs(data_root, "test", timing_dataset, pair_names(data_root, "test", timing_dataset)[:1])[0]
         eff = efficiency(timing_dataset, (first.anatomical, first.other), repeats=timing_repeats)

@@ -23,7 +23,7 @@ Method = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 def network_method(
-    preset: str | None = None, weights: Path | None = None, device: str = "cpu", balance: float | None = None,
+    preset: str | None = None, weights: Path | None = None, device: str = "cpu", balance: float | None = None
 ) -> Method:
     """The network as a method: ``fuse(mri, other, preset=..., weights=..., balance=...).fused``."""
     from ..fusion import fuse

@@ -47,13 +47,17 @@ def main(argv=None) -> None:
     parser.add_argument("--pairs", type=int, default=20, help="test pairs per data set")
     parser.add_argument("--shift", type=float, default=8.0, help="pixels the functional image is moved along x")
     args = parser.parse_args(argv)
-    print(f"| data set | pairs | false alarms (registered) | caught (moved {args.shift:g} px) "
-          "| MI gain in place (max) | MI gain moved (min) |")
+    print(
+        f"| data set | pairs | false alarms (registered) | caught (moved {args.shift:g} px) "
+        "| MI gain in place (max) | MI gain moved (min) |"
+    )
     print("|---|---|---|---|---|---|")
     for dataset in DATASETS:
         row = check(args.data, dataset, args.pairs, args.shift)
-        print(f"| {dataset} | {row['pairs']} | {row['false_alarms']} | {row['caught']} "
-              f"| {max(row['gains_in_place']):.3f} | {min(row['gains_shifted']):.3f} |")
+        print(
+            f"| {dataset} | {row['pairs']} | {row['false_alarms']} | {row['caught']} "
+            f"| {max(row['gains_in_place']):.3f} | {min(row['gains_shifted']):.3f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -98,4 +98,3 @@ def document_head(title: str, made_by: str, limit_note: str | None) -> list[str]
     if limit_note is not None:
         out += [f"> **Trial run:** {limit_note}", ""]
     return out
-

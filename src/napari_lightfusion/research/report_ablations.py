@@ -72,7 +72,7 @@ def ablations_markdown(summary: dict) -> str:
         f"- Test pairs scored: {', '.join(str(p) for p in sorted(pairs))} (PET-MRI test).",
         "- Params: trainable parameters. MACs: multiply-accumulates of one forward pass on a "
         f"{summary['size']}×{summary['size']} pair "
-        "(`count_macs`, convolutions only); FLOPs = 2 × MACs. The paper's \"FLOPS\" column matches MACs.",
+        '(`count_macs`, convolutions only); FLOPs = 2 × MACs. The paper\'s "FLOPS" column matches MACs.',
         "- CPU ms: median wall-clock milliseconds of "
         + (f"{summary['timing_repeats']} calls" if summary["timing_repeats"] else "no calls (timing skipped)")
         + f" of `fuse(..., weights=...)` on an in-memory {summary['size']}×{summary['size']} grey + RGB pair, "

@@ -117,10 +117,7 @@ def _ms(value) -> str:
 def efficiency_markdown(eff: Mapping[str, dict], pair_text: str) -> str:
     """The efficiency table (parameters, MACs, FLOPs, CPU ms) of :func:`.timing.efficiency`, and how it was timed."""
     meta = eff.get("_meta", {})
-    lines = [
-        "| Method | Parameters | MACs (G) | FLOPs (G) | CPU ms per pair |",
-        "|---|---|---|---|---|",
-    ]
+    lines = ["| Method | Parameters | MACs (G) | FLOPs (G) | CPU ms per pair |", "|---|---|---|---|---|"]
     for name, row in eff.items():
         if name.startswith("_"):
             continue
@@ -131,8 +128,8 @@ def efficiency_markdown(eff: Mapping[str, dict], pair_text: str) -> str:
             f"| {fmt(flops, 3) if flops is not None else '—'} | {_ms(row['ms'])} |"
         )
     lines.append(
-        "| *paper, LightFusionNet* | 0.004 M | 0.29 (its \"FLOPS\") | — "
-        "| Table 1 \"Time\": 20.05 on the 42 PET-MRI test pairs (unit not stated) |"
+        '| *paper, LightFusionNet* | 0.004 M | 0.29 (its "FLOPS") | — '
+        '| Table 1 "Time": 20.05 on the 42 PET-MRI test pairs (unit not stated) |'
     )
     load = meta.get("loadavg")
     load_text = ""
@@ -146,8 +143,8 @@ def efficiency_markdown(eff: Mapping[str, dict], pair_text: str) -> str:
     lines += [
         "",
         f"MACs are multiply-accumulates of one forward pass on a {meta.get('shape', '256x256')} pair, counted with "
-        "`torch.utils.flop_counter` (convolutions only); FLOPs = 2 × MACs. The paper's \"0.29 G FLOPS\" matches the "
-        f"MAC count. CPU ms: median of {meta.get('repeats')} calls of `fuse(..., device=\"cpu\")` (or `fuse_baseline`) "
+        '`torch.utils.flop_counter` (convolutions only); FLOPs = 2 × MACs. The paper\'s "0.29 G FLOPS" matches the '
+        f'MAC count. CPU ms: median of {meta.get("repeats")} calls of `fuse(..., device="cpu")` (or `fuse_baseline`) '
         f"on the in-memory {pair_text} ({meta.get('shape')}) after {meta.get('warmup')} warm-up calls, "
         f"`torch.set_num_threads({meta.get('threads')})`, colour handling included, no file I/O; the network ran "
         f"on the engine's `{meta.get('backend', 'torch')}` backend (`onnx` is ONNX Runtime, `torch` eager PyTorch)."
@@ -165,9 +162,12 @@ def results_markdown(computed: Mapping, folder: Path) -> str:
         "LightFusionNet: evaluation on the Harvard test sets",
         f"Made by `{computed['command']}` on {computed['date']} (data root `{computed['data_root']}`, "
         f"{computed['seconds'] / 60:.1f} min, Python {computed['python']}).",
-        None if computed.get("limit") is None else (
+        None
+        if computed.get("limit") is None
+        else (
             f"only the first {computed['limit']} test pairs of each dataset were evaluated; "
-            "these numbers are not the full test sets."),
+            "these numbers are not the full test sets."
+        ),
     )
     out += [
         "Test pairs: " + ", ".join(f"{d} {len(t.pairs)}" for d, t in tables.items()) + ".",

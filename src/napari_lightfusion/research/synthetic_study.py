@@ -61,8 +61,23 @@ def write_study(root, moved_mm=MOVED_MM) -> dict[str, Path]:
     pet_origin = mr_origin + (np.array(PET_BLOCK[::-1]) - 1) / 2 * np.array(MR_SPACING[::-1])
     pet_origin = pet_origin + np.asarray(moved_mm, float)[::-1]
     frame, study = "1.2.826.0.1.3680043.8.498.1001", "1.2.826.0.1.3680043.8.498.1002"
-    mr = write_mr_series(root / "MR", mri * 4.0, spacing=MR_SPACING, origin=tuple(mr_origin), series_number=2,
-                         frame_of_reference_uid=frame, study_uid=study)
-    pt = write_pet_series(root / "PET", pet, spacing=pet_spacing, origin=tuple(pet_origin), series_number=3,
-                          frame_of_reference_uid=frame, study_uid=study, description="PET AC FDG brain")
+    mr = write_mr_series(
+        root / "MR",
+        mri * 4.0,
+        spacing=MR_SPACING,
+        origin=tuple(mr_origin),
+        series_number=2,
+        frame_of_reference_uid=frame,
+        study_uid=study,
+    )
+    pt = write_pet_series(
+        root / "PET",
+        pet,
+        spacing=pet_spacing,
+        origin=tuple(pet_origin),
+        series_number=3,
+        frame_of_reference_uid=frame,
+        study_uid=study,
+        description="PET AC FDG brain",
+    )
     return {"MR": mr.folder, "PET": pt.folder}

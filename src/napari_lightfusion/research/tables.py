@@ -122,7 +122,4 @@ def ranks(means: Mapping[str, Mapping[str, float]], column: str, methods: Iterab
     sign = 1.0 if higher_is_better(column) else -1.0
     values = {m: sign * float(means[m][column]) for m in methods}
     finite = [v for v in values.values() if np.isfinite(v)]
-    return {
-        m: (1 + sum(other > v for other in finite)) if np.isfinite(v) else None
-        for m, v in values.items()
-    }
+    return {m: (1 + sum(other > v for other in finite)) if np.isfinite(v) else None for m, v in values.items()}

@@ -41,9 +41,7 @@ def synthetic_pair(size: int = SIZE, seed: int = 0) -> tuple[np.ndarray, np.ndar
     return rng.random((size, size), dtype=np.float32), rng.random((size, size, 3), dtype=np.float32)
 
 
-def time_method(
-    method: Callable[[], object], *, repeats: int = 20, warmup: int = 3, threads: int | None = 2
-) -> float:
+def time_method(method: Callable[[], object], *, repeats: int = 20, warmup: int = 3, threads: int | None = 2) -> float:
     """Median wall milliseconds of ``method()`` over ``repeats`` calls after ``warmup``.
 
     Runs with ``torch.set_num_threads(threads)`` (restored afterwards);
@@ -112,10 +110,7 @@ def efficiency(
             return None
         return time_method(fn, repeats=repeats, warmup=warmup, threads=threads)
 
-    out[LIGHTFUSIONNET] = {
-        **size,
-        "ms": timed(lambda: fuse(mri, other, preset=preset, device="cpu")),
-    }
+    out[LIGHTFUSIONNET] = {**size, "ms": timed(lambda: fuse(mri, other, preset=preset, device="cpu"))}
     for name in baselines:
         out[name] = {
             "parameters": 0,

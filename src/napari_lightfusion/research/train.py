@@ -60,9 +60,14 @@ class TrainConfig:
 
     def objective(self) -> Objective:
         """The loss this recipe trains with."""
-        return Objective(weights=self.weights, balance=self.model.balance, balance_loss=self.balance_loss,
-                         default_share=self.default_share, hot_spot_weight=self.hot_spot_weight,
-                         film_lr_scale=self.film_lr_scale)
+        return Objective(
+            weights=self.weights,
+            balance=self.model.balance,
+            balance_loss=self.balance_loss,
+            default_share=self.default_share,
+            hot_spot_weight=self.hot_spot_weight,
+            film_lr_scale=self.film_lr_scale,
+        )
 
 
 def start_from(model: LightFusionNet, path: str) -> str:
@@ -84,6 +89,7 @@ def source_commit() -> str:
     """The git commit of the package's code, "+dirty" if it has uncommitted changes; "unknown" outside a checkout."""
     here = Path(__file__).parent
     try:
+
         def git(*args):
             return subprocess.run(["git", *args], capture_output=True, text=True, timeout=5, cwd=here).stdout.strip()
 
@@ -125,8 +131,13 @@ def train(
     model = model.to(device)
     per_epoch = max(1, len(train_names) // config.batch_size)
     schedule = Schedule(
-        steps=config.epochs * per_epoch, batch_size=config.batch_size, crop=config.crop, lr=config.lr,
-        lr_step=config.lr_step * per_epoch, lr_gamma=config.lr_gamma, validate_every=config.val_every * per_epoch,
+        steps=config.epochs * per_epoch,
+        batch_size=config.batch_size,
+        crop=config.crop,
+        lr=config.lr,
+        lr_step=config.lr_step * per_epoch,
+        lr_gamma=config.lr_gamma,
+        validate_every=config.val_every * per_epoch,
         seed=config.seed,
     )
 
@@ -139,8 +150,19 @@ def train(
         from tqdm import tqdm
 
         bar = tqdm(total=config.epochs, desc=f"train {dataset}", unit="epoch")
-    steps = Steps(train_steps(model, objective, train_images, val_images, schedule, device=device, keep="last",
-                              rank=lower_loss, measures=()))
+    steps = Steps(
+        train_steps(
+            model,
+            objective,
+            train_images,
+            val_images,
+            schedule,
+            device=device,
+            keep="last",
+            rank=lower_loss,
+            measures=(),
+        )
+    )
     with open(log_path, "w", newline="") as log_file:
         log = csv.writer(log_file)
         log.writerow(["epoch", "lr", "loss", "intensity", "gradient", "ssim", "val_loss"])

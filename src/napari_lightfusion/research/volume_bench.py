@@ -65,8 +65,9 @@ def make_pair(folder: Path, slices: int, size: int, fmt: str) -> tuple[Path, Pat
                     tif.write(synthetic_slice(z, size, which), photometric="minisblack", contiguous=True)
         else:
             path = folder / f"{'ab'[which]}{slices}x{size}.zarr"
-            array = zarr.open_array(str(path), mode="w", shape=(slices, size, size), chunks=(1, size, size),
-                                    dtype="uint16", zarr_format=2)
+            array = zarr.open_array(
+                str(path), mode="w", shape=(slices, size, size), chunks=(1, size, size), dtype="uint16", zarr_format=2
+            )
             for z in range(slices):
                 array[z] = synthetic_slice(z, size, which)
         paths.append(path)
@@ -92,12 +93,33 @@ def bench_volume(folder: Path, size: int, depths: list[int], scheduler: str, fmt
     for slices in depths:
         a, b = make_pair(folder, slices, size, fmt)
         out = folder / f"out{slices}x{size}.zarr"
-        seconds, peak, out = measure([sys.executable, "-m", "napari_lightfusion.cli", "fuse-volume", str(a), str(b),
-                                      "--out", str(out), "--preset", "CT-MRI", "--scheduler", scheduler])
+        seconds, peak, out = measure(
+            [
+                sys.executable,
+                "-m",
+                "napari_lightfusion.cli",
+                "fuse-volume",
+                str(a),
+                str(b),
+                "--out",
+                str(out),
+                "--preset",
+                "CT-MRI",
+                "--scheduler",
+                scheduler,
+            ]
+        )
         fusing = float(out.strip().split(", ")[-1].split()[0])  # "wrote OUT: N slices fused, M already there, S s"
-        rows.append({"pair": f"{slices}x{size}x{size} uint16 {fmt}", "process s": seconds, "fuse-volume s": fusing,
-                     "slices/s": slices / fusing, "peak RSS MiB": peak,
-                     "input MiB": 2 * slices * size * size * 2 / 2**20})
+        rows.append(
+            {
+                "pair": f"{slices}x{size}x{size} uint16 {fmt}",
+                "process s": seconds,
+                "fuse-volume s": fusing,
+                "slices/s": slices / fusing,
+                "peak RSS MiB": peak,
+                "input MiB": 2 * slices * size * size * 2 / 2**20,
+            }
+        )
     return rows
 
 
@@ -117,12 +139,18 @@ def lazy_slice(a: str, b: str, index: int) -> None:
 def bench_lazy(folder: Path, size: int, slices: int) -> dict:
     """fuse_lazy on a zarr pair: one slice and its attention map computed, in a fresh process."""
     a, b = make_pair(folder, slices, size, "zarr")
-    wall, peak, out = measure([sys.executable, "-m", "napari_lightfusion.research.volume_bench", "_slice",
-                               str(a), str(b), str(slices // 2)])
+    wall, peak, out = measure(
+        [sys.executable, "-m", "napari_lightfusion.research.volume_bench", "_slice", str(a), str(b), str(slices // 2)]
+    )
     _, imports, _ = measure([sys.executable, "-c", "import dask.array, napari_lightfusion.lazy, onnxruntime"])
-    return {"pair": f"{slices}x{size}x{size} uint16 zarr", "first slice s": float(out.strip()),
-            "process s": wall, "peak RSS MiB": peak, "imports alone MiB": imports,
-            "input MiB": 2 * slices * size * size * 2 / 2**20}
+    return {
+        "pair": f"{slices}x{size}x{size} uint16 zarr",
+        "first slice s": float(out.strip()),
+        "process s": wall,
+        "peak RSS MiB": peak,
+        "imports alone MiB": imports,
+        "input MiB": 2 * slices * size * size * 2 / 2**20,
+    }
 
 
 def napari_child(a: str, b: str, out: str, steps: int) -> None:
@@ -142,8 +170,14 @@ def napari_child(a: str, b: str, out: str, steps: int) -> None:
     mri = viewer.add_image(da.from_zarr(a), name="mri")
     pet = viewer.add_image(da.from_zarr(b), name="pet", colormap="magma", blending="additive")
     start = time.perf_counter()
-    result = fuse_lazy(mri.data, pet.data, "CT-MRI", a_limits=tuple(mri.contrast_limits),
-                       b_limits=tuple(pet.contrast_limits), maps=False)
+    result = fuse_lazy(
+        mri.data,
+        pet.data,
+        "CT-MRI",
+        a_limits=tuple(mri.contrast_limits),
+        b_limits=tuple(pet.contrast_limits),
+        maps=False,
+    )
     fused = viewer.add_image(result.fused, name="fused", contrast_limits=(0.0, 1.0))
     first = time.perf_counter() - start
     moves = []
@@ -165,13 +199,28 @@ def bench_napari(folder: Path, size: int, slices: int, steps: int) -> dict:
     import json
 
     a, b = make_pair(folder, slices, size, "zarr")
-    wall, peak, out = measure([sys.executable, "-m", "napari_lightfusion.research.volume_bench", "_napari",
-                               str(a), str(b), str(folder / "export.zarr"), str(steps)])
+    wall, peak, out = measure(
+        [
+            sys.executable,
+            "-m",
+            "napari_lightfusion.research.volume_bench",
+            "_napari",
+            str(a),
+            str(b),
+            str(folder / "export.zarr"),
+            str(steps),
+        ]
+    )
     times = json.loads(out.strip().splitlines()[-1])
-    return {"pair": f"{slices}x{size}x{size} uint16 zarr", "fused layer added s": times["first"],
-            "slider move median ms": 1e3 * times["move"], "export s": times["export"],
-            "export slices/s": slices / times["export"], "peak RSS MiB": peak,
-            "input MiB": 2 * slices * size * size * 2 / 2**20}
+    return {
+        "pair": f"{slices}x{size}x{size} uint16 zarr",
+        "fused layer added s": times["first"],
+        "slider move median ms": 1e3 * times["move"],
+        "export s": times["export"],
+        "export slices/s": slices / times["export"],
+        "peak RSS MiB": peak,
+        "input MiB": 2 * slices * size * size * 2 / 2**20,
+    }
 
 
 def table(rows: list[dict]) -> str:

@@ -160,8 +160,11 @@ class PlanCache:
                 self._plan, self._key = None, None
                 extra = {} if request.balance is None else {"balance": request.balance}
                 self._plan = plan_fusion(
-                    preset=request.preset, device=request.device, channel=request.channel,
-                    **as_displayed(request.inputs), **extra,
+                    preset=request.preset,
+                    device=request.device,
+                    channel=request.channel,
+                    **as_displayed(request.inputs),
+                    **extra,
                 )
                 self._key = key
             plan = self._plan
@@ -204,8 +207,12 @@ def misalignment_of(inputs: dict, microscopy: bool) -> Misalignment | None:
     """
     try:
         return estimate_misalignment(
-            np.asarray(inputs["a"]), inputs["a_matrix"], np.asarray(inputs["b"]), inputs["b_matrix"],
-            rgb_moving=bool(inputs["b_rgb"]), microscopy=microscopy,
+            np.asarray(inputs["a"]),
+            inputs["a_matrix"],
+            np.asarray(inputs["b"]),
+            inputs["b_matrix"],
+            rgb_moving=bool(inputs["b_rgb"]),
+            microscopy=microscopy,
         )
     except ValueError:
         return None
@@ -230,9 +237,17 @@ def run_lazy(request: Request) -> Outcome:
     try:
         inputs = as_displayed(request.inputs)
         result = lazy.fuse_lazy(
-            inputs["a"], inputs["b"], request.preset, request.device, a_limits=inputs["a_limits"],
-            b_limits=inputs["b_limits"], a_rgb=inputs["a_rgb"], b_rgb=inputs["b_rgb"],
-            balance=request.balance, channel=request.channel, maps=request.maps,
+            inputs["a"],
+            inputs["b"],
+            request.preset,
+            request.device,
+            a_limits=inputs["a_limits"],
+            b_limits=inputs["b_limits"],
+            a_rgb=inputs["a_rgb"],
+            b_rgb=inputs["b_rgb"],
+            balance=request.balance,
+            channel=request.channel,
+            maps=request.maps,
         )
         out.stacked = len(inputs["a"].shape) - bool(inputs["a_rgb"]) == 3
         out.slices = result.fused.shape[0] if out.stacked else 1
@@ -246,8 +261,10 @@ def run_lazy(request: Request) -> Outcome:
         if request.unit == "SUV":
             out.uptake = uptake_in_hot_spot(request.inputs, plan, index, at=0)
         if request.compare:
-            out.compare = {name: lazy_baseline(inputs, name) if out.stacked else
-                           baseline_fused(plan, name) for name in request.baselines}
+            out.compare = {
+                name: lazy_baseline(inputs, name) if out.stacked else baseline_fused(plan, name)
+                for name in request.baselines
+            }
     except ValueError as exc:
         out.error = str(exc)
     except Exception as exc:  # noqa: BLE001 - e.g. an unreadable chunk: report, stay usable

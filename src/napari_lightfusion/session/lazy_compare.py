@@ -41,9 +41,16 @@ def slice_plan(inputs: dict, request, index: int | None) -> FusionPlan:
     """
     pick = (lambda x: x) if index is None else (lambda x: x[index])  # noqa: E731
     return plan_fusion(
-        _readable(pick(inputs["a"]), inputs["a_limits"]), _readable(pick(inputs["b"]), inputs["b_limits"]),
-        request.preset, request.device, channel=request.channel, a_limits=inputs["a_limits"],
-        b_limits=inputs["b_limits"], a_rgb=inputs["a_rgb"], b_rgb=inputs["b_rgb"], balance=request.balance,
+        _readable(pick(inputs["a"]), inputs["a_limits"]),
+        _readable(pick(inputs["b"]), inputs["b_limits"]),
+        request.preset,
+        request.device,
+        channel=request.channel,
+        a_limits=inputs["a_limits"],
+        b_limits=inputs["b_limits"],
+        a_rgb=inputs["a_rgb"],
+        b_rgb=inputs["b_rgb"],
+        balance=request.balance,
     )
 
 
@@ -98,9 +105,17 @@ def lazy_baseline(inputs: dict, method: str):
     rgb = (bool(inputs["a_rgb"]), bool(inputs["b_rgb"]))
     colour = rgb[0] or rgb[1]
     return da.blockwise(
-        _baseline_block, "zyxc" if colour else "zyx",
-        _slices(inputs["a"], rgb[0]), "zyxa", _slices(inputs["b"], rgb[1]), "zyxb",
-        new_axes={"c": 3} if colour else None, dtype=np.float32, concatenate=True,
+        _baseline_block,
+        "zyxc" if colour else "zyx",
+        _slices(inputs["a"], rgb[0]),
+        "zyxa",
+        _slices(inputs["b"], rgb[1]),
+        "zyxb",
+        new_axes={"c": 3} if colour else None,
+        dtype=np.float32,
+        concatenate=True,
         meta=np.empty((0,) * (4 if colour else 3), np.float32),
-        method=method, limits=(inputs["a_limits"], inputs["b_limits"]), rgb=rgb,
+        method=method,
+        limits=(inputs["a_limits"], inputs["b_limits"]),
+        rgb=rgb,
     )

@@ -114,8 +114,9 @@ def lazy_object_mask(a, limits, rgb: bool, band: int):
     stacked = x.ndim - rgb == 3
     x = x if stacked else x[None]
     x = x.rechunk((1, *(-1,) * (x.ndim - 1)))
-    mask = x.map_blocks(_mask_block, limits, rgb, band, drop_axis=[3] if rgb else [], dtype=bool,
-                        meta=np.empty((0, 0, 0), bool))
+    mask = x.map_blocks(
+        _mask_block, limits, rgb, band, drop_axis=[3] if rgb else [], dtype=bool, meta=np.empty((0, 0, 0), bool)
+    )
     return mask if stacked else mask[0]
 
 

@@ -237,8 +237,9 @@ class FusionSession:
     def maps_missing(self) -> bool:
         """Whether the map on show needs a fusion: the result on show has no maps, or another channel's."""
         result = self.result
-        return (result is not None and self.map_choice is not None
-                and (not result.maps or result.channel != self.channel))
+        return (
+            result is not None and self.map_choice is not None and (not result.maps or result.channel != self.channel)
+        )
 
     # --------------------------------------------------------------- jobs
     @property

@@ -40,9 +40,9 @@ MAP_COLORMAPS = {"surprise": "magma", "attention": "inferno", "weight": "RdBu"}
 #: its two inputs, :func:`weight_meaning`).
 MAP_MEANING = {
     "surprise": "high = the network could not predict this input's features from their surroundings "
-                "(unexpected detail: edges, lesions, uptake)",
+    "(unexpected detail: edges, lesions, uptake)",
     "attention": "high = the network boosts this input's features here, so the fused image takes "
-                 "more of this input there",
+    "more of this input there",
     "weight": "1 = this pixel's value comes from the anatomical image, 0 = from the functional one",
 }
 #: Opacity of the one map shown over the grey anatomical image.
@@ -170,16 +170,18 @@ def _watch_edits(layer) -> None:
 
 def _add(viewer, key, set_id: str, role: str, name: str, data, like, rgb: bool, style: dict, multiscale=False):
     meta = {MARK: {"role": role, "set": set_id, "key": key, "name": name}}
-    layer = viewer.add_image(data, name=name, rgb=rgb, metadata=meta, multiscale=multiscale,
-                             **spatial_kwargs(like), **style)
+    layer = viewer.add_image(
+        data, name=name, rgb=rgb, metadata=meta, multiscale=multiscale, **spatial_kwargs(like), **style
+    )
     meta[MARK]["name"] = layer.name  # napari may have made it unique ("... [1]")
     layer.metadata[MARK]["name"] = layer.name
     _watch_edits(layer)
     return layer
 
 
-def write_set(viewer, key, label: str, names, specs: list, like, grey_ndim: int,
-              index: int | None = None, slices: int = 1) -> dict:
+def write_set(
+    viewer, key, label: str, names, specs: list, like, grey_ndim: int, index: int | None = None, slices: int = 1
+) -> dict:
     """Write output ``specs`` ``(role, data, style)`` as the set ``key``; returns ``{role: layer}``.
 
     Data with more than ``grey_ndim`` axes is RGB. ``index=None``: each
@@ -205,8 +207,9 @@ def _write_set(viewer, key, label, names, specs, like, grey_ndim, index, slices)
         whole = index is None or role == "backdrop"
         layer = existing.get(role)
         shape = None if whole else (slices, *data.shape)
-        fits = (layer is not None and is_colour(layer) == rgb and not multiscale
-                and not getattr(layer, "multiscale", False))
+        fits = (
+            layer is not None and is_colour(layer) == rgb and not multiscale and not getattr(layer, "multiscale", False)
+        )
         if fits:
             fits = layer.data.ndim == (data.ndim if whole else data.ndim + 1) and (whole or layer.data.shape == shape)
         if layer is not None and not fits:
@@ -277,17 +280,29 @@ def output_specs(result, anatomical, choice: MapChoice | None, limits: dict) -> 
             continue
         for stream in (0, 1):
             on = choice == MapChoice(kind, stream)
-            style = dict(colormap=MAP_COLORMAPS[kind], opacity=MAP_OPACITY, blending="additive",
-                         visible=on, contrast_limits=limits[f"{kind}:{stream}"])
+            style = dict(
+                colormap=MAP_COLORMAPS[kind],
+                opacity=MAP_OPACITY,
+                blending="additive",
+                visible=on,
+                contrast_limits=limits[f"{kind}:{stream}"],
+            )
             specs.insert(-1, (f"{kind}:{stream}", maps[stream], style))
     if result.weight is not None:
-        style = dict(colormap=MAP_COLORMAPS["weight"], opacity=WEIGHT_OPACITY, blending="translucent",
-                     visible=choice == WEIGHT_CHOICE, contrast_limits=(0.0, 1.0))
+        style = dict(
+            colormap=MAP_COLORMAPS["weight"],
+            opacity=WEIGHT_OPACITY,
+            blending="translucent",
+            visible=choice == WEIGHT_CHOICE,
+            contrast_limits=(0.0, 1.0),
+        )
         specs.insert(-1, ("weight", result.weight, style))
     return specs
 
 
 def baseline_specs(compare: dict) -> list:
     """``(role, data, style)`` of the baselines' results of a comparison (``{method: fused}``)."""
-    return [(f"baseline:{method}", data, dict(colormap="gray", contrast_limits=(0.0, 1.0)))
-            for method, data in compare.items()]
+    return [
+        (f"baseline:{method}", data, dict(colormap="gray", contrast_limits=(0.0, 1.0)))
+        for method, data in compare.items()
+    ]

@@ -35,11 +35,15 @@ def size_note(shape: tuple[int, ...]) -> str | None:
     """What the metric table cannot show for images of spatial ``shape`` (too small a slice), else None."""
     h, w = shape[-2:]
     if min(h, w) < SSIM_EDGE:
-        return (f"the images are {h} × {w} pixels, smaller than SSIM's {SSIM_EDGE} × {SSIM_EDGE} window: "
-                "SSIM, VIF and the hot-spot measures are not defined and shown as —")
+        return (
+            f"the images are {h} × {w} pixels, smaller than SSIM's {SSIM_EDGE} × {SSIM_EDGE} window: "
+            "SSIM, VIF and the hot-spot measures are not defined and shown as —"
+        )
     if min(h, w) < VIF_EDGE:
-        return (f"the images are {h} × {w} pixels, smaller than VIF's {VIF_EDGE} × {VIF_EDGE} window: "
-                "VIF is not defined and shown as —")
+        return (
+            f"the images are {h} × {w} pixels, smaller than VIF's {VIF_EDGE} × {VIF_EDGE} window: "
+            "VIF is not defined and shown as —"
+        )
     return None
 
 

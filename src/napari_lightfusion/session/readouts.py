@@ -29,7 +29,7 @@ def value_at(layer, world) -> str:
     data = full_resolution(layer)
     point = np.asarray(layer.world_to_data(world), dtype=float)
     spatial = data.shape[:-1] if is_colour(layer) else data.shape
-    point = point[-len(spatial):]
+    point = point[-len(spatial) :]
     index = tuple(int(round(v)) for v in point)
     if len(index) != len(spatial) or any(not 0 <= i < n for i, n in zip(index, spatial)):
         return "outside"
@@ -51,5 +51,7 @@ def uptake_text(outcome) -> str:
     if not uptake["voxels"]:
         return "No hot spot on this slice (nothing above the median uptake inside the anatomy)."
     name = outcome.request.origin.names[1]
-    return (f"{name}: SUVmax {uptake['SUVmax']:.2f}, SUVmean {uptake['SUVmean']:.2f} in the hot spot "
-            f"({uptake['voxels']} voxels of this slice)")
+    return (
+        f"{name}: SUVmax {uptake['SUVmax']:.2f}, SUVmean {uptake['SUVmean']:.2f} in the hot spot "
+        f"({uptake['voxels']} voxels of this slice)"
+    )

@@ -48,8 +48,9 @@ def slice_on_view(viewer, layer) -> int:
     return layer_io.data_index(layer, viewer.dims.point) if len(layer_io.spatial_shape(layer)) == 3 else 0
 
 
-def make_request(viewer, session: FusionSession, kind: JobKind, clicked: float,
-                 alignment: dict | None = None) -> Request | None:
+def make_request(
+    viewer, session: FusionSession, kind: JobKind, clicked: float, alignment: dict | None = None
+) -> Request | None:
     """The request of a fusion job of ``kind`` (LIVE, FUSE, COMPARE or MAPS), or None when the pair can't be fused.
 
     LIVE fuses the slice on view; MAPS the result on show again (the slice
@@ -76,20 +77,46 @@ def make_request(viewer, session: FusionSession, kind: JobKind, clicked: float,
     index = slice_on_view(viewer, a)
     result = session.result
     one_slice = live or (kind is JobKind.MAPS and result is not None and result.index is not None)
-    key = (id(a), id(b), id(inputs["a"]), id(inputs["b"]), session.version,
-           inputs["a_limits"], inputs["b_limits"], inputs["a_rgb"], inputs["b_rgb"],
-           inputs["a_matrix"].tobytes(), inputs["b_matrix"].tobytes(),
-           None if inputs["b_lut"] is None else inputs["b_lut"].tobytes())
+    key = (
+        id(a),
+        id(b),
+        id(inputs["a"]),
+        id(inputs["b"]),
+        session.version,
+        inputs["a_limits"],
+        inputs["b_limits"],
+        inputs["a_rgb"],
+        inputs["b_rgb"],
+        inputs["a_matrix"].tobytes(),
+        inputs["b_matrix"].tobytes(),
+        None if inputs["b_lut"] is None else inputs["b_lut"].tobytes(),
+    )
     names = layer_io.display_names(a, b)
     origin = Origin(
-        inputs=(a, b), like=a, names=names, set_key=(str(a.unique_id), str(b.unique_id), session.preset, None),
-        label=outputs.set_label(*names, session.preset, session.moved_balance()), kind=kind,
-        lazy=lazy.is_lazy(inputs["a"]) or lazy.is_lazy(inputs["b"]), alignment=alignment, clicked=clicked,
+        inputs=(a, b),
+        like=a,
+        names=names,
+        set_key=(str(a.unique_id), str(b.unique_id), session.preset, None),
+        label=outputs.set_label(*names, session.preset, session.moved_balance()),
+        kind=kind,
+        lazy=lazy.is_lazy(inputs["a"]) or lazy.is_lazy(inputs["b"]),
+        alignment=alignment,
+        clicked=clicked,
     )
     return Request(
-        inputs, session.preset, session.device, session.channel, key,
-        index=index if one_slice else None, metric_index=index, baselines=session.baselines,
-        compare=kind is JobKind.COMPARE, balance=session.balance,
-        check_alignment=kind in (JobKind.FUSE, JobKind.COMPARE), microscopy=roles.is_microscopy(a, b),
-        unit=unit_of(b), maps=session.maps_needed or kind is JobKind.MAPS, origin=origin,
+        inputs,
+        session.preset,
+        session.device,
+        session.channel,
+        key,
+        index=index if one_slice else None,
+        metric_index=index,
+        baselines=session.baselines,
+        compare=kind is JobKind.COMPARE,
+        balance=session.balance,
+        check_alignment=kind in (JobKind.FUSE, JobKind.COMPARE),
+        microscopy=roles.is_microscopy(a, b),
+        unit=unit_of(b),
+        maps=session.maps_needed or kind is JobKind.MAPS,
+        origin=origin,
     )

@@ -55,8 +55,17 @@ def write_result(viewer, session: FusionSession, outcome: Outcome) -> ResultSet:
     choice = session.map_choice if res.attention is not None else None
     specs = outputs.output_specs(res, origin.like, choice, outcome.map_limits)
     ndim = len(layer_io.spatial_shape(origin.like))
-    written = outputs.write_set(viewer, origin.set_key, origin.label, origin.names, specs, origin.like,
-                                2 if outcome.index is not None else ndim, outcome.index, outcome.slices)
+    written = outputs.write_set(
+        viewer,
+        origin.set_key,
+        origin.label,
+        origin.names,
+        specs,
+        origin.like,
+        2 if outcome.index is not None else ndim,
+        outcome.index,
+        outcome.slices,
+    )
     if origin.alignment is not None and "fused" in written:
         written["fused"].metadata[outputs.MARK]["alignment"] = origin.alignment
     before = session.result
@@ -68,13 +77,23 @@ def write_result(viewer, session: FusionSession, outcome: Outcome) -> ResultSet:
     if metric_index is None and outcome.stacked:
         metric_index = min(max(outcome.request.metric_index, 0), outcome.slices - 1)
     wall = time.perf_counter() - origin.clicked
-    summary = (f"Fused {_where(outcome)} with {res.preset or 'custom weights'} on {res.device}: "
-               f"{wall:.3f} s from click to layer (network {res.seconds:.3f} s)")
+    summary = (
+        f"Fused {_where(outcome)} with {res.preset or 'custom weights'} on {res.device}: "
+        f"{wall:.3f} s from click to layer (network {res.seconds:.3f} s)"
+    )
     session.forget_note()
     session.result = ResultSet(
-        key=origin.set_key, layers=written, origin=origin, index=outcome.index,
-        slices=outcome.slices, stacked=outcome.stacked, lazy=outcome.lazy, maps=res.attention is not None,
-        channel=outcome.request.channel, weighted=outcome.weighted, metric_slice=(ndim, metric_index),
+        key=origin.set_key,
+        layers=written,
+        origin=origin,
+        index=outcome.index,
+        slices=outcome.slices,
+        stacked=outcome.stacked,
+        lazy=outcome.lazy,
+        maps=res.attention is not None,
+        channel=outcome.request.channel,
+        weighted=outcome.weighted,
+        metric_slice=(ndim, metric_index),
         summary=summary,
     )
     session.status = f"{summary}; metrics follow."
@@ -98,8 +117,9 @@ def write_baselines(viewer, session: FusionSession, outcome: Outcome) -> list:
     """Add a comparison's baselines to its set and show the set as a labelled grid; returns the tiles' layers."""
     origin = outcome.request.origin
     ndim = len(layer_io.spatial_shape(origin.like))
-    added = outputs.write_set(viewer, origin.set_key, origin.label, origin.names,
-                              outputs.baseline_specs(outcome.compare), origin.like, ndim)
+    added = outputs.write_set(
+        viewer, origin.set_key, origin.label, origin.names, outputs.baseline_specs(outcome.compare), origin.like, ndim
+    )
     session.result = replace(session.result, layers={**session.result.layers, **added})
     session.map_choice = None
     show_choice(viewer, None, session.result.layers)
@@ -125,14 +145,19 @@ def show_kept_channel(viewer, session: FusionSession) -> bool:
     if kept.index is not None and layer_io.data_index(origin.like, viewer.dims.point) != kept.index:
         return False
     channel = session.channel
-    specs = [(role, data, dict(contrast_limits=map_limits(data)))
-             for role, data in kept.pick(channel).items() if role in layers]
-    outputs.write_set(viewer, origin.set_key, origin.label, origin.names, specs, origin.like, 2,
-                      kept.index, result.slices)
+    specs = [
+        (role, data, dict(contrast_limits=map_limits(data)))
+        for role, data in kept.pick(channel).items()
+        if role in layers
+    ]
+    outputs.write_set(
+        viewer, origin.set_key, origin.label, origin.names, specs, origin.like, 2, kept.index, result.slices
+    )
     session.result = replace(result, channel=channel)
     what = "the mean of all channels" if channel is None else f"channel {channel}"
-    where = "" if kept.index is None else (
-        f" on slice {kept.index} (the other slices keep their maps until the next Fuse)")
+    where = (
+        "" if kept.index is None else (f" on slice {kept.index} (the other slices keep their maps until the next Fuse)")
+    )
     session.status = f"Maps of {what}{where}, from the last result: no new fusion."
     return True
 
@@ -151,9 +176,13 @@ def metrics_title(viewer, ndim: int, index: int | None) -> tuple[str, str]:
         return "Metrics (the image)", "Metrics of the fused image and of the baselines"
     axis = viewer.dims.ndim - ndim  # the world axis of the stack's slices
     axial = viewer.dims.ndisplay == 2 and axis not in viewer.dims.displayed
-    tip = (f"Metrics of axial slice {index}: the network fuses the stack slice by slice along its first "
-           "(axial) axis, and the numbers are for that slice")
+    tip = (
+        f"Metrics of axial slice {index}: the network fuses the stack slice by slice along its first "
+        "(axial) axis, and the numbers are for that slice"
+    )
     if axial:
         return f"Metrics (axial slice {index})", tip
-    return (f"Metrics (axial slice {index}, not the plane on view)",
-            f"{tip}, not for the plane on view: set the view back to axial slices to see it")
+    return (
+        f"Metrics (axial slice {index}, not the plane on view)",
+        f"{tip}, not for the plane on view: set the view back to axial slices to see it",
+    )
