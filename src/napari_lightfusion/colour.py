@@ -44,7 +44,7 @@ def grey(image: np.ndarray) -> np.ndarray:
     return image
 
 
-def with_luma(rgb: np.ndarray, luma: np.ndarray, fused_y: np.ndarray) -> np.ndarray:
+def with_luma(rgb: np.ndarray, luma: np.ndarray, fused_y: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Give colours a new luma and keep their hue: the colour step of every fusion of a colour pair.
 
     ``rgb`` ``(..., 3)`` in [0, 1], ``luma`` its BT.601 luma ``(...)`` and
@@ -61,6 +61,8 @@ def with_luma(rgb: np.ndarray, luma: np.ndarray, fused_y: np.ndarray) -> np.ndar
     Keeps float32 input float32. Works plane by plane (R, G, B apart):
     reductions over a colour axis of three entries are slow in numpy, and
     this step runs on every fused colour slice (13x faster at 512 x 512).
+    ``out``: an ``(..., 3)`` array of the result's type to write into (a
+    slice of a stack's output), else a new one.
     """
     dtype = np.result_type(rgb.dtype, np.float32) if rgb.dtype.kind == "f" else np.dtype(np.float64)
     y = np.clip(fused_y, 0.0, 1.0).astype(dtype, copy=False)
@@ -77,7 +79,7 @@ def with_luma(rgb: np.ndarray, luma: np.ndarray, fused_y: np.ndarray) -> np.ndar
     np.divide(y, down, out=down)
     np.minimum(scale, down, out=scale)
     np.minimum(scale, 1.0, out=scale)
-    out = np.empty((*y.shape, 3), dtype)
+    out = np.empty((*y.shape, 3), dtype) if out is None else out
     for c, plane in enumerate(chroma):
         plane *= scale
         plane += y

@@ -59,7 +59,7 @@ class PreparedPair:
         else:
             out = np.empty((*self.colour.shape[:-1], 3), np.float32)
             for z in range(out.shape[0]):
-                out[z] = with_luma(self.colour[z], self.functional[z], np.asarray(fused_y[z], np.float32))
+                with_luma(self.colour[z], self.functional[z], np.asarray(fused_y[z], np.float32), out=out[z])
         return out if self.stacked else out[0]
 
 
