@@ -266,16 +266,12 @@ def fuse_lazy(
     )
     token = tokenize(spec)
     zs = da.arange(xa.shape[0], chunks=1)
+    blocks = (zs, "z", xa, "zyxa", xb, "zyxb")  # the slice numbers and both inputs, a block a slice
     colour = rgb[0] or rgb[1]
     fused = da.blockwise(
         _fused_block,
         "zyxc" if colour else "zyx",
-        zs,
-        "z",
-        xa,
-        "zyxa",
-        xb,
-        "zyxb",
+        *blocks,
         new_axes={"c": 3} if colour else None,
         name=f"lightfusion-fused-{token}",
         dtype=np.float32,
@@ -288,12 +284,7 @@ def fuse_lazy(
         return da.blockwise(
             _map_block,
             "mzyx",
-            zs,
-            "z",
-            xa,
-            "zyxa",
-            xb,
-            "zyxb",
+            *blocks,
             new_axes={"m": 2},
             name=f"lightfusion-{which}-{token}",
             dtype=np.float32,
@@ -310,12 +301,7 @@ def fuse_lazy(
         weight = da.blockwise(
             _weight_block,
             "zyx",
-            zs,
-            "z",
-            xa,
-            "zyxa",
-            xb,
-            "zyxb",
+            *blocks,
             name=f"lightfusion-weight-{token}",
             dtype=np.float32,
             meta=np.empty((0, 0, 0), np.float32),

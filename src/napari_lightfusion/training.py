@@ -294,6 +294,22 @@ def train_steps(
         0,
     )
 
+    def report(step: int, lr: float, validation: dict | None, terms: dict | None = None) -> Progress:
+        """The :class:`Progress` after ``step`` optimiser steps."""
+        elapsed = time.perf_counter() - start
+        return Progress(
+            step,
+            schedule.steps,
+            elapsed,
+            schedule.seconds,
+            run.losses[-1],
+            validation,
+            run.best,
+            run.best_step,
+            lr,
+            terms or {},
+        )
+
     step = 0
     while True:
         elapsed = time.perf_counter() - start
@@ -330,32 +346,11 @@ def train_steps(
         validation = None
         if schedule.validate_every and step % schedule.validate_every == 0:
             validation = check(step)
-        yield Progress(
-            step,
-            schedule.steps,
-            time.perf_counter() - start,
-            schedule.seconds,
-            run.losses[-1],
-            validation,
-            run.best,
-            run.best_step,
-            lr,
-            {k: v.item() for k, v in terms.items()},
-        )
+        yield report(step, lr, validation, {k: v.item() for k, v in terms.items()})
 
     if step and run.validations[-1][0] != step:  # score the last state too
         validation = check(step)
-        yield Progress(
-            step,
-            schedule.steps,
-            time.perf_counter() - start,
-            schedule.seconds,
-            run.losses[-1],
-            validation,
-            run.best,
-            run.best_step,
-            lr,
-        )
+        yield report(step, lr, validation)
     if keep == "best":
         model.load_state_dict(best_state[0])
     run.seconds = time.perf_counter() - start

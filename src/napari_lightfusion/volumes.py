@@ -221,40 +221,11 @@ def fuse_volume(
     if previous is not None and previous.get("settings") != settings:
         raise ValueError(f"{out} holds a fusion with other inputs or settings; remove it or choose another --out")
 
+    opened = (va, vb, placement, output, settings, previous, preset, weights, balance, device)
     if runner is None:
         with scheduler(scheduler_name) as fresh:
-            return _fuse_opened(
-                va,
-                vb,
-                placement,
-                output,
-                settings,
-                previous,
-                preset,
-                weights,
-                balance,
-                device,
-                fresh,
-                progress,
-                command,
-                start,
-            )
-    return _fuse_opened(
-        va,
-        vb,
-        placement,
-        output,
-        settings,
-        previous,
-        preset,
-        weights,
-        balance,
-        device,
-        runner,
-        progress,
-        command,
-        start,
-    )
+            return _fuse_opened(*opened, fresh, progress, command, start)
+    return _fuse_opened(*opened, runner, progress, command, start)
 
 
 def _fuse_opened(
