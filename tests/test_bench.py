@@ -75,6 +75,17 @@ def test_a_pair_case_splits_fuses_overhead_and_times_the_references():
     assert row["rest_ms"] == pytest.approx(row["fuse_ms"] - row["net_ms"] - row["prepare_ms"] - row["colour_ms"])
     assert row["fuse_ratio"] == pytest.approx(row["fuse_ms"] / row["net_ms"])
     assert row["case"] == "48x48 colour pair" and row["gmacs"] > 0
+    # the references compute the network's result (eager PyTorch and the plain export, to float32 rounding)
+    assert set(row["reference_diff"]) >= {"eager_ms", "plain_ms"}
+    assert max(row["reference_diff"].values()) <= 1e-4
+
+
+def test_the_table_says_how_far_each_reference_is_from_the_network():
+    rows = [{**ROW, "reference_diff": {"plain_ms": 2e-7, "openvino_ms": 1e-6}}]
+    rows.append({**ROW, "reference_diff": {"plain_ms": 1e-7, "openvino_ms": 3e-3}})
+    line = bench_table.format_table(rows).splitlines()
+    assert "network's (first slice): plain ONNX 2.0e-07, OpenVINO 3.0e-03." in "\n".join(line)
+    assert "difference" not in bench_table.format_table([ROW])
 
 
 def test_plain_export_is_the_same_network():
@@ -152,3 +163,14 @@ def test_cpu_clock_counts_work_not_waiting():
     assert times["sleep"] < 20
     with pytest.raises(ValueError, match="unknown clock"):
         bench.run_benchmark(1, 1, (32,), None, None, clock="sundial")
+
+
+def test_openvino_reference_runs_in_float32():
+    pytest.importorskip("openvino", reason="OpenVINO is an optional reference of the bench, not a dependency")
+    from napari_lightfusion.weights import model_for
+
+    model = model_for("PET-MRI")
+    a, b = np.random.default_rng(1).random((2, 64, 64), dtype=np.float32)
+    with torch.inference_mode():
+        want = model(torch.from_numpy(a)[None, None], torch.from_numpy(b)[None, None]).numpy()
+    assert np.abs(bench_references.openvino_session(model, 1)(a, b) - want).max() <= 1e-4

@@ -6,6 +6,7 @@ The research commands (``lightfusion-research``) are tested in ``test_cli_resear
 from __future__ import annotations
 
 import hashlib
+import sys
 
 import numpy as np
 import pytest
@@ -100,6 +101,21 @@ def test_commands_that_open_napari_prefer_pyqt6(monkeypatch):
     monkeypatch.setenv("QT_API", "pyside6")
     cli.prefer_pyqt6()
     assert os.environ["QT_API"] == "pyside6"  # a binding the user asked for is kept
+
+
+@pytest.mark.parametrize("argv", [["view"], ["screenshot", "--out", "x.png"]])
+def test_commands_that_open_napari_say_in_one_line_that_there_is_no_display(monkeypatch, capsys, argv):
+    """Without a display Qt would abort the process (status 134) with a page about platform plugins."""
+    from napari_lightfusion import cli
+    from napari_lightfusion.research import cli as research_cli
+
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setattr(sys, "platform", "linux")
+    main = cli.main if argv[0] == "view" else research_cli.main
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "needs a display" in err and "xvfb-run -a" in err and "\n" not in err
 
 
 def _harvard_pair(root, dataset, modality, size=48):

@@ -138,35 +138,21 @@ def test_score_refuses_a_missing_weight_file(tmp_path, capsys):
     assert "none.pt" in capsys.readouterr().err
 
 
-def test_score_prints_one_row_per_weight_file_and_baseline(small_root, capsys):
+def _score(root, *options) -> int:
+    """``lightfusion-research score`` of the bundled PET-MRI weights on the PET-MRI pairs of ``root``."""
     from napari_lightfusion.weights import preset_path
 
-    assert (
-        main(["score", str(preset_path("PET-MRI")), "--data", str(small_root), "--dataset", "PET-MRI", "--baselines"])
-        == 0
-    )
+    return main(["score", str(preset_path("PET-MRI")), "--data", str(root), "--dataset", "PET-MRI", *options])
+
+
+def test_score_prints_one_row_per_weight_file_and_baseline(small_root, capsys):
+    assert _score(small_root, "--baselines") == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")][1:]
     assert [r.split("|")[1].strip() for r in rows] == ["average", "max", "laplacian", "alpha", "weights/PET-MRI"]
 
 
 def test_score_gives_a_conditioned_network_one_row_per_balance(small_root, capsys):
-    from napari_lightfusion.weights import preset_path
-
-    assert (
-        main(
-            [
-                "score",
-                str(preset_path("PET-MRI")),
-                "--data",
-                str(small_root),
-                "--dataset",
-                "PET-MRI",
-                "--balance",
-                "0,1",
-            ]
-        )
-        == 0
-    )
+    assert _score(small_root, "--balance", "0,1") == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")][1:]
     assert [r.split("|")[1].strip() for r in rows] == ["weights/PET-MRI b=0", "weights/PET-MRI b=1"]
     assert rows[0].split("|")[2:] != rows[1].split("|")[2:]  # b changes the scores
@@ -177,7 +163,6 @@ def test_score_on_the_validation_pairs_reads_only_those_of_train(small_root, cap
     import shutil
 
     from napari_lightfusion.pair_data import is_validation
-    from napari_lightfusion.weights import preset_path
 
     names = [f"{k}.png" for k in range(100)]
     held_out = next(n for n in names if is_validation(n))
@@ -188,19 +173,5 @@ def test_score_on_the_validation_pairs_reads_only_those_of_train(small_root, cap
         for name in (held_out, trained_on):
             shutil.copy(small_root / "test" / "PET-MRI" / modality / "1.png", folder / name)
     shutil.rmtree(small_root / "test")
-    assert (
-        main(
-            [
-                "score",
-                str(preset_path("PET-MRI")),
-                "--data",
-                str(small_root),
-                "--dataset",
-                "PET-MRI",
-                "--split",
-                "validation",
-            ]
-        )
-        == 0
-    )
+    assert _score(small_root, "--split", "validation") == 0
     assert "1 PET-MRI validation pairs." in capsys.readouterr().out

@@ -53,38 +53,23 @@ def study(tmp_path_factory):
     frame = "1.2.826.0.1.3680043.8.498.4242"
     study_uid = "1.2.826.0.1.3680043.8.498.4243"
 
-    def lps(origin):  # the writers take ImagePositionPatient's (x=L, y=P, z=S) of the first slice
-        return tuple(origin[::-1])
+    def series(write, folder, values, spacing, origin, number, **extra):
+        """One series of the study; ImagePositionPatient's (x=L, y=P, z=S) of the first slice from ``origin``."""
+        return write(
+            root / folder,
+            values,
+            spacing=spacing,
+            origin=tuple(origin[::-1]),
+            frame_of_reference_uid=frame,
+            study_uid=study_uid,
+            series_number=number,
+            **extra,
+        )
 
     written = {
-        "mr": write_mr_series(
-            root / "MR",
-            mr,
-            spacing=mr_spacing,
-            origin=lps(mr_origin),
-            frame_of_reference_uid=frame,
-            study_uid=study_uid,
-            series_number=2,
-        ),
-        "pet": write_pet_series(
-            root / "PET",
-            still,
-            spacing=pet_spacing,
-            origin=lps(pet_origin),
-            frame_of_reference_uid=frame,
-            study_uid=study_uid,
-            series_number=3,
-        ),
-        "moved": write_pet_series(
-            root / "PET moved",
-            moved,
-            spacing=pet_spacing,
-            origin=lps(pet_origin),
-            frame_of_reference_uid=frame,
-            study_uid=study_uid,
-            series_number=4,
-            seed=1,
-        ),
+        "mr": series(write_mr_series, "MR", mr, mr_spacing, mr_origin, 2),
+        "pet": series(write_pet_series, "PET", still, pet_spacing, pet_origin, 3),
+        "moved": series(write_pet_series, "PET moved", moved, pet_spacing, pet_origin, 4, seed=1),
     }
     return root, written
 
@@ -175,8 +160,9 @@ def test_fuse_volume_takes_dicom_folders_warns_aligns_and_writes_nifti(study, tm
 
     root, written = study
     mr = open_volume(root / "MR")
+    argv = ["fuse-volume", str(root / "MR"), str(root / "PET moved"), "--device", "cpu"]
     out = tmp_path / "fused.nii.gz"
-    assert main(["fuse-volume", str(root / "MR"), str(root / "PET moved"), "--out", str(out), "--device", "cpu"]) == 0
+    assert main([*argv, "--out", str(out)]) == 0
     err = capsys.readouterr().err
     assert "shifted by" in err and "--align" in err and "PET colour table" in err and "another grid" in err, err
     back = open_volume(out)
@@ -184,21 +170,7 @@ def test_fuse_volume_takes_dicom_folders_warns_aligns_and_writes_nifti(study, tm
     np.testing.assert_allclose(back.geometry.affine, mr.geometry.affine, atol=1e-4)
 
     aligned = tmp_path / "aligned.zarr"
-    assert (
-        main(
-            [
-                "fuse-volume",
-                str(root / "MR"),
-                str(root / "PET moved"),
-                "--out",
-                str(aligned),
-                "--device",
-                "cpu",
-                "--align",
-            ]
-        )
-        == 0
-    )
+    assert main([*argv, "--out", str(aligned), "--align"]) == 0
     err = capsys.readouterr().err
     assert "aligned PET moved" in err and "shifted by" not in err, err
     record = OmeZarrOutput(aligned).read_sidecar()

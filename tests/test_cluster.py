@@ -84,6 +84,21 @@ def _slow_writes(seconds: float) -> None:
     Output.write = plain if not seconds else (lambda self, *a, **k: (time.sleep(seconds), plain(self, *a, **k))[1])
 
 
+def _settled(read, deadline: float, pause: float = 0.5):
+    """``read()`` once two readings ``pause`` seconds apart agree (a write still landing changes it).
+
+    Fails at ``deadline`` (a ``time.monotonic()`` value) if it never settles.
+    """
+    last = read()
+    while time.monotonic() < deadline:
+        time.sleep(pause)
+        now = read()
+        if now == last:
+            return now
+        last = now
+    raise AssertionError(f"still changing after the deadline: {last}")
+
+
 def test_a_killed_worker_loses_nothing_and_a_rerun_fuses_only_the_rest(cluster, pair):
     local, client = cluster
     out = pair / "killed.zarr"
@@ -119,8 +134,7 @@ def test_a_killed_worker_loses_nothing_and_a_rerun_fuses_only_the_rest(cluster, 
     deadline = time.monotonic() + 30
     while any(client.processing().values()) and time.monotonic() < deadline:
         time.sleep(0.05)
-    time.sleep(0.5)
-    missing = OmeZarrOutput(out).missing()
+    missing = _settled(lambda: OmeZarrOutput(out).missing(), deadline)
     assert killed and 0 < len(missing) < 24
     client.wait_for_workers(2, timeout=60)
     client.run(_slow_writes, 0)

@@ -11,7 +11,9 @@ import torch
 from napari_lightfusion import fuse
 from napari_lightfusion._qt import finetune_panel as panel_module
 from napari_lightfusion._qt.finetune_panel import FinetunePanel
+from napari_lightfusion._qt.progress import TICK_MS
 from napari_lightfusion._sample_data import microscopy_pair, phantom_stack
+from napari_lightfusion.training import held_out_score
 from napari_lightfusion.weights import custom_presets
 
 WAIT_MS = 60_000
@@ -94,7 +96,15 @@ def test_finetune_then_save_as_a_preset_that_fuses(cells_viewer, qtbot, errors, 
     summary = panel.summary.text()
     assert f"before Qabf {result.before['Qabf']:.3f}" in summary and f"after Qabf {result.after['Qabf']:.3f}" in summary
     assert "Base: untrained (given" in summary and "Kept the base" not in summary and "Improved on your" in summary
-    assert panel.bar.value() == 1000 and len(panel.plot.losses) == 20 and panel.plot.validations
+    assert len(panel.plot.losses) == 20 and panel.plot.validations
+    # the progress bar stays, full, with the held-out score before and after, and its clock stopped
+    bar, elapsed = panel.progress.bar, panel.progress.elapsed.text()
+    assert panel.progress.isVisibleTo(panel) and bar.value() == bar.maximum() == panel_module.BAR_STEPS
+    score_before, score_after = held_out_score(result.before), held_out_score(result.after)
+    assert bar.text() == f"finished: held-out score {score_before:.3f} → {score_after:.3f}"
+    assert score_after > score_before
+    qtbot.wait(3 * TICK_MS)
+    assert elapsed.endswith(" s") and elapsed != "0.0 s" and panel.progress.elapsed.text() == elapsed
     assert panel.save_btn.isEnabled() and panel.name.text() == "GFP + phase contrast"
     panel.name.setText("cells")
     assert panel.save() == "cells" and saved == ["cells"]
@@ -127,10 +137,16 @@ def test_gui_thread_slots_stay_short_while_fine_tuning(cells_viewer, qtbot, time
     timer = QTimer(interval=20)
     timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
     timer.start()
+    values = []
+    panel.progress.bar.valueChanged.connect(values.append)
     panel.steps.setValue(30)  # a few seconds, in which the GUI keeps ticking
     panel.start()
+    assert panel.progress.isVisibleTo(panel) and panel.progress.bar.text() == "fine-tuning 0%"
     qtbot.waitUntil(lambda: not panel.busy, timeout=WAIT_MS)
     timer.stop()
+    # the bar moved with the training, through steps in between, to its end
+    assert values == sorted(values) and values[-1] == panel_module.BAR_STEPS
+    assert any(0 < value < panel_module.BAR_STEPS for value in values)
     names = [name for name, _, _ in calls]
     assert names.count("_on_progress") >= 5 and "_on_returned" in names and panel.result.stopped == "steps"
     worst_cpu = max(calls, key=lambda c: c[1])
@@ -142,7 +158,6 @@ def test_gui_thread_slots_stay_short_while_fine_tuning(cells_viewer, qtbot, time
 
 def test_cancel_keeps_the_best_so_far_and_offers_it(cells_viewer, qtbot, untrained, monkeypatch):
     from napari_lightfusion.finetune import FinetuneConfig
-    from napari_lightfusion.training import held_out_score
 
     _, panel, _, _ = cells_viewer
     pick(panel, untrained)
@@ -159,10 +174,15 @@ def test_cancel_keeps_the_best_so_far_and_offers_it(cells_viewer, qtbot, untrain
     qtbot.waitUntil(gained, timeout=WAIT_MS)
     with qtbot.waitSignal(panel.done, timeout=WAIT_MS):
         panel.cancel()
+        assert panel.readout.text().endswith(" — cancelling…")
     qtbot.waitUntil(lambda: not panel.busy, timeout=WAIT_MS)
     result = panel.result
     assert result.cancelled and result.steps < 100_000 and result.improved and result.best_step >= seen[-1].best_step
     assert panel.save_btn.isEnabled() and "cancelled" in panel.summary.text()
+    before, after = held_out_score(result.before), held_out_score(result.after)
+    assert panel.progress.isVisibleTo(panel) and panel.progress.bar.text() == (
+        f"cancelled: held-out score {before:.3f} → {after:.3f}"
+    )
 
 
 def test_stacks_hold_out_slices(make_napari_viewer, qtbot):
@@ -200,7 +220,8 @@ def test_worker_errors_come_back_as_one_line(make_napari_viewer, qtbot, errors):
     qtbot.waitUntil(lambda: not panel.busy, timeout=WAIT_MS)
     assert panel.result is None and not panel.save_btn.isEnabled()
     assert len(errors) == 1 and "too small" in errors[0] and "\n" not in errors[0]
-    assert panel.bar.value() == 0 and panel.bar.text() == "fine-tuning failed"  # not "100 %"
+    bar = panel.progress.bar
+    assert panel.progress.isVisibleTo(panel) and bar.value() == 0 and bar.text() == "fine-tuning failed"  # not "100 %"
 
 
 def test_only_budgets_that_leave_time_to_train_are_offered(cells_viewer):
@@ -225,6 +246,8 @@ def test_a_run_that_improves_nothing_keeps_the_base_and_offers_no_copy(cells_vie
     ) in panel.summary.text()
     assert f"before Qabf {panel.result.before['Qabf']:.3f}" in panel.summary.text()
     assert not panel.save_btn.isEnabled() and panel.name.text() == ""
+    before = held_out_score(panel.result.before)
+    assert panel.progress.bar.text() == f"finished: kept the base, held-out score {before:.3f}"
     assert panel.save() is None and saved == [] and "Kept the base" in errors[-1]
 
 

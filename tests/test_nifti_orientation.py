@@ -78,6 +78,11 @@ def fused_of(out) -> np.ndarray:
     return zarr.open_group(str(out), mode="r")["0"][:]
 
 
+def fuse_ct_mri(folder, a, b, out) -> None:
+    """fuse-volume of ``folder / a`` and ``folder / b`` into ``folder / out``: CT-MRI, on the CPU, slice by slice."""
+    fuse_volume(folder / a, folder / b, folder / out, preset="CT-MRI", device="cpu", scheduler_name="synchronous")
+
+
 def test_slices_are_axial_with_anterior_up_and_the_right_on_the_left(tmp_path):
     data = np.zeros((8, 6, 4), np.int16)  # RAS: i to the right, j anterior, k superior
     data[7, 5, 3] = 1  # right, anterior, superior corner
@@ -112,22 +117,8 @@ def test_two_voxel_orders_of_a_pair_fuse_to_the_same_output(tmp_path, pair):
     store(tmp_path / "b_lps.nii.gz", b)
     store(tmp_path / "a_sra.nii", a, (2, 0, 1), (1, 2))  # axial axis first, x flipped
     store(tmp_path / "b_ras.nii.gz", b, (0, 1, 2), (0, 1))
-    fuse_volume(
-        tmp_path / "a_lps.nii",
-        tmp_path / "b_lps.nii.gz",
-        tmp_path / "one.zarr",
-        preset="CT-MRI",
-        device="cpu",
-        scheduler_name="synchronous",
-    )
-    fuse_volume(
-        tmp_path / "a_sra.nii",
-        tmp_path / "b_ras.nii.gz",
-        tmp_path / "two.zarr",
-        preset="CT-MRI",
-        device="cpu",
-        scheduler_name="synchronous",
-    )
+    fuse_ct_mri(tmp_path, "a_lps.nii", "b_lps.nii.gz", "one.zarr")
+    fuse_ct_mri(tmp_path, "a_sra.nii", "b_ras.nii.gz", "two.zarr")
     one = fused_of(tmp_path / "one.zarr")
     np.testing.assert_array_equal(one, fused_of(tmp_path / "two.zarr"))
     np.testing.assert_array_equal(one, fuse(a, b, "CT-MRI", "cpu").fused)
@@ -137,14 +128,7 @@ def test_the_sidecar_records_the_orientation_and_leads_back_to_the_file(tmp_path
     a, b = pair
     store(tmp_path / "a.nii", a, (2, 0, 1), (1, 2))
     store(tmp_path / "b.nii", b, (0, 1, 2), (0, 1))
-    fuse_volume(
-        tmp_path / "a.nii",
-        tmp_path / "b.nii",
-        tmp_path / "o.zarr",
-        preset="CT-MRI",
-        device="cpu",
-        scheduler_name="synchronous",
-    )
+    fuse_ct_mri(tmp_path, "a.nii", "b.nii", "o.zarr")
     record = json.loads((tmp_path / "o.zarr.json").read_text())["orientation"]
     assert record["canonical"] == "RAS+" and record["axes"] == {"z": "S", "y": "P", "x": "L"}
     assert record["from"] == "anatomical" and record["input_axcodes"] == "SRA"

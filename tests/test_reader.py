@@ -52,14 +52,14 @@ def test_get_reader_says_none_quickly_for_what_is_not_dicom_or_nifti(tmp_path):
         (tmp_path / "pngs" / f"slice{i:03d}.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(200))
     (tmp_path / "notes.txt").write_text("hello")
     (tmp_path / "a.zarr").mkdir()
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: the work done, not how busy the machine is
     assert get_reader(str(tmp_path / "pngs")) is None
     assert get_reader(str(tmp_path / "notes.txt")) is None
     assert get_reader(str(tmp_path / "a.zarr")) is None
     assert get_reader(str(tmp_path / "missing.nii.gz")) is None
     shutil.copy(get_testdata_file("MR_small.dcm"), tmp_path / "k3f9")  # a name napari's patterns do not offer
     assert get_reader(str(tmp_path / "k3f9")) is read_dicom_layers
-    assert time.perf_counter() - start < 1.0
+    assert time.process_time() - start < 1.0
 
 
 def test_npe2_reads_a_folder_a_file_and_a_nifti(tmp_path):

@@ -197,54 +197,16 @@ def test_cli_fuse_volume_and_its_errors(tmp_path, volumes, capsys):
     tifffile.imwrite(tmp_path / "a.tif", grey)
     tifffile.imwrite(tmp_path / "b.tif", colour)
     out = tmp_path / "o.zarr"
-    assert (
-        main(
-            [
-                "fuse-volume",
-                str(tmp_path / "a.tif"),
-                str(tmp_path / "b.tif"),
-                "--out",
-                str(out),
-                "--device",
-                "cpu",
-                "--a-window=500,1500",
-                "--scheduler",
-                "synchronous",
-            ]
-        )
-        == 0
-    )
+
+    def cli(out, *options) -> int:
+        return main(["fuse-volume", str(tmp_path / "a.tif"), str(tmp_path / "b.tif"), "--out", str(out), *options])
+
+    assert cli(out, "--device", "cpu", "--a-window=500,1500", "--scheduler", "synchronous") == 0
     assert "5 slices fused" in capsys.readouterr().out
     side = json.loads((tmp_path / "o.zarr.json").read_text())
     assert side["command"].startswith("lightfusion fuse-volume") and side["limits"][0] == [500.0, 1500.0]
-    assert (
-        main(
-            [
-                "fuse-volume",
-                str(tmp_path / "a.tif"),
-                str(tmp_path / "b.tif"),
-                "--out",
-                str(tmp_path / "x.zarr"),
-                "--a-window",
-                "1,2,3",
-            ]
-        )
-        == 2
-    )
-    assert (
-        main(
-            [
-                "fuse-volume",
-                str(tmp_path / "a.tif"),
-                str(tmp_path / "b.tif"),
-                "--out",
-                str(tmp_path / "y.zarr"),
-                "--scheduler",
-                "carrier-pigeon",
-            ]
-        )
-        == 2
-    )
+    assert cli(tmp_path / "x.zarr", "--a-window", "1,2,3") == 2
+    assert cli(tmp_path / "y.zarr", "--scheduler", "carrier-pigeon") == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and "LO,HI" in err[0] and "unknown scheduler" in err[1]
 

@@ -72,13 +72,21 @@ def _add_view(sub):
 
 
 def prefer_pyqt6() -> None:
-    """Pick PyQt6 for the subcommands that open napari, when it is installed and no binding was asked for.
+    """Get Qt ready for the subcommands that open napari: a display to open it on, PyQt6 when installed.
 
-    qtpy would take PyQt5 first where both are installed, and napari 0.9 then
-    shows its "PyQt5 backend is deprecated" notification over the canvas.
+    Without a display (a Linux server, an SSH session without X
+    forwarding) Qt would abort the process with a page about platform
+    plugins: refuse in one line instead (a ``ValueError``) and say how to
+    run it there. PyQt6 is picked when no binding was asked for: qtpy would
+    take PyQt5 first where both are installed, and napari 0.9 then shows
+    its "PyQt5 backend is deprecated" notification over the canvas.
     """
     import importlib.util
     import os
+
+    headless = not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    if sys.platform.startswith("linux") and headless:
+        raise ValueError("napari needs a display and there is none here; on a server run this under `xvfb-run -a`")
 
     if "QT_API" not in os.environ and importlib.util.find_spec("PyQt6") is not None:
         os.environ["QT_API"] = "pyqt6"

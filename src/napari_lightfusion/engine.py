@@ -282,6 +282,7 @@ def run_stack(
     maps: bool = True,
     balance: float | None = None,
     threads: int | None = None,
+    on_part=None,
 ) -> SliceOutput:
     """Fuse a stack of grey pairs ``(Z, H, W)``.
 
@@ -295,7 +296,11 @@ def run_stack(
     runs slices one after another, several at once when they fit in
     ``tile`` x ``tile`` pixels together (on a GPU, in :data:`GPU_BATCH_PIXELS`),
     tiled when larger than ``tile``. ``backend``, ``maps`` and ``balance``
-    as :func:`run_slice` describes them.
+    as :func:`run_slice` describes them. ``on_part(fused, where)``, if
+    given, is called for each part of the stack as soon as it is fused,
+    on the thread that fused it, with the stack's ``fused`` array and the
+    part's ``(z, y, x)`` slices: :func:`napari_lightfusion.fuse` puts the
+    colour back there, on every thread and while the tile is in cache.
     """
     tile = check_tile(tile)
     device = torch.device(device)
@@ -329,6 +334,8 @@ def run_stack(
             attention[:, i0:i1, cy0:cy1, cx0:cx1] = a[:, :, ys, xs].transpose(1, 0, 2, 3)
         if surprise is not None:
             surprise[:, i0:i1, cy0:cy1, cx0:cx1] = s[:, :, ys, xs].transpose(1, 0, 2, 3)
+        if on_part is not None:
+            on_part(fused, (slice(i0, i1), slice(cy0, cy1), slice(cx0, cx1)))
 
     if workers == 1 or len(jobs) == 1:
         for spec in jobs:

@@ -23,10 +23,13 @@ is a thin recipe over the training core, :mod:`napari_lightfusion.training`:
    base. A preset name (or an :class:`~napari_lightfusion.objective.Objective`)
    chooses it instead. A conditioned base takes the objective's default b.
 4. **Never worse.** The held-out score is tracked every ``validate_every``
-   steps and at the end; the best state is kept, and the base as it was is
-   a candidate too. Unless the best beats the base by ``min_gain``
-   (relative), the result is the base itself and says so
-   (:attr:`FinetuneResult.improved` is False, :data:`KEPT_BASE`).
+   steps and at the end; the best state that lowers none of Qabf, SSIM and
+   VIF by more than ``max_drop`` (:data:`MAX_DROP`, 3 %) against the base
+   is kept, and the base as it was is a candidate too
+   (:func:`~napari_lightfusion.finetune_choice.decide`). Unless that state
+   beats the base by ``min_gain`` (relative), the result is the base itself
+   and says so (:attr:`FinetuneResult.improved` is False, :data:`KEPT_BASE`;
+   :attr:`FinetuneResult.refusal` names a measure that would have fallen).
 
 Adam 2e-3, batch 4, 64 x 64 crops with flips, every batch at the default b
 (``default_share=1``: in minutes, training where the network is used and
@@ -48,7 +51,7 @@ import numpy as np
 import torch
 
 from .engine import resolve_device
-from .finetune_choice import AUTO, choose, score_presets
+from .finetune_choice import AUTO, MAX_DROP, choose, decide, keeps_measures, refusal, score_presets
 from .generators import Steps, run_to_end
 from .losses import LossWeights
 from .model import LightFusionNet
@@ -59,6 +62,7 @@ from .weights import model_for, preset_path, sha256
 
 __all__ = [
     "KEPT_BASE",
+    "MAX_DROP",
     "FinetuneConfig",
     "FinetuneResult",
     "Progress",
@@ -92,6 +96,7 @@ class FinetuneConfig:
     min_gain: float = 0.005  # relative gain of the held-out score that counts as an improvement
     loss_weights: LossWeights | None = None  # None: the objective's
     default_share: float | None = 1.0  # share of batches at the default b; None: the objective's (see below)
+    max_drop: float = MAX_DROP  # relative fall of any one held-out measure that refuses a state (see MAX_DROP)
 
     def __post_init__(self):
         if self.steps is None and self.minutes is None:
@@ -108,6 +113,8 @@ class FinetuneConfig:
             raise ValueError(f"learning rate must be positive, not {self.lr}")
         if not self.min_gain >= 0:
             raise ValueError(f"min_gain must be at least 0, not {self.min_gain}")
+        if not 0.0 <= self.max_drop < 1.0:
+            raise ValueError(f"max_drop must be in [0, 1), not {self.max_drop}")
         if self.default_share is not None and not 0.0 <= self.default_share <= 1.0:
             raise ValueError(f"default_share must be in [0, 1], not {self.default_share}")
 
@@ -128,9 +135,11 @@ class FinetuneResult:
     """The weights fine-tuning returns and how they were found.
 
     ``model`` (on the CPU, in evaluation mode) is the best state on the
-    held-out parts, or the base itself when nothing beat it
-    (``improved`` False, ``best_step`` 0). ``before`` and ``after`` are
-    the held-out loss, Qabf, SSIM and VIF of the base and of ``model``;
+    held-out parts that lowers no measure by more than ``config.max_drop``,
+    or the base itself when none beat it (``improved`` False,
+    ``best_step`` 0; ``lost`` then holds the measures the best-scoring
+    fine-tuned state, ``best_tuned``, would have lowered too far).
+    ``before`` and ``after`` are the held-out loss, Qabf, SSIM and VIF of the base and of ``model``;
     ``candidates`` the held-out scores of every preset weighed for the
     base and the loss. ``stopped``: "steps", "time" or "cancelled".
     ``seconds`` is the wall time of the whole call, ``cpu_seconds`` the
@@ -159,6 +168,7 @@ class FinetuneResult:
     validation_images: int
     candidates: dict[str, dict] = field(default_factory=dict)
     best_tuned: dict | None = None  # the best fine-tuned state's validation (also when the base was kept)
+    lost: dict[str, float] = field(default_factory=dict)  # measures best_tuned lowers too far -> relative change
     losses: list[float] = field(default_factory=list)
     validations: list[tuple[int, dict]] = field(default_factory=list)
     step_seconds: list[float] = field(default_factory=list)
@@ -181,6 +191,13 @@ class FinetuneResult:
         return self.stopped == "cancelled"
 
     @property
+    def refusal(self) -> str:
+        """One line, when the base was kept over a state that lowers a measure: which, by how much; else ""."""
+        if self.improved or not self.best_tuned:
+            return ""
+        return refusal(self.before, self.best_tuned, self.lost, self.config.max_drop)
+
+    @property
     def verdict(self) -> str:
         """One sentence: improved by how much, or :data:`KEPT_BASE` (with the best the run reached)."""
         before = held_out_score(self.before)
@@ -191,10 +208,12 @@ class FinetuneResult:
                 f"({after / before - 1:+.1%}; {_scores(self.before)} -> {_scores(self.after)})"
             )
         tried = "" if not self.best_tuned else f", best fine-tuned {held_out_score(self.best_tuned):.3f}"
+        if self.lost:
+            tried += " lowering " + ", ".join(f"{name} {change:+.1%}" for name, change in self.lost.items())
         return f"{KEPT_BASE} (score of '{self.base}' {before:.3f}{tried}); the result is '{self.base}' unchanged"
 
     def report(self) -> list[str]:
-        """What the command line prints and the widget shows: base, loss, held-out scores, verdict."""
+        """What the command line prints and the widget shows: base, loss, held-out scores, refusal, verdict."""
         ended = {"steps": "the step limit", "time": "the time budget", "cancelled": "cancelled"}[self.stopped]
         return [
             f"base: {self.base} ({self.base_reason})",
@@ -204,6 +223,7 @@ class FinetuneResult:
             f"after {_scores(self.after)}, score {held_out_score(self.after):.3f}",
             f"{self.steps} steps in {self.seconds:.0f} s on {self.device} ({ended}; median "
             f"{self.median_step_ms:.0f} ms a step)" + (f", best at step {self.best_step}" if self.improved else ""),
+            *([self.refusal] if self.refusal else []),
             self.verdict,
         ]
 
@@ -220,6 +240,7 @@ class FinetuneResult:
                 "objective_from": self.objective_from,
                 "objective_reason": self.objective_reason,
                 "improved": self.improved,
+                "lost": {name: round(change, 6) for name, change in self.lost.items()},
                 **train,
                 "steps_taken": self.steps,
                 "best_step": self.best_step,
@@ -303,15 +324,15 @@ def finetune_steps(
     model = _fitted(copy.deepcopy(base_model), objective).to(device)  # never train the shared cached model
     before = {**candidates[base], "loss": validate(base_model, held, objective, ())["loss"]}  # on the CPU
 
-    steps = Steps(
-        train_steps(
-            model, objective, train, held, config.schedule(), device=device, cancel=cancel, started=start, first=before
-        )
+    # the best state kept is the best that lowers no measure by more than max_drop (the base is one)
+    options = dict(
+        device=device, cancel=cancel, rank=keeps_measures(before, config.max_drop), started=start, first=before
     )
+    steps = Steps(train_steps(model, objective, train, held, config.schedule(), **options))
     yield from steps
     run = steps.value
-    tuned = run.best if run.best_step else max((v for s, v in run.validations if s), key=held_out_score, default=None)
-    improved = bool(run.best_step) and held_out_score(run.best) >= held_out_score(before) * (1 + config.min_gain)
+    decision = decide(before, run.validations, config.min_gain, config.max_drop)  # the same rule, and min_gain
+    improved = decision.improved and decision.step == run.best_step  # the model holds the state at run.best_step
     if not improved:
         model = copy.deepcopy(base_model)
     return FinetuneResult(
@@ -336,7 +357,8 @@ def finetune_steps(
         train_images=len(train),
         validation_images=len(held),
         candidates=candidates,
-        best_tuned=tuned,
+        best_tuned=decision.tuned,
+        lost=decision.lost,
         losses=run.losses,
         validations=run.validations,
         step_seconds=run.step_seconds,

@@ -14,21 +14,36 @@ bundled three on 16 parts of 256 x 256) and picks:
   one that fuses these pairs best was trained for the pair most like them:
   CT-MRI-like pairs get the CT-MRI preset's loss whatever the base is.
   A preset name takes that preset's objective; an Objective is used as it is.
+
+And what it ends with: :func:`decide` keeps the fine-tuned state with the
+best held-out score among those that lower no measure (Qabf, SSIM, VIF) by
+more than :data:`MAX_DROP` against the base, and only when it beats the
+base by ``min_gain``; else the base. :func:`keeps_measures` is the same
+rule as the rank the training loop keeps its best state by.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from .objective import Objective, objective_of
-from .training import held_out_score, validate
+from .training import SCORED, held_out_score, validate
 from .weights import all_presets, model_for, preset_path, read_sidecar
 
 #: ``base`` and ``loss`` value that chooses by measurement.
 AUTO = "auto"
+
+#: The most any one held-out measure (Qabf, SSIM, VIF) may fall, relative to the base's, for a fine-tuned
+#: state to be kept. The held-out score is a geometric mean, so a large gain in one measure can hide a large
+#: loss in another (SPECT-MRI fine-tuned on CT-MRI pairs: Qabf -25.5 %, VIF +32.8 %, "improved",
+#: docs/crossfit.md), and a user would call a blurrier image worse. 3 % is the "within 3 %" of the
+#: fine-tuning target (issue 20, :data:`napari_lightfusion.research.crossfit.WITHIN`): a fall that small
+#: counts as keeping the measure, about the spread of a measure over 16 held-out parts.
+MAX_DROP = 0.03
 
 
 @dataclass(frozen=True)
@@ -81,3 +96,87 @@ def choose(base: str, loss: str | Objective, held: Sequence[np.ndarray]) -> Choi
         source = str(loss)
         why = f"{source} given"
     return Choice(base, base_reason, scores, objective_of(read_sidecar(preset_path(source))), source, why)
+
+
+def lowered(values: Mapping, base: Mapping, max_drop: float = MAX_DROP) -> dict[str, float]:
+    """The measures ``values`` lowers by more than ``max_drop`` against ``base``: name -> relative change (< 0).
+
+    A measure the base has no value for (nan: a property of the held-out
+    parts) is not compared; one the base has and ``values`` lacks is lost (-1).
+    """
+    out = {}
+    for name in SCORED:
+        old, new = float(base.get(name, math.nan)), float(values.get(name, math.nan))
+        if not np.isfinite(old):
+            continue
+        if not np.isfinite(new):
+            out[name] = -1.0
+        elif new < old - max_drop * abs(old):
+            out[name] = (new - old) / abs(old)
+    return out
+
+
+def keeps_measures(base: Mapping, max_drop: float = MAX_DROP) -> Callable[[Mapping], float]:
+    """A rank for :func:`~napari_lightfusion.training.train_steps`: the held-out score, -inf when a measure falls.
+
+    The base itself ranks by its score, so a state that lowers a measure by
+    more than ``max_drop`` never displaces it.
+    """
+    return lambda values: -math.inf if lowered(values, base, max_drop) else held_out_score(values)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a fine-tuning run ends with.
+
+    ``improved``: a fine-tuned state is kept, ``step`` (0: the base) with
+    validation ``values`` (the base's when not improved). ``tuned``: the
+    kept state when improved, else the best-scoring fine-tuned state (None
+    without one); ``lost``: the measures ``tuned`` lowers by more than the
+    tolerance (name -> relative change), empty when none does.
+    """
+
+    improved: bool
+    step: int
+    values: dict
+    tuned: dict | None = None
+    tuned_step: int = 0
+    lost: dict = field(default_factory=dict)
+
+
+def decide(
+    before: Mapping, validations: Iterable[tuple[int, Mapping]], min_gain: float, max_drop: float = MAX_DROP
+) -> Decision:
+    """Keep the best fine-tuned state that lowers no measure by more than ``max_drop``, if it beats the base.
+
+    ``before`` is the base's held-out validation, ``validations`` the
+    ``(step, validation)`` of the run (step 0, the base, is skipped). Ties
+    go to the earlier state, as in the training loop. The kept state must
+    reach ``(1 + min_gain)`` times the base's held-out score.
+    """
+    rank = keeps_measures(before, max_drop)
+    tuned = [(step, dict(values)) for step, values in validations if step]
+    best_step, best = 0, dict(before)
+    for step, values in tuned:
+        if rank(values) > rank(best):
+            best_step, best = step, values
+    if best_step and held_out_score(best) >= held_out_score(before) * (1 + min_gain):
+        return Decision(True, best_step, best, best, best_step)
+    if not tuned:
+        return Decision(False, 0, dict(before))
+    top_step, top = max(tuned, key=lambda sv: np.nan_to_num(held_out_score(sv[1]), nan=-1.0))
+    return Decision(False, 0, dict(before), top, top_step, lowered(top, before, max_drop))
+
+
+def refusal(before: Mapping, tuned: Mapping, lost: Mapping[str, float], max_drop: float = MAX_DROP) -> str:
+    """One line: the measures the best fine-tuned state would have lowered, by how much ("" when none)."""
+    if not lost:
+        return ""
+    drops = " and ".join(
+        f"{name} by {-change:.1%} ({before[name]:.3f} -> {tuned[name]:.3f})" for name, change in lost.items()
+    )
+    return (
+        f"the best fine-tuned state would have lowered {drops} on your held-out pairs, more than the "
+        f"{max_drop * 100:g}% any measure may fall (its score {held_out_score(tuned):.3f}, the base's "
+        f"{held_out_score(before):.3f})"
+    )

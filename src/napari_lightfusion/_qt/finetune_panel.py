@@ -1,21 +1,18 @@
 """The widget's "Fine-tune on these layers" section: train a preset on the current pair, save it.
 
-:class:`FinetunePanel` runs :func:`napari_lightfusion.finetune.finetune_steps`
-on the two layers the dock widget has picked (``get_pair()``), in a napari
-worker thread, with a progress bar, a live readout of the training loss and
-the held-out scores and a small loss plot. By default (*Pick the best
-preset*) the base is the preset that scores best on the held-out part of
-the pair, as ``lightfusion finetune --from auto`` does; unticked, the base
-is the preset in the list (which follows the preset the widget fuses
-with). At the end it shows which base and which loss were used and why,
-the held-out Qabf, SSIM and VIF before and after, and offers to save the
-weights as a custom preset under a free name; ``on_saved(name)`` then tells
-the dock widget, which lists and selects it. A run that did not beat its
-base on the held-out part says so ("Kept the base: ...") and offers nothing
-to save. The time budget counts preparing the pair and scoring the presets
-too, so the shortest offered (:data:`MIN_MINUTES`) leaves room for training steps.
-Nothing heavy runs on the GUI thread: the slots only copy numbers into
-labels and repaint the plot.
+:class:`FinetunePanel` runs :func:`napari_lightfusion.finetune.finetune_steps` on the two layers the
+dock widget has picked (``get_pair()``), in a napari worker thread, with the progress bar every job of
+the dock uses (:class:`JobProgress`, which stays after the run and says how it ended), a live readout
+of the training loss and the held-out scores and a small loss plot. By default (*Pick the best
+preset*) the base is the preset that scores best on the held-out part of the pair, as ``lightfusion
+finetune --from auto`` does; unticked, the base is the preset in the list (which follows the preset
+the widget fuses with). At the end it shows which base and which loss were used and why, the held-out
+Qabf, SSIM and VIF before and after, and offers to save the weights as a custom preset under a free
+name; ``on_saved(name)`` then tells the dock widget, which lists and selects it. A run that did not
+beat its base on the held-out part says so ("Kept the base: ...") and offers nothing to save. The
+time budget counts preparing the pair and scoring the presets too, so the shortest offered
+(:data:`MIN_MINUTES`) leaves room for training steps. Nothing heavy runs on the GUI thread: the
+slots only copy numbers into labels and repaint the plot.
 """
 
 from __future__ import annotations
@@ -38,7 +35,6 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QProgressBar,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
@@ -52,10 +48,14 @@ from ..generators import Steps
 from ..inputs import prepare_pair
 from ..messages import described, first_line
 from ..session.layer_io import check_pair, fusion_inputs
+from ..training import held_out_score
 from ..weights import all_presets, custom_presets, save_custom_preset
+from .progress import JobProgress
 
 #: Least time between two progress reports sent to the GUI thread, seconds.
 REPORT_EVERY_S = 0.1
+#: The progress bar's steps: a run's share of its step or time budget, in thousandths.
+BAR_STEPS = 1000
 #: Shortest time budget offered, minutes: preparing a pair and validating the base take seconds.
 MIN_MINUTES = 0.5
 
@@ -173,6 +173,14 @@ def kept_base_text(base: str) -> str:
     return f"{KEPT_BASE[0].upper()}{KEPT_BASE[1:]}, so '{base}' is unchanged and there is nothing new to save."
 
 
+def finished_text(result: FinetuneResult) -> str:
+    """What the progress bar reads once a run is over: how it ended and the held-out score before and after."""
+    ended, before = "cancelled" if result.cancelled else "finished", held_out_score(result.before)
+    if result.improved:
+        return f"{ended}: held-out score {before:.3f} → {held_out_score(result.after):.3f}"
+    return f"{ended}: kept the base, held-out score {before:.3f}"
+
+
 def summary_text(result: FinetuneResult) -> str:
     """The end of a run (:meth:`FinetuneResult.report`): base and loss and why, held-out scores, verdict."""
     lines = [*result.report()[:-1], kept_base_text(result.base) if result.kept_base else result.verdict]
@@ -213,8 +221,7 @@ class FinetunePanel(QWidget):
         self.start_btn = QPushButton("Fine-tune on these layers")
         self.cancel_btn = QPushButton("Cancel")
         self.cancel_btn.setEnabled(False)
-        self.bar = QProgressBar(minimum=0, maximum=1000, textVisible=True)
-        self.bar.setFormat("")
+        self.progress = JobProgress()  # hidden until the first run, then shows how the last one ended
         self.readout = QLabel("")
         self.readout.setWordWrap(True)
         self.plot = LossPlot()
@@ -244,7 +251,7 @@ class FinetunePanel(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(form)
         layout.addLayout(buttons)
-        layout.addWidget(self.bar)
+        layout.addWidget(self.progress)
         layout.addWidget(self.readout)
         layout.addWidget(self.plot)
         layout.addWidget(self.summary)
@@ -308,8 +315,7 @@ class FinetunePanel(QWidget):
         self.summary.setText("")
         self.save_btn.setEnabled(False)
         self.readout.setText(f"Preparing '{a.name}' and '{b.name}'…")
-        self.bar.setValue(0)
-        self.bar.setFormat("fine-tuning %p%")
+        self.progress.start(BAR_STEPS, "fine-tuning", percent=True)
         self.start_btn.setEnabled(False)
         self.cancel_btn.setEnabled(True)
         job = (fusion_inputs(a, b), self.base_choice(), self.config(), self.device.currentText(), self._cancel)
@@ -360,7 +366,7 @@ class FinetunePanel(QWidget):
         self.plot.add_losses(losses)
         if update.validation is not None:
             self.plot.add_validation(update.step, update.validation["loss"])
-        self.bar.setValue(round(1000 * update.fraction))
+        self.progress.step(round(BAR_STEPS * update.fraction))
         text = f"step {update.step}"
         if np.isfinite(update.loss):
             text += f" · loss {update.loss:.2f}"
@@ -372,13 +378,12 @@ class FinetunePanel(QWidget):
         error = outcome.get("error")
         if error is not None:
             self.readout.setText(error)
-            self.bar.setValue(0)  # nothing was trained: the bar does not read 100 %
-            self.bar.setFormat("fine-tuning failed")
+            self.progress.finish("fine-tuning failed", reached=False)  # nothing was trained: not "100 %"
             show_error(f"LightFusion: {error}")
             self.done.emit(error)
             return
         result = self.result = outcome["result"]
-        self.bar.setValue(1000)
+        self.progress.finish(finished_text(result))
         kept = not result.improved
         self.summary.setText(summary_text(result))
         self.save_btn.setEnabled(not kept)

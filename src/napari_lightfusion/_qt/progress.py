@@ -12,7 +12,10 @@ TICK_MS = 100
 
 
 class JobProgress(QWidget):
-    """``start(total, text)``, ``step(done)``, ``stop()``; hidden while no job runs."""
+    """``start(total, text)``, ``step(done)``, then ``stop()`` (hide) or ``finish(text)`` (stay, with ``text``).
+
+    Hidden until a job starts; after ``stop()`` too.
+    """
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -29,12 +32,16 @@ class JobProgress(QWidget):
         self._timer.timeout.connect(self._tick)
         self.setVisible(False)
 
-    def start(self, total: int, text: str) -> None:
-        """Show the bar for a job of ``total`` steps (0: a busy bar with no steps)."""
+    def start(self, total: int, text: str, percent: bool = False) -> None:
+        """Show the bar for a job of ``total`` steps (0: a busy bar with no steps).
+
+        ``percent``: the bar reads "``text`` 40%" rather than "``text`` 400/1000",
+        for a job whose steps are shares of a budget rather than counted work.
+        """
         self._since = time.perf_counter()
         self.bar.setRange(0, max(total, 0))
         self.bar.setValue(0)
-        self.bar.setFormat(f"{text} %v/%m" if total > 1 else text)
+        self.bar.setFormat(f"{text} %p%" if percent else f"{text} %v/%m" if total > 1 else text)
         self._tick()
         self._timer.start()
         self.setVisible(True)
@@ -52,6 +59,18 @@ class JobProgress(QWidget):
         self._timer.stop()
         self._since = None
         self.setVisible(False)
+
+    def finish(self, text: str, reached: bool = True) -> None:
+        """End the job but keep the bar shown, reading ``text``: full if the job ``reached`` its end, else empty.
+
+        The elapsed time stays at the job's length; the next :meth:`start` replaces both.
+        """
+        self._tick()
+        self._timer.stop()
+        self._since = None
+        self.bar.setRange(0, max(self.bar.maximum(), 1))  # a busy bar gets an end to show
+        self.bar.setValue(self.bar.maximum() if reached else 0)
+        self.bar.setFormat(text)
 
     def seconds(self) -> float:
         """Seconds since :meth:`start` (0 when no job runs)."""

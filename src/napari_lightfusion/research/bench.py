@@ -231,6 +231,9 @@ def run_case(case: dict) -> dict:
                 references["openvino_ms"] = vino
             if case.get("compile"):
                 references["compile_ms"] = compiled_forward(placed, device)
+        row["reference_diff"] = {
+            name: _largest_difference(fn(a[0], b[0]), fused_y[0]) for name, fn in references.items()
+        }
         per_slice = {name: (lambda fn=fn: [fn(x, y) for x, y in zip(a, b)]) for name, fn in references.items()}
         timed(per_slice, {name: (max(2, repeats // 4) if kind == "pair" else 1) for name in per_slice})
     row["rest_ms"] = (
@@ -243,6 +246,18 @@ def run_case(case: dict) -> dict:
     peak, _ = cpu_peak_gmacs(threads)
     row["peak_percent"] = None if gpu or not peak else 100 * row["gmacs"] / peak
     return row
+
+
+def _largest_difference(reference, fused) -> float:
+    """The largest absolute difference between a reference's fused slice and the network's (any array type).
+
+    A reference that does not give the network's result (OpenVINO in
+    bfloat16, say) is not timing the same work; the table prints this.
+    """
+    import numpy as np
+
+    out = reference.detach().float().cpu().numpy() if hasattr(reference, "detach") else np.asarray(reference)
+    return float(np.abs(out.reshape(fused.shape) - fused).max())
 
 
 def _child_env(threads: int) -> dict:

@@ -87,6 +87,7 @@ def format_table(rows: list[dict]) -> str:
         threads = int(first["threads"])
         lines += ["", _method_note(first, rows), _split_note()]
         lines.extend(_throughput(rows))
+        lines.extend(_agreement(rows))
         peak, how = cpu_peak_gmacs(threads)
         if peak:
             lines.append(f'CPU peak ~{peak:.0f} GMAC/s ({how}); "% of peak" is the network\'s share of it.')
@@ -127,6 +128,33 @@ def _throughput(rows: list[dict]) -> list[str]:
         return []
     parts = [f"{r.get('device', 'cpu')} {1e3 * r['slices'] / r['fuse_ms']:.1f}" for r in stacks]
     return [f"stack throughput through fuse(), slices/s: {', '.join(parts)}."]
+
+
+#: The references' names in the agreement line.
+_REFERENCE_NAMES = {
+    "eager_ms": "eager",
+    "plain_ms": "plain ONNX",
+    "openvino_ms": "OpenVINO",
+    "compile_ms": "torch.compile",
+}
+
+
+def _agreement(rows: list[dict]) -> list[str]:
+    """One line with each reference's largest difference from the network's fused image, over every case.
+
+    So that a faster reference that computes something else (lower
+    precision) shows itself beside its time.
+    """
+    worst: dict = {}
+    for row in rows:
+        for key, diff in (row.get("reference_diff") or {}).items():
+            worst[key] = max(worst.get(key, 0.0), diff)
+    if not worst:
+        return []
+    parts = [f"{_REFERENCE_NAMES.get(key, key)} {diff:.1e}" for key, diff in worst.items()]
+    return [
+        f"largest |difference| of each reference's fused image from the network's (first slice): {', '.join(parts)}."
+    ]
 
 
 def _base_rss_text(rows: list[dict]) -> str:
