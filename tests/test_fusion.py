@@ -210,3 +210,18 @@ def test_blend_weight_says_which_input_each_fused_value_came_from(grey, tmp_path
     result = fuse(grey, other, weights=tmp_path / "blend.pt", device="cpu", a_limits=(0, 1), b_limits=(0, 1), maps=True)
     assert ((result.weight > 0.01) & (result.weight < 0.99)).any()
     np.testing.assert_allclose(result.fused, result.weight * grey + (1 - result.weight) * other, atol=1e-4)
+
+
+def test_colour_put_back_tile_by_tile_is_the_whole_slice_colour_step():
+    """fuse() colours each tile on the thread that fused it; the result is the colour step over whole slices."""
+    from napari_lightfusion.engine import run_stack
+    from napari_lightfusion.weights import model_for
+
+    rng = np.random.default_rng(5)
+    mri = rng.integers(0, 256, (2, 150, 170), dtype=np.uint8)
+    pet = rng.integers(0, 256, (2, 150, 170, 3), dtype=np.uint8)
+    pair = prepare_pair(mri, pet)
+    grey = run_stack(model_for("PET-MRI"), pair.anatomical, pair.functional, "cpu", tile=64, maps=False).fused
+    got = fuse(mri, pet, "PET-MRI", "cpu", tile=64).fused
+    assert got.shape == (2, 150, 170, 3)
+    np.testing.assert_allclose(got, pair.finish(grey), atol=1e-6)

@@ -409,8 +409,8 @@ def test_the_balance_slider_is_for_conditioned_networks_and_refuses_live(
     assert not widget.balance.isEnabled() and widget.balance_value() is None
     assert widget.balance_label.text() == "b —"  # the slider says its value, and when it has none
     seen = []
-    plan = jobs.plan_fusion
-    monkeypatch.setattr(jobs, "plan_fusion", lambda *a, **k: (seen.append(k.get("balance")), plan(*a, **k))[1])
+    plan = jobs.plan_pair
+    monkeypatch.setattr(jobs, "plan_pair", lambda *a: (seen.append(a[2].balance), plan(*a))[1])  # a[2]: the options
     monkeypatch.setattr(workers, "warm_up", lambda preset, device: 0.3)  # trained with a balance
     widget.preset.activated.emit(widget.preset.currentIndex())
     wait_idle(widget)

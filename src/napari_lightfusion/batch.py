@@ -99,21 +99,15 @@ def _fuse_one(
 ) -> None:
     """Fuse one manifest row into ``out_dir``, filling in ``entry`` (output name, preset, slices fused)."""
     from .clinical_export import fuse_volume_as
+    from .fusion import FusionOptions
 
     if not row["anatomical"] or not row["functional"] or not row["output"]:
         raise ValueError("the row lacks an anatomical, functional or output entry")
     kind, entry["output"] = output_name(row["output"], row["format"])
     target = out_dir / entry["output"]
     if kind == "image":
-        report = fuse_files(
-            row["anatomical"],
-            row["functional"],
-            target,
-            preset=row["preset"],
-            device=device,
-            align=align,
-            say=notes.append,
-        )
+        options = FusionOptions(row["preset"], device=device)
+        report = fuse_files(row["anatomical"], row["functional"], target, options, align=align, say=notes.append)
         entry.update(preset=report.choice.preset, preset_reason=report.choice.reason, slices_fused=report.slices)
         return
     flat = [p for p in (row["anatomical"], row["functional"]) if _two_dimensional(p)]

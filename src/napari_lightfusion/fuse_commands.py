@@ -15,6 +15,10 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch is imported when a command runs, not to build the parser
+    from .fusion import FusionOptions
 
 PRESET_HELP = (
     "auto (default): guessed from the two files as the widget guesses it (DICOM Modality, file and folder "
@@ -44,14 +48,17 @@ class Notes:
         self.pending.clear()
 
 
-def _check_options(device: str, balance: float | None = None) -> None:
-    """One line for a device that is not there or a balance out of [0, 1], before any file is read."""
-    from .engine import resolve_device
-    from .model import check_balance
+def _fusion_options(args) -> FusionOptions:
+    """The :class:`~napari_lightfusion.fusion.FusionOptions` a subcommand's ``args`` give, checked.
 
-    resolve_device(device)
-    if balance is not None:
-        check_balance(balance)
+    ``--preset`` (``auto`` when the command has none), ``--weights``,
+    ``--device`` and ``--balance``; a device that is not there or a balance
+    out of [0, 1] is one line before any file is read.
+    """
+    from .fusion import FusionOptions
+
+    preset, weights = getattr(args, "preset", "auto"), getattr(args, "weights", None)
+    return FusionOptions(preset, weights=weights, device=args.device, balance=getattr(args, "balance", None)).checked()
 
 
 def command_line(args) -> str:
@@ -109,19 +116,10 @@ def add_fuse(sub) -> None:
 def _run_fuse(args):
     from .image_files import fuse_files
 
-    _check_options(args.device, args.balance)
+    options = _fusion_options(args)
     notes = Notes()
     report = fuse_files(
-        args.anatomical,
-        args.functional,
-        args.out,
-        preset=args.preset,
-        weights=args.weights,
-        device=args.device,
-        balance=args.balance,
-        maps=args.maps,
-        align=args.align,
-        say=notes,
+        args.anatomical, args.functional, args.out, options, maps=args.maps, align=args.align, say=notes
     )
     print(report.choice.line, file=sys.stderr)
     notes.flush()
@@ -246,10 +244,10 @@ def _run_fuse_volume(args):
     from .output_errors import SliceCount, output_errors
 
     windows = _parse_window(args.a_window, "--a-window"), _parse_window(args.b_window, "--b-window")
-    _check_options(args.device, args.balance)
+    options = _fusion_options(args)
     check_volume_output(args.out, args.format)
-    choice, placed = volume_preset(args.anatomical, args.functional, args.preset, args.weights)
-    check_network(choice.preset, args.weights)
+    choice, placed = volume_preset(args.anatomical, args.functional, options.preset, options.weights)
+    check_network(choice.preset, options.weights)
     notes = Notes()
     notes(choice.line)
     if choice.warning:
@@ -277,11 +275,11 @@ def _run_fuse_volume(args):
                 fmt=args.format,
                 dicom_source=args.dicom_source,
                 preset=choice.preset,
-                weights=args.weights,
+                weights=options.weights,
                 a_window=windows[0],
                 b_window=windows[1],
-                balance=args.balance,
-                device=args.device,
+                balance=options.balance,
+                device=options.device,
                 scheduler_name=args.scheduler,
                 colormap=args.colormap,
                 align=args.align and placed,
@@ -321,7 +319,7 @@ def add_batch(sub) -> None:
 def _run_batch(args):
     from .batch import fuse_batch
 
-    _check_options(args.device)
+    options = _fusion_options(args)
 
     def report(row):
         detail = f"{row['slices_fused']} slices" if row["status"] == "done" else row["error"]
@@ -334,7 +332,7 @@ def _run_batch(args):
         args.manifest,
         args.out,
         scheduler_name=args.scheduler,
-        device=args.device,
+        device=options.device,
         align=args.align,
         command=command_line(args),
         on_pair=report,

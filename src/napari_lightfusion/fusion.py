@@ -7,14 +7,14 @@ this. No Qt here: it runs (and is tested) without a display.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .engine import resolve_device, run_stack
-from .inputs import PreparedPair, prepare_pair
+from .inputs import ImageView, PreparedPair, prepare_pair
 from .model import LightFusionNet, check_balance
 from .tiling import DEFAULT_TILE, check_tile
 from .weights import model_for
@@ -49,6 +49,39 @@ class FusionResult:
     weight: np.ndarray | None = None
 
 
+@dataclass(frozen=True)
+class FusionOptions:
+    """What runs a fusion, whatever the two images: the network, where it runs and what it computes.
+
+    ``preset`` names the network (``weights``, a weight file, takes its
+    place); ``device``, ``channel``, ``tile``, ``maps`` and ``balance`` are
+    as :func:`fuse` says; ``threads``: CPU threads of the fast path (None:
+    torch's count; a dask task fusing one slice beside others asks for 1).
+    How each image is read is its :class:`~napari_lightfusion.inputs.ImageView`.
+    Plain, picklable values: lazy fusion sends them to dask's workers.
+    """
+
+    preset: str | None = "PET-MRI"
+    weights: Path | None = None
+    device: str = "auto"
+    channel: int | None = None
+    tile: int = DEFAULT_TILE
+    maps: bool = False
+    balance: float | None = None
+    threads: int | None = None
+
+    def checked(self) -> FusionOptions:
+        """These options with ``tile`` an int and ``balance`` a float in [0, 1], the device one this machine has.
+
+        Raises ``ValueError`` (one line) otherwise; needs neither the images
+        nor the network (:func:`plan_pair` checks the channel against it).
+        """
+        tile = check_tile(self.tile)
+        balance = None if self.balance is None else check_balance(self.balance)
+        resolve_device(self.device)
+        return replace(self, tile=tile, balance=balance, maps=bool(self.maps))
+
+
 def _given_order(weight: np.ndarray, swapped: bool, stacked: bool) -> np.ndarray:
     """The network's mix weight ``(Z, H, W)`` as the first given input's weight (a slice when not ``stacked``)."""
     weight = 1.0 - weight if swapped else weight
@@ -59,7 +92,7 @@ def _given_order(weight: np.ndarray, swapped: bool, stacked: bool) -> np.ndarray
 class FusionPlan:
     """A checked, normalised pair with its network and device, ready to run.
 
-    Made by :func:`plan_fusion`; :meth:`run_slice` fuses one slice (the
+    Made by :func:`plan_pair`; :meth:`run_slice` fuses one slice (the
     widget calls it slice by slice from a worker thread so it can report
     progress and stop between slices), :meth:`run` all of them.
     ``threads``: CPU threads of the fast path (None: torch's count); a
@@ -95,6 +128,10 @@ class FusionPlan:
         """Fuse ``slices`` of the pair, colour and stream order restored."""
         start = time.perf_counter()
         pair = self.pair
+        colour = None if pair.colour is None else pair.colour[slices]
+        part = PreparedPair(pair.anatomical[slices], pair.functional[slices], colour, pair.swapped, stacked)
+        coloured = None if colour is None else np.empty((*colour.shape[:-1], 3), np.float32)
+        on_part = None if coloured is None else (lambda fused, where: part.colour_part(coloured, fused, where))
         out = run_stack(
             self.model,
             pair.anatomical[slices],
@@ -105,10 +142,9 @@ class FusionPlan:
             maps=self.maps,
             balance=self.balance,
             threads=self.threads,
+            on_part=on_part,
         )
-        colour = None if pair.colour is None else pair.colour[slices]
-        part = PreparedPair(pair.anatomical[slices], pair.functional[slices], colour, pair.swapped, stacked)
-        fused = part.finish(out.fused)
+        fused = part.finish(out.fused, coloured)
         order = slice(None, None, -1) if pair.swapped else slice(None)
         pick = lambda m: None if m is None else (m[order] if stacked else m[order, 0])  # noqa: E731
         return FusionResult(
@@ -137,33 +173,50 @@ class FusionPlan:
         )
 
 
-def plan_fusion(
-    a: np.ndarray,
-    b: np.ndarray,
+def plan_pair(a: np.ndarray, b: np.ndarray, options: FusionOptions, a_view: ImageView, b_view: ImageView) -> FusionPlan:
+    """Check everything a fusion of ``a`` and ``b`` needs and prepare it (``ValueError``, one line, as :func:`fuse`)."""
+    pair = prepare_pair(a, b, a_view.limits, b_view.limits, a_view.rgb, b_view.rgb)
+    model = model_for(options.preset, options.weights)
+    if options.channel is not None and not 0 <= options.channel < model.config.width:
+        raise ValueError(f"channel {options.channel} does not exist; the network has {model.config.width}")
+    options = options.checked()
+    preset = None if options.weights is not None else options.preset
+    return FusionPlan(
+        pair,
+        model,
+        resolve_device(options.device),
+        preset,
+        options.channel,
+        options.tile,
+        options.maps,
+        options.balance,
+        options.threads,
+    )
+
+
+def keyword_options(
     preset: str | None = "PET-MRI",
     device: str = "auto",
     *,
-    weights: Path | None = None,
-    channel: int | None = None,
     a_limits: tuple[float, float] | None = None,
     b_limits: tuple[float, float] | None = None,
     a_rgb: bool | None = None,
     b_rgb: bool | None = None,
-    tile: int = DEFAULT_TILE,
-    maps: bool = False,
-    balance: float | None = None,
+    **options,
+) -> tuple[FusionOptions, ImageView, ImageView]:
+    """:func:`fuse`'s arguments after the images as the options and the two images' views they stand for.
+
+    ``options`` are :class:`FusionOptions`' fields; an unknown keyword is a
+    ``TypeError``, as in any call.
+    """
+    return FusionOptions(preset, device=device, **options), ImageView(a_limits, a_rgb), ImageView(b_limits, b_rgb)
+
+
+def plan_fusion(
+    a: np.ndarray, b: np.ndarray, preset: str | None = "PET-MRI", device: str = "auto", **kwargs
 ) -> FusionPlan:
     """Check everything a fusion needs and prepare it; arguments as for :func:`fuse`."""
-    pair = prepare_pair(a, b, a_limits, b_limits, a_rgb, b_rgb)
-    model = model_for(preset, weights)
-    if channel is not None and not 0 <= channel < model.config.width:
-        raise ValueError(f"channel {channel} does not exist; the network has {model.config.width}")
-    tile = check_tile(tile)
-    if balance is not None:
-        balance = check_balance(balance)
-    return FusionPlan(
-        pair, model, resolve_device(device), None if weights is not None else preset, channel, tile, bool(maps), balance
-    )
+    return plan_pair(a, b, *keyword_options(preset, device, **kwargs))
 
 
 def fuse(a: np.ndarray, b: np.ndarray, preset: str | None = "PET-MRI", device: str = "auto", **kwargs) -> FusionResult:
@@ -184,7 +237,8 @@ def fuse(a: np.ndarray, b: np.ndarray, preset: str | None = "PET-MRI", device: s
     (the default, ``False``, leaves them ``None``: the fused image alone is
     what most callers need, and the maps cost 10-25 % more time). ``balance``: b in [0, 1], from anatomy first
     (0) to function first (1), for a network trained with a balance (None:
-    its default; the paper's networks ignore it).
+    its default; the paper's networks ignore it). ``threads``: CPU threads
+    of the fast path (None: torch's count).
 
     Raises ``ValueError`` (one line, saying what is wrong) for inputs it
     cannot take, unknown presets or devices, and unusable weight files.

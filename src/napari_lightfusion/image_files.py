@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -33,6 +34,9 @@ from .messages import first_line
 from .modalities import LayerInfo
 from .output_errors import check_output_place, output_errors
 from .roles import guess_preset, preset_warning
+
+if TYPE_CHECKING:  # the network's side (torch) is imported when a pair is fused, not with this module
+    from .fusion import FusionOptions
 
 #: Names a fused image may be written under (``lightfusion fuse --out``, a batch row's output).
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
@@ -244,7 +248,11 @@ def _plane_matrices(a: ImageFile, b: ImageFile, say) -> tuple[np.ndarray, np.nda
 
 
 def _pair_inputs(a: ImageFile, b: ImageFile, preset: str, align: bool, say) -> dict:
-    """``fuse`` keyword arguments for a pair: ``b`` on ``a``'s grid and in colour, as the widget would fuse it."""
+    """A pair as the widget would fuse it, ``b`` on ``a``'s grid and in colour: the images and their views' keywords.
+
+    The keys are ``a`` and ``b``, with ``a_limits``, ``b_limits``, ``a_rgb``
+    and ``b_rgb`` where they are known (:func:`~napari_lightfusion.inputs.views_of`).
+    """
     from .colour import colour_table
     from .displayed import as_displayed
     from .inputs import default_limits
@@ -313,29 +321,20 @@ def _write(path: Path, image: np.ndarray) -> None:
 
 
 def fuse_files(
-    a,
-    b,
-    out,
-    *,
-    preset: str | None = "auto",
-    weights=None,
-    device: str = "auto",
-    balance: float | None = None,
-    maps=None,
-    align: bool = False,
-    say: Callable[[str], None] | None = None,
+    a, b, out, options: FusionOptions, *, maps=None, align: bool = False, say: Callable[[str], None] | None = None
 ) -> ImageReport:
     """Fuse the image files ``a`` (anatomical) and ``b`` (functional) into the image file ``out``.
 
-    ``preset``: a preset, or ``"auto"`` (:func:`choose_preset`); ``maps``:
-    a folder for the surprise and attention maps (and a mix network's
-    weight) as float32 TIFFs. Two DICOM images are placed, checked and,
+    ``options``: the network (its preset may be ``"auto"``:
+    :func:`choose_preset`), device and balance; ``maps``: a folder for the
+    surprise and attention maps (and a mix network's weight) as float32 TIFFs. Two DICOM images are placed, checked and,
     with ``align``, registered as the module says. ``say`` gets the lines
     a user should read (the report has the preset and why). Raises ``ValueError``
     (one line) for anything it cannot fuse or write; the 8-bit image is
     written only once the fusion is done.
     """
-    from .fusion import fuse
+    from .fusion import plan_pair
+    from .inputs import views_of
 
     say = say or (lambda line: None)
     start = time.perf_counter()
@@ -345,14 +344,13 @@ def fuse_files(
     first, second = read_image(a), read_image(b)
     if first.data.ndim - first.rgb == 3 and not out.name.lower().endswith((".tif", ".tiff")):
         raise ValueError(f"{a} is a stack of {first.data.shape[0]} slices: name the output .tif, or {USE_FUSE_VOLUME}")
-    choice = choose_preset(first.info(), second.info(), preset, weights)
-    check_network(choice.preset, weights)
+    choice = choose_preset(first.info(), second.info(), options.preset, options.weights)
+    check_network(choice.preset, options.weights)
     if choice.warning:
         say(f"warning: {choice.warning}")
     inputs = _pair_inputs(first, second, choice.preset, align, say)
-    result = fuse(
-        **inputs, preset=choice.preset, device=device, weights=weights, balance=balance, maps=maps is not None
-    )
+    options = replace(options, preset=choice.preset, maps=maps is not None)
+    result = plan_pair(inputs["a"], inputs["b"], options, *views_of(inputs)).run()
     with output_errors(out):
         _write(out, (np.clip(result.fused, 0, 1) * 255).round().astype(np.uint8))
     if maps is not None:

@@ -46,21 +46,62 @@ class PreparedPair:
     swapped: bool
     stacked: bool
 
-    def finish(self, fused_y: np.ndarray) -> np.ndarray:
+    def finish(self, fused_y: np.ndarray, coloured: np.ndarray | None = None) -> np.ndarray:
         """Turn fused luminance ``(Z, H, W)`` into the caller's shape and colour.
 
         A colour pair keeps the colour image's hue under the fused luminance
-        (:func:`~napari_lightfusion.colour.with_luma`, from ``functional``,
-        the colour image's Y), in float32, slice by slice so that the
-        temporaries stay the size of one slice.
+        (:meth:`colour_part`), in float32, slice by slice so that the
+        temporaries stay the size of one slice. ``coloured``: the
+        ``(Z, H, W, 3)`` result already made part by part with
+        :meth:`colour_part` (as :func:`napari_lightfusion.fuse` does while
+        the network runs), returned in the caller's shape.
         """
         if self.colour is None:
             out = np.asarray(fused_y, np.float32)
+        elif coloured is not None:
+            out = coloured
         else:
             out = np.empty((*self.colour.shape[:-1], 3), np.float32)
             for z in range(out.shape[0]):
-                with_luma(self.colour[z], self.functional[z], np.asarray(fused_y[z], np.float32), out=out[z])
+                self.colour_part(out, fused_y, (slice(z, z + 1),))
         return out if self.stacked else out[0]
+
+    def colour_part(self, out: np.ndarray, fused_y: np.ndarray, where: tuple) -> None:
+        """Write one part (``where``: ``(z, y, x)`` slices) of the colour result into ``out`` ``(Z, H, W, 3)``.
+
+        The colour image's hue under the fused luminance
+        (:func:`~napari_lightfusion.colour.with_luma`, from ``functional``,
+        the colour image's Y), float32.
+        """
+        luma = np.asarray(fused_y[where], np.float32)
+        with_luma(self.colour[where], self.functional[where], luma, out=out[where])
+
+
+@dataclass(frozen=True)
+class ImageView:
+    """How to read one input of a fusion, so that what is fused is what the user sees.
+
+    ``limits``: the contrast limits ``(low, high)`` stretched to [0, 1] (the
+    widget passes a layer's contrast limits; None: by the image's type and
+    range, as the module docstring says). ``rgb``: whether the last axis is
+    colour (None: guessed by :func:`is_rgb`).
+    """
+
+    limits: tuple[float, float] | None = None
+    rgb: bool | None = None
+
+
+def views_of(keywords: dict) -> tuple[ImageView, ImageView]:
+    """The views of the first and second image named by ``fuse``'s keywords in ``keywords``.
+
+    ``a_limits``, ``a_rgb``, ``b_limits`` and ``b_rgb`` (a missing one is
+    None), as :func:`napari_lightfusion.displayed.as_displayed` gives them
+    beside the images ``a`` and ``b``.
+    """
+    return (
+        ImageView(keywords.get("a_limits"), keywords.get("a_rgb")),
+        ImageView(keywords.get("b_limits"), keywords.get("b_rgb")),
+    )
 
 
 def is_rgb(image: np.ndarray, rgb: bool | None = None) -> bool:

@@ -7,12 +7,14 @@ slice. Nothing is fused until a slice is asked for (napari asks for the
 slice it shows; :mod:`napari_lightfusion.volumes` writes every slice to
 disk); each block reads one slice of each input, normalises it with limits
 that hold for the whole volume and runs the network on it through
-:func:`napari_lightfusion.fusion.plan_fusion`, so a lazily fused slice equals
+:func:`napari_lightfusion.fusion.plan_pair`, so a lazily fused slice equals
 the same slice of :func:`napari_lightfusion.fuse` on the whole stack (given the
 same limits).
 
-The graph holds only plain, picklable values (the preset name or weight
-path, the limits, the input arrays), so it runs unchanged on dask's
+The graph holds only plain, picklable values (the
+:class:`~napari_lightfusion.fusion.FusionOptions` with the preset name or
+weight path, each input's :class:`~napari_lightfusion.inputs.ImageView` with
+its limits, the input arrays), so it runs unchanged on dask's
 threaded, process or distributed schedulers.
 """
 
@@ -26,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .fusion import FusionResult, plan_fusion
-from .inputs import check_shape, default_limits, is_rgb
+from .fusion import FusionOptions, FusionResult, keyword_options, plan_pair
+from .inputs import ImageView, check_shape, default_limits, is_rgb
 
 #: Slices looked at to estimate contrast limits when none are given.
 LIMIT_SAMPLES = 8
@@ -47,21 +49,19 @@ def is_lazy(array) -> bool:
 
 @dataclass(frozen=True)
 class SliceSpec:
-    """Everything a block needs to fuse one slice: plain values only (it travels to workers)."""
+    """Everything a block needs to fuse one slice: plain values only (it travels to workers).
+
+    ``a_name`` and ``b_name`` are the inputs' dask names; ``options`` name
+    the network by preset or by the weight file's resolved path; the views
+    hold limits that apply to the whole volume and say whether each input
+    is colour.
+    """
 
     a_name: str
     b_name: str
-    preset: str | None
-    weights: str | None
-    device: str
-    channel: int | None
-    a_limits: tuple[float, float]
-    b_limits: tuple[float, float]
-    a_rgb: bool
-    b_rgb: bool
-    balance: float | None
-    maps: bool
-    threads: int | None
+    options: FusionOptions
+    a_view: ImageView
+    b_view: ImageView
 
 
 def _as_dask(array, name: str):
@@ -137,27 +137,15 @@ def fuse_slice(spec: SliceSpec, z: int, a_block: np.ndarray, b_block: np.ndarray
     slice and its maps cost one run of the network.
     """
     key = (spec, int(z))
-    if spec.maps:
+    if spec.options.maps:
         with _cache_lock:
             if key in _cache:
                 _cache.move_to_end(key)
                 return _cache[key]
-    plan = plan_fusion(
-        _slice_image(a_block, spec.a_rgb, spec.a_limits),
-        _slice_image(b_block, spec.b_rgb, spec.b_limits),
-        spec.preset,
-        spec.device,
-        weights=None if spec.weights is None else Path(spec.weights),
-        channel=spec.channel,
-        a_limits=spec.a_limits,
-        b_limits=spec.b_limits,
-        a_rgb=spec.a_rgb,
-        b_rgb=spec.b_rgb,
-        balance=spec.balance,
-        maps=spec.maps,
-    )
-    result = replace(plan, threads=spec.threads or None).run_slice(0)
-    if spec.maps:
+    a_view, b_view = spec.a_view, spec.b_view
+    a, b = _slice_image(a_block, a_view.rgb, a_view.limits), _slice_image(b_block, b_view.rgb, b_view.limits)
+    result = plan_pair(a, b, spec.options, a_view, b_view).run_slice(0)
+    if spec.options.maps:
         with _cache_lock:
             _cache[key] = result
             while len(_cache) > CACHED_SLICES:
@@ -178,27 +166,15 @@ def _weight_block(z, a_block, b_block, spec: SliceSpec) -> np.ndarray:
 
 
 def fuse_lazy(
-    a,
-    b,
-    preset: str | None = "PET-MRI",
-    device: str = "auto",
-    *,
-    a_limits: tuple[float, float] | None = None,
-    b_limits: tuple[float, float] | None = None,
-    a_rgb: bool | None = None,
-    b_rgb: bool | None = None,
-    balance: float | None = None,
-    maps: bool = False,
-    weights: Path | None = None,
-    channel: int | None = None,
-    sample: int | None = LIMIT_SAMPLES,
-    threads: int | None = None,
+    a, b, preset: str | None = "PET-MRI", device: str = "auto", *, sample: int | None = LIMIT_SAMPLES, **kwargs
 ) -> FusionResult:
     """Fuse two stacks lazily: the result's arrays are dask arrays, one chunk per slice.
 
     ``a`` and ``b``: dask, zarr or memory-mapped arrays (numpy works too) of
     the same spatial shape ``(Z, Y, X)`` (or ``(Y, X)``), grey or RGB(A) on
-    the last axis, as :func:`napari_lightfusion.fuse` takes them.
+    the last axis, as :func:`napari_lightfusion.fuse` takes them, and
+    its keyword arguments (``weights``, ``channel``, ``balance``, ``maps``,
+    ``a_rgb``/``b_rgb``, ...) but ``sample``.
     ``fused`` is ``(Z, Y, X)`` float32, or ``(Z, Y, X, 3)`` when either
     input is colour; ``surprise`` and ``attention`` are ``(2, Z, Y, X)`` in
     the order the inputs were given, ``weight`` (the mix weight of a blend
@@ -215,12 +191,19 @@ def fuse_lazy(
     here, to check the pair, preset, device and channel (``ValueError``,
     one line, as :func:`napari_lightfusion.fuse` raises them).
     """
+    return fuse_pair_lazy(a, b, *keyword_options(preset, device, **kwargs), sample=sample)
+
+
+def fuse_pair_lazy(
+    a, b, options: FusionOptions, a_view: ImageView, b_view: ImageView, sample: int | None = LIMIT_SAMPLES
+) -> FusionResult:
+    """:func:`fuse_lazy` with its arguments as the options and the two images' views."""
     import dask.array as da
     from dask.base import tokenize
 
     start = time.perf_counter()
     a, b = _as_dask(a, "first image"), _as_dask(b, "second image")
-    rgb = (is_rgb(a, a_rgb), is_rgb(b, b_rgb))
+    rgb = (is_rgb(a, a_view.rgb), is_rgb(b, b_view.rgb))
     xa, xb = _as_slices(a, rgb[0], "first image"), _as_slices(b, rgb[1], "second image")
     stacked = a.ndim - rgb[0] == 3
     if (b.ndim - rgb[1] == 3) != stacked:
@@ -231,39 +214,20 @@ def fuse_lazy(
     if xa.shape[:3] != xb.shape[:3]:
         shape_a, shape_b = xa.shape[1 - stacked : 3], xb.shape[1 - stacked : 3]
         raise ValueError(f"the images differ in shape: {shape_a} and {shape_b}; resample one onto the other")
-    if a_limits is None:
-        a_limits = volume_limits(xa, sample, "first image")
-    if b_limits is None:
-        b_limits = volume_limits(xb, sample, "second image")
-    check = plan_fusion(
-        _slice_image(np.asarray(xa[:1]), rgb[0], a_limits),
-        _slice_image(np.asarray(xb[:1]), rgb[1], b_limits),
-        preset,
-        device,
-        weights=weights,
-        channel=channel,
-        a_limits=a_limits,
-        b_limits=b_limits,
-        a_rgb=rgb[0],
-        b_rgb=rgb[1],
-        balance=balance,
-        maps=maps,
+    given = ((a_view, xa, "first image"), (b_view, xb, "second image"))
+    limits = [view.limits if view.limits is not None else volume_limits(x, sample, name) for view, x, name in given]
+    views = [ImageView(tuple(float(v) for v in lim), colour) for lim, colour in zip(limits, rgb)]
+    check = plan_pair(
+        _slice_image(np.asarray(xa[:1]), rgb[0], views[0].limits),
+        _slice_image(np.asarray(xb[:1]), rgb[1], views[1].limits),
+        options,
+        *views,
     )
-    spec = SliceSpec(
-        xa.name,
-        xb.name,
-        None if weights is not None else preset,
-        None if weights is None else str(Path(weights).resolve()),
-        str(device),
-        channel,
-        tuple(float(v) for v in a_limits),
-        tuple(float(v) for v in b_limits),
-        rgb[0],
-        rgb[1],
-        balance,
-        bool(maps),
-        threads,
-    )
+    weights = None if options.weights is None else Path(options.weights).resolve()
+    named = replace(options, preset=None if weights is not None else options.preset, weights=weights)
+    plain = replace(named, device=str(options.device), maps=bool(options.maps), threads=options.threads or None)
+    spec = SliceSpec(xa.name, xb.name, plain, *views)
+    maps = plain.maps
     token = tokenize(spec)
     zs = da.arange(xa.shape[0], chunks=1)
     blocks = (zs, "z", xa, "zyxa", xb, "zyxb")  # the slice numbers and both inputs, a block a slice

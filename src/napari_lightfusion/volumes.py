@@ -26,12 +26,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from .lazy import fuse_lazy, volume_limits
+from .fusion import FusionOptions
+from .inputs import views_of
+from .lazy import fuse_pair_lazy, volume_limits
 from .ome_zarr_output import OmeZarrOutput
 from .volume_pairing import place_pair
 from .volume_reader import Volume, open_volume
@@ -221,7 +223,8 @@ def fuse_volume(
     if previous is not None and previous.get("settings") != settings:
         raise ValueError(f"{out} holds a fusion with other inputs or settings; remove it or choose another --out")
 
-    opened = (va, vb, placement, output, settings, previous, preset, weights, balance, device)
+    options = FusionOptions(preset, weights=weights, device=device, balance=balance)
+    opened = (va, vb, placement, output, settings, previous, options)
     if runner is None:
         with scheduler(scheduler_name) as fresh:
             return _fuse_opened(*opened, fresh, progress, command, start)
@@ -229,7 +232,7 @@ def fuse_volume(
 
 
 def _fuse_opened(
-    va, vb, placement, output, settings, previous, preset, weights, balance, device, runner, progress, command, start
+    va, vb, placement, output, settings, previous, options: FusionOptions, runner, progress, command, start
 ) -> VolumeReport:
     """The part of :func:`fuse_volume` that runs on the scheduler, once everything is checked."""
     out, shape_a = output.path, va.data.shape[:3]
@@ -244,15 +247,9 @@ def _fuse_opened(
                 (windows[1], vb, "the functional volume"),
             )
         )
-    fused = fuse_lazy(
-        preset=preset,
-        device=device,
-        balance=balance,
-        maps=False,
-        weights=weights,
-        threads=None if runner.name == "synchronous" else 1,
-        **placement.inputs(va, vb, limits),
-    ).fused
+    inputs = placement.inputs(va, vb, limits)
+    options = replace(options, threads=None if runner.name == "synchronous" else 1)
+    fused = fuse_pair_lazy(inputs["a"], inputs["b"], options, *views_of(inputs)).fused
     space = va.space or vb.space
     geometry = va.geometry  # the output lies on the anatomical grid
     if previous is None:

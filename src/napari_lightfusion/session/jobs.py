@@ -27,7 +27,8 @@ import numpy as np
 
 from ..align import Misalignment, estimate_misalignment
 from ..displayed import as_displayed, needs_resampling
-from ..fusion import FusionPlan, FusionResult, plan_fusion
+from ..fusion import FusionOptions, FusionPlan, FusionResult, plan_pair
+from ..inputs import views_of
 from ..messages import described
 from ..metric_registry import TIME
 from ..metrics import evaluate, hot_spot, hot_spot_scores
@@ -98,7 +99,8 @@ class Request:
 
     ``inputs``: ``a``, ``b``, ``a_limits``, ``b_limits``, ``a_rgb``, ``b_rgb``,
     ``a_matrix``, ``b_matrix``, ``b_lut`` (``layer_io.fusion_inputs``), made
-    ready for :func:`plan_fusion` in the worker by ``displayed.as_displayed``.
+    ready for :func:`~napari_lightfusion.fusion.plan_pair` in the worker by
+    ``displayed.as_displayed`` (the images, and their views: :func:`~napari_lightfusion.inputs.views_of`).
     ``index``: fuse only this slice of a stack (Live), or ``None`` for everything. ``metric_index``: the slice the
     metric table describes. ``compare``: also fuse the baselines whole.
     ``maps``: compute the surprise, attention and mix weight maps too.
@@ -120,6 +122,13 @@ class Request:
     unit: str = ""  # the functional layer's unit ("SUV": the uptake in the hot spot is reported)
     maps: bool = False
     origin: object = None  # where the result goes (a :class:`.requests.Origin`), unused here
+
+    @property
+    def options(self) -> FusionOptions:
+        """What runs this job's fusion: its preset, device, channel, balance and maps."""
+        return FusionOptions(
+            self.preset, device=self.device, channel=self.channel, maps=self.maps, balance=self.balance
+        )
 
 
 @dataclass
@@ -158,14 +167,8 @@ class PlanCache:
         with self._lock:
             if self._key != key:
                 self._plan, self._key = None, None
-                extra = {} if request.balance is None else {"balance": request.balance}
-                self._plan = plan_fusion(
-                    preset=request.preset,
-                    device=request.device,
-                    channel=request.channel,
-                    **as_displayed(request.inputs),
-                    **extra,
-                )
+                inputs = as_displayed(request.inputs)
+                self._plan = plan_pair(inputs["a"], inputs["b"], request.options, *views_of(inputs))
                 self._key = key
             plan = self._plan
         return plan if plan.maps == request.maps else replace(plan, maps=request.maps)
@@ -236,25 +239,14 @@ def run_lazy(request: Request) -> Outcome:
     out = Outcome(request, lazy=True)
     try:
         inputs = as_displayed(request.inputs)
-        result = lazy.fuse_lazy(
-            inputs["a"],
-            inputs["b"],
-            request.preset,
-            request.device,
-            a_limits=inputs["a_limits"],
-            b_limits=inputs["b_limits"],
-            a_rgb=inputs["a_rgb"],
-            b_rgb=inputs["b_rgb"],
-            balance=request.balance,
-            channel=request.channel,
-            maps=request.maps,
-        )
-        out.stacked = len(inputs["a"].shape) - bool(inputs["a_rgb"]) == 3
+        a, b, views = inputs["a"], inputs["b"], views_of(inputs)
+        result = lazy.fuse_pair_lazy(a, b, request.options, *views)
+        out.stacked = len(a.shape) - bool(views[0].rgb) == 3
         out.slices = result.fused.shape[0] if out.stacked else 1
         index = min(max(request.metric_index, 0), out.slices - 1) if out.stacked else None
-        plan = slice_plan(inputs, request, index)
+        plan = slice_plan(a, b, request.options, views, index)
         out.weighted = plan.model.has_weight
-        out.result = shown_lazily(result, inputs, plan.model.maps_radius)
+        out.result = shown_lazily(result, a, views[0], plan.model.maps_radius)
         current = slice_result(out.result, index)
         out.map_limits = all_map_limits(out.result, index)
         out.table = metric_rows(current, plan, 0, request.baselines)
@@ -262,7 +254,7 @@ def run_lazy(request: Request) -> Outcome:
             out.uptake = uptake_in_hot_spot(request.inputs, plan, index, at=0)
         if request.compare:
             out.compare = {
-                name: lazy_baseline(inputs, name) if out.stacked else baseline_fused(plan, name)
+                name: lazy_baseline(a, b, views, name) if out.stacked else baseline_fused(plan, name)
                 for name in request.baselines
             }
     except ValueError as exc:

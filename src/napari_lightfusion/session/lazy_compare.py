@@ -19,8 +19,8 @@ from dataclasses import replace
 import numpy as np
 
 from ..baselines import fuse_baseline
-from ..fusion import FusionPlan, FusionResult, plan_fusion
-from ..inputs import prepare_pair
+from ..fusion import FusionOptions, FusionPlan, FusionResult, plan_pair
+from ..inputs import ImageView, prepare_pair
 from .map_view import lazy_object_mask, masked
 
 
@@ -32,26 +32,16 @@ def _readable(image, limits) -> np.ndarray:
     return image
 
 
-def slice_plan(inputs: dict, request, index: int | None) -> FusionPlan:
-    """A plan of slice ``index`` (None: a single image) of the displayed lazy ``inputs`` (``as_displayed``).
+def slice_plan(a, b, options: FusionOptions, views: tuple[ImageView, ImageView], index: int | None) -> FusionPlan:
+    """A plan of slice ``index`` (None: a single image) of a displayed lazy pair (``as_displayed``) seen as ``views``.
 
     It normalises the slice with the layers' contrast limits, as the lazy
     fusion does (a colour layer, which has none, by its type or its own
-    range). ``request`` gives the preset, device, channel and balance.
+    range).
     """
     pick = (lambda x: x) if index is None else (lambda x: x[index])  # noqa: E731
-    return plan_fusion(
-        _readable(pick(inputs["a"]), inputs["a_limits"]),
-        _readable(pick(inputs["b"]), inputs["b_limits"]),
-        request.preset,
-        request.device,
-        channel=request.channel,
-        a_limits=inputs["a_limits"],
-        b_limits=inputs["b_limits"],
-        a_rgb=inputs["a_rgb"],
-        b_rgb=inputs["b_rgb"],
-        balance=request.balance,
-    )
+    a_view, b_view = views
+    return plan_pair(_readable(pick(a), a_view.limits), _readable(pick(b), b_view.limits), options, a_view, b_view)
 
 
 def slice_result(result: FusionResult, index: int | None) -> FusionResult:
@@ -61,11 +51,11 @@ def slice_result(result: FusionResult, index: int | None) -> FusionResult:
     return FusionResult(fused, None, None, time.perf_counter() - start, result.device, result.preset)
 
 
-def shown_lazily(result: FusionResult, inputs: dict, band: int) -> FusionResult:
-    """A lazy result whose surprise and attention maps are NaN off the first input's object (still lazy)."""
+def shown_lazily(result: FusionResult, a, a_view: ImageView, band: int) -> FusionResult:
+    """A lazy result whose surprise and attention maps are NaN off the object of its first input ``a`` (still lazy)."""
     if result.attention is None:
         return result
-    mask = lazy_object_mask(inputs["a"], inputs["a_limits"], bool(inputs["a_rgb"]), band)
+    mask = lazy_object_mask(a, a_view.limits, bool(a_view.rgb), band)
     surprise = None if result.surprise is None else masked(result.surprise, mask)
     return replace(result, surprise=surprise, attention=masked(result.attention, mask))
 
@@ -85,16 +75,17 @@ def _slices(x, rgb: bool):
     return x.rechunk((1, -1, -1, -1))
 
 
-def _baseline_block(a_block, b_block, method: str, limits: tuple, rgb: tuple) -> np.ndarray:
+def _baseline_block(a_block, b_block, method: str, views: tuple[ImageView, ImageView]) -> np.ndarray:
     """Baseline ``method`` of one slice (two ``(1, Y, X, C)`` blocks): ``(1, Y, X[, 3])`` float32."""
-    images = [block[0] if colour else block[0, ..., 0] for block, colour in zip((a_block, b_block), rgb)]
-    images = [_readable(image, lim) for image, lim in zip(images, limits)]
-    pair = prepare_pair(*images, *limits, *rgb)
+    a_view, b_view = views
+    a = _readable(a_block[0] if a_view.rgb else a_block[0, ..., 0], a_view.limits)
+    b = _readable(b_block[0] if b_view.rgb else b_block[0, ..., 0], b_view.limits)
+    pair = prepare_pair(a, b, a_view.limits, b_view.limits, a_view.rgb, b_view.rgb)
     return np.asarray(pair_baseline(pair, method, 0), np.float32)[None]
 
 
-def lazy_baseline(inputs: dict, method: str):
-    """Baseline ``method`` of a displayed lazy stack pair (``as_displayed``), a dask array computed per slice.
+def lazy_baseline(a, b, views: tuple[ImageView, ImageView], method: str):
+    """Baseline ``method`` of a displayed lazy stack pair seen as ``views``: a dask array computed per slice.
 
     Each slice is normalised as the network's is (:func:`slice_plan`) and
     fused as :func:`~napari_lightfusion.session.jobs.baseline_fused` fuses it:
@@ -102,20 +93,19 @@ def lazy_baseline(inputs: dict, method: str):
     """
     import dask.array as da
 
-    rgb = (bool(inputs["a_rgb"]), bool(inputs["b_rgb"]))
-    colour = rgb[0] or rgb[1]
+    views = tuple(replace(view, rgb=bool(view.rgb)) for view in views)
+    colour = views[0].rgb or views[1].rgb
     return da.blockwise(
         _baseline_block,
         "zyxc" if colour else "zyx",
-        _slices(inputs["a"], rgb[0]),
+        _slices(a, views[0].rgb),
         "zyxa",
-        _slices(inputs["b"], rgb[1]),
+        _slices(b, views[1].rgb),
         "zyxb",
         new_axes={"c": 3} if colour else None,
         dtype=np.float32,
         concatenate=True,
         meta=np.empty((0,) * (4 if colour else 3), np.float32),
         method=method,
-        limits=(inputs["a_limits"], inputs["b_limits"]),
-        rgb=rgb,
+        views=views,
     )
