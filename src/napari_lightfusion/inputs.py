@@ -35,7 +35,9 @@ class PreparedPair:
     ``anatomical`` feeds the network's first stream and ``functional`` its
     second, each ``(Z, H, W)`` float32 in [0, 1]. ``colour`` is the RGB
     functional image ``(Z, H, W, 3)`` whose chrominance the result keeps, or
-    ``None`` for a grey pair. ``swapped`` is True when the caller's second
+    ``None`` for a grey pair: float32 in [0, 1], or the caller's own uint8
+    RGB (a view, read as value / 255 where it is used, which is what
+    :func:`to_unit` makes of it: no float copy four times its size). ``swapped`` is True when the caller's second
     image went to the first stream (the caller gave the colour image first).
     ``stacked`` says whether the caller gave stacks (a leading slice axis).
     """
@@ -236,9 +238,11 @@ def _stretched(x: np.ndarray, low: float, high: float) -> np.ndarray:
 
 
 def _luma(rgb: np.ndarray) -> np.ndarray:
-    """BT.601 luma of float32 RGB in [0, 1], as float32 (:func:`~napari_lightfusion.colour.luminance`),
-    plane by plane (a product over a last axis of three entries is several times slower)."""
-    r, g, b = (np.float32(w) for w in LUMA_WEIGHTS)
+    """BT.601 luma of float32 RGB in [0, 1] or uint8 RGB (value / 255), as float32
+    (:func:`~napari_lightfusion.colour.luminance`), plane by plane (a product over a
+    last axis of three entries is several times slower)."""
+    scale = 1.0 / 255.0 if rgb.dtype == np.uint8 else 1.0
+    r, g, b = (np.float32(w * scale) for w in LUMA_WEIGHTS)
     out = np.multiply(rgb[..., 0], r, dtype=np.float32)
     out += g * rgb[..., 1]
     out += b * rgb[..., 2]
@@ -276,7 +280,8 @@ def prepare_pair(
 
     units = []
     for image, colour, limits in ((a, rgb[0], a_limits), (b, rgb[1], b_limits)):
-        unit = to_unit(image[..., :3] if colour else image, limits)
+        as_bytes = colour and image.dtype == np.uint8 and limits is None  # read as value / 255 where used
+        unit = image[..., :3] if as_bytes else to_unit(image[..., :3] if colour else image, limits)
         units.append(unit if len(shape_a) == 3 else unit[None])
     swapped = rgb[0] and not rgb[1]
     first, second = (1, 0) if swapped else (0, 1)

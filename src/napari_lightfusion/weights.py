@@ -43,8 +43,13 @@ class WeightError(ValueError):
     """A weight file that cannot be used; the message is one line naming it."""
 
 
+@lru_cache(maxsize=1)
 def resources_dir() -> Path:
-    """The ``resources/`` folder inside the package (the top-level ``resources`` links here)."""
+    """The ``resources/`` folder inside the package (the top-level ``resources`` links here).
+
+    Found once: ``importlib.resources`` takes a tenth of a millisecond, and
+    every fusion asks (through :func:`preset_path`).
+    """
     return Path(str(files("napari_lightfusion") / "resources"))
 
 
