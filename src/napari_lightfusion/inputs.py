@@ -240,13 +240,26 @@ def _stretched(x: np.ndarray, low: float, high: float) -> np.ndarray:
 def _luma(rgb: np.ndarray) -> np.ndarray:
     """BT.601 luma of float32 RGB in [0, 1] or uint8 RGB (value / 255), as float32
     (:func:`~napari_lightfusion.colour.luminance`), plane by plane (a product over a
-    last axis of three entries is several times slower)."""
-    scale = 1.0 / 255.0 if rgb.dtype == np.uint8 else 1.0
-    r, g, b = (np.float32(w * scale) for w in LUMA_WEIGHTS)
-    out = np.multiply(rgb[..., 0], r, dtype=np.float32)
-    out += g * rgb[..., 1]
-    out += b * rgb[..., 2]
+    last axis of three entries is several times slower).
+
+    A uint8 plane is scaled as :func:`to_unit` scales it before it is weighted, so
+    that the luma is the same to the last bit whichever form the image came in
+    (lazy fusion reads it with limits, as floats).
+    """
+    weights = (np.float32(w) for w in LUMA_WEIGHTS)
+    planes = (_unit_plane(rgb[..., c]) for c in range(3))
+    out = None
+    for weight, plane in zip(weights, planes, strict=True):
+        if out is None:
+            out = np.multiply(plane, weight, dtype=np.float32)
+        else:
+            out += weight * plane
     return out
+
+
+def _unit_plane(plane: np.ndarray) -> np.ndarray:
+    """One colour plane in [0, 1]: a uint8 one as ``value * float32(1 / 255)`` (as :func:`to_unit` computes it)."""
+    return np.multiply(plane, np.float32(1.0 / 255.0), dtype=np.float32) if plane.dtype == np.uint8 else plane
 
 
 def prepare_pair(
