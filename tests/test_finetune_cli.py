@@ -72,7 +72,11 @@ def test_finetune_writes_weights_and_a_sidecar_and_saves_a_preset(cell_files, tm
         "cpu",
     )
     assert code == 0 and "improved on your held-out pairs" in stdout and "custom preset 'cells'" in stdout
-    assert f"base: {poor_base} (given)" in stdout and "loss: fade balance loss" in stdout and "(CT-MRI given)" in stdout
+    assert (
+        f"base: {poor_base} (given)" in stdout
+        and "loss: fade balance loss" in stdout
+        and "(CT-MRI given; output head blend as the CT-MRI preset's, not the base's intensity)" in stdout
+    )
     side = json.loads(out.with_suffix(".json").read_text())
     tune = side["finetune"]
     assert tune["base"] == str(poor_base) and tune["steps_taken"] == 4 and tune["seed"] == 3

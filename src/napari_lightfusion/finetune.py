@@ -21,7 +21,8 @@ is a thin recipe over the training core, :mod:`napari_lightfusion.training`:
    weight) that the best-scoring preset on these held-out parts was trained
    with, so CT-MRI-like pairs get the CT-MRI preset's loss whatever the
    base. A preset name (or an :class:`~napari_lightfusion.objective.Objective`)
-   chooses it instead. A conditioned base takes the objective's default b.
+   chooses it instead. A conditioned base takes the objective's default b,
+   and the head of the objective's preset when it mixes (:func:`~napari_lightfusion.finetune_choice.fitted_head`).
 4. **Never worse.** The held-out score is tracked every ``validate_every``
    steps and at the end; the best state that lowers none of Qabf, SSIM and
    VIF by more than ``max_drop`` (:data:`MAX_DROP`, 3 %) against the base
@@ -51,7 +52,7 @@ import numpy as np
 import torch
 
 from .engine import resolve_device
-from .finetune_choice import AUTO, MAX_DROP, choose, decide, keeps_measures, refusal, score_presets
+from .finetune_choice import AUTO, MAX_DROP, choose, decide, keeps_measures, refusal, score_presets, with_output
 from .generators import Steps, run_to_end
 from .losses import LossWeights
 from .model import LightFusionNet
@@ -321,7 +322,8 @@ def finetune_steps(
     base, candidates = choice.base, choice.candidates
     base_path = preset_path(base)
     base_model = model_for(weights=base_path)
-    model = _fitted(copy.deepcopy(base_model), objective).to(device)  # never train the shared cached model
+    fresh = copy.deepcopy(base_model) if choice.head is None else with_output(base_model, choice.head)
+    model = _fitted(fresh, objective).to(device)  # a new network: never train the shared cached model
     before = {**candidates[base], "loss": validate(base_model, held, objective, ())["loss"]}  # on the CPU
 
     # the best state kept is the best that lowers no measure by more than max_drop (the base is one)

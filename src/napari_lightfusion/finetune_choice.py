@@ -13,7 +13,9 @@ bundled three on 16 parts of 256 x 256) and picks:
   with (its sidecar). Each preset was trained for one kind of pair, and the
   one that fuses these pairs best was trained for the pair most like them:
   CT-MRI-like pairs get the CT-MRI preset's loss whatever the base is.
-  A preset name takes that preset's objective; an Objective is used as it is.
+  A preset name takes that preset's objective; an Objective is used as it is;
+* the **head**: that preset's output head when it mixes the two sources and
+  can do all the base's head does (:func:`fitted_head`, :func:`with_output`).
 
 And what it ends with: :func:`decide` keeps the fine-tuned state with the
 best held-out score among those that lower no measure (Qabf, SSIM, VIF) by
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -56,6 +58,7 @@ class Choice:
     objective: Objective
     objective_from: str
     objective_reason: str
+    head: str | None = None  # the output head to train instead of the base's (:func:`fitted_head`)
 
 
 def score_presets(held: Sequence[np.ndarray], names: Iterable[str]) -> dict[str, dict]:
@@ -95,7 +98,9 @@ def choose(base: str, loss: str | Objective, held: Sequence[np.ndarray]) -> Choi
     else:
         source = str(loss)
         why = f"{source} given"
-    return Choice(base, base_reason, scores, objective_of(read_sidecar(preset_path(source))), source, why)
+    head, note = fitted_head(model_for(base), source)
+    objective = objective_of(read_sidecar(preset_path(source)))
+    return Choice(base, base_reason, scores, objective, source, "; ".join(filter(None, (why, note))), head)
 
 
 def lowered(values: Mapping, base: Mapping, max_drop: float = MAX_DROP) -> dict[str, float]:
@@ -180,3 +185,56 @@ def refusal(before: Mapping, tuned: Mapping, lost: Mapping[str, float], max_drop
         f"{max_drop * 100:g}% any measure may fall (its score {held_out_score(tuned):.3f}, the base's "
         f"{held_out_score(before):.3f})"
     )
+
+
+def fitted_head(model, objective_from: str) -> tuple[str | None, str]:
+    """The output head a fine-tune of ``model`` should train, and a note saying why (``(None, "")``: keep it).
+
+    The head of the preset whose objective is used (``objective_from``, the
+    target pair's) when it mixes the two sources (:data:`napari_lightfusion.model.MIXING_OUTPUTS`)
+    and can do all the base's head does: an "intensity" base, which must
+    learn to synthesise the edges a mixture keeps, takes a "blend" or "mix"
+    head; a "blend" base takes a "mix" head (the same image to start with,
+    plus a gain and an offset); a "mix" base keeps its head (it holds a blend:
+    as a plain blend, PET-MRI on CT-MRI pairs lost a quarter of its Qabf, see
+    ``docs/crossfit.md``). A target that is not a preset keeps the base's head.
+    """
+    from .model import MIXING_OUTPUTS
+
+    try:
+        target = model_for(objective_from).config.output
+    except ValueError:  # an Objective given as such, or a weight file that is gone: nothing to follow
+        return None, ""
+    own = model.config.output
+    if target not in MIXING_OUTPUTS or own == target or own == "mix":
+        return None, ""
+    return target, f"output head {target} as the {objective_from} preset's, not the base's {own}"
+
+
+def with_output(model, output: str):
+    """``model`` with another output head, every other weight kept; a new network (``model`` is not changed).
+
+    The head is the decoder's last 1x1 convolution. A "mix" head's first
+    channel *is* a "blend" head (kept exactly); a "blend" head becomes a
+    "mix" head without gain or offset (the same image); an "intensity"
+    head's logits mean nothing to a mixing head, which starts at the even
+    mixture (zero weights: ``w = 1/2``).
+    """
+    import torch
+
+    from .model import LightFusionNet
+
+    own = model.config.output
+    new = LightFusionNet(replace(model.config, output=output))
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("decoder.2.")}
+    missing = new.load_state_dict(state, strict=False).missing_keys
+    assert set(missing) == {"decoder.2.weight", "decoder.2.bias"}, missing  # only the head is new
+    head, old = new.decoder[2], model.decoder[2]
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.zero_()
+        if own != "intensity":
+            keep = min(head.out_channels, old.out_channels, 1)  # the blend weight's logit
+            head.weight[:keep] = old.weight[:keep]
+            head.bias[:keep] = old.bias[:keep]
+    return new.to(next(model.parameters()).device)
