@@ -1,7 +1,7 @@
 """Shared fixtures: small synthetic images, the Harvard data root, a docked widget, blocked imports.
 
 Tests take what they need as fixtures (``harvard_root``, ``outputs``,
-``wait_idle``, ``fingerprint``, ``run_blocked``...). ``fingerprint``,
+``wait_idle``, ``fingerprint``, ``run_blocked``, ``gate``...). ``fingerprint``,
 ``outputs`` and ``wait_idle`` are also plain functions here, for tests that
 still import them from this file.
 """
@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -33,6 +34,10 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 #: Longest a test waits for the widget to go idle, milliseconds.
 WAIT_MS = 60_000
+
+#: Longest a call waits at a closed :class:`Gate`, seconds: shorter than :data:`WAIT_MS`, so that a worker
+#: held by a test that failed before opening its gate still ends within its fixtures' waits for idle.
+GATE_S = 30
 
 #: The repository's root (the folder that holds ``src/`` and ``tests/``).
 REPO = Path(__file__).resolve().parents[1]
@@ -155,6 +160,68 @@ def time_slots(monkeypatch):
         return calls
 
     return wrap
+
+
+class Gate:
+    """A turnstile on a method (see the ``gate`` fixture): the first ``passes`` calls go through at
+    once, every later one waits until :meth:`open` (at most :data:`GATE_S`, then goes through).
+
+    ``calls`` lists every call's arguments (after ``self`` for a method of a class), held or not;
+    ``held`` says whether a call has reached the closed gate (and waits there, until it opens).
+    """
+
+    def __init__(self, passes: int):
+        self.passes = passes
+        self.calls: list[tuple] = []
+        self._lock = threading.Lock()
+        self._held = threading.Event()
+        self._opened = threading.Event()
+
+    @property
+    def held(self) -> bool:
+        return self._held.is_set()
+
+    def open(self) -> None:
+        """Let the held call and every later one through."""
+        self._opened.set()
+
+    def enter(self, args: tuple) -> None:
+        """A call arrives: count it, and hold it while the gate is closed and its passes are used up."""
+        with self._lock:
+            self.calls.append(args)
+            through = len(self.calls) <= self.passes
+        if not through and not self._opened.is_set():
+            self._held.set()
+            self._opened.wait(GATE_S)
+
+
+@pytest.fixture
+def gate(monkeypatch):
+    """``gate(obj, name, passes=1) -> Gate``: make ``obj.name`` (a method or function) wait at a :class:`Gate`.
+
+    What a fixed sleep per call made likely, a gate makes certain: a test
+    lets ``passes`` slices through, waits (``qtbot.waitUntil``) until the
+    next one is ``held``, acts on the running job (cancel, close, delete an
+    input), then opens the gate; at most one more call then ends before the
+    job sees what the test did. Every gate opens at the end of the test.
+    """
+    gates = []
+
+    def install(obj, name: str, passes: int = 1) -> Gate:
+        original, turnstile = getattr(obj, name), Gate(passes)
+        skip = 1 if isinstance(obj, type) else 0  # a method patched on its class gets ``self`` first
+
+        def gated(*args, **kwargs):
+            turnstile.enter(args[skip:])
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(obj, name, gated)
+        gates.append(turnstile)
+        return turnstile
+
+    yield install
+    for turnstile in gates:
+        turnstile.open()
 
 
 @pytest.fixture(name="fuse_now")

@@ -503,26 +503,22 @@ def test_the_widget_exports_nifti_and_dicom_placed_and_filed_like_the_anatomy(
 
 
 def test_a_stopped_dicom_export_leaves_nothing_and_a_zarr_export_reopens_in_place(
-    make_napari_viewer, qtbot, tmp_path, colour
+    make_napari_viewer, qtbot, tmp_path, colour, gate
 ):
-    import time
-
     import dask.array as da
 
     from napari_lightfusion._qt.volume_export import export_fused
-
-    def slow(block):
-        time.sleep(0.2)
-        return block
+    from napari_lightfusion.dicom_series_writer import DicomSeriesWriter
 
     viewer = make_napari_viewer()
-    lazy = da.from_array(colour, chunks=(1, 32, 30, 3)).map_blocks(slow, dtype=np.float32)
+    lazy = da.from_array(colour, chunks=(1, 32, 30, 3))  # float32, as a lazy fused result is
     fused = viewer.add_image(lazy, rgb=True, name="fused", scale=(3.0, 0.9, 0.8), translate=(-40, -100, 20))
+    held = gate(DicomSeriesWriter, "write")  # slice 0 is written; slice 1 waits until the export is stopped
     worker = export_fused(viewer, fused, tmp_path / "series", fmt="dicom")
-    with qtbot.waitSignal(worker.yielded, timeout=WAIT_MS):
-        pass
+    qtbot.waitUntil(lambda: held.held, timeout=WAIT_MS)
     with qtbot.waitSignal(worker.finished, timeout=WAIT_MS):
         worker.quit()
+        held.open()
     qtbot.waitUntil(lambda: list(tmp_path.iterdir()) == [], timeout=WAIT_MS)
     wait(qtbot, export_fused(viewer, fused, tmp_path / "fused.zarr"))
     [layer] = viewer.open(str(tmp_path / "fused.zarr"), plugin="napari-lightfusion")

@@ -12,8 +12,6 @@ first (:func:`show_map`).
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QApplication, QFileDialog
@@ -148,13 +146,13 @@ def test_metric_table_shows_evaluate(lightfusion, colour_pair, qtbot, tmp_path, 
     assert lines[0] == f"metric,{NETWORK},max" and len(lines) == len(ROWS) + 1
 
 
-def _slow(monkeypatch, seconds=0.3):
-    slow = FusionPlan.run_slice
-    monkeypatch.setattr(FusionPlan, "run_slice", lambda self, i: (time.sleep(seconds), slow(self, i))[1])
+def _held_after_one_slice(qtbot, widget, held) -> None:
+    """Wait until the first slice is done (and shown) and the second waits at the gate ``held``."""
+    qtbot.waitUntil(lambda: held.held and widget.progress.bar.value() >= 1, timeout=60_000)
 
 
 def test_cancel_mid_stack_leaves_layers_as_they_were(
-    lightfusion, stack_pair, qtbot, monkeypatch, outputs, wait_idle, fuse_now, role
+    lightfusion, stack_pair, qtbot, outputs, wait_idle, fuse_now, role, gate
 ):
     viewer, widget = lightfusion
     viewer.add_image(stack_pair[0], name="mri stack")
@@ -162,25 +160,27 @@ def test_cancel_mid_stack_leaves_layers_as_they_were(
     fuse_now(widget)
     fused = role(viewer, "fused")
     kept = fused.data.copy()
-    _slow(monkeypatch)
+    held = gate(FusionPlan, "run_slice")  # slice 0 goes through, slice 1 waits until the cancel is in
     widget.channel.setCurrentIndex(4)  # another channel: a different result if it got through
     widget.fuse()
-    qtbot.waitUntil(lambda: widget.progress.bar.value() >= 1, timeout=10_000)
+    _held_after_one_slice(qtbot, widget, held)
     widget.cancel_btn.click()
+    held.open()
     wait_idle(widget)
     assert role(viewer, "fused") is fused and len(outputs(viewer)) == 1  # the fused image (no map on show)
     np.testing.assert_array_equal(fused.data, kept)
     assert "Cancelled" in widget.status.text()
 
 
-def test_cancel_before_first_result_adds_no_layer(lightfusion, stack_pair, qtbot, monkeypatch, outputs, wait_idle):
+def test_cancel_before_first_result_adds_no_layer(lightfusion, stack_pair, qtbot, outputs, wait_idle, gate):
     viewer, widget = lightfusion
     viewer.add_image(stack_pair[0], name="mri stack")
     viewer.add_image(stack_pair[1], name="pet stack", rgb=True)
-    _slow(monkeypatch)
+    held = gate(FusionPlan, "run_slice")
     widget.fuse()
-    qtbot.waitUntil(lambda: widget.progress.bar.value() >= 1, timeout=10_000)
+    _held_after_one_slice(qtbot, widget, held)
     widget.cancel()
+    held.open()
     wait_idle(widget)
     assert outputs(viewer) == []
 
@@ -310,9 +310,12 @@ def test_live_follows_the_slider_and_contrast(lightfusion, stack_pair, qtbot, ou
     plan = plan_fusion(*stack_pair, "PET-MRI", a_limits=(0.0, 255.0), b_rgb=True)
     np.testing.assert_allclose(fused.data[1], plan.run_slice(1).fused, atol=1e-6)
     assert not fused.data[3].any()
+    started = widget.jobs_started
     viewer.dims.set_current_step(0, 3)
+    assert widget.jobs_started == started + 1  # a step after a pause fuses at once, not after the debounce
     qtbot.waitUntil(lambda: widget.live_slice == 3, timeout=30_000)
     wait_idle(widget)
+    assert widget.jobs_started == started + 1  # ... and the window's end does not fuse that slice again
     assert role(viewer, "fused") is fused and len(outputs(viewer)) == 1  # Live computes no map none shows
     np.testing.assert_allclose(fused.data[3], plan.run_slice(3).fused, atol=1e-6)
     a.contrast_limits = (0, 120)  # a contrast change re-fuses the current slice

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 from qtpy.QtCore import QCoreApplication, QThreadPool
@@ -13,12 +12,15 @@ from napari_lightfusion.fusion import FusionPlan
 
 
 @pytest.fixture
-def slow_slices(monkeypatch):
-    """Make every fused slice take 0.2 s longer, so that there is time to interfere."""
-    slow = FusionPlan.run_slice
-    calls = []
-    monkeypatch.setattr(FusionPlan, "run_slice", lambda self, i: (calls.append(i), time.sleep(0.2), slow(self, i))[2])
-    return calls
+def slow_slices(gate):
+    """Hold every fused slice after the first at a gate (``.calls``: the slices begun), so that a test can
+    interfere mid-stack whatever the machine's speed; it opens the gate (``.open()``) once it has acted."""
+    return gate(FusionPlan, "run_slice")
+
+
+def _held_mid_stack(qtbot, widget, held) -> None:
+    """Wait until slice 0 is done (and shown) and slice 1 waits at the gate ``held``."""
+    qtbot.waitUntil(lambda: held.held and widget.progress.bar.value() >= 1, timeout=60_000)
 
 
 @pytest.fixture
@@ -42,8 +44,9 @@ def test_deleting_an_input_mid_run_leaves_no_stale_layer(
     viewer.add_image(stack_pair[0], name="mri stack")
     viewer.add_image(stack_pair[1], name="pet stack", rgb=True)
     widget.fuse()
-    qtbot.waitUntil(lambda: widget.progress.bar.value() >= 1, timeout=10_000)
+    _held_mid_stack(qtbot, widget, slow_slices)
     viewer.layers.remove("pet stack")
+    slow_slices.open()
     wait_idle(widget)
     assert outputs(viewer) == []  # the result belonged to a pair that no longer exists
     assert widget.pair()[1] is None or widget.pair()[1].name != "pet stack"
@@ -81,15 +84,17 @@ def test_closing_mid_run_stops_the_worker(
     viewer.add_image(stack_pair[1], name="pet stack", rgb=True)
     wait_idle(widget)  # the network's warm-up
     widget.fuse()
-    qtbot.waitUntil(lambda: widget.progress.bar.value() >= 1, timeout=10_000)
+    _held_mid_stack(qtbot, widget, slow_slices)
     assert _workers_alive() == 1
-    if close == "viewer":
-        viewer.close()
-    else:
-        viewer.window.remove_dock_widget(widget)
-        widget.deleteLater()
-    qtbot.waitUntil(lambda: _workers_alive() == 0, timeout=10_000)
-    assert len(slow_slices) < stack_pair[0].shape[0]  # stopped between slices, not run to the end
+    with qtbot.waitSignal(widget.jobs.destroyed, timeout=60_000):  # the job runner goes with its dock
+        if close == "viewer":
+            viewer.close()
+        else:
+            viewer.window.remove_dock_widget(widget)
+            widget.deleteLater()
+    slow_slices.open()  # only now: the job has been told to stop
+    qtbot.waitUntil(lambda: _workers_alive() == 0, timeout=60_000)
+    assert len(slow_slices.calls) < stack_pair[0].shape[0]  # stopped between slices, not run to the end
     QCoreApplication.processEvents()  # the finished worker's queued signals, if any, arrive now
     QCoreApplication.sendPostedEvents()
     assert not errors
@@ -137,7 +142,8 @@ def test_live_latency_benchmark_measures_every_slider_move(make_napari_viewer):
     from napari_lightfusion.research.bench_live import format_rows, measure
 
     rows = measure(sizes=(32,), slices=3, make_viewer=lambda: make_napari_viewer(show=True))
-    assert rows[0]["moves"] == 3 and rows[0]["median_ms"] >= rows[0]["debounce_ms"]
+    assert rows[0]["moves"] == 3 and 0 < rows[0]["median_ms"] <= rows[0]["max_ms"]
+    assert rows[0]["table_ms"] >= rows[0]["median_ms"]  # the table is filled after the layers
     assert "| 32x32 | 3 |" in format_rows(rows)
 
 

@@ -11,8 +11,6 @@ after a fusion without them is computed then.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 from napari.layers import Image
@@ -150,16 +148,16 @@ def test_fuse_computes_maps_only_while_one_is_shown_and_a_map_picked_later_is_co
     assert not widget.session.result.maps and role(viewer, "fused").visible
 
 
-def test_a_map_picked_while_fuse_runs_is_computed_after_it(pair_viewer, qtbot, monkeypatch, wait_idle, role):
+def test_a_map_picked_while_fuse_runs_is_computed_after_it(pair_viewer, qtbot, wait_idle, role, gate):
     from napari_lightfusion.fusion import FusionPlan
 
     viewer, widget = pair_viewer
     wait_idle(widget)
-    slow = FusionPlan.run_slice
-    monkeypatch.setattr(FusionPlan, "run_slice", lambda self, i: (time.sleep(0.3), slow(self, i))[1])
+    held = gate(FusionPlan, "run_slice", passes=0)  # the image's one slice waits until the map is picked
     widget.fuse()
-    qtbot.waitUntil(lambda: widget.session.job is JobKind.FUSE, timeout=10_000)
+    qtbot.waitUntil(lambda: held.held and widget.session.job is JobKind.FUSE, timeout=60_000)
     choose_map(widget, "attention: functional")  # no result yet: nothing to show it on
+    held.open()
     wait_idle(widget)
     assert role(viewer, "attention:1").visible and widget.session.result.maps
 

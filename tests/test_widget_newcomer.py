@@ -9,7 +9,6 @@ during Compare, ``set_pair`` with a layer that is not an image.
 from __future__ import annotations
 
 import csv
-import time
 
 import numpy as np
 import pytest
@@ -132,9 +131,7 @@ def test_the_csv_of_a_grey_pair_has_no_hot_spot_rows(lightfusion, grey_pair, fus
     assert not any(cell == "nan" for r in rows for cell in r)
 
 
-def test_an_input_deleted_during_compare_leaves_its_picker_empty(
-    lightfusion, colour_pair, qtbot, wait_idle, monkeypatch
-):
+def test_an_input_deleted_during_compare_leaves_its_picker_empty(lightfusion, colour_pair, qtbot, wait_idle, gate):
     from napari_lightfusion.fusion import FusionPlan
 
     viewer, widget = lightfusion
@@ -143,11 +140,11 @@ def test_an_input_deleted_during_compare_leaves_its_picker_empty(
     viewer.add_image(colour_pair[0], name="other MRI")  # an unrelated pair the pickers must not jump to
     viewer.add_image(colour_pair[1], name="other PET")
     widget.set_pair(mri, pet)
-    slow = FusionPlan.run_slice
-    monkeypatch.setattr(FusionPlan, "run_slice", lambda self, i: (time.sleep(0.3), slow(self, i))[1])
+    held = gate(FusionPlan, "run_slice", passes=0)  # the image's one slice waits until the input is gone
     widget.compare()
-    qtbot.waitUntil(lambda: widget.session.job is JobKind.COMPARE, timeout=10_000)  # Compare is running
+    qtbot.waitUntil(lambda: held.held and widget.session.job is JobKind.COMPARE, timeout=60_000)  # Compare runs
     viewer.layers.remove(pet)
+    held.open()
     wait_idle(widget)
     assert widget.pair() == (mri, None)
     assert widget.pickers.note.text() == "'PET' was removed: pick the functional image again."

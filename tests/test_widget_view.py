@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -212,18 +211,18 @@ def test_a_preset_that_looks_wrong_and_a_microscopy_pair_are_notified(lightfusio
 # 5 ------------------------------------------------------------------ feedback
 
 
-def test_progress_in_the_dock_and_buttons_while_a_stack_fuses(lightfusion, stack_pair, qtbot, monkeypatch, wait_idle):
+def test_progress_in_the_dock_and_buttons_while_a_stack_fuses(lightfusion, stack_pair, qtbot, wait_idle, gate):
     viewer, widget = lightfusion
     viewer.add_image(stack_pair[0], name="mri stack")
     viewer.add_image(stack_pair[1], name="pet stack", rgb=True)
     wait_idle(widget)
-    slow = FusionPlan.run_slice
-    monkeypatch.setattr(FusionPlan, "run_slice", lambda self, i: (time.sleep(0.2), slow(self, i))[1])
+    held = gate(FusionPlan, "run_slice")  # slice 1 waits until the dock has been looked at mid-stack
     widget.fuse()
-    qtbot.waitUntil(lambda: widget.progress.bar.value() >= 1, timeout=10_000)
+    qtbot.waitUntil(lambda: held.held and widget.progress.bar.value() >= 1, timeout=60_000)
     assert widget.progress.isVisibleTo(widget) and widget.progress.bar.maximum() == 5
     assert not widget.fuse_btn.isEnabled() and not widget.compare_btn.isEnabled() and widget.cancel_btn.isEnabled()
     assert widget.progress.elapsed.text().endswith(" s")
+    held.open()
     wait_idle(widget)
     assert not widget.progress.isVisibleTo(widget) and widget.fuse_btn.isEnabled()
     assert not widget.cancel_btn.isEnabled()
@@ -266,7 +265,7 @@ def test_the_network_is_loaded_in_a_worker_when_the_widget_opens(make_napari_vie
 # 6 ------------------------------------------------------------------ stale state
 
 
-def test_no_stale_table_status_or_repeated_toasts(pair, stack_pair, qtbot, notes, monkeypatch, wait_idle, fuse_now):
+def test_no_stale_table_status_or_repeated_toasts(pair, stack_pair, qtbot, notes, wait_idle, fuse_now, gate):
     viewer, widget, mri, pet = pair
     assert widget.table.columnCount() == 0  # no header "1" before the first fusion
     fuse_now(widget)
@@ -276,11 +275,11 @@ def test_no_stale_table_status_or_repeated_toasts(pair, stack_pair, qtbot, notes
     stack = viewer.add_image(stack_pair[0], name="mri stack")
     pet_stack = viewer.add_image(stack_pair[1], name="pet stack", rgb=True)
     widget.set_pair(stack, pet_stack)
-    slow = FusionPlan.run_slice
-    monkeypatch.setattr(FusionPlan, "run_slice", lambda self, i: (time.sleep(0.3), slow(self, i))[1])
+    held = gate(FusionPlan, "run_slice")  # slice 1 waits until the input is gone
     widget.fuse()
-    qtbot.waitUntil(lambda: widget.progress.bar.value() >= 1, timeout=10_000)
+    qtbot.waitUntil(lambda: held.held and widget.progress.bar.value() >= 1, timeout=60_000)
     viewer.layers.remove(pet_stack)
+    held.open()
     wait_idle(widget)
     assert "'pet stack' was removed" in widget.status.text()
     widget.set_pair(stack, viewer.layers["PET"])  # 2D with 3D: an error in Live, shown once

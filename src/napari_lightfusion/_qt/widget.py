@@ -5,8 +5,8 @@ user chose, the job that runs and the result on show, as evented fields.
 The widget creates and owns its controls, shows the session's fields in
 them and sets the fields from the user's actions; it runs the jobs the
 session asks for in napari workers (the network never runs on the GUI
-thread): at most one runs and one waits, Live requests are debounced by a
-single-shot timer, and layers are written only from a job's outcome
+thread): at most one runs and one waits, Live requests are debounced
+(a slider step after a pause fuses at once: :mod:`.live`), and layers are written only from a job's outcome
 (:mod:`napari_lightfusion.session.results`). Fuse computes the maps only
 while one is shown; a map picked after a fusion without them is computed then.
 
@@ -35,6 +35,7 @@ from .alignment import AlignPanel
 from .controls import ALL_BASELINES, MAP_TEXT
 from .exports import ExportActions
 from .finetune_panel import FinetunePanel
+from .live import LiveTrigger
 from .pickers import PairPicker
 from .progress import JobProgress
 from .readout import CursorReadout
@@ -42,9 +43,6 @@ from .table import MetricTable
 from .workers import JobRunner
 
 __all__ = ["ALL_BASELINES", "MAP_TEXT", "LightFusionWidget"]
-
-#: Debounce of Live requests (slider moves, contrast drags), milliseconds.
-DEBOUNCE_MS = 100
 
 
 def _notify(kind: str, message: str) -> None:
@@ -65,8 +63,9 @@ class LightFusionWidget(QWidget):
         self.setMinimumWidth(420)
         self.viewer = napari_viewer
         self.session = FusionSession()  #: the dock's choices, job and result (evented, Qt-free)
-        self._timer = QTimer(self, singleShot=True, interval=DEBOUNCE_MS)
-        self._timer.timeout.connect(lambda: self.jobs.submit(JobKind.LIVE))
+        self.live_trigger = LiveTrigger(
+            lambda: self.jobs.submit(JobKind.LIVE), self._slice_on_view, lambda: not self.session.busy, self
+        )
         self._build_ui()
         self.exports = ExportActions(napari_viewer, self.session, self.export_progress, self)
         self.jobs = JobRunner(napari_viewer, self.session, self.progress, self.align_panel.record_for, self)
@@ -195,7 +194,7 @@ class LightFusionWidget(QWidget):
         if self.balance.isEnabled():
             self.session.balance = value / 100.0
         if self.session.result is not None or self.session.live:
-            self._timer.start()
+            self.live_trigger.changed()
 
     def _show_balance(self, value: float | None) -> None:
         """The slider at the session's balance, and its b beside it (off, with a dash, while the network takes none)."""
@@ -308,7 +307,7 @@ class LightFusionWidget(QWidget):
     @property
     def busy(self) -> bool:
         """Whether a job is running, waiting, or about to be requested (Live debounce)."""
-        return self.session.busy or self._timer.isActive()
+        return self.session.busy or self.live_trigger.pending
 
     @property
     def jobs_started(self) -> int:
@@ -316,9 +315,16 @@ class LightFusionWidget(QWidget):
         return self.jobs.jobs_started
 
     def request_live(self) -> None:
-        """Ask for a debounced re-fusion of the current slice when Live is on."""
+        """Ask for a debounced re-fusion of the current slice when Live is on (:class:`~.live.LiveTrigger`)."""
         if self.session.live:
-            self._timer.start()
+            self.live_trigger.changed()
+
+    def _slice_on_view(self) -> int | None:
+        """The anatomical stack's slice on view (None without a stack)."""
+        a, _ = self.session.pair
+        if a is None or len(layer_io.spatial_shape(a)) != 3:
+            return None
+        return layer_io.data_index(a, self.viewer.dims.point)
 
     def fuse(self) -> None:
         """Fuse the picked pair (a whole stack slice by slice) in a worker."""
@@ -341,7 +347,7 @@ class LightFusionWidget(QWidget):
 
     def cancel(self, reason: str | None = None) -> None:
         """Stop the running job between slices and drop any waiting request."""
-        self._timer.stop()
+        self.live_trigger.stop()
         self.jobs.cancel(reason)
 
     def _on_wanted(self, kind: JobKind) -> None:
@@ -377,7 +383,5 @@ class LightFusionWidget(QWidget):
 
     def _on_step(self, event=None) -> None:
         """The slider moved: Live re-fuses a stack's slice on view when the layers hold another."""
-        a, _ = self.session.pair
-        stack = self.session.live and a is not None and len(layer_io.spatial_shape(a)) == 3
-        if stack and layer_io.data_index(a, self.viewer.dims.point) != self.live_slice:
-            self.request_live()
+        if self.session.live and (z := self._slice_on_view()) is not None and z != self.live_slice:
+            self.live_trigger.stepped()

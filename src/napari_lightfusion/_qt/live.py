@@ -1,0 +1,58 @@
+"""When Live re-fuses the slice on view: at once on a slider step after a pause, otherwise debounced."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from qtpy.QtCore import QObject, QTimer
+
+#: Debounce of Live requests (slider moves, contrast drags, the balance), milliseconds.
+DEBOUNCE_MS = 100
+
+
+class LiveTrigger(QObject):
+    """Turns the user's changes into Live jobs (``fire()`` submits one).
+
+    A change (contrast limits, the balance: :meth:`changed`) is debounced:
+    one job once the user has paused for :data:`DEBOUNCE_MS`, however many
+    changes came before. A slider step (:meth:`stepped`) when nothing runs
+    or waits fuses at once and debounces what follows, so that one step (an
+    arrow key, the way slices are read) shows its slice without waiting out
+    the window; the window's end fuses again only if the slice on view
+    (``slice_on_view()``) or anything else changed since. ``idle()`` says
+    whether no job runs or waits.
+    """
+
+    def __init__(self, fire: Callable[[], None], slice_on_view: Callable[[], int | None], idle, parent=None):
+        super().__init__(parent)
+        self._fire, self._slice_on_view, self._idle = fire, slice_on_view, idle
+        self._timer = QTimer(self, singleShot=True, interval=DEBOUNCE_MS)
+        self._timer.timeout.connect(self._on_quiet)
+        self._leading: int | None = None  # the slice fused at once, while nothing else changed since
+
+    @property
+    def pending(self) -> bool:
+        """Whether a debounced job is still to come."""
+        return self._timer.isActive()
+
+    def changed(self) -> None:
+        """Something the fusion depends on changed: one job when the user pauses."""
+        self._leading = None
+        self._timer.start()
+
+    def stepped(self) -> None:
+        """The slider moved to another slice: fuse now if nothing runs or waits, else when the user pauses."""
+        if not self._timer.isActive() and self._idle():
+            self._leading = self._slice_on_view()
+            self._fire()
+        self._timer.start()
+
+    def stop(self) -> None:
+        """Drop the job to come (Cancel)."""
+        self._timer.stop()
+        self._leading = None
+
+    def _on_quiet(self) -> None:
+        leading, self._leading = self._leading, None
+        if leading is None or leading != self._slice_on_view():
+            self._fire()
