@@ -196,8 +196,8 @@ def fitted_head(model, objective_from: str) -> tuple[str | None, str]:
     learn to synthesise the edges a mixture keeps, takes a "blend" or "mix"
     head; a "blend" base takes a "mix" head (the same image to start with,
     plus a gain and an offset); a "mix" base keeps its head (it holds a blend:
-    as a plain blend, PET-MRI on CT-MRI pairs lost a quarter of its Qabf, see
-    ``docs/crossfit.md``). A target that is not a preset keeps the base's head.
+    reduced to one, PET-MRI on CT-MRI pairs lost a quarter of its Qabf, see
+    ``docs/finetune.md``). A target that is not a preset keeps the base's head.
     """
     from .model import MIXING_OUTPUTS
 
