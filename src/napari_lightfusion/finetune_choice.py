@@ -15,7 +15,7 @@ bundled three on 16 parts of 256 x 256) and picks:
   CT-MRI-like pairs get the CT-MRI preset's loss whatever the base is.
   A preset name takes that preset's objective; an Objective is used as it is;
 * the **head**: that preset's output head when it mixes the two sources and
-  can do all the base's head does (:func:`fitted_head`, :func:`with_output`).
+  the base's does not (:func:`fitted_head`, :func:`with_output`).
 
 And what it ends with: :func:`decide` keeps the fine-tuned state with the
 best held-out score among those that lower no measure (Qabf, SSIM, VIF) by
@@ -192,12 +192,12 @@ def fitted_head(model, objective_from: str) -> tuple[str | None, str]:
 
     The head of the preset whose objective is used (``objective_from``, the
     target pair's) when it mixes the two sources (:data:`napari_lightfusion.model.MIXING_OUTPUTS`)
-    and can do all the base's head does: an "intensity" base, which must
-    learn to synthesise the edges a mixture keeps, takes a "blend" or "mix"
-    head; a "blend" base takes a "mix" head (the same image to start with,
-    plus a gain and an offset); a "mix" base keeps its head (it holds a blend:
-    reduced to one, PET-MRI on CT-MRI pairs lost a quarter of its Qabf, see
-    ``docs/finetune.md``). A target that is not a preset keeps the base's head.
+    and the base's does not: an "intensity" base, which must learn to
+    synthesise the grey levels and edges a mixture keeps, takes a "blend" or
+    "mix" head. A mixing base keeps its own: as a blend, a "mix" base lost a
+    quarter of its Qabf on CT-MRI pairs, and a "blend" base made a "mix" one
+    lost the MI it had on PET-MRI pairs (``docs/finetune.md``,
+    ``docs/crossfit.md``). A target that is not a preset keeps the base's head.
     """
     from .model import MIXING_OUTPUTS
 
@@ -206,35 +206,28 @@ def fitted_head(model, objective_from: str) -> tuple[str | None, str]:
     except ValueError:  # an Objective given as such, or a weight file that is gone: nothing to follow
         return None, ""
     own = model.config.output
-    if target not in MIXING_OUTPUTS or own == target or own == "mix":
+    if target not in MIXING_OUTPUTS or own in MIXING_OUTPUTS:
         return None, ""
     return target, f"output head {target} as the {objective_from} preset's, not the base's {own}"
 
 
 def with_output(model, output: str):
-    """``model`` with another output head, every other weight kept; a new network (``model`` is not changed).
+    """``model`` with a mixing head (``output``: "blend" or "mix") in place of its own, every other weight kept.
 
-    The head is the decoder's last 1x1 convolution. A "mix" head's first
-    channel *is* a "blend" head (kept exactly); a "blend" head becomes a
-    "mix" head without gain or offset (the same image); an "intensity"
-    head's logits mean nothing to a mixing head, which starts at the even
-    mixture (zero weights: ``w = 1/2``).
+    A new network (``model`` is not changed). The head is the decoder's
+    last 1x1 convolution; an "intensity" head's logits mean nothing to a
+    mixing head, which starts at the even mixture (zero weights: ``w = 1/2``,
+    no gain, no offset).
     """
-    import torch
+    from .model import MIXING_OUTPUTS, LightFusionNet
 
-    from .model import LightFusionNet
-
-    own = model.config.output
+    if output not in MIXING_OUTPUTS:
+        raise ValueError(f"{output!r} is not a mixing head ({', '.join(MIXING_OUTPUTS)})")
     new = LightFusionNet(replace(model.config, output=output))
     state = {k: v for k, v in model.state_dict().items() if not k.startswith("decoder.2.")}
     missing = new.load_state_dict(state, strict=False).missing_keys
     assert set(missing) == {"decoder.2.weight", "decoder.2.bias"}, missing  # only the head is new
-    head, old = new.decoder[2], model.decoder[2]
-    with torch.no_grad():
-        head.weight.zero_()
-        head.bias.zero_()
-        if own != "intensity":
-            keep = min(head.out_channels, old.out_channels, 1)  # the blend weight's logit
-            head.weight[:keep] = old.weight[:keep]
-            head.bias[:keep] = old.bias[:keep]
+    head = new.decoder[2]
+    head.weight.data.zero_()
+    head.bias.data.zero_()
     return new.to(next(model.parameters()).device)
