@@ -86,16 +86,18 @@ def with_luma(rgb: np.ndarray, luma: np.ndarray, fused_y: np.ndarray, out: np.nd
     return out
 
 
+def unit_plane(plane: np.ndarray) -> np.ndarray:
+    """One colour plane in [0, 1]: a uint8 one as ``value * float32(1 / 255)``, exactly as
+    :func:`napari_lightfusion.inputs.to_unit` computes it (so a colour image kept as bytes
+    fuses to the same bits as its float copy would); any other plane as it is."""
+    return np.multiply(plane, np.float32(1.0 / 255.0), dtype=np.float32) if plane.dtype == np.uint8 else plane
+
+
 def _with_luma_band(rgb: np.ndarray, luma, fused_y, out: np.ndarray, dtype) -> None:
     """:func:`with_luma` on one band, written into ``out``."""
     y = np.clip(fused_y, 0.0, 1.0).astype(dtype, copy=False)
     luma = np.asarray(luma, dtype)
-    if rgb.dtype == np.uint8:  # value / 255, as inputs.to_unit computes it
-        chroma = [np.multiply(rgb[..., c], np.float32(1.0 / 255.0), dtype=dtype) for c in range(3)]
-        for plane in chroma:
-            plane -= luma
-    else:
-        chroma = [np.subtract(rgb[..., c], luma, dtype=dtype) for c in range(3)]
+    chroma = [np.subtract(unit_plane(rgb[..., c]), luma, dtype=dtype) for c in range(3)]
     tiny = np.finfo(dtype).tiny
     up = np.maximum(np.maximum(chroma[0], chroma[1]), chroma[2])
     down = np.minimum(np.minimum(chroma[0], chroma[1]), chroma[2])

@@ -58,7 +58,9 @@ def _fusion_options(args) -> FusionOptions:
     from .fusion import FusionOptions
 
     preset, weights = getattr(args, "preset", "auto"), getattr(args, "weights", None)
-    return FusionOptions(preset, weights=weights, device=args.device, balance=getattr(args, "balance", None)).checked()
+    return FusionOptions(preset, weights=weights, device=args.device, balance=getattr(args, "balance", None)).checked()[
+        0
+    ]
 
 
 def command_line(args) -> str:

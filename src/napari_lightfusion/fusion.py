@@ -70,16 +70,17 @@ class FusionOptions:
     balance: float | None = None
     threads: int | None = None
 
-    def checked(self) -> FusionOptions:
-        """These options with ``tile`` an int and ``balance`` a float in [0, 1], the device one this machine has.
+    def checked(self) -> tuple[FusionOptions, torch.device]:
+        """These options with ``tile`` an int and ``balance`` a float in [0, 1], and the device they name.
 
-        Raises ``ValueError`` (one line) otherwise; needs neither the images
-        nor the network (:func:`plan_pair` checks the channel against it).
+        Raises ``ValueError`` (one line) when the device is not on this
+        machine or a value is out of range; needs neither the images nor the
+        network (:func:`plan_pair` checks the channel against it).
         """
         tile = check_tile(self.tile)
         balance = None if self.balance is None else check_balance(self.balance)
-        resolve_device(self.device)
-        return replace(self, tile=tile, balance=balance, maps=bool(self.maps))
+        device = resolve_device(self.device)
+        return replace(self, tile=tile, balance=balance, maps=bool(self.maps)), device
 
 
 def _given_order(weight: np.ndarray, swapped: bool, stacked: bool) -> np.ndarray:
@@ -179,18 +180,10 @@ def plan_pair(a: np.ndarray, b: np.ndarray, options: FusionOptions, a_view: Imag
     model = model_for(options.preset, options.weights)
     if options.channel is not None and not 0 <= options.channel < model.config.width:
         raise ValueError(f"channel {options.channel} does not exist; the network has {model.config.width}")
-    options = options.checked()
+    options, device = options.checked()
     preset = None if options.weights is not None else options.preset
     return FusionPlan(
-        pair,
-        model,
-        resolve_device(options.device),
-        preset,
-        options.channel,
-        options.tile,
-        options.maps,
-        options.balance,
-        options.threads,
+        pair, model, device, preset, options.channel, options.tile, options.maps, options.balance, options.threads
     )
 
 

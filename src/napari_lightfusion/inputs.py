@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .colour import LUMA_WEIGHTS, with_luma
+from .colour import LUMA_WEIGHTS, unit_plane, with_luma
 
 
 @dataclass(frozen=True)
@@ -247,7 +247,7 @@ def _luma(rgb: np.ndarray) -> np.ndarray:
     (lazy fusion reads it with limits, as floats).
     """
     weights = (np.float32(w) for w in LUMA_WEIGHTS)
-    planes = (_unit_plane(rgb[..., c]) for c in range(3))
+    planes = (unit_plane(rgb[..., c]) for c in range(3))
     out = None
     for weight, plane in zip(weights, planes, strict=True):
         if out is None:
@@ -255,11 +255,6 @@ def _luma(rgb: np.ndarray) -> np.ndarray:
         else:
             out += weight * plane
     return out
-
-
-def _unit_plane(plane: np.ndarray) -> np.ndarray:
-    """One colour plane in [0, 1]: a uint8 one as ``value * float32(1 / 255)`` (as :func:`to_unit` computes it)."""
-    return np.multiply(plane, np.float32(1.0 / 255.0), dtype=np.float32) if plane.dtype == np.uint8 else plane
 
 
 def prepare_pair(
