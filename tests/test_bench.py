@@ -174,3 +174,13 @@ def test_openvino_reference_runs_in_float32():
     with torch.inference_mode():
         want = model(torch.from_numpy(a)[None, None], torch.from_numpy(b)[None, None]).numpy()
     assert np.abs(bench_references.openvino_session(model, 1)(a, b) - want).max() <= 1e-4
+
+
+def test_tile_edges_time_the_engines_tiles_of_each_edge():
+    from napari_lightfusion.research.bench_profile import format_tile_edges, time_tile_edges
+
+    rows = time_tile_edges((64, 32), size=64, slices=2, threads=2, repeats=1)
+    assert [(edge, tiles) for edge, tiles, _, _ in rows] == [(64, 1), (32, 4)]
+    assert all(wall > 0 and cpu > 0 for _, _, wall, cpu in rows)
+    table = format_tile_edges(rows, 64, 2).splitlines()
+    assert table[0].startswith("| CPU tile edge (64x64, 2 threads)") and len(table) == 4

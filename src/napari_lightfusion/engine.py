@@ -18,7 +18,7 @@ between devices: another device gets a cached copy (:func:`model_on`).
 Images larger than ``tile`` x ``tile`` are fused in overlapping tiles
 whose halos are discarded (:mod:`napari_lightfusion.tiling`: the tiled
 result equals the untiled one); the ONNX Runtime path runs the tiles of all
-slices on a pool of threads, one tile a thread.
+slices on the shared threads (:mod:`napari_lightfusion.threads`), one tile a thread.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ import os
 import threading
 import warnings
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from copy import deepcopy
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ import numpy as np
 import torch
 
 from .model import LightFusionNet, check_balance
+from .threads import run_jobs
 from .tiling import CPU_TILE, DEFAULT_TILE, check_tile, slices_per_forward, tile_grid, tile_spans
 
 #: Backends :func:`run_slice` accepts.
@@ -53,10 +53,6 @@ _films: OrderedDict = OrderedDict()
 
 #: Held while a CUDA forward runs with cuDNN's TF32 flag off (:func:`full_precision`).
 _cudnn_flag_lock = threading.Lock()
-
-#: Thread pools of the fast path, by size (:func:`_executor`).
-_pools: dict = {}
-_pools_lock = threading.Lock()
 
 
 def available_devices() -> list[str]:
@@ -262,14 +258,6 @@ def _film(model: LightFusionNet, balance: float | None) -> tuple[np.ndarray, np.
     return film
 
 
-def _executor(workers: int) -> ThreadPoolExecutor:
-    """A shared pool of ``workers`` threads for the fast path's tiles (made on first use)."""
-    with _pools_lock:
-        if workers not in _pools:
-            _pools[workers] = ThreadPoolExecutor(workers, thread_name_prefix="lightfusion-cpu")
-        return _pools[workers]
-
-
 def run_stack(
     model: LightFusionNet,
     anatomical: np.ndarray,
@@ -282,7 +270,6 @@ def run_stack(
     maps: bool = True,
     balance: float | None = None,
     threads: int | None = None,
-    on_part=None,
 ) -> SliceOutput:
     """Fuse a stack of grey pairs ``(Z, H, W)``.
 
@@ -292,15 +279,12 @@ def run_stack(
     :attr:`~napari_lightfusion.model.LightFusionNet.has_weight`).
     The ONNX Runtime path cuts every slice into tiles of at most
     :data:`CPU_TILE` (and ``tile``) and runs them on ``threads`` threads
-    (default ``torch.get_num_threads()``), each tile on one thread. PyTorch
+    (default ``torch.get_num_threads()``, the calling thread one of them),
+    each tile on one thread. PyTorch
     runs slices one after another, several at once when they fit in
     ``tile`` x ``tile`` pixels together (on a GPU, in :data:`GPU_BATCH_PIXELS`),
     tiled when larger than ``tile``. ``backend``, ``maps`` and ``balance``
-    as :func:`run_slice` describes them. ``on_part(fused, where)``, if
-    given, is called for each part of the stack as soon as it is fused,
-    on the thread that fused it, with the stack's ``fused`` array and the
-    part's ``(z, y, x)`` slices: :func:`napari_lightfusion.fuse` puts the
-    colour back there, on every thread and while the tile is in cache.
+    as :func:`run_slice` describes them.
     """
     tile = check_tile(tile)
     device = torch.device(device)
@@ -334,15 +318,8 @@ def run_stack(
             attention[:, i0:i1, cy0:cy1, cx0:cx1] = a[:, :, ys, xs].transpose(1, 0, 2, 3)
         if surprise is not None:
             surprise[:, i0:i1, cy0:cy1, cx0:cx1] = s[:, :, ys, xs].transpose(1, 0, 2, 3)
-        if on_part is not None:
-            on_part(fused, (slice(i0, i1), slice(cy0, cy1), slice(cx0, cx1)))
 
-    if workers == 1 or len(jobs) == 1:
-        for spec in jobs:
-            job(spec)
-    else:
-        for _ in _executor(min(workers, len(jobs))).map(job, jobs):
-            pass
+    run_jobs(job, jobs, workers)
     return SliceOutput(fused, surprise, attention, weight)
 
 

@@ -55,8 +55,8 @@ class PreparedPair:
         (:meth:`colour_part`), in float32, slice by slice so that the
         temporaries stay the size of one slice. ``coloured``: the
         ``(Z, H, W, 3)`` result already made part by part with
-        :meth:`colour_part` (as :func:`napari_lightfusion.fuse` does while
-        the network runs), returned in the caller's shape.
+        :meth:`colour_part` (as :func:`napari_lightfusion.fuse` does, on
+        several threads), returned in the caller's shape.
         """
         if self.colour is None:
             out = np.asarray(fused_y, np.float32)

@@ -20,12 +20,14 @@ DEFAULT_TILE = 512
 
 #: Largest tile edge of the ONNX Runtime CPU path. A small tile keeps its
 #: feature maps (32 channels) near the core that computes them, a large one
-#: computes less halo: on one thread a 512 x 512 slice took 69 ms whole,
-#: 55 ms as nine tiles of 171 (15 % more pixels with the halo) and 52 ms as
-#: four of 256 (7 % more), CPU time; four tiles also share two threads
-#: evenly. 2 threads on separate tiles beat 2 threads on each operator.
-#: Tiles are cut evenly (:func:`tile_grid`).
-CPU_TILE = 256
+#: computes less halo (the network's receptive radius, 9 pixels a side: a
+#: 128 tile reads 146 x 146). On the AVX-512 machine, 2 threads on a 512 x
+#: 512 stack, tiles of 96 to 171 took 20-21 ms a slice, of 256 28 ms, of
+#: 64 22.5 ms (``lightfusion-research bench --sizes 512 --tile-edges ...``,
+#: docs/benchmarks.md); 128 is in the middle of the flat part, and cuts a
+#: 256 x 256 slice into four tiles, two a thread. Tiles are cut evenly
+#: (:func:`tile_grid`).
+CPU_TILE = 128
 
 #: Most pixels one PyTorch forward takes on a GPU (whole slices stacked into
 #: a batch): one 512 x 512 slice per forward leaves an H200 launching kernels,

@@ -367,6 +367,12 @@ def run_from_args(args: argparse.Namespace) -> None:
         print(format_profile(profile_fast_path(args.profile, args.repeats), args.profile))
         return
     sizes = tuple(int(s) for s in args.sizes.split(",") if s.strip())
+    if getattr(args, "tile_edges", None):
+        from .bench_profile import format_tile_edges, time_tile_edges
+
+        edges = tuple(int(e) for e in args.tile_edges.split(",") if e.strip())
+        print(format_tile_edges(time_tile_edges(edges, sizes[0], threads=args.threads), sizes[0], args.threads))
+        return
     stack = None if args.stack.lower() == "none" else tuple(int(x) for x in args.stack.lower().split("x"))
     big = None if args.big.lower() in ("none", "0") else int(args.big)
     rows = run_benchmark(

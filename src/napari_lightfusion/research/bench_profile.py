@@ -1,4 +1,5 @@
-"""``lightfusion-research bench --profile EDGE``: where the fast path's time goes, operator by operator."""
+"""Where the fast path's time goes: ``lightfusion-research bench --profile EDGE`` (operator by operator)
+and ``bench --tile-edges`` (the network's time by the edge of its CPU tiles)."""
 
 from __future__ import annotations
 
@@ -54,4 +55,62 @@ def format_profile(rows: list[tuple[str, float, float]], size: int) -> str:
     lines = [f"| operator ({size}x{size} slice, one thread) | share | ms per slice |", "|---|---:|---:|"]
     lines += [f"| {op} | {100 * share:.1f} % | {ms:.2f} |" for op, share, ms in rows]
     lines.append(f"| total | 100 % | {sum(r[2] for r in rows):.2f} |")
+    return "\n".join(lines)
+
+
+def time_tile_edges(
+    edges: tuple[int, ...], size: int = 512, slices: int = 10, threads: int = 2, repeats: int = 6
+) -> list[tuple[int, int, float, float]]:
+    """The network's time on a ``slices`` x ``size`` x ``size`` stack cut into CPU tiles of each edge.
+
+    What :data:`napari_lightfusion.tiling.CPU_TILE` was chosen by: the
+    engine's tiles (:func:`~napari_lightfusion.tiling.tile_grid`, the
+    network's halo) of each edge run on ``threads`` threads
+    (:func:`~napari_lightfusion.threads.run_jobs`), one tile a thread, the
+    edges taking turns run by run (:func:`~napari_lightfusion.research.bench.blocks_ms`
+    with blocks of one), on wall and then on CPU time. Returns ``(edge, tiles a slice, wall ms a slice,
+    CPU ms a slice)``.
+    """
+    import numpy as np
+
+    from ..engine import _film
+    from ..fastpath import session_for
+    from ..threads import run_jobs
+    from ..tiling import tile_grid, tile_spans
+    from ..weights import model_for
+    from .bench import blocks_ms
+
+    model = model_for("PET-MRI")
+    fast = session_for(model, threads=1, maps=False)
+    scale, shift = _film(model, None)
+    rng = np.random.default_rng(0)
+    a, b = rng.random((2, slices, size, size), dtype=np.float32)
+    halo = model.receptive_radius
+    methods, counts = {}, {}
+
+    def run(tile):
+        z, (y0, y1, _, _), (x0, x1, _, _) = tile
+        fast.run(a[z, y0:y1, x0:x1], b[z, y0:y1, x0:x1], scale, shift)
+
+    for edge in edges:
+        core_h, core_w = tile_grid(size, size, edge)
+        tiles = [
+            (z, y, x)
+            for z in range(slices)
+            for y in tile_spans(size, core_h, halo)
+            for x in tile_spans(size, core_w, halo)
+        ]
+        counts[edge] = len(tiles) // slices
+        methods[edge] = lambda tiles=tiles: run_jobs(run, tiles, threads)
+    wall = blocks_ms(methods, dict.fromkeys(methods, repeats), 1, "wall")
+    cpu = blocks_ms(methods, dict.fromkeys(methods, repeats), 1, "cpu")
+    return [(edge, counts[edge], wall[edge] / slices, cpu[edge] / slices) for edge in edges]
+
+
+def format_tile_edges(rows: list[tuple[int, int, float, float]], size: int, threads: int) -> str:
+    """The rows of :func:`time_tile_edges` as a markdown table."""
+    on = f"{threads} thread{'s' if threads != 1 else ''}"
+    lines = [f"| CPU tile edge ({size}x{size}, {on}) | tiles a slice | wall ms a slice | CPU ms a slice |"]
+    lines.append("|---:|---:|---:|---:|")
+    lines += [f"| {edge} | {count} | {wall:.1f} | {cpu:.1f} |" for edge, count, wall, cpu in rows]
     return "\n".join(lines)

@@ -209,6 +209,12 @@ def _add_bench(sub):
         metavar="EDGE",
         help="instead: ONNX Runtime's profile of the fast path on one EDGE x EDGE slice, by operator",
     )
+    p.add_argument(
+        "--tile-edges",
+        default=None,
+        metavar="E,E,...",
+        help="instead: the network's time on a 10-slice stack of --sizes' first edge, by CPU tile edge",
+    )
     p.add_argument("--block", type=int, default=5, help="timed runs of one method before the next takes its turn")
     p.add_argument("--compile", action="store_true", help="add torch.compile as a reference (compiling takes minutes)")
     p.add_argument("--json", action="store_true", help="print the rows as JSON too")
