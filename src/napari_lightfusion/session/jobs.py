@@ -118,7 +118,7 @@ class Request:
     compare: bool = False
     balance: float | None = None
     check_alignment: bool = False  # estimate whether the pair is out of register (a Fuse or Compare)
-    microscopy: bool = False  # channels of a microscope: phase correlation, not mutual information
+    microscopy: bool = False  # channels of a microscope: phase correlation, not mutual information (checked only)
     unit: str = ""  # the functional layer's unit ("SUV": the uptake in the hot spot is reported)
     maps: bool = False
     origin: object = None  # where the result goes (a :class:`.requests.Origin`), unused here

@@ -92,6 +92,7 @@ def make_request(
         None if inputs["b_lut"] is None else inputs["b_lut"].tobytes(),
     )
     names = layer_io.display_names(a, b)
+    check = kind in (JobKind.FUSE, JobKind.COMPARE)
     origin = Origin(
         inputs=(a, b),
         like=a,
@@ -114,8 +115,8 @@ def make_request(
         baselines=session.baselines,
         compare=kind is JobKind.COMPARE,
         balance=session.balance,
-        check_alignment=kind in (JobKind.FUSE, JobKind.COMPARE),
-        microscopy=roles.is_microscopy(a, b),
+        check_alignment=check,
+        microscopy=check and roles.is_microscopy(a, b),  # for the check alone: 3 ms a Live step at 512 x 512
         unit=unit_of(b),
         maps=session.maps_needed or kind is JobKind.MAPS,
         origin=origin,
