@@ -83,3 +83,13 @@ def test_a_case_scores_the_tuned_network_and_the_bundled_preset_on_the_test_pair
     assert row["test_pairs"] == 2 and row["steps"] == 2 and set(row["tuned"]) == set(crossfit.MEASURES)
     assert all(np.isfinite(v) for v in row["tuned"].values()) and row["bundled"] is bundled
     assert row["meets"] == crossfit.meets(row["tuned"], bundled) and row["seconds"] > 0
+
+
+def test_a_kept_base_says_which_measure_the_tuned_state_lowered():
+    from napari_lightfusion.research.crossfit import table
+
+    scores = dict.fromkeys(("Qabf", "SSIM", "VIF", "MI"), 0.5)
+    row = {"case": "PET-MRI -> CT-MRI", "loss_from": "CT-MRI", "steps": 10, "seconds": 120.0, "tuned": scores}
+    row |= {"bundled": scores, "meets": False, "improved": False, "lost": {"VIF": -0.135}}
+    assert "(kept the base: it lowered VIF -13.5%)" in table([row])
+    assert "(kept the base) |" in table([{**row, "lost": {}}])

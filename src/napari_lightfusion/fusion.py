@@ -146,7 +146,7 @@ class FusionPlan:
             balance=self.balance,
             threads=self.threads,
         )
-        fused = self._coloured(out.fused, slices, stacked)
+        fused = self.coloured(out.fused, slices, stacked)
         order = slice(None, None, -1) if pair.swapped else slice(None)
         pick = lambda m: None if m is None else (m[order] if stacked else m[order, 0])  # noqa: E731
         return FusionResult(
@@ -159,8 +159,9 @@ class FusionPlan:
             weight=None if out.weight is None else _given_order(out.weight, pair.swapped, stacked),
         )
 
-    def _coloured(self, fused_y: np.ndarray, slices: slice, stacked: bool) -> np.ndarray:
-        """The fused luma ``(Z, H, W)`` of ``slices`` in the caller's shape and colour (:meth:`PreparedPair.finish`).
+    def coloured(self, fused_y: np.ndarray, slices: slice, stacked: bool) -> np.ndarray:
+        """The fused luma ``(Z, H, W)`` of ``slices`` in the caller's shape and colour (:meth:`PreparedPair.finish`):
+        the last step of :meth:`run` and :meth:`run_slice` (``lightfusion-research bench`` times it apart).
 
         A colour pair's colour step runs after the network, in parts (a slice
         each, or bands of rows of at least :data:`COLOUR_PART_PIXELS` of a

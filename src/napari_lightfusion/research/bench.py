@@ -57,11 +57,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from .timing import CLOCKS, blocks_ms
 
 _MARK = "LIGHTFUSION-BENCH-ROW "
 
@@ -83,36 +83,6 @@ def peak_rss_mib() -> float | None:
         return None if peak is None else round(peak / 2**20, 1)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return round(peak / 2**20 if sys.platform == "darwin" else peak / 2**10, 1)  # bytes on macOS, KiB elsewhere
-
-
-#: Clocks a benchmark can time with: wall time, or the CPU time of the whole process.
-CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
-
-
-def blocks_ms(methods: dict, repeats: dict, block: int = 5, clock: str = "wall") -> dict:
-    """Median milliseconds of each method, the methods taking turns block by block.
-
-    ``methods``: name -> callable; ``repeats``: name -> timed runs. Each
-    turn gives every method still short of its runs one block: an untimed
-    call (the other method's threads may still be spinning, and a first
-    call plans memory) and then up to ``block`` timed calls. ``clock``:
-    "wall", or "cpu" for the CPU time of all the process's threads (which
-    other programs on a busy machine do not inflate, but which counts
-    threads that spin while they wait: compare methods on it with one thread).
-    """
-    now = CLOCKS[clock]
-    times = {name: [] for name in methods}
-    while any(len(times[name]) < repeats[name] for name in methods):
-        for name, fn in methods.items():
-            left = repeats[name] - len(times[name])
-            if left <= 0:
-                continue
-            fn()
-            for _ in range(min(block, left)):
-                start = now()
-                fn()
-                times[name].append(now() - start)
-    return {name: 1e3 * statistics.median(t) for name, t in times.items()}
 
 
 def _inputs(rng, shape: tuple, colour: bool):
@@ -140,7 +110,7 @@ def run_case(case: dict) -> dict:
 
     from .. import __version__
     from ..engine import model_on, resolve_device, run_slice, run_stack, select_backend
-    from ..fusion import fuse
+    from ..fusion import fuse, plan_fusion
     from ..inputs import prepare_pair
     from ..model import count_macs
     from ..tiling import DEFAULT_TILE
@@ -218,7 +188,8 @@ def run_case(case: dict) -> dict:
             "prepare_ms": lambda: prepare_pair(mri, pet),
         }
         if colour:
-            methods["colour_ms"] = lambda: pair.finish(fused_y)
+            plan = plan_fusion(mri, pet, preset, device, tile=tile)
+            methods["colour_ms"] = lambda: plan.coloured(fused_y, slice(None), kind == "stack")
         if kind == "pair":
             methods["maps_ms"] = lambda: fuse(mri, pet, preset, device, tile=tile, maps=True)
         timed(methods, dict.fromkeys(methods, repeats))

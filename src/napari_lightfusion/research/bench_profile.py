@@ -67,7 +67,7 @@ def time_tile_edges(
     engine's tiles (:func:`~napari_lightfusion.tiling.tile_grid`, the
     network's halo) of each edge run on ``threads`` threads
     (:func:`~napari_lightfusion.threads.run_jobs`), one tile a thread, the
-    edges taking turns run by run (:func:`~napari_lightfusion.research.bench.blocks_ms`
+    edges taking turns run by run (:func:`~napari_lightfusion.research.timing.blocks_ms`
     with blocks of one), on wall and then on CPU time. Returns ``(edge, tiles a slice, wall ms a slice,
     CPU ms a slice)``.
     """
@@ -78,7 +78,7 @@ def time_tile_edges(
     from ..threads import run_jobs
     from ..tiling import tile_grid, tile_spans
     from ..weights import model_for
-    from .bench import blocks_ms
+    from .timing import blocks_ms
 
     model = model_for("PET-MRI")
     fast = session_for(model, threads=1, maps=False)

@@ -116,7 +116,8 @@ def _split_note() -> str:
         "threads); fuse() = `fuse(a, b)` with its defaults on uint8 inputs (grey MRI, RGB PET for a colour "
         "pair); its overhead over the network, timed apart in the same blocks: inputs = checks, "
         "normalisation and luma (`prepare_pair`), colour = the fused luma put back under the PET's colour "
-        "(`with_luma`), rest = fuse() - network - inputs - colour (planning, result assembly, noise); "
+        "(`with_luma`, in parts on the threads, as fuse() runs it: `FusionPlan.coloured`), "
+        "rest = fuse() - network - inputs - colour (planning, result assembly, noise); "
         "+maps = `fuse(..., maps=True)`."
     )
 

@@ -23,6 +23,36 @@ from .tables import LIGHTFUSIONNET
 SIZE = 256
 
 
+#: Clocks a benchmark can time with: wall time, or the CPU time of the whole process.
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def blocks_ms(methods: dict, repeats: dict, block: int = 5, clock: str = "wall") -> dict:
+    """Median milliseconds of each method, the methods taking turns block by block.
+
+    ``methods``: name -> callable; ``repeats``: name -> timed runs. Each
+    turn gives every method still short of its runs one block: an untimed
+    call (the other method's threads may still be spinning, and a first
+    call plans memory) and then up to ``block`` timed calls. ``clock``:
+    "wall", or "cpu" for the CPU time of all the process's threads (which
+    other programs on a busy machine do not inflate, but which counts
+    threads that spin while they wait: compare methods on it with one thread).
+    """
+    now = CLOCKS[clock]
+    times = {name: [] for name in methods}
+    while any(len(times[name]) < repeats[name] for name in methods):
+        for name, fn in methods.items():
+            left = repeats[name] - len(times[name])
+            if left <= 0:
+                continue
+            fn()
+            for _ in range(min(block, left)):
+                start = now()
+                fn()
+                times[name].append(now() - start)
+    return {name: 1e3 * statistics.median(t) for name, t in times.items()}
+
+
 def median_ms(fn: Callable[[], object], repeats: int, warmup: int) -> float:
     """Median wall time of ``fn()`` in milliseconds after ``warmup`` untimed calls."""
     for _ in range(warmup):
