@@ -101,7 +101,8 @@ def test_whole_job_yields_per_slice_and_equals_fuse(stack_pair):
     seen, out = drain(
         jobs.run_request(request(*stack_pair, metric_index=3, baselines=("max",), maps=True), jobs.PlanCache())
     )
-    assert seen == [0, 1, 2, 3, 4, out] and out.error is None and out.index is None
+    # the slices, the outcome, then a pause (None) after each column of the metric table
+    assert seen == [0, 1, 2, 3, 4, out, None, None] and out.error is None and out.index is None
     assert out.stacked and out.rgb and out.slices == 5 and out.weighted
     want = fuse(*stack_pair, "PET-MRI", "cpu", a_limits=(0.0, 255.0), b_rgb=True, maps=True)
     np.testing.assert_allclose(out.result.fused, want.fused, atol=1e-6)
@@ -111,10 +112,17 @@ def test_whole_job_yields_per_slice_and_equals_fuse(stack_pair):
     assert list(out.table) == [jobs.NETWORK, "max"] and out.compare == {}
 
 
+def test_a_live_job_holds_its_metric_table_while_another_slice_may_come(stack_pair):
+    holds = iter([True, True, False])
+    seen, out = drain(jobs.run_request(request(*stack_pair, index=1), jobs.PlanCache(), hold=lambda: next(holds)))
+    assert seen == [out, None, None, None, None]  # two pauses held, then one after each of the two columns
+    assert list(out.table) == [jobs.NETWORK, "average"]
+
+
 def test_live_job_fuses_one_slice_and_compare_adds_baselines(stack_pair):
     cache = jobs.PlanCache()
     seen, out = drain(jobs.run_request(request(*stack_pair, index=2, compare=True), cache))
-    assert seen == [out] and out.index == 2 and out.result.fused.shape == (48, 48, 3)
+    assert seen == [out, None, None] and out.index == 2 and out.result.fused.shape == (48, 48, 3)
     plan = cache.get(request(*stack_pair))
     np.testing.assert_allclose(out.result.fused, plan.run_slice(2).fused, atol=1e-6)
     assert out.compare["average"].shape == (5, 48, 48, 3)

@@ -324,6 +324,25 @@ def test_live_follows_the_slider_and_contrast(lightfusion, stack_pair, qtbot, ou
     qtbot.waitUntil(lambda: np.allclose(fused.data[3], want, atol=1e-6), timeout=30_000)
 
 
+def test_a_newer_live_slice_stops_the_one_holding_its_metric_table(lightfusion, stack_pair, qtbot, wait_idle):
+    viewer, widget = lightfusion
+    viewer.add_image(stack_pair[0], name="mri stack")
+    viewer.add_image(stack_pair[1], name="pet stack", rgb=True)
+    wait_idle(widget)
+    holding = [True]
+    widget.jobs.hold = lambda: holding[0]  # every Live job holds its table until told: only a newer slice stops it
+    widget.live.setChecked(True)
+    first = viewer.dims.current_step[0]
+    qtbot.waitUntil(lambda: widget.live_slice == first and widget.session.job is not None, timeout=30_000)
+    started, other = widget.jobs_started, (first + 2) % 5
+    viewer.dims.set_current_step(0, other)  # the job still runs (holding): this slice waits out the debounce
+    qtbot.waitUntil(lambda: widget.live_slice == other, timeout=30_000)
+    assert widget.jobs_started == started + 1 and "cancel" not in widget.status.text().lower()
+    holding[0] = False
+    wait_idle(widget)
+    assert widget.table.columnCount() == 2  # the newer slice's table, once nothing more may come
+
+
 def test_requests_never_queue_up(lightfusion, colour_pair, qtbot, monkeypatch, wait_idle):
     viewer, widget = lightfusion
     viewer.add_image(colour_pair[0], name="mri")

@@ -231,14 +231,14 @@ def test_progress_in_the_dock_and_buttons_while_a_stack_fuses(lightfusion, stack
 def test_layers_come_before_the_metrics_and_the_status_gives_both_times(pair, qtbot, monkeypatch, fuse_now):
     viewer, widget, mri, pet = pair
     order, layers_written = [], threading.Event()
-    metric_rows = jobs.metric_rows
+    metric_columns = jobs.metric_columns
 
     def gated_metrics(*args, **kwargs):  # the metrics wait until the layers are there
         assert layers_written.wait(30), "the layers waited for the metrics"
         order.append("metrics")
-        return metric_rows(*args, **kwargs)
+        yield from metric_columns(*args, **kwargs)
 
-    monkeypatch.setattr(jobs, "metric_rows", gated_metrics)
+    monkeypatch.setattr(jobs, "metric_columns", gated_metrics)
     widget.results_written.connect(lambda written: (order.append(sorted(written)), layers_written.set()))
     widget.show_map.setCurrentIndex(widget_module.MAP_TEXT.index("surprise: functional"))  # Fuse computes maps
     fuse_now(widget)

@@ -20,7 +20,9 @@ class LiveTrigger(QObject):
     arrow key, the way slices are read) shows its slice without waiting out
     the window; the window's end fuses again only if the slice on view
     (``slice_on_view()``) or anything else changed since. ``idle()`` says
-    whether no job runs or waits.
+    whether no job runs or waits. ``coming`` is a plain attribute (any
+    thread may read it): whether the window is open, so that another job may
+    follow; a Live job holds its metric table back meanwhile.
     """
 
     def __init__(self, fire: Callable[[], None], slice_on_view: Callable[[], int | None], idle, parent=None):
@@ -29,6 +31,7 @@ class LiveTrigger(QObject):
         self._timer = QTimer(self, singleShot=True, interval=DEBOUNCE_MS)
         self._timer.timeout.connect(self._on_quiet)
         self._leading: int | None = None  # the slice fused at once, while nothing else changed since
+        self.coming = False
 
     @property
     def pending(self) -> bool:
@@ -38,21 +41,27 @@ class LiveTrigger(QObject):
     def changed(self) -> None:
         """Something the fusion depends on changed: one job when the user pauses."""
         self._leading = None
-        self._timer.start()
+        self._open()
 
     def stepped(self) -> None:
         """The slider moved to another slice: fuse now if nothing runs or waits, else when the user pauses."""
         if not self._timer.isActive() and self._idle():
             self._leading = self._slice_on_view()
             self._fire()
-        self._timer.start()
+        self._open()
 
     def stop(self) -> None:
         """Drop the job to come (Cancel)."""
         self._timer.stop()
         self._leading = None
+        self.coming = False
+
+    def _open(self) -> None:
+        self.coming = True
+        self._timer.start()
 
     def _on_quiet(self) -> None:
+        self.coming = False
         leading, self._leading = self._leading, None
         if leading is None or leading != self._slice_on_view():
             self._fire()

@@ -69,6 +69,7 @@ class LightFusionWidget(QWidget):
         self._build_ui()
         self.exports = ExportActions(napari_viewer, self.session, self.export_progress, self)
         self.jobs = JobRunner(napari_viewer, self.session, self.progress, self.align_panel.record_for, self)
+        self.jobs.hold = lambda: self.live_trigger.coming  # read on the worker's thread: a plain attribute
         self._observe_session()
         self._connect_controls()
         self.viewer.layers.events.removed.connect(self.jobs.guard(self._on_layer_removed))

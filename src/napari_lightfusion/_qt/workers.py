@@ -59,6 +59,8 @@ class JobRunner(QObject):
         self.jobs_started = 0  #: fusion and resample jobs started so far (the network's warm-up not counted)
         self._worker = None
         self._cache = PlanCache()  # the last plan: Live scrolling does not re-normalise the stack
+        self.hold = None  # Live jobs hold their metric table while this says another slice may come
+        self._shown = self._superseded = False  # the running job's layers are written; a newer Live job stops it
         # Plain-Python state the workers' signals and the destroyed signal share.
         self._life = SimpleNamespace(closed=False, worker=None)
         self.destroyed.connect(lambda *_, life=self._life: _abandon(life))
@@ -71,10 +73,24 @@ class JobRunner(QObject):
         return lambda *args: None if life.closed else slot(*args[:nargs])
 
     def submit(self, kind: JobKind) -> None:
-        """Run a job of ``kind`` now, or once the running one ends (the newest request waits)."""
+        """Run a job of ``kind`` now, or once the running one ends (the newest request waits).
+
+        A Live slice asked for while a Live job has shown its slice and is
+        only holding or computing its metric table stops that job at its
+        next pause (its layers stay; the table of a slice scrolled past is
+        not needed) and starts once it has.
+        """
         clicked = time.perf_counter()
         if self.session.queue(kind, clicked):
             self._start(kind, clicked)
+        elif kind is JobKind.LIVE and self._shown:
+            self._supersede()
+
+    def _supersede(self) -> None:
+        """Stop the running Live job, whose slice is on show, at its next pause (once)."""
+        if self.session.job is JobKind.LIVE and not self._superseded:
+            self._superseded = True
+            self._worker.quit()
 
     def cancel(self, reason: str | None = None) -> None:
         """Stop the running job between slices (a warm-up runs to its end) and drop the waiting one."""
@@ -109,9 +125,10 @@ class JobRunner(QObject):
                 request.index, steps = None, 0
                 worker = create_worker(run_lazy, request)
             else:
-                worker = create_worker(run_request, request, self._cache)
+                hold = self.hold if kind is JobKind.LIVE else None
+                worker = create_worker(run_request, request, self._cache, hold)
                 worker.yielded.connect(self.guard(self._on_yielded))
-                worker.aborted.connect(self.guard(s.aborted))
+                worker.aborted.connect(self.guard(self._on_aborted))
             worker.returned.connect(self.guard(self._on_outcome))
             what = (
                 f"slice {request.index}"
@@ -120,6 +137,7 @@ class JobRunner(QObject):
             )
             layers, text = origin.inputs, f"Fusing {what}"
         worker.finished.connect(self.guard(self._on_finished))
+        self._shown = self._superseded = False
         self.progress.start(steps, text)
         self.jobs_started += 1
         self._worker = self._life.worker = worker
@@ -143,14 +161,20 @@ class JobRunner(QObject):
         return self._worker is not None and self._worker.abort_requested
 
     def _on_yielded(self, value) -> None:
-        """A slice is done (progress), or everything is fused: write the layers now."""
+        """A slice is done (progress), or everything is fused: write the layers now (None: a pause)."""
         if isinstance(value, Outcome):
             if value.error is None and not self._aborting():
                 result = results.write_result(self.viewer, self.session, value)
-                value.shown = True
+                value.shown = self._shown = True
                 self.written.emit(dict(result.layers))
-        else:
+                if self.session.pending is JobKind.LIVE:
+                    self._supersede()  # another slice was asked for while this one fused
+        elif value is not None:
             self.progress.step(value + 1)
+
+    def _on_aborted(self) -> None:
+        if not self._superseded:  # a newer Live slice stopped it: nothing to say
+            self.session.aborted()
 
     def _on_outcome(self, outcome: Outcome) -> None:
         if self._aborting():

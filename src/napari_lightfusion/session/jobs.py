@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -35,6 +35,9 @@ from ..metrics import evaluate, hot_spot, hot_spot_scores
 from ..resample import ResampledView
 from .lazy_compare import lazy_baseline, pair_baseline, shown_lazily, slice_plan, slice_result
 from .map_view import ChannelMaps, all_map_limits, channel_maps_of, shown
+
+#: Seconds a Live job sleeps between looks at whether another slice may still be asked for.
+HOLD_POLL_S = 0.005
 
 #: Column of the network in the metric table.
 NETWORK = "LightFusionNet"
@@ -73,6 +76,13 @@ def metric_rows(
     two hot-spot measures (``metrics.hot_spot_scores``) too, plus the time
     the method took.
     """
+    return dict(metric_columns(result, plan, index, baselines))
+
+
+def metric_columns(
+    result: FusionResult, plan: FusionPlan, index: int, baselines: tuple[str, ...] = ("average",)
+) -> Iterator[tuple[str, dict[str, float]]]:
+    """:func:`metric_rows` a column at a time, ``(column, {row: value})``, so that a job can stop between them."""
     a, b = _sources(plan, index)
     colour = plan.pair.colour is not None
 
@@ -80,13 +90,12 @@ def metric_rows(
         values = evaluate(fused * 255.0, a, b)
         return {**values, **hot_spot_scores(fused * 255.0, a, b)} if colour else values
 
-    table = {NETWORK: {**scores(result.fused), TIME: result.seconds}}
+    yield NETWORK, {**scores(result.fused), TIME: result.seconds}
     for name in baselines:
         start = time.perf_counter()
         fused = baseline_fused(plan, name, index)
         seconds = time.perf_counter() - start
-        table[name] = {**scores(fused), TIME: seconds}
-    return table
+        yield name, {**scores(fused), TIME: seconds}
 
 
 # --------------------------------------------------------------------------
@@ -264,12 +273,18 @@ def run_lazy(request: Request) -> Outcome:
     return out
 
 
-def run_request(request: Request, cache: PlanCache) -> Generator[int | Outcome, None, Outcome]:
+def run_request(
+    request: Request, cache: PlanCache, hold: Callable[[], bool] | None = None
+) -> Generator[int | Outcome | None, None, Outcome]:
     """Run a job; yields the slice number after each slice, returns an :class:`Outcome`.
 
     Once everything is fused, the job yields the :class:`Outcome` itself,
     without its metric table, so that the layers appear before the metrics
-    are computed (a Live job on a stack fuses one slice only).
+    are computed (a Live job on a stack fuses one slice only). Then, while
+    ``hold()`` is true (Live: another slice may be asked for), it waits,
+    and it computes the metric table column by column; it yields None at
+    each pause, so that a newer Live slice can stop it there instead of
+    waiting for a table no one will read (a 512 x 512 table takes 0.6 s).
 
     Cancelling between yields (``worker.quit()``) drops everything: the
     caller writes layers only from the returned outcome.
@@ -284,6 +299,9 @@ def run_request(request: Request, cache: PlanCache) -> Generator[int | Outcome, 
             out.result = shown(plan.run_slice(out.index), plan, out.index)
             out.map_limits = all_map_limits(out.result)
             yield out  # the layers can be updated now; the metrics follow
+            while hold is not None and hold():
+                time.sleep(HOLD_POLL_S)
+                yield None
             current = out.result
         else:
             results = []
@@ -299,7 +317,10 @@ def run_request(request: Request, cache: PlanCache) -> Generator[int | Outcome, 
         metric_index = out.index if out.index is not None else min(max(request.metric_index, 0), len(plan) - 1)
         if out.result.attention is not None:  # after the layers: a Map channel switch then needs no fusion
             out.channel_maps = channel_maps_of(plan, metric_index if out.stacked else None)
-        out.table = metric_rows(current, plan, metric_index, request.baselines)
+        out.table = {}
+        for name, column in metric_columns(current, plan, metric_index, request.baselines):
+            out.table[name] = column
+            yield None
         if request.unit == "SUV":
             out.uptake = uptake_in_hot_spot(request.inputs, plan, metric_index if out.stacked else None)
         if request.compare:

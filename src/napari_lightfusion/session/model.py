@@ -247,6 +247,11 @@ class FusionSession:
         """Whether a job runs or waits."""
         return self.job is not None or self._pending is not None
 
+    @property
+    def pending(self) -> JobKind | None:
+        """The kind of the job waiting for the running one to end, if any."""
+        return None if self._pending is None else self._pending[0]
+
     def queue(self, kind: JobKind, clicked: float) -> bool:
         """Ask for a job (``clicked``: when, ``time.perf_counter``); True when it may start now.
 
