@@ -184,3 +184,10 @@ def test_tile_edges_time_the_engines_tiles_of_each_edge():
     assert all(wall > 0 and cpu > 0 for _, _, wall, cpu in rows)
     table = format_tile_edges(rows, 64, 2).splitlines()
     assert table[0].startswith("| CPU tile edge (64x64, 2 threads)") and len(table) == 4
+
+
+def test_a_tile_edge_below_the_smallest_tile_is_a_one_line_error():
+    from napari_lightfusion.research.bench_profile import time_tile_edges
+
+    with pytest.raises(ValueError, match="tile must be a whole number of at least 16"):
+        time_tile_edges((128, 0), size=64, slices=1)

@@ -258,6 +258,11 @@ def _film(model: LightFusionNet, balance: float | None) -> tuple[np.ndarray, np.
     return film
 
 
+def cpu_threads(threads: int | None) -> int:
+    """The CPU threads a fusion's tiles and colour step share: ``threads``, or torch's count (None)."""
+    return max(1, int(threads or torch.get_num_threads() or 1))
+
+
 def run_stack(
     model: LightFusionNet,
     anatomical: np.ndarray,
@@ -293,7 +298,7 @@ def run_stack(
         raise ValueError(f"give two stacks (Z, H, W) of one shape, not {anatomical.shape} and {functional.shape}")
     run, fast = _backend(model, device, channel, backend, maps, balance)
     z, h, w = anatomical.shape
-    workers = max(1, int(threads or torch.get_num_threads() or 1)) if fast else 1
+    workers = cpu_threads(threads) if fast else 1
     core_h, core_w = tile_grid(h, w, min(tile, CPU_TILE) if fast else tile, -(-workers // z))
     if model.is_local and (core_h < h or core_w < w):
         halo = model.receptive_radius

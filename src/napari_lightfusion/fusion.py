@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .engine import resolve_device, run_stack
+from .engine import cpu_threads, resolve_device, run_stack
 from .inputs import ImageView, PreparedPair, prepare_pair
 from .model import LightFusionNet, check_balance
 from .threads import run_jobs
@@ -176,7 +176,7 @@ class FusionPlan:
         if colour is None:
             return part.finish(fused_y)
         coloured = np.empty((*fused_y.shape, 3), np.float32)
-        workers = max(1, int(self.threads or torch.get_num_threads() or 1))
+        workers = cpu_threads(self.threads)
         z, h, w = fused_y.shape
         bands = max(1, min(-(-workers // z), h * w // COLOUR_PART_PIXELS))
         rows = -(-h // bands)

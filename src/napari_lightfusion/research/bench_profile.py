@@ -76,9 +76,11 @@ def time_tile_edges(
     from ..engine import _film
     from ..fastpath import session_for
     from ..threads import run_jobs
-    from ..tiling import tile_grid, tile_spans
+    from ..tiling import check_tile, tile_grid, tile_spans
     from ..weights import model_for
     from .timing import blocks_ms
+
+    edges = tuple(check_tile(edge) for edge in edges)  # one line for an edge below 16, before anything runs
 
     model = model_for("PET-MRI")
     fast = session_for(model, threads=1, maps=False)
