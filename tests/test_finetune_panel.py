@@ -139,10 +139,12 @@ def test_gui_thread_slots_stay_short_while_fine_tuning(cells_viewer, qtbot, time
     timer.start()
     values = []
     panel.progress.bar.valueChanged.connect(values.append)
-    panel.steps.setValue(30)  # a few seconds, in which the GUI keeps ticking
+    panel.steps.setValue(30)  # a second or more, in which the GUI keeps ticking
+    began = time.perf_counter()
     panel.start()
     assert panel.progress.isVisibleTo(panel) and panel.progress.bar.text() == "fine-tuning 0%"
     qtbot.waitUntil(lambda: not panel.busy, timeout=WAIT_MS)
+    took = time.perf_counter() - began
     timer.stop()
     # the bar moved with the training, through steps in between, to its end
     assert values == sorted(values) and values[-1] == panel_module.BAR_STEPS
@@ -153,7 +155,8 @@ def test_gui_thread_slots_stay_short_while_fine_tuning(cells_viewer, qtbot, time
     worst_wall = max(calls, key=lambda c: c[2])
     assert worst_cpu[1] < 0.1, f"{worst_cpu[0]} took {worst_cpu[1] * 1000:.0f} ms of GUI-thread CPU"
     assert worst_wall[2] < 0.5, f"{worst_wall[0]} blocked the GUI thread for {worst_wall[2] * 1000:.0f} ms"
-    assert len(ticks) > 50 and np.diff(ticks).max() < 0.5
+    # the 20 ms timer kept ticking all through the run, however long it took on this machine
+    assert len(ticks) >= max(5, took / 0.1) and np.diff(ticks).max() < 0.5
 
 
 def test_cancel_keeps_the_best_so_far_and_offers_it(cells_viewer, qtbot, untrained, monkeypatch):
