@@ -33,11 +33,14 @@ def test_fused_phantom_keeps_the_bright_structures_of_both(preset):
     assert y[ring].mean() > 0.6 * mri[ring].mean()
     assert y[ring].mean() > y[background].mean() + 0.3
     # At their default balance (anatomy first) the PET-MRI and SPECT-MRI presets keep under 40 % of the
-    # functional luminance where the MRI is dark (38 % and 37 %; CT-MRI 87 %): the spot stands out from the
-    # anatomy around it by 0.05 in luminance (and by its colour, which the colour step keeps without
-    # changing that luminance); a higher b brightens it further (CT-MRI, at 87 % already, by 0.03).
+    # functional luminance where the MRI is dark (38 % each, at b = 0.35 and 0.3; CT-MRI 87 %): the spot
+    # stands out from the anatomy around it by 0.05 in luminance and by its colour, which the colour step
+    # keeps without changing that luminance; a higher b brightens it further (CT-MRI, at 87 % already, by 0.03).
     assert y[hot].mean() > 0.3 * luminance(pet)[hot].mean()
     assert y[hot].mean() > y[around].mean() + 0.04
+    if fused.ndim == 3:  # the spot keeps the functional hue: red above green above blue, as in the source
+        r, g, b = (fused[hot][:, c].mean() for c in range(3))
+        assert r > g > b and r - b > 0.05
     brighter = fuse(mri, pet if preset != "CT-MRI" else luminance(pet), preset=preset, balance=0.5).fused
     assert (luminance(brighter) if brighter.ndim == 3 else brighter)[hot].mean() > y[hot].mean() + 0.02
 
@@ -157,11 +160,12 @@ def test_default_balance_is_picked_on_validation_pairs_and_written_to_the_sideca
     from napari_lightfusion.weights import model_for, preset_path
 
     like = preset_path("SPECT-MRI")
+    own = model_for("SPECT-MRI").config.balance
     copy = tmp_path / "retrained.pt"
     shutil.copy(like, copy)
     shutil.copy(like.with_suffix(".json"), copy.with_suffix(".json"))
-    choice = pick_default_balance(harvard_root, "SPECT-MRI", copy, like, balances=(0.0, 0.6))
-    assert choice["balance"] == 0.0 and choice["chosen"]["distance"] == 0.0 and choice["pairs"] > 10
+    choice = pick_default_balance(harvard_root, "SPECT-MRI", copy, like, balances=(own, 0.6))
+    assert choice["balance"] == own and choice["chosen"]["distance"] == 0.0 and choice["pairs"] > 10
     choice["balance"] = 0.6  # as if the retrained network had matched there
     set_default_balance(copy, choice)
     side = json.loads(copy.with_suffix(".json").read_text())

@@ -91,6 +91,17 @@ def test_train_refuses_an_unknown_weighting(tmp_path, capsys):
     assert "unknown weighting" in capsys.readouterr().err
 
 
+def test_weighting_takes_the_papers_names_or_three_weights():
+    from napari_lightfusion.losses import WEIGHTINGS, LossWeights
+    from napari_lightfusion.research.cli import loss_weights
+
+    assert loss_weights("table5") == WEIGHTINGS["table5"]
+    assert loss_weights("20/150/50") == LossWeights(20.0, 150.0, 50.0)
+    for bad in ("20/150", "a/b/c", "20/-1/50"):
+        with pytest.raises(ValueError, match="unknown weighting"):
+            loss_weights(bad)
+
+
 def test_evaluate_on_a_wrong_root_is_one_line(tmp_path, capsys):
     assert main(["evaluate", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "r.md")]) == 2
     err = capsys.readouterr().err.strip()

@@ -200,6 +200,19 @@ def test_markdown_marks_best_bold_and_second_italic():
     assert lines[2:] == ["| x | **1.000** |", "| y | **1.000** |", "| z | 0.500 |"]
 
 
+def test_published_comparison_takes_the_published_figure_as_written_and_says_what_is_not_quoted():
+    from types import SimpleNamespace
+
+    def table(qabf, vif):
+        return SimpleNamespace(means={tables.LIGHTFUSIONNET: {"Qabf": qabf, "VIF": vif}})
+
+    text = report_results.published_markdown({"CT-MRI": table(0.676, 0.6), "SPECT-MRI": table(0.78, 0.964)})
+    assert "| CT-MRI | Qabf | 0.676 | 0.68 | **below** |" in text  # not rounded up to the published 0.68
+    assert "| CT-MRI | VIF | 0.600 | not quoted | |" in text
+    assert "| SPECT-MRI | Qabf | 0.780 | 0.78 | at or above |" in text
+    assert "| SPECT-MRI | VIF | 0.964 | 0.97 | **below** |" in text
+
+
 # --- efficiency, colour maps, the document ------------------------------------------
 
 

@@ -92,11 +92,11 @@ def test_the_loss_comes_from_the_best_preset_on_the_pairs_not_from_the_base(cell
     monkeypatch.setattr(finetune_choice, "score_presets", lambda held, names: dict(scores))
     result = finetune([cells], "PET-MRI", steps=2, **FAST)
     assert result.base == "PET-MRI" and result.base_reason.startswith("given; held-out scores CT-MRI 0.630")
-    assert result.objective_from == "SPECT-MRI" and result.objective.balance_loss == "hotspot"
+    assert result.objective_from == "SPECT-MRI" and result.objective.balance_loss == "split"
     assert result.objective.default_share == 1.0 and "SPECT-MRI, the best preset" in result.objective_reason
     tuned = result.model if result.improved else None
     if tuned is not None:  # the PET-MRI network takes the SPECT-MRI objective's default b
-        assert tuned.config.balance == 0.0 and tuned.config.output == "mix"
+        assert tuned.config.balance == model_for("SPECT-MRI").config.balance and tuned.config.output == "mix"
     explicit = finetune([cells], "PET-MRI", loss="CT-MRI", steps=2, **FAST)
     assert explicit.objective_from == "CT-MRI" and explicit.objective.balance_loss == "fade"
     given = finetune([cells], "PET-MRI", loss=Objective(balance=0.5), steps=2, **FAST)

@@ -498,6 +498,8 @@ def mix_preset(private_presets):
     with torch.no_grad():
         for p in net.parameters():
             p.mul_(2.0)
+    # and "intensity test", the paper's intensity head (no bundled preset has one): no weight map
+    save_custom_preset("intensity test", model=LightFusionNet(output="intensity", balance=0.3).eval(), sidecar={})
     return save_custom_preset("mix test", model=net, sidecar={})
 
 
@@ -538,7 +540,7 @@ def test_a_mix_network_offers_its_weight_map_and_other_networks_do_not(
     assert tuple(weight.contrast_limits) == (0.0, 1.0) and widget.show_map.toolTip() == tip
     fuse_now(widget)  # the same pair and network again: the map stays on show, written in place
     assert role(viewer, "weight") is weight and weight.visible and widget.show_map.currentText() == "mix weight"
-    widget.preset.setCurrentText("SPECT-MRI")  # the paper's intensity head: no weight, no choice
+    widget.preset.setCurrentText("intensity test")  # the paper's intensity head: no weight, no choice
     fuse_now(widget)
     assert map_texts(widget) == list(widget_module.MAP_TEXT) and widget.show_map.currentIndex() == 0
     # the mix network's set keeps its map, hidden: its fused image shows under the new one

@@ -35,7 +35,9 @@ def _add_train(sub):
     p.add_argument("--out", type=Path, required=True, help="folder for weights, sidecar, log")
     p.add_argument("--epochs", type=int, default=200)
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: recipe's)")
-    p.add_argument("--weighting", default="eq5", help="loss weights: eq5 or table5")
+    p.add_argument(
+        "--weighting", default="eq5", help="loss weights: eq5, table5 or intensity/gradient/SSIM, e.g. 20/150/50"
+    )
     p.add_argument("--width", type=int, default=16)
     p.add_argument("--reduction", type=int, default=4)
     p.add_argument("--attention", default="pca")
@@ -75,22 +77,36 @@ def _add_train(sub):
     p.set_defaults(run=_run_train)
 
 
+def loss_weights(text: str):
+    """The loss weights ``--weighting`` names: one of the paper's two, or ``I/G/S`` numbers."""
+    from ..losses import WEIGHTINGS, LossWeights
+
+    if text in WEIGHTINGS:
+        return WEIGHTINGS[text]
+    try:
+        values = [float(v) for v in text.split("/")]
+    except ValueError:
+        values = []
+    if len(values) != 3 or min(values) < 0:
+        raise ValueError(
+            f"unknown weighting {text!r}; choose {', '.join(WEIGHTINGS)} or three weights I/G/S such as 20/150/50"
+        )
+    return LossWeights(*values)
+
+
 def _run_train(args):
     import torch
 
-    from ..losses import WEIGHTINGS
     from ..model import ModelConfig
     from ..weights import PRESETS, preset_path
     from .train import TrainConfig, train
 
-    if args.weighting not in WEIGHTINGS:
-        raise ValueError(f"unknown weighting {args.weighting!r}; choose {', '.join(WEIGHTINGS)}")
     if args.threads:
         torch.set_num_threads(args.threads)
     config = TrainConfig(
         epochs=args.epochs,
         seed=args.seed,
-        weights=WEIGHTINGS[args.weighting],
+        weights=loss_weights(args.weighting),
         crop=args.crop,
         default_share=args.default_share,
         balance_loss=args.balance_loss,
