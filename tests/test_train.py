@@ -127,7 +127,7 @@ def test_each_bundled_presets_objective_comes_from_its_sidecar():
     found = {name: objective_of(read_sidecar(preset_path(name))) for name in PRESETS}
     assert found["CT-MRI"] == Objective(LossWeights(), 0.0, "fade", 0.25, 1.0, 10.0)
     assert found["PET-MRI"] == Objective(LossWeights(), 0.35, "split", 0.25, 2.0, 10.0)
-    assert found["SPECT-MRI"] == Objective(LossWeights(), 0.3, "split", 0.25, 2.0, 10.0)
+    assert found["SPECT-MRI"] == Objective(LossWeights(), 0.25, "split", 0.25, 8.0, 10.0)
     assert found["PET-MRI"].needs_hot_spots and not found["CT-MRI"].needs_hot_spots
     assert Objective.from_dict(found["PET-MRI"].to_dict()) == found["PET-MRI"]
     assert objective_of({"objective": found["SPECT-MRI"].to_dict()}) == found["SPECT-MRI"]
