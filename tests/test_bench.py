@@ -17,6 +17,11 @@ bogomips\t: 5200.00
 """
 
 
+def test_cpu_text_names_the_processor_and_its_vector_unit():
+    assert bench_table.cpu_text(CPUINFO).startswith("Intel(R) Xeon(R) Processor, AVX-512F, ")
+    assert ", AVX2+FMA, " in bench_table.cpu_text(CPUINFO.replace(" avx512f avx512bw", ""))
+
+
 def test_peak_is_cores_clock_lanes_and_two_fma_units():
     peak, how = bench_table.cpu_peak_gmacs(2, CPUINFO)
     assert peak == pytest.approx(2 * 2.6 * 16 * 2)

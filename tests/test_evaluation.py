@@ -223,6 +223,7 @@ def test_efficiency_reports_parameters_macs_and_ms():
     assert row["parameters"] > 1000 and row["flops"] == 2 * row["macs"] and row["macs"] > 1e8
     assert row["ms"] > 0 and eff["average"]["ms"] > 0 and eff["average"]["macs"] is None
     assert eff["_meta"]["threads"] == 1 and eff["_meta"]["backend"] in ("onnx", "torch")
+    assert f", on {eff['_meta']['cpu']}." in report_results.efficiency_markdown(eff, "a pair")  # which CPU
 
 
 def test_time_method_restores_thread_count():

@@ -166,16 +166,26 @@ def _base_rss_text(rows: list[dict]) -> str:
     return f"peak RSS includes the interpreter and libraries (~{min(base):.0f} MiB before any fusion); "
 
 
+def cpu_text(cpuinfo: str | None = None) -> str:
+    """The CPU a figure was measured on: ``"AMD EPYC, AVX-512F, 2 CPUs"`` (its name, vector unit, CPU count).
+
+    The name is ``/proc/cpuinfo``'s model name where there is one (Linux
+    leaves :func:`platform.processor` empty), else what :mod:`platform` says.
+    """
+    try:
+        text = Path("/proc/cpuinfo").read_text() if cpuinfo is None else cpuinfo
+    except OSError:
+        text = ""
+    names = [v.strip() for k, _, v in (line.partition(":") for line in text.splitlines()) if k.strip() == "model name"]
+    _, how = cpu_peak_gmacs(1, text or None)
+    isa = how[how.find("(") + 1 : how.find(")")] if "(" in how else "unknown ISA"
+    name = names[0] if names else platform.processor() or platform.machine()
+    return f"{name}, {isa}, {os.cpu_count()} CPUs"
+
+
 def _machine() -> str:
     """One line naming the CPU, its vector unit and the library versions."""
-    _, how = cpu_peak_gmacs(1)
-    isa = how[how.find("(") + 1 : how.find(")")] if "(" in how else "unknown ISA"
-    parts = [
-        platform.processor() or platform.machine(),
-        isa,
-        f"{os.cpu_count()} CPUs",
-        f"Python {platform.python_version()}",
-    ]
+    parts = [cpu_text(), f"Python {platform.python_version()}"]
     import onnxruntime
     import torch
 

@@ -170,8 +170,9 @@ def efficiency_markdown(eff: Mapping[str, dict], pair_text: str) -> str:
         f'MAC count. CPU ms: median of {meta.get("repeats")} calls of `fuse(..., device="cpu")` (or `fuse_baseline`) '
         f"on the in-memory {pair_text} ({meta.get('shape')}) after {meta.get('warmup')} warm-up calls, "
         f"`torch.set_num_threads({meta.get('threads')})`, colour handling included, no file I/O; the network ran "
-        f"on the engine's `{meta.get('backend', 'torch')}` backend (`onnx` is ONNX Runtime, `torch` eager PyTorch)."
-        f"{load_text}",
+        f"on the engine's `{meta.get('backend', 'torch')}` backend (`onnx` is ONNX Runtime, `torch` eager PyTorch)"
+        + (f", on {meta['cpu']}" if meta.get("cpu") else "")
+        + f".{load_text}",
     ]
     return "\n".join(lines)
 

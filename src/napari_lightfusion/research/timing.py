@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..baselines import BASELINES, fuse_baseline
+from .bench_table import cpu_text
 from .tables import LIGHTFUSIONNET
 
 #: Edge of the square pair used for MACs and timings, as in the paper.
@@ -161,6 +162,7 @@ def efficiency(
         "shape": f"{mri.shape[0]}x{mri.shape[1]}",
         "loadavg": os.getloadavg() if hasattr(os, "getloadavg") else None,
         "cpus": os.cpu_count(),
+        "cpu": cpu_text(),
         "preset": preset,
     }
     return out
