@@ -64,7 +64,29 @@ def test_the_best_state_kept_is_the_best_that_lowers_no_measure():
     decision = decide(BASE, states, min_gain=0.005)
     assert decision.improved and decision.step == 100 and decision.values == fair
     rank = keeps_measures(BASE)
-    assert rank(blurry) == -math.inf and rank(fair) == held_out_score(fair) and rank(BASE) == held_out_score(BASE)
+    assert (
+        rank(blurry) == (0, -math.inf)
+        and rank(fair) == (2, held_out_score(fair))
+        and rank(BASE) == (2, held_out_score(BASE))
+    )
+
+
+REFERENCE = {"Qabf": 0.80, "SSIM": 1.45, "VIF": 0.50, "loss": 2.0}  # the best preset: sharper, less VIF than the base
+
+
+def test_a_state_that_keeps_every_measure_of_the_best_preset_is_kept_though_below_the_base_on_one():
+    assert held_out_score(REFERENCE) > held_out_score(BASE)
+    like_reference = {"Qabf": 0.79, "SSIM": 1.46, "VIF": 0.50, "loss": 1.0}  # VIF -17 % against the base
+    higher = scaled(1.02, 1.0, 1.02)  # keeps the base's measures, a higher score, but Qabf -23 % against the best
+    states = [(0, BASE), (100, higher), (200, like_reference)]
+    decision = decide(BASE, states, min_gain=0.005, reference=REFERENCE)
+    assert decision.improved and decision.step == 200 and decision.lost == {"VIF": pytest.approx(0.50 / 0.60 - 1)}
+    rank = keeps_measures(BASE, reference=REFERENCE, min_gain=0.005)
+    assert rank(like_reference)[0] == 2 and rank(higher)[0] == 1 and rank(BASE)[0] == 0  # the base is below min_gain
+    # without a state that keeps the best preset's measures, one that keeps the base's is kept, as without a reference
+    assert decide(BASE, states[:2], min_gain=0.005, reference=REFERENCE).step == 100
+    # and one that keeps neither is not
+    assert not decide(BASE, [(100, scaled(qabf=0.9, vif=1.5))], min_gain=0.005, reference=REFERENCE).improved
 
 
 def test_the_margin_still_applies_and_every_measure_is_checked():

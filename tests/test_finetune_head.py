@@ -30,7 +30,8 @@ def _pair(seed=0, size=40):
     ("base", "target", "head"),
     [
         ("intensity", "CT-MRI", "blend"),  # intensity -> blend
-        ("PET-MRI", "CT-MRI", None),  # a mix head holds a blend: kept
+        ("PET-MRI", "CT-MRI", "blend"),  # mix -> blend: the gain would trade grey levels for edges
+        ("SPECT-MRI", "CT-MRI", "blend"),
         ("intensity", "PET-MRI", "mix"),  # intensity -> mix
         ("intensity", "SPECT-MRI", "mix"),
         ("CT-MRI", "PET-MRI", None),  # a blend head is kept
@@ -44,11 +45,12 @@ def test_the_head_follows_the_target_preset_when_it_mixes(base, target, head):
     assert (note == "") == (head is None) and (head is None or f"as the {target} preset's, not the base's" in note)
 
 
-@pytest.mark.parametrize("output", ["blend", "mix"])
-def test_an_intensity_base_starts_a_mixing_head_at_the_even_mixture(output):
-    base = _intensity_network()
+@pytest.mark.parametrize(("base", "output"), [("intensity", "blend"), ("intensity", "mix"), ("PET-MRI", "blend")])
+def test_a_new_mixing_head_starts_at_the_even_mixture(base, output):
+    base = _base(base)
+    own = base.config.output
     blend = with_output(base, output)
-    assert blend.config.output == output and base.config.output == "intensity"
+    assert blend.config.output == output and base.config.output == own
     a, b = _pair(2)
     with torch.inference_mode():
         torch.testing.assert_close(blend(a, b), (a + b) / 2, atol=1e-6, rtol=0)

@@ -89,6 +89,22 @@ def test_the_schedule_decays_the_learning_rate_every_lr_step_steps(arrays):
     assert seen == pytest.approx([1e-3] * 3 + [5e-4] * 3 + [2.5e-4])
 
 
+def test_annealing_lowers_the_learning_rate_along_a_half_cosine_to_the_end_of_the_run(arrays):
+    model = LightFusionNet(ModelConfig(balance=0.2))
+    schedule = Schedule(steps=5, crop=16, lr=1e-3, anneal=True, validate_every=None)
+    run = train_steps(model, Objective(balance=0.2), arrays[:4], arrays[4:5], schedule, rank=lower_loss, measures=())
+    seen = [p.lr for p in run if p.terms]
+    expected = [0.5e-3 * (1 + math.cos(math.pi * k / 5)) for k in range(5)]
+    assert seen == pytest.approx(expected)
+    assert schedule.lr_factor(5, 0.0) == pytest.approx(0.0)
+    timed = Schedule(steps=None, seconds=100.0, anneal=True)
+    assert timed.lr_factor(0, 50.0) == pytest.approx(0.5)  # half the time budget: half the peak
+    assert timed.lr_factor(0, 150.0) == pytest.approx(0.0)
+    assert Schedule(steps=10).lr_factor(9, 0.0) == 1.0  # constant without annealing
+    with pytest.raises(ValueError, match="not both"):
+        Schedule(steps=10, lr_step=3, anneal=True)
+
+
 def test_crops_are_seeded_flipped_and_carry_the_hot_spot(arrays):
     images = with_hot_spots(arrays)
     first = Crops(images, 16, seed=1).batch(4)

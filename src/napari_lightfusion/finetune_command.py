@@ -41,7 +41,9 @@ def add_finetune(sub):
     p.add_argument("--out", type=Path, required=True, help="weight file to write (.pt, with its .json sidecar)")
     p.add_argument("--minutes", type=float, default=None, help="time budget (default 2, or none with --steps)")
     p.add_argument("--steps", type=int, default=None, help="stop after this many steps")
-    p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: the recipe's, 2e-3)")
+    p.add_argument(
+        "--lr", type=float, default=None, help="peak Adam learning rate (default: the recipe's, 5e-3, annealed to 0)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save-as", default=None, help="also save the result as a custom preset of this name")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")

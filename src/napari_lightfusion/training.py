@@ -141,6 +141,14 @@ def lower_loss(values: Mapping) -> float:
     return -float(values["loss"])
 
 
+def share_used(step: int, steps: int | None, seconds: float, budget: float | None) -> float:
+    """How much of ``steps`` steps or a ``budget`` of seconds is used, whichever is nearer its end, in [0, 1]."""
+    parts = [step / steps] if steps else []
+    if budget:
+        parts.append(seconds / budget)
+    return float(min(1.0, max(parts, default=0.0)))
+
+
 @dataclass(frozen=True)
 class Schedule:
     """How long and how fast: steps or a time budget (whichever ends first), batch, crop, learning rate."""
@@ -152,6 +160,7 @@ class Schedule:
     lr: float = 2e-3
     lr_step: int | None = None  # optimiser steps between learning-rate decays (None: constant)
     lr_gamma: float = 0.5
+    anneal: bool = False  # the learning rate falls along a half cosine to 0 by the end of the steps or budget
     validate_every: int | None = 100  # steps between validations (None: only at the start and the end)
     seed: int = 0
 
@@ -164,6 +173,16 @@ class Schedule:
             raise ValueError(f"the time budget must be positive, not {self.seconds} s")
         if not self.lr > 0:
             raise ValueError(f"learning rate must be positive, not {self.lr}")
+        if self.anneal and self.lr_step:
+            raise ValueError("choose a step schedule (lr_step) or annealing, not both")
+
+    def used(self, step: int, seconds: float) -> float:
+        """How much of the run ``step`` steps and ``seconds`` of wall time are, in [0, 1] (the nearer end)."""
+        return share_used(step, self.steps, seconds, self.seconds)
+
+    def lr_factor(self, step: int, seconds: float) -> float:
+        """The learning rate of a step, as a share of ``lr``: 1, or the half cosine when annealing."""
+        return 0.5 * (1.0 + math.cos(math.pi * self.used(step, seconds))) if self.anneal else 1.0
 
 
 @dataclass(frozen=True)
@@ -191,12 +210,7 @@ class Progress:
     @property
     def fraction(self) -> float:
         """How much of the step count or time budget is used, in [0, 1]."""
-        parts = []
-        if self.steps:
-            parts.append(self.step / self.steps)
-        if self.budget:
-            parts.append(self.seconds / self.budget)
-        return float(min(1.0, max(parts, default=0.0)))
+        return share_used(self.step, self.steps, self.seconds, self.budget)
 
 
 @dataclass
@@ -266,6 +280,7 @@ def train_steps(
     decay = (
         torch.optim.lr_scheduler.StepLR(optimiser, schedule.lr_step, schedule.lr_gamma) if schedule.lr_step else None
     )
+    peaks = [group["lr"] for group in optimiser.param_groups]
 
     def check(step: int) -> dict:
         values = validate(model, held, objective, measures) if held else {"loss": float("nan")}
@@ -329,6 +344,10 @@ def train_steps(
             break
         model.train()
         tick = time.perf_counter()
+        if schedule.anneal:
+            factor = schedule.lr_factor(step, elapsed)
+            for group, peak in zip(optimiser.param_groups, peaks, strict=True):
+                group["lr"] = peak * factor
         lr = optimiser.param_groups[0]["lr"]
         a, b, hot = crops.batch(schedule.batch_size, device)
         balance = objective.draw(crops.rng)
