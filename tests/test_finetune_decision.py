@@ -150,3 +150,17 @@ def test_a_run_whose_every_state_lowers_a_measure_keeps_the_base_and_says_which(
     assert result.refusal.startswith("the best fine-tuned state would have lowered Qabf by 25.5% (0.600 -> 0.447)")
     assert result.sidecar()["finetune"]["lost"] == {"Qabf": pytest.approx(-0.255)}
     assert result.sidecar()["finetune"]["max_drop"] == MAX_DROP
+
+
+def test_a_run_from_a_weaker_base_keeps_the_best_presets_measures_and_says_it_is_below_the_base(scripted, monkeypatch):
+    scores = {"CT-MRI": REFERENCE, "PET-MRI": BASE}
+    monkeypatch.setattr(
+        finetune_choice, "score_presets", lambda held, names: {name: dict(scores.get(name, BASE)) for name in names}
+    )
+    like_reference = {"Qabf": 0.79, "SSIM": 1.46, "VIF": 0.50}
+    scripted.update({5: scaled(1.02, 1.0, 1.02), 10: like_reference})  # keeps the base's measures; the best's
+    result = finetune([microscopy_pair(64, seed=1)], "PET-MRI", **FAST)
+    assert result.reference == "CT-MRI" and result.improved and result.best_step == 10
+    assert result.lost == {"VIF": pytest.approx(0.50 / 0.60 - 1)}
+    assert "below the base on VIF -16.7%, but within 3% of CT-MRI, the best preset" in result.verdict
+    assert result.sidecar()["finetune"]["reference"] == "CT-MRI"

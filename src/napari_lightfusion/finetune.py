@@ -155,10 +155,12 @@ class FinetuneResult:
     """The weights fine-tuning returns and how they were found.
 
     ``model`` (on the CPU, in evaluation mode) is the best state on the
-    held-out parts that lowers no measure by more than ``config.max_drop``,
-    or the base itself when none beat it (``improved`` False,
-    ``best_step`` 0; ``lost`` then holds the measures the best-scoring
-    fine-tuned state, ``best_tuned``, would have lowered too far).
+    held-out parts that lowers no measure by more than ``config.max_drop``
+    against ``reference`` (the best preset there; failing any, against the
+    base), or the base itself when none beat it (``improved`` False,
+    ``best_step`` 0). ``lost`` holds the measures a state lowers against
+    the base by more than ``config.max_drop``: the kept one's, or the
+    best-scoring fine-tuned state's (``best_tuned``) when the base was kept.
     ``before`` and ``after`` are the held-out loss, Qabf, SSIM and VIF of the base and of ``model``;
     ``candidates`` the held-out scores of every preset weighed for the
     base and the loss. ``stopped``: "steps", "time" or "cancelled".

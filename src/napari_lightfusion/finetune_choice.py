@@ -15,13 +15,15 @@ bundled three on 16 parts of 256 x 256) and picks:
   CT-MRI-like pairs get the CT-MRI preset's loss whatever the base is.
   A preset name takes that preset's objective; an Objective is used as it is;
 * the **head**: that preset's output head when it mixes the two sources and
-  the base's does not (:func:`fitted_head`, :func:`with_output`).
+  the base's does not, or when it is a blend and the base's a mix
+  (:func:`fitted_head`, :func:`with_output`).
 
 And what it ends with: :func:`decide` keeps the fine-tuned state with the
-best held-out score among those that lower no measure (Qabf, SSIM, VIF) by
-more than :data:`MAX_DROP` against the base, and only when it beats the
-base by ``min_gain``; else the base. :func:`keeps_measures` is the same
-rule as the rank the training loop keeps its best state by.
+best held-out score among those that beat the base by ``min_gain`` and
+lower no measure (Qabf, SSIM, VIF) by more than :data:`MAX_DROP` against
+the best preset on the held-out parts (failing any, against the base);
+else the base. :func:`keeps_measures` is the same rule as the rank the
+training loop keeps its best state by.
 """
 
 from __future__ import annotations
