@@ -359,7 +359,7 @@ def finetune_steps(
 
     # the state kept: the best that keeps every measure of the best preset on these parts (or else of the base)
     reference_name = best_preset(candidates)
-    reference = candidates[reference_name] if reference_name != base else None
+    reference = candidates[reference_name]
     rank = keeps_measures(before, config.max_drop, reference, config.min_gain)
     options = dict(device=device, cancel=cancel, rank=rank, started=start, first=before)
     steps = Steps(train_steps(model, objective, train, held, config.schedule(), **options))

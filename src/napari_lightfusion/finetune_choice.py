@@ -144,7 +144,7 @@ def keeps_measures(
         score = float(np.nan_to_num(held_out_score(values), nan=-math.inf))
         if score >= floor and not lowered(values, reference, max_drop):
             return 2, score
-        if score >= floor and reference is not base and not lowered(values, base, max_drop):
+        if score >= floor and not lowered(values, base, max_drop):  # never when the reference is the base
             return 1, score
         return 0, -math.inf  # never kept, and never displaces a state that is
 

@@ -176,13 +176,11 @@ class Schedule:
         if self.anneal and self.lr_step:
             raise ValueError("choose a step schedule (lr_step) or annealing, not both")
 
-    def used(self, step: int, seconds: float) -> float:
-        """How much of the run ``step`` steps and ``seconds`` of wall time are, in [0, 1] (the nearer end)."""
-        return share_used(step, self.steps, seconds, self.seconds)
-
     def lr_factor(self, step: int, seconds: float) -> float:
         """The learning rate of a step, as a share of ``lr``: 1, or the half cosine when annealing."""
-        return 0.5 * (1.0 + math.cos(math.pi * self.used(step, seconds))) if self.anneal else 1.0
+        if not self.anneal:
+            return 1.0
+        return 0.5 * (1.0 + math.cos(math.pi * share_used(step, self.steps, seconds, self.seconds)))
 
 
 @dataclass(frozen=True)
