@@ -3,6 +3,7 @@
 import csv
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from napari_lightfusion.losses import LossWeights
 from napari_lightfusion.model import LightFusionNet, ModelConfig
 from napari_lightfusion.objective import Objective, objective_of, with_hot_spots
 from napari_lightfusion.pair_data import is_validation, load_pairs, pair_names, planes, read_image
-from napari_lightfusion.research.train import TrainConfig, train
+from napari_lightfusion.research.train import TrainConfig, start_from, train
 from napari_lightfusion.training import Crops, Schedule, held_out_score, lower_loss, train_steps, validate
 from napari_lightfusion.weights import PRESETS, load_model, preset_path, read_sidecar, sha256
 
@@ -229,3 +230,27 @@ def test_training_a_conditioned_network_writes_its_default_balance(data_root, tm
     scale, _ = model.condition(1.0)
     assert not torch.equal(scale, torch.ones_like(scale))  # the conditioning was trained
     assert objective_of(side) == config.objective()  # what fine-tuning will read back
+
+
+def test_training_from_a_preset_with_another_mixing_head_keeps_its_features():
+    base = load_model(preset_path("SPECT-MRI"))  # a mix head
+    assert base.config.output == "mix"
+    config = TrainConfig(
+        epochs=1, init=str(preset_path("SPECT-MRI")), model=replace(base.config, output="blend", balance=0.0)
+    )
+    start = LightFusionNet(config.model)
+    start_from(start, config.init)
+    features = {k: v for k, v in base.state_dict().items() if not k.startswith("decoder.2.")}
+    assert all(torch.equal(start.state_dict()[k], v) for k, v in features.items())
+    assert not start.decoder[2].weight.any() and not start.decoder[2].bias.any()  # the even mixture
+    with pytest.raises(ValueError, match="does not fit"):
+        start_from(LightFusionNet(replace(config.model, width=8)), config.init)
+
+
+def test_annealed_training_is_recorded_and_needs_no_step_schedule(data_root, tmp_path):
+    config = TrainConfig(epochs=2, crop=32, lr=5e-3, anneal=True, val_every=1)
+    side = train(data_root, "PET-MRI", tmp_path, config, progress=False)
+    assert side["train"]["anneal"] is True
+    with open(tmp_path / "PET-MRI.log.csv", newline="") as log:
+        rates = [float(r["lr"]) for r in csv.DictReader(log)]
+    assert rates[0] < 5e-3 and rates[-1] < rates[0]  # falling along the cosine, not halved at epoch 50

@@ -36,6 +36,12 @@ def _add_train(sub):
     p.add_argument("--epochs", type=int, default=200)
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: recipe's)")
     p.add_argument(
+        "--anneal",
+        action="store_true",
+        help="the learning rate falls along a half cosine from --lr to 0 over the epochs "
+        "(default: halved every 50 epochs)",
+    )
+    p.add_argument(
         "--weighting", default="eq5", help="loss weights: eq5, table5 or intensity/gradient/SSIM, e.g. 20/150/50"
     )
     p.add_argument("--width", type=int, default=16)
@@ -108,6 +114,7 @@ def _run_train(args):
         seed=args.seed,
         weights=loss_weights(args.weighting),
         crop=args.crop,
+        anneal=args.anneal,
         default_share=args.default_share,
         balance_loss=args.balance_loss,
         hot_spot_weight=args.hot_spot_weight,

@@ -1,6 +1,6 @@
 """Training LightFusionNet on the atlas pairs (``lightfusion train``): a recipe over the training core.
 
-Adam, the learning rate halved every 50 epochs, batch 4, random 64 x 64
+Adam, the learning rate halved every 50 epochs (or annealed), batch 4, random 64 x 64
 crops with flips, seeded: :func:`napari_lightfusion.training.train_steps`
 runs it, with the objective of :class:`TrainConfig` (the loss weights, and
 for a balance-conditioned network how b is drawn and shapes the loss,
@@ -41,6 +41,8 @@ class TrainConfig:
     lr: float = 1e-3  # the paper says 1e-4; 1e-3 measured better (docs/ablations.md)
     lr_step: int = 50
     lr_gamma: float = 0.5
+    #: the learning rate falls along a half cosine to 0 over the epochs instead of the step schedule
+    anneal: bool = False
     seed: int = 0
     val_every: int = 25
     #: conditioned networks only: share of batches trained at the default b
@@ -55,7 +57,8 @@ class TrainConfig:
     weights: LossWeights = field(default_factory=LossWeights)
     model: ModelConfig = field(default_factory=ModelConfig)
     #: a weight file to start from (e.g. a bundled preset); parameters it lacks
-    #: (the balance conditioning of a paper network) keep their initialisation
+    #: (the balance conditioning of a paper network) keep their initialisation,
+    #: and a mixing head other than its own starts at the even mixture
     init: str | None = None
 
     def objective(self) -> Objective:
@@ -74,12 +77,26 @@ def start_from(model: LightFusionNet, path: str) -> str:
     """Load the parameters of weight file ``path`` that ``model`` has; return the file's sha256.
 
     The file is checked like any weight file (:func:`napari_lightfusion.weights.load_model`);
-    it must be the same architecture but for the balance conditioning.
+    it must be the same architecture but for the balance conditioning and the
+    output head: where ``model`` has another mixing head ("blend" or "mix")
+    than the file, the file's features are kept and the head starts at the
+    even mixture (:func:`napari_lightfusion.finetune_choice.with_output`), as
+    a fine-tune onto another pair's objective does.
     """
+    from ..finetune_choice import with_output
+    from ..model import MIXING_OUTPUTS
     from ..weights import load_model
 
     source = load_model(Path(path))
-    missing, unexpected = model.load_state_dict(source.state_dict(), strict=False)
+    output = model.config.output
+    if source.config.output != output and output in MIXING_OUTPUTS:
+        source = with_output(source, output)
+    try:
+        missing, unexpected = model.load_state_dict(source.state_dict(), strict=False)
+    except RuntimeError as error:  # a parameter of another shape (width, reduction)
+        raise ValueError(
+            f"weight file {path} does not fit this network: {str(error).splitlines()[-1].strip()}"
+        ) from None
     if unexpected or any(not k.startswith("film.") for k in missing):
         raise ValueError(f"weight file {path} does not fit this network: {(unexpected or missing)[0]}")
     return sha256(Path(path))
@@ -135,8 +152,9 @@ def train(
         batch_size=config.batch_size,
         crop=config.crop,
         lr=config.lr,
-        lr_step=config.lr_step * per_epoch,
+        lr_step=None if config.anneal else config.lr_step * per_epoch,
         lr_gamma=config.lr_gamma,
+        anneal=config.anneal,
         validate_every=config.val_every * per_epoch,
         seed=config.seed,
     )
