@@ -52,6 +52,31 @@ def test_ssim_of_identical_images_is_one_and_of_constants_by_formula():
     assert ssim(const(0.2, 32), const(0.6, 32)).item() == pytest.approx(expected, rel=1e-4)
 
 
+def test_ssim_equals_the_2d_gaussian_window_of_wang_et_al_with_its_gradient():
+    """The separable filtering is an implementation detail: values and gradients of the 11 x 11 window."""
+    torch.manual_seed(0)
+    x = torch.rand(2, 1, 40, 40, requires_grad=True)
+    y = torch.rand(2, 1, 40, 40)
+    g = torch.exp(-((torch.arange(11.0) - 5) ** 2) / (2 * 1.5**2))
+    window = (torch.outer(g, g) / g.sum() ** 2)[None, None]
+    c1, c2 = 0.01**2, 0.03**2
+
+    def blur(t):
+        return torch.nn.functional.conv2d(t, window)
+
+    mx, my = blur(x), blur(y)
+    vx, vy, cxy = blur(x * x) - mx**2, blur(y * y) - my**2, blur(x * y) - mx * my
+    want = (((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))).mean()
+    (want_grad,) = torch.autograd.grad(want, x)
+    got = ssim(x, y)
+    (got_grad,) = torch.autograd.grad(got, x)
+    assert got.item() == pytest.approx(want.item(), abs=1e-6)
+    assert torch.allclose(got_grad, want_grad, atol=1e-8, rtol=1e-4)
+    y.requires_grad_(True)  # a second image that needs a gradient gets one
+    (grad_y,) = torch.autograd.grad(ssim(x.detach(), y), y)
+    assert grad_y.abs().sum() > 0
+
+
 def test_ssim_loss_is_one_minus_the_mean_of_both():
     x = torch.rand(1, 1, 32, 32)
     y = const(0.5, 32)

@@ -77,6 +77,15 @@ def test_the_loop_lowers_the_loss_and_keeps_the_best_or_the_last_state(arrays):
     assert all(torch.equal(start[k], v) for k, v in model.state_dict().items())
 
 
+def test_the_network_trains_channels_last_on_the_cpu_and_comes_back_in_the_usual_layout(arrays):
+    model = LightFusionNet()
+    weight = model.encoder_a[1][0].weight  # a dilated depthwise 3x3 kernel (16, 1, 3, 3): where the layout pays
+    assert weight.stride() == (9, 9, 3, 1)
+    strides = [weight.stride() for _ in train_steps(model, Objective(), arrays[:4], (), Schedule(steps=2, crop=32))]
+    assert strides and set(strides) == {(9, 1, 3, 1)}  # channels last: the channel stride is 1
+    assert model.encoder_a[1][0].weight.stride() == (9, 9, 3, 1)
+
+
 def test_the_schedule_decays_the_learning_rate_every_lr_step_steps(arrays):
     model = LightFusionNet(ModelConfig(balance=0.2))
     schedule = Schedule(steps=7, crop=16, lr=1e-3, lr_step=3, lr_gamma=0.5, validate_every=None)
