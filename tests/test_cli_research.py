@@ -186,3 +186,17 @@ def test_score_on_the_validation_pairs_reads_only_those_of_train(small_root, cap
     shutil.rmtree(small_root / "test")
     assert _score(small_root, "--split", "validation") == 0
     assert "1 PET-MRI validation pairs." in capsys.readouterr().out
+
+
+def test_bench_train_times_the_step_in_both_layouts_and_the_ssim_term_both_ways(harvard_root, capsys):
+    assert main(["bench-train", "--data", str(harvard_root), "--steps", "2", "--threads", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = {cells[0]: cells[1:] for cells in ([c.strip() for c in line.split("|")[1:-1]] for line in lines[4:])}
+    assert set(rows) == {
+        "step, channels-last (as trained)",
+        "step, contiguous",
+        "SSIM term, separable (as trained)",
+        "SSIM term, 2D window",
+    }
+    assert all(float(ms) > 0 and float(ratio) > 0 for ms, ratio in rows.values())
+    assert "CT-MRI" in lines[0] and "CPUs" in lines[0]

@@ -102,7 +102,7 @@ def gradient_loss(fused, a, b, balance: float = 0.0, where=None):
     return _mean((sobel_magnitude(fused) - target).abs(), where)
 
 
-def _gaussian_1d(size: int = 11, sigma: float = 1.5):
+def gaussian_1d(size: int = 11, sigma: float = 1.5):
     """The 1D factor of the 11 x 11 Gaussian SSIM window (the window is its outer product with itself)."""
     x = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
     g = torch.exp(-(x**2) / (2 * sigma**2))
@@ -117,7 +117,7 @@ def _blur(t):
     (the 2D window's backward pass was a third of a fine-tuning step).
     """
     n, c, h, w = t.shape
-    g = _gaussian_1d().to(t)
+    g = gaussian_1d().to(t)
     size = g.numel()
     t = F.conv2d(t.reshape(n * c, 1, h, w), g.view(1, 1, 1, size))
     t = F.conv2d(t, g.view(1, 1, size, 1))

@@ -13,9 +13,10 @@ adapts a preset to the user's pairs. What they share is here:
   :func:`~napari_lightfusion.objective.with_hot_spots` for the losses that need it).
 * :func:`make_optimiser` - Adam, the balance layer in its own group, and a
   step schedule (the learning rate times ``lr_gamma`` every ``lr_step`` steps).
-* :func:`validate` - the loss and Qabf, SSIM, VIF (MI on request) on
-  held-out arrays at the objective's default b; :func:`held_out_score` is
-  the one number runs are ranked by (the geometric mean of Qabf, SSIM, VIF).
+* :func:`validate` - the loss and Qabf, SSIM, VIF and MI (the quality
+  bar's four measures) on held-out arrays at the objective's default b;
+  :func:`held_out_score` is the one number runs are ranked by (their
+  geometric mean).
 * :func:`train_steps` - the loop: steps or a time budget, cancel, a
   validation every ``validate_every`` steps and at the end, the best state
   kept (or the last), a :class:`Progress` yielded per step. On the CPU the
@@ -45,8 +46,10 @@ from . import metrics, statistical_metrics
 from .model import LightFusionNet
 from .objective import Objective
 
-#: The measures held-out parts are scored on (besides the loss); :func:`held_out_score` combines them.
-SCORED = ("Qabf", "SSIM", "VIF")
+#: The measures held-out parts are scored on (besides the loss); :func:`held_out_score` combines them. The
+#: quality bar's four: MI joined on 2026-12-07, when ranking without it kept states that lost the sources'
+#: grey levels (docs/finetune.md, rule 4).
+SCORED = ("Qabf", "SSIM", "VIF", "MI")
 
 _METRIC_FUNCTIONS = {"Qabf": metrics.qabf, "SSIM": metrics.ssim, "VIF": metrics.vif, "MI": statistical_metrics.mi}
 
@@ -125,7 +128,7 @@ def validate(
 
 
 def held_out_score(values: Mapping) -> float:
-    """The geometric mean of Qabf, SSIM and VIF: higher is better, and a ratio of two says by how much.
+    """The geometric mean of Qabf, SSIM, VIF and MI: higher is better, and a ratio of two says by how much.
 
     Scale-free, so no measure dominates by its range. A measure that is nan
     (VIF of parts under 17 x 17 pixels, Qabf without edges: a property of
@@ -246,6 +249,18 @@ def cancel_check(cancel) -> Callable[[], bool]:
     raise ValueError("cancel must be a threading.Event or a function returning True to stop")
 
 
+def train_step(model: LightFusionNet, objective: Objective, crops: Crops, optimiser, batch_size: int, device="cpu"):
+    """One optimiser step on ``batch_size`` crops, b drawn by ``objective``: the loss and its terms (tensors)."""
+    a, b, hot = crops.batch(batch_size, device)
+    balance = objective.draw(crops.rng)
+    fused = model(a, b, balance=balance) if model.conditioned else model(a, b)
+    loss, terms = objective.loss(fused, a, b, balance, hot)
+    optimiser.zero_grad(set_to_none=True)
+    loss.backward()
+    optimiser.step()
+    return loss, terms
+
+
 def train_steps(
     model: LightFusionNet,
     objective: Objective,
@@ -353,13 +368,7 @@ def train_steps(
             for group, peak in zip(optimiser.param_groups, peaks, strict=True):
                 group["lr"] = peak * factor
         lr = optimiser.param_groups[0]["lr"]
-        a, b, hot = crops.batch(schedule.batch_size, device)
-        balance = objective.draw(crops.rng)
-        fused = model(a, b, balance=balance) if model.conditioned else model(a, b)
-        loss, terms = objective.loss(fused, a, b, balance, hot)
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
+        loss, terms = train_step(model, objective, crops, optimiser, schedule.batch_size, device)
         if decay is not None:
             decay.step()
         step += 1

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from ..cli import make_parser, prefer_pyqt6, run
+from .bench_train import add_bench_train
 from .crossfit import add_crossfit
 
 #: Said at the end of ``lightfusion-research --help``: the research scripts that are not subcommands.
@@ -357,6 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
             _add_ablate,
             _add_bench,
             _add_bench_live,
+            add_bench_train,
             _add_screenshot,
             _add_balance_figure,
             _add_default_balance,
