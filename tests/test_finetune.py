@@ -113,14 +113,8 @@ def test_nothing_better_than_the_base_keeps_the_base_and_says_so(cells):
     assert result.report()[-1] == result.verdict and result.report()[0].startswith("base: PET-MRI (given")
 
 
-def test_a_gain_below_the_margin_keeps_the_base(cells, tmp_path):
-    # an untrained *blend* network: the mean of the sources, a score above 0 for the margin to be relative to
-    # (the untrained intensity network's near-constant image has MI 0, so a score of 0)
-    torch.manual_seed(0)
-    base = tmp_path / "blend.pt"
-    save_weights(LightFusionNet(ModelConfig(output="blend", balance=0.0)), base, {"dataset": None})
-    result = finetune([cells], str(base), steps=10, min_gain=1e6, **FAST)  # no run gains a million-fold
-    assert held_out_score(result.before) > 0
+def test_a_gain_below_the_margin_keeps_the_base(cells, poor_base):
+    result = finetune([cells], poor_base, steps=10, min_gain=1e6, **FAST)  # no run gains a million-fold
     assert result.kept_base and result.best_tuned is not None
     assert held_out_score(result.best_tuned) > held_out_score(result.before)  # better, but not by the margin
 

@@ -245,7 +245,7 @@ def test_a_run_that_improves_nothing_keeps_the_base_and_offers_no_copy(cells_vie
     qtbot.waitUntil(lambda: not panel.busy, timeout=WAIT_MS)
     assert panel.result.best_step == 0
     assert (
-        "Kept the base: fine-tuning did not improve Qabf/SSIM/VIF/MI on your held-out pairs, so 'CT-MRI' is unchanged"
+        "Kept the base: fine-tuning did not improve Qabf/SSIM/VIF on your held-out pairs, so 'CT-MRI' is unchanged"
     ) in panel.summary.text()
     assert f"before Qabf {panel.result.before['Qabf']:.3f}" in panel.summary.text()
     assert not panel.save_btn.isEnabled() and panel.name.text() == ""

@@ -34,6 +34,7 @@ RESEARCH_COMMANDS = (
     "ablate",
     "bench",
     "bench-live",
+    "bench-train",
     "screenshot",
     "balance-figure",
     "default-balance",

@@ -13,7 +13,7 @@ is a thin recipe over the training core, :mod:`napari_lightfusion.training`:
    ``max_validation`` held-out parts are scored, the rest is trained on.
 2. **Base chosen by measurement** (:mod:`napari_lightfusion.finetune_choice`).
    ``base="auto"`` (the default) scores every bundled and custom preset on
-   the held-out parts (Qabf, SSIM, VIF, MI, ranked by their geometric mean,
+   the held-out parts (Qabf, SSIM, VIF, ranked by their geometric mean,
    :func:`~napari_lightfusion.training.held_out_score`) and starts from the
    best; a name or a weight file starts from that one.
 3. **Loss fitted to the pair.** ``loss="auto"`` takes the objective (loss
@@ -25,7 +25,7 @@ is a thin recipe over the training core, :mod:`napari_lightfusion.training`:
    and the head of the objective's preset when it mixes (:func:`~napari_lightfusion.finetune_choice.fitted_head`).
 4. **Never worse.** The held-out score is tracked every ``validate_every``
    steps and at the end. A state is kept only when it beats the base's
-   score by ``min_gain`` (relative) and lowers none of Qabf, SSIM, VIF and MI
+   score by ``min_gain`` (relative) and lowers none of Qabf, SSIM and VIF
    by more than ``max_drop`` (:data:`MAX_DROP`, 3 %) against the *best
    preset on the held-out parts* (:attr:`FinetuneResult.reference`; the
    base itself under ``base="auto"``): what the user could have had on
@@ -96,7 +96,7 @@ __all__ = [
 ]
 
 #: What a run that did not beat its base says (the widget and the command line show it as it is).
-KEPT_BASE = "kept the base: fine-tuning did not improve Qabf/SSIM/VIF/MI on your held-out pairs"
+KEPT_BASE = "kept the base: fine-tuning did not improve Qabf/SSIM/VIF on your held-out pairs"
 
 
 @dataclass(frozen=True)
@@ -162,7 +162,7 @@ class FinetuneResult:
     ``best_step`` 0). ``lost`` holds the measures a state lowers against
     the base by more than ``config.max_drop``: the kept one's, or the
     best-scoring fine-tuned state's (``best_tuned``) when the base was kept.
-    ``before`` and ``after`` are the held-out loss, Qabf, SSIM, VIF and MI of the base and of ``model``;
+    ``before`` and ``after`` are the held-out loss, Qabf, SSIM and VIF of the base and of ``model``;
     ``candidates`` the held-out scores of every preset weighed for the
     base and the loss. ``stopped``: "steps", "time" or "cancelled".
     ``seconds`` is the wall time of the whole call, ``cpu_seconds`` the
@@ -251,7 +251,7 @@ class FinetuneResult:
         return [
             f"base: {self.base} ({self.base_reason})",
             f"loss: {self.objective.describe()} ({self.objective_reason})",
-            f"held-out ({self.validation_images} part(s); score = geometric mean of Qabf, SSIM, VIF, MI): "
+            f"held-out ({self.validation_images} part(s); score = geometric mean of Qabf, SSIM, VIF): "
             f"before {_scores(self.before)}, score {held_out_score(self.before):.3f}; "
             f"after {_scores(self.after)}, score {held_out_score(self.after):.3f}",
             f"{self.steps} steps in {self.seconds:.0f} s on {self.device} ({ended}; median "
@@ -302,7 +302,7 @@ def _jsonable(values: dict) -> dict:
 
 
 def _scores(values: dict) -> str:
-    return ", ".join(f"{name} {values.get(name, float('nan')):.3f}" for name in SCORED)
+    return ", ".join(f"{name} {values[name]:.3f}" for name in SCORED)
 
 
 def _evenly(count: int, limit: int) -> list[int]:

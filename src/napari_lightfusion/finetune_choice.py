@@ -1,7 +1,7 @@
 """What fine-tuning starts from and trains with, chosen by measurement on the user's held-out parts.
 
 :func:`choose` scores presets on the held-out parts of the user's pairs
-(Qabf, SSIM, VIF and MI, ranked by their geometric mean,
+(Qabf, SSIM and VIF, ranked by their geometric mean,
 :func:`napari_lightfusion.training.held_out_score`; a few seconds for the
 bundled three on 16 parts of 256 x 256) and picks:
 
@@ -20,7 +20,7 @@ bundled three on 16 parts of 256 x 256) and picks:
 
 And what it ends with: :func:`decide` keeps the fine-tuned state with the
 best held-out score among those that beat the base by ``min_gain`` and
-lower no measure (Qabf, SSIM, VIF, MI) by more than :data:`MAX_DROP` against
+lower no measure (Qabf, SSIM, VIF) by more than :data:`MAX_DROP` against
 the best preset on the held-out parts (failing any, against the base);
 else the base. :func:`keeps_measures` is the same rule as the rank the
 training loop keeps its best state by.
@@ -41,7 +41,7 @@ from .weights import all_presets, model_for, preset_path, read_sidecar
 #: ``base`` and ``loss`` value that chooses by measurement.
 AUTO = "auto"
 
-#: The most any one held-out measure (Qabf, SSIM, VIF, MI) may fall, relative to the base's, for a fine-tuned
+#: The most any one held-out measure (Qabf, SSIM, VIF) may fall, relative to the base's, for a fine-tuned
 #: state to be kept. The held-out score is a geometric mean, so a large gain in one measure can hide a large
 #: loss in another (SPECT-MRI fine-tuned on CT-MRI pairs: Qabf -25.5 %, VIF +32.8 %, "improved",
 #: docs/crossfit.md), and a user would call a blurrier image worse. 3 % is the "within 3 %" of the
@@ -56,7 +56,7 @@ class Choice:
 
     base: str
     base_reason: str
-    candidates: dict  # preset name -> its held-out validation (loss under its own objective, Qabf, SSIM, VIF, MI)
+    candidates: dict  # preset name -> its held-out validation (loss under its own objective, Qabf, SSIM, VIF)
     objective: Objective
     objective_from: str
     objective_reason: str
@@ -64,7 +64,7 @@ class Choice:
 
 
 def score_presets(held: Sequence[np.ndarray], names: Iterable[str]) -> dict[str, dict]:
-    """Held-out Qabf, SSIM, VIF and MI (and each preset's loss under its own objective), name -> validation.
+    """Held-out Qabf, SSIM and VIF (and each preset's loss under its own objective), name -> validation.
 
     On the CPU, with the shared cached networks (:func:`napari_lightfusion.weights.model_for`).
     """

@@ -7,7 +7,7 @@ of the training loss and the held-out scores and a small loss plot. By default (
 preset*) the base is the preset that scores best on the held-out part of the pair, as ``lightfusion
 finetune --from auto`` does; unticked, the base is the preset in the list (which follows the preset
 the widget fuses with). At the end it shows which base and which loss were used and why, the held-out
-Qabf, SSIM, VIF and MI before and after, and offers to save the weights as a custom preset under a free
+Qabf, SSIM and VIF before and after, and offers to save the weights as a custom preset under a free
 name; ``on_saved(name)`` then tells the dock widget, which lists and selects it. A run that did not
 beat its base on the held-out part says so ("Kept the base: ...") and offers nothing to save. The
 time budget counts preparing the pair and scoring the presets too, so the shortest offered
