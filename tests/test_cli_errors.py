@@ -82,6 +82,14 @@ def test_bad_fuse_options_and_outputs_are_one_line(files, capsys, extra, message
     assert sorted(p.name for p in files.iterdir()) == before
 
 
+def test_a_file_named_as_dicom_that_is_not_says_so_in_one_line(files, capsys):
+    (files / "ct.dcm").write_text("exported notes, not an image")
+    assert status(["fuse", str(files / "mri.png"), str(files / "ct.dcm"), "--out", str(files / "x.png")]) == 2
+    err = one_line(capsys, "fuse")
+    assert "ct.dcm: named as DICOM, but it is not a DICOM file" in err and "SimpleITK" not in err
+    assert not (files / "x.png").exists()
+
+
 @pytest.mark.parametrize(
     "out, extra, message",
     [

@@ -187,6 +187,10 @@ def _volume_kind(path: Path) -> str | None:
     return None
 
 
+#: File endings that promise DICOM: such a file that is not one gets its own message, not the image reader's.
+DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
+
+
 def read_image(path) -> ImageFile:
     """An input of :func:`fuse_files`; ``ValueError`` (one line) for a missing, unreadable or volume file."""
     from .dicom_files import is_dicom
@@ -204,6 +208,11 @@ def read_image(path) -> ImageFile:
             raise ValueError(f"{path} holds {volume.data.shape[0]} slices: {USE_FUSE_VOLUME}")
         modality = str((volume.clinical or {}).get("modality", ""))
         return ImageFile(path, np.asarray(volume.data[0]), volume.rgb, volume.geometry, modality)
+    if path.suffix.lower() in DICOM_SUFFIXES:  # else the image reader's error names its own C++ source
+        raise ValueError(
+            f"cannot read {path}: named as DICOM, but it is not a DICOM file (no 'DICM' after the 128-byte "
+            "preamble, nor a DICOM element at its start)"
+        )
     from skimage.io import imread
 
     try:
