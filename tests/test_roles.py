@@ -337,6 +337,7 @@ VALUE_PAIRS = {
         np.repeat(as_png(mr_like(), 0, 700)[..., None], 3, -1),
     ),
     "stacks": (np.stack([ct_like(seed=s) for s in range(4)]), np.stack([mr_like(seed=s) for s in range(4)])),
+    "CT stored unsigned (HU + 1024)": ((ct_like() + 1024).astype(np.uint16), mr_like()),
 }
 
 
@@ -354,6 +355,12 @@ def test_values_tell_ct_from_mr_when_the_names_say_nothing(kind):
     assert note.startswith("Roles guessed from the images: 'b' looks like CT (")
     if kind != "PNG 0..255" and "RGB" not in kind:
         assert "air at -1000 HU" in note and "bone peak" in note
+    assert ("stored as HU + 1024" in note) == kind.startswith("CT stored unsigned")
+
+
+def test_an_mr_whose_values_straddle_1024_is_not_taken_for_a_ct_stored_unsigned():
+    mr = (mr_like() * 2.5).astype(np.uint16)  # tissue about 600..1600 over a background near 0
+    assert modality(info("a", mr)) is None
 
 
 def test_a_ct_in_the_anatomical_picker_and_an_mr_pair_are_said():

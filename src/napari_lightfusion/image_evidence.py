@@ -11,6 +11,11 @@ lacks, in Hounsfield units as in a windowed 8-bit export:
 * **Hounsfield units** (the lowest value at or below -900): air at about
   -1000 (or scanner padding below it), most of the body in a flat
   soft-tissue band within +-150 HU, and bone at +300 HU and above.
+* **Stored as HU + 1024** (the unsigned values of a CT whose rescale was
+  not applied, as a raw 16-bit export): the same bands 1024 higher, air
+  near 0; accepted only when the soft tissue is also narrow (half of it
+  within 40 HU, as brain parenchyma is), which an MRI whose values happen
+  to straddle 1024 is not.
 * **Windowed** (a PNG's 0..255, or any range without such minima, as the
   Harvard atlas CT): air at the minimum (at least 10 % of the pixels), a
   bone peak saturated at the maximum (at least 10 % of the rest in the top
@@ -106,6 +111,21 @@ def _hounsfield(v: np.ndarray) -> str:
     return f"air at {air_hu:.0f} HU, soft tissue near {soft_hu:.0f} HU, a bone peak near {bone_hu:.0f} HU"
 
 
+#: What a CT stored unsigned adds to its Hounsfield units (the usual RescaleIntercept of -1024, undone).
+STORED_OFFSET = 1024
+
+
+def _stored_unsigned(v: np.ndarray) -> str:
+    """The CT evidence of non-negative values that read as HU + :data:`STORED_OFFSET`, or ""."""
+    hu = v - STORED_OFFSET
+    found = _hounsfield(hu)
+    soft = np.sort(hu[(hu >= -150) & (hu <= 150)])
+    half = soft.size // 2
+    if not found or half == 0 or float((soft[half:] - soft[: soft.size - half]).min()) > 40:
+        return ""
+    return f"stored as HU + {STORED_OFFSET}: {found}"
+
+
 def _windowed(v: np.ndarray) -> str:
     """The CT evidence of windowed values (a 0..255 export), or "" when they do not read as CT."""
     lo, hi = float(v.min()), float(v.max())
@@ -144,7 +164,12 @@ def ct_evidence(data, rgb: bool = False) -> str:
     values = sample(data, rgb)
     values = (values[..., 0] if rgb else values).astype(np.float64).ravel()
     values = values[np.isfinite(values)]
-    found = "" if values.size < 64 else (_hounsfield(values) if values.min() <= -900 else _windowed(values))
+    if values.size < 64:
+        found = ""
+    elif values.min() <= -900:
+        found = _hounsfield(values)
+    else:
+        found = (_stored_unsigned(values) if values.min() >= 0 else "") or _windowed(values)
     try:
         ref = weakref.ref(data)
     except TypeError:  # an array type without weak references: read again next time
