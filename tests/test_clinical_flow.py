@@ -112,6 +112,8 @@ def test_dicom_pet_and_mr_fuse_on_the_mr_grid_in_colour_after_align(
     news = [str(n.message) for n in notification_manager.records[seen:]]
     shifted = [m for m in news if "shifted by" in m]
     assert shifted and widget.align_panel.isVisibleTo(widget), news
+    offer = next(n for n in notification_manager.records[seen:] if "shifted by" in str(n.message))
+    assert offer.actions and offer.source == "napari-lightfusion"  # its card's "Source:" line names the plugin
     distance = float(shifted[0].split("shifted by ~")[1].split(" mm")[0])
     assert abs(distance - np.linalg.norm(MOVED)) < 2.0
     assert "SUVmax" in widget.uptake.text()

@@ -44,6 +44,20 @@ def _registration(fixed, fixed_matrix, moving, moving_matrix, rgb: bool, microsc
         return f"cannot align: {exc}"
 
 
+class PluginNotification(Notification):
+    """A notification whose card names this plugin as its source.
+
+    napari prints ``Source:`` on the card of a notification with actions
+    (the Align button), and an event's source is the emitter that
+    dispatched it: napari's ``NotificationManager``, which means nothing to
+    the person reading it.
+    """
+
+    @property
+    def source(self) -> str:
+        return "napari-lightfusion"
+
+
 class AlignPanel(QWidget):
     """The dock's Align / Undo align row and its progress bar (hidden until a pair looks misaligned)."""
 
@@ -90,7 +104,7 @@ class AlignPanel(QWidget):
         self._microscopy = microscopy
         self.setVisible(True)
         notification_manager.dispatch(
-            Notification(f"LightFusion: {message}", "warning", actions=[("Align", lambda *_: self.align())])
+            PluginNotification(f"LightFusion: {message}", "warning", actions=[("Align", lambda *_: self.align())])
         )
 
     def align(self) -> None:
