@@ -124,6 +124,8 @@ def test_custom_preset_from_a_model_and_removal(presets):
     assert preset_path("ct copy") == path
     listing = describe_presets()
     assert "ct copy" in listing and "fine-tuned from CT-MRI, 7 steps" in listing and "bundled" in listing
+    # a preset trained further from its own earlier file names that file by its hash, not only by its name
+    assert "started from CT-MRI.pt (sha256 c7f435eac8a1)" in listing
     with pytest.raises(WeightError, match="exists already"):
         save_custom_preset("ct copy", model=model, sidecar={})
     save_custom_preset("ct copy", model=model, sidecar={}, overwrite=True)

@@ -115,13 +115,18 @@ def _hounsfield(v: np.ndarray) -> str:
 STORED_OFFSET = 1024
 
 
+def _narrowest_half(values: np.ndarray) -> float:
+    """The width of the narrowest interval holding half of ``values`` (inf when there are fewer than two)."""
+    v = np.sort(values)
+    half = v.size // 2
+    return float((v[half:] - v[: v.size - half]).min()) if half else float("inf")
+
+
 def _stored_unsigned(v: np.ndarray) -> str:
     """The CT evidence of non-negative values that read as HU + :data:`STORED_OFFSET`, or ""."""
     hu = v - STORED_OFFSET
     found = _hounsfield(hu)
-    soft = np.sort(hu[(hu >= -150) & (hu <= 150)])
-    half = soft.size // 2
-    if not found or half == 0 or float((soft[half:] - soft[: soft.size - half]).min()) > 40:
+    if not found or _narrowest_half(hu[(hu >= -150) & (hu <= 150)]) > 40:
         return ""
     return f"stored as HU + {STORED_OFFSET}: {found}"
 
@@ -137,11 +142,10 @@ def _windowed(v: np.ndarray) -> str:
         return ""
     bone = (body >= 0.97).mean()
     between = ((body > 0.6) & (body < 0.97)).mean()
-    tissue = np.sort(body[body <= 0.6])
+    tissue = body[body <= 0.6]
     if bone < 0.10 or between >= 0.6 * bone or tissue.size < 0.1 * body.size:
         return ""
-    half = tissue.size // 2
-    if half == 0 or float((tissue[half:] - tissue[: tissue.size - half]).min()) >= 0.3:
+    if _narrowest_half(tissue) >= 0.3:
         return ""
     return "air at its lowest value, a bone peak at its highest, a narrow soft-tissue band"
 

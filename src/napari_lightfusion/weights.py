@@ -240,7 +240,9 @@ def provenance(path: Path) -> str:
         train = side.get("train") or {}
         text = f"trained on {side.get('dataset') or 'unknown data'}"
         text += f", {train['epochs']} epochs" if train.get("epochs") else ""
-        text += f", started from {Path(str(train['init'])).name}" if train.get("init") else ""
+        if train.get("init"):  # the file's name alone may be the preset's own (a preset trained further)
+            start = side.get("init_sha256")
+            text += f", started from {Path(str(train['init'])).name}" + (f" (sha256 {start[:12]})" if start else "")
     balance = (side.get("model") or {}).get("balance")
     if balance is not None:
         text += f"; balance-conditioned (default b {balance})"
