@@ -200,3 +200,25 @@ def test_every_balance_mode_is_the_paper_at_zero():
         fusion_loss(f, a, b, balance=0.5, mode="hotspot")
     with pytest.raises(ValueError, match="mode"):
         fusion_loss(f, a, b, mode="other")
+
+
+def test_middle_term_asks_each_image_to_beat_the_pixel_average_on_both_sources():
+    from napari_lightfusion.losses import middle_loss
+
+    torch.manual_seed(6)
+    a, b = torch.rand(2, 2, 1, 32, 32)
+    hot = torch.zeros_like(a)
+    hot[..., 8:24, 8:24] = 1.0
+    average = 0.5 * (a + b)
+    # the average itself falls short by exactly the two margins; a copy of A beats it on A by far, not on B
+    assert middle_loss(average, a, b, hot, 0.02).item() == pytest.approx(0.04, abs=1e-5)
+    assert middle_loss(average, a, b, hot, 0.0).item() == pytest.approx(0.0, abs=1e-6)
+    only_a = middle_loss(a, a, b, hot, 0.0).item()
+    assert only_a > 0.1  # A kept perfectly, B less than the average keeps it
+    # per image: an image without hot pixels does not count, so one that beats the average alone gives 0
+    hot[1] = 0.0
+    best = torch.cat([average[:1] + 0.0, a[1:]])
+    assert middle_loss(best, a, b, hot, 0.0).item() == pytest.approx(0.0, abs=1e-6)
+    fused = average.clone().requires_grad_(True)
+    middle_loss(fused, a, b, hot, 0.02).backward()
+    assert fused.grad[1].abs().sum() == 0 and fused.grad[0].abs().sum() > 0

@@ -263,3 +263,31 @@ def test_annealed_training_is_recorded_and_needs_no_step_schedule(data_root, tmp
     with open(tmp_path / "PET-MRI.log.csv", newline="") as log:
         rates = [float(r["lr"]) for r in csv.DictReader(log)]
     assert rates[0] < 5e-3 and rates[-1] < rates[0]  # falling along the cosine, not halved at epoch 50
+
+
+def test_middle_term_acts_near_half_and_takes_a_quarter_of_the_draws():
+    rng = np.random.default_rng(1)
+    middle = Objective(balance=0.35, balance_loss="split", hot_spot_weight=2.0, middle_weight=16.0)
+    assert middle.has_middle and middle.needs_hot_spots and not Objective(balance=0.35).has_middle
+    draws = np.array([middle.draw(rng) for _ in range(4000)])
+    in_band = np.abs(draws - 0.5) <= 0.02
+    assert 0.25 < in_band.mean() < 0.3  # a quarter drawn there, plus the uniform draws that land there
+    assert 0.15 < (draws == 0.35).mean() < 0.22  # the default share of the rest
+    # every batch at the default b (a fine-tune): no middle draws
+    assert {replace(middle, default_share=1.0).draw(rng) for _ in range(50)} == {0.35}
+    torch.manual_seed(0)
+    f, a, b = torch.rand(3, 2, 1, 32, 32)
+    hot = (b > 0.6).float()
+    inside, terms = middle.loss(f, a, b, 0.51, hot)
+    outside, plain = middle.loss(f, a, b, 0.45, hot)
+    assert "middle" in terms and "middle" not in plain
+    without = replace(middle, middle_weight=0.0).loss(f, a, b, 0.51, hot)[0]
+    assert inside.item() == pytest.approx(without.item() + 50.0 * 16.0 * terms["middle"].item(), rel=1e-5)
+    assert "middle term 16 (margin 0.015 at b 0.5 +- 0.02)" in middle.describe()
+    sidecar = {
+        "model": {"balance": 0.35},
+        "train": {"balance_loss": "split", "hot_spot_weight": 2.0, "middle_weight": 16.0},
+    }
+    assert objective_of(sidecar) == middle
+    with pytest.raises(ValueError, match="middle"):
+        Objective(balance=0.35, middle_weight=-1.0)

@@ -37,6 +37,13 @@ clinicians look at, from the anatomy (b = 0: the MRI kept under the
 uptake) to the functional source (b = 1), and the paper's objective
 governs the rest of the image at every b.
 
+The middle term (:func:`middle_loss`, added by
+:class:`napari_lightfusion.objective.Objective` for b near 0.5) is a hinge
+that asks the hot spot to keep more of each source than the pixel average
+``(A + B) / 2`` keeps, by a margin: the middle of the range should be a
+better compromise than a blend on both hot-spot measures, not a point on
+the blend's side of them.
+
 A network conditioned on b (:meth:`napari_lightfusion.model.LightFusionNet.condition`)
 is trained with ``beta = b`` drawn per batch, so one network offers the
 whole range.
@@ -179,6 +186,30 @@ def hot_spot_loss(fused, a, b, hot, balance: float):
     """One minus the hot-spot mean of ``(1 - balance) SSIM7(F, A) + balance SSIM7(F, B)``; 1 without hot pixels."""
     kept = (1.0 - balance) * ssim7_map(fused, a) + balance * ssim7_map(fused, b)
     return 1.0 - (kept * hot).sum() / hot.sum().clamp(min=1.0)
+
+
+def middle_loss(fused, a, b, hot, margin: float):
+    """How far each image's hot spot falls short of keeping both sources better than the pixel average does.
+
+    Per image, ``relu(ref_A + margin - keep_A) + relu(ref_B + margin - keep_B)``,
+    where ``keep_X`` is the hot-spot mean of ``SSIM7(F, X)`` (the hot-spot
+    measures' anatomy and function kept) and ``ref_X`` the same of
+    ``(A + B) / 2`` (a constant); the mean over the images with hot pixels
+    (the measures are means over pairs), 0 once every image leads by ``margin``.
+    """
+    dims = (1, 2, 3)
+    n = hot.sum(dim=dims)
+    has_hot = (n > 0).to(fused)
+    n = n.clamp(min=1.0)
+
+    def kept(x, y):
+        return (ssim7_map(x, y) * hot).sum(dim=dims) / n
+
+    with torch.no_grad():
+        average = 0.5 * (a + b)
+        ref_a, ref_b = kept(average, a), kept(average, b)
+    short = torch.relu(ref_a + margin - kept(fused, a)) + torch.relu(ref_b + margin - kept(fused, b))
+    return (short * has_hot).sum() / has_hot.sum().clamp(min=1.0)
 
 
 def ssim_loss(fused, a, b, balance: float = 0.0, where=None):

@@ -19,8 +19,11 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from . import metrics
-from .losses import BALANCE_MODES, HOT_SPOT_MODES, LossWeights, fusion_loss
+from .losses import BALANCE_MODES, HOT_SPOT_MODES, LossWeights, fusion_loss, middle_loss
 from .model import LightFusionNet
+
+#: With a middle term: the share of batches drawn in its band first (the rest are drawn as without it).
+MIDDLE_SHARE = 0.25
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,12 @@ class Objective:
     ``balance_loss`` is the :func:`fusion_loss` mode, ``hot_spot_weight``
     the weight of its hot-spot term ("hotspot", "split"), ``film_lr_scale``
     the learning-rate factor of the balance layer.
+
+    ``middle_weight`` (in units of the SSIM weight; 0: off) adds
+    :func:`~napari_lightfusion.losses.middle_loss` with ``middle_margin`` at
+    every b within ``middle_band`` of 0.5, and then :data:`MIDDLE_SHARE` of
+    the batches are drawn uniformly in that band (unless every batch is at
+    the default b).
     """
 
     weights: LossWeights = field(default_factory=LossWeights)
@@ -41,29 +50,44 @@ class Objective:
     default_share: float = 0.25
     hot_spot_weight: float = 1.0
     film_lr_scale: float = 10.0
+    middle_weight: float = 0.0
+    middle_margin: float = 0.015
+    middle_band: float = 0.02
 
     def __post_init__(self):
         if self.balance_loss not in BALANCE_MODES:
             raise ValueError(f"balance loss must be one of {', '.join(BALANCE_MODES)}, not {self.balance_loss!r}")
         if not 0.0 <= self.default_share <= 1.0:
             raise ValueError(f"default share must be in [0, 1], not {self.default_share}")
+        if self.middle_weight < 0 or not 0.0 <= self.middle_band <= 0.5:
+            raise ValueError(
+                f"the middle term needs a weight >= 0 and a band in [0, 0.5], "
+                f"not {self.middle_weight} and {self.middle_band}"
+            )
+
+    @property
+    def has_middle(self) -> bool:
+        """Whether the loss has the middle term (a conditioned network's, weighted)."""
+        return self.balance is not None and self.middle_weight > 0
 
     @property
     def needs_hot_spots(self) -> bool:
         """Whether the loss looks at the functional hot spot (the crops then carry its mask)."""
-        return self.balance is not None and self.balance_loss in HOT_SPOT_MODES
+        return self.balance is not None and (self.balance_loss in HOT_SPOT_MODES or self.has_middle)
 
     def draw(self, rng: np.random.Generator) -> float | None:
         """The balance of one batch (None for the paper's loss)."""
         if self.balance is None:
             return None
+        if self.has_middle and self.default_share < 1.0 and rng.random() < MIDDLE_SHARE:
+            return float(rng.uniform(0.5 - self.middle_band, 0.5 + self.middle_band))
         return float(self.balance) if rng.random() < self.default_share else float(rng.random())
 
     def loss(self, fused, a, b, balance: float | None, hot=None):
         """``(total, terms)`` of :func:`fusion_loss` at ``balance`` (None: the paper's loss)."""
         if balance is None:
             return fusion_loss(fused, a, b, self.weights)
-        return fusion_loss(
+        total, terms = fusion_loss(
             fused,
             a,
             b,
@@ -73,6 +97,10 @@ class Objective:
             hot if self.needs_hot_spots else None,
             hot_weight=self.hot_spot_weight,
         )
+        if self.has_middle and abs(balance - 0.5) <= self.middle_band:
+            terms["middle"] = middle_loss(fused, a, b, hot, self.middle_margin)
+            total = total + self.weights.ssim * self.middle_weight * terms["middle"]
+        return total, terms
 
     def for_model(self, model: LightFusionNet) -> Objective:
         """This objective as ``model`` can take it.
@@ -99,7 +127,12 @@ class Objective:
             if self.default_share >= 1.0
             else f"{self.default_share:.0%} of batches there, the rest b uniform"
         )
-        return f"{self.balance_loss} balance loss{hot}, default b {self.balance:g} ({share}), {weights}"
+        middle = (
+            f", middle term {self.middle_weight:g} (margin {self.middle_margin:g} at b 0.5 +- {self.middle_band:g})"
+            if self.has_middle
+            else ""
+        )
+        return f"{self.balance_loss} balance loss{hot}{middle}, default b {self.balance:g} ({share}), {weights}"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -114,6 +147,10 @@ class Objective:
         return cls(**known)
 
 
+#: The middle term's settings, as a training recipe and its sidecar name them.
+MIDDLE_KEYS = ("middle_weight", "middle_margin", "middle_band")
+
+
 def objective_of(sidecar: Mapping) -> Objective:
     """The objective a weight file was trained with, from its sidecar.
 
@@ -125,7 +162,7 @@ def objective_of(sidecar: Mapping) -> Objective:
         return Objective.from_dict(sidecar["objective"])
     balance = (sidecar.get("model") or {}).get("balance")
     train = sidecar.get("train") or {}
-    keys = ("balance_loss", "default_share", "hot_spot_weight", "film_lr_scale")
+    keys = ("balance_loss", "default_share", "hot_spot_weight", "film_lr_scale", *MIDDLE_KEYS)
     settings = {k: train[k] for k in keys if train.get(k) is not None} if balance is not None else {}
     weights = LossWeights(**sidecar["loss_weights"]) if sidecar.get("loss_weights") else LossWeights()
     return Objective(weights=weights, balance=balance, **settings)

@@ -80,6 +80,15 @@ def _add_train(sub):
         default=1.0,
         help="with --balance-loss hotspot or split: weight of the hot-spot term (x the SSIM weight)",
     )
+    p.add_argument(
+        "--middle-weight",
+        type=float,
+        default=0.0,
+        help="with --balance: weight (x the SSIM weight) of the middle term, which asks b near 0.5 to keep "
+        "both sources in the hot spot better than the pixel average (see losses.middle_loss); 0: off",
+    )
+    p.add_argument("--middle-margin", type=float, default=0.015, help="the middle term's margin over the average")
+    p.add_argument("--middle-band", type=float, default=0.02, help="the middle term acts at b in 0.5 +- this")
     p.add_argument("--device", default="cpu", help="torch device to train on: cpu, cuda, cuda:1, mps")
     p.set_defaults(run=_run_train)
 
@@ -119,6 +128,9 @@ def _run_train(args):
         default_share=args.default_share,
         balance_loss=args.balance_loss,
         hot_spot_weight=args.hot_spot_weight,
+        middle_weight=args.middle_weight,
+        middle_margin=args.middle_margin,
+        middle_band=args.middle_band,
         init=str(preset_path(args.init)) if args.init in PRESETS else args.init,
         model=ModelConfig(args.width, args.reduction, args.attention, args.conv, args.output, args.balance),
     )

@@ -51,6 +51,11 @@ class TrainConfig:
     balance_loss: str = "targets"
     #: "hotspot" and "split" balance losses: weight of the hot-spot term, in units of the SSIM weight
     hot_spot_weight: float = 1.0
+    #: conditioned networks only: weight of the middle term (losses.middle_loss; 0: off),
+    #: its margin over the pixel average and its band around b = 0.5
+    middle_weight: float = 0.0
+    middle_margin: float = 0.015
+    middle_band: float = 0.02
     #: conditioned networks only: learning-rate factor of the balance conditioning
     #: (it starts at the identity and must catch up with the rest of the network)
     film_lr_scale: float = 10.0
@@ -69,6 +74,9 @@ class TrainConfig:
             balance_loss=self.balance_loss,
             default_share=self.default_share,
             hot_spot_weight=self.hot_spot_weight,
+            middle_weight=self.middle_weight,
+            middle_margin=self.middle_margin,
+            middle_band=self.middle_band,
             film_lr_scale=self.film_lr_scale,
         )
 
