@@ -210,11 +210,11 @@ def test_middle_term_asks_each_image_to_beat_the_pixel_average_on_both_sources()
     hot = torch.zeros_like(a)
     hot[..., 8:24, 8:24] = 1.0
     average = 0.5 * (a + b)
-    # the average itself falls short by exactly the two margins; a copy of A beats it on A by far, not on B
-    assert middle_loss(average, a, b, hot, 0.02).item() == pytest.approx(0.04, abs=1e-5)
+    # the average itself leads by 0: it falls short by the margin; a copy of A leads on A by far, not on B
+    assert middle_loss(average, a, b, hot, 0.02).item() == pytest.approx(0.02, abs=1e-5)
     assert middle_loss(average, a, b, hot, 0.0).item() == pytest.approx(0.0, abs=1e-6)
-    only_a = middle_loss(a, a, b, hot, 0.0).item()
-    assert only_a > 0.1  # A kept perfectly, B less than the average keeps it
+    assert middle_loss(a, a, b, hot, 0.0).item() > 0.1  # A kept perfectly, B less than the average keeps it
+    assert middle_loss(b, a, b, hot, 0.0).item() > 0.1  # and the other way round: one lead does not pay for the other
     # per image: an image without hot pixels does not count, so one that beats the average alone gives 0
     hot[1] = 0.0
     best = torch.cat([average[:1] + 0.0, a[1:]])

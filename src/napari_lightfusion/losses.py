@@ -40,9 +40,9 @@ governs the rest of the image at every b.
 The middle term (:func:`middle_loss`, added by
 :class:`napari_lightfusion.objective.Objective` for b near 0.5) is a hinge
 that asks the hot spot to keep more of each source than the pixel average
-``(A + B) / 2`` keeps, by a margin: the middle of the range should be a
-better compromise than a blend on both hot-spot measures, not a point on
-the blend's side of them.
+``(A + B) / 2`` keeps, by a margin, pushing the smaller of the two leads:
+the middle of the range should be a better compromise than a blend on
+both hot-spot measures, not a point on one side of it.
 
 A network conditioned on b (:meth:`napari_lightfusion.model.LightFusionNet.condition`)
 is trained with ``beta = b`` drawn per batch, so one network offers the
@@ -191,11 +191,14 @@ def hot_spot_loss(fused, a, b, hot, balance: float):
 def middle_loss(fused, a, b, hot, margin: float):
     """How far each image's hot spot falls short of keeping both sources better than the pixel average does.
 
-    Per image, ``relu(ref_A + margin - keep_A) + relu(ref_B + margin - keep_B)``,
-    where ``keep_X`` is the hot-spot mean of ``SSIM7(F, X)`` (the hot-spot
+    Per image, ``relu(margin - min(keep_A - ref_A, keep_B - ref_B))``, where
+    ``keep_X`` is the hot-spot mean of ``SSIM7(F, X)`` (the hot-spot
     measures' anatomy and function kept) and ``ref_X`` the same of
     ``(A + B) / 2`` (a constant); the mean over the images with hot pixels
-    (the measures are means over pairs), 0 once every image leads by ``margin``.
+    (the measures are means over pairs). Only the smaller lead is pushed, so
+    the term does not trade one measure for the other: it moves the fused
+    hot spot to where both lead the average equally, and is 0 once both lead
+    by ``margin``.
     """
     dims = (1, 2, 3)
     n = hot.sum(dim=dims)
@@ -208,8 +211,8 @@ def middle_loss(fused, a, b, hot, margin: float):
     with torch.no_grad():
         average = 0.5 * (a + b)
         ref_a, ref_b = kept(average, a), kept(average, b)
-    short = torch.relu(ref_a + margin - kept(fused, a)) + torch.relu(ref_b + margin - kept(fused, b))
-    return (short * has_hot).sum() / has_hot.sum().clamp(min=1.0)
+    lead = torch.minimum(kept(fused, a) - ref_a, kept(fused, b) - ref_b)
+    return (torch.relu(margin - lead) * has_hot).sum() / has_hot.sum().clamp(min=1.0)
 
 
 def ssim_loss(fused, a, b, balance: float = 0.0, where=None):

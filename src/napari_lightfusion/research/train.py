@@ -119,7 +119,7 @@ def source_commit() -> str:
             return subprocess.run(["git", *args], capture_output=True, text=True, timeout=5, cwd=here).stdout.strip()
 
         commit = git("rev-parse", "HEAD")
-        return (commit + ("+dirty" if git("status", "--porcelain", "--", ".") else "")) if commit else "unknown"
+        return (commit + ("+dirty" if git("status", "--porcelain", "--", "..") else "")) if commit else "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
