@@ -51,8 +51,8 @@ class Objective:
     hot_spot_weight: float = 1.0
     film_lr_scale: float = 10.0
     middle_weight: float = 0.0
-    middle_margin: float = 0.015
-    middle_band: float = 0.02
+    middle_margin: float = 0.03
+    middle_band: float = 0.05
 
     def __post_init__(self):
         if self.balance_loss not in BALANCE_MODES:
@@ -122,14 +122,16 @@ class Objective:
         if self.balance is None:
             return f"the paper's loss, {weights}"
         hot = f" (hot-spot weight {self.hot_spot_weight:g})" if self.balance_loss in HOT_SPOT_MODES else ""
+        draws_middle = self.has_middle and self.default_share < 1.0
         share = (
             "every batch there"
             if self.default_share >= 1.0
-            else f"{self.default_share:.0%} of batches there, the rest b uniform"
+            else f"{self.default_share:.0%} of {'the other ' if draws_middle else ''}batches there, the rest b uniform"
         )
         middle = (
-            f", middle term {self.middle_weight:g} (margin {self.middle_margin:g} at b 0.5 +- {self.middle_band:g})"
-            if self.has_middle
+            f", middle term {self.middle_weight:g} (margin {self.middle_margin:g} at b 0.5 +- {self.middle_band:g}, "
+            f"{MIDDLE_SHARE:.0%} of batches there)"
+            if draws_middle
             else ""
         )
         return f"{self.balance_loss} balance loss{hot}{middle}, default b {self.balance:g} ({share}), {weights}"

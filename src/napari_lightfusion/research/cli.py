@@ -87,8 +87,8 @@ def _add_train(sub):
         help="with --balance: weight (x the SSIM weight) of the middle term, which asks b near 0.5 to keep "
         "both sources in the hot spot better than the pixel average (see losses.middle_loss); 0: off",
     )
-    p.add_argument("--middle-margin", type=float, default=0.015, help="the middle term's margin over the average")
-    p.add_argument("--middle-band", type=float, default=0.02, help="the middle term acts at b in 0.5 +- this")
+    p.add_argument("--middle-margin", type=float, default=0.03, help="the middle term's margin over the average")
+    p.add_argument("--middle-band", type=float, default=0.05, help="the middle term acts at b in 0.5 +- this")
     p.add_argument("--device", default="cpu", help="torch device to train on: cpu, cuda, cuda:1, mps")
     p.set_defaults(run=_run_train)
 

@@ -54,8 +54,8 @@ class TrainConfig:
     #: conditioned networks only: weight of the middle term (losses.middle_loss; 0: off),
     #: its margin over the pixel average and its band around b = 0.5
     middle_weight: float = 0.0
-    middle_margin: float = 0.015
-    middle_band: float = 0.02
+    middle_margin: float = 0.03
+    middle_band: float = 0.05
     #: conditioned networks only: learning-rate factor of the balance conditioning
     #: (it starts at the identity and must catch up with the rest of the network)
     film_lr_scale: float = 10.0
