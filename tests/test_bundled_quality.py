@@ -33,13 +33,12 @@ def test_fused_phantom_keeps_the_bright_structures_of_both(preset):
     assert y[ring].mean() > 0.6 * mri[ring].mean()
     assert y[ring].mean() > y[background].mean() + 0.3
     # At their default balance (anatomy first) the PET-MRI and SPECT-MRI presets keep under 40 % of the
-    # functional luminance where the MRI is dark (38 % and 35 %, at b = 0.35 and 0.27; CT-MRI 93 %): the spot
-    # stands out from the anatomy around it by 0.056 and 0.038 in luminance (the SPECT-MRI preset before
-    # 2026-12-07: 0.043) and by its colour, which the colour step keeps without changing that luminance; a higher b
-    # brightens it further (by 0.02 at least, unless, as CT-MRI's, it keeps 90 % of the functional luminance
-    # already: then it need only be brighter; b = 0.5 adds 0.10 and 0.18).
+    # functional luminance where the MRI is dark (38 % and 36 %, at b = 0.35 and 0.25; CT-MRI 93 %): the spot
+    # stands out from the anatomy around it by 0.056 and 0.043 in luminance and by its colour, which the colour step
+    # keeps without changing that luminance; a higher b brightens it further (by 0.02 at least, unless, as CT-MRI's,
+    # it keeps 90 % of the functional luminance already: then it need only be brighter).
     assert y[hot].mean() > 0.3 * luminance(pet)[hot].mean()
-    assert y[hot].mean() > y[around].mean() + 0.035
+    assert y[hot].mean() > y[around].mean() + 0.04
     if fused.ndim == 3:  # the spot keeps the functional hue: red above green above blue, as in the source
         r, g, b = (fused[hot][:, c].mean() for c in range(3))
         assert r > g > b and r - b > 0.05
