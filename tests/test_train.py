@@ -152,15 +152,16 @@ def test_balance_is_drawn_per_batch_around_its_default():
 def test_each_bundled_presets_objective_comes_from_its_sidecar():
     found = {name: objective_of(read_sidecar(preset_path(name))) for name in PRESETS}
     assert found["CT-MRI"] == Objective(LossWeights(), 0.0, "fade", 0.25, 1.0, 10.0)
-    assert found["PET-MRI"] == Objective(LossWeights(), 0.35, "split", 0.25, 2.0, 10.0)
+    middle = {"middle_weight": 32.0, "middle_margin": 0.03, "middle_band": 0.05}
+    assert found["PET-MRI"] == Objective(LossWeights(), 0.24, "split", 0.25, 2.0, 10.0, **middle)
     assert found["SPECT-MRI"] == Objective(LossWeights(), 0.25, "split", 0.25, 8.0, 10.0)
     assert found["PET-MRI"].needs_hot_spots and not found["CT-MRI"].needs_hot_spots
     assert Objective.from_dict(found["PET-MRI"].to_dict()) == found["PET-MRI"]
     assert objective_of({"objective": found["SPECT-MRI"].to_dict()}) == found["SPECT-MRI"]
     assert objective_of({}) == Objective()  # nothing recorded: the paper's loss, Eq. 5
     assert found["PET-MRI"].describe() == (
-        "split balance loss (hot-spot weight 2), default b 0.35 (25% of batches "
-        "there, the rest b uniform), Eq. 5 weights"
+        "split balance loss (hot-spot weight 2), middle term 32 (margin 0.03 at b 0.5 +- 0.05, 25% of batches "
+        "there), default b 0.24 (25% of the other batches there, the rest b uniform), Eq. 5 weights"
     )
     assert "(every batch there)" in Objective(balance=0.0, default_share=1.0).describe()
     assert Objective(LossWeights(100, 50, 20)).describe() == "the paper's loss, weights 100/50/20"
@@ -291,3 +292,16 @@ def test_middle_term_acts_near_half_and_takes_a_quarter_of_the_draws():
     assert objective_of(sidecar) == middle
     with pytest.raises(ValueError, match="middle"):
         Objective(balance=0.35, middle_weight=-1.0)
+
+
+def test_frozen_features_leave_all_but_the_balance_layer_and_the_head_as_they_were(arrays):
+    from napari_lightfusion.research.train import freeze_features
+
+    model = LightFusionNet(ModelConfig(balance=0.2, output="mix"))
+    assert freeze_features(model) == 304 + model.decoder[-1].weight.numel() + model.decoder[-1].bias.numel()
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    schedule = Schedule(steps=3, crop=16, lr=1e-2, validate_every=None)
+    list(train_steps(model, Objective(balance=0.2), arrays[:4], (), schedule, rank=lower_loss, measures=()))
+    moved = {name for name, p in model.named_parameters() if not torch.equal(p, before[name])}
+    assert moved and all(name.startswith(("film.", "decoder.2.")) for name in moved)
+    assert any(name.startswith("film.") for name in moved) and any(name.startswith("decoder.2.") for name in moved)

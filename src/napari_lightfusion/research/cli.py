@@ -89,6 +89,11 @@ def _add_train(sub):
     )
     p.add_argument("--middle-margin", type=float, default=0.03, help="the middle term's margin over the average")
     p.add_argument("--middle-band", type=float, default=0.05, help="the middle term acts at b in 0.5 +- this")
+    p.add_argument(
+        "--freeze-features",
+        action="store_true",
+        help="with --init and --balance: train only the balance layer and the output head",
+    )
     p.add_argument("--device", default="cpu", help="torch device to train on: cpu, cuda, cuda:1, mps")
     p.set_defaults(run=_run_train)
 
@@ -131,6 +136,7 @@ def _run_train(args):
         middle_weight=args.middle_weight,
         middle_margin=args.middle_margin,
         middle_band=args.middle_band,
+        freeze_features=args.freeze_features,
         init=str(preset_path(args.init)) if args.init in PRESETS else args.init,
         model=ModelConfig(args.width, args.reduction, args.attention, args.conv, args.output, args.balance),
     )

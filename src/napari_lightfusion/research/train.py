@@ -61,6 +61,8 @@ class TrainConfig:
     film_lr_scale: float = 10.0
     weights: LossWeights = field(default_factory=LossWeights)
     model: ModelConfig = field(default_factory=ModelConfig)
+    #: with ``init``: train only the balance layer and the output head (:func:`freeze_features`)
+    freeze_features: bool = False
     #: a weight file to start from (e.g. a bundled preset); parameters it lacks
     #: (the balance conditioning of a paper network) keep their initialisation,
     #: and a mixing head other than its own starts at the even mixture
@@ -110,6 +112,19 @@ def start_from(model: LightFusionNet, path: str) -> str:
     return sha256(Path(path))
 
 
+def freeze_features(model: LightFusionNet) -> int:
+    """Leave only the balance layer (FiLM) and the output head (the decoder's last layer) trainable.
+
+    For retraining a preset's balance behaviour without moving the features
+    that fine-tuning onto other pairs starts from (docs/balance.md, "The
+    middle of the slider"). Returns the number of parameters left trainable.
+    """
+    head = f"decoder.{len(model.decoder) - 1}."
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad_(name.startswith(("film.", head)))
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
 def source_commit() -> str:
     """The git commit of the package's code, "+dirty" if it has uncommitted changes; "unknown" outside a checkout."""
     here = Path(__file__).parent
@@ -153,6 +168,12 @@ def train(
 
     model = LightFusionNet(config.model)
     init_sha = start_from(model, config.init) if config.init else None
+    if config.freeze_features:
+        if not (config.init and model.conditioned):
+            raise ValueError(
+                "freezing the features needs a balance-conditioned network and a weight file to start from"
+            )
+        freeze_features(model)
     model = model.to(device)
     per_epoch = max(1, len(train_names) // config.batch_size)
     schedule = Schedule(
