@@ -301,7 +301,10 @@ def test_frozen_features_leave_all_but_the_balance_layer_and_the_head_as_they_we
     assert freeze_features(model) == 304 + model.decoder[-1].weight.numel() + model.decoder[-1].bias.numel()
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     schedule = Schedule(steps=3, crop=16, lr=1e-2, validate_every=None)
-    list(train_steps(model, Objective(balance=0.2), arrays[:4], (), schedule, rank=lower_loss, measures=()))
+    run = train_steps(
+        model, Objective(balance=0.2), arrays[:4], (), schedule, keep="last", rank=lower_loss, measures=()
+    )
+    list(run)
     moved = {name for name, p in model.named_parameters() if not torch.equal(p, before[name])}
     assert moved and all(name.startswith(("film.", "decoder.2.")) for name in moved)
     assert any(name.startswith("film.") for name in moved) and any(name.startswith("decoder.2.") for name in moved)
