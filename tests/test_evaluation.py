@@ -297,3 +297,18 @@ def test_two_real_pet_mri_pairs_score_finite_and_max_beats_average_on_qabf(harva
     for method, means in table.means.items():
         assert all(np.isfinite(v) for v in means.values()), method
     assert table.means["max"]["Qabf"] > table.means["average"]["Qabf"]
+
+
+def test_short_training_is_flagged_only_for_weights_trained_from_scratch():
+    notes = "\n".join(
+        report_results.training_notes(
+            {
+                "A": {"epochs": 20, "started_from": None},
+                "B": {"epochs": 30, "started_from": "bcb73c8155c7"},
+                "C": {"epochs": 100, "started_from": None},
+            }
+        )
+    )
+    assert "The weights of A were trained for fewer than 50 epochs" in notes
+    assert "B's 30 epochs continue the training of an earlier weight file (sha256 `bcb73c8155c7`" in notes
+    assert "C" not in notes.replace("LightFusionNet", "")

@@ -94,6 +94,7 @@ def _weights_info(preset: str) -> dict:
         "train_seconds": side.get("train_seconds"),
         "sha256": side.get("sha256", "")[:12],
         "source_commit": str(side.get("source_commit", ""))[:10],
+        "started_from": (side.get("init_sha256") or "")[:12] or None,
     }
 
 

@@ -177,6 +177,27 @@ def efficiency_markdown(eff: Mapping[str, dict], pair_text: str) -> str:
     return "\n".join(lines)
 
 
+def training_notes(weights: Mapping[str, dict]) -> list[str]:
+    """Markdown notes on presets trained for fewer than 50 epochs: from scratch (not fully trained) or continued."""
+    short = [p for p, w in weights.items() if isinstance(w.get("epochs"), int) and w["epochs"] < 50]
+    scratch = [p for p in short if not weights[p].get("started_from")]
+    out = []
+    if scratch:
+        out += [
+            f"> The weights of {', '.join(scratch)} were trained for fewer than 50 epochs; the network rows "
+            "describe those weights, not a fully trained LightFusionNet.",
+            "",
+        ]
+    for p in short:
+        if p not in scratch:
+            out += [
+                f"> {p}'s {weights[p]['epochs']} epochs continue the training of an earlier weight file "
+                f"(sha256 `{weights[p]['started_from']}`; docs/balance.md).",
+                "",
+            ]
+    return out
+
+
 def results_markdown(computed: Mapping, folder: Path) -> str:
     """The text of ``docs/results.md`` from :func:`.evaluation.write_results`'s numbers."""
     tables = computed["tables"]
@@ -212,13 +233,7 @@ def results_markdown(computed: Mapping, folder: Path) -> str:
     for same in shas.values():
         if len(same) > 1:
             out += [f"> {', '.join(same)} are the same weight file (same sha256): their rows are identical.", ""]
-    short = [p for p, w in computed["weights"].items() if isinstance(w.get("epochs"), int) and w["epochs"] < 50]
-    if short:
-        out += [
-            f"> The weights of {', '.join(short)} were trained for fewer than 50 epochs; the network rows "
-            "describe those weights, not a fully trained LightFusionNet.",
-            "",
-        ]
+    out += training_notes(computed["weights"])
     out += ["## Quality bar", ""]
     for bar in bars.values():
         out += [bar_markdown(bar), ""]
