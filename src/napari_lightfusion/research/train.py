@@ -53,9 +53,9 @@ class TrainConfig:
     hot_spot_weight: float = 1.0
     #: conditioned networks only: weight of the middle term (losses.middle_loss; 0: off),
     #: its margin over the pixel average and its band around b = 0.5
-    middle_weight: float = 0.0
-    middle_margin: float = 0.03
-    middle_band: float = 0.05
+    middle_weight: float = Objective.middle_weight
+    middle_margin: float = Objective.middle_margin
+    middle_band: float = Objective.middle_band
     #: conditioned networks only: learning-rate factor of the balance conditioning
     #: (it starts at the identity and must catch up with the rest of the network)
     film_lr_scale: float = 10.0
