@@ -39,6 +39,7 @@ RESEARCH_COMMANDS = (
     "balance-figure",
     "default-balance",
     "crossfit",
+    "hot-spot-ceiling",
 )
 
 

@@ -4,7 +4,8 @@
 COMMAND``: ``train`` and ``ablate`` train networks on the Harvard atlas,
 ``evaluate`` and ``score`` score them, ``bench`` and ``bench-live`` time
 them, ``balance-figure`` and ``default-balance`` trace and set the balance
-b, and ``screenshot`` takes the README's pictures. What a user runs (fuse,
+b, ``hot-spot-ceiling`` measures how far any fused image can lead pixel
+average in the hot spots, and ``screenshot`` takes the README's pictures. What a user runs (fuse,
 fuse-volume, batch, finetune, presets, view) is the ``lightfusion``
 command (:mod:`napari_lightfusion.cli`), which this one shares its error
 handling with: a user error is one line on stderr and exit status 2.
@@ -19,6 +20,8 @@ from pathlib import Path
 from ..cli import make_parser, prefer_pyqt6, run
 from .bench_train import add_bench_train
 from .crossfit import add_crossfit
+from .hot_spot_ceiling import add_hot_spot_ceiling
+from .train import TrainConfig
 
 #: Said at the end of ``lightfusion-research --help``: the research scripts that are not subcommands.
 SCRIPTS = (
@@ -34,7 +37,7 @@ def _add_train(sub):
     p.add_argument("--data", type=Path, required=True, help="harvard data root (holds train/)")
     p.add_argument("--dataset", required=True, help="CT-MRI, PET-MRI or SPECT-MRI")
     p.add_argument("--out", type=Path, required=True, help="folder for weights, sidecar, log")
-    p.add_argument("--epochs", type=int, default=200)
+    p.add_argument("--epochs", type=int, default=TrainConfig.epochs)
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: recipe's)")
     p.add_argument(
         "--anneal",
@@ -52,7 +55,7 @@ def _add_train(sub):
     p.add_argument(
         "--output", default="intensity", help="decoder output: intensity (the paper's), blend or mix (see model.py)"
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=TrainConfig.seed)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument(
         "--balance",
@@ -61,34 +64,41 @@ def _add_train(sub):
         help="train a balance-conditioned network (b in [0, 1], every b drawn per batch) "
         "with this default b; without it, the paper's unconditioned network",
     )
-    p.add_argument("--crop", type=int, default=64, help="edge of the random training crops")
+    p.add_argument("--crop", type=int, default=TrainConfig.crop, help="edge of the random training crops")
     p.add_argument("--init", default=None, help="weight file (or bundled preset name) to start from")
     p.add_argument(
         "--default-share",
         type=float,
-        default=0.25,
+        default=TrainConfig.default_share,
         help="with --balance: share of batches trained at the default b (the rest uniform)",
     )
     p.add_argument(
         "--balance-loss",
-        default="targets",
+        default=TrainConfig.balance_loss,
         help="with --balance: how b changes the loss, targets, fade, hotspot or split (see losses.py)",
     )
     p.add_argument(
         "--hot-spot-weight",
         type=float,
-        default=1.0,
+        default=TrainConfig.hot_spot_weight,
         help="with --balance-loss hotspot or split: weight of the hot-spot term (x the SSIM weight)",
     )
     p.add_argument(
         "--middle-weight",
         type=float,
-        default=0.0,
+        default=TrainConfig.middle_weight,
         help="with --balance: weight (x the SSIM weight) of the middle term, which asks b near 0.5 to keep "
         "both sources in the hot spot better than the pixel average (see losses.middle_loss); 0: off",
     )
-    p.add_argument("--middle-margin", type=float, default=0.03, help="the middle term's margin over the average")
-    p.add_argument("--middle-band", type=float, default=0.05, help="the middle term acts at b in 0.5 +- this")
+    p.add_argument(
+        "--middle-margin",
+        type=float,
+        default=TrainConfig.middle_margin,
+        help="the middle term's margin over the average",
+    )
+    p.add_argument(
+        "--middle-band", type=float, default=TrainConfig.middle_band, help="the middle term acts at b in 0.5 +- this"
+    )
     p.add_argument(
         "--freeze-features",
         action="store_true",
@@ -120,7 +130,7 @@ def _run_train(args):
 
     from ..model import ModelConfig
     from ..weights import PRESETS, preset_path
-    from .train import TrainConfig, train
+    from .train import train
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -381,6 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
             _add_balance_figure,
             _add_default_balance,
             add_crossfit,
+            add_hot_spot_ceiling,
         ],
         epilog=SCRIPTS,
     )

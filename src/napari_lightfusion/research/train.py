@@ -46,11 +46,11 @@ class TrainConfig:
     seed: int = 0
     val_every: int = 25
     #: conditioned networks only: share of batches trained at the default b
-    default_share: float = 0.25
+    default_share: float = Objective.default_share
     #: conditioned networks only: how b changes the loss (losses.BALANCE_MODES)
-    balance_loss: str = "targets"
+    balance_loss: str = Objective.balance_loss
     #: "hotspot" and "split" balance losses: weight of the hot-spot term, in units of the SSIM weight
-    hot_spot_weight: float = 1.0
+    hot_spot_weight: float = Objective.hot_spot_weight
     #: conditioned networks only: weight of the middle term (losses.middle_loss; 0: off),
     #: its margin over the pixel average and its band around b = 0.5
     middle_weight: float = Objective.middle_weight
@@ -58,7 +58,7 @@ class TrainConfig:
     middle_band: float = Objective.middle_band
     #: conditioned networks only: learning-rate factor of the balance conditioning
     #: (it starts at the identity and must catch up with the rest of the network)
-    film_lr_scale: float = 10.0
+    film_lr_scale: float = Objective.film_lr_scale
     weights: LossWeights = field(default_factory=LossWeights)
     model: ModelConfig = field(default_factory=ModelConfig)
     #: with ``init``: train only the balance layer and the output head (:func:`freeze_features`)

@@ -1,0 +1,139 @@
+"""How far ahead of pixel average any fused image can be in the hot spots: the ceiling of issue 20's target.
+
+Issue 20 asks that some balance b put the PET-MRI and SPECT-MRI presets
+ahead of pixel average on both hot-spot measures (anatomy kept, function
+kept: :func:`napari_lightfusion.metrics.hot_spot_scores`) by at least 0.01,
+on the first 30 test pairs. How much room is there? This module answers
+for *any* fused image, not only the network's: for each pair it starts
+from the pixel average's luma and moves every pixel freely (Adam on a
+logit per pixel) to raise the smaller of the two mean leads over the
+pairs, ``min(mean lead_anatomy, mean lead_function)`` plus a tenth of
+their sum, with the measures' own 7 x 7 SSIM (:func:`..losses.ssim7_map`)
+inside the measures' own hot spot (:func:`..metrics.hot_spot`). The images
+it ends with are then scored with the evaluator's measures (scikit-image),
+like every method of ``docs/results.md``. No network of any size can do
+better on those pairs than these images do, to the optimiser's tolerance:
+the result is a ceiling on the leads, and the bundled preset's points on
+the 0.1 grid of b are printed beside it.
+
+``lightfusion-research hot-spot-ceiling --data ROOT --dataset PET-MRI``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .balance import FUNCTIONAL
+
+#: The b values of issue 20's sweep.
+GRID: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(11))
+#: Weight of the sum of the two leads beside the smaller one (keeps the larger one from falling freely).
+SUM_WEIGHT = 0.1
+
+
+def ceiling_images(pairs_luma, steps: int = 300, lr: float = 0.05) -> list[np.ndarray]:
+    """Fused lumas in [0, 1] that lead pixel average by as much as they can on both hot-spot measures at once.
+
+    ``pairs_luma`` holds ``(mri, functional luma)`` pairs of 2-D float
+    arrays in [0, 1]. Pairs without a hot spot keep the pixel average. The
+    objective is over the means across the pairs, as the issue's measures
+    are, so a pair may give up a little where another gains more.
+    """
+    import torch
+
+    from ..losses import ssim7_map
+    from ..metrics import hot_spot
+
+    terms = []
+    for a, b in pairs_luma:
+        hot = hot_spot(b * 255.0, a * 255.0)
+        a_t, b_t = (torch.as_tensor(x, dtype=torch.float32)[None, None] for x in (a, b))
+        average = 0.5 * (a_t + b_t)
+        logit = torch.logit(average.clamp(1e-3, 1.0 - 1e-3)).requires_grad_(bool(hot.any()))
+        mask = torch.as_tensor(hot, dtype=torch.float32)[None, None]
+        terms.append((a_t, b_t, mask, mask.sum().clamp(min=1.0), logit, average))
+    active = [t for t in terms if t[4].requires_grad]
+
+    def kept(fused, x, mask, n):
+        return (ssim7_map(fused, x) * mask).sum() / n
+
+    with torch.no_grad():
+        refs = [(kept(avg, a, m, n), kept(avg, b, m, n)) for a, b, m, n, _, avg in active]
+    if active:
+        optimiser = torch.optim.Adam([t[4] for t in active], lr=lr)
+        for _ in range(steps):
+            leads_a, leads_b = [], []
+            for (a, b, m, n, logit, _), (ref_a, ref_b) in zip(active, refs):
+                fused = torch.sigmoid(logit)
+                leads_a.append(kept(fused, a, m, n) - ref_a)
+                leads_b.append(kept(fused, b, m, n) - ref_b)
+            lead_a, lead_b = torch.stack(leads_a).mean(), torch.stack(leads_b).mean()
+            loss = -(torch.minimum(lead_a, lead_b) + SUM_WEIGHT * (lead_a + lead_b))
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+    return [torch.sigmoid(logit).detach()[0, 0].numpy().astype(np.float64) for *_, logit, _ in terms]
+
+
+def ceiling(data_root: Path, dataset: str, split: str = "test", limit: int | None = 30, steps: int = 300) -> dict:
+    """Pixel average's hot-spot means and those of :func:`ceiling_images` on the first ``limit`` pairs of a split.
+
+    Returns ``{"pairs": n, "average": means, "ceiling": means}``, the means
+    as :func:`.balance.hot_spot_means` gives them (the evaluator's
+    measures, 0..255 grey).
+    """
+    from ..colour import grey
+    from ..pair_data import load_pairs, split_names
+    from .balance import hot_spot_means
+
+    folder, names = split_names(data_root, split, dataset)
+    pairs = load_pairs(data_root, folder, dataset, names[:limit])
+    lumas = [(np.asarray(p.anatomical, np.float64), grey(p.other)) for p in pairs]
+    best = ceiling_images(lumas, steps=steps)
+    return {
+        "pairs": len(pairs),
+        "average": hot_spot_means((0.5 * (a + b), a, b) for a, b in lumas),
+        "ceiling": hot_spot_means((f, a, b) for f, (a, b) in zip(best, lumas)),
+    }
+
+
+def leads(means: dict, average: dict) -> tuple[float, float]:
+    """(anatomy kept, function kept) of ``means`` minus pixel average's."""
+    return means["anatomy kept"] - average["anatomy kept"], means["function kept"] - average["function kept"]
+
+
+def add_hot_spot_ceiling(sub):
+    p = sub.add_parser(
+        "hot-spot-ceiling",
+        help="how far ahead of pixel average any fused image can be on both hot-spot measures, beside the preset",
+    )
+    p.add_argument("--data", type=Path, required=True, help="harvard data root (holds train/ and test/)")
+    p.add_argument("--dataset", required=True, choices=FUNCTIONAL, help="PET-MRI or SPECT-MRI")
+    p.add_argument("--split", default="test", choices=("test", "validation"), help="test (default) or validation")
+    p.add_argument("--limit", type=int, default=30, help="the first N pairs (default 30, as issue 20)")
+    p.add_argument("--steps", type=int, default=300, help="optimiser steps (default 300)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.set_defaults(run=run_hot_spot_ceiling)
+
+
+def run_hot_spot_ceiling(args):
+    import torch
+
+    from .balance import balance_curve
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    result = ceiling(args.data, args.dataset, split=args.split, limit=args.limit, steps=args.steps)
+    average = result["average"]
+    print(
+        f"{args.dataset}, first {result['pairs']} {args.split} pairs: pixel average anatomy / function kept "
+        f"{average['anatomy kept']:.3f} / {average['function kept']:.3f}"
+    )
+    da, df = leads(result["ceiling"], average)
+    print(f"ceiling (any fused image, {args.steps} steps): leads {da:+.3f}, {df:+.3f}")
+    curve = balance_curve(args.data, args.dataset, GRID, limit=args.limit, split=args.split)
+    for b, means in curve["network"].items():
+        da, df = leads(means, curve["baselines"]["average"])
+        print(f"bundled preset b = {b:.1f}: leads {da:+.3f}, {df:+.3f}")
