@@ -91,10 +91,7 @@ def _add_train(sub):
         "both sources in the hot spot better than the pixel average (see losses.middle_loss); 0: off",
     )
     p.add_argument(
-        "--middle-margin",
-        type=float,
-        default=TrainConfig.middle_margin,
-        help="the middle term's margin over the average",
+        "--middle-margin", type=float, default=TrainConfig.middle_margin, help="middle term's margin over average"
     )
     p.add_argument(
         "--middle-band", type=float, default=TrainConfig.middle_band, help="the middle term acts at b in 0.5 +- this"
