@@ -71,3 +71,11 @@ def test_the_command_refuses_a_pair_without_a_functional_image_in_one_line(pet_r
         main(["hot-spot-ceiling", "--data", str(pet_root), "--dataset", "CT-MRI"])
     err = capsys.readouterr().err.strip()
     assert stop.value.code == 2 and "\n" not in err and "invalid choice: 'CT-MRI'" in err
+
+
+@pytest.mark.parametrize("option", [["--steps", "0"], ["--limit", "0"]])
+def test_the_command_refuses_nothing_to_do_in_one_line(pet_root, option, capsys):
+    assert main(["hot-spot-ceiling", "--data", str(pet_root), "--dataset", "PET-MRI", *option]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("lightfusion-research hot-spot-ceiling: error: steps and limit must be at least 1")
+    assert "\n" not in err

@@ -91,6 +91,8 @@ def ceiling(data_root: Path, dataset: str, split: str = "test", limit: int | Non
     from ..pair_data import load_pairs, split_names
     from .balance import hot_spot_means
 
+    if steps < 1 or (limit is not None and limit < 1):
+        raise ValueError(f"steps and limit must be at least 1, not {steps} and {limit}")
     folder, names = split_names(data_root, split, dataset)
     pairs = load_pairs(data_root, folder, dataset, names[:limit])
     lumas = [(np.asarray(p.anatomical, np.float64), grey(p.other)) for p in pairs]
