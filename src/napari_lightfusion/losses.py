@@ -188,30 +188,33 @@ def hot_spot_loss(fused, a, b, hot, balance: float):
     return 1.0 - (kept * hot).sum() / hot.sum().clamp(min=1.0)
 
 
+def hot_spot_kept(fused, x, hot):
+    """Per image, shape ``(N,)``: the hot-spot mean of ``SSIM7(F, X)`` (:func:`ssim7_map` inside ``hot``).
+
+    The hot-spot measures in torch: anatomy kept with ``x`` the MRI,
+    function kept with ``x`` the functional luma; 0 for an image without
+    hot pixels.
+    """
+    dims = (1, 2, 3)
+    return (ssim7_map(fused, x) * hot).sum(dim=dims) / hot.sum(dim=dims).clamp(min=1.0)
+
+
 def middle_loss(fused, a, b, hot, margin: float):
     """How far each image's hot spot falls short of keeping both sources better than the pixel average does.
 
     Per image, ``relu(margin - min(keep_A - ref_A, keep_B - ref_B))``, where
-    ``keep_X`` is the hot-spot mean of ``SSIM7(F, X)`` (the hot-spot
-    measures' anatomy and function kept) and ``ref_X`` the same of
-    ``(A + B) / 2`` (a constant); the mean over the images with hot pixels
-    (the measures are means over pairs). Only the smaller lead is pushed, so
-    the term does not trade one measure for the other: it moves the fused
-    hot spot to where both lead the average equally, and is 0 once both lead
-    by ``margin``.
+    ``keep_X`` is :func:`hot_spot_kept` of the fused image to source X and
+    ``ref_X`` the same of ``(A + B) / 2`` (a constant); the mean over the
+    images with hot pixels (the measures are means over pairs). Only the
+    smaller lead is pushed, so the term does not trade one measure for the
+    other: it moves the fused hot spot to where both lead the average
+    equally, and is 0 once both lead by ``margin``.
     """
-    dims = (1, 2, 3)
-    n = hot.sum(dim=dims)
-    has_hot = (n > 0).to(fused)
-    n = n.clamp(min=1.0)
-
-    def kept(x, y):
-        return (ssim7_map(x, y) * hot).sum(dim=dims) / n
-
+    has_hot = (hot.sum(dim=(1, 2, 3)) > 0).to(fused)
     with torch.no_grad():
         average = 0.5 * (a + b)
-        ref_a, ref_b = kept(average, a), kept(average, b)
-    lead = torch.minimum(kept(fused, a) - ref_a, kept(fused, b) - ref_b)
+        ref_a, ref_b = hot_spot_kept(average, a, hot), hot_spot_kept(average, b, hot)
+    lead = torch.minimum(hot_spot_kept(fused, a, hot) - ref_a, hot_spot_kept(fused, b, hot) - ref_b)
     return (torch.relu(margin - lead) * has_hot).sum() / has_hot.sum().clamp(min=1.0)
 
 
