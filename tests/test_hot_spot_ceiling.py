@@ -14,7 +14,7 @@ from napari_lightfusion._sample_data import phantom_mri, phantom_pet
 from napari_lightfusion.colour import grey
 from napari_lightfusion.metrics import hot_spot_scores
 from napari_lightfusion.research.cli import main
-from napari_lightfusion.research.hot_spot_ceiling import ceiling_images, leads
+from napari_lightfusion.research.hot_spot_ceiling import ceiling_images, leads, pair_ceilings
 
 
 def _pair(seed: int, size: int = 48):
@@ -43,6 +43,18 @@ def test_a_pair_without_a_hot_spot_keeps_the_pixel_average():
     dark = np.zeros_like(mri)  # nothing lit: no hot spot
     (fused,) = ceiling_images([(mri, dark)], steps=5)
     np.testing.assert_allclose(fused, 0.5 * mri, atol=2e-3)  # the logit of the clamped average, back
+
+
+def test_each_pairs_own_ceiling_leads_the_pixel_average_on_both_measures_of_that_pair():
+    pairs = [_pair(3), _pair(4, size=40), _pair(5)]  # two sizes: optimised in two batches
+    dark = (pairs[0][0], np.zeros_like(pairs[0][0]))  # no hot spot: keeps the average
+    parts = [np.stack(p).astype(np.float32) for p in [*pairs, dark]]
+    best = pair_ceilings(parts, steps=40, chunk=1)
+    assert [f.shape for f in best] == [p.shape[1:] for p in parts] and best[0].dtype == np.float32
+    for f, (a, b) in zip(best, pairs):
+        lead_a, lead_f = leads(_means([f], [(a, b)]), _means([0.5 * (a + b)], [(a, b)]))
+        assert lead_a > 0.003 and lead_f > 0.003  # each pair on its own, by the evaluator's scores
+    np.testing.assert_allclose(best[3], 0.5 * dark[0], atol=1e-6)
 
 
 @pytest.fixture

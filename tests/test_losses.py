@@ -222,3 +222,18 @@ def test_middle_term_asks_each_image_to_beat_the_pixel_average_on_both_sources()
     fused = average.clone().requires_grad_(True)
     middle_loss(fused, a, b, hot, 0.02).backward()
     assert fused.grad[1].abs().sum() == 0 and fused.grad[0].abs().sum() > 0
+
+
+def test_ceiling_term_is_the_mean_distance_to_the_target_inside_the_hot_spot():
+    from napari_lightfusion.losses import ceiling_loss
+
+    target = torch.full((1, 1, 8, 8), 0.5)
+    hot = torch.zeros_like(target)
+    hot[..., :4, :] = 1.0
+    fused = target.clone()
+    assert ceiling_loss(fused, target, hot).item() == 0.0
+    fused[..., 4:, :] = 1.0  # outside the hot spot: not counted
+    assert ceiling_loss(fused, target, hot).item() == 0.0
+    fused[..., :2, :] = 0.3  # a quarter of the image, half the hot spot, 0.2 away
+    assert ceiling_loss(fused, target, hot).item() == pytest.approx(0.1)
+    assert ceiling_loss(fused, target, torch.zeros_like(hot)).item() == 0.0  # no hot pixels

@@ -120,12 +120,12 @@ def test_crops_are_seeded_flipped_and_carry_the_hot_spot(arrays):
     first = Crops(images, 16, seed=1).batch(4)
     again = Crops(images, 16, seed=1).batch(4)
     other = Crops(images, 16, seed=2).batch(4)
-    assert first[0].shape == first[1].shape == first[2].shape == (4, 1, 16, 16)
-    assert all(torch.equal(x, y) for x, y in zip(first, again)) and not torch.equal(first[0], other[0])
+    assert first[0].shape == first[1].shape == first[2].shape == (4, 1, 16, 16) and first[3] is None
+    assert all(torch.equal(x, y) for x, y in zip(first[:3], again[:3])) and not torch.equal(first[0], other[0])
     assert set(first[2].unique().tolist()) <= {0.0, 1.0}
     assert Crops([np.zeros((2, 20, 40), np.float32)], 64, seed=0).crop == 20  # no bigger than the smallest part
-    a, b, hot = Crops(arrays, 16, seed=0).batch(2)
-    assert hot is None
+    a, b, hot, ceiling = Crops(arrays, 16, seed=0).batch(2)
+    assert hot is None and ceiling is None
 
 
 def test_hot_spot_plane_is_the_metrics_hot_spot(data_root):
@@ -152,16 +152,17 @@ def test_balance_is_drawn_per_batch_around_its_default():
 def test_each_bundled_presets_objective_comes_from_its_sidecar():
     found = {name: objective_of(read_sidecar(preset_path(name))) for name in PRESETS}
     assert found["CT-MRI"] == Objective(LossWeights(), 0.0, "fade", 0.25, 1.0, 10.0)
-    middle = {"middle_weight": 32.0, "middle_margin": 0.03, "middle_band": 0.05}
-    assert found["PET-MRI"] == Objective(LossWeights(), 0.24, "split", 0.25, 2.0, 10.0, **middle)
+    middle = {"middle_weight": 32.0, "middle_margin": 0.03, "middle_band": 0.1, "ceiling_weight": 128.0}
+    assert found["PET-MRI"] == Objective(LossWeights(), 0.14, "split", 0.25, 2.0, 10.0, **middle)
     assert found["SPECT-MRI"] == Objective(LossWeights(), 0.25, "split", 0.25, 8.0, 10.0)
     assert found["PET-MRI"].needs_hot_spots and not found["CT-MRI"].needs_hot_spots
     assert Objective.from_dict(found["PET-MRI"].to_dict()) == found["PET-MRI"]
     assert objective_of({"objective": found["SPECT-MRI"].to_dict()}) == found["SPECT-MRI"]
     assert objective_of({}) == Objective()  # nothing recorded: the paper's loss, Eq. 5
     assert found["PET-MRI"].describe() == (
-        "split balance loss (hot-spot weight 2), middle term 32 (margin 0.03 at b 0.5 +- 0.05, 25% of batches "
-        "there), default b 0.24 (25% of the other batches there, the rest b uniform), Eq. 5 weights"
+        "split balance loss (hot-spot weight 2), middle term 32 (margin 0.03 at b 0.5 +- 0.1, 25% of batches "
+        "there), ceiling term 128 at b 0.5 +- 0.1, default b 0.14 (25% of the other batches there, the rest b "
+        "uniform), Eq. 5 weights"
     )
     assert "(every batch there)" in Objective(balance=0.0, default_share=1.0).describe()
     assert Objective(LossWeights(100, 50, 20)).describe() == "the paper's loss, weights 100/50/20"
@@ -292,6 +293,65 @@ def test_middle_term_acts_near_half_and_takes_a_quarter_of_the_draws():
     assert objective_of(sidecar) == middle
     with pytest.raises(ValueError, match="middle"):
         Objective(balance=0.35, middle_weight=-1.0)
+
+
+def test_ceiling_term_acts_in_the_middle_band_on_batches_that_carry_the_ceilings():
+    ceiling = Objective(balance=0.3, balance_loss="split", ceiling_weight=8.0)
+    assert ceiling.needs_ceilings and ceiling.needs_hot_spots and not ceiling.has_middle
+    assert not Objective(balance=None, ceiling_weight=8.0).needs_ceilings  # the paper's network takes no b
+    rng = np.random.default_rng(2)
+    draws = np.array([ceiling.draw(rng) for _ in range(2000)])
+    assert 0.25 < (np.abs(draws - 0.5) <= 0.05).mean() < 0.36  # the band is drawn as for the middle term
+    torch.manual_seed(0)
+    f, a, b, c = torch.rand(4, 2, 1, 32, 32)
+    hot = (b > 0.6).float()
+    inside, terms = ceiling.loss(f, a, b, 0.52, hot, c)
+    assert terms["ceiling"].item() == pytest.approx(((f - c).abs() * hot).sum().item() / hot.sum().item(), rel=1e-5)
+    plain = ceiling.loss(f, a, b, 0.52, hot)[0]  # no ceilings (validation, fine-tuning): no term
+    assert inside.item() == pytest.approx(plain.item() + 50.0 * 8.0 * terms["ceiling"].item(), rel=1e-5)
+    assert "ceiling" not in ceiling.loss(f, a, b, 0.3, hot, c)[1]  # outside the band
+    assert "ceiling term 8 at b 0.5 +- 0.05" in ceiling.describe()
+    assert objective_of({"model": {"balance": 0.3}, "train": {"balance_loss": "split", "ceiling_weight": 8.0}}) == ceiling
+    with pytest.raises(ValueError, match="ceiling"):
+        Objective(balance=0.3, ceiling_weight=-1.0)
+
+
+def test_crops_carry_the_ceiling_plane_with_the_same_crop_and_flips(arrays):
+    images = [np.concatenate([part, part[:1]]) for part in with_hot_spots(arrays)]  # the ceiling plane := the MRI
+    a, b, hot, ceiling = Crops(images, 16, seed=4).batch(6)
+    assert torch.equal(ceiling, a) and hot is not None
+
+
+def test_mri_gamma_copies_are_seeded_by_name_and_within_the_range():
+    from napari_lightfusion.research.train import mri_gamma_copies
+
+    part = np.stack([np.full((4, 4), 0.5), np.full((4, 4), 0.2)]).astype(np.float32)
+    first = mri_gamma_copies([part, part], ["a.png", "b.png"], 3.0)
+    again = mri_gamma_copies([part], ["a.png"], 3.0)
+    assert np.array_equal(first[0], again[0]) and not np.array_equal(first[0], first[1])
+    powers = [np.log(c[0, 0, 0]) / np.log(0.5) for c in first]
+    assert all(1 / 3 <= p <= 3 for p in powers)
+    assert all(np.array_equal(c[1], part[1]) for c in first)  # the functional plane is left alone
+    assert np.array_equal(mri_gamma_copies([part], ["a.png"], 1.0)[0], part)
+    with pytest.raises(ValueError, match="at least 1"):
+        mri_gamma_copies([part], ["a.png"], 0.5)
+
+
+def test_training_with_the_ceiling_term_and_gamma_copies_records_both(data_root, tmp_path, capsys):
+    config = TrainConfig(
+        epochs=1,
+        crop=32,
+        model=ModelConfig(balance=0.3, output="mix"),
+        balance_loss="split",
+        ceiling_weight=4.0,
+        ceiling_steps=3,
+        mri_gamma=2.0,
+    )
+    side = train(data_root, "PET-MRI", tmp_path, config, progress=True)
+    assert side["train"]["ceiling_weight"] == 4.0 and side["train"]["mri_gamma"] == 2.0
+    assert objective_of(side) == config.objective() and objective_of(side).needs_ceilings
+    n = side["train_pairs"]
+    assert f"hot-spot ceilings of {2 * n} training pairs, 3 steps each" in capsys.readouterr().out
 
 
 def test_frozen_features_leave_all_but_the_balance_layer_and_the_head_as_they_were(arrays):

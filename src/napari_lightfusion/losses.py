@@ -218,6 +218,20 @@ def middle_loss(fused, a, b, hot, margin: float):
     return (torch.relu(margin - lead) * has_hot).sum() / has_hot.sum().clamp(min=1.0)
 
 
+def ceiling_loss(fused, target, hot):
+    """Mean ``|F - C|`` inside the hot spot: how far the fused image is from the per-image ceiling ``C``.
+
+    ``C`` is the image that leads the pixel average most on both hot-spot
+    measures at once, found per training pair by
+    :func:`napari_lightfusion.research.hot_spot_ceiling.pair_ceilings`.
+    A target image instead of the measures themselves (:func:`middle_loss`):
+    it says *where* on the trade-off the middle of the range should land for
+    each pair, so that b = 0.5 does not drift to one side between sets.
+    0 without hot pixels.
+    """
+    return ((fused - target).abs() * hot).sum() / hot.sum().clamp(min=1.0)
+
+
 def ssim_loss(fused, a, b, balance: float = 0.0, where=None):
     """Eq. 4: one minus the mean SSIM of the fused image to each source (B weighted up by ``balance``)."""
     to_a, to_b = _ssim_means(fused, [a, b], where=where)

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from . import metrics
-from .losses import BALANCE_MODES, HOT_SPOT_MODES, LossWeights, fusion_loss, middle_loss
+from .losses import BALANCE_MODES, HOT_SPOT_MODES, LossWeights, ceiling_loss, fusion_loss, middle_loss
 from .model import LightFusionNet
 
 #: With a middle term: the share of batches drawn in its band first (the rest are drawn as without it).
@@ -42,6 +42,13 @@ class Objective:
     every b within ``middle_band`` of 0.5, and then :data:`MIDDLE_SHARE` of
     the batches are drawn uniformly in that band (unless every batch is at
     the default b).
+
+    ``ceiling_weight`` (in units of the SSIM weight; 0: off) adds, in the
+    same band, :func:`~napari_lightfusion.losses.ceiling_loss`: the distance
+    to each training pair's own hot-spot ceiling, a target image computed
+    before training (:func:`napari_lightfusion.research.hot_spot_ceiling.pair_ceilings`,
+    the fourth plane of the training arrays). Batches without that plane
+    (validation, fine-tuning) skip the term.
     """
 
     weights: LossWeights = field(default_factory=LossWeights)
@@ -53,16 +60,17 @@ class Objective:
     middle_weight: float = 0.0
     middle_margin: float = 0.03
     middle_band: float = 0.05
+    ceiling_weight: float = 0.0
 
     def __post_init__(self):
         if self.balance_loss not in BALANCE_MODES:
             raise ValueError(f"balance loss must be one of {', '.join(BALANCE_MODES)}, not {self.balance_loss!r}")
         if not 0.0 <= self.default_share <= 1.0:
             raise ValueError(f"default share must be in [0, 1], not {self.default_share}")
-        if self.middle_weight < 0 or not 0.0 <= self.middle_band <= 0.5:
+        if min(self.middle_weight, self.ceiling_weight) < 0 or not 0.0 <= self.middle_band <= 0.5:
             raise ValueError(
-                f"the middle term needs a weight >= 0 and a band in [0, 0.5], "
-                f"not {self.middle_weight} and {self.middle_band}"
+                f"the middle and ceiling terms need weights >= 0 and a band in [0, 0.5], "
+                f"not {self.middle_weight}, {self.ceiling_weight} and {self.middle_band}"
             )
 
     @property
@@ -71,20 +79,28 @@ class Objective:
         return self.balance is not None and self.middle_weight > 0
 
     @property
+    def needs_ceilings(self) -> bool:
+        """Whether the loss has the ceiling term (the training arrays then carry each pair's ceiling)."""
+        return self.balance is not None and self.ceiling_weight > 0
+
+    @property
     def needs_hot_spots(self) -> bool:
         """Whether the loss looks at the functional hot spot (the crops then carry its mask)."""
-        return self.balance is not None and (self.balance_loss in HOT_SPOT_MODES or self.has_middle)
+        return self.balance is not None and (self.balance_loss in HOT_SPOT_MODES or self.has_middle or self.needs_ceilings)
 
     def draw(self, rng: np.random.Generator) -> float | None:
         """The balance of one batch (None for the paper's loss)."""
         if self.balance is None:
             return None
-        if self.has_middle and self.default_share < 1.0 and rng.random() < MIDDLE_SHARE:
+        if (self.has_middle or self.needs_ceilings) and self.default_share < 1.0 and rng.random() < MIDDLE_SHARE:
             return float(rng.uniform(0.5 - self.middle_band, 0.5 + self.middle_band))
         return float(self.balance) if rng.random() < self.default_share else float(rng.random())
 
-    def loss(self, fused, a, b, balance: float | None, hot=None):
-        """``(total, terms)`` of :func:`fusion_loss` at ``balance`` (None: the paper's loss)."""
+    def loss(self, fused, a, b, balance: float | None, hot=None, ceiling=None):
+        """``(total, terms)`` of :func:`fusion_loss` at ``balance`` (None: the paper's loss).
+
+        ``ceiling``: the batch's hot-spot ceilings, for the ceiling term (None: skipped).
+        """
         if balance is None:
             return fusion_loss(fused, a, b, self.weights)
         total, terms = fusion_loss(
@@ -97,9 +113,13 @@ class Objective:
             hot if self.needs_hot_spots else None,
             hot_weight=self.hot_spot_weight,
         )
-        if self.has_middle and abs(balance - 0.5) <= self.middle_band:
-            terms["middle"] = middle_loss(fused, a, b, hot, self.middle_margin)
-            total = total + self.weights.ssim * self.middle_weight * terms["middle"]
+        if abs(balance - 0.5) <= self.middle_band:
+            if self.has_middle:
+                terms["middle"] = middle_loss(fused, a, b, hot, self.middle_margin)
+                total = total + self.weights.ssim * self.middle_weight * terms["middle"]
+            if self.needs_ceilings and ceiling is not None:
+                terms["ceiling"] = ceiling_loss(fused, ceiling, hot)
+                total = total + self.weights.ssim * self.ceiling_weight * terms["ceiling"]
         return total, terms
 
     def for_model(self, model: LightFusionNet) -> Objective:
@@ -122,7 +142,7 @@ class Objective:
         if self.balance is None:
             return f"the paper's loss, {weights}"
         hot = f" (hot-spot weight {self.hot_spot_weight:g})" if self.balance_loss in HOT_SPOT_MODES else ""
-        draws_middle = self.has_middle and self.default_share < 1.0
+        draws_middle = (self.has_middle or self.needs_ceilings) and self.default_share < 1.0
         share = (
             "every batch there"
             if self.default_share >= 1.0
@@ -131,9 +151,11 @@ class Objective:
         middle = (
             f", middle term {self.middle_weight:g} (margin {self.middle_margin:g} at b 0.5 +- {self.middle_band:g}, "
             f"{MIDDLE_SHARE:.0%} of batches there)"
-            if draws_middle
+            if draws_middle and self.has_middle
             else ""
         )
+        if draws_middle and self.needs_ceilings:
+            middle += f", ceiling term {self.ceiling_weight:g} at b 0.5 +- {self.middle_band:g}"
         return f"{self.balance_loss} balance loss{hot}{middle}, default b {self.balance:g} ({share}), {weights}"
 
     def to_dict(self) -> dict:
@@ -149,8 +171,8 @@ class Objective:
         return cls(**known)
 
 
-#: The middle term's settings, as a training recipe and its sidecar name them.
-MIDDLE_KEYS = ("middle_weight", "middle_margin", "middle_band")
+#: The middle and ceiling terms' settings, as a training recipe and its sidecar name them.
+MIDDLE_KEYS = ("middle_weight", "middle_margin", "middle_band", "ceiling_weight")
 
 
 def objective_of(sidecar: Mapping) -> Objective:

@@ -10,7 +10,8 @@ adapts a preset to the user's pairs. What they share is here:
   which objective made it.
 * :class:`Crops` - seeded random crops with random flips from training
   arrays ``(K, h, w)`` of any sizes (K = 2, or 3 with the hot-spot mask of
-  :func:`~napari_lightfusion.objective.with_hot_spots` for the losses that need it).
+  :func:`~napari_lightfusion.objective.with_hot_spots` for the losses that need it,
+  or 4 with each pair's hot-spot ceiling after it for the ceiling term).
 * :func:`make_optimiser` - Adam, the balance layer in its own group, and a
   step schedule (the learning rate times ``lr_gamma`` every ``lr_step`` steps).
 * :func:`validate` - the loss and Qabf, SSIM, VIF (MI on request) on
@@ -69,8 +70,8 @@ class Crops:
         self.p = area / area.sum()
         self.rng = np.random.default_rng(seed)
 
-    def batch(self, size: int, device="cpu") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """``(anatomical, functional, hot spot or None)``, each ``(size, 1, crop, crop)`` on ``device``."""
+    def batch(self, size: int, device="cpu") -> tuple[torch.Tensor, ...]:
+        """``(anatomical, functional, hot spot or None, ceiling or None)``, each ``(size, 1, crop, crop)`` on ``device``."""
         c = self.crop
         crops = []
         for i in self.rng.choice(len(self.images), size=size, p=self.p):
@@ -84,7 +85,8 @@ class Crops:
                 patch = patch[:, ::-1, :]
             crops.append(patch)
         batch = torch.from_numpy(np.ascontiguousarray(np.stack(crops), dtype=np.float32)).to(device)
-        return batch[:, :1], batch[:, 1:2], (batch[:, 2:3] if batch.shape[1] > 2 else None)
+        planes = [batch[:, k : k + 1] if batch.shape[1] > k else None for k in range(4)]
+        return tuple(planes)
 
 
 def make_optimiser(model: LightFusionNet, lr: float, film_lr_scale: float = 1.0) -> torch.optim.Adam:
@@ -250,10 +252,10 @@ def cancel_check(cancel) -> Callable[[], bool]:
 
 def train_step(model: LightFusionNet, objective: Objective, crops: Crops, optimiser, batch_size: int, device="cpu"):
     """One optimiser step on ``batch_size`` crops, b drawn by ``objective``: the loss and its terms (tensors)."""
-    a, b, hot = crops.batch(batch_size, device)
+    a, b, hot, ceiling = crops.batch(batch_size, device)
     balance = objective.draw(crops.rng)
     fused = model(a, b, balance=balance) if model.conditioned else model(a, b)
-    loss, terms = objective.loss(fused, a, b, balance, hot)
+    loss, terms = objective.loss(fused, a, b, balance, hot, ceiling)
     optimiser.zero_grad(set_to_none=True)
     loss.backward()
     optimiser.step()

@@ -77,7 +77,7 @@ def bench_train(
             train_step(net, objective, crops, optimiser, batch_size)
 
         runs[f"step, {name}"] = step
-    a, b, _ = Crops(train, crop, 1).batch(batch_size)
+    a, b, *_ = Crops(train, crop, 1).batch(batch_size)
     fused = (0.5 * (a + b)).requires_grad_(True)
 
     def separable():

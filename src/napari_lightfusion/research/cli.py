@@ -97,6 +97,19 @@ def _add_train(sub):
         "--middle-band", type=float, default=TrainConfig.middle_band, help="the middle term acts at b in 0.5 +- this"
     )
     p.add_argument(
+        "--ceiling-weight",
+        type=float,
+        default=TrainConfig.ceiling_weight,
+        help="with --balance: weight (x the SSIM weight) of the ceiling term, which asks b in the middle band "
+        "for each pair's hot-spot ceiling (see losses.ceiling_loss; computed before training); 0: off",
+    )
+    p.add_argument(
+        "--mri-gamma",
+        type=float,
+        default=None,
+        help="add a copy of every training pair with its MRI to a power in [1/G, G] (intensity augmentation)",
+    )
+    p.add_argument(
         "--freeze-features",
         action="store_true",
         help="with --init and --balance: train only the balance layer and the output head",
@@ -143,6 +156,8 @@ def _run_train(args):
         middle_weight=args.middle_weight,
         middle_margin=args.middle_margin,
         middle_band=args.middle_band,
+        ceiling_weight=args.ceiling_weight,
+        mri_gamma=args.mri_gamma,
         freeze_features=args.freeze_features,
         init=str(preset_path(args.init)) if args.init in PRESETS else args.init,
         model=ModelConfig(args.width, args.reduction, args.attention, args.conv, args.output, args.balance),
