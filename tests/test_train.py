@@ -152,17 +152,16 @@ def test_balance_is_drawn_per_batch_around_its_default():
 def test_each_bundled_presets_objective_comes_from_its_sidecar():
     found = {name: objective_of(read_sidecar(preset_path(name))) for name in PRESETS}
     assert found["CT-MRI"] == Objective(LossWeights(), 0.0, "fade", 0.25, 1.0, 10.0)
-    middle = {"middle_weight": 32.0, "middle_margin": 0.03, "middle_band": 0.1, "ceiling_weight": 128.0}
-    assert found["PET-MRI"] == Objective(LossWeights(), 0.14, "split", 0.25, 2.0, 10.0, **middle)
+    middle = {"middle_weight": 32.0, "middle_margin": 0.03, "middle_band": 0.05}
+    assert found["PET-MRI"] == Objective(LossWeights(), 0.24, "split", 0.25, 2.0, 10.0, **middle)
     assert found["SPECT-MRI"] == Objective(LossWeights(), 0.25, "split", 0.25, 8.0, 10.0)
     assert found["PET-MRI"].needs_hot_spots and not found["CT-MRI"].needs_hot_spots
     assert Objective.from_dict(found["PET-MRI"].to_dict()) == found["PET-MRI"]
     assert objective_of({"objective": found["SPECT-MRI"].to_dict()}) == found["SPECT-MRI"]
     assert objective_of({}) == Objective()  # nothing recorded: the paper's loss, Eq. 5
     assert found["PET-MRI"].describe() == (
-        "split balance loss (hot-spot weight 2), middle term 32 (margin 0.03 at b 0.5 +- 0.1, 25% of batches "
-        "there), ceiling term 128 at b 0.5 +- 0.1, default b 0.14 (25% of the other batches there, the rest b "
-        "uniform), Eq. 5 weights"
+        "split balance loss (hot-spot weight 2), middle term 32 (margin 0.03 at b 0.5 +- 0.05, 25% of batches "
+        "there), default b 0.24 (25% of the other batches there, the rest b uniform), Eq. 5 weights"
     )
     assert "(every batch there)" in Objective(balance=0.0, default_share=1.0).describe()
     assert Objective(LossWeights(100, 50, 20)).describe() == "the paper's loss, weights 100/50/20"
@@ -311,7 +310,8 @@ def test_ceiling_term_acts_in_the_middle_band_on_batches_that_carry_the_ceilings
     assert inside.item() == pytest.approx(plain.item() + 50.0 * 8.0 * terms["ceiling"].item(), rel=1e-5)
     assert "ceiling" not in ceiling.loss(f, a, b, 0.3, hot, c)[1]  # outside the band
     assert "ceiling term 8 at b 0.5 +- 0.05" in ceiling.describe()
-    assert objective_of({"model": {"balance": 0.3}, "train": {"balance_loss": "split", "ceiling_weight": 8.0}}) == ceiling
+    recorded = {"model": {"balance": 0.3}, "train": {"balance_loss": "split", "ceiling_weight": 8.0}}
+    assert objective_of(recorded) == ceiling
     with pytest.raises(ValueError, match="ceiling"):
         Objective(balance=0.3, ceiling_weight=-1.0)
 
@@ -351,7 +351,8 @@ def test_training_with_the_ceiling_term_and_gamma_copies_records_both(data_root,
     assert side["train"]["ceiling_weight"] == 4.0 and side["train"]["mri_gamma"] == 2.0
     assert objective_of(side) == config.objective() and objective_of(side).needs_ceilings
     n = side["train_pairs"]
-    assert f"hot-spot ceilings of {2 * n} training pairs, 3 steps each" in capsys.readouterr().out
+    err = capsys.readouterr().err  # the bar over the pairs and their copies
+    assert "hot-spot ceilings, 3 steps each: 100%" in err and f"{2 * n}/{2 * n}" in err
 
 
 def test_frozen_features_leave_all_but_the_balance_layer_and_the_head_as_they_were(arrays):
@@ -368,3 +369,14 @@ def test_frozen_features_leave_all_but_the_balance_layer_and_the_head_as_they_we
     moved = {name for name, p in model.named_parameters() if not torch.equal(p, before[name])}
     assert moved and all(name.startswith(("film.", "decoder.2.")) for name in moved)
     assert any(name.startswith("film.") for name in moved) and any(name.startswith("decoder.2.") for name in moved)
+
+
+def test_a_bad_recipe_fails_before_the_ceilings_are_computed(data_root, tmp_path, monkeypatch):
+    import napari_lightfusion.research.train as research_train
+
+    monkeypatch.setattr(research_train, "with_ceilings", lambda *a, **k: pytest.fail("ceilings computed first"))
+    config = TrainConfig(
+        epochs=1, crop=32, model=ModelConfig(balance=0.3, output="mix"), ceiling_weight=4.0, freeze_features=True
+    )
+    with pytest.raises(ValueError, match="freezing the features needs"):
+        research_train.train(data_root, "PET-MRI", tmp_path, config, progress=False)

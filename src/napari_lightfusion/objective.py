@@ -86,7 +86,9 @@ class Objective:
     @property
     def needs_hot_spots(self) -> bool:
         """Whether the loss looks at the functional hot spot (the crops then carry its mask)."""
-        return self.balance is not None and (self.balance_loss in HOT_SPOT_MODES or self.has_middle or self.needs_ceilings)
+        if self.balance is None:
+            return False
+        return self.balance_loss in HOT_SPOT_MODES or self.has_middle or self.needs_ceilings
 
     def draw(self, rng: np.random.Generator) -> float | None:
         """The balance of one batch (None for the paper's loss)."""

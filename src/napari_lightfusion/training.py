@@ -71,7 +71,10 @@ class Crops:
         self.rng = np.random.default_rng(seed)
 
     def batch(self, size: int, device="cpu") -> tuple[torch.Tensor, ...]:
-        """``(anatomical, functional, hot spot or None, ceiling or None)``, each ``(size, 1, crop, crop)`` on ``device``."""
+        """``(anatomical, functional, hot spot or None, ceiling or None)``: ``(size, 1, crop, crop)`` on ``device``.
+
+        The planes a training array lacks are None.
+        """
         c = self.crop
         crops = []
         for i in self.rng.choice(len(self.images), size=size, p=self.p):

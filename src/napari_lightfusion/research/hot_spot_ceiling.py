@@ -36,7 +36,10 @@ SOFTNESS = 0.002
 
 
 def _both_leads(lead_a, lead_b):
-    """What the optimiser raises: a smooth minimum of the two leads (:data:`SOFTNESS`) plus :data:`SUM_WEIGHT` x their sum."""
+    """What the optimiser raises: a smooth minimum of the two leads (:data:`SOFTNESS`) + :data:`SUM_WEIGHT` x the sum.
+
+    Shared by the set-level ceiling and the per-pair one.
+    """
     import torch
 
     smaller = -SOFTNESS * torch.logsumexp(torch.stack([lead_a, lead_b]) / -SOFTNESS, dim=0)
@@ -89,8 +92,8 @@ def ceiling_images(pairs_luma, steps: int = 300, lr: float = 0.01) -> list[np.nd
     return best
 
 
-def pair_ceilings(parts, steps: int = 100, lr: float = 0.01, chunk: int = 64) -> list[np.ndarray]:
-    """For each training array ``(K >= 2, h, w)`` (MRI, functional luma), the image that leads pixel average most on both.
+def pair_ceilings(parts, steps: int = 100, lr: float = 0.01, chunk: int = 64, done=None) -> list[np.ndarray]:
+    """For each training array ``(K >= 2, h, w)`` (MRI, functional luma): the fused image that leads average most.
 
     Like :func:`ceiling_images`, but each pair on its own (a smooth minimum
     of *its* two leads): the per-image optimum, the target of the training
@@ -100,6 +103,7 @@ def pair_ceilings(parts, steps: int = 100, lr: float = 0.01, chunk: int = 64) ->
     hot spot keeps the pixel average. 100 steps reach about +0.03 on both
     leads on a PET-MRI training pair (the set-level ceiling's 300 steps
     add little per image); about 0.03 s per pair and step on one CPU thread.
+    ``done(n)``, if given, is called after each batch of ``n`` pairs.
     """
     import torch
 
@@ -131,6 +135,8 @@ def pair_ceilings(parts, steps: int = 100, lr: float = 0.01, chunk: int = 64) ->
             fused = torch.where(has_hot, torch.sigmoid(logit).detach(), average)
             for k, i in enumerate(some):
                 out[i] = fused[k, 0].numpy().astype(np.float32)
+            if done is not None:
+                done(len(some))
     return out
 
 

@@ -157,11 +157,25 @@ def mri_gamma_copies(parts: Sequence[np.ndarray], names: Sequence[str], gamma: f
     return copies
 
 
-def with_ceilings(parts: Sequence[np.ndarray], steps: int) -> list[np.ndarray]:
-    """Training arrays with a last plane: each pair's hot-spot ceiling (:func:`.hot_spot_ceiling.pair_ceilings`)."""
+def with_ceilings(parts: Sequence[np.ndarray], steps: int, progress: bool = False) -> list[np.ndarray]:
+    """Training arrays with a last plane: each pair's hot-spot ceiling (:func:`.hot_spot_ceiling.pair_ceilings`).
+
+    ``progress`` shows a bar over the pairs (about 12 min for 478 PET-MRI
+    pairs at 100 steps on two CPU threads).
+    """
     from .hot_spot_ceiling import pair_ceilings
 
-    return [np.concatenate([part, c[None]]) for part, c in zip(parts, pair_ceilings(parts, steps=steps))]
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(parts), desc=f"hot-spot ceilings, {steps} steps each", unit="pair")
+    try:
+        ceilings = pair_ceilings(parts, steps=steps, done=bar.update if bar else None)
+    finally:
+        if bar:
+            bar.close()
+    return [np.concatenate([part, c[None]]) for part, c in zip(parts, ceilings)]
 
 
 def source_commit() -> str:
@@ -196,6 +210,7 @@ def train(
     """
     config = TrainConfig() if config is None else config
     objective = config.objective()
+    commit = source_commit()  # of the code that starts training, not of what is checked out when it ends
     torch.manual_seed(config.seed)
     names = pair_names(data_root, "train", dataset)
     train_names = [n for n in names if not is_validation(n)]
@@ -206,10 +221,6 @@ def train(
         train_images = train_images + mri_gamma_copies(train_images, train_names, config.mri_gamma)
     if objective.needs_hot_spots:
         train_images, val_images = with_hot_spots(train_images), with_hot_spots(val_images)
-    if objective.needs_ceilings:
-        if progress:
-            print(f"hot-spot ceilings of {len(train_images)} training pairs, {config.ceiling_steps} steps each")
-        train_images = with_ceilings(train_images, config.ceiling_steps)
 
     model = LightFusionNet(config.model)
     init_sha = start_from(model, config.init) if config.init else None
@@ -220,6 +231,8 @@ def train(
             )
         freeze_features(model)
     model = model.to(device)
+    if objective.needs_ceilings:  # after every check above: this takes minutes
+        train_images = with_ceilings(train_images, config.ceiling_steps, progress)
     per_epoch = max(1, len(train_names) // config.batch_size)
     schedule = Schedule(
         steps=config.epochs * per_epoch,
@@ -236,7 +249,6 @@ def train(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     log_path = out / f"{dataset}.log.csv"
-    commit = source_commit()  # of the code that starts training, not of what is checked out when it ends
     bar = None
     if progress:
         from tqdm import tqdm
