@@ -249,3 +249,11 @@ def test_on_ct_mri_pairs_the_loss_is_the_ct_mri_presets(harvard_root):
     choice = finetune_choice.choose("PET-MRI", "auto", held)
     assert choice.objective_from == "CT-MRI" and choice.objective.balance_loss == "fade"
     assert choice.base == "PET-MRI"
+
+
+def test_fine_tuning_leaves_a_ceiling_term_out(cells):
+    """A ceiling term needs per-pair targets computed before training, which a fine-tune has no time for."""
+    given = Objective(balance=0.5, balance_loss="split", ceiling_weight=8.0)
+    result = finetune([cells], "PET-MRI", loss=given, steps=2, **FAST)
+    assert result.objective_reason == "given" and result.objective.balance == 0.5
+    assert result.objective.ceiling_weight == 0.0 and not result.objective.needs_ceilings

@@ -347,7 +347,8 @@ def finetune_steps(
     train = with_hot_spots(train)
 
     choice = choose(base, loss, held)
-    objective = choice.objective
+    # without a ceiling term: its per-pair targets take minutes per hundred pairs, more than a fine-tune has
+    objective = replace(choice.objective, ceiling_weight=0.0)
     if config.loss_weights is not None:
         objective = replace(objective, weights=config.loss_weights)
     if config.default_share is not None:

@@ -101,8 +101,7 @@ def choose(base: str, loss: str | Objective, held: Sequence[np.ndarray]) -> Choi
         source = str(loss)
         why = f"{source} given"
     head, note = fitted_head(model_for(base), source)
-    # without the ceiling term: its targets take minutes per hundred pairs to compute, more than a fine-tune has
-    objective = replace(objective_of(read_sidecar(preset_path(source))), ceiling_weight=0.0)
+    objective = objective_of(read_sidecar(preset_path(source)))
     return Choice(base, base_reason, scores, objective, source, "; ".join(filter(None, (why, note))), head)
 
 

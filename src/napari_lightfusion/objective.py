@@ -79,6 +79,11 @@ class Objective:
         return self.balance is not None and self.middle_weight > 0
 
     @property
+    def draws_band(self) -> bool:
+        """Whether some batches are drawn in the middle band: a middle or ceiling term, not all at the default b."""
+        return (self.has_middle or self.needs_ceilings) and self.default_share < 1.0
+
+    @property
     def needs_ceilings(self) -> bool:
         """Whether the loss has the ceiling term (the training arrays then carry each pair's ceiling)."""
         return self.balance is not None and self.ceiling_weight > 0
@@ -94,7 +99,7 @@ class Objective:
         """The balance of one batch (None for the paper's loss)."""
         if self.balance is None:
             return None
-        if (self.has_middle or self.needs_ceilings) and self.default_share < 1.0 and rng.random() < MIDDLE_SHARE:
+        if self.draws_band and rng.random() < MIDDLE_SHARE:
             return float(rng.uniform(0.5 - self.middle_band, 0.5 + self.middle_band))
         return float(self.balance) if rng.random() < self.default_share else float(rng.random())
 
@@ -144,19 +149,19 @@ class Objective:
         if self.balance is None:
             return f"the paper's loss, {weights}"
         hot = f" (hot-spot weight {self.hot_spot_weight:g})" if self.balance_loss in HOT_SPOT_MODES else ""
-        draws_middle = (self.has_middle or self.needs_ceilings) and self.default_share < 1.0
+        other = "the other " if self.draws_band else ""
         share = (
             "every batch there"
             if self.default_share >= 1.0
-            else f"{self.default_share:.0%} of {'the other ' if draws_middle else ''}batches there, the rest b uniform"
+            else f"{self.default_share:.0%} of {other}batches there, the rest b uniform"
         )
         middle = (
             f", middle term {self.middle_weight:g} (margin {self.middle_margin:g} at b 0.5 +- {self.middle_band:g}, "
             f"{MIDDLE_SHARE:.0%} of batches there)"
-            if draws_middle and self.has_middle
+            if self.draws_band and self.has_middle
             else ""
         )
-        if draws_middle and self.needs_ceilings:
+        if self.draws_band and self.needs_ceilings:
             middle += f", ceiling term {self.ceiling_weight:g} at b 0.5 +- {self.middle_band:g}"
         return f"{self.balance_loss} balance loss{hot}{middle}, default b {self.balance:g} ({share}), {weights}"
 

@@ -142,10 +142,11 @@ def mri_gamma_copies(parts: Sequence[np.ndarray], names: Sequence[str], gamma: f
 
     The power is log-uniform, drawn from a generator seeded by the pair's
     file name, so a pair's copy is the same in every run. An intensity
-    augmentation: the hot spots of the atlas's test MRIs are darker (mean
-    0.31 on the first 30 PET-MRI test pairs) than those of all but 1 % of
-    its training MRIs (median 0.61), and where the middle of the balance
-    range lands depends on it (docs/balance.md).
+    augmentation: the hot spots of the atlas's PET-MRI test MRIs are darker
+    (median 0.33) than those of all but 1 % of its training MRIs (median
+    0.61), and where the middle of the balance range lands depends on it.
+    It did not move the test figures: half of those MRIs are T2-weighted,
+    which no power of a T1 image imitates (docs/balance.md).
     """
     if not gamma >= 1.0:
         raise ValueError(f"the MRI gamma range must be at least 1, not {gamma}")
