@@ -59,6 +59,18 @@ def test_fuse_takes_a_balance_and_refuses_one_out_of_range(pair_files, tmp_path,
     assert "balance" in err and len(err.splitlines()) == 1 and not (tmp_path / "x.png").exists()
 
 
+def test_fuse_with_balance_auto_says_the_b_it_chose(pair_files, tmp_path, capsys):
+    from napari_lightfusion import fuse
+
+    out = tmp_path / "auto.png"
+    assert main(["fuse", *map(str, pair_files), "--out", str(out), "--device", "cpu", "--balance", "AUTO"]) == 0
+    line = [t for t in capsys.readouterr().err.splitlines() if t.startswith("balance ")]
+    assert len(line) == 1 and "(auto: hot spot vs pixel average, anatomy " in line[0]
+    b = float(line[0].split()[1])
+    chosen = fuse(imread(pair_files[0]), imread(pair_files[1]), "PET-MRI", "cpu", balance=b).fused
+    assert np.array_equal(imread(out), (np.clip(chosen, 0, 1) * 255).round().astype(np.uint8))
+
+
 @pytest.mark.parametrize(
     "change, message",
     [
@@ -232,6 +244,24 @@ def test_fuse_volume_guesses_pet_mri_from_the_dicom_modality(dicom_study, tmp_pa
     assert "preset PET-MRI (DICOM Modality says PT)" in err and "PET colour table" in err, err
     fused = open_volume(out)
     assert fused.rgb and fused.data.shape[:3] == (6, 32, 32)
+
+
+def test_fuse_volume_with_balance_auto_records_the_b_it_chose(dicom_study, tmp_path, capsys):
+    import json
+
+    from napari_lightfusion.volume_reader import open_volume
+
+    mr, pet = (written.folder for written in dicom_study)
+    auto, fixed = tmp_path / "auto.nii.gz", tmp_path / "fixed.nii.gz"
+    assert main(["fuse-volume", str(mr), str(pet), "--out", str(auto), "--device", "cpu", "--balance", "auto"]) == 0
+    said = [t for t in capsys.readouterr().err.splitlines() if t.startswith("balance ")]
+    record = json.loads(auto.with_name(auto.name + ".json").read_text())
+    chosen = record["balance_chosen"]
+    assert record["settings"]["balance"] == "auto" and said == [f"balance {chosen['balance']:.2f}" + said[0][12:]]
+    assert chosen["slices"] and all(0 <= k < 6 for k in chosen["slices"])
+    b = str(chosen["balance"])
+    assert main(["fuse-volume", str(mr), str(pet), "--out", str(fixed), "--device", "cpu", "--balance", b]) == 0
+    np.testing.assert_array_equal(open_volume(auto).data.compute(), open_volume(fixed).data.compute())
 
 
 def test_fuse_reads_one_dicom_image_of_a_series_and_refuses_the_folder(dicom_study, tmp_path, capsys):

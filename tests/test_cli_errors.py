@@ -63,7 +63,7 @@ def files(tmp_path):
         (["--out", "{d}/folder.png"], "it is a folder"),
         (["--out", "{d}/mri.png"], "would overwrite an input"),
         (["--out", "{d}/x.png", "--maps", "{d}/afile"], "--maps"),
-        (["--out", "{d}/x.png", "--balance", "abc"], "invalid float value: 'abc'"),
+        (["--out", "{d}/x.png", "--balance", "abc"], "give a number in [0, 1] or auto, not 'abc'"),
         (["--out", "{d}/x.png", "--balance", "1.5"], "balance"),
         (["--out", "{d}/x.png", "--device", "tpu"], "tpu"),
         (["--out", "{d}/x.png", "--preset", "XRAY"], "XRAY"),

@@ -111,7 +111,11 @@ def test_a_picked_pair_guesses_the_preset_and_loads_its_network(colour_pair):
     session.warmed("PET-MRI", 0.3)
     assert not session.warm_needed and session.balance == 0.3 and session.moved_balance() is None
     session.balance = 0.8
-    assert session.moved_balance() == 0.8
+    assert session.moved_balance() == 0.8 and session.requested_balance() == 0.8
+    session.auto_balance = True  # each fusion chooses b: asked for, and named, as "auto"
+    assert session.requested_balance() == "auto" and session.moved_balance() == "auto"
+    session.balance = None  # a network that takes none: auto does not apply
+    assert session.requested_balance() is None and session.moved_balance() is None
 
 
 def test_an_input_change_makes_the_result_stale_and_asks_live_to_refuse(dock):

@@ -430,6 +430,31 @@ def test_the_balance_slider_is_for_conditioned_networks_and_refuses_live(
     assert widget.balance.value() == 65  # the slider starts at the new network's default
 
 
+def test_auto_balance_chooses_b_per_pair_and_the_slider_shows_it(pair, qtbot, monkeypatch, wait_idle, fuse_now, role):
+    viewer, widget, mri, pet = pair
+    wait_idle(widget)
+    assert widget.balance_auto.isEnabled() and not widget.balance_auto.isChecked()  # PET-MRI takes a balance
+    seen = []
+    plan = jobs.plan_pair
+    monkeypatch.setattr(jobs, "plan_pair", lambda *a: (seen.append(a[2].balance), plan(*a))[1])  # a[2]: the options
+    widget.balance_auto.setChecked(True)
+    assert not widget.balance.isEnabled() and widget.balance_label.text().endswith(" auto")
+    fuse_now(widget)
+    fused = role(viewer, "fused")
+    chosen = fused.metadata["lightfusion"]["balance_chosen"]
+    assert seen == ["auto"] and fused.name == "MRI + PET · PET-MRI · b=auto"
+    assert widget.balance.value() == round(100 * chosen["balance"]) and not widget.balance.isEnabled()
+    assert widget.balance_label.text() == f"b {chosen['balance']:.2f} auto"
+    assert "auto: hot spot vs pixel average" in widget.status.text()
+    widget.balance_auto.setChecked(False)  # off: the slider is the user's again, at the b chosen
+    wait_idle(widget)
+    assert widget.balance.isEnabled() and seen[-1] == chosen["balance"]
+    monkeypatch.setattr(workers, "warm_up", lambda preset, device: None)  # a network that takes no balance
+    widget.preset.activated.emit(widget.preset.currentIndex())
+    wait_idle(widget)
+    assert not widget.balance_auto.isEnabled() and not widget.balance.isEnabled()
+
+
 def test_a_saved_fine_tuned_preset_is_listed_and_picked(pair, monkeypatch):
     viewer, widget, mri, pet = pair
     assert not widget.finetune.isVisibleTo(widget)

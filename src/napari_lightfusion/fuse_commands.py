@@ -13,6 +13,7 @@ that a command that fails prints one line: its error. The work itself is
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -63,6 +64,25 @@ def _fusion_options(args) -> FusionOptions:
     ]
 
 
+BALANCE_HELP = (
+    "b in [0, 1] for a balance-conditioned preset: anatomy first (0) to function first (1), or auto: the b "
+    "that keeps the hot spot's anatomy and function best against pixel average on these images "
+    "(it says which); default: the preset's own"
+)
+
+
+def balance_argument(text: str) -> float | str:
+    """``--balance``: ``auto`` or a number (its range is checked with the other options, in one line)."""
+    from .balance_search import AUTO
+
+    if text.strip().lower() == AUTO:
+        return AUTO
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"give a number in [0, 1] or auto, not {text!r}") from None
+
+
 def command_line(args) -> str:
     """The command as it was run (recorded in the outputs it writes)."""
     import shlex
@@ -98,13 +118,7 @@ def add_fuse(sub) -> None:
         default=None,
         help="folder for surprise/attention TIFFs (and the mix weight, for a mix network)",
     )
-    p.add_argument(
-        "--balance",
-        type=float,
-        default=None,
-        help="b in [0, 1] for a balance-conditioned preset: anatomy first (0) to function first (1); "
-        "default: the preset's own",
-    )
+    p.add_argument("--balance", type=balance_argument, default=None, help=BALANCE_HELP)
     p.add_argument(
         "--align",
         action="store_true",
@@ -182,12 +196,7 @@ def add_fuse_volume(sub) -> None:
         help="contrast window of the anatomical volume (default: its full range); --a-window=-100,400",
     )
     p.add_argument("--b-window", default=None, metavar="LO,HI", help="contrast window of the functional volume")
-    p.add_argument(
-        "--balance",
-        type=float,
-        default=None,
-        help="anatomy first (0) to function first (1), for networks trained with a balance input",
-    )
+    p.add_argument("--balance", type=balance_argument, default=None, help=BALANCE_HELP)
     p.add_argument(
         "--colormap",
         default="auto",
@@ -293,6 +302,8 @@ def _run_fuse_volume(args):
         for bar in bars:
             bar.close()
     notes.flush()
+    if report.balance_choice is not None:
+        print(report.balance_choice.describe(), file=sys.stderr)
     print(f"wrote {report.out}: {report.fused} slices fused, {report.skipped} already there, {report.seconds:.1f} s")
 
 

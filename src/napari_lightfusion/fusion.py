@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .balance_search import AUTO, BalanceChoice, choose_balance
 from .engine import cpu_threads, resolve_device, run_stack
 from .inputs import ImageView, PreparedPair, prepare_pair
 from .model import LightFusionNet, check_balance
@@ -38,7 +39,9 @@ class FusionResult:
     from the first input given, 0 where it comes from the second (the
     network's own ``w``, or ``1 - w`` when the inputs reached it swapped,
     like the maps' order); ``None`` without maps or for a network without
-    such a head.
+    such a head. ``balance_choice``: the b chosen for these images and
+    why, when the fusion was asked for ``balance="auto"``
+    (:mod:`napari_lightfusion.balance_search`; None otherwise).
     """
 
     fused: np.ndarray
@@ -48,6 +51,7 @@ class FusionResult:
     device: str
     preset: str | None
     weight: np.ndarray | None = None
+    balance_choice: BalanceChoice | None = None
 
 
 @dataclass(frozen=True)
@@ -68,18 +72,18 @@ class FusionOptions:
     channel: int | None = None
     tile: int = DEFAULT_TILE
     maps: bool = False
-    balance: float | None = None
+    balance: float | str | None = None
     threads: int | None = None
 
     def checked(self) -> tuple[FusionOptions, torch.device]:
-        """These options with ``tile`` an int and ``balance`` a float in [0, 1], and the device they name.
+        """These options with ``tile`` an int, ``balance`` a float in [0, 1] or ``"auto"``, and the device they name.
 
         Raises ``ValueError`` (one line) when the device is not on this
         machine or a value is out of range; needs neither the images nor the
         network (:func:`plan_pair` checks the channel against it).
         """
         tile = check_tile(self.tile)
-        balance = None if self.balance is None else check_balance(self.balance)
+        balance = self.balance if self.balance in (None, AUTO) else check_balance(self.balance, auto=True)
         device = resolve_device(self.device)
         return replace(self, tile=tile, balance=balance, maps=bool(self.maps)), device
 
@@ -103,7 +107,8 @@ class FusionPlan:
     widget calls it slice by slice from a worker thread so it can report
     progress and stop between slices), :meth:`run` all of them.
     ``threads``: CPU threads of the fast path (None: torch's count); a
-    dask task fusing one slice beside others asks for 1.
+    dask task fusing one slice beside others asks for 1. ``choice``: how
+    ``balance`` was chosen when it was asked for ``"auto"``.
     """
 
     pair: PreparedPair
@@ -115,6 +120,7 @@ class FusionPlan:
     maps: bool = False
     balance: float | None = None
     threads: int | None = None
+    choice: BalanceChoice | None = None
 
     def __len__(self) -> int:
         return self.pair.anatomical.shape[0]
@@ -157,6 +163,7 @@ class FusionPlan:
             device=str(self.device),
             preset=self.preset,
             weight=None if out.weight is None else _given_order(out.weight, pair.swapped, stacked),
+            balance_choice=self.choice,
         )
 
     def coloured(self, fused_y: np.ndarray, slices: slice, stacked: bool) -> np.ndarray:
@@ -197,6 +204,7 @@ class FusionPlan:
             device=first.device,
             preset=first.preset,
             weight=None if first.weight is None else np.stack([r.weight for r in results]),
+            balance_choice=first.balance_choice,
         )
 
 
@@ -208,9 +216,22 @@ def plan_pair(a: np.ndarray, b: np.ndarray, options: FusionOptions, a_view: Imag
         raise ValueError(f"channel {options.channel} does not exist; the network has {model.config.width}")
     options, device = options.checked()
     preset = None if options.weights is not None else options.preset
-    return FusionPlan(
-        pair, model, device, preset, options.channel, options.tile, options.maps, options.balance, options.threads
+    auto = options.balance == AUTO
+    plan = FusionPlan(
+        pair,
+        model,
+        device,
+        preset,
+        options.channel,
+        options.tile,
+        options.maps,
+        None if auto else options.balance,
+        options.threads,
     )
+    if auto:
+        plan.choice = choose_balance(plan)
+        plan.balance = plan.choice.balance
+    return plan
 
 
 def keyword_options(
@@ -256,7 +277,10 @@ def fuse(a: np.ndarray, b: np.ndarray, preset: str | None = "PET-MRI", device: s
     (the default, ``False``, leaves them ``None``: the fused image alone is
     what most callers need, and the maps cost 10-25 % more time). ``balance``: b in [0, 1], from anatomy first
     (0) to function first (1), for a network trained with a balance (None:
-    its default; the paper's networks ignore it). ``threads``: CPU threads
+    its default; the paper's networks ignore it), or ``"auto"``: the b that
+    keeps the hot spot's anatomy and function best against pixel average
+    on these images (:mod:`napari_lightfusion.balance_search`; the result's
+    ``balance_choice`` says which and why). ``threads``: CPU threads
     of the fast path (None: torch's count).
 
     Raises ``ValueError`` (one line, saying what is wrong) for inputs it

@@ -360,6 +360,8 @@ def fuse_files(
     inputs = _pair_inputs(first, second, choice.preset, align, say)
     options = replace(options, preset=choice.preset, maps=maps is not None)
     result = plan_pair(inputs["a"], inputs["b"], options, *views_of(inputs)).run()
+    if result.balance_choice is not None:
+        say(result.balance_choice.describe())
     with output_errors(out):
         _write(out, (np.clip(result.fused, 0, 1) * 255).round().astype(np.uint8))
     if maps is not None:

@@ -28,11 +28,14 @@ from pathlib import Path
 
 import numpy as np
 
+from .balance_search import AUTO, BalanceChoice
 from .fusion import FusionOptions, FusionResult, keyword_options, plan_pair
 from .inputs import ImageView, check_shape, default_limits, is_rgb
 
 #: Slices looked at to estimate contrast limits when none are given.
 LIMIT_SAMPLES = 8
+#: Evenly spaced slices of a lazy stack among which ``balance="auto"`` looks for its hot spots.
+AUTO_SAMPLES = 20
 
 #: Fused slices kept so that the fused image and its maps of one slice
 #: cost one network run (napari asks for each layer separately).
@@ -217,6 +220,10 @@ def fuse_pair_lazy(
     given = ((a_view, xa, "first image"), (b_view, xb, "second image"))
     limits = [view.limits if view.limits is not None else volume_limits(x, sample, name) for view, x, name in given]
     views = [ImageView(tuple(float(v) for v in lim), colour) for lim, colour in zip(limits, rgb)]
+    choice = None
+    if options.balance == AUTO:
+        choice = _auto_balance(xa, xb, rgb, views, options)
+        options = replace(options, balance=choice.balance)
     check = plan_pair(
         _slice_image(np.asarray(xa[:1]), rgb[0], views[0].limits),
         _slice_image(np.asarray(xb[:1]), rgb[1], views[1].limits),
@@ -285,4 +292,23 @@ def fuse_pair_lazy(
         device=str(check.device),
         preset=check.preset,
         weight=weight,
+        balance_choice=choice,
     )
+
+
+def _auto_balance(xa, xb, rgb, views, options: FusionOptions) -> BalanceChoice:
+    """``balance="auto"`` for a lazy stack: chosen on :data:`AUTO_SAMPLES` evenly spaced slices, read once.
+
+    :func:`~napari_lightfusion.balance_search.choose_balance` then fuses
+    the ones among them with the largest hot spots, so the whole stack is
+    never read for it.
+    """
+    import dask
+
+    z = xa.shape[0]
+    picks = np.unique(np.linspace(0, z - 1, min(z, AUTO_SAMPLES)).round().astype(int))
+    blocks_a, blocks_b = dask.compute(xa[picks], xb[picks])
+    a = np.stack([_slice_image(blocks_a[i : i + 1], rgb[0], views[0].limits) for i in range(len(picks))])
+    b = np.stack([_slice_image(blocks_b[i : i + 1], rgb[1], views[1].limits) for i in range(len(picks))])
+    choice = plan_pair(a, b, options, *views).choice
+    return replace(choice, slices=tuple(int(picks[k]) for k in choice.slices))

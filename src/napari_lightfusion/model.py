@@ -95,14 +95,18 @@ class ModelConfig:
         return asdict(self)
 
 
-def check_balance(balance) -> float:
-    """``balance`` as a float, or a one-line ValueError unless it is a number in [0, 1]."""
+def check_balance(balance, auto: bool = False) -> float:
+    """``balance`` as a float, or a one-line ValueError unless it is a number in [0, 1].
+
+    ``auto``: the caller also takes ``"auto"``, and the message says so.
+    """
+    also = " or 'auto'" if auto else ""
     try:
         value = float(balance)
     except (TypeError, ValueError):
-        raise ValueError(f"balance must be a number in [0, 1], not {balance!r}") from None
+        raise ValueError(f"balance must be a number in [0, 1]{also}, not {balance!r}") from None
     if not 0.0 <= value <= 1.0:  # also refuses NaN
-        raise ValueError(f"balance must be in [0, 1], not {balance!r}")
+        raise ValueError(f"balance must be in [0, 1]{also}, not {balance!r}")
     return value
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .balance_search import BalanceChoice
 from .fusion import FusionOptions
 from .inputs import views_of
 from .lazy import fuse_pair_lazy, volume_limits
@@ -108,6 +109,7 @@ class VolumeReport:
     skipped: int
     seconds: float
     limits: tuple[tuple[float, float], tuple[float, float]]
+    balance_choice: BalanceChoice | None = None  #: how b was chosen, for ``balance="auto"``
 
 
 def _write_slice(z, block, path: str) -> np.ndarray:
@@ -173,7 +175,7 @@ def fuse_volume(
     weights=None,
     a_window: tuple[float, float] | None = None,
     b_window: tuple[float, float] | None = None,
-    balance: float | None = None,
+    balance: float | str | None = None,
     device: str = "auto",
     scheduler_name: str | None = None,
     runner: Runner | None = None,
@@ -249,7 +251,8 @@ def _fuse_opened(
         )
     inputs = placement.inputs(va, vb, limits)
     options = replace(options, threads=None if runner.name == "synchronous" else 1)
-    fused = fuse_pair_lazy(inputs["a"], inputs["b"], options, *views_of(inputs)).fused
+    result = fuse_pair_lazy(inputs["a"], inputs["b"], options, *views_of(inputs))
+    fused, choice = result.fused, result.balance_choice
     space = va.space or vb.space
     geometry = va.geometry  # the output lies on the anatomical grid
     if previous is None:
@@ -270,6 +273,7 @@ def _fuse_opened(
             ),
             **({"geometry": {"affine": geometry.affine.tolist()}} if geometry else {}),
             **({"alignment": placement.record()["alignment"]} if placement.registration is not None else {}),
+            **({"balance_chosen": choice.record()} if choice is not None else {}),
         }
     )
     missing = output.missing()
@@ -278,7 +282,7 @@ def _fuse_opened(
     with _watch(output, slices, progress):
         if missing:
             runner.compute([written.blocks[z] for z in missing])
-    report = VolumeReport(out, slices, len(missing), slices - len(missing), time.perf_counter() - start, limits)
+    report = VolumeReport(out, slices, len(missing), slices - len(missing), time.perf_counter() - start, limits, choice)
     side = output.read_sidecar()
     output.write_sidecar({**side, "status": "complete", "seconds_last_run": round(report.seconds, 3)})
     return report

@@ -39,6 +39,11 @@ TIPS = {
         "Networks trained with a balance only: left keeps more anatomy, right more function; "
         "re-fuses the current slice as you move it"
     ),
+    "balance_auto": (
+        "Choose b for each pair you fuse: the b whose hot spot (uptake above its median, inside the anatomy) "
+        "keeps both the MRI's structure and the functional image's best against pixel average; "
+        "the slider then shows it, and untick to adjust from there"
+    ),
     "show_map": (
         "Show one surprise or attention map, or the mix weight of a network that mixes its inputs, "
         "(with its colour bar) over the grey anatomical image; Fuse computes the maps only while "

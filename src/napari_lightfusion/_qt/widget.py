@@ -90,6 +90,8 @@ class LightFusionWidget(QWidget):
         self.resample_btn = controls.button("Resample functional onto anatomical grid", visible=False)
         self.preset = controls.combo(all_presets())
         self.balance, self.balance_label = controls.balance_slider()
+        self.balance_auto = QCheckBox("auto")
+        self.balance_auto.setEnabled(False)  # until the network says it takes a balance
         self.device = controls.combo(["auto", *available_devices()])
         self.show_map, self.channel = controls.MapBox(), controls.channel_box()
         self.baseline = controls.combo([*BASELINES, ALL_BASELINES])
@@ -108,7 +110,9 @@ class LightFusionWidget(QWidget):
         self.finetune_btn = controls.collapsible("Fine-tune a preset on this pair", self.finetune)
         for name, tip in controls.TIPS.items():
             getattr(self, name).setToolTip(tip)
-        balance = controls.row(QLabel("anatomy 0"), self.balance, QLabel("1 function"), self.balance_label)
+        balance = controls.row(
+            QLabel("anatomy 0"), self.balance, QLabel("1 function"), self.balance_label, self.balance_auto
+        )
         rows = [("Preset", self.preset), ("Balance", balance), ("Device", self.device), ("Show map", self.show_map)]
         rows += [("Map channel", self.channel), ("Baseline", self.baseline)]
         settings = controls.form([self.pickers, self.resample_btn, *rows])
@@ -156,6 +160,7 @@ class LightFusionWidget(QWidget):
         self.show_map.currentIndexChanged.connect(lambda *_: self._on_map_choice())
         self.channel.activated.connect(self._on_channel)
         self.balance.valueChanged.connect(self._on_balance)
+        self.balance_auto.toggled.connect(self._on_balance_auto)
         self.live.toggled.connect(self._on_live)
         self.resample_btn.clicked.connect(self.resample)
         self.fuse_btn.clicked.connect(self.fuse)
@@ -197,14 +202,28 @@ class LightFusionWidget(QWidget):
         if self.session.result is not None or self.session.live:
             self.live_trigger.changed()
 
+    def _on_balance_auto(self, on: bool) -> None:
+        """Auto on: each fusion chooses b for its pair (the slider shows it); off: the slider's b again."""
+        self.session.auto_balance = on
+        self._show_balance(self.session.balance)
+        if self.session.result is not None or self.session.live:
+            self.live_trigger.changed()
+
     def _show_balance(self, value: float | None) -> None:
-        """The slider at the session's balance, and its b beside it (off, with a dash, while the network takes none)."""
+        """The slider at the session's balance, and its b beside it (off, with a dash, while the network takes none).
+
+        With auto on, the slider shows the b the last fusion chose and the
+        user cannot move it.
+        """
         if value is not None:
             self.balance.blockSignals(True)
             self.balance.setValue(round(100 * value))
             self.balance.blockSignals(False)
-        self.balance.setEnabled(value is not None)
-        self.balance_label.setText("b —" if value is None else f"b {value:.2f}")
+        auto = self.session.auto_balance
+        self.balance.setEnabled(value is not None and not auto)
+        self.balance_auto.setEnabled(value is not None)
+        text = "b —" if value is None else f"b {value:.2f}"
+        self.balance_label.setText(f"{text} auto" if auto and value is not None else text)
 
     def _on_live(self, on: bool) -> None:
         self.session.live = on

@@ -125,7 +125,7 @@ class Request:
     metric_index: int = 0
     baselines: tuple[str, ...] = ("average",)
     compare: bool = False
-    balance: float | None = None
+    balance: float | str | None = None  # a b, or "auto" (chosen for the pair when its plan is made)
     check_alignment: bool = False  # estimate whether the pair is out of register (a Fuse or Compare)
     microscopy: bool = False  # channels of a microscope: phase correlation, not mutual information (checked only)
     unit: str = ""  # the functional layer's unit ("SUV": the uptake in the hot spot is reported)
@@ -253,7 +253,9 @@ def run_lazy(request: Request) -> Outcome:
         out.stacked = len(a.shape) - bool(views[0].rgb) == 3
         out.slices = result.fused.shape[0] if out.stacked else 1
         index = min(max(request.metric_index, 0), out.slices - 1) if out.stacked else None
-        plan = slice_plan(a, b, request.options, views, index)
+        chosen = result.balance_choice  # "auto": the slice's plan takes the b chosen for the stack
+        options = request.options if chosen is None else replace(request.options, balance=chosen.balance)
+        plan = slice_plan(a, b, options, views, index)
         out.weighted = plan.model.has_weight
         out.result = shown_lazily(result, a, views[0], plan.model.maps_radius)
         current = slice_result(out.result, index)

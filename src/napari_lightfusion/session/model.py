@@ -24,6 +24,7 @@ from typing import ClassVar
 from psygnal import Signal, evented
 
 from .. import roles
+from ..balance_search import AUTO
 from . import layer_io, pair_notes
 from .map_view import ChannelMaps
 from .outputs import MapChoice
@@ -100,7 +101,9 @@ class FusionSession:
 
     ``pair`` (anatomical, functional) layers (None where nothing is
     picked), ``preset``, ``balance`` (the b the network is given; None when
-    it takes none, or until its warm-up said), ``device``, ``channel`` (Map
+    it takes none, or until its warm-up said), ``auto_balance`` (each
+    fusion chooses b for its pair, :mod:`napari_lightfusion.balance_search`,
+    and ``balance`` then shows the b chosen), ``device``, ``channel`` (Map
     channel, None: the mean), ``baselines``, ``map_choice`` (the map on
     show, None: the fused image), ``live``; ``job`` the kind of the running
     job (None: idle), ``result`` the :class:`ResultSet` on show,
@@ -118,6 +121,7 @@ class FusionSession:
     pair: tuple = (None, None)
     preset: str = ""
     balance: float | None = None
+    auto_balance: bool = False
     device: str = "auto"
     channel: int | None = None
     baselines: tuple = ("average",)
@@ -223,10 +227,16 @@ class FusionSession:
         self.default_balance = balance
         self.balance = balance
 
-    def moved_balance(self) -> float | None:
-        """The balance when it is away from the network's default (results are then named with it)."""
+    def moved_balance(self) -> float | str | None:
+        """The balance when it is away from the network's default, or ``"auto"`` (results are then named with it)."""
         value, default = self.balance, self.default_balance
+        if value is not None and self.auto_balance:
+            return AUTO
         return None if value is None or default is None or round(100 * default) == round(100 * value) else value
+
+    def requested_balance(self) -> float | str | None:
+        """What a fusion asks the network for: the balance, ``"auto"`` while ``auto_balance`` is on (and b applies)."""
+        return AUTO if self.auto_balance and self.balance is not None else self.balance
 
     # --------------------------------------------------------------- maps
     @property

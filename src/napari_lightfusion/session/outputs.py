@@ -78,10 +78,12 @@ def weight_meaning(names: tuple[str, str]) -> str:
     return f"1 = this pixel's value comes from {names[0]}, 0 = from {names[1]} (in between: a mix of both)"
 
 
-def set_label(a_name: str, b_name: str, preset: str | None, balance: float | None = None) -> str:
-    """The name of a result: ``"MRI 23 + PET 23 · PET-MRI"`` (``" · b=0.70"`` when balanced)."""
+def set_label(a_name: str, b_name: str, preset: str | None, balance: float | str | None = None) -> str:
+    """The name of a result: ``"MRI 23 + PET 23 · PET-MRI"`` (``" · b=0.70"`` when balanced, ``" · b=auto"``)."""
     label = f"{a_name} + {b_name} · {preset or 'custom weights'}"
-    return label if balance is None else f"{label} · b={balance:.2f}"
+    if balance is None:
+        return label
+    return f"{label} · b={balance}" if isinstance(balance, str) else f"{label} · b={balance:.2f}"
 
 
 def stream_names(names: tuple[str, str]) -> tuple[str, str]:

@@ -114,7 +114,7 @@ def make_request(
         metric_index=index,
         baselines=session.baselines,
         compare=kind is JobKind.COMPARE,
-        balance=session.balance,
+        balance=session.requested_balance(),
         check_alignment=check,
         microscopy=check and roles.is_microscopy(a, b),  # for the check alone: 3 ms a Live step at 512 x 512
         unit=unit_of(b),

@@ -68,6 +68,8 @@ def write_result(viewer, session: FusionSession, outcome: Outcome) -> ResultSet:
     )
     if origin.alignment is not None and "fused" in written:
         written["fused"].metadata[outputs.MARK]["alignment"] = origin.alignment
+    if res.balance_choice is not None and "fused" in written:
+        written["fused"].metadata[outputs.MARK]["balance_chosen"] = res.balance_choice.record()
     before = session.result
     if origin.kind is not JobKind.MAPS:
         show_choice(viewer, choice, written)  # a new set shows the chosen map, with its colour bar
@@ -110,6 +112,10 @@ def complete(viewer, session: FusionSession, outcome: Outcome) -> ResultSet:
     session.uptake = uptake_text(outcome)
     done = "." if not outcome.lazy else "; slices are fused as you view them (metrics: the current slice)."
     session.status = f"{result.summary}{done}"
+    chosen = outcome.result.balance_choice
+    if chosen is not None and session.auto_balance and session.balance is not None:
+        session.balance = chosen.balance  # the slider shows the b chosen for this pair
+        session.status = f"{session.status} {chosen.describe()[0].upper()}{chosen.describe()[1:]}."
     return result
 
 
