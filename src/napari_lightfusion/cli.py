@@ -40,6 +40,7 @@ RESEARCH_COMMANDS = (
     "default-balance",
     "crossfit",
     "hot-spot-ceiling",
+    "balance-auto",
 )
 
 

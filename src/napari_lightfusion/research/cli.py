@@ -5,7 +5,8 @@ COMMAND``: ``train`` and ``ablate`` train networks on the Harvard atlas,
 ``evaluate`` and ``score`` score them, ``bench`` and ``bench-live`` time
 them, ``balance-figure`` and ``default-balance`` trace and set the balance
 b, ``hot-spot-ceiling`` measures how far any fused image can lead pixel
-average in the hot spots, and ``screenshot`` takes the README's pictures. What a user runs (fuse,
+average in the hot spots, ``balance-auto`` how far the per-pair b of
+``balance="auto"`` does, and ``screenshot`` takes the README's pictures. What a user runs (fuse,
 fuse-volume, batch, finetune, presets, view) is the ``lightfusion``
 command (:mod:`napari_lightfusion.cli`), which this one shares its error
 handling with: a user error is one line on stderr and exit status 2.
@@ -18,6 +19,7 @@ import sys
 from pathlib import Path
 
 from ..cli import make_parser, prefer_pyqt6, run
+from .balance_auto import add_balance_auto
 from .bench_train import add_bench_train
 from .crossfit import add_crossfit
 from .hot_spot_ceiling import add_hot_spot_ceiling
@@ -404,6 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
             _add_default_balance,
             add_crossfit,
             add_hot_spot_ceiling,
+            add_balance_auto,
         ],
         epilog=SCRIPTS,
     )

@@ -1,0 +1,90 @@
+"""``balance="auto"`` measured: its hot-spot leads over pixel average beside the best single b.
+
+For each dataset and split, every pair is fused with the b chosen for it
+(:mod:`napari_lightfusion.balance_search`) and scored with the evaluator's
+hot-spot measures (:func:`.balance.hot_spot_means`), beside the one b of
+the 0.1 grid whose worse mean lead is largest (the way issue 20 states its
+target). The choice uses the same measures it is scored with, on the
+inputs alone: the table says how far a per-pair b can go, not a held-out
+score.
+
+Entry point for the command line: :func:`run_balance_auto`
+(``lightfusion-research balance-auto --data ROOT``).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from ..pair_data import load_pairs, split_names
+from .balance import balance_curve, hot_spot_means
+from .hot_spot_ceiling import GRID, leads
+
+
+def measure(data_root: Path, dataset: str, split: str = "test", limit: int | None = 30) -> dict:
+    """The auto b's mean leads, the best single b's, the b range and the seconds per pair of ``split/dataset``."""
+    from ..fusion import fuse
+
+    folder, names = split_names(data_root, split, dataset)
+    pairs = load_pairs(data_root, folder, dataset, names[:limit])
+    curve = balance_curve(data_root, dataset, GRID, limit=limit, split=split)
+    average = curve["baselines"]["average"]
+    single = max(curve["network"], key=lambda b: min(leads(curve["network"][b], average)))
+    start, fused, chosen = time.perf_counter(), [], []
+    for p in pairs:
+        result = fuse(p.anatomical, p.other, preset=dataset, device="cpu", balance="auto")
+        chosen.append(result.balance_choice.balance)
+        fused.append((result.fused, p.anatomical, p.other))
+    seconds = (time.perf_counter() - start) / len(pairs)
+    return {
+        "pairs": len(pairs),
+        "average": average,
+        "single": (single, leads(curve["network"][single], average)),
+        "auto": leads(hot_spot_means(fused), average),
+        "chosen": (min(chosen), max(chosen)),
+        "seconds": seconds,
+    }
+
+
+def table(rows: dict) -> str:
+    """The measurements as a markdown table, one row per (dataset, split)."""
+    out = [
+        "| dataset | split, pairs | pixel average (anatomy / function kept) | best single b (0.1 grid): leads "
+        "| auto: leads | auto: b chosen | auto: s per pair |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for (dataset, split), r in rows.items():
+        b, (sa, sf) = r["single"]
+        aa, af = r["auto"]
+        out.append(
+            f"| {dataset} | {split}, {r['pairs']} | {r['average']['anatomy kept']:.3f} / "
+            f"{r['average']['function kept']:.3f} | b {b:.1f}: {sa:+.3f} / {sf:+.3f} | {aa:+.3f} / {af:+.3f} "
+            f"| {r['chosen'][0]:.2f}–{r['chosen'][1]:.2f} | {r['seconds']:.2f} |"
+        )
+    return "\n".join(out)
+
+
+def add_balance_auto(sub):
+    p = sub.add_parser(
+        "balance-auto", help="the per-pair b of balance=auto against pixel average, beside the best single b"
+    )
+    p.add_argument("--data", type=Path, required=True, help="harvard data root (holds train/ and test/)")
+    p.add_argument("--datasets", default="PET-MRI,SPECT-MRI", help="comma-separated datasets")
+    p.add_argument("--splits", default="validation,test", help="comma-separated: validation (of train/), test")
+    p.add_argument("--limit", type=int, default=30, help="the first N pairs (default 30, as issue 20)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.set_defaults(run=run_balance_auto)
+
+
+def run_balance_auto(args):
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows = {
+        (dataset, split): measure(args.data, dataset, split, args.limit)
+        for dataset in args.datasets.split(",")
+        for split in args.splits.split(",")
+    }
+    print(table(rows))
