@@ -91,3 +91,29 @@ def test_the_command_refuses_nothing_to_do_in_one_line(pet_root, option, capsys)
     err = capsys.readouterr().err.strip()
     assert err.startswith("lightfusion-research hot-spot-ceiling: error: steps and limit must be at least 1")
     assert "\n" not in err
+
+
+def test_balance_auto_prints_the_per_pair_b_beside_the_best_single_b(pet_root, capsys):
+    argv = ["balance-auto", "--data", str(pet_root), "--datasets", "PET-MRI", "--splits", "test", "--threads", "1"]
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("| dataset | split, pairs | pixel average") and len(lines) == 3
+    cells = [c.strip() for c in lines[2].strip("|").split("|")]
+    assert cells[:2] == ["PET-MRI", "test, 2"] and cells[3].startswith("b ")
+    low, high = (float(v) for v in cells[5].split("–"))
+    assert 0.0 <= low <= high <= 1.0 and float(cells[6]) > 0
+
+
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        (["--datasets", "CT-MRI"], "unknown dataset 'CT-MRI'"),
+        (["--splits", "train"], "unknown split 'train'"),
+        (["--limit", "0"], "limit must be at least 1"),
+        (["--splits", "validation"], "train/PET-MRI (is "),  # no train/ folder
+    ],
+)
+def test_balance_auto_refuses_what_it_cannot_measure_in_one_line(pet_root, option, message, capsys):
+    assert main(["balance-auto", "--data", str(pet_root), "--datasets", "PET-MRI", *option]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err

@@ -17,8 +17,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..pair_data import load_pairs, split_names
-from .balance import balance_curve, hot_spot_means
+from ..pair_data import SPLITS, load_pairs, split_names
+from .balance import FUNCTIONAL, balance_curve, hot_spot_means
 from .hot_spot_ceiling import GRID, leads
 
 
@@ -28,6 +28,8 @@ def measure(data_root: Path, dataset: str, split: str = "test", limit: int | Non
 
     folder, names = split_names(data_root, split, dataset)
     pairs = load_pairs(data_root, folder, dataset, names[:limit])
+    if not pairs:
+        raise ValueError(f"no {split} pairs of {dataset} under {data_root}")
     curve = balance_curve(data_root, dataset, GRID, limit=limit, split=split)
     average = curve["baselines"]["average"]
     single = max(curve["network"], key=lambda b: min(leads(curve["network"][b], average)))
@@ -80,11 +82,18 @@ def add_balance_auto(sub):
 def run_balance_auto(args):
     import torch
 
+    datasets, splits = args.datasets.split(","), args.splits.split(",")
+    for dataset in datasets:
+        if dataset not in FUNCTIONAL:
+            raise ValueError(f"unknown dataset {dataset!r}: the balance is for {' and '.join(FUNCTIONAL)}")
+    for split in splits:
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
+    if args.limit < 1:
+        raise ValueError("limit must be at least 1")
     if args.threads:
         torch.set_num_threads(args.threads)
     rows = {
-        (dataset, split): measure(args.data, dataset, split, args.limit)
-        for dataset in args.datasets.split(",")
-        for split in args.splits.split(",")
+        (dataset, split): measure(args.data, dataset, split, args.limit) for dataset in datasets for split in splits
     }
     print(table(rows))
