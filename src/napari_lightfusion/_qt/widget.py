@@ -90,7 +90,7 @@ class LightFusionWidget(QWidget):
         self.resample_btn = controls.button("Resample functional onto anatomical grid", visible=False)
         self.preset = controls.combo(all_presets())
         self.balance, self.balance_label = controls.balance_slider()
-        self.balance_auto = QCheckBox("auto")
+        self.balance_auto = QCheckBox("Auto: choose b for each pair")
         self.balance_auto.setEnabled(False)  # until the network says it takes a balance
         self.device = controls.combo(["auto", *available_devices()])
         self.show_map, self.channel = controls.MapBox(), controls.channel_box()
@@ -110,10 +110,9 @@ class LightFusionWidget(QWidget):
         self.finetune_btn = controls.collapsible("Fine-tune a preset on this pair", self.finetune)
         for name, tip in controls.TIPS.items():
             getattr(self, name).setToolTip(tip)
-        balance = controls.row(
-            QLabel("anatomy 0"), self.balance, QLabel("1 function"), self.balance_label, self.balance_auto
-        )
-        rows = [("Preset", self.preset), ("Balance", balance), ("Device", self.device), ("Show map", self.show_map)]
+        balance = controls.row(QLabel("anatomy 0"), self.balance, QLabel("1 function"), self.balance_label)
+        rows = [("Preset", self.preset), ("Balance", balance), ("", self.balance_auto), ("Device", self.device)]
+        rows += [("Show map", self.show_map)]
         rows += [("Map channel", self.channel), ("Baseline", self.baseline)]
         settings = controls.form([self.pickers, self.resample_btn, *rows])
         table = [self.table, self.uptake, controls.row(self.copy_btn, self.csv_btn)]
@@ -213,17 +212,15 @@ class LightFusionWidget(QWidget):
         """The slider at the session's balance, and its b beside it (off, with a dash, while the network takes none).
 
         With auto on, the slider shows the b the last fusion chose and the
-        user cannot move it.
+        user cannot move it (the Auto box says so).
         """
         if value is not None:
             self.balance.blockSignals(True)
             self.balance.setValue(round(100 * value))
             self.balance.blockSignals(False)
-        auto = self.session.auto_balance
-        self.balance.setEnabled(value is not None and not auto)
+        self.balance.setEnabled(value is not None and not self.session.auto_balance)
         self.balance_auto.setEnabled(value is not None)
-        text = "b —" if value is None else f"b {value:.2f}"
-        self.balance_label.setText(f"{text} auto" if auto and value is not None else text)
+        self.balance_label.setText("b —" if value is None else f"b {value:.2f}")
 
     def _on_live(self, on: bool) -> None:
         self.session.live = on

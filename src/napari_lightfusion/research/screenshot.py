@@ -9,6 +9,8 @@ through the plugin manifest and saves, next to ``out_png``:
   the Laplacian baseline;
 - ``widget_fused.png``: the whole window right after Fuse;
 - ``widget_map.png``: one attention map with its colour bar over the grey MRI;
+- ``widget_auto.png``: after Fuse with the balance's Auto box ticked (the b
+  chosen for the pair on the slider, its leads in the status line);
 - ``widget_compare.png``: the labelled Compare grid with every baseline and
   the metric table;
 - ``comparison_figure.png``: the figure the widget's "Export figure" writes.
@@ -88,6 +90,14 @@ def make_screenshots(out_png: str | Path, data: str | Path | None = None, show: 
         viewer.layers.selection.active = widget.last_result()["attention:1"]  # its controls: colour map, limits
         shot("widget_map.png")
         widget.show_map.setCurrentIndex(0)
+        widget.balance_auto.setChecked(True)
+        widget.fuse()
+        wait_until(lambda: not widget.busy, 120.0, "the fusion with the b chosen for the pair")
+        shot("widget_auto.png")
+        widget.balance_auto.setChecked(False)  # back to the preset's default b for the comparison
+        widget.balance.setValue(round(100 * widget.session.default_balance))
+        widget.fuse()
+        wait_until(lambda: not widget.busy, 120.0, "the fusion at the default b")
         widget.baseline.setCurrentText("laplacian")
         widget.compare()
         wait_until(lambda: not widget.busy, 120.0, "the comparison")
