@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .engine import run_stack
-from .metrics import _ssim_map, hot_spot
+from .metrics import hot_spot, ssim_map
 
 #: What ``balance=`` takes, besides a number, to choose b this way.
 AUTO = "auto"
@@ -95,7 +95,7 @@ class _Slice:
 
     def scores(self, fused: np.ndarray) -> np.ndarray:
         """``(anatomy kept, function kept)`` of ``fused`` (0..255) in this slice's hot spot."""
-        return np.array([_ssim_map(fused, ref)[self.mask].mean() for ref in (self.mri, self.functional)])
+        return np.array([ssim_map(fused, ref)[self.mask].mean() for ref in (self.mri, self.functional)])
 
     def leads(self, fused_y: np.ndarray) -> np.ndarray:
         """``fused_y``'s (0..1) two leads over pixel average."""

@@ -55,6 +55,7 @@ __all__ = [
     "anatomy_kept",
     "function_kept",
     "hot_spot_scores",
+    "ssim_map",
 ]
 
 
@@ -305,8 +306,8 @@ def hot_spot(b, a) -> np.ndarray:
     return (y > np.median(y[lit])) & (m > HOT_SPOT_MRI)
 
 
-def _ssim_map(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """scikit-image's full SSIM map (7 x 7 uniform window, data_range 255)."""
+def ssim_map(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """scikit-image's full SSIM map (7 x 7 uniform window, data_range 255): what the hot-spot measures average."""
     return structural_similarity(x, y, win_size=7, data_range=255.0, full=True)[1]
 
 
@@ -315,7 +316,7 @@ def _mean_in_hot_spot(f, a, b, reference: str) -> float:
     mask = hot_spot(b, a)
     if min(f.shape) < 7 or not mask.any():
         return float("nan")
-    return float(_ssim_map(f, a if reference == "anatomy" else b)[mask].mean())
+    return float(ssim_map(f, a if reference == "anatomy" else b)[mask].mean())
 
 
 def anatomy_kept(f, a, b) -> float:
@@ -354,4 +355,4 @@ def hot_spot_scores(fused, a, b) -> dict[str, float]:
     if min(f.shape) < 7 or not mask.any():
         return {name: float("nan") for name in HOT_SPOT_MEASURES}
     # anatomy kept: against the MRI; function kept: against the functional luma
-    return {name: float(_ssim_map(f, reference)[mask].mean()) for name, reference in zip(HOT_SPOT_MEASURES, (a, b))}
+    return {name: float(ssim_map(f, reference)[mask].mean()) for name, reference in zip(HOT_SPOT_MEASURES, (a, b))}

@@ -115,7 +115,8 @@ def complete(viewer, session: FusionSession, outcome: Outcome) -> ResultSet:
     chosen = outcome.result.balance_choice
     if chosen is not None and session.auto_balance and session.balance is not None:
         session.balance = chosen.balance  # the slider shows the b chosen for this pair
-        session.status = f"{session.status} {chosen.describe()[0].upper()}{chosen.describe()[1:]}."
+        said = chosen.describe()
+        session.status = f"{session.status} {said[0].upper()}{said[1:]}."
     return result
 
 
