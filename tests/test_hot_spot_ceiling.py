@@ -111,6 +111,8 @@ def test_balance_auto_prints_the_per_pair_b_beside_the_best_single_b(pet_root, c
         (["--splits", "train"], "unknown split 'train'"),
         (["--limit", "0"], "limit must be at least 1"),
         (["--splits", "validation"], "train/PET-MRI (is "),  # no train/ folder
+        (["--datasets", "PET-MRI,SPECT-MRI", "--weights", "w.pt"], "--weights is one network"),
+        (["--datasets", "PET-MRI,SPECT-MRI", "--weights", "w.pt"], "--weights is one network"),
     ],
 )
 def test_balance_auto_refuses_what_it_cannot_measure_in_one_line(pet_root, option, message, capsys):

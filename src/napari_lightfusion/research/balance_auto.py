@@ -22,20 +22,26 @@ from .balance import FUNCTIONAL, balance_curve, hot_spot_means
 from .hot_spot_ceiling import GRID, leads
 
 
-def measure(data_root: Path, dataset: str, split: str = "test", limit: int | None = 30) -> dict:
-    """The auto b's mean leads, the best single b's, the b range and the seconds per pair of ``split/dataset``."""
+def measure(
+    data_root: Path, dataset: str, split: str = "test", limit: int | None = 30, weights: Path | None = None
+) -> dict:
+    """The auto b's mean leads, the best single b's, the b range and the seconds per pair of ``split/dataset``.
+
+    ``weights``: a weight file to measure instead of the dataset's bundled preset.
+    """
     from ..fusion import fuse
 
     folder, names = split_names(data_root, split, dataset)
     pairs = load_pairs(data_root, folder, dataset, names[:limit])
     if not pairs:
         raise ValueError(f"no {split} pairs of {dataset} under {data_root}")
-    curve = balance_curve(data_root, dataset, GRID, limit=limit, split=split)
+    curve = balance_curve(data_root, dataset, GRID, limit=limit, split=split, weights=weights)
     average = curve["baselines"]["average"]
     single = max(curve["network"], key=lambda b: min(leads(curve["network"][b], average)))
     start, fused, chosen = time.perf_counter(), [], []
     for p in pairs:
-        result = fuse(p.anatomical, p.other, preset=dataset, device="cpu", balance="auto")
+        preset = None if weights is not None else dataset
+        result = fuse(p.anatomical, p.other, preset=preset, weights=weights, device="cpu", balance="auto")
         chosen.append(result.balance_choice.balance)
         fused.append((result.fused, p.anatomical, p.other))
     seconds = (time.perf_counter() - start) / len(pairs)
@@ -76,6 +82,7 @@ def add_balance_auto(sub):
     p.add_argument("--splits", default="validation,test", help="comma-separated: validation (of train/), test")
     p.add_argument("--limit", type=int, default=30, help="the first N pairs (default 30, as issue 20)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--weights", type=Path, default=None, help="a weight file instead of the bundled presets")
     p.set_defaults(run=run_balance_auto)
 
 
@@ -91,9 +98,13 @@ def run_balance_auto(args):
             raise ValueError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
     if args.limit < 1:
         raise ValueError("limit must be at least 1")
+    if args.weights is not None and len(datasets) != 1:
+        raise ValueError("--weights is one network: give the one dataset it is for (--datasets NAME)")
     if args.threads:
         torch.set_num_threads(args.threads)
     rows = {
-        (dataset, split): measure(args.data, dataset, split, args.limit) for dataset in datasets for split in splits
+        (dataset, split): measure(args.data, dataset, split, args.limit, args.weights)
+        for dataset in datasets
+        for split in splits
     }
     print(table(rows))
