@@ -486,6 +486,24 @@ def test_lazy_inputs_give_lazy_layers_and_a_volume_export(
     assert target.is_dir()
 
 
+def test_auto_balance_on_lazy_inputs_chooses_once_for_the_stack(lightfusion, stack_pair, fuse_now, role, monkeypatch):
+    import dask.array as da
+
+    viewer, widget = lightfusion
+    viewer.add_image(da.from_array(stack_pair[0], chunks=(1, 48, 48)), name="mri stack")
+    viewer.add_image(da.from_array(stack_pair[1], chunks=(1, 48, 48, 3)), name="pet stack", rgb=True)
+    asked = []
+    plan = jobs.slice_plan
+    monkeypatch.setattr(
+        jobs, "slice_plan", lambda a, b, options, *rest: (asked.append(options.balance), plan(a, b, options, *rest))[1]
+    )
+    widget.balance_auto.setChecked(True)
+    fuse_now(widget)
+    chosen = role(viewer, "fused").metadata["lightfusion"]["balance_chosen"]
+    assert set(chosen["slices"]) <= set(range(5)) and widget.balance.value() == round(100 * chosen["balance"])
+    assert asked == [chosen["balance"]]  # the metric slice is fused at the stack's b, not chosen again
+
+
 def test_screenshots_for_the_readme_and_docs(tmp_path):
     from skimage.io import imread
 
