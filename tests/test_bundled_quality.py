@@ -144,6 +144,13 @@ def test_dominating_needs_both_measures_at_or_above_the_reference():
     assert "| **LightFusionNet b = 0.5** | **0.500** | **0.600** |" in text
     assert "b = 0.5 (bold) dominate" in text and "by at most 0.000 on the nearer one" in text
     assert "No b measured" in balance_markdown({"PET-MRI": {**curve, "network": {1.0: network[1.0]}}})
+    ahead = {"means": {"anatomy kept": 0.52, "function kept": 0.57}, "chosen": [0.42, 0.58]}
+    text = balance_markdown({"PET-MRI": {**curve, "auto": ahead}})
+    assert "| **LightFusionNet b = auto (per pair: 0.42–0.58)** | **0.520** | **0.570** |" in text
+    assert "leads it by +0.020 / +0.020" in text and "not a held-out score" in text
+    behind = {"means": {"anatomy kept": 0.52, "function kept": 0.54}, "chosen": [0.5, 0.5]}
+    text = balance_markdown({"PET-MRI": {**curve, "auto": behind}})
+    assert "| LightFusionNet b = auto (per pair: 0.5–0.5) | 0.520 | 0.540 |" in text and "+0.020 / -0.010" in text
 
 
 def test_the_curve_is_refined_where_it_crosses_the_average_anatomy():

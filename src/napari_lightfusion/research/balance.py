@@ -54,8 +54,13 @@ def balance_curve(
     weights: Path | None = None,
     split: str = "test",
     refine: bool = False,
+    auto: bool = False,
 ) -> dict:
     """Hot-spot means of the network at each b and of the reference baselines on ``test/<dataset>``.
+
+    ``auto`` adds ``"auto"``: the means with each pair fused at the b
+    ``balance="auto"`` chooses for it (:mod:`napari_lightfusion.balance_search`),
+    and the range of those b (``"chosen"``).
 
     ``refine`` adds the b values every 0.01 where the curve crosses pixel
     average's anatomy kept (:func:`crossing_steps`).
@@ -63,7 +68,7 @@ def balance_curve(
     ``split="validation"`` measures the validation pairs carved out of
     ``train/`` instead (:func:`.data.split_names`), for choices that must
     not look at the test set.
-    Returns ``{"network": {b: means}, "baselines": {name: means}, "pairs": n}``.
+    Returns ``{"network": {b: means}, "baselines": {name: means}, "pairs": n}`` (and ``"auto"``).
     """
     from ..fusion import fuse
 
@@ -90,7 +95,15 @@ def balance_curve(
         for b in crossing_steps(network, baselines["average"]["anatomy kept"]):
             network[b] = at(b)
         network = dict(sorted(network.items()))
-    return {"network": network, "baselines": baselines, "pairs": len(pairs)}
+    curve = {"network": network, "baselines": baselines, "pairs": len(pairs)}
+    if auto:
+        results = [
+            fuse(p.anatomical, p.other, preset=preset, weights=weights, device="cpu", balance="auto") for p in pairs
+        ]
+        chosen = [r.balance_choice.balance for r in results]
+        means = hot_spot_means((r.fused, p.anatomical, p.other) for r, p in zip(results, pairs))
+        curve["auto"] = {"means": means, "chosen": [min(chosen), max(chosen)]}
+    return curve
 
 
 def crossing_steps(network: Mapping[float, Mapping[str, float]], anatomy: float, step: float = 0.01) -> list[float]:
@@ -191,6 +204,14 @@ def balance_markdown(curves: Mapping[str, dict]) -> str:
                 f"| {mark}LightFusionNet b = {b:g}{mark} | {mark}{means['anatomy kept']:.3f}{mark} | "
                 f"{mark}{means['function kept']:.3f}{mark} |"
             )
+        auto = curve.get("auto")
+        if auto is not None:
+            means, (low, high) = auto["means"], auto["chosen"]
+            mark = "**" if all(means[k] >= average[k] for k in HOT_SPOT_MEASURES) else ""
+            out.append(
+                f"| {mark}LightFusionNet b = auto (per pair: {low:g}–{high:g}){mark} | "
+                f"{mark}{means['anatomy kept']:.3f}{mark} | {mark}{means['function kept']:.3f}{mark} |"
+            )
         if wins:
             margin = max(min(curve["network"][b][k] - average[k] for k in HOT_SPOT_MEASURES) for b in wins)
             verdict = (
@@ -203,6 +224,13 @@ def balance_markdown(curves: Mapping[str, dict]) -> str:
             " Measured: every 0.05, and every 0.01 between the two grid points where the curve crosses "
             "the average's anatomy kept."
         )
+        if auto is not None:
+            leads = [auto["means"][k] - average[k] for k in HOT_SPOT_MEASURES]
+            verdict += (
+                f' b = auto (`balance="auto"`: each pair fused at the b whose worse lead over pixel average is '
+                f"largest, chosen with these same measures, so not a held-out score) leads it by "
+                f"{leads[0]:+.3f} / {leads[1]:+.3f}."
+            )
         out += ["", verdict, ""]
     return "\n".join(out).rstrip()
 
@@ -228,6 +256,15 @@ def _mark(draw, kind: str, x: float, y: float, r: int, colour) -> None:
         draw.polygon([(x, y - r), (x - r, y + r), (x + r, y + r)], outline=colour, width=2)
     elif kind == "square":
         draw.rectangle([x - r, y - r, x + r, y + r], outline=colour, width=2)
+    elif kind == "star":  # five points, filled
+        points = [
+            (
+                x + (r if k % 2 == 0 else r / 2.5) * np.sin(k * np.pi / 5),
+                y - (r if k % 2 == 0 else r / 2.5) * np.cos(k * np.pi / 5),
+            )
+            for k in range(10)
+        ]
+        draw.polygon(points, fill=colour)
     elif kind == "diamond":
         draw.polygon([(x, y - r - 1), (x + r + 1, y), (x, y + r + 1), (x - r - 1, y)], outline=colour, width=2)
     else:
@@ -267,6 +304,9 @@ def curve_plot(curves: Mapping[str, dict], size: int = 560) -> np.ndarray:
                 draw.text((x + 6, y - 16), f"b={b:g}", fill=colour, font=small)
         for name, means in curve["baselines"].items():
             _mark(draw, _MARKS[name], *xy(means["anatomy kept"], means["function kept"]), 6, colour)
+        if "auto" in curve:
+            x, y = xy(curve["auto"]["means"]["anatomy kept"], curve["auto"]["means"]["function kept"])
+            _mark(draw, "star", x, y, 8, colour)
         draw.line([(left + w + 12, legend_y + 8), (left + w + 36, legend_y + 8)], fill=colour, width=3)
         draw.text((left + w + 42, legend_y), dataset, fill=colour, font=font)
         legend_y += 24
@@ -279,6 +319,9 @@ def curve_plot(curves: Mapping[str, dict], size: int = 560) -> np.ndarray:
             font=font,
         )
         legend_y += 24
+    _mark(draw, "star", left + w + 24, legend_y + 8, 8, (60, 60, 60))
+    draw.text((left + w + 42, legend_y), "b = auto", fill=(0, 0, 0), font=font)
+    legend_y += 24
     draw.text((left + w + 12, legend_y + 4), "line: network, b=0..1", fill=(0, 0, 0), font=small)
     return np.asarray(image)
 
@@ -320,7 +363,7 @@ def write_balance_figure(
     for dataset in datasets:
         if dataset not in DATASETS:
             raise ValueError(f"unknown dataset {dataset!r}; choose from {', '.join(DATASETS)}")
-    curves = {d: balance_curve(data_root, d, limit=limit, refine=True) for d in datasets}
+    curves = {d: balance_curve(data_root, d, limit=limit, refine=True, auto=True) for d in datasets}
     figure = _stack(curve_plot(curves), fused_strip(data_root))
     save_png(Path(out_png), figure)
     return {

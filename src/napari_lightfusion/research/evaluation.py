@@ -147,7 +147,7 @@ def write_results(
                 sheets[dataset] = path
                 shown_names[dataset] = [p.name for p in shown]
         curves = {
-            d: balance_curve(data_root, d, limit=limit, refine=True)
+            d: balance_curve(data_root, d, limit=limit, refine=True, auto=True)
             for d in datasets
             if d in FUNCTIONAL and model_for(d).conditioned
         }

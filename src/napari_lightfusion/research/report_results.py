@@ -279,7 +279,9 @@ def results_markdown(computed: Mapping, folder: Path) -> str:
             "`lightfusion fuse --balance B`, the widget's slider), from anatomy first (0) to function first "
             "(1); Table 1 shows each at its default b (Weights evaluated). Each row is the mean over the test "
             "pairs of the two hot-spot measures (see How to read this) at one b, beside pixel max, average and "
-            "the Laplacian pyramid; `docs/balance.png` draws the same curves.",
+            "the Laplacian pyramid; `docs/balance.png` draws the same curves. The row b = auto fuses each "
+            'pair at the b chosen for it at fusion time (`balance="auto"`, the widget\'s Auto box; '
+            'docs/balance.md, "A b chosen for each pair").',
             "",
             balance_markdown(computed["balance"]),
             "",
