@@ -439,7 +439,13 @@ def test_auto_balance_chooses_b_per_pair_and_the_slider_shows_it(pair, qtbot, mo
     monkeypatch.setattr(jobs, "plan_pair", lambda *a: (seen.append(a[2].balance), plan(*a))[1])  # a[2]: the options
     widget.balance_auto.setChecked(True)
     assert not widget.balance.isEnabled()
+    said = []
+    widget.session.events.status.connect(said.append)
     fuse_now(widget)
+    assert any(t.startswith("Fusing the image (choosing b for the pair first)") for t in said)  # why it takes longer
+    said.clear()
+    fuse_now(widget)  # the same pair: its b is kept, not chosen again
+    assert any(t.startswith("Fusing the image") for t in said) and not any("choosing b" in t for t in said)
     fused = role(viewer, "fused")
     chosen = fused.metadata["lightfusion"]["balance_chosen"]
     assert seen == ["auto"] and fused.name == "MRI + PET · PET-MRI · b=auto"

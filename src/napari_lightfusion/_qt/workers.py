@@ -19,6 +19,7 @@ from types import SimpleNamespace
 from napari.qt.threading import create_worker
 from qtpy.QtCore import QObject, QTimer, Signal
 
+from ..balance_search import AUTO
 from ..resample import iter_resample_layer
 from ..session import layer_io, requests, results
 from ..session.jobs import Outcome, PlanCache, run_lazy, run_request
@@ -136,6 +137,8 @@ class JobRunner(QObject):
                 else (f"{steps} slices" if steps > 1 else "the image")
             )
             layers, text = origin.inputs, f"Fusing {what}"
+            if request.balance == AUTO and not self._cache.holds(request):
+                text = f"{text} (choosing b for the pair first)"
         worker.finished.connect(self.guard(self._on_finished))
         self._shown = self._superseded = False
         self.progress.start(steps, text)

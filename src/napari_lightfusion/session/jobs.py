@@ -170,9 +170,18 @@ class PlanCache:
         self._key = None
         self._plan = None
 
+    @staticmethod
+    def _key_of(request: Request) -> tuple:
+        return (*request.key, request.preset, request.device, request.channel, request.balance)
+
+    def holds(self, request: Request) -> bool:
+        """Whether the plan kept is ``request``'s (a ``balance="auto"`` job then chooses no b again)."""
+        with self._lock:
+            return self._key == self._key_of(request)
+
     def get(self, request: Request) -> FusionPlan:
         """The plan for ``request``, made (and kept) when its key changed; with maps as the request asks."""
-        key = (*request.key, request.preset, request.device, request.channel, request.balance)
+        key = self._key_of(request)
         with self._lock:
             if self._key != key:
                 self._plan, self._key = None, None
