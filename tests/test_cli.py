@@ -340,6 +340,27 @@ def test_batch_fuses_2d_pairs_and_volumes_under_the_names_given(tmp_path, capsys
     assert rows["pet11.png"]["slices_fused"] == "1" and rows["volume.zarr"]["slices_fused"] == "3"
 
 
+def test_batch_with_balance_auto_says_each_pairs_b_in_its_notes(dicom_study, tmp_path, capsys):
+    import csv
+
+    from napari_lightfusion import fuse
+
+    pet = _harvard_pair(tmp_path, "PET-MRI", "PET")
+    mr, pt = (written.folder for written in dicom_study)
+    manifest = tmp_path / "cohort.csv"
+    manifest.write_text(f"anatomical,functional,preset,output\n{pet[0]},{pet[1]},,pet1.png\n{mr},{pt},,study.nii.gz\n")
+    out = tmp_path / "cohort"
+    assert main(["batch", str(manifest), "--out", str(out), "--device", "cpu", "--balance", "auto"]) == 0
+    with (out / "summary.csv").open() as f:
+        rows = {row["output"]: row for row in csv.DictReader(f)}
+    for name in ("pet1.png", "study.nii.gz"):
+        assert rows[name]["status"] == "done" and "(auto: hot spot vs pixel average" in rows[name]["notes"], rows[name]
+    said = next(n for n in rows["pet1.png"]["notes"].split(" | ") if n.startswith("balance "))
+    chosen = fuse(imread(pet[0]), imread(pet[1]), "PET-MRI", "cpu", balance=float(said.split()[1])).fused
+    assert np.array_equal(imread(out / "pet1.png"), (np.clip(chosen, 0, 1) * 255).round().astype(np.uint8))
+    assert "balance_chosen" in (out / "study.nii.gz.json").read_text()
+
+
 def test_batch_refuses_png_inputs_for_a_volume_output_in_one_line(pair_files, tmp_path):
     from napari_lightfusion.batch import fuse_batch
 

@@ -95,7 +95,7 @@ def _two_dimensional(path: str) -> bool:
 
 
 def _fuse_one(
-    row: dict, out_dir: Path, runner, device: str, align: bool, command, entry: dict, notes: list[str]
+    row: dict, out_dir: Path, runner, device: str, align: bool, command, entry: dict, notes: list[str], balance=None
 ) -> None:
     """Fuse one manifest row into ``out_dir``, filling in ``entry`` (output name, preset, slices fused)."""
     from .clinical_export import fuse_volume_as
@@ -106,7 +106,7 @@ def _fuse_one(
     kind, entry["output"] = output_name(row["output"], row["format"])
     target = out_dir / entry["output"]
     if kind == "image":
-        options = FusionOptions(row["preset"], device=device)
+        options = FusionOptions(row["preset"], device=device, balance=balance)
         report = fuse_files(row["anatomical"], row["functional"], target, options, align=align, say=notes.append)
         entry.update(preset=report.choice.preset, preset_reason=report.choice.reason, slices_fused=report.slices)
         return
@@ -135,9 +135,12 @@ def _fuse_one(
             runner=runner,
             command=command,
             align=align and placed,
+            balance=balance,
             progress=slices,
             say=notes.append,
         )
+    if report.balance_choice is not None:
+        notes.append(report.balance_choice.describe())
     entry["slices_fused"] = report.fused
 
 
@@ -148,6 +151,7 @@ def fuse_batch(
     scheduler_name: str | None = None,
     device: str = "auto",
     align: bool = False,
+    balance: float | str | None = None,
     command: str | None = None,
     on_pair: Callable[[dict], None] | None = None,
 ) -> list[dict]:
@@ -158,7 +162,9 @@ def fuse_batch(
     slices fused by this run, the notes (misregistration, resampling,
     colour) and the error (one line). A failing pair is reported and the
     batch goes on; rerunning resumes the volumes that were interrupted.
-    ``align`` registers each pair of volumes placed in the patient.
+    ``align`` registers each pair of volumes placed in the patient;
+    ``balance`` (a b, or ``"auto"``: chosen for each pair, said in its notes)
+    is every pair's.
     ``on_pair(row)`` is called after each pair. A full disk raises
     :class:`~napari_lightfusion.output_errors.DiskFull` once the summary is
     written.
@@ -190,7 +196,7 @@ def fuse_batch(
                 entry.update(status="not run", error="the disk was full")
             else:
                 try:
-                    _fuse_one(row, out_dir, runner, device, align, command, entry, notes)
+                    _fuse_one(row, out_dir, runner, device, align, command, entry, notes, balance)
                 except Exception as exc:  # noqa: BLE001 - one pair's failure is recorded, the batch goes on
                     entry.update(
                         status="failed", error=first_line(exc) if isinstance(exc, ValueError) else described(exc)

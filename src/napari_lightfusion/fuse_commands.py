@@ -325,6 +325,7 @@ def add_batch(sub) -> None:
         help="register each pair placed in the patient (DICOM, NIfTI) as fuse-volume --align does",
     )
     p.add_argument("--scheduler", default=None, help="as for fuse-volume")
+    p.add_argument("--balance", type=balance_argument, default=None, help=f"every pair's; {BALANCE_HELP}")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     p.set_defaults(run=_run_batch)
 
@@ -347,6 +348,7 @@ def _run_batch(args):
         scheduler_name=args.scheduler,
         device=options.device,
         align=args.align,
+        balance=options.balance,
         command=command_line(args),
         on_pair=report,
     )
