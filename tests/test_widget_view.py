@@ -503,11 +503,18 @@ def test_auto_balance_on_lazy_inputs_chooses_once_for_the_stack(lightfusion, sta
     monkeypatch.setattr(
         jobs, "slice_plan", lambda a, b, options, *rest: (asked.append(options.balance), plan(a, b, options, *rest))[1]
     )
+    from napari_lightfusion import lazy
+
+    choose, chosen_times = lazy._auto_balance, []
+    monkeypatch.setattr(lazy, "_auto_balance", lambda *a: (chosen_times.append(1), choose(*a))[1])
     widget.balance_auto.setChecked(True)
     fuse_now(widget)
     chosen = role(viewer, "fused").metadata["lightfusion"]["balance_chosen"]
     assert set(chosen["slices"]) <= set(range(5)) and widget.balance.value() == round(100 * chosen["balance"])
     assert asked == [chosen["balance"]]  # the metric slice is fused at the stack's b, not chosen again
+    fuse_now(widget)  # the pair as it was: the b kept is used (Live scrolling asks this at every step)
+    assert chosen_times == [1] and asked[-1] == chosen["balance"]
+    assert role(viewer, "fused").metadata["lightfusion"]["balance_chosen"] == chosen
 
 
 def test_screenshots_for_the_readme_and_docs(tmp_path):

@@ -124,7 +124,7 @@ class JobRunner(QObject):
             steps = origin.like.data.shape[0] if request.index is None and stack else 1
             if origin.lazy:  # dask layers: napari computes the slices it shows; one quick call, nothing to abort
                 request.index, steps = None, 0
-                worker = create_worker(run_lazy, request)
+                worker = create_worker(run_lazy, request, self._cache)
             else:
                 hold = self.hold if kind is JobKind.LIVE else None
                 worker = create_worker(run_request, request, self._cache, hold)

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ..align import Misalignment, estimate_misalignment
+from ..balance_search import AUTO
 from ..displayed import as_displayed, needs_resampling
 from ..fusion import FusionOptions, FusionPlan, FusionResult, plan_pair
 from ..inputs import views_of
@@ -163,21 +164,38 @@ class Outcome:
 
 
 class PlanCache:
-    """Keeps the last plan so that Live scrolling does not re-normalise the stack."""
+    """Keeps the last plan so that Live scrolling does not re-normalise the stack (or choose b again).
+
+    Lazy inputs have no plan of the whole pair: for them it keeps the last
+    ``balance="auto"`` choice instead (:meth:`choice_for`).
+    """
 
     def __init__(self):
         self._lock = threading.Lock()
         self._key = None
         self._plan = None
+        self._choice_key = None
+        self._choice = None
 
     @staticmethod
     def _key_of(request: Request) -> tuple:
         return (*request.key, request.preset, request.device, request.channel, request.balance)
 
     def holds(self, request: Request) -> bool:
-        """Whether the plan kept is ``request``'s (a ``balance="auto"`` job then chooses no b again)."""
+        """Whether the plan or lazy choice kept is ``request``'s (a ``balance="auto"`` job then chooses no b again)."""
+        key = self._key_of(request)
         with self._lock:
-            return self._key == self._key_of(request)
+            return key in (self._key, self._choice_key)
+
+    def choice_for(self, request: Request):
+        """The b chosen for a lazy ``request``'s pair as it is now, or None (:meth:`keep_choice`)."""
+        with self._lock:
+            return self._choice if self._choice_key == self._key_of(request) else None
+
+    def keep_choice(self, request: Request, choice) -> None:
+        """Keep the b ``balance="auto"`` chose for a lazy ``request``'s pair."""
+        with self._lock:
+            self._choice_key, self._choice = self._key_of(request), choice
 
     def get(self, request: Request) -> FusionPlan:
         """The plan for ``request``, made (and kept) when its key changed; with maps as the request asks."""
@@ -244,13 +262,15 @@ def failure(exc: Exception) -> str:
     return f"fusion failed: {described(exc)}"
 
 
-def run_lazy(request: Request) -> Outcome:
+def run_lazy(request: Request, cache: PlanCache | None = None) -> Outcome:
     """A fusion of lazy (dask, zarr, memory-mapped) inputs: dask arrays that napari computes per slice.
 
     The fused image, its maps (shown inside the object only) and Compare's
     baselines stay lazy. Only the current slice is fused here: the metric
     table, the uptake and the maps' contrast limits are of that slice
     (:mod:`.lazy_compare`); napari then shows it from the lazy fusion's cache.
+    With ``balance="auto"``, the b chosen for the pair is kept in ``cache``
+    and not chosen again while the pair stays as it is (Live scrolling).
     """
     from .. import lazy
 
@@ -258,7 +278,13 @@ def run_lazy(request: Request) -> Outcome:
     try:
         inputs = as_displayed(request.inputs)
         a, b, views = inputs["a"], inputs["b"], views_of(inputs)
-        result = lazy.fuse_pair_lazy(a, b, request.options, *views)
+        kept = cache.choice_for(request) if cache is not None and request.balance == AUTO else None
+        options = request.options if kept is None else replace(request.options, balance=kept.balance)
+        result = lazy.fuse_pair_lazy(a, b, options, *views)
+        if kept is not None:
+            result = replace(result, balance_choice=kept)
+        elif result.balance_choice is not None and cache is not None:
+            cache.keep_choice(request, result.balance_choice)
         out.stacked = len(a.shape) - bool(views[0].rgb) == 3
         out.slices = result.fused.shape[0] if out.stacked else 1
         index = min(max(request.metric_index, 0), out.slices - 1) if out.stacked else None
