@@ -102,6 +102,8 @@ def test_balance_auto_prints_the_per_pair_b_beside_the_best_single_b(pet_root, c
     assert cells[:2] == ["PET-MRI", "test, 2"] and cells[3].startswith("b ")
     low, high = (float(v) for v in cells[5].split("–"))
     assert 0.0 <= low <= high <= 1.0 and float(cells[6]) > 0
+    before, after = (part.split(" / ") for part in cells[7].split(" → "))
+    assert len(before) == len(after) == 3 and all(float(v) > 0 for v in before + after)
 
 
 @pytest.mark.parametrize(
