@@ -42,7 +42,8 @@ TIPS = {
     "balance_auto": (
         "Choose b for each pair you fuse: the b whose hot spot (uptake above its median, inside the anatomy) "
         "keeps both the MRI's structure and the functional image's best against pixel average; "
-        "the slider then shows it, and untick to adjust from there"
+        "the slider then shows it, and untick to adjust from there. A reading mode for the hot spot: "
+        "the whole image keeps less edge detail than at the preset's default b"
     ),
     "show_map": (
         "Show one surprise or attention map, or the mix weight of a network that mixes its inputs, "
