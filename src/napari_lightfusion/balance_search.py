@@ -108,14 +108,10 @@ def sample_slices(mri: np.ndarray, functional: np.ndarray, count: int = SAMPLE_S
     Slices without a hot spot, or smaller than the 7 x 7 SSIM window, are
     never chosen.
     """
-    sizes = []
-    for k in range(mri.shape[0]):
-        if min(mri.shape[1:]) < 7:
-            break
-        size = int(hot_spot(functional[k] * 255.0, mri[k] * 255.0).sum())
-        if size:
-            sizes.append((size, k))
-    return sorted(k for _, k in sorted(sizes, reverse=True)[:count])
+    if min(mri.shape[1:]) < 7:
+        return []
+    sizes = [(int(hot_spot(f * 255.0, m * 255.0).sum()), k) for k, (m, f) in enumerate(zip(mri, functional))]
+    return sorted(k for size, k in sorted(sizes, reverse=True)[:count] if size)
 
 
 def choose_balance(plan) -> BalanceChoice:

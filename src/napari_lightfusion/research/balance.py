@@ -97,13 +97,22 @@ def balance_curve(
         network = dict(sorted(network.items()))
     curve = {"network": network, "baselines": baselines, "pairs": len(pairs)}
     if auto:
-        results = [
-            fuse(p.anatomical, p.other, preset=preset, weights=weights, device="cpu", balance="auto") for p in pairs
-        ]
-        chosen = [r.balance_choice.balance for r in results]
-        means = hot_spot_means((r.fused, p.anatomical, p.other) for r, p in zip(results, pairs))
-        curve["auto"] = {"means": means, "chosen": [min(chosen), max(chosen)]}
+        curve["auto"] = auto_point(pairs, auto_fusions(pairs, preset, weights))
     return curve
+
+
+def auto_fusions(pairs: Sequence, preset: str | None, weights: Path | None = None) -> list:
+    """Each pair fused with ``balance="auto"`` (its :class:`~napari_lightfusion.fusion.FusionResult`), on the CPU."""
+    from ..fusion import fuse
+
+    return [fuse(p.anatomical, p.other, preset=preset, weights=weights, device="cpu", balance="auto") for p in pairs]
+
+
+def auto_point(pairs: Sequence, results: Sequence) -> dict:
+    """The hot-spot means of :func:`auto_fusions`' ``results`` and the range of the b chosen."""
+    chosen = [r.balance_choice.balance for r in results]
+    means = hot_spot_means((r.fused, p.anatomical, p.other) for r, p in zip(results, pairs))
+    return {"means": means, "chosen": [min(chosen), max(chosen)]}
 
 
 def crossing_steps(network: Mapping[float, Mapping[str, float]], anatomy: float, step: float = 0.01) -> list[float]:

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..metrics import evaluate
 from ..pair_data import SPLITS, load_pairs, split_names
-from .balance import FUNCTIONAL, balance_curve, hot_spot_means
+from .balance import FUNCTIONAL, auto_fusions, auto_point, balance_curve
 from .hot_spot_ceiling import GRID, leads
 
 #: Whole-image metrics the table gives at the default b and with auto.
@@ -46,23 +46,21 @@ def measure(
     average = curve["baselines"]["average"]
     single = max(curve["network"], key=lambda b: min(leads(curve["network"][b], average)))
     preset = None if weights is not None else dataset
-    start, fused, chosen = time.perf_counter(), [], []
-    for p in pairs:
-        result = fuse(p.anatomical, p.other, preset=preset, weights=weights, device="cpu", balance="auto")
-        chosen.append(result.balance_choice.balance)
-        fused.append((result.fused, p.anatomical, p.other))
+    start = time.perf_counter()
+    results = auto_fusions(pairs, preset, weights)
     seconds = (time.perf_counter() - start) / len(pairs)
+    point = auto_point(pairs, results)
     default = [fuse(p.anatomical, p.other, preset=preset, weights=weights, device="cpu").fused for p in pairs]
     return {
         "pairs": len(pairs),
         "average": average,
         "single": (single, leads(curve["network"][single], average)),
-        "auto": leads(hot_spot_means(fused), average),
-        "chosen": (min(chosen), max(chosen)),
+        "auto": leads(point["means"], average),
+        "chosen": tuple(point["chosen"]),
         "seconds": seconds,
         "whole": {
             "default": _whole_image(zip(default, pairs)),
-            "auto": _whole_image((f, p) for (f, _, _), p in zip(fused, pairs)),
+            "auto": _whole_image((r.fused, p) for r, p in zip(results, pairs)),
         },
     }
 
